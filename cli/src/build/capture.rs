@@ -1,0 +1,195 @@
+//! The rustc wrapper: during the host's cargo build, records the exact rustc command line and
+//! environment of the selected bin crate, so that the rlib replay and every patch compile with
+//! the same `-C metadata`, `--extern`s and flags, hence the same mangled symbols and `TypeId`s.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// Where the wrapper writes the capture (absolute path). Without it, the wrapper only forwards.
+pub(crate) const CAPTURE_FILE_ENV: &str = "HOTSWAP_CAPTURE_FILE";
+/// `CARGO_MANIFEST_DIR` of the package whose bin is captured.
+pub(crate) const CAPTURE_MANIFEST_DIR_ENV: &str = "HOTSWAP_CAPTURE_MANIFEST_DIR";
+/// Name of the bin target whose compile is captured (`CARGO_BIN_NAME`).
+pub(crate) const CAPTURE_BIN_ENV: &str = "HOTSWAP_CAPTURE_BIN";
+/// A `RUSTC_WRAPPER` the user had set, which the wrapper then calls in turn.
+pub(crate) const INNER_WRAPPER_ENV: &str = "HOTSWAP_INNER_RUSTC_WRAPPER";
+
+/// One rustc invocation as cargo made it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Capture {
+    /// The rustc that cargo runs.
+    pub(crate) rustc: PathBuf,
+    /// The arguments after the rustc path.
+    pub(crate) args: Vec<String>,
+    /// The environment cargo set for rustc (`CARGO_*`, `OUT_DIR`, ...).
+    pub(crate) env: Vec<(String, String)>,
+    /// The working directory of the invocation.
+    pub(crate) cwd: PathBuf,
+}
+
+impl Capture {
+    /// Reads a capture written by the wrapper.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or is not a capture; the message names the path.
+    pub(crate) fn read(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        serde_json::from_str(&text)
+            .with_context(|| format!("malformed capture `{}`", path.display()))
+    }
+
+    /// The value of the rustc option `name` (`--crate-name`, `-C extra-filename`, ...), in either
+    /// spelling (`--x v`, `--x=v`; `-C k=v`, `-Ck=v`).
+    pub(crate) fn option(&self, name: &str) -> Option<&str> {
+        option_value(&self.args, name)
+    }
+
+    /// A `Command` running the captured rustc with `args`, in the captured directory and
+    /// environment, minus what must not leak into a replay (the jobserver, this wrapper's role).
+    pub(crate) fn command(&self, args: &[String]) -> Command {
+        let mut command = Command::new(&self.rustc);
+        command.args(args).current_dir(&self.cwd);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+            .env_remove("CARGO_MAKEFLAGS")
+            .env_remove(crate::ROLE_ENV)
+            .env_remove(CAPTURE_FILE_ENV);
+        command
+    }
+}
+
+/// Finds the value of option `name` in rustc arguments. For codegen options pass `-C key`.
+pub(crate) fn option_value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    if let Some(key) = name.strip_prefix("-C ") {
+        let mut iter = args.iter();
+        while let Some(arg) = iter.next() {
+            let kv = if arg == "-C" {
+                iter.next().map(String::as_str)
+            } else {
+                arg.strip_prefix("-C")
+            };
+            if let Some(value) = kv
+                .and_then(|kv| kv.strip_prefix(key))
+                .and_then(|v| v.strip_prefix('='))
+            {
+                return Some(value);
+            }
+        }
+        return None;
+    }
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == name {
+            return iter.next().map(String::as_str);
+        }
+        if let Some(value) = arg.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// Entry point in the rustc-wrapper role: `cargo-hotswap <rustc> <args>...`. Forwards to rustc
+/// (through the user's own wrapper, if any) and records the selected bin's command first.
+pub(crate) fn rustc_wrapper_main() -> ExitCode {
+    let mut argv = std::env::args_os().skip(1);
+    let Some(rustc) = argv.next() else {
+        eprintln!("error: cargo-hotswap was run as a rustc wrapper without a rustc path");
+        return ExitCode::FAILURE;
+    };
+    let args: Vec<_> = argv.collect();
+    if let Err(err) = capture_if_selected(&rustc, &args) {
+        eprintln!("error: cargo-hotswap could not record the rustc command: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    let mut command = match std::env::var_os(INNER_WRAPPER_ENV).filter(|w| !w.is_empty()) {
+        Some(inner) => {
+            let mut command = Command::new(inner);
+            command.arg(&rustc);
+            command
+        }
+        None => Command::new(&rustc),
+    };
+    command.args(&args);
+    exec(command)
+}
+
+/// Writes the capture if this invocation compiles the selected bin target.
+fn capture_if_selected(rustc: &std::ffi::OsStr, args: &[std::ffi::OsString]) -> anyhow::Result<()> {
+    let Some(file) = std::env::var_os(CAPTURE_FILE_ENV) else {
+        return Ok(());
+    };
+    let env = |key: &str| std::env::var_os(key);
+    let selected = env("CARGO_BIN_NAME").is_some()
+        && env("CARGO_BIN_NAME") == env(CAPTURE_BIN_ENV)
+        && env("CARGO_MANIFEST_DIR") == env(CAPTURE_MANIFEST_DIR_ENV)
+        && args.iter().any(|a| a == "bin" || a == "--crate-type=bin")
+        && !args.iter().any(|a| a == "--test");
+    if !selected {
+        return Ok(());
+    }
+    let args = args
+        .iter()
+        .map(|a| {
+            a.to_str()
+                .map(str::to_owned)
+                .with_context(|| format!("argument `{}` is not UTF-8", a.to_string_lossy()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let capture = Capture {
+        rustc: PathBuf::from(rustc),
+        args,
+        env: std::env::vars()
+            .filter(|(k, _)| !k.starts_with("HOTSWAP_") && k != "RUSTC_WRAPPER")
+            .collect(),
+        cwd: std::env::current_dir().context("cannot read the current directory")?,
+    };
+    let file = PathBuf::from(file);
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&capture)?)
+        .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, &file).with_context(|| format!("cannot write `{}`", file.display()))
+}
+
+/// Runs `command` with inherited stdio and returns its exit code.
+pub(crate) fn exec(mut command: Command) -> ExitCode {
+    match command.status() {
+        Ok(status) => ExitCode::from(status.code().unwrap_or(101).clamp(0, 255) as u8),
+        Err(err) => {
+            eprintln!(
+                "error: cannot run `{}`: {err}",
+                command.get_program().to_string_lossy()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::option_value;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn options_are_found_in_both_spellings() {
+        let a = args(
+            "--crate-name app --edition=2021 -C extra-filename=-abc -Cmetadata=99 src/main.rs",
+        );
+        assert_eq!(option_value(&a, "--crate-name"), Some("app"));
+        assert_eq!(option_value(&a, "--edition"), Some("2021"));
+        assert_eq!(option_value(&a, "-C extra-filename"), Some("-abc"));
+        assert_eq!(option_value(&a, "-C metadata"), Some("99"));
+        assert_eq!(option_value(&a, "-C linker"), None);
+        assert_eq!(option_value(&a, "--target"), None);
+    }
+}

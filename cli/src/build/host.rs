@@ -1,0 +1,529 @@
+//! Building the host (DESIGN §3): cargo builds the bin while the rustc wrapper captures its
+//! command; the command is replayed as an rlib; a generated shim executable calls the crate's
+//! `main` and is linked through the linker wrapper in host mode.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use cargo_metadata::Message;
+
+use crate::build::capture::{self, Capture};
+use crate::build::{link, replay};
+use crate::output;
+use crate::project::Project;
+
+/// Build settings that select a distinct host build (and work directory).
+#[derive(Debug, Clone, Default, Hash)]
+pub(crate) struct BuildOptions {
+    /// `--features`, as given.
+    pub(crate) features: Vec<String>,
+    /// `--all-features`.
+    pub(crate) all_features: bool,
+    /// `--no-default-features`.
+    pub(crate) no_default_features: bool,
+    /// `--profile`, or `release` for `--release`; `None` for the dev profile.
+    pub(crate) profile: Option<String>,
+}
+
+/// Where cargo-hotswap keeps the artifacts of one bin in one configuration:
+/// `<target>/hotswap/<profile>/<bin>-<hash>/`. The hash covers the manifest path and the build
+/// options, so two copies of a project sharing a target directory never collide.
+#[derive(Debug, Clone)]
+pub(crate) struct WorkDir {
+    /// The directory itself.
+    pub(crate) root: PathBuf,
+    /// cargo's target directory for host builds: `<target>/hotswap/build`, shared by all bins so
+    /// that dependencies compile once, and apart from the user's own `cargo build` cache.
+    pub(crate) cargo_target_dir: PathBuf,
+}
+
+impl WorkDir {
+    /// The work directory of `project` built with `options`, created if missing.
+    ///
+    /// # Errors
+    ///
+    /// When the directory cannot be created; the message names it.
+    pub(crate) fn new(project: &Project, options: &BuildOptions) -> anyhow::Result<Self> {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::hash::DefaultHasher::new();
+        project.manifest_path.hash(&mut hasher);
+        project.bin.hash(&mut hasher);
+        options.hash(&mut hasher);
+        let profile_dir = match options.profile.as_deref() {
+            None | Some("dev") => "debug",
+            Some(other) => other,
+        };
+        let hotswap_dir = project.target_dir.join("hotswap");
+        let root =
+            hotswap_dir
+                .join(profile_dir)
+                .join(format!("{}-{:016x}", project.bin, hasher.finish()));
+        std::fs::create_dir_all(&root)
+            .with_context(|| format!("cannot create `{}`", root.display()))?;
+        Ok(WorkDir {
+            root,
+            cargo_target_dir: hotswap_dir.join("build"),
+        })
+    }
+
+    /// The capture of the bin's rustc command.
+    pub(crate) fn capture_file(&self) -> PathBuf {
+        self.root.join("rustc-command.json")
+    }
+}
+
+/// A built host, and what patches against it need.
+#[derive(Debug, Clone)]
+pub(crate) struct Host {
+    /// The host executable.
+    pub(crate) exe: PathBuf,
+    /// The bin crate's captured rustc command.
+    pub(crate) capture: Capture,
+    /// Identifies this build; patches carry it, and a host of another build refuses them.
+    pub(crate) build_id: String,
+    /// The Rust sysroot of the captured rustc.
+    pub(crate) sysroot: String,
+    /// The linker the user configured (`-C linker`), or `cc`.
+    pub(crate) real_linker: String,
+    /// Source files of the bin crate, from the build's dep-info.
+    pub(crate) sources: Vec<PathBuf>,
+}
+
+/// Builds the host of `project` in `work`.
+///
+/// # Errors
+///
+/// When cargo, a replay or the link fails (their output has been shown), or an artifact is
+/// missing or malformed.
+pub(crate) fn build(
+    project: &Project,
+    options: &BuildOptions,
+    work: &WorkDir,
+) -> anyhow::Result<Host> {
+    let started = Instant::now();
+    let capture_file = work.capture_file();
+    cargo_build(project, options, work)?;
+    if !capture_file.exists() {
+        // The bin was fresh, so rustc did not run and nothing was captured (a capture from an
+        // earlier session was removed). Clean the package in our private target directory and
+        // build once more.
+        let mut clean = cargo_command(project, options, work, "clean");
+        clean.stdout(Stdio::null()).stderr(Stdio::null());
+        run_checked(clean)?;
+        cargo_build(project, options, work)?;
+    }
+    let capture = Capture::read(&capture_file)?;
+    let sysroot = sysroot(&capture)?;
+    let real_linker = capture.option("-C linker").unwrap_or("cc").to_owned();
+    let crate_name = capture
+        .option("--crate-name")
+        .context("the captured rustc command has no `--crate-name`")?
+        .to_owned();
+    let extra = capture.option("-C extra-filename").unwrap_or("").to_owned();
+    let sources = match capture.option("--out-dir") {
+        Some(out_dir) => {
+            let dep_info = Path::new(out_dir).join(format!("{crate_name}{extra}.d"));
+            read_dep_info(&capture.cwd.join(dep_info), &capture.cwd)?
+        }
+        None => Vec::new(),
+    };
+
+    // 2. The crate replayed as an rlib, keeping the private `main` as a global symbol.
+    let rlib_dir = work.root.join("rlib");
+    let mut args = replay::base_args(&capture.args);
+    args.extend(
+        [
+            "--crate-type",
+            "rlib",
+            "--emit=link",
+            "--cap-lints=allow",
+            "--out-dir",
+        ]
+        .map(String::from),
+    );
+    args.push(path_arg(&rlib_dir));
+    replay::push_codegen(&mut args, "link-dead-code");
+    replay::push_codegen(&mut args, "lto=off");
+    replay::push_codegen(
+        &mut args,
+        format!(
+            "incremental={}",
+            work.root.join("incremental/rlib").display()
+        ),
+    );
+    let mut command = capture.command(&args);
+    run_quiet(
+        command.stdout(Stdio::null()),
+        "replaying the crate as an rlib",
+    )?;
+    let rlib = rlib_dir.join(format!("lib{crate_name}{extra}.rlib"));
+
+    // 3. The shim: `main` calls the crate's `main` through its mangled name.
+    let main_symbol = crate::symbols::find_main_symbol(&rlib, &crate_name)?;
+    let return_type = main_return_type(&project.bin_src)?;
+    let shim_dir = work.root.join("shim");
+    std::fs::create_dir_all(&shim_dir)
+        .with_context(|| format!("cannot create `{}`", shim_dir.display()))?;
+    let shim = shim_dir.join("main.rs");
+    std::fs::write(
+        &shim,
+        shim_source(&crate_name, &main_symbol, return_type.as_deref()),
+    )
+    .with_context(|| format!("cannot write `{}`", shim.display()))?;
+
+    // 4. The shim linked through the linker wrapper in host mode.
+    let exe = work.root.join(&project.bin);
+    let mut args: Vec<String> = [
+        "--crate-name",
+        "hotswap_host",
+        "--crate-type",
+        "bin",
+        "--edition",
+        "2021",
+        "--cap-lints=allow",
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push(path_arg(&shim));
+    args.push("-o".into());
+    args.push(path_arg(&exe));
+    args.push("--extern".into());
+    args.push(format!("{crate_name}={}", rlib.display()));
+    args.extend(link_options(&capture.args));
+    replay::push_codegen(&mut args, format!("linker={}", self_exe()?.display()));
+    let mut command = capture.command(&args);
+    command
+        .env(crate::ROLE_ENV, "link-host")
+        .env(link::REAL_LINKER_ENV, &real_linker)
+        .env(link::SYSROOT_ENV, &sysroot);
+    run_quiet(command.stdout(Stdio::null()), "linking the host")?;
+
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    output::status(
+        "Finished",
+        format!("host in {:.2}s", started.elapsed().as_secs_f64()),
+    );
+    Ok(Host {
+        exe,
+        capture,
+        build_id: format!("{nanos:x}"),
+        sysroot,
+        real_linker,
+        sources,
+    })
+}
+
+/// `cargo build` of the bin, with this executable as rustc wrapper capturing its command.
+fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> anyhow::Result<()> {
+    let mut command = cargo_command(project, options, work, "build");
+    command
+        .arg("--bin")
+        .arg(&project.bin)
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--features")
+        .arg("hotswap/enabled");
+    if let Some(inner) = std::env::var_os("RUSTC_WRAPPER") {
+        command.env(capture::INNER_WRAPPER_ENV, inner);
+    }
+    command
+        .env("RUSTC_WRAPPER", self_exe()?)
+        .env(crate::ROLE_ENV, "rustc")
+        .env(capture::CAPTURE_FILE_ENV, work.capture_file())
+        .env(capture::CAPTURE_BIN_ENV, &project.bin)
+        .env(capture::CAPTURE_MANIFEST_DIR_ENV, project.package_dir())
+        .stdout(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot run `{}`", project.cargo.display()))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut success = None;
+    for message in Message::parse_stream(std::io::BufReader::new(stdout)) {
+        if let Ok(Message::BuildFinished(finished)) = message {
+            success = Some(finished.success);
+        }
+    }
+    let status = child
+        .wait()
+        .with_context(|| format!("cannot wait for `{}`", project.cargo.display()))?;
+    if !status.success() || success == Some(false) {
+        bail!(
+            "could not compile `{}`: the host build failed",
+            project.package
+        );
+    }
+    Ok(())
+}
+
+/// `cargo <subcommand>` for the package, with the build options, in our target directory.
+fn cargo_command(
+    project: &Project,
+    options: &BuildOptions,
+    work: &WorkDir,
+    subcommand: &str,
+) -> Command {
+    let mut command = Command::new(&project.cargo);
+    command
+        .arg(subcommand)
+        .arg("--manifest-path")
+        .arg(&project.manifest_path)
+        .arg("-p")
+        .arg(&project.package)
+        .arg("--target-dir")
+        .arg(&work.cargo_target_dir);
+    if let Some(profile) = &options.profile {
+        command.arg("--profile").arg(profile);
+    }
+    if subcommand == "build" {
+        for features in &options.features {
+            command.arg("--features").arg(features);
+        }
+        if options.all_features {
+            command.arg("--all-features");
+        }
+        if options.no_default_features {
+            command.arg("--no-default-features");
+        }
+    }
+    command
+}
+
+/// Runs `command`; fails naming it (and showing its stderr) if it does not succeed.
+fn run_checked(mut command: Command) -> anyhow::Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run `{}`", command.get_program().to_string_lossy()))?;
+    if !status.success() {
+        bail!(
+            "`{}` failed ({status})",
+            command.get_program().to_string_lossy()
+        );
+    }
+    Ok(())
+}
+
+/// Runs a replay, showing its stderr only if it fails.
+pub(crate) fn run_quiet(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    let output = command
+        .stderr(Stdio::piped())
+        .output()
+        .with_context(|| format!("cannot run `{}`", command.get_program().to_string_lossy()))?;
+    if !output.status.success() {
+        bail!(
+            "{what} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+    }
+    Ok(())
+}
+
+/// The options of the captured command that matter to linking the executable.
+fn link_options(captured: &[String]) -> Vec<String> {
+    const WITH_VALUE: &[&str] = &["-L", "-l", "--target", "--sysroot"];
+    const CODEGEN: &[&str] = &[
+        "panic",
+        "link-arg",
+        "link-args",
+        "link-self-contained",
+        "linker-flavor",
+        "relocation-model",
+        "target-cpu",
+        "target-feature",
+        "strip",
+        "debuginfo",
+        "opt-level",
+    ];
+    let mut out = Vec::new();
+    let mut iter = captured.iter();
+    while let Some(arg) = iter.next() {
+        if WITH_VALUE.contains(&arg.as_str()) {
+            if let Some(value) = iter.next() {
+                out.push(arg.clone());
+                out.push(value.clone());
+            }
+        } else if WITH_VALUE.iter().any(|o| joined_option(arg, o)) {
+            out.push(arg.clone());
+        } else if arg == "-C" || arg.starts_with("-C") {
+            let kv = if arg == "-C" {
+                iter.next().cloned()
+            } else {
+                Some(arg[2..].to_owned())
+            };
+            if let Some(kv) = kv {
+                let key = kv.split('=').next().unwrap_or_default();
+                if CODEGEN.contains(&key) {
+                    out.push("-C".into());
+                    out.push(kv);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Whether `arg` is option `option` with its value joined: `-Lpath`, `--target=x`.
+fn joined_option(arg: &str, option: &str) -> bool {
+    match arg.strip_prefix(option) {
+        Some(rest) if option.starts_with("--") => rest.starts_with('='),
+        Some(rest) => !rest.is_empty(),
+        None => false,
+    }
+}
+
+/// The generated host shim: calls the user's `main` through its mangled name.
+fn shim_source(crate_name: &str, main_symbol: &str, return_type: Option<&str>) -> String {
+    let ret = return_type
+        .map(|ty| format!(" -> {ty}"))
+        .unwrap_or_default();
+    format!(
+        "// Generated by cargo-hotswap: the host's `main` calls the `main` of `{crate_name}`,\n\
+         // which is linked whole from its rlib (see DESIGN §3 of cargo-hotswap).\n\
+         #[allow(unused_extern_crates)]\n\
+         extern crate {crate_name};\n\
+         extern \"Rust\" {{\n    #[link_name = \"{main_symbol}\"]\n    fn __hotswap_user_main(){ret};\n}}\n\
+         fn main(){ret} {{\n    // SAFETY: the symbol is the crate's `main`, declared with its own return type.\n    \
+         unsafe {{ __hotswap_user_main() }}\n}}\n"
+    )
+}
+
+/// The return type of `fn main` in the bin's root file, as written, or `None` for `()`.
+///
+/// Read from the source because a wrong type in the shim's declaration links and runs silently,
+/// losing the error and the exit code (DESIGN §3).
+fn main_return_type(bin_src: &Path) -> anyhow::Result<Option<String>> {
+    let text = std::fs::read_to_string(bin_src)
+        .with_context(|| format!("cannot read `{}`", bin_src.display()))?;
+    let file =
+        syn::parse_file(&text).with_context(|| format!("cannot parse `{}`", bin_src.display()))?;
+    for item in file.items {
+        if let syn::Item::Fn(func) = item
+            && func.sig.ident == "main"
+        {
+            return Ok(match func.sig.output {
+                syn::ReturnType::Default => None,
+                syn::ReturnType::Type(_, ty) => {
+                    let ty = quote_type(&ty);
+                    if ty == "()" { None } else { Some(ty) }
+                }
+            });
+        }
+    }
+    bail!("`{}` has no `fn main` at its top level", bin_src.display())
+}
+
+/// The type as source text. Paths of the standard library that programs commonly write
+/// unqualified (`ExitCode`, `Box<dyn Error>`, `io::Result`) are qualified, since the shim has
+/// none of the user's `use` items.
+fn quote_type(ty: &syn::Type) -> String {
+    let text = quote::ToTokens::to_token_stream(ty).to_string();
+    let mut out = String::new();
+    let tokens: Vec<&str> = text.split(' ').collect();
+    for (i, token) in tokens.iter().enumerate() {
+        let prev = if i > 0 { tokens[i - 1] } else { "" };
+        let qualified = prev != "::";
+        let replacement = match *token {
+            "ExitCode" if qualified => "::std::process::ExitCode",
+            "Error" if qualified && prev == "dyn" => "::std::error::Error",
+            "io" if qualified => "::std::io",
+            "fmt" if qualified => "::std::fmt",
+            other => other,
+        };
+        out.push_str(replacement);
+        out.push(' ');
+    }
+    out.trim_end().to_owned()
+}
+
+/// Source files listed by a rustc dep-info file (Makefile syntax, `\ ` escapes a space), made
+/// absolute against `cwd`, the directory rustc ran in.
+///
+/// # Errors
+///
+/// When the file cannot be read.
+pub(crate) fn read_dep_info(path: &Path, cwd: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    let mut sources = Vec::new();
+    let first = text.lines().find(|l| !l.is_empty() && !l.starts_with('#'));
+    if let Some((_, deps)) = first.and_then(|line| line.split_once(": ")) {
+        let mut current = String::new();
+        let mut chars = deps.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => current.extend(chars.next()),
+                ' ' => {
+                    if !current.is_empty() {
+                        sources.push(cwd.join(std::mem::take(&mut current)));
+                    }
+                }
+                c => current.push(c),
+            }
+        }
+        if !current.is_empty() {
+            sources.push(cwd.join(current));
+        }
+    }
+    Ok(sources)
+}
+
+/// `rustc --print sysroot` of the captured rustc.
+fn sysroot(capture: &Capture) -> anyhow::Result<String> {
+    let output = Command::new(&capture.rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .with_context(|| format!("cannot run `{}`", capture.rustc.display()))?;
+    if !output.status.success() {
+        bail!("`{} --print sysroot` failed", capture.rustc.display());
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// This executable, which rustc calls as linker wrapper and cargo as rustc wrapper.
+pub(crate) fn self_exe() -> anyhow::Result<PathBuf> {
+    std::env::current_exe().context("cannot locate the cargo-hotswap executable")
+}
+
+/// A path as a command-line argument.
+pub(crate) fn path_arg(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn main_return_types_are_qualified_for_the_shim() {
+        let ty = |s: &str| quote_type(&syn::parse_str(s).unwrap());
+        assert_eq!(ty("ExitCode"), "::std::process::ExitCode");
+        assert_eq!(
+            ty("Result<(), Box<dyn Error>>"),
+            "Result < () , Box < dyn ::std::error::Error > >"
+        );
+        assert_eq!(ty("std::process::ExitCode"), "std :: process :: ExitCode");
+        assert_eq!(ty("io::Result<()>"), "::std::io :: Result < () >");
+    }
+
+    #[test]
+    fn dep_info_lists_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("app.d");
+        std::fs::write(
+            &file,
+            "/t/deps/app-1: src/main.rs /p/src/a\\ b.rs\n\nsrc/main.rs:\n# env-dep:X=1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_dep_info(&file, Path::new("/p")).unwrap(),
+            vec![
+                PathBuf::from("/p/src/main.rs"),
+                PathBuf::from("/p/src/a b.rs")
+            ]
+        );
+    }
+}

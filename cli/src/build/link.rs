@@ -1,0 +1,158 @@
+//! The linker wrapper, in host mode and patch mode (DESIGN §3).
+//!
+//! rustc calls this executable as its linker (`-C linker=`) for the two links cargo-hotswap makes
+//! itself; it rewrites the arguments and calls the real linker: the user's configured one, or `cc`.
+//!
+//! * Host mode: every rlib outside the Rust sysroot (the user's crate and all its dependencies)
+//!   is wrapped in `-Wl,--whole-archive … -Wl,--no-whole-archive` in place, and `-rdynamic` is
+//!   added, so the host contains and exports every symbol a later patch may need.
+//! * Patch mode: only the crate's own objects are linked. Every `.rlib`, rustc's `symbols.o`
+//!   and the allocator shim are dropped; references to them stay undefined (`-z undefs` is the
+//!   default for `-shared`) and bind to the host when the patch is loaded.
+
+use std::path::Path;
+use std::process::{Command, ExitCode};
+
+/// The linker to call in the end (absolute path or a name on `PATH`).
+pub(crate) const REAL_LINKER_ENV: &str = "HOTSWAP_REAL_LINKER";
+/// The Rust sysroot: its rlibs are never whole-archived.
+pub(crate) const SYSROOT_ENV: &str = "HOTSWAP_SYSROOT";
+
+/// Which link this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// The host executable: whole, exporting everything.
+    Host,
+    /// A patch cdylib: the crate's own objects only.
+    Patch,
+}
+
+/// Entry point in a linker role: rewrites the arguments for `mode` and runs the real linker.
+pub(crate) fn linker_main(mode: Mode) -> ExitCode {
+    let args: Vec<Vec<String>> = match std::env::args().skip(1).map(expand_response_file).collect()
+    {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("error: cargo-hotswap linker wrapper: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let args: Vec<String> = args.into_iter().flatten().collect();
+    let sysroot = std::env::var(SYSROOT_ENV).unwrap_or_default();
+    let args = match mode {
+        Mode::Host => host_args(args, &sysroot),
+        Mode::Patch => patch_args(args),
+    };
+    let linker = std::env::var_os(REAL_LINKER_ENV).unwrap_or_else(|| "cc".into());
+    let mut command = Command::new(linker);
+    command.args(&args).env_remove(crate::ROLE_ENV);
+    crate::build::capture::exec(command)
+}
+
+/// Host mode: whole-archive every non-sysroot rlib in place, export everything.
+fn host_args(args: Vec<String>, sysroot: &str) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len() + 64);
+    for arg in args {
+        let is_user_rlib =
+            arg.ends_with(".rlib") && (sysroot.is_empty() || !arg.starts_with(sysroot));
+        if is_user_rlib {
+            out.push("-Wl,--whole-archive".to_owned());
+            out.push(arg);
+            out.push("-Wl,--no-whole-archive".to_owned());
+        } else {
+            out.push(arg);
+        }
+    }
+    out.push("-rdynamic".to_owned());
+    out
+}
+
+/// Patch mode: keep the crate's own objects and the system libraries, drop everything the host
+/// already has.
+fn patch_args(args: Vec<String>) -> Vec<String> {
+    args.into_iter()
+        .filter(|arg| {
+            if arg.ends_with(".rlib") {
+                return false;
+            }
+            if arg.ends_with(".o") && !arg.starts_with('-') {
+                let path = Path::new(arg);
+                if path.file_name().is_some_and(|n| n == "symbols.o") {
+                    return false;
+                }
+                return !crate::symbols::is_allocator_shim(path);
+            }
+            true
+        })
+        .collect()
+}
+
+/// `@file` arguments (a response file, one argument a line, `\` escapes) become their contents.
+fn expand_response_file(arg: String) -> Result<Vec<String>, String> {
+    let Some(path) = arg.strip_prefix('@') else {
+        return Ok(vec![arg]);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("cannot read response file `{path}`: {err}"))?;
+    Ok(text
+        .lines()
+        .map(|line| {
+            let mut out = String::with_capacity(line.len());
+            let mut chars = line.chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    out.extend(chars.next());
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split(' ').map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn host_mode_whole_archives_non_sysroot_rlibs_in_place() {
+        let out = host_args(
+            args("-m64 /t/deps/libapp.rlib /sys/lib/libstd-1.rlib /t/deps/liblog.rlib -lc"),
+            "/sys",
+        );
+        assert_eq!(
+            out,
+            args(
+                "-m64 -Wl,--whole-archive /t/deps/libapp.rlib -Wl,--no-whole-archive \
+                 /sys/lib/libstd-1.rlib -Wl,--whole-archive /t/deps/liblog.rlib \
+                 -Wl,--no-whole-archive -lc -rdynamic"
+            )
+        );
+    }
+
+    #[test]
+    fn patch_mode_drops_rlibs_and_symbols_object() {
+        let out = patch_args(args(
+            "-m64 /tmp/rustcX/symbols.o /t/app.app.1-cgu.0.rcgu.o /t/deps/liblog.rlib -shared -lc",
+        ));
+        // The object does not exist, so it cannot be the allocator shim: kept.
+        assert_eq!(out, args("-m64 /t/app.app.1-cgu.0.rcgu.o -shared -lc"));
+    }
+
+    #[test]
+    fn response_files_are_expanded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("linker-arguments");
+        std::fs::write(&file, "-m64\n/a\\ b/x.o\n").unwrap();
+        let arg = format!("@{}", file.display());
+        assert_eq!(
+            expand_response_file(arg).unwrap(),
+            vec!["-m64".to_owned(), "/a b/x.o".to_owned()]
+        );
+    }
+}

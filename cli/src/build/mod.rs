@@ -1,0 +1,8 @@
+//! Building the host and the patches: capture of the final crate's rustc command, its replays,
+//! and the linker wrapper.
+
+pub(crate) mod capture;
+pub(crate) mod host;
+pub(crate) mod link;
+pub(crate) mod patch;
+pub(crate) mod replay;

@@ -1,0 +1,112 @@
+//! Building a patch (DESIGN §3): the captured rustc command replayed as a cdylib, linked thin
+//! through the linker wrapper in patch mode, then copied to a fresh name in the session directory.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::build::host::{Host, WorkDir, read_dep_info, self_exe};
+use crate::build::{link, replay};
+
+/// A patch file ready to be sent to the host.
+#[derive(Debug)]
+pub(crate) struct Patch {
+    /// Its fresh, never reused path in the session directory.
+    pub(crate) path: PathBuf,
+    /// Source files of the crate as compiled for this patch (dep-info).
+    pub(crate) sources: Vec<PathBuf>,
+    /// Wall time of the rustc replay (compile and link).
+    pub(crate) build_time: Duration,
+}
+
+/// Why a patch build did not produce a patch.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PatchBuildError {
+    /// rustc reported errors; its diagnostics were shown on stderr.
+    #[error("could not compile `{crate_name}`")]
+    Compile {
+        /// The crate that failed.
+        crate_name: String,
+    },
+    /// Something else failed (running rustc, copying the file).
+    #[error(transparent)]
+    Other(#[from] anyhow::Error),
+}
+
+/// Builds patch number `number` against `host` and copies it into `session_dir`.
+///
+/// The build always writes the same output path (a fresh `-o` per patch would halve rustc's
+/// incremental reuse); the copy gets the fresh name, written under a temporary name first and
+/// renamed into place, so the host never sees a half-written file.
+///
+/// # Errors
+///
+/// [`PatchBuildError::Compile`] when rustc rejects the code (diagnostics already shown), else
+/// [`PatchBuildError::Other`] naming the failed command or path.
+pub(crate) fn build(
+    host: &Host,
+    work: &WorkDir,
+    session_dir: &Path,
+    number: u64,
+) -> Result<Patch, PatchBuildError> {
+    let started = Instant::now();
+    let capture = &host.capture;
+    let crate_name = capture.option("--crate-name").unwrap_or("patch").to_owned();
+    let out_dir = work.root.join("patch");
+    std::fs::create_dir_all(&out_dir)
+        .with_context(|| format!("cannot create `{}`", out_dir.display()))?;
+    // rustc names the outputs after the crate and `-C extra-filename`; with `--out-dir`, its
+    // intermediate objects also go there rather than into the current directory.
+    let extra = capture.option("-C extra-filename").unwrap_or("");
+    let output = out_dir.join(format!("lib{crate_name}{extra}.so"));
+    let dep_info = out_dir.join(format!("{crate_name}{extra}.d"));
+
+    let mut args = replay::base_args(&capture.args);
+    args.extend(["--crate-type".to_owned(), "cdylib".to_owned()]);
+    args.extend(["--emit=dep-info,link".to_owned(), "--out-dir".to_owned()]);
+    args.push(out_dir.to_string_lossy().into_owned());
+    // `main` and everything only it reaches are unused in a cdylib; the host build has shown
+    // the crate's real dead-code warnings already.
+    args.push("-Adead_code".into());
+    if crate::output::color() {
+        args.push("--color=always".into());
+    }
+    replay::push_codegen(
+        &mut args,
+        format!(
+            "incremental={}",
+            work.root.join("incremental/patch").display()
+        ),
+    );
+    replay::push_codegen(&mut args, format!("linker={}", self_exe()?.display()));
+    // Without it, the patch's calls to its own exported functions would bind to the host's old
+    // code (ELF interposition).
+    replay::push_codegen(&mut args, "link-arg=-Wl,-Bsymbolic-functions");
+    let mut command = capture.command(&args);
+    command
+        .env(crate::ROLE_ENV, "link-patch")
+        .env(link::REAL_LINKER_ENV, &host.real_linker)
+        .env(link::SYSROOT_ENV, &host.sysroot)
+        .stdout(std::process::Stdio::null());
+    let status = command
+        .status()
+        .with_context(|| format!("cannot run `{}`", capture.rustc.display()))?;
+    if !status.success() {
+        return Err(PatchBuildError::Compile { crate_name });
+    }
+    let build_time = started.elapsed();
+
+    let path = session_dir.join(format!("{crate_name}-patch-{number}.so"));
+    let tmp = session_dir.join(format!(".{crate_name}-patch-{number}.so.tmp"));
+    std::fs::copy(&output, &tmp)
+        .with_context(|| format!("cannot copy `{}` to `{}`", output.display(), tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .with_context(|| format!("cannot rename `{}` to `{}`", tmp.display(), path.display()))?;
+    let sources = read_dep_info(&dep_info, &capture.cwd)?;
+    Ok(Patch {
+        path,
+        sources,
+        build_time,
+    })
+}

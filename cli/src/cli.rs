@@ -1,0 +1,95 @@
+//! Command-line parsing (clap) and dispatch to the operations.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::output;
+
+/// Hot-patch a running Rust program: edit, save, and the same process runs the new code.
+#[derive(Debug, Parser)]
+#[command(name = "cargo", bin_name = "cargo", version, styles = clap_cargo_styles())]
+enum Cargo {
+    /// Hot-patch a running Rust program
+    #[command(subcommand)]
+    Hotswap(Command),
+    /// Alias of `hotswap` subcommands, for `cargo-hotswap run ..` called directly
+    #[command(flatten)]
+    Direct(Command),
+}
+
+/// The subcommands of `cargo hotswap`.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Build the program as a patchable host, run it, and patch it on every save
+    Run(RunArgs),
+}
+
+/// Arguments of `cargo hotswap run`, named as `cargo run` names them.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Package with the target to run
+    #[arg(short, long, value_name = "SPEC")]
+    pub(crate) package: Option<String>,
+    /// Name of the bin target to run
+    #[arg(long, value_name = "NAME")]
+    pub(crate) bin: Option<String>,
+    /// Space or comma separated list of features to activate
+    #[arg(short = 'F', long, value_name = "FEATURES")]
+    pub(crate) features: Vec<String>,
+    /// Activate all available features
+    #[arg(long)]
+    pub(crate) all_features: bool,
+    /// Do not activate the `default` feature
+    #[arg(long)]
+    pub(crate) no_default_features: bool,
+    /// Build artifacts in release mode, with optimizations
+    #[arg(short, long, conflicts_with = "profile")]
+    pub(crate) release: bool,
+    /// Build artifacts with the specified profile
+    #[arg(long, value_name = "PROFILE-NAME")]
+    pub(crate) profile: Option<String>,
+    /// Path to Cargo.toml
+    #[arg(long, value_name = "PATH")]
+    pub(crate) manifest_path: Option<PathBuf>,
+    /// Directory for all generated artifacts
+    #[arg(long, value_name = "DIRECTORY")]
+    pub(crate) target_dir: Option<PathBuf>,
+    /// Do not print cargo-hotswap's status messages
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+    /// Arguments for the program
+    #[arg(last = true, value_name = "ARGS")]
+    pub(crate) args: Vec<String>,
+}
+
+/// Parses the command line and runs the command; returns the process exit code.
+pub(crate) fn main() -> ExitCode {
+    let command = match Cargo::parse() {
+        Cargo::Hotswap(command) | Cargo::Direct(command) => command,
+    };
+    let result = match command {
+        Command::Run(args) => {
+            output::init(args.quiet);
+            crate::session::run(args)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            output::error(&err);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The colours cargo uses in its help.
+fn clap_cargo_styles() -> clap::builder::Styles {
+    use anstyle::{AnsiColor, Effects};
+    clap::builder::Styles::styled()
+        .header(AnsiColor::Green.on_default().effects(Effects::BOLD))
+        .usage(AnsiColor::Green.on_default().effects(Effects::BOLD))
+        .literal(AnsiColor::Cyan.on_default().effects(Effects::BOLD))
+        .placeholder(AnsiColor::Cyan.on_default())
+}

@@ -1,0 +1,178 @@
+//! The project: which package and bin target to run, chosen with `cargo metadata` the way
+//! `cargo run` chooses, and the local packages whose sources are watched.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use cargo_metadata::{Metadata, MetadataCommand, Package, Target};
+
+use crate::cli::RunArgs;
+
+/// The selected bin target and everything the session derives from the project layout.
+#[derive(Debug)]
+pub(crate) struct Project {
+    /// `cargo` to invoke (`$CARGO` when run as a cargo subcommand).
+    pub(crate) cargo: PathBuf,
+    /// The package's manifest.
+    pub(crate) manifest_path: PathBuf,
+    /// The package's name.
+    pub(crate) package: String,
+    /// The bin target's name (`--bin`).
+    pub(crate) bin: String,
+    /// The bin target's crate name (`-` replaced by `_`).
+    pub(crate) crate_name: String,
+    /// The bin target's root source file.
+    pub(crate) bin_src: PathBuf,
+    /// The workspace's target directory (`--target-dir`, `CARGO_TARGET_DIR`, `build.target-dir`).
+    pub(crate) target_dir: PathBuf,
+    /// The workspace root.
+    pub(crate) workspace_root: PathBuf,
+    /// Root directories of the local (path and workspace) packages the bin depends on, itself
+    /// included.
+    pub(crate) local_package_dirs: Vec<PathBuf>,
+}
+
+impl Project {
+    /// Reads the project with `cargo metadata` and selects the bin target as `cargo run` would.
+    ///
+    /// # Errors
+    ///
+    /// When `cargo metadata` fails, no or several packages or bins match, or the package does not
+    /// depend on the `hotswap` crate.
+    pub(crate) fn load(args: &RunArgs) -> anyhow::Result<Self> {
+        let cargo = std::env::var_os("CARGO")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("cargo"));
+        let mut command = MetadataCommand::new();
+        command.cargo_path(&cargo);
+        if let Some(path) = &args.manifest_path {
+            command.manifest_path(path);
+        }
+        let metadata = command
+            .exec()
+            .context("cannot read the project with `cargo metadata`")?;
+        let package = select_package(&metadata, args)?;
+        let target = select_bin(package, args.bin.as_deref())?;
+        if !package
+            .dependencies
+            .iter()
+            .any(|dep| dep.rename.as_deref().unwrap_or(&dep.name) == "hotswap")
+        {
+            bail!(
+                "package `{}` does not depend on the `hotswap` crate, so its program cannot \
+                 receive patches\nhelp: add it with `cargo add hotswap` and mark hot functions with \
+                 `#[hotswap::hot]`",
+                package.name
+            );
+        }
+        let target_dir = match &args.target_dir {
+            Some(dir) => std::path::absolute(dir)
+                .with_context(|| format!("cannot resolve `{}`", dir.display()))?,
+            None => metadata.target_directory.clone().into_std_path_buf(),
+        };
+        Ok(Project {
+            cargo,
+            manifest_path: package.manifest_path.clone().into_std_path_buf(),
+            package: package.name.to_string(),
+            bin: target.name.clone(),
+            crate_name: target.name.replace('-', "_"),
+            bin_src: target.src_path.clone().into_std_path_buf(),
+            target_dir,
+            workspace_root: metadata.workspace_root.clone().into_std_path_buf(),
+            local_package_dirs: local_package_dirs(&metadata, package),
+        })
+    }
+
+    /// The package's root directory.
+    pub(crate) fn package_dir(&self) -> &Path {
+        self.manifest_path
+            .parent()
+            .expect("a manifest path has a parent")
+    }
+}
+
+/// The package named by `-p`, or the one the manifest path points to, or the workspace's only
+/// package with a bin target.
+fn select_package<'m>(metadata: &'m Metadata, args: &RunArgs) -> anyhow::Result<&'m Package> {
+    let members = metadata.workspace_packages();
+    if let Some(spec) = &args.package {
+        return members
+            .into_iter()
+            .find(|p| p.name.as_str() == spec.as_str())
+            .with_context(|| format!("package `{spec}` is not a member of the workspace"));
+    }
+    if let Some(root) = metadata.root_package() {
+        return Ok(root);
+    }
+    let with_bins: Vec<_> = members
+        .into_iter()
+        .filter(|p| p.targets.iter().any(Target::is_bin))
+        .collect();
+    match with_bins.as_slice() {
+        [one] => Ok(one),
+        [] => bail!("a bin target must be available for `cargo hotswap run`"),
+        many => bail!(
+            "`cargo hotswap run` could not determine which package to run\nhelp: use the `-p` \
+             flag to specify a package: {}",
+            many.iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The bin named by `--bin`, or the package's `default-run`, or its only bin.
+fn select_bin<'p>(package: &'p Package, name: Option<&str>) -> anyhow::Result<&'p Target> {
+    let bins: Vec<&Target> = package.targets.iter().filter(|t| t.is_bin()).collect();
+    let wanted = name.or(package.default_run.as_deref());
+    if let Some(wanted) = wanted {
+        return bins
+            .into_iter()
+            .find(|t| t.name == wanted)
+            .with_context(|| format!("no bin target named `{wanted}` in `{}`", package.name));
+    }
+    match bins.as_slice() {
+        [one] => Ok(one),
+        [] => bail!(
+            "a bin target must be available for `cargo hotswap run`: package `{}` has none",
+            package.name
+        ),
+        many => bail!(
+            "`cargo hotswap run` could not determine which binary to run\nhelp: use the `--bin` \
+             option to specify a binary, or the `default-run` manifest key\navailable binaries: {}",
+            many.iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Root directories of `package` and of every local package it depends on, transitively.
+fn local_package_dirs(metadata: &Metadata, package: &Package) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    let mut queue = vec![&package.id];
+    let mut seen = std::collections::HashSet::new();
+    let resolve = metadata.resolve.as_ref();
+    while let Some(id) = queue.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let Some(pkg) = metadata.packages.iter().find(|p| &p.id == id) else {
+            continue;
+        };
+        // Registry and git packages have a source; local ones (path, workspace) do not. The
+        // runtime itself is never patched, even when it is a path dependency.
+        if pkg.source.is_some() || ["hotswap", "hotswap-macros"].contains(&pkg.name.as_str()) {
+            continue;
+        }
+        if let Some(dir) = pkg.manifest_path.parent() {
+            dirs.push(dir.to_path_buf().into_std_path_buf());
+        }
+        if let Some(node) = resolve.and_then(|r| r.nodes.iter().find(|n| &n.id == id)) {
+            queue.extend(node.dependencies.iter());
+        }
+    }
+    dirs
+}

@@ -1,0 +1,91 @@
+//! Reading symbols from object files, rlibs and patches with the `object` crate.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use object::read::archive::ArchiveFile;
+use object::{Object, ObjectSymbol};
+
+/// The mangled name of `<crate_name>::main` in the rlib at `rlib`.
+///
+/// The rlib is compiled with `-C link-dead-code`, which makes rustc keep the private `main` as a
+/// global (hidden) symbol that the host shim's objects can call.
+///
+/// # Errors
+///
+/// When the rlib cannot be read or holds no such symbol.
+pub(crate) fn find_main_symbol(rlib: &Path, crate_name: &str) -> anyhow::Result<String> {
+    let data = std::fs::read(rlib).with_context(|| format!("cannot read `{}`", rlib.display()))?;
+    let archive = ArchiveFile::parse(&*data)
+        .with_context(|| format!("`{}` is not an rlib", rlib.display()))?;
+    let wanted = format!("{crate_name}::main");
+    for member in archive.members() {
+        let member = member.with_context(|| format!("malformed rlib `{}`", rlib.display()))?;
+        if !member.name().ends_with(b".o") {
+            continue;
+        }
+        let Ok(bytes) = member.data(&*data) else {
+            continue;
+        };
+        let Ok(file) = object::File::parse(bytes) else {
+            continue;
+        };
+        for symbol in file.symbols() {
+            if !symbol.is_definition() {
+                continue;
+            }
+            let Ok(name) = symbol.name() else { continue };
+            if format!("{:#}", rustc_demangle::demangle(name)) == wanted {
+                return Ok(name.to_owned());
+            }
+        }
+    }
+    bail!(
+        "`{}` defines no `{wanted}` function\nhelp: the bin target's `main` must be a plain \
+         `fn main()` at the crate root",
+        rlib.display()
+    )
+}
+
+/// Whether the object file at `path` is rustc's allocator shim (it defines `__rust_alloc`).
+/// Unreadable files are not: the link then reports them itself.
+pub(crate) fn is_allocator_shim(path: &Path) -> bool {
+    let Ok(data) = std::fs::read(path) else {
+        return false;
+    };
+    let Ok(file) = object::File::parse(&*data) else {
+        return false;
+    };
+    file.symbols().any(|symbol| {
+        symbol.is_definition()
+            && symbol.name().is_ok_and(|name| {
+                let demangled = format!("{:#}", rustc_demangle::demangle(name));
+                demangled == "__rust_alloc" || demangled.ends_with("::__rust_alloc")
+            })
+    })
+}
+
+/// The hot functions a patch (or host) exports, by path (`app::module::name`), sorted.
+///
+/// # Errors
+///
+/// When the file cannot be read or is not an object file.
+pub(crate) fn hot_functions(path: &Path) -> anyhow::Result<Vec<String>> {
+    let data = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    let file = object::File::parse(&*data)
+        .with_context(|| format!("`{}` is not an object file", path.display()))?;
+    let mut functions: Vec<String> = file
+        .dynamic_symbols()
+        .filter(|symbol| symbol.is_definition())
+        .filter_map(|symbol| {
+            symbol
+                .name()
+                .ok()?
+                .strip_prefix(hotswap::protocol::IMPL_PREFIX)
+                .map(str::to_owned)
+        })
+        .collect();
+    functions.sort();
+    functions.dedup();
+    Ok(functions)
+}

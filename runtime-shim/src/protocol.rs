@@ -1,0 +1,297 @@
+//! The wire protocol between `cargo hotswap run` (the tool) and the agent in the host.
+//!
+//! One message per line over a Unix stream socket that the tool listens on and the host connects
+//! to. A line is UTF-8 fields separated by tabs; the first field names the message. Inside a field
+//! `\` `tab` and `newline` are escaped as `\\`, `\t`, `\n`. The tool and the agent both use this
+//! module, so the two sides cannot drift apart.
+//!
+//! ```text
+//! host -> tool   hello    <pid> <build id>
+//! tool -> host   patch    <patch id> <build id> <path of the patch file> <hot function>...
+//! host -> tool   applied  <patch id> <generation> <load time, µs> <hot function>...
+//! host -> tool   failed   <patch id> <reason>
+//! ```
+//!
+//! A hot function is named by its path as `module_path!()` spells it, for example
+//! `time_service::format_time`; [`impl_symbol`] and [`slot_symbol`] give its exported symbols.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Environment variable naming the tool's Unix socket. Without it the agent does nothing.
+pub const SOCKET_ENV: &str = "HOTSWAP_AGENT_SOCKET";
+/// Environment variable carrying the id of the host build the process was started from.
+pub const BUILD_ID_ENV: &str = "HOTSWAP_BUILD_ID";
+
+/// Prefix of the exported symbol of a hot function's body (followed by its path).
+pub const IMPL_PREFIX: &str = "__hotswap_impl$";
+/// Prefix of the exported symbol of a hot function's slot (followed by its path).
+pub const SLOT_PREFIX: &str = "__hotswap_slot$";
+
+/// The exported symbol of the body of the hot function `path` (`a::b::f`).
+pub fn impl_symbol(path: &str) -> String {
+    format!("{IMPL_PREFIX}{path}")
+}
+
+/// The exported symbol of the slot of the hot function `path` (`a::b::f`).
+pub fn slot_symbol(path: &str) -> String {
+    format!("{SLOT_PREFIX}{path}")
+}
+
+/// A message from the host's agent to the tool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMessage {
+    /// Sent once, right after connecting.
+    Hello {
+        /// Process id of the host.
+        pid: u32,
+        /// The value of [`BUILD_ID_ENV`] the host was started with.
+        build_id: String,
+    },
+    /// A patch was loaded and every listed slot now points into it.
+    Applied {
+        /// The id the tool gave the patch.
+        patch_id: u64,
+        /// The host's generation after applying it (see `hotswap::generation`).
+        generation: u64,
+        /// Time from receiving the message to the last slot store, in microseconds.
+        load_micros: u64,
+        /// Paths of the hot functions whose slots were swapped.
+        functions: Vec<String>,
+    },
+    /// The patch was not applied; every slot is as it was.
+    Failed {
+        /// The id the tool gave the patch.
+        patch_id: u64,
+        /// Why, as a lowercase message fragment.
+        reason: String,
+    },
+}
+
+/// A message from the tool to the host's agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolMessage {
+    /// Load the patch at `path` and point the slots of `functions` at its bodies.
+    Patch {
+        /// Increasing id chosen by the tool, echoed in the answer.
+        patch_id: u64,
+        /// The host build this patch was linked against; a host of another build refuses it.
+        build_id: String,
+        /// Absolute path of the patch file, never used for another patch.
+        path: PathBuf,
+        /// Paths of the hot functions the patch defines.
+        functions: Vec<String>,
+    },
+}
+
+/// A line that is not a valid message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolError {
+    line: String,
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed message `{}`", self.line.escape_debug())
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+impl HostMessage {
+    /// The message as one line, with its trailing newline.
+    pub fn encode(&self) -> String {
+        match self {
+            HostMessage::Hello { pid, build_id } => line(&["hello", &pid.to_string(), build_id]),
+            HostMessage::Applied {
+                patch_id,
+                generation,
+                load_micros,
+                functions,
+            } => {
+                let mut fields = vec![
+                    "applied".to_owned(),
+                    patch_id.to_string(),
+                    generation.to_string(),
+                    load_micros.to_string(),
+                ];
+                fields.extend(functions.iter().cloned());
+                line(&fields)
+            }
+            HostMessage::Failed { patch_id, reason } => {
+                line(&["failed", &patch_id.to_string(), reason])
+            }
+        }
+    }
+
+    /// Parses one line (with or without its newline).
+    ///
+    /// # Errors
+    ///
+    /// A [`ProtocolError`] quoting the line if it is not a host message.
+    pub fn decode(text: &str) -> Result<Self, ProtocolError> {
+        let fields = split(text);
+        let err = || ProtocolError {
+            line: text.to_owned(),
+        };
+        let num = |i: usize| -> Result<u64, ProtocolError> {
+            fields.get(i).and_then(|f| f.parse().ok()).ok_or_else(err)
+        };
+        match fields.first().map(String::as_str) {
+            Some("hello") if fields.len() == 3 => Ok(HostMessage::Hello {
+                pid: u32::try_from(num(1)?).map_err(|_| err())?,
+                build_id: fields[2].clone(),
+            }),
+            Some("applied") if fields.len() >= 4 => Ok(HostMessage::Applied {
+                patch_id: num(1)?,
+                generation: num(2)?,
+                load_micros: num(3)?,
+                functions: fields[4..].to_vec(),
+            }),
+            Some("failed") if fields.len() == 3 => Ok(HostMessage::Failed {
+                patch_id: num(1)?,
+                reason: fields[2].clone(),
+            }),
+            _ => Err(err()),
+        }
+    }
+}
+
+impl ToolMessage {
+    /// The message as one line, with its trailing newline.
+    pub fn encode(&self) -> String {
+        match self {
+            ToolMessage::Patch {
+                patch_id,
+                build_id,
+                path,
+                functions,
+            } => {
+                let mut fields = vec![
+                    "patch".to_owned(),
+                    patch_id.to_string(),
+                    build_id.clone(),
+                    path.to_string_lossy().into_owned(),
+                ];
+                fields.extend(functions.iter().cloned());
+                line(&fields)
+            }
+        }
+    }
+
+    /// Parses one line (with or without its newline).
+    ///
+    /// # Errors
+    ///
+    /// A [`ProtocolError`] quoting the line if it is not a tool message.
+    pub fn decode(text: &str) -> Result<Self, ProtocolError> {
+        let fields = split(text);
+        match fields.first().map(String::as_str) {
+            Some("patch") if fields.len() >= 4 => Ok(ToolMessage::Patch {
+                patch_id: fields[1].parse().map_err(|_| ProtocolError {
+                    line: text.to_owned(),
+                })?,
+                build_id: fields[2].clone(),
+                path: PathBuf::from(&fields[3]),
+                functions: fields[4..].to_vec(),
+            }),
+            _ => Err(ProtocolError {
+                line: text.to_owned(),
+            }),
+        }
+    }
+}
+
+/// Joins escaped fields with tabs and ends the line.
+fn line<S: AsRef<str>>(fields: &[S]) -> String {
+    let mut out = String::new();
+    for (i, field) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('\t');
+        }
+        for c in field.as_ref().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                c => out.push(c),
+            }
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// Splits a line into unescaped fields.
+fn split(text: &str) -> Vec<String> {
+    let text = text.strip_suffix('\n').unwrap_or(text);
+    let mut fields = vec![String::new()];
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        let field = fields.last_mut().expect("never empty");
+        match c {
+            '\t' => fields.push(String::new()),
+            '\\' => match chars.next() {
+                Some('t') => field.push('\t'),
+                Some('n') => field.push('\n'),
+                Some(other) => field.push(other),
+                None => field.push('\\'),
+            },
+            c => field.push(c),
+        }
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_messages_round_trip() {
+        let messages = [
+            HostMessage::Hello {
+                pid: 42,
+                build_id: "b-1".into(),
+            },
+            HostMessage::Applied {
+                patch_id: 3,
+                generation: 2,
+                load_micros: 180,
+                functions: vec!["app::a".into(), "app::m::b".into()],
+            },
+            HostMessage::Failed {
+                patch_id: 4,
+                reason: "cannot open `/x\ty`:\nno such file \\ directory".into(),
+            },
+        ];
+        for message in messages {
+            let line = message.encode();
+            assert_eq!(line.matches('\n').count(), 1, "{line:?}");
+            assert_eq!(HostMessage::decode(&line), Ok(message));
+        }
+    }
+
+    #[test]
+    fn tool_messages_round_trip() {
+        let message = ToolMessage::Patch {
+            patch_id: 7,
+            build_id: "b-9".into(),
+            path: PathBuf::from("/tmp/session dir/patch-7.so"),
+            functions: vec!["app::render".into()],
+        };
+        assert_eq!(ToolMessage::decode(&message.encode()), Ok(message));
+    }
+
+    #[test]
+    fn malformed_lines_are_errors() {
+        for line in ["", "hello\t1", "applied\tx\t1\t2", "patch", "bye\t1\n"] {
+            assert!(HostMessage::decode(line).is_err(), "{line:?}");
+            assert!(ToolMessage::decode(line).is_err(), "{line:?}");
+        }
+        assert_eq!(
+            HostMessage::decode("nope").unwrap_err().to_string(),
+            "malformed message `nope`"
+        );
+    }
+}
