@@ -1,1 +1,351 @@
-//! Support code for the end-to-end tests in `tests/`.
+//! Support code for the end-to-end tests: copies of fixture projects in temporary directories,
+//! real `cargo hotswap run` sessions with their output collected, edits on disk, and HTTP
+//! requests to the running programs.
+//!
+//! Every fixture project is built into one shared target directory (`target/e2e-fixtures`), so
+//! dependencies compile once for the whole suite.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// How long a session may take to build its host and start (dependencies may compile first).
+pub const START_DEADLINE: Duration = Duration::from_secs(300);
+/// How long an edit may take to show its effect.
+pub const EDIT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// The cargo-hotswap workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// The workspace's target directory.
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// The `cargo` running the tests.
+pub fn cargo() -> PathBuf {
+    std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "cargo".into())
+}
+
+/// The target directory all fixture projects share.
+pub fn fixtures_target_dir() -> PathBuf {
+    target_dir().join("e2e-fixtures")
+}
+
+/// The `cargo-hotswap` executable, built once per test run (a no-op when it is fresh).
+pub fn cargo_hotswap() -> &'static Path {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(|| {
+        let status = Command::new(cargo())
+            .args([
+                "build",
+                "--quiet",
+                "-p",
+                "cargo-hotswap",
+                "--bin",
+                "cargo-hotswap",
+            ])
+            .current_dir(workspace_root())
+            .status()
+            .expect("cannot run cargo");
+        assert!(status.success(), "building cargo-hotswap failed");
+        target_dir().join("debug/cargo-hotswap")
+    })
+}
+
+/// A fixture project copied into a temporary directory.
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Project {
+    /// Copies `examples/<name>` or `tests/fixtures/<name>` (without `target/`), pointing its
+    /// path dependency on the runtime at this workspace's `runtime-shim`.
+    pub fn copy(name: &str) -> Project {
+        let root = workspace_root();
+        let source = [
+            root.join("examples").join(name),
+            root.join("tests/fixtures").join(name),
+        ]
+        .into_iter()
+        .find(|p| p.is_dir())
+        .unwrap_or_else(|| panic!("no fixture named `{name}`"));
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("hotswap-{name}-"))
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        copy_dir(&source, dir.path());
+        let runtime = root.join("runtime-shim");
+        let unique: String = dir
+            .path()
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .rsplit('-')
+            .next()
+            .unwrap()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        let unique = format!("copy{unique}");
+        for manifest in find_manifests(dir.path()) {
+            let text = std::fs::read_to_string(&manifest).unwrap();
+            let absolute = format!("path = {:?}", runtime.display().to_string());
+            // cargo hashes a path package by its path relative to the workspace root, so two
+            // copies of one fixture would share (and race for) artifacts in the shared target
+            // directory; a pre-release version unique to this copy keeps them apart.
+            let text = text
+                .replace(
+                    "version = \"0.1.0\"",
+                    &format!("version = \"0.1.0-{unique}\""),
+                )
+                .replace("path = \"../../../runtime-shim\"", &absolute)
+                .replace("path = \"../../runtime-shim\"", &absolute);
+            std::fs::write(&manifest, text).unwrap();
+        }
+        Project { dir }
+    }
+
+    /// The project's root directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Replaces the only occurrence of `from` by `to` in the file at `relative`, as an editor
+    /// that rewrites the file in place would. Panics if `from` does not occur exactly once.
+    pub fn edit(&self, relative: &str, from: &str, to: &str) {
+        let path = self.path().join(relative);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(
+            text.matches(from).count(),
+            1,
+            "`{from}` must occur once in `{relative}`"
+        );
+        std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
+    }
+
+    /// Starts `cargo hotswap run` on the project with `args` after `run`.
+    pub fn run(&self, args: &[&str]) -> Session {
+        let mut command = Command::new(cargo_hotswap());
+        command
+            .args(["hotswap", "run", "--manifest-path"])
+            .arg(self.path().join("Cargo.toml"))
+            .args(args)
+            .env("CARGO_TARGET_DIR", fixtures_target_dir())
+            .env("PORT", "0")
+            .env_remove("NO_COLOR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Session::spawn(command)
+    }
+}
+
+/// A running `cargo hotswap run`, killed (with its host) when dropped.
+pub struct Session {
+    child: Child,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Session {
+    fn spawn(mut command: Command) -> Session {
+        let mut child = command.spawn().expect("cannot start cargo-hotswap");
+        let stdout = collect(child.stdout.take().unwrap(), "stdout");
+        let stderr = collect(child.stderr.take().unwrap(), "stderr");
+        Session {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Everything the session (the tool and its program) wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Everything the session (the tool and its program) wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until `find` returns `Some` for the session's stdout, or panics after `deadline`.
+    pub fn wait_stdout<T>(&mut self, deadline: Duration, find: impl Fn(&str) -> Option<T>) -> T {
+        self.wait(deadline, "stdout", |s| find(&s.stdout()))
+    }
+
+    /// Waits until the session's stderr contains `text` `count` times, or panics after `deadline`.
+    pub fn wait_stderr_count(&mut self, deadline: Duration, text: &str, count: usize) {
+        self.wait(deadline, &format!("{count} × `{text}` on stderr"), |s| {
+            (s.stderr().matches(text).count() >= count).then_some(())
+        })
+    }
+
+    /// Waits until the session's stderr contains `text`, or panics after `deadline`.
+    pub fn wait_stderr(&mut self, deadline: Duration, text: &str) {
+        self.wait_stderr_count(deadline, text, 1)
+    }
+
+    /// Polls `find` until it returns `Some`; panics with the session's output after `deadline`
+    /// or if the session exited.
+    pub fn wait<T>(
+        &mut self,
+        deadline: Duration,
+        what: &str,
+        find: impl Fn(&Session) -> Option<T>,
+    ) -> T {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Some(found) = find(self) {
+                return found;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the reader threads drain the pipes.
+                std::thread::sleep(Duration::from_millis(200));
+                if let Some(found) = find(self) {
+                    return found;
+                }
+                panic!(
+                    "cargo-hotswap exited ({status}) while waiting for {what}\n{}",
+                    self.dump()
+                );
+            }
+            assert!(
+                Instant::now() < end,
+                "timed out waiting for {what}\n{}",
+                self.dump()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the tool to exit and returns its exit code.
+    pub fn wait_exit(&mut self, deadline: Duration) -> Option<i32> {
+        let end = Instant::now() + deadline;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                std::thread::sleep(Duration::from_millis(200));
+                return status.code();
+            }
+            assert!(
+                Instant::now() < end,
+                "cargo-hotswap did not exit\n{}",
+                self.dump()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The address the program printed as `listening on http://ADDR`.
+    pub fn wait_listening(&mut self) -> String {
+        self.wait_stdout(START_DEADLINE, |out| {
+            out.lines()
+                .rev()
+                .find_map(|l| l.strip_prefix("listening on http://"))
+                .map(str::to_owned)
+        })
+    }
+
+    fn dump(&self) -> String {
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.stdout(),
+            self.stderr()
+        )
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // The host dies with the tool (it is started with PR_SET_PDEATHSIG).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Collects a pipe into a string on a thread, echoing it to the test's output.
+fn collect(pipe: impl Read + Send + 'static, name: &'static str) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&text);
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            eprint!("[{name}] {line}");
+            sink.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+    text
+}
+
+/// `GET path` over a fresh connection to `addr`; the body without its trailing newline.
+///
+/// # Errors
+///
+/// Any connection or protocol failure, or a status other than 200, as a message.
+pub fn get(addr: &str, path: &str) -> Result<String, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("write: {e}"))?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|e| format!("read: {e}"))?;
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("malformed response {response:?}"))?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("status {head:?}"));
+    }
+    Ok(body.trim_end_matches('\n').to_owned())
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name == "target" {
+            continue;
+        }
+        let dest = to.join(&name);
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+fn find_manifests(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(find_manifests(&path));
+        } else if path.file_name().is_some_and(|n| n == "Cargo.toml") {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -1,0 +1,268 @@
+//! End-to-end tests: real `cargo hotswap run` sessions on copies of the fixture projects, real
+//! edits on disk, real sockets. Each asserts what a user would see.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, get};
+
+const FORMAT_TIME: &str = "src/main.rs";
+
+/// Waits until `GET /time` answers with a body starting with `prefix`.
+fn wait_time_prefix(addr: &str, prefix: &str) -> String {
+    let end = std::time::Instant::now() + EDIT_DEADLINE;
+    loop {
+        let answer = get(addr, "/time");
+        if let Ok(body) = &answer
+            && body.starts_with(prefix)
+        {
+            return body.clone();
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "`/time` never answered with `{prefix}`; last answer: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The main job: the time service keeps serving, from the same process, while its time format
+/// is edited three times (the third edit reverts to the original text, S01); a client issuing
+/// requests the whole time sees no failure and only whole answers of one format or another.
+#[test]
+fn s01_time_service_is_patched_while_serving_continuously() {
+    let project = Project::copy("time-service");
+    let mut session = project.run(&[]);
+    let addr = session.wait_listening();
+    let first = wait_time_prefix(&addr, "The time is ");
+    let pid = get(&addr, "/pid").unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sender, answers) = mpsc::channel();
+    let client = {
+        let stop = Arc::clone(&stop);
+        let addr = addr.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                sender.send(get(&addr, "/time")).unwrap();
+            }
+        })
+    };
+
+    project.edit(FORMAT_TIME, "\"The time is ", "\"Time now: ");
+    wait_time_prefix(&addr, "Time now: ");
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: format_time");
+    project.edit(FORMAT_TIME, "\"Time now: ", "\"Clock says ");
+    wait_time_prefix(&addr, "Clock says ");
+    project.edit(FORMAT_TIME, "\"Clock says ", "\"The time is ");
+    let last = wait_time_prefix(&addr, "The time is ");
+    session.wait_stderr(EDIT_DEADLINE, "generation 3: format_time");
+
+    stop.store(true, Ordering::Relaxed);
+    client.join().unwrap();
+    let answers: Vec<_> = answers.try_iter().collect();
+    let failures: Vec<_> = answers.iter().filter(|a| a.is_err()).collect();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(
+        answers.len() > 10,
+        "the client made only {} requests",
+        answers.len()
+    );
+    for answer in answers.iter().flatten() {
+        assert!(
+            ["The time is ", "Time now: ", "Clock says "]
+                .iter()
+                .any(|p| answer.starts_with(p) && answer.ends_with(" UTC")),
+            "unexpected answer {answer:?}"
+        );
+    }
+    assert_eq!(get(&addr, "/pid").unwrap(), pid, "the process changed");
+    assert!(first.ends_with(" UTC") && last.ends_with(" UTC"));
+    assert_eq!(
+        session.stderr().matches("     Patched 1 function").count(),
+        3
+    );
+}
+
+/// S12: a syntax error is shown once, the old code keeps serving, the fix patches.
+#[test]
+fn s12_compile_error_keeps_old_code_and_the_fix_patches() {
+    let project = Project::copy("time-service");
+    let mut session = project.run(&[]);
+    let addr = session.wait_listening();
+    wait_time_prefix(&addr, "The time is ");
+    let pid = get(&addr, "/pid").unwrap();
+
+    project.edit(FORMAT_TIME, "let secs = now", "let secs = = now");
+    session.wait_stderr(EDIT_DEADLINE, "could not compile `time_service`");
+    let stderr = session.stderr();
+    assert_eq!(
+        stderr
+            .matches("error: expected expression, found `=`")
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("src/main.rs:"),
+        "the diagnostic names the file: {stderr}"
+    );
+    assert!(get(&addr, "/time").unwrap().starts_with("The time is "));
+
+    project.edit(FORMAT_TIME, "let secs = = now", "let secs = now");
+    project.edit(FORMAT_TIME, "\"The time is ", "\"Fixed: ");
+    wait_time_prefix(&addr, "Fixed: ");
+    assert_eq!(get(&addr, "/pid").unwrap(), pid);
+}
+
+/// Waits for a probe tick line containing all of `parts`; returns it.
+fn wait_tick(session: &mut hotswap_tests::Session, deadline: Duration, parts: &[&str]) -> String {
+    session.wait_stdout(deadline, |out| {
+        out.lines()
+            .rev()
+            .find(|line| line.starts_with("tick ") && parts.iter().all(|p| line.contains(p)))
+            .map(str::to_owned)
+    })
+}
+
+/// The `pid=` field of a probe tick line.
+fn tick_pid(line: &str) -> &str {
+    line.split(' ')
+        .find_map(|field| field.strip_prefix("pid="))
+        .expect("a tick line has a pid")
+}
+
+/// S06 (first half) and `TypeId`s: after a patch, hot code logs through the logger the host
+/// installed, and finds the host's value of a user type behind `dyn Any` by downcast.
+#[test]
+fn s06_patched_code_logs_to_host_logger_and_downcasts_host_values() {
+    let project = Project::copy("probe");
+    let mut session = project.run(&[]);
+    let first = wait_tick(
+        &mut session,
+        START_DEADLINE,
+        &["gen=0", "report-one found=marker"],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "[host-logger] report says log-one");
+
+    project.edit("src/main.rs", "report says log-one", "report says log-two");
+    project.edit("src/main.rs", "\"report-one found=", "\"report-two found=");
+    let line = wait_tick(
+        &mut session,
+        EDIT_DEADLINE,
+        &["gen=1", "report-two found=marker"],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "[host-logger] report says log-two");
+    assert_eq!(tick_pid(&line), tick_pid(&first), "the process changed");
+}
+
+/// An edit in the package's lib target is not silently ignored: the tool says it needs a
+/// restart, restarts, and the new program runs the new lib code.
+#[test]
+fn edit_in_lib_target_restarts_with_the_reason() {
+    let project = Project::copy("probe");
+    let mut session = project.run(&[]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["lib=lib-one"]);
+
+    project.edit("src/lib.rs", "\"lib-one\"", "\"lib-two\"");
+    session.wait_stderr(
+        EDIT_DEADLINE,
+        "Restarting probe (`src/lib.rs` is outside the `probe` bin crate, and only that crate is \
+         patched yet; state is lost)",
+    );
+    let line = wait_tick(&mut session, EDIT_DEADLINE, &["lib=lib-two", "gen=0"]);
+    assert_ne!(
+        tick_pid(&line),
+        tick_pid(&first),
+        "the program was not restarted"
+    );
+}
+
+/// An edit in another workspace member is not silently ignored either.
+#[test]
+fn edit_in_workspace_member_restarts_with_the_reason() {
+    let project = Project::copy("probe");
+    let mut session = project.run(&[]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["util=util-one"]);
+
+    project.edit("util/src/lib.rs", "\"util-one\"", "\"util-two\"");
+    session.wait_stderr(
+        EDIT_DEADLINE,
+        "Restarting probe (`util/src/lib.rs` is outside the `probe` bin crate",
+    );
+    let line = wait_tick(&mut session, EDIT_DEADLINE, &["util=util-two"]);
+    assert_ne!(
+        tick_pid(&line),
+        tick_pid(&first),
+        "the program was not restarted"
+    );
+}
+
+/// Zero cost when off: a plain `cargo build` has no slot code (the exported body symbol of the
+/// hot function is absent), while the host that `cargo hotswap run` built has it.
+#[test]
+fn plain_cargo_build_contains_no_slot_code() {
+    let project = Project::copy("time-service");
+    let target = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new(hotswap_tests::cargo())
+        .args(["build", "--quiet", "--manifest-path"])
+        .arg(project.path().join("Cargo.toml"))
+        .env(
+            "CARGO_TARGET_DIR",
+            hotswap_tests::fixtures_target_dir().join("plain"),
+        )
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let plain =
+        std::fs::read(hotswap_tests::fixtures_target_dir().join("plain/debug/time-service"))
+            .unwrap();
+    let symbol = b"__hotswap_impl$time_service::format_time";
+    assert!(!contains(&plain, symbol), "the plain binary has slot code");
+    assert!(
+        !contains(&plain, b"__hotswap_slot$"),
+        "the plain binary has a slot"
+    );
+
+    let mut session = project.run(&[]);
+    session.wait_listening();
+    let host = find_file(
+        &hotswap_tests::fixtures_target_dir().join("hotswap/debug"),
+        |p| {
+            p.file_name().is_some_and(|n| n == "time-service")
+                && p.parent()
+                    .and_then(|d| d.file_name())
+                    .is_some_and(|d| d.to_string_lossy().starts_with("time-service-"))
+                && std::fs::read(p).is_ok_and(|bytes| contains(&bytes, symbol))
+        },
+    );
+    assert!(
+        host.is_some(),
+        "no host executable exports `{}`",
+        String::from_utf8_lossy(symbol)
+    );
+    drop(target);
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn find_file(
+    dir: &std::path::Path,
+    pred: impl Fn(&std::path::Path) -> bool + Copy,
+) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if let Some(found) = find_file(&path, pred) {
+                return Some(found);
+            }
+        } else if pred(&path) {
+            return Some(path);
+        }
+    }
+    None
+}
