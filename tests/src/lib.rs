@@ -5,6 +5,8 @@
 //! Every fixture project is built into one shared target directory (`target/e2e-fixtures`), so
 //! dependencies compile once for the whole suite.
 
+pub mod book;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
