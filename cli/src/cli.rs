@@ -56,6 +56,9 @@ pub(crate) struct RunArgs {
     /// Directory for all generated artifacts
     #[arg(long, value_name = "DIRECTORY")]
     pub(crate) target_dir: Option<PathBuf>,
+    /// Keep the old code running when a patch is refused, instead of restarting the program
+    #[arg(long)]
+    pub(crate) no_restart: bool,
     /// Do not print cargo-hotswap's status messages
     #[arg(short, long)]
     pub(crate) quiet: bool,

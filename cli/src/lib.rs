@@ -8,6 +8,7 @@
 //! the host and patch links; [`ROLE_ENV`] selects which.
 
 mod build;
+mod check;
 mod cli;
 mod output;
 mod project;

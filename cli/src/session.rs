@@ -16,6 +16,8 @@ use hotswap::protocol::{self, HostMessage, ToolMessage};
 
 use crate::build::host::{self, BuildOptions, Host, WorkDir};
 use crate::build::patch::{self, PatchBuildError};
+use crate::check::code::CodeIndex;
+use crate::check::{self, HostImage, PatchImage};
 use crate::cli::RunArgs;
 use crate::output;
 use crate::project::Project;
@@ -42,6 +44,8 @@ enum Event {
 struct Running {
     child: Child,
     build: Host,
+    /// The host's records and exports, for the gate.
+    image: HostImage,
     started: Instant,
     /// Connection id and writer, once the agent connected and said hello with our build id.
     link: Option<(u64, UnixStream)>,
@@ -98,6 +102,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         session_dir,
         socket,
         program_args: args.args,
+        no_restart: args.no_restart,
+        baseline: None,
         running: None,
         next_connection: 0,
         next_patch: 0,
@@ -106,8 +112,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     let build = host::build(&session.project, &session.options, &session.work)?;
     session.snapshot_sources(&build);
-    session.start(build)?;
-
+    // Watch before the program starts, so that no save is missed while it starts and while the
+    // first patch builds: events wait in the channel.
     let watch_events = events.clone();
     let watcher = watch::watch(
         &session.project.local_package_dirs,
@@ -116,6 +122,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let _ = watch_events.send(Event::Files(batch));
         },
     )?;
+    session.start(build)?;
+    session.build_baseline();
     output::status(
         "Watching",
         format!(
@@ -146,6 +154,10 @@ struct Session {
     session_dir: PathBuf,
     socket: PathBuf,
     program_args: Vec<String>,
+    /// `--no-restart`: a refused patch keeps the old code running.
+    no_restart: bool,
+    /// The code of the version running now, to tell which functions a patch changes.
+    baseline: Option<CodeIndex>,
     running: Option<Running>,
     next_connection: u64,
     next_patch: u64,
@@ -316,29 +328,26 @@ impl Session {
                 "`{}` changed, which the patch cannot carry: the host is rebuilt",
                 relative(path, &self.project.workspace_root)
             );
-            self.restart(&reason);
+            self.restart(&reason, None);
             return;
         }
         let Some(running) = &self.running else {
             // The host exited: build and start it again, from the current sources (S18).
-            self.restart("the program is not running");
+            self.restart("the program is not running", None);
             return;
         };
         let build = running.build.clone();
         let number = self.next_patch + 1;
+        let changed_paths: Vec<PathBuf> = changed.iter().map(|(p, _)| p.clone()).collect();
         output::status(
             "Patching",
             format!(
                 "{} ({} changed)",
                 self.project.bin,
-                changed
-                    .iter()
-                    .map(|(p, _)| format!("`{}`", relative(p, &self.project.workspace_root)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                changed_files(&changed_paths, &self.project.workspace_root)
             ),
         );
-        let patch = match patch::build(&build, &self.work, &self.session_dir, number) {
+        let patch = match patch::build(&build, &self.work, &self.session_dir, number, false) {
             Ok(patch) => patch,
             Err(PatchBuildError::Compile { crate_name }) => {
                 output::warn(
@@ -368,23 +377,117 @@ impl Session {
                 if outside.len() == 1 { "is" } else { "are" },
                 self.project.bin
             );
-            self.restart(&reason);
+            self.restart(&reason, None);
             return;
         }
-        self.apply(patch, number);
-    }
-
-    /// Sends a built patch to the host and reports what it confirmed.
-    fn apply(&mut self, patch: patch::Patch, number: u64) {
-        let functions = match crate::symbols::hot_functions(&patch.path) {
-            Ok(functions) => functions,
+        let check_started = Instant::now();
+        let verdict = PatchImage::read(&patch.path).map(|image| {
+            let running = self.running.as_ref().expect("checked above");
+            check::check(&running.image, &image)
+        });
+        let accepted = match verdict {
+            Ok(Ok(accepted)) => accepted,
+            Ok(Err(refusals)) => {
+                for refusal in refusals {
+                    output::warn("Refused", refusal);
+                }
+                self.refused();
+                return;
+            }
             Err(err) => {
-                output::error(&err.context("cannot read the patch"));
+                output::error(&err.context("cannot check the patch"));
+                self.refused();
                 return;
             }
         };
-        let Some(running) = &mut self.running else {
+        let changed = match (&patch.code, &self.baseline) {
+            (Some(new), Some(old)) => Some(new.changed_since(old, &self.project.crate_name)),
+            _ => None,
+        };
+        if changed.as_ref().is_some_and(Vec::is_empty) {
+            output::status(
+                "Unchanged",
+                format!(
+                    "no code changed in {}; nothing to patch",
+                    changed_files(&changed_paths, &self.project.workspace_root)
+                ),
+            );
             return;
+        }
+        if let Some(code) = &patch.code
+            && !code.statics.is_empty()
+        {
+            output::warn(
+                "Warning",
+                format!(
+                    "{} start fresh in the new code: {}",
+                    if code.statics.len() == 1 {
+                        "this static or thread-local of the crate will"
+                    } else {
+                        "these statics and thread-locals of the crate will"
+                    },
+                    code.statics
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+        }
+        let check_time = check_started.elapsed();
+        let code = patch.code.clone();
+        if self.apply(patch, number, accepted.functions, changed, check_time) {
+            self.baseline = code;
+        }
+    }
+
+    /// After a refused patch: restart, or with `--no-restart` keep the old code.
+    fn refused(&mut self) {
+        if self.no_restart {
+            output::warn(
+                "Kept",
+                format!(
+                    "`{}` runs its previous code (--no-restart); the next save is checked again",
+                    self.project.bin
+                ),
+            );
+        } else {
+            self.restart(
+                "the patch was refused",
+                Some("pass `--no-restart` to keep the old code running instead"),
+            );
+        }
+    }
+
+    /// Builds a patch from the unchanged sources right after a host starts: its code is the
+    /// baseline that later patches are compared with, and it warms rustc's incremental cache.
+    fn build_baseline(&mut self) {
+        let Some(running) = &self.running else { return };
+        let build = running.build.clone();
+        self.baseline = match patch::build(&build, &self.work, &self.session_dir, 0, true) {
+            Ok(patch) => patch.code,
+            Err(err) => {
+                output::warn(
+                    "Warning",
+                    format!("cannot build a first patch from the unchanged sources: {err}"),
+                );
+                None
+            }
+        };
+    }
+
+    /// Sends a built and checked patch to the host and reports what it confirmed; returns
+    /// whether the host applied it. `changed` are the changed functions' display names, if known.
+    fn apply(
+        &mut self,
+        patch: patch::Patch,
+        number: u64,
+        functions: Vec<String>,
+        changed: Option<Vec<String>>,
+        check_time: Duration,
+    ) -> bool {
+        let Some(running) = &mut self.running else {
+            return false;
         };
         let Some((link_id, stream)) = &mut running.link else {
             output::warn(
@@ -394,7 +497,7 @@ impl Session {
                     self.project.bin
                 ),
             );
-            return;
+            return false;
         };
         let link_id = *link_id;
         let message = ToolMessage::Patch {
@@ -409,52 +512,13 @@ impl Session {
                 format!("cannot send the patch to the program: {err}"),
             );
             running.link = None;
-            return;
+            return false;
         }
         let deadline = Instant::now() + APPLY_DEADLINE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.replies.recv_timeout(left) {
-                Ok((
-                    id,
-                    HostMessage::Applied {
-                        patch_id,
-                        generation,
-                        load_micros,
-                        functions,
-                    },
-                )) if id == link_id && patch_id == number => {
-                    let names: Vec<String> = functions
-                        .iter()
-                        .map(|f| short_name(f, &self.project.crate_name))
-                        .collect();
-                    output::status(
-                        "Patched",
-                        format!(
-                            "{} {} in {} ms (build {}, load {:.1}) generation {generation}: {}",
-                            names.len(),
-                            if names.len() == 1 {
-                                "function"
-                            } else {
-                                "functions"
-                            },
-                            patch.build_time.as_millis() + u128::from(load_micros / 1000),
-                            patch.build_time.as_millis(),
-                            load_micros as f64 / 1000.0,
-                            names.join(", ")
-                        ),
-                    );
-                    return;
-                }
-                Ok((id, HostMessage::Failed { patch_id, reason }))
-                    if id == link_id && patch_id == number =>
-                {
-                    output::warn(
-                        "Refused",
-                        format!("the program did not apply the patch: {reason}"),
-                    );
-                    return;
-                }
+            let reply = match self.replies.recv_timeout(left) {
+                Ok((id, reply)) if id == link_id => reply,
                 Ok(_) => continue,
                 Err(_) => {
                     output::warn(
@@ -465,17 +529,63 @@ impl Session {
                             APPLY_DEADLINE.as_secs()
                         ),
                     );
-                    return;
+                    return false;
                 }
+            };
+            match reply {
+                HostMessage::Applied {
+                    patch_id,
+                    generation,
+                    load_micros,
+                    functions,
+                } if patch_id == number => {
+                    let names: Vec<String> = changed.unwrap_or_else(|| {
+                        functions
+                            .iter()
+                            .map(|f| short_name(f, &self.project.crate_name))
+                            .collect()
+                    });
+                    let build = patch.build_time.as_millis();
+                    let check = check_time.as_millis();
+                    let load = load_micros as f64 / 1000.0;
+                    output::status(
+                        "Patched",
+                        format!(
+                            "{} {} in {} ms (build {build}, check {check}, load {load:.1}) \
+                             generation {generation}: {}",
+                            names.len(),
+                            if names.len() == 1 {
+                                "function"
+                            } else {
+                                "functions"
+                            },
+                            build + check + u128::from(load_micros / 1000),
+                            names.join(", ")
+                        ),
+                    );
+                    return true;
+                }
+                HostMessage::Failed { patch_id, reason } if patch_id == number => {
+                    output::warn(
+                        "Refused",
+                        format!("the program did not apply the patch: {reason}"),
+                    );
+                    return false;
+                }
+                _ => continue,
             }
         }
     }
 
-    /// Rebuilds the host and, if that succeeds, replaces the running program with it.
-    fn restart(&mut self, reason: &str) {
+    /// Rebuilds the host and, if that succeeds, replaces the running program with it. `hint`
+    /// goes on a line of its own.
+    fn restart(&mut self, reason: &str, hint: Option<&str>) {
+        let hint = hint
+            .map(|h| format!("\n             {h}"))
+            .unwrap_or_default();
         output::warn(
             "Restarting",
-            format!("{} ({reason}; state is lost)", self.project.bin),
+            format!("{} ({reason}; state is lost){hint}", self.project.bin),
         );
         let build = match host::build(&self.project, &self.options, &self.work) {
             Ok(build) => build,
@@ -492,7 +602,9 @@ impl Session {
         self.snapshot_sources(&build);
         if let Err(err) = self.start(build) {
             output::error(&err);
+            return;
         }
+        self.build_baseline();
     }
 
     /// Starts the host executable of `build` with the session's environment.
@@ -515,6 +627,7 @@ impl Session {
                 Ok(())
             });
         }
+        let image = HostImage::read(&build.exe)?;
         let child = command
             .spawn()
             .with_context(|| format!("cannot run `{}`", build.exe.display()))?;
@@ -529,6 +642,7 @@ impl Session {
         self.running = Some(Running {
             child,
             build,
+            image,
             started: Instant::now(),
             link: None,
             warned_silent: false,
@@ -622,6 +736,15 @@ fn content_hash(path: &Path) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
     std::fs::read(path).unwrap_or_default().hash(&mut hasher);
     hasher.finish()
+}
+
+/// The files as a list for messages: `` `src/a.rs`, `src/b.rs` ``.
+fn changed_files(paths: &[PathBuf], base: &Path) -> String {
+    paths
+        .iter()
+        .map(|p| format!("`{}`", relative(p, base)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `path` relative to `base` where it is inside it, for messages.

@@ -64,28 +64,3 @@ pub(crate) fn is_allocator_shim(path: &Path) -> bool {
             })
     })
 }
-
-/// The hot functions a patch (or host) exports, by path (`app::module::name`), sorted.
-///
-/// # Errors
-///
-/// When the file cannot be read or is not an object file.
-pub(crate) fn hot_functions(path: &Path) -> anyhow::Result<Vec<String>> {
-    let data = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-    let file = object::File::parse(&*data)
-        .with_context(|| format!("`{}` is not an object file", path.display()))?;
-    let mut functions: Vec<String> = file
-        .dynamic_symbols()
-        .filter(|symbol| symbol.is_definition())
-        .filter_map(|symbol| {
-            symbol
-                .name()
-                .ok()?
-                .strip_prefix(hotswap::protocol::IMPL_PREFIX)
-                .map(str::to_owned)
-        })
-        .collect();
-    functions.sort();
-    functions.dedup();
-    Ok(functions)
-}

@@ -53,6 +53,7 @@ pub use hotswap_macros::hot;
 #[cfg(feature = "enabled")]
 mod agent;
 pub mod protocol;
+pub mod record;
 mod slot;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,5 +72,6 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Items used by the code that `#[hot]` generates. Not a public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::record::{Part, record, record_len};
     pub use crate::slot::Slot;
 }

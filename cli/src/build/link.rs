@@ -17,6 +17,9 @@ use std::process::{Command, ExitCode};
 pub(crate) const REAL_LINKER_ENV: &str = "HOTSWAP_REAL_LINKER";
 /// The Rust sysroot: its rlibs are never whole-archived.
 pub(crate) const SYSROOT_ENV: &str = "HOTSWAP_SYSROOT";
+/// Patch mode: a directory to copy the crate's own objects into, for the gate to read (rustc
+/// deletes them after the link).
+pub(crate) const OBJECTS_DIR_ENV: &str = "HOTSWAP_OBJECTS_DIR";
 
 /// Which link this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +46,13 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
         Mode::Host => host_args(args, &sysroot),
         Mode::Patch => patch_args(args),
     };
+    if mode == Mode::Patch
+        && let Some(dir) = std::env::var_os(OBJECTS_DIR_ENV)
+        && let Err(err) = keep_objects(&args, Path::new(&dir))
+    {
+        eprintln!("error: cargo-hotswap linker wrapper: {err}");
+        return ExitCode::FAILURE;
+    }
     let linker = std::env::var_os(REAL_LINKER_ENV).unwrap_or_else(|| "cc".into());
     let mut command = Command::new(linker);
     command.args(&args).env_remove(crate::ROLE_ENV);
@@ -85,6 +95,28 @@ fn patch_args(args: Vec<String>) -> Vec<String> {
             true
         })
         .collect()
+}
+
+/// Copies every object file among `args` into `dir`.
+fn keep_objects(args: &[String], dir: &Path) -> Result<(), String> {
+    for arg in args
+        .iter()
+        .filter(|a| a.ends_with(".o") && !a.starts_with('-'))
+    {
+        let from = Path::new(arg);
+        let Some(name) = from.file_name() else {
+            continue;
+        };
+        let to = dir.join(name);
+        std::fs::copy(from, &to).map_err(|err| {
+            format!(
+                "cannot copy `{}` to `{}`: {err}",
+                from.display(),
+                to.display()
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// `@file` arguments (a response file, one argument a line, `\` escapes) become their contents.

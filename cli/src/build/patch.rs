@@ -8,6 +8,7 @@ use anyhow::Context;
 
 use crate::build::host::{Host, WorkDir, read_dep_info, self_exe};
 use crate::build::{link, replay};
+use crate::check::code::CodeIndex;
 
 /// A patch file ready to be sent to the host.
 #[derive(Debug)]
@@ -18,6 +19,9 @@ pub(crate) struct Patch {
     pub(crate) sources: Vec<PathBuf>,
     /// Wall time of the rustc replay (compile and link).
     pub(crate) build_time: Duration,
+    /// The crate's functions and statics, read from its objects; `None` if they could not be
+    /// read (then every hot function counts as changed).
+    pub(crate) code: Option<CodeIndex>,
 }
 
 /// Why a patch build did not produce a patch.
@@ -34,7 +38,8 @@ pub(crate) enum PatchBuildError {
     Other(#[from] anyhow::Error),
 }
 
-/// Builds patch number `number` against `host` and copies it into `session_dir`.
+/// Builds patch number `number` against `host` and copies it into `session_dir`. With `quiet`,
+/// rustc's output is shown only if the build fails.
 ///
 /// The build always writes the same output path (a fresh `-o` per patch would halve rustc's
 /// incremental reuse); the copy gets the fresh name, written under a temporary name first and
@@ -49,6 +54,7 @@ pub(crate) fn build(
     work: &WorkDir,
     session_dir: &Path,
     number: u64,
+    quiet: bool,
 ) -> Result<Patch, PatchBuildError> {
     let started = Instant::now();
     let capture = &host.capture;
@@ -83,16 +89,27 @@ pub(crate) fn build(
     // Without it, the patch's calls to its own exported functions would bind to the host's old
     // code (ELF interposition).
     replay::push_codegen(&mut args, "link-arg=-Wl,-Bsymbolic-functions");
+    let objects_dir = out_dir.join("objects");
+    let _ = std::fs::remove_dir_all(&objects_dir);
+    std::fs::create_dir_all(&objects_dir)
+        .with_context(|| format!("cannot create `{}`", objects_dir.display()))?;
     let mut command = capture.command(&args);
     command
         .env(crate::ROLE_ENV, "link-patch")
+        .env(link::OBJECTS_DIR_ENV, &objects_dir)
         .env(link::REAL_LINKER_ENV, &host.real_linker)
         .env(link::SYSROOT_ENV, &host.sysroot)
         .stdout(std::process::Stdio::null());
-    let status = command
-        .status()
+    command.stderr(if quiet {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::inherit()
+    });
+    let result = command
+        .output()
         .with_context(|| format!("cannot run `{}`", capture.rustc.display()))?;
-    if !status.success() {
+    if !result.status.success() {
+        eprint!("{}", String::from_utf8_lossy(&result.stderr));
         return Err(PatchBuildError::Compile { crate_name });
     }
     let build_time = started.elapsed();
@@ -104,9 +121,11 @@ pub(crate) fn build(
     std::fs::rename(&tmp, &path)
         .with_context(|| format!("cannot rename `{}` to `{}`", tmp.display(), path.display()))?;
     let sources = read_dep_info(&dep_info, &capture.cwd)?;
+    let code = CodeIndex::read_dir(&objects_dir, &crate_name).ok();
     Ok(Patch {
         path,
         sources,
         build_time,
+        code,
     })
 }

@@ -166,6 +166,7 @@ fn expand(func: ItemFn) -> TokenStream {
             typed.pat = Box::new(syn::parse_quote!(#arg));
         }
     }
+    let record = crate::record::record_items(&sig, &name_str);
     let mut impl_sig = sig.clone();
     impl_sig.ident = impl_name.clone();
     let call = if unsafety.is_some() {
@@ -183,6 +184,8 @@ fn expand(func: ItemFn) -> TokenStream {
             #[unsafe(export_name = concat!("__hotswap_impl$", module_path!(), "::", #name_str))]
             #[doc(hidden)]
             #impl_sig #block
+
+            #record
 
             #[unsafe(export_name = concat!("__hotswap_slot$", module_path!(), "::", #name_str))]
             #[doc(hidden)]

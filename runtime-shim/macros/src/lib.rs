@@ -7,6 +7,15 @@
 use proc_macro::TokenStream;
 
 mod hot;
+#[cfg(any(feature = "enabled", test))]
+#[cfg_attr(
+    not(feature = "enabled"),
+    expect(
+        dead_code,
+        reason = "unit tests cover the record without the expansion using it"
+    )
+)]
+mod record;
 
 /// Marks a function as a *hot function*: an entry point whose code is replaced when
 /// `cargo hotswap run` applies a patch. See the `hotswap` crate for the full documentation.

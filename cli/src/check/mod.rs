@@ -1,0 +1,394 @@
+//! The compatibility gate (DESIGN §4): everything about a patch is checked on its files, with the
+//! `object` crate, before it is sent to the host, because loading runs its initialisers.
+//!
+//! * hot-function records: a changed signature, or a changed size or alignment of a type a hot
+//!   signature mentions, is refused;
+//! * undefined symbols: each must be exported by the host or by a library the host needs;
+//! * code: which functions changed since the version running now, and which statics start fresh.
+
+pub(crate) mod code;
+pub(crate) mod records;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use object::read::elf::{ElfFile64, FileHeader};
+use object::{Object, ObjectSymbol};
+
+use self::records::Record;
+
+/// Indentation of a status message's continuation lines (under the message, past the verb).
+const CONTINUATION: &str = "\n             ";
+
+/// What the gate knows about the running host, read once per host build.
+#[derive(Debug)]
+pub(crate) struct HostImage {
+    /// The host's hot-function records.
+    pub(crate) records: BTreeMap<String, Record>,
+    /// Names the host and the libraries it needs export.
+    exports: HashSet<String>,
+}
+
+impl HostImage {
+    /// Reads the host executable at `exe` and the shared libraries it needs.
+    ///
+    /// # Errors
+    ///
+    /// When the executable cannot be read or parsed.
+    pub(crate) fn read(exe: &Path) -> anyhow::Result<HostImage> {
+        let data =
+            std::fs::read(exe).with_context(|| format!("cannot read `{}`", exe.display()))?;
+        let file = object::File::parse(&*data)
+            .with_context(|| format!("`{}` is not an executable", exe.display()))?;
+        let records = records::read(&file)?;
+        let mut exports = defined_dynamic_symbols(&file);
+        // The libraries the host needs (libc, libm, libgcc_s, ...) and the dynamic loader, which
+        // serves `__tls_get_addr` and is named by the program interpreter, not DT_NEEDED.
+        let mut libraries = needed_libraries(&data);
+        libraries.push("ld-linux-x86-64.so.2".to_owned());
+        for library in libraries {
+            let Some(path) = find_library(&library) else {
+                continue;
+            };
+            if let Ok(data) = std::fs::read(&path)
+                && let Ok(file) = object::File::parse(&*data)
+            {
+                exports.extend(defined_dynamic_symbols(&file));
+            }
+        }
+        Ok(HostImage { records, exports })
+    }
+}
+
+/// What the gate reads from a patch file.
+#[derive(Debug)]
+pub(crate) struct PatchImage {
+    /// The patch's hot-function records.
+    pub(crate) records: BTreeMap<String, Record>,
+    /// Its undefined, non-weak dynamic symbols.
+    pub(crate) undefined: Vec<String>,
+}
+
+impl PatchImage {
+    /// Reads the patch at `path`. Never panics on a malformed file: it is an error.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read, is not an object file, or holds malformed records.
+    pub(crate) fn read(path: &Path) -> anyhow::Result<PatchImage> {
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        Self::parse(&data).with_context(|| format!("malformed patch `{}`", path.display()))
+    }
+
+    /// Parses a patch's bytes.
+    ///
+    /// # Errors
+    ///
+    /// When the bytes are not an object file or hold malformed records.
+    pub(crate) fn parse(data: &[u8]) -> anyhow::Result<PatchImage> {
+        let file = object::File::parse(data).context("not an object file")?;
+        let records = records::read(&file)?;
+        let mut undefined: Vec<String> = file
+            .dynamic_symbols()
+            .filter(|s| s.is_undefined() && !s.is_weak())
+            .filter_map(|s| s.name().ok().filter(|n| !n.is_empty()).map(str::to_owned))
+            .collect();
+        undefined.sort();
+        undefined.dedup();
+        Ok(PatchImage { records, undefined })
+    }
+}
+
+/// Why a patch cannot be applied to the running host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A hot function's signature changed.
+    Signature {
+        /// The hot function's path.
+        function: String,
+        /// The host's signature.
+        old: String,
+        /// The patch's signature.
+        new: String,
+        /// Where the function is defined in the new source.
+        location: String,
+    },
+    /// A type in a hot function's signature changed size or alignment.
+    Layout {
+        /// The hot function's signature.
+        signature: String,
+        /// The type as written.
+        ty: String,
+        /// Size and alignment in the host, in bytes.
+        old: (u64, u64),
+        /// Size and alignment in the patch, in bytes.
+        new: (u64, u64),
+        /// Where the function is defined.
+        location: String,
+    },
+    /// The patch needs symbols that neither the host nor its libraries define.
+    Unresolved {
+        /// The missing symbols, demangled.
+        symbols: Vec<String>,
+    },
+}
+
+impl fmt::Display for Refusal {
+    /// The message after the `Refused` verb; continuation lines are indented under it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::Signature {
+                function,
+                old,
+                new,
+                location,
+            } => write!(
+                f,
+                "hot fn `{function}` changed its signature at {location}{CONTINUATION}\
+                 was `{old}`{CONTINUATION}now `{new}`"
+            ),
+            Refusal::Layout {
+                signature,
+                ty,
+                old,
+                new,
+                location,
+            } => {
+                let change = if old.0 == new.0 {
+                    format!("alignment {} -> {} bytes", old.1, new.1)
+                } else {
+                    format!("{} -> {} bytes", old.0, new.0)
+                };
+                write!(
+                    f,
+                    "`{ty}` changed layout ({change}) at {location}{CONTINUATION}\
+                     hot fn `{signature}` would get it with the old layout from the running program"
+                )
+            }
+            Refusal::Unresolved { symbols } => {
+                write!(
+                    f,
+                    "the patch needs {} the running program does not contain:",
+                    if symbols.len() == 1 {
+                        "a symbol"
+                    } else {
+                        "symbols"
+                    }
+                )?;
+                for symbol in symbols {
+                    write!(f, "{CONTINUATION}`{symbol}`")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The gate's verdict on a patch whose records and symbols are compatible.
+#[derive(Debug)]
+pub(crate) struct Accepted {
+    /// Hot functions to swap: those the host has a slot for.
+    pub(crate) functions: Vec<String>,
+}
+
+/// Compares a patch with the running host.
+///
+/// # Errors
+///
+/// Every [`Refusal`], in the order of the hot functions' paths.
+pub(crate) fn check(host: &HostImage, patch: &PatchImage) -> Result<Accepted, Vec<Refusal>> {
+    let mut refusals = Vec::new();
+    let mut functions = Vec::new();
+    for (path, new) in &patch.records {
+        let Some(old) = host.records.get(path) else {
+            // A new hot function: its slot lives in the patch, so patched code calls it, and the
+            // running program has nothing to swap.
+            continue;
+        };
+        if old.signature != new.signature {
+            refusals.push(Refusal::Signature {
+                function: path.clone(),
+                old: old.signature.clone(),
+                new: new.signature.clone(),
+                location: new.location.clone(),
+            });
+            continue;
+        }
+        let mut compatible = true;
+        for (ty, size, align) in &new.types {
+            let Some((_, old_size, old_align)) = old.types.iter().find(|(t, _, _)| t == ty) else {
+                continue;
+            };
+            if (old_size, old_align) != (size, align) {
+                compatible = false;
+                refusals.push(Refusal::Layout {
+                    signature: new.signature.clone(),
+                    ty: ty.clone(),
+                    old: (*old_size, *old_align),
+                    new: (*size, *align),
+                    location: new.location.clone(),
+                });
+            }
+        }
+        if compatible {
+            functions.push(path.clone());
+        }
+    }
+    let missing: Vec<String> = patch
+        .undefined
+        .iter()
+        .filter(|name| !host.exports.contains(*name))
+        .map(|name| format!("{:#}", rustc_demangle::demangle(name)))
+        .collect();
+    if !missing.is_empty() {
+        refusals.push(Refusal::Unresolved { symbols: missing });
+    }
+    if refusals.is_empty() {
+        Ok(Accepted { functions })
+    } else {
+        Err(refusals)
+    }
+}
+
+/// Names of the defined dynamic symbols of `file`.
+fn defined_dynamic_symbols(file: &object::File<'_>) -> HashSet<String> {
+    file.dynamic_symbols()
+        .filter(|s| s.is_definition())
+        .filter_map(|s| s.name().ok().map(str::to_owned))
+        .collect()
+}
+
+/// The `DT_NEEDED` entries of an ELF file; empty for anything else.
+fn needed_libraries(data: &[u8]) -> Vec<String> {
+    let Ok(file) = ElfFile64::<object::Endianness>::parse(data) else {
+        return Vec::new();
+    };
+    let endian = file.endian();
+    let header = file.elf_header();
+    let Ok(sections) = header.sections(endian, data) else {
+        return Vec::new();
+    };
+    let Ok(Some((entries, link))) = sections.dynamic(endian, data) else {
+        return Vec::new();
+    };
+    let Ok(strings) = sections.strings(endian, data, link) else {
+        return Vec::new();
+    };
+    entries
+        .iter()
+        .filter(|entry| entry.d_tag.get(endian) == u64::from(object::elf::DT_NEEDED))
+        .filter_map(|entry| {
+            let offset = u32::try_from(entry.d_val.get(endian)).ok()?;
+            let name = strings.get(offset).ok()?;
+            Some(String::from_utf8_lossy(name).into_owned())
+        })
+        .collect()
+}
+
+/// Where the dynamic loader would find `name` (the standard directories of x86_64 Linux).
+fn find_library(name: &str) -> Option<PathBuf> {
+    [
+        "/lib/x86_64-linux-gnu",
+        "/usr/lib/x86_64-linux-gnu",
+        "/lib64",
+        "/usr/lib64",
+        "/lib",
+        "/usr/lib",
+    ]
+    .iter()
+    .map(|dir| Path::new(dir).join(name))
+    .find(|path| path.exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(sig: &str, types: &[(&str, u64, u64)]) -> Record {
+        Record {
+            path: "app::update".into(),
+            signature: sig.into(),
+            location: "src/main.rs:12".into(),
+            types: types
+                .iter()
+                .map(|(t, s, a)| ((*t).to_owned(), *s, *a))
+                .collect(),
+        }
+    }
+
+    fn host(records: Vec<Record>, exports: &[&str]) -> HostImage {
+        HostImage {
+            records: records.into_iter().map(|r| (r.path.clone(), r)).collect(),
+            exports: exports.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    fn patch(records: Vec<Record>, undefined: &[&str]) -> PatchImage {
+        PatchImage {
+            records: records.into_iter().map(|r| (r.path.clone(), r)).collect(),
+            undefined: undefined.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    const SIG: &str = "fn update(state: &mut State)";
+
+    #[test]
+    fn unchanged_records_and_resolved_symbols_are_accepted() {
+        let r = record(SIG, &[("&mut State", 8, 8), ("State", 24, 8)]);
+        let accepted = check(
+            &host(vec![r.clone()], &["memcpy"]),
+            &patch(vec![r], &["memcpy"]),
+        );
+        assert_eq!(accepted.unwrap().functions, ["app::update"]);
+    }
+
+    #[test]
+    fn a_changed_signature_is_refused_with_both_signatures() {
+        let old = record(SIG, &[]);
+        let new = record("fn update(state: &mut State, dt: f32)", &[]);
+        let refusals = check(&host(vec![old], &[]), &patch(vec![new], &[])).unwrap_err();
+        assert_eq!(
+            refusals[0].to_string(),
+            "hot fn `app::update` changed its signature at src/main.rs:12\n             \
+             was `fn update(state: &mut State)`\n             \
+             now `fn update(state: &mut State, dt: f32)`"
+        );
+    }
+
+    #[test]
+    fn a_changed_layout_is_refused_with_both_sizes() {
+        let old = record(SIG, &[("&mut State", 8, 8), ("State", 24, 8)]);
+        let new = record(SIG, &[("&mut State", 8, 8), ("State", 32, 8)]);
+        let refusals = check(&host(vec![old], &[]), &patch(vec![new], &[])).unwrap_err();
+        assert_eq!(
+            refusals[0].to_string(),
+            "`State` changed layout (24 -> 32 bytes) at src/main.rs:12\n             \
+             hot fn `fn update(state: &mut State)` would get it with the old layout from the \
+             running program"
+        );
+    }
+
+    #[test]
+    fn missing_symbols_are_named_demangled() {
+        let refusals = check(
+            &host(vec![], &["memcpy"]),
+            &patch(vec![], &["memcpy", "_ZN3std7missing17h0123456789abcdefE"]),
+        )
+        .unwrap_err();
+        assert_eq!(
+            refusals,
+            [Refusal::Unresolved {
+                symbols: vec!["std::missing".into()]
+            }]
+        );
+    }
+
+    #[test]
+    fn new_hot_functions_are_not_swapped() {
+        let accepted = check(&host(vec![], &[]), &patch(vec![record(SIG, &[])], &[])).unwrap();
+        assert!(accepted.functions.is_empty());
+    }
+}
