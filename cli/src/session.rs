@@ -110,8 +110,11 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         snapshot: HashMap::new(),
         replies: reply_inbox,
     };
-    let build = host::build(&session.project, &session.options, &session.work)?;
-    session.snapshot_sources(&build);
+    // The snapshot precedes the build: a save during the build differs from it, so it is seen.
+    session.snapshot_sources();
+    let build = host::build(&session.project, &session.options, &session.work);
+    session.refresh_lockfiles();
+    let build = build?;
     // Watch before the program starts, so that no save is missed while it starts and while the
     // first patch builds: events wait in the channel.
     let watch_events = events.clone();
@@ -285,9 +288,9 @@ impl Session {
         }
     }
 
-    /// Records the content hash of every file the build depends on and every watched file.
-    fn snapshot_sources(&mut self, build: &Host) {
-        let mut files: Vec<PathBuf> = build.sources.clone();
+    /// Records the content hash of every watched file, before a build reads them.
+    fn snapshot_sources(&mut self) {
+        let mut files = Vec::new();
         for dir in &self.project.local_package_dirs {
             collect_watched(dir, &self.project.target_dir, &mut files);
         }
@@ -299,6 +302,16 @@ impl Session {
         for file in files {
             let hash = content_hash(&file);
             self.snapshot.insert(file, hash);
+        }
+    }
+
+    /// Takes the content of `Cargo.lock` files into the snapshot after a host build: cargo
+    /// writes them itself (a new dependency gets locked), which must not trigger another build.
+    fn refresh_lockfiles(&mut self) {
+        for (path, hash) in &mut self.snapshot {
+            if path.file_name().is_some_and(|n| n == "Cargo.lock") {
+                *hash = content_hash(path);
+            }
         }
     }
 
@@ -465,7 +478,17 @@ impl Session {
         let Some(running) = &self.running else { return };
         let build = running.build.clone();
         self.baseline = match patch::build(&build, &self.work, &self.session_dir, 0, true) {
-            Ok(patch) => patch.code,
+            // A save since the host's build may have reached this build but not the host: then
+            // the baseline is not the running code, and the next patch is compared with nothing.
+            Ok(patch)
+                if patch
+                    .sources
+                    .iter()
+                    .all(|path| self.snapshot.get(path) == Some(&content_hash(path))) =>
+            {
+                patch.code
+            }
+            Ok(_) => None,
             Err(err) => {
                 output::warn(
                     "Warning",
@@ -587,7 +610,10 @@ impl Session {
             "Restarting",
             format!("{} ({reason}; state is lost){hint}", self.project.bin),
         );
-        let build = match host::build(&self.project, &self.options, &self.work) {
+        self.snapshot_sources();
+        let build = host::build(&self.project, &self.options, &self.work);
+        self.refresh_lockfiles();
+        let build = match build {
             Ok(build) => build,
             Err(err) => {
                 output::error(&err);
@@ -599,7 +625,6 @@ impl Session {
             }
         };
         self.stop();
-        self.snapshot_sources(&build);
         if let Err(err) = self.start(build) {
             output::error(&err);
             return;

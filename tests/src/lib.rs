@@ -138,6 +138,22 @@ impl Project {
         std::fs::write(&path, text.replacen(from, to, 1)).unwrap();
     }
 
+    /// Makes every replacement of `edits` (each `from` must occur exactly once) in the file at
+    /// `relative`, then writes it once: one save.
+    pub fn edit_all(&self, relative: &str, edits: &[(&str, &str)]) {
+        let path = self.path().join(relative);
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        for (from, to) in edits {
+            assert_eq!(
+                text.matches(from).count(),
+                1,
+                "`{from}` must occur once in `{relative}`"
+            );
+            text = text.replacen(from, to, 1);
+        }
+        std::fs::write(&path, text).unwrap();
+    }
+
     /// Starts `cargo hotswap run` on the project with `args` after `run`.
     pub fn run(&self, args: &[&str]) -> Session {
         let mut command = Command::new(cargo_hotswap());
@@ -276,6 +292,27 @@ impl Drop for Session {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every status message with verb `verb` in `stderr` (cargo's layout: the verb right-aligned in
+/// 12 columns), with its continuation lines (indented 13 columns), one string each.
+pub fn status_messages(stderr: &str, verb: &str) -> Vec<String> {
+    let head = format!("{verb:>12} ");
+    let mut messages: Vec<String> = Vec::new();
+    let mut inside = false;
+    for line in stderr.lines() {
+        if line.starts_with(&head) {
+            messages.push(line.to_owned());
+            inside = true;
+        } else if inside && line.starts_with(&" ".repeat(13)) {
+            let last = messages.last_mut().expect("inside a message");
+            last.push('\n');
+            last.push_str(line);
+        } else {
+            inside = false;
+        }
+    }
+    messages
 }
 
 /// Collects a pipe into a string on a thread, echoing it to the test's output.

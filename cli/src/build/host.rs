@@ -87,8 +87,6 @@ pub(crate) struct Host {
     pub(crate) sysroot: String,
     /// The linker the user configured (`-C linker`), or `cc`.
     pub(crate) real_linker: String,
-    /// Source files of the bin crate, from the build's dep-info.
-    pub(crate) sources: Vec<PathBuf>,
 }
 
 /// Builds the host of `project` in `work`.
@@ -122,14 +120,6 @@ pub(crate) fn build(
         .context("the captured rustc command has no `--crate-name`")?
         .to_owned();
     let extra = capture.option("-C extra-filename").unwrap_or("").to_owned();
-    let sources = match capture.option("--out-dir") {
-        Some(out_dir) => {
-            let dep_info = Path::new(out_dir).join(format!("{crate_name}{extra}.d"));
-            read_dep_info(&capture.cwd.join(dep_info), &capture.cwd)?
-        }
-        None => Vec::new(),
-    };
-
     // 2. The crate replayed as an rlib, keeping the private `main` as a global symbol.
     let rlib_dir = work.root.join("rlib");
     let mut args = replay::base_args(&capture.args);
@@ -236,7 +226,6 @@ pub(crate) fn build(
         build_id: format!("{nanos:x}"),
         sysroot,
         real_linker,
-        sources,
     })
 }
 

@@ -88,7 +88,8 @@ fn index_object(
         })
     };
     for symbol in file.symbols() {
-        if !symbol.is_definition() {
+        // Not `is_definition`: `object` does not count thread-locals as definitions.
+        if symbol.is_undefined() {
             continue;
         }
         let Ok(name) = symbol.name() else { continue };

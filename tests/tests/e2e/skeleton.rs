@@ -1,5 +1,5 @@
-//! End-to-end tests: real `cargo hotswap run` sessions on copies of the fixture projects, real
-//! edits on disk, real sockets. Each asserts what a user would see.
+//! The walking skeleton: the time service patched while serving, compile errors, logging and
+//! `TypeId`s across the boundary, edits outside the bin crate, zero cost when off.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,6 +7,8 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, get};
+
+use crate::{tick_field, wait_tick};
 
 const FORMAT_TIME: &str = "src/main.rs";
 
@@ -117,23 +119,6 @@ fn s12_compile_error_keeps_old_code_and_the_fix_patches() {
     assert_eq!(get(&addr, "/pid").unwrap(), pid);
 }
 
-/// Waits for a probe tick line containing all of `parts`; returns it.
-fn wait_tick(session: &mut hotswap_tests::Session, deadline: Duration, parts: &[&str]) -> String {
-    session.wait_stdout(deadline, |out| {
-        out.lines()
-            .rev()
-            .find(|line| line.starts_with("tick ") && parts.iter().all(|p| line.contains(p)))
-            .map(str::to_owned)
-    })
-}
-
-/// The `pid=` field of a probe tick line.
-fn tick_pid(line: &str) -> &str {
-    line.split(' ')
-        .find_map(|field| field.strip_prefix("pid="))
-        .expect("a tick line has a pid")
-}
-
 /// S06 (first half) and `TypeId`s: after a patch, hot code logs through the logger the host
 /// installed, and finds the host's value of a user type behind `dyn Any` by downcast.
 #[test]
@@ -155,7 +140,11 @@ fn s06_patched_code_logs_to_host_logger_and_downcasts_host_values() {
         &["gen=1", "report-two found=marker"],
     );
     session.wait_stderr(EDIT_DEADLINE, "[host-logger] report says log-two");
-    assert_eq!(tick_pid(&line), tick_pid(&first), "the process changed");
+    assert_eq!(
+        tick_field(&line, "pid"),
+        tick_field(&first, "pid"),
+        "the process changed"
+    );
 }
 
 /// An edit in the package's lib target is not silently ignored: the tool says it needs a
@@ -174,8 +163,8 @@ fn edit_in_lib_target_restarts_with_the_reason() {
     );
     let line = wait_tick(&mut session, EDIT_DEADLINE, &["lib=lib-two", "gen=0"]);
     assert_ne!(
-        tick_pid(&line),
-        tick_pid(&first),
+        tick_field(&line, "pid"),
+        tick_field(&first, "pid"),
         "the program was not restarted"
     );
 }
@@ -194,8 +183,8 @@ fn edit_in_workspace_member_restarts_with_the_reason() {
     );
     let line = wait_tick(&mut session, EDIT_DEADLINE, &["util=util-two"]);
     assert_ne!(
-        tick_pid(&line),
-        tick_pid(&first),
+        tick_field(&line, "pid"),
+        tick_field(&first, "pid"),
         "the program was not restarted"
     );
 }

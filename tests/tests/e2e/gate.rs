@@ -1,0 +1,195 @@
+//! The compatibility gate: refusals before loading (S09, S10), what is patched (S11), what
+//! restarts (S13), undefined symbols, and the report of changed functions.
+
+use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, status_messages};
+
+use crate::{tick_field, wait_tick, wait_tick_of_new_process};
+
+const MAIN: &str = "src/main.rs";
+
+/// Starts the gate fixture with `args` and waits for its first tick.
+fn start(args: &[&str]) -> (Project, hotswap_tests::Session, String) {
+    let project = Project::copy("gate");
+    let mut session = project.run(args);
+    let first = wait_tick(
+        &mut session,
+        START_DEADLINE,
+        &["step-one", "alpha-one", "beta-one"],
+    );
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    (project, session, first)
+}
+
+/// S09: a hot function gains a parameter: refused before loading with both signatures and the
+/// location; with `--no-restart` the old code keeps running in the same process.
+#[test]
+fn s09_changed_signature_is_refused_and_old_code_keeps_running() {
+    let (project, mut session, first) = start(&["--no-restart"]);
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "fn alpha() -> &'static str {",
+                "fn alpha(times: u32) -> &'static str {\n    let _ = times;",
+            ),
+            ("            alpha(),", "            alpha(2),"),
+        ],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "Kept");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
+         Refused hot fn `gate::alpha` changed its signature at src/main.rs:39
+                 was `fn alpha() -> &'static str`
+                 now `fn alpha(times: u32) -> &'static str`
+    ");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Kept").join("\n"), @"        Kept `gate` runs its previous code (--no-restart); the next save is checked again");
+    let line = wait_tick(&mut session, EDIT_DEADLINE, &["alpha-one", "gen=0"]);
+    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+    assert!(
+        !session.stderr().contains("Patched"),
+        "{}",
+        session.stderr()
+    );
+}
+
+/// S10: a field added to a struct passed by `&mut` to a hot function: refused, naming the type
+/// and both sizes; by default the program restarts, saying that state is lost.
+#[test]
+fn s10_changed_layout_of_a_boundary_struct_is_refused_and_restarts() {
+    let (project, mut session, first) = start(&[]);
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "    label: &'static str,\n}",
+                "    label: &'static str,\n    extra: u64,\n}",
+            ),
+            (
+                "count: 0, label: \"state\" }",
+                "count: 0, label: \"state\", extra: 1 }",
+            ),
+            ("state.count += 1;", "state.count += state.extra;"),
+        ],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "Restarting");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
+         Refused `State` changed layout (24 -> 32 bytes) at src/main.rs:30
+                 hot fn `fn step(state: &mut State) -> String` would get it with the old layout from the running program
+    ");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @r"
+      Restarting gate (the patch was refused; state is lost)
+                 pass `--no-restart` to keep the old code running instead
+    ");
+    wait_tick_of_new_process(
+        &mut session,
+        EDIT_DEADLINE,
+        &first,
+        &["step-one count=1 ", "gen=0"],
+    );
+}
+
+/// S11: a field added to a struct used only inside hot code is patched, and the state the host
+/// owns carries on.
+#[test]
+fn s11_changed_layout_of_an_internal_struct_is_patched() {
+    let (project, mut session, first) = start(&[]);
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "struct Scratch {\n    a: u32,\n}",
+                "struct Scratch {\n    a: u32,\n    b: u64,\n}",
+            ),
+            ("Scratch { a: 7 };", "Scratch { a: 7, b: 9 };"),
+            (
+                "\"step-one count={} scratch={} {}\", state.count, scratch.a,",
+                "\"step-two count={} scratch={} {}\", state.count, scratch.a + scratch.b as u32,",
+            ),
+        ],
+    );
+    let line = wait_tick(
+        &mut session,
+        EDIT_DEADLINE,
+        &["step-two", "scratch=16", "gen=1"],
+    );
+    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+    let count: u64 = tick_field(&line, "count").parse().unwrap();
+    let first_count: u64 = tick_field(&first, "count").parse().unwrap();
+    assert!(
+        count > first_count,
+        "the state restarted: {first} then {line}"
+    );
+    assert!(
+        !session.stderr().contains("Refused"),
+        "{}",
+        session.stderr()
+    );
+}
+
+/// S13: a dependency added to the manifest is not patched: the host is rebuilt and restarted,
+/// and the message says why.
+#[test]
+fn s13_new_dependency_rebuilds_and_restarts_the_host() {
+    let (project, mut session, first) = start(&[]);
+    project.edit_all(
+        "Cargo.toml",
+        &[(
+            "[dependencies]\n",
+            "[dependencies]\ngate-extra = { path = \"extra\" }\n",
+        )],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "Restarting");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting gate (`Cargo.toml` changed, which the patch cannot carry: the host is rebuilt; state is lost)");
+    let restarted = wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["gen=0"]);
+    // The restarted host contains the new dependency, so a patch may now call it.
+    project.edit(MAIN, "\"beta-one\"", "gate_extra::word()");
+    let line = wait_tick(&mut session, EDIT_DEADLINE, &["extra-one", "gen=1"]);
+    assert_eq!(tick_field(&line, "pid"), tick_field(&restarted, "pid"));
+}
+
+/// A patch that needs a symbol the running program lacks is refused before loading, naming it.
+#[test]
+fn undefined_symbol_is_refused_before_loading() {
+    let (project, mut session, first) = start(&["--no-restart"]);
+    project.edit(
+        MAIN,
+        "    \"beta-one\"\n",
+        "    unsafe extern \"C\" {\n        fn hotswap_test_absent_symbol() -> u32;\n    }\n    \
+         // SAFETY: never called: the gate refuses the patch.\n    \
+         if unsafe { hotswap_test_absent_symbol() } == 1 { \"never\" } else { \"beta-two\" }\n",
+    );
+    session.wait_stderr(EDIT_DEADLINE, "Kept");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
+         Refused the patch needs a symbol the running program does not contain:
+                 `hotswap_test_absent_symbol`
+    ");
+    let line = wait_tick(&mut session, EDIT_DEADLINE, &["beta-one"]);
+    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+}
+
+/// Editing one of three hot functions reports exactly that one; editing a comment reports no
+/// code change and sends nothing.
+#[test]
+fn changed_functions_are_reported_and_comment_edits_send_nothing() {
+    let (project, mut session, _) = start(&[]);
+    project.edit(MAIN, "\"beta-one\"", "\"beta-two\"");
+    wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: beta");
+    let patched = status_messages(&session.stderr(), "Patched");
+    assert_eq!(patched.len(), 1);
+    assert!(
+        patched[0].starts_with("     Patched 1 function in "),
+        "{patched:?}"
+    );
+    assert!(patched[0].ends_with(" generation 1: beta"), "{patched:?}");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning these statics and thread-locals of the crate will start fresh in the new code: `CALLS`, `LAST`");
+
+    project.edit(
+        MAIN,
+        "/// Another word the tests edit.",
+        "/// Another word that tests edit.",
+    );
+    session.wait_stderr(EDIT_DEADLINE, "Unchanged");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Unchanged").join("\n"), @"   Unchanged no code changed in `src/main.rs`; nothing to patch");
+    wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
+    assert_eq!(status_messages(&session.stderr(), "Patched").len(), 1);
+}

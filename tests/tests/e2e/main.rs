@@ -1,0 +1,49 @@
+//! End-to-end tests: real `cargo hotswap run` sessions on copies of the fixture projects, real
+//! edits on disk, real sockets. Each asserts what a user would see. One binary, one module per
+//! capability.
+
+mod gate;
+mod skeleton;
+
+use std::time::Duration;
+
+use hotswap_tests::Session;
+
+/// Waits for a tick line (the fixtures print `tick pid=.. gen=.. ...`) containing all of
+/// `parts`; returns it.
+pub(crate) fn wait_tick(session: &mut Session, deadline: Duration, parts: &[&str]) -> String {
+    session.wait_stdout(deadline, |out| {
+        out.lines()
+            .rev()
+            .find(|line| line.starts_with("tick ") && parts.iter().all(|p| line.contains(p)))
+            .map(str::to_owned)
+    })
+}
+
+/// Waits for a tick line of a process other than the one that printed `first`, containing all of
+/// `parts`; returns it.
+pub(crate) fn wait_tick_of_new_process(
+    session: &mut Session,
+    deadline: Duration,
+    first: &str,
+    parts: &[&str],
+) -> String {
+    let pid = tick_field(first, "pid").to_owned();
+    session.wait_stdout(deadline, |out| {
+        out.lines()
+            .rev()
+            .find(|line| {
+                line.starts_with("tick ")
+                    && tick_field(line, "pid") != pid
+                    && parts.iter().all(|p| line.contains(p))
+            })
+            .map(str::to_owned)
+    })
+}
+
+/// The value of field `name=` in a tick line.
+pub(crate) fn tick_field<'a>(line: &'a str, name: &str) -> &'a str {
+    line.split(' ')
+        .find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no `{name}=` in {line:?}"))
+}
