@@ -391,4 +391,78 @@ mod tests {
         let accepted = check(&host(vec![], &[]), &patch(vec![record(SIG, &[])], &[])).unwrap();
         assert!(accepted.functions.is_empty());
     }
+
+    /// A small shared object with a hot-function record and an undefined symbol, compiled by
+    /// rustc, as the seed of the fuzz test.
+    fn seed_patch() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("seed.rs");
+        let record = "hotswap-record 1\nfn seed::f\nsig fn f(x: &mut State)\nat src/main.rs:3\n\
+                      type &mut State 8 8\ntype State 24 8\n";
+        std::fs::write(
+            &source,
+            format!(
+                "#[unsafe(export_name = \"__hotswap_record$seed::f\")]\n\
+                 pub static RECORD: [u8; {}] = *b{record:?};\n\
+                 unsafe extern \"C\" {{ fn seed_absent() -> u32; }}\n\
+                 #[unsafe(no_mangle)]\n\
+                 pub extern \"C\" fn seed_call() -> u32 {{ unsafe {{ seed_absent() }} }}\n",
+                record.len()
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join("libseed.so");
+        let status = std::process::Command::new("rustc")
+            .args([
+                "--crate-type=cdylib",
+                "--edition=2024",
+                "-Clink-arg=-Wl,-z,undefs",
+                "-o",
+            ])
+            .arg(&out)
+            .arg(&source)
+            .status()
+            .unwrap();
+        assert!(status.success(), "rustc failed to build the seed patch");
+        std::fs::read(out).unwrap()
+    }
+
+    #[test]
+    fn the_seed_patch_is_read_whole() {
+        let image = PatchImage::parse(&seed_patch()).unwrap();
+        assert_eq!(
+            image.records["seed::f"].types[1],
+            ("State".to_owned(), 24, 8)
+        );
+        assert!(
+            image.undefined.contains(&"seed_absent".to_owned()),
+            "{:?}",
+            image.undefined
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// A truncated or corrupted patch file is an error or a (wrong) reading, never a panic.
+        #[test]
+        fn malformed_patch_files_never_panic(
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+            flips in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                0..32,
+            ),
+        ) {
+            static SEED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            let seed = SEED.get_or_init(seed_patch);
+            let mut data = seed[..cut.index(seed.len() + 1).min(seed.len())].to_vec();
+            if !data.is_empty() {
+                for (at, byte) in &flips {
+                    let len = data.len();
+                    data[at.index(len)] = *byte;
+                }
+            }
+            let _ = PatchImage::parse(&data);
+        }
+    }
 }
