@@ -310,8 +310,9 @@ fn patch_kib(link: &Invocation) -> Option<f64> {
         .map(|m| m.len() as f64 / 1024.0)
 }
 
-/// Replays the patch's rustc command alone, into the floor's own output and incremental
-/// directories; checks that the result holds edit `n`'s text; returns the wall time in ms.
+/// Replays the patch's rustc command alone (same arguments, environment and directory), into
+/// the floor's own output and incremental directories; checks that the result holds edit `n`'s
+/// text; returns the wall time in ms.
 fn replay_floor(bench: &Bench, patch: &Invocation, floor: &Path, log: &Path, n: usize) -> f64 {
     let out_dir = floor.join("out");
     let incremental = floor.join("incremental");
@@ -340,7 +341,8 @@ fn replay_floor(bench: &Bench, patch: &Invocation, floor: &Path, log: &Path, n: 
             args.push(arg.clone());
         }
     }
-    let mut command = Command::new(&bench.real_rustc);
+    // Through `bench-rustc`, as the tool's own run was, so that both pay the same.
+    let mut command = Command::new(&bench.rustc_wrapper);
     command
         .args(&args)
         .current_dir(&patch.cwd)

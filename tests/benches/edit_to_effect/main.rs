@@ -61,7 +61,8 @@ pub struct Bench {
     pub tool: PathBuf,
     /// The real rustc, which `bench-rustc` runs.
     pub real_rustc: PathBuf,
-    rustc_wrapper: PathBuf,
+    /// `bench-rustc`.
+    pub rustc_wrapper: PathBuf,
     linker_wrapper: PathBuf,
     only: Option<Vec<String>>,
 }
@@ -158,6 +159,29 @@ fn real_rustc() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&output.stdout).trim()).join("bin/rustc")
 }
 
+/// The benchmarked commit (with `+changes` when the worktree differs from it).
+fn revision() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(hotswap_tests::workspace_root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    let Some(commit) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "(unknown revision)".to_owned();
+    };
+    let dirty =
+        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{commit}+changes")
+    } else {
+        commit
+    }
+}
+
 /// One line on the machine and toolchain, for the table's header.
 fn describe_machine(rustc: &Path) -> String {
     let version = Command::new(rustc)
@@ -229,7 +253,8 @@ fn main() -> ExitCode {
     }
 
     println!(
-        "cargo-hotswap benchmark: {} runs; {}",
+        "cargo-hotswap {} benchmark, {} runs; {}",
+        revision(),
         bench.runs,
         describe_machine(&bench.real_rustc)
     );
