@@ -155,30 +155,28 @@ fn collect(pipe: impl Read + Send + 'static, stderr: bool, lines: &Arc<Mutex<Vec
 }
 
 /// `GET path` on `addr` until it answers 200 with a body for which `accept` returns `Some`,
-/// pausing `interval` between attempts; returns the value and the time of the answer.
-///
-/// # Panics
-///
-/// After `deadline`, with the last answer.
+/// pausing `interval` between attempts; returns the value and the time of the answer, or the
+/// last answer after `deadline`.
 pub fn poll<T>(
     addr: &str,
     path: &str,
     interval: Duration,
     deadline: Duration,
     mut accept: impl FnMut(&str) -> Option<T>,
-) -> (T, u64) {
+) -> Result<(T, u64), String> {
     let end = Instant::now() + deadline;
     loop {
         let answer = hotswap_tests::get(addr, path);
         if let Ok(body) = &answer
             && let Some(found) = accept(body)
         {
-            return (found, now_ns());
+            return Ok((found, now_ns()));
         }
-        assert!(
-            Instant::now() < end,
-            "`GET {path}` on {addr} never gave the expected answer; the last was {answer:?}"
-        );
+        if Instant::now() >= end {
+            return Err(format!(
+                "`GET {path}` on {addr} never gave the expected answer; the last was {answer:?}"
+            ));
+        }
         std::thread::sleep(interval);
     }
 }

@@ -19,7 +19,8 @@ pub struct Startup {
     cold_hotswap: Vec<f64>,
     warm_plain: Vec<f64>,
     warm_hotswap: Vec<f64>,
-    /// Warm `cargo hotswap run`: start to the rlib replay (cargo metadata, the fresh cargo build).
+    /// Warm `cargo hotswap run`: start to the rlib replay (cargo metadata, the fresh cargo build,
+    /// reading the capture).
     warm_cargo: Vec<f64>,
     /// Warm: the crate replayed as an rlib.
     warm_rlib: Vec<f64>,
@@ -110,7 +111,8 @@ fn to_ready(bench: &Bench, fixture: &Fixture, command: Command) -> f64 {
         bench.poll,
         START_DEADLINE,
         |_| Some(()),
-    );
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", process.dump()));
     (answered - start) as f64 / 1e6
 }
 
@@ -162,7 +164,7 @@ impl Startup {
             &self.warm_hotswap,
         );
         table.samples(
-            "  tool start + cargo build (fresh)",
+            "  tool start, cargo metadata, cargo build (fresh)",
             Unit::Ms,
             &self.warm_cargo,
         );
