@@ -1,0 +1,592 @@
+//! Edit -> effect under `cargo hotswap run`, and on the same edits the bare floor (the patch's
+//! rustc command replayed alone) and the restart loop (`cargo build`, start, first answer); host
+//! memory over many patches.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE};
+
+use crate::fixture::{self, Dirs, Fixture};
+use crate::process::{self, Line, Process};
+use crate::table::{self, Table, Unit};
+use crate::wrap::{self, Invocation};
+use crate::{Bench, now_ns};
+
+/// What the tool's `Patched` line says.
+struct Patched {
+    /// When the benchmark read the line.
+    at_ns: u64,
+    /// The patch build as the tool timed it (rustc and link), ms.
+    build_ms: Option<f64>,
+    /// The host's load and slot swap, ms.
+    load_ms: Option<f64>,
+}
+
+/// Samples of one fixture's edits, in milliseconds unless named otherwise.
+#[derive(Default)]
+pub struct Edits {
+    effect: Vec<f64>,
+    first_effect: Vec<f64>,
+    debounce: Vec<f64>,
+    before_rustc: Vec<f64>,
+    rustc: Vec<f64>,
+    link: Vec<f64>,
+    after_rustc: Vec<f64>,
+    load: Vec<f64>,
+    tool_build: Vec<f64>,
+    patch_kib: Vec<f64>,
+    floor: Vec<f64>,
+    first_floor: Vec<f64>,
+    floor_link: Vec<f64>,
+    restart: Vec<f64>,
+    restart_build: Vec<f64>,
+    restart_rustc: Vec<f64>,
+    restart_link: Vec<f64>,
+    restart_start: Vec<f64>,
+    /// Per measured edit: edit -> effect within 1.10 x floor + 15 ms.
+    floor_goal: Vec<bool>,
+    /// Per measured edit: edit -> effect within 0.5 x restart loop.
+    restart_goal: Vec<bool>,
+    rss_before_kib: f64,
+    rss_after_kib: f64,
+    patches: usize,
+    /// Patch builds that failed (a half-written file) before the one that succeeded.
+    failed_builds: usize,
+}
+
+/// Runs the edits of `fixture` on `project`: one first edit (a session's first patch, with cold
+/// incremental caches), `bench.runs` measured ones, and for time-service more patches up to
+/// `bench.patches` for the memory soak.
+pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> Edits {
+    let total = if fixture.name == "time-service" {
+        (bench.runs + 1).max(bench.patches)
+    } else {
+        bench.runs + 1
+    };
+    eprintln!(
+        "bench: {}: {total} edits under `cargo hotswap run`",
+        fixture.name
+    );
+    let log = dirs.logs.join("session.jsonl");
+    let floor_log = dirs.logs.join("floor.jsonl");
+    let plain_log = dirs.logs.join("plain.jsonl");
+    let mut session = Process::spawn(
+        "cargo hotswap run",
+        bench.hotswap(project.path(), &dirs.hotswap, &log, &[]),
+    );
+    let addr = session.wait_listening(START_DEADLINE);
+    process::poll(
+        &addr,
+        fixture.path,
+        bench.poll,
+        START_DEADLINE,
+        |_| Some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", session.dump()));
+    let pid: u32 = hotswap_tests::get(&addr, "/pid")
+        .expect("the program answers `/pid`")
+        .parse()
+        .expect("`/pid` answers a number");
+    let mut offsets = Offsets::default();
+    wrap::read_since(&log, &mut offsets.session);
+    let mut edits = Edits {
+        rss_before_kib: process::rss_kib(pid) as f64,
+        ..Edits::default()
+    };
+
+    let mut current = fixture.line.to_owned();
+    for n in 0..total {
+        let next = fixture::edited_line(fixture.line, n);
+        let from = session.line_count();
+        project.edit(fixture.file, &current, &next);
+        let written = now_ns();
+        current = next;
+
+        // Requests start once the patch's rustc has exited (the new code cannot run before), so
+        // that they do not compete with the compile for the CPU; then every `bench.poll`.
+        let records = wait_patch_compiled(&mut session, &log, &mut offsets.session, from);
+        let (stamp, _) = process::poll(&addr, fixture.path, bench.poll, EDIT_DEADLINE, |body| {
+            fixture::stamp(body, n)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", session.dump()));
+        assert!(
+            stamp >= written,
+            "the new code reported a time before the edit was written"
+        );
+        let patched = wait_patched(&mut session, from, n as u64 + 1);
+        let patching_at = session
+            .wait_line(from, EDIT_DEADLINE, |l| {
+                status(l, "Patching").then_some(l.at_ns)
+            })
+            .1;
+        let mut records = records;
+        // The patch's link record is written before its rustc record, so it is already read.
+        records.extend(wrap::read_since(&log, &mut offsets.session));
+        let rustc = only(
+            &records,
+            |r| r.is_rustc_of("cdylib") && r.success,
+            "successful patch rustc run",
+        );
+        edits.failed_builds += records
+            .iter()
+            .filter(|r| r.is_rustc_of("cdylib") && !r.success)
+            .count();
+        let link = only(
+            &records,
+            |r| {
+                r.link_output()
+                    .is_some_and(|o| o.extension().is_some_and(|e| e == "so"))
+            },
+            "patch link",
+        );
+        edits.patches += 1;
+        if n > bench.runs {
+            continue; // the memory soak: checked, not timed
+        }
+
+        let effect = ms(stamp - written);
+        let floor = replay_floor(bench, rustc, &dirs.floor, &floor_log, n);
+        if n == 0 {
+            edits.first_effect.push(effect);
+            edits.first_floor.push(floor);
+            // The restart loop's first build also warms its caches for this source.
+            restart_loop(
+                bench,
+                fixture,
+                project,
+                dirs,
+                &plain_log,
+                &mut offsets.plain,
+                n,
+            );
+            continue;
+        }
+        edits.effect.push(effect);
+        edits.debounce.push(ms(patching_at.saturating_sub(written)));
+        edits
+            .before_rustc
+            .push(ms(rustc.start_ns.saturating_sub(patching_at)));
+        edits.rustc.push(rustc.ms() - link.ms());
+        edits.link.push(link.ms());
+        let load = patched.load_ms;
+        edits
+            .after_rustc
+            .push(ms(patched.at_ns.saturating_sub(rustc.end_ns)) - load.unwrap_or(0.0));
+        edits.load.extend(load);
+        edits.tool_build.extend(patched.build_ms);
+        edits.patch_kib.extend(patch_kib(link));
+        edits.floor.push(floor);
+        edits.floor_link.extend(
+            wrap::read_since(&floor_log, &mut offsets.floor)
+                .iter()
+                .find_map(|r| r.link_output().is_some().then(|| r.ms())),
+        );
+        let restart = restart_loop(
+            bench,
+            fixture,
+            project,
+            dirs,
+            &plain_log,
+            &mut offsets.plain,
+            n,
+        );
+        edits.floor_goal.push(effect <= 1.10 * floor + 15.0);
+        edits.restart_goal.push(effect <= 0.5 * restart.total);
+        edits.restart.push(restart.total);
+        edits.restart_build.push(restart.build);
+        edits.restart_start.push(restart.start);
+        edits.restart_rustc.extend(restart.rustc);
+        edits.restart_link.extend(restart.link);
+    }
+    edits.rss_after_kib = process::rss_kib(pid) as f64;
+    let applied = session
+        .lines_from(0)
+        .iter()
+        .filter(|l| status(l, "Patched"))
+        .count();
+    assert_eq!(applied, total, "every edit was patched exactly once");
+    edits
+}
+
+/// Read positions in the wrappers' logs.
+#[derive(Default)]
+struct Offsets {
+    session: u64,
+    floor: u64,
+    plain: u64,
+}
+
+/// Milliseconds from nanoseconds.
+fn ms(nanos: u64) -> f64 {
+    nanos as f64 / 1e6
+}
+
+/// Whether `line` is the tool's status line with `verb`.
+fn status(line: &Line, verb: &str) -> bool {
+    line.stderr
+        && line
+            .text
+            .trim_start()
+            .strip_prefix(verb)
+            .is_some_and(|rest| rest.starts_with(' '))
+}
+
+/// Panics, with the session's output, if the tool reported that the edit will not patch. A
+/// failed build is not such a report: the tool may have read the file half-written, and builds
+/// again when the write completes; those builds are counted.
+fn check_not_refused(session: &Process, from: usize) {
+    for line in session.lines_from(from) {
+        for verb in ["Refused", "Restarting"] {
+            if status(&line, verb) {
+                panic!(
+                    "the edit did not patch the running program: {}\n{}",
+                    line.text,
+                    session.dump()
+                );
+            }
+        }
+    }
+}
+
+/// Waits until the patch's rustc run has exited (its record is in the log) and returns the
+/// records read so far.
+fn wait_patch_compiled(
+    session: &mut Process,
+    log: &Path,
+    offset: &mut u64,
+    from: usize,
+) -> Vec<Invocation> {
+    let end = std::time::Instant::now() + EDIT_DEADLINE;
+    let mut records = Vec::new();
+    loop {
+        records.extend(wrap::read_since(log, offset));
+        if records.iter().any(|r| r.is_rustc_of("cdylib") && r.success) {
+            return records;
+        }
+        check_not_refused(session, from);
+        session.check_alive();
+        assert!(
+            std::time::Instant::now() < end,
+            "no patch was compiled\n{}",
+            session.dump()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Waits for the `Patched` line of `generation` and parses it.
+fn wait_patched(session: &mut Process, from: usize, generation: u64) -> Patched {
+    let wanted = format!("generation {generation}");
+    let (_, patched) = session.wait_line(from, EDIT_DEADLINE, |line| {
+        (status(line, "Patched") && line.text.contains(&wanted)).then(|| Patched {
+            at_ns: line.at_ns,
+            build_ms: number_after(&line.text, "(build "),
+            load_ms: number_after(&line.text, ", load "),
+        })
+    });
+    check_not_refused(session, from);
+    patched
+}
+
+/// The number that follows `prefix` in `text`.
+fn number_after(text: &str, prefix: &str) -> Option<f64> {
+    let (_, rest) = text.split_once(prefix)?;
+    let digits: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    digits.parse().ok()
+}
+
+/// The one record that `pick` selects; panics naming `what` if there is not exactly one.
+fn only<'a>(
+    records: &'a [Invocation],
+    pick: impl Fn(&Invocation) -> bool,
+    what: &str,
+) -> &'a Invocation {
+    let found: Vec<&Invocation> = records.iter().filter(|r| pick(r)).collect();
+    assert_eq!(found.len(), 1, "expected one {what} per edit");
+    found[0]
+}
+
+/// Size of the patch the link wrote, in KiB.
+fn patch_kib(link: &Invocation) -> Option<f64> {
+    let output = link.link_output()?;
+    let path = if output.is_absolute() {
+        output.to_path_buf()
+    } else {
+        link.cwd.join(output)
+    };
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.len() as f64 / 1024.0)
+}
+
+/// Replays the patch's rustc command alone (same arguments, environment and directory), into
+/// the floor's own output and incremental directories; checks that the result holds edit `n`'s
+/// text; returns the wall time in ms.
+fn replay_floor(bench: &Bench, patch: &Invocation, floor: &Path, log: &Path, n: usize) -> f64 {
+    let out_dir = floor.join("out");
+    let incremental = floor.join("incremental");
+    std::fs::create_dir_all(&out_dir).expect("cannot create the floor's directory");
+    let mut args = Vec::with_capacity(patch.args.len());
+    let mut iter = patch.args.iter();
+    while let Some(arg) = iter.next() {
+        if arg == "--out-dir" {
+            iter.next();
+            args.push(arg.clone());
+            args.push(out_dir.display().to_string());
+        } else if arg.starts_with("--out-dir=") {
+            args.push(format!("--out-dir={}", out_dir.display()));
+        } else if arg == "-C"
+            && iter
+                .as_slice()
+                .first()
+                .is_some_and(|kv| kv.starts_with("incremental="))
+        {
+            iter.next();
+            args.push("-C".to_owned());
+            args.push(format!("incremental={}", incremental.display()));
+        } else if arg.starts_with("-Cincremental=") {
+            args.push(format!("-Cincremental={}", incremental.display()));
+        } else {
+            args.push(arg.clone());
+        }
+    }
+    // Through `bench-rustc`, as the tool's own run was, so that both pay the same.
+    let mut command = Command::new(&bench.rustc_wrapper);
+    command
+        .args(&args)
+        .current_dir(&patch.cwd)
+        .env_clear()
+        .envs(patch.env.iter().map(|(k, v)| (k, v)))
+        .env(wrap::LOG_ENV, log);
+    let start = now_ns();
+    let output = command.output().expect("cannot run rustc for the floor");
+    let elapsed = ms(now_ns() - start);
+    assert!(
+        output.status.success(),
+        "the floor's replay failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let built = newest_with_extension(&out_dir, "so").expect("the floor's replay wrote a .so");
+    let bytes = std::fs::read(&built).expect("cannot read the floor's output");
+    let marker = fixture::marker(n);
+    assert!(
+        bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+        "the floor's replay did not compile edit {n}"
+    );
+    elapsed
+}
+
+/// The most recently modified file with `extension` in `dir`.
+fn newest_with_extension(dir: &Path, extension: &str) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == extension))
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .map(|e| e.path())
+}
+
+/// One turn of the restart loop, in ms.
+struct Restart {
+    /// `cargo build` to first answer.
+    total: f64,
+    /// `cargo build`.
+    build: f64,
+    /// Process start to first answer.
+    start: f64,
+    /// rustc of the bin crate, from the wrapper's record.
+    rustc: Option<f64>,
+    /// Its link.
+    link: Option<f64>,
+}
+
+/// `cargo build` of the bin, then its start until the first answer, which must come from edit
+/// `n`'s code.
+fn restart_loop(
+    bench: &Bench,
+    fixture: &Fixture,
+    project: &Project,
+    dirs: &Dirs,
+    log: &Path,
+    offset: &mut u64,
+    n: usize,
+) -> Restart {
+    let start = now_ns();
+    let output = bench
+        .cargo("build", project.path(), &dirs.plain, log)
+        .args(["--quiet", "--bin", fixture.bin])
+        .output()
+        .expect("cannot run cargo build");
+    assert!(
+        output.status.success(),
+        "`cargo build` failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let built = now_ns();
+    let mut program = Command::new(dirs.plain.join("debug").join(fixture.bin));
+    program.env("PORT", "0");
+    let mut program = Process::spawn(fixture.bin, program);
+    let addr = program.wait_listening(START_DEADLINE);
+    let (body, answered) = process::poll(&addr, fixture.path, bench.poll, START_DEADLINE, |body| {
+        Some(body.to_owned())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", program.dump()));
+    drop(program);
+    assert!(
+        fixture::stamp(&body, n).is_some(),
+        "the rebuilt program does not run edit {n}: it answered {body:?}"
+    );
+    let records = wrap::read_since(log, offset);
+    let rustc = records
+        .iter()
+        .find(|r| r.compiles(fixture.crate_name) && r.is_rustc_of("bin"));
+    let link = records.iter().find(|r| {
+        r.link_output()
+            .and_then(Path::file_name)
+            .is_some_and(|f| f.to_string_lossy().starts_with(fixture.crate_name))
+    });
+    Restart {
+        total: ms(answered - start),
+        build: ms(built - start),
+        start: ms(answered - built),
+        rustc: rustc.map(|r| r.ms() - link.map_or(0.0, Invocation::ms)),
+        link: link.map(Invocation::ms),
+    }
+}
+
+impl Edits {
+    /// Adds this fixture's rows to the table.
+    pub fn report(&self, table: &mut Table, fixture: &Fixture) {
+        table.samples("edit -> effect (cargo hotswap run)", Unit::Ms, &self.effect);
+        table.samples(
+            "  watch + debounce (write -> `Patching`)",
+            Unit::Ms,
+            &self.debounce,
+        );
+        table.samples(
+            "  tool before rustc (`Patching` -> rustc)",
+            Unit::Ms,
+            &self.before_rustc,
+        );
+        table.samples(
+            "  rustc (patch compile, without link)",
+            Unit::Ms,
+            &self.rustc,
+        );
+        table.samples("  link (patch, real linker)", Unit::Ms, &self.link);
+        table.text(
+            "  check (compatibility gate)",
+            "n/a (not implemented yet, see note)",
+        );
+        table.samples(
+            "  tool after rustc (copy, symbol scan, IPC)",
+            Unit::Ms,
+            &self.after_rustc,
+        );
+        table.samples("  load (host: dlopen + slot swap)", Unit::Ms, &self.load);
+        table.samples("  build as the tool reports it", Unit::Ms, &self.tool_build);
+        table.samples("  patch size", Unit::KiB, &self.patch_kib);
+        table.samples(
+            "bare floor (patch rustc command alone)",
+            Unit::Ms,
+            &self.floor,
+        );
+        table.samples("  its link", Unit::Ms, &self.floor_link);
+        table.samples(
+            "restart loop (cargo build + start + answer)",
+            Unit::Ms,
+            &self.restart,
+        );
+        table.samples("  cargo build", Unit::Ms, &self.restart_build);
+        table.samples(
+            "    rustc (bin crate, without link)",
+            Unit::Ms,
+            &self.restart_rustc,
+        );
+        table.samples("    link (whole executable)", Unit::Ms, &self.restart_link);
+        table.samples("  start -> first answer", Unit::Ms, &self.restart_start);
+        table.samples(
+            "first edit of a session: edit -> effect",
+            Unit::Ms,
+            &self.first_effect,
+        );
+        table.samples(
+            "first edit of a session: bare floor",
+            Unit::Ms,
+            &self.first_floor,
+        );
+        if let (Some(effect), Some(floor), Some(restart)) = (
+            table::median(&self.effect),
+            table::median(&self.floor),
+            table::median(&self.restart),
+        ) {
+            let met = |goals: &[bool]| goals.iter().filter(|g| **g).count();
+            let runs = self.effect.len();
+            table.text(
+                "edit -> effect / bare floor (medians)",
+                format!(
+                    "{}; goal <= 1.10x floor + 15 ms = {}: {} ({} of {runs} edits)",
+                    table::format(Unit::Ratio, effect / floor),
+                    table::format(Unit::Ms, 1.10 * floor + 15.0),
+                    verdict(effect <= 1.10 * floor + 15.0),
+                    met(&self.floor_goal)
+                ),
+            );
+            let ratio = table::format(Unit::Ratio, effect / restart);
+            table.text(
+                "edit -> effect / restart loop (medians)",
+                if fixture.name == "medium" {
+                    format!(
+                        "{ratio}; goal <= 0.5x: {} ({} of {runs} edits)",
+                        verdict(effect <= 0.5 * restart),
+                        met(&self.restart_goal)
+                    )
+                } else {
+                    format!("{ratio} (the 0.5x goal is set for the medium fixture)")
+                },
+            );
+        }
+        if let Some(link) = table::median(&self.link) {
+            table.text(
+                "patch link (median)",
+                format!(
+                    "{}; goal <= 50 ms: {}",
+                    table::format(Unit::Ms, link),
+                    verdict(link <= 50.0)
+                ),
+            );
+        }
+        if self.failed_builds > 0 {
+            table.text(
+                "failed patch builds (file read half-written)",
+                format!(
+                    "{} in {} edits; their time is in edit -> effect",
+                    self.failed_builds, self.patches
+                ),
+            );
+        }
+        if self.patches > 0 {
+            let growth = self.rss_after_kib - self.rss_before_kib;
+            table.text(
+                format!("host RSS over {} patches", self.patches),
+                format!(
+                    "{} -> {}: +{}, {} per patch",
+                    table::format(Unit::KiB, self.rss_before_kib),
+                    table::format(Unit::KiB, self.rss_after_kib),
+                    table::format(Unit::KiB, growth),
+                    table::format(Unit::KiB, growth / self.patches as f64)
+                ),
+            );
+        }
+    }
+}
+
+/// `met` or `missed`.
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "missed" }
+}

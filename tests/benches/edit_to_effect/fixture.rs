@@ -1,0 +1,155 @@
+//! The benchmarked projects, the edit made to each, and where their builds go.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A project the benchmark runs and edits.
+pub struct Fixture {
+    /// Its name under `examples/` or `tests/fixtures/`.
+    pub name: &'static str,
+    /// The bin target.
+    pub bin: &'static str,
+    /// The bin target's crate name.
+    pub crate_name: &'static str,
+    /// The file holding the hot function that is edited.
+    pub file: &'static str,
+    /// The line of that function that is edited: a `format!("…")` whose text the answer shows.
+    pub line: &'static str,
+    /// The HTTP path that answers through the hot function.
+    pub path: &'static str,
+}
+
+/// The fixtures, in the order they run.
+pub const FIXTURES: &[Fixture] = &[
+    Fixture {
+        name: "time-service",
+        bin: "time-service",
+        crate_name: "time_service",
+        file: "src/main.rs",
+        line: r#"    format!("The time is {hours:02}:{minutes:02}:{seconds:02} UTC")"#,
+        path: "/time",
+    },
+    Fixture {
+        name: "medium",
+        bin: "stockroom",
+        crate_name: "stockroom",
+        file: "src/report.rs",
+        line: r#"    format!("Stockroom at {clock}: {items} items, {low} low on stock, worth {value}")"#,
+        path: "/status",
+    },
+];
+
+/// The line of edit number `n`: the original text prefixed with `bench-<n> <nanoseconds>`,
+/// where the new code itself reads the clock when it runs. A one-line edit, as a user makes.
+pub fn edited_line(original: &str, n: usize) -> String {
+    let body = original
+        .strip_suffix("\")")
+        .expect("the edited line ends with `\")`");
+    let body = body.replacen("format!(\"", &format!("format!(\"bench-{n} {{}} "), 1);
+    format!(
+        "{body}\", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)\
+         .map_or(0, |d| d.as_nanos()))"
+    )
+}
+
+/// The text that proves edit `n` is running, as it appears in the answer and in the binary.
+pub fn marker(n: usize) -> String {
+    format!("bench-{n} ")
+}
+
+/// The time (nanoseconds since the epoch) that the code of edit `n` put into `body`, if the
+/// body comes from that code.
+pub fn stamp(body: &str, n: usize) -> Option<u64> {
+    let (_, rest) = body.split_once(&marker(n))?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// Where one fixture's builds and logs go, under `<target>/bench/<fixture>/`.
+pub struct Dirs {
+    /// Target directory of `cargo hotswap run`.
+    pub hotswap: PathBuf,
+    /// Target directory of `cargo run` and `cargo build`.
+    pub plain: PathBuf,
+    /// Output and incremental directory of the floor's replays.
+    pub floor: PathBuf,
+    /// The wrappers' logs.
+    pub logs: PathBuf,
+}
+
+impl Dirs {
+    /// The directories of `fixture` (the floor's and the logs emptied).
+    pub fn new(root: &Path, fixture: &Fixture) -> Dirs {
+        let base = root.join(fixture.name);
+        let dirs = Dirs {
+            hotswap: base.join("hotswap"),
+            plain: base.join("plain"),
+            floor: base.join("floor"),
+            logs: base.join("logs"),
+        };
+        for dir in [&dirs.floor, &dirs.logs] {
+            let _ = std::fs::remove_dir_all(dir);
+            std::fs::create_dir_all(dir)
+                .unwrap_or_else(|e| panic!("cannot create `{}`: {e}", dir.display()));
+        }
+        dirs
+    }
+}
+
+/// Downloads the project's dependencies (and settles its lock file), so that no build measures
+/// the network.
+pub fn fetch(project: &Path) {
+    let status = Command::new(hotswap_tests::cargo())
+        .args(["fetch", "--quiet", "--manifest-path"])
+        .arg(project.join("Cargo.toml"))
+        .status()
+        .expect("cannot run `cargo fetch`");
+    assert!(
+        status.success(),
+        "`cargo fetch` failed in `{}`",
+        project.display()
+    );
+}
+
+/// The number of packages in the project's resolved graph for this platform (itself included).
+pub fn crate_count(project: &Path) -> usize {
+    let output = Command::new(hotswap_tests::cargo())
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--filter-platform",
+            "x86_64-unknown-linux-gnu",
+            "--manifest-path",
+        ])
+        .arg(project.join("Cargo.toml"))
+        .output()
+        .expect("cannot run `cargo metadata`");
+    assert!(output.status.success(), "`cargo metadata` failed");
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&output.stdout).expect("`cargo metadata` prints JSON");
+    metadata["resolve"]["nodes"].as_array().map_or(0, Vec::len)
+}
+
+/// Lines of the project's Rust sources under `src/`.
+pub fn source_lines(project: &Path) -> usize {
+    fn walk(dir: &Path) -> usize {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|entry| {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path)
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    std::fs::read_to_string(&path).map_or(0, |t| t.lines().count())
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+    walk(&project.join("src"))
+}
