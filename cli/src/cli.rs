@@ -24,17 +24,41 @@ enum Cargo {
 enum Command {
     /// Build the program as a patchable host, run it, and patch it on every save
     Run(RunArgs),
+    /// Ask the running `cargo hotswap run` session to rebuild and patch now
+    Patch(PatchArgs),
 }
 
-/// Arguments of `cargo hotswap run`, named as `cargo run` names them.
+/// Which program: cargo's package and target selection.
 #[derive(Debug, Args)]
-pub(crate) struct RunArgs {
+pub(crate) struct TargetArgs {
     /// Package with the target to run
     #[arg(short, long, value_name = "SPEC")]
     pub(crate) package: Option<String>,
     /// Name of the bin target to run
     #[arg(long, value_name = "NAME")]
     pub(crate) bin: Option<String>,
+    /// Path to Cargo.toml
+    #[arg(long, value_name = "PATH")]
+    pub(crate) manifest_path: Option<PathBuf>,
+    /// Directory for all generated artifacts
+    #[arg(long, value_name = "DIRECTORY")]
+    pub(crate) target_dir: Option<PathBuf>,
+}
+
+/// The format of the events `cargo hotswap run` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum MessageFormat {
+    /// Status lines on stderr
+    Human,
+    /// Also one JSON object per event on stdout (the program's stdout then goes to stderr)
+    Json,
+}
+
+/// Arguments of `cargo hotswap run`, named as `cargo run` names them.
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
     /// Space or comma separated list of features to activate
     #[arg(short = 'F', long, value_name = "FEATURES")]
     pub(crate) features: Vec<String>,
@@ -50,21 +74,34 @@ pub(crate) struct RunArgs {
     /// Build artifacts with the specified profile
     #[arg(long, value_name = "PROFILE-NAME")]
     pub(crate) profile: Option<String>,
-    /// Path to Cargo.toml
-    #[arg(long, value_name = "PATH")]
-    pub(crate) manifest_path: Option<PathBuf>,
-    /// Directory for all generated artifacts
-    #[arg(long, value_name = "DIRECTORY")]
-    pub(crate) target_dir: Option<PathBuf>,
     /// Keep the old code running when a patch is refused, instead of restarting the program
     #[arg(long)]
     pub(crate) no_restart: bool,
+    /// Do not watch the sources: patch only when `cargo hotswap patch` asks
+    #[arg(long)]
+    pub(crate) no_watch: bool,
+    /// Compare the files periodically instead of using inotify
+    #[arg(long, conflicts_with = "no_watch")]
+    pub(crate) poll: bool,
+    /// The output format for events
+    #[arg(long, value_name = "FMT", value_enum, default_value = "human")]
+    pub(crate) message_format: MessageFormat,
     /// Do not print cargo-hotswap's status messages
     #[arg(short, long)]
     pub(crate) quiet: bool,
     /// Arguments for the program
     #[arg(last = true, value_name = "ARGS")]
     pub(crate) args: Vec<String>,
+}
+
+/// Arguments of `cargo hotswap patch`.
+#[derive(Debug, Args)]
+pub(crate) struct PatchArgs {
+    #[command(flatten)]
+    pub(crate) target: TargetArgs,
+    /// Do not print the session's answer
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
 }
 
 /// Parses the command line and runs the command; returns the process exit code.
@@ -74,8 +111,12 @@ pub(crate) fn main() -> ExitCode {
     };
     let result = match command {
         Command::Run(args) => {
-            output::init(args.quiet);
+            output::init(args.quiet, args.message_format == MessageFormat::Json);
             crate::session::run(args)
+        }
+        Command::Patch(args) => {
+            output::init(args.quiet, false);
+            patch(&args)
         }
     };
     match result {
@@ -84,6 +125,22 @@ pub(crate) fn main() -> ExitCode {
             output::error(&err);
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `cargo hotswap patch`: prints the session's answer; fails if the patch was not applied.
+fn patch(args: &PatchArgs) -> anyhow::Result<ExitCode> {
+    let project = crate::project::Project::load(&args.target)?;
+    let (ok, answer) = crate::control::request_patch(&project)?;
+    let (verb, message) = answer
+        .split_once(' ')
+        .unwrap_or(("Answered", answer.as_str()));
+    if ok {
+        output::status(verb, message);
+        Ok(ExitCode::SUCCESS)
+    } else {
+        output::warn(verb, message);
+        Ok(ExitCode::FAILURE)
     }
 }
 

@@ -10,6 +10,7 @@
 mod build;
 mod check;
 mod cli;
+mod control;
 mod output;
 mod project;
 mod session;

@@ -22,10 +22,30 @@ fn settings() -> Settings {
     })
 }
 
-/// Chooses colour (terminal and no `NO_COLOR`) and quietness for the rest of the process.
-pub(crate) fn init(quiet: bool) {
+/// Whether events are also written as JSON lines on stdout (`--message-format json`).
+static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Chooses colour (terminal and no `NO_COLOR`), quietness and JSON events for the rest of the
+/// process.
+pub(crate) fn init(quiet: bool, json: bool) {
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = SETTINGS.set(Settings { color, quiet });
+    JSON.store(json, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether JSON events are on.
+pub(crate) fn json() -> bool {
+    JSON.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Writes `event` as one JSON line on stdout, with `--message-format json`. Its `reason` field
+/// names the event, as in cargo's messages.
+pub(crate) fn event(event: serde_json::Value) {
+    if json() {
+        let mut stdout = std::io::stdout().lock();
+        let _ = writeln!(stdout, "{event}");
+        let _ = stdout.flush();
+    }
 }
 
 /// Whether stderr gets ANSI colours (also passed on to rustc).

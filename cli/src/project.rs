@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use cargo_metadata::{Metadata, MetadataCommand, Package, Target};
 
-use crate::cli::RunArgs;
+use crate::cli::TargetArgs;
 
 /// The selected bin target and everything the session derives from the project layout.
 #[derive(Debug)]
@@ -39,7 +39,7 @@ impl Project {
     ///
     /// When `cargo metadata` fails, no or several packages or bins match, or the package does not
     /// depend on the `hotswap` crate.
-    pub(crate) fn load(args: &RunArgs) -> anyhow::Result<Self> {
+    pub(crate) fn load(args: &TargetArgs) -> anyhow::Result<Self> {
         let cargo = std::env::var_os("CARGO")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("cargo"));
@@ -93,7 +93,7 @@ impl Project {
 
 /// The package named by `-p`, or the one the manifest path points to, or the workspace's only
 /// package with a bin target.
-fn select_package<'m>(metadata: &'m Metadata, args: &RunArgs) -> anyhow::Result<&'m Package> {
+fn select_package<'m>(metadata: &'m Metadata, args: &TargetArgs) -> anyhow::Result<&'m Package> {
     let members = metadata.workspace_packages();
     if let Some(spec) = &args.package {
         return members

@@ -21,7 +21,8 @@ use crate::check::{self, HostImage, PatchImage};
 use crate::cli::RunArgs;
 use crate::output;
 use crate::project::Project;
-use crate::watch::{self, FileKind};
+use crate::watch::scheduler::{MAX_WAIT, QUIET, Scheduler};
+use crate::watch::{self, FileKind, Filter};
 
 /// How long the host may take from start to its agent's hello before the tool says so.
 const HELLO_DEADLINE: Duration = Duration::from_secs(10);
@@ -38,6 +39,19 @@ enum Event {
     Hello(u64, u32, String),
     /// A host's connection closed.
     Disconnected(u64),
+    /// `cargo hotswap patch` asks to rebuild and patch now; the answer goes to the stream.
+    Trigger(UnixStream),
+    /// Ctrl-C or SIGTERM: stop the program and end the session.
+    Interrupt,
+}
+
+/// What a rebuild led to, as `cargo hotswap patch` reports it.
+#[derive(Debug)]
+enum Outcome {
+    /// No file changed in a way that matters.
+    Nothing,
+    /// The status line that was printed (verb first), and whether it is a success.
+    Done(bool, String),
 }
 
 /// The host process of the session and its connection.
@@ -63,7 +77,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         anyhow::bail!("cargo-hotswap supports Linux on x86_64 only, for now");
     }
-    let project = Project::load(&args)?;
+    let project = Project::load(&args.target)?;
     let options = BuildOptions {
         features: args.features.clone(),
         all_features: args.all_features,
@@ -90,10 +104,25 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let socket = socket_dir.path().join("agent.sock");
     let listener = UnixListener::bind(&socket)
         .with_context(|| format!("cannot listen on `{}`", socket.display()))?;
+    let control_socket = socket_dir.path().join("control.sock");
+    let control = UnixListener::bind(&control_socket)
+        .with_context(|| format!("cannot listen on `{}`", control_socket.display()))?;
+    let _lock = crate::control::lock(&project, &control_socket)?;
 
     let (events, inbox) = mpsc::channel();
     let (replies, reply_inbox) = mpsc::channel();
     spawn_acceptor(listener, events.clone(), replies);
+    spawn_control(control, events.clone());
+    let interrupt = events.clone();
+    ctrlc::set_handler(move || {
+        let _ = interrupt.send(Event::Interrupt);
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    let filter = Filter::new(
+        &project.target_dir,
+        &project.workspace_root,
+        &project.local_package_dirs,
+    );
 
     let mut session = Session {
         project,
@@ -103,6 +132,8 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         socket,
         program_args: args.args,
         no_restart: args.no_restart,
+        filter,
+        scheduler: Scheduler::new(QUIET, MAX_WAIT),
         baseline: None,
         running: None,
         next_connection: 0,
@@ -117,36 +148,48 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let build = build?;
     // Watch before the program starts, so that no save is missed while it starts and while the
     // first patch builds: events wait in the channel.
-    let watch_events = events.clone();
-    let watcher = watch::watch(
-        &session.project.local_package_dirs,
-        &session.project.workspace_root,
-        move |batch| {
-            let _ = watch_events.send(Event::Files(batch));
-        },
-    )?;
+    let mut watcher = if args.no_watch {
+        None
+    } else {
+        let watch_events = events.clone();
+        Some(watch::watch(
+            &session.project.local_package_dirs,
+            &session.project.workspace_root,
+            args.poll,
+            move |batch| {
+                let _ = watch_events.send(Event::Files(batch));
+            },
+        )?)
+    };
     session.start(build)?;
-    session.build_baseline();
-    output::status(
-        "Watching",
-        format!(
-            "{} ({} {})",
-            watcher
-                .recursive
-                .iter()
-                .map(|d| relative(d, &session.project.workspace_root))
-                .collect::<Vec<_>>()
-                .join(", "),
-            session.project.local_package_dirs.len(),
-            if session.project.local_package_dirs.len() == 1 {
-                "package"
-            } else {
-                "packages"
-            }
+    let extra = session.build_baseline();
+    match &mut watcher {
+        Some(watcher) => {
+            watcher.watch_files(&extra);
+            let packages = session.project.local_package_dirs.len();
+            output::status(
+                "Watching",
+                format!(
+                    "{} ({packages} {})",
+                    watcher
+                        .recursive
+                        .iter()
+                        .map(|d| relative(d, &session.project.workspace_root))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if packages == 1 { "package" } else { "packages" }
+                ),
+            );
+        }
+        None => output::status(
+            "Waiting",
+            "for `cargo hotswap patch` (--no-watch)".to_owned(),
         ),
-    );
+    }
     session.event_loop(&inbox);
-    Ok(ExitCode::SUCCESS)
+    session.stop();
+    // The conventional exit code of a process ended by SIGINT.
+    Ok(ExitCode::from(130))
 }
 
 /// The state of a session.
@@ -159,6 +202,10 @@ struct Session {
     program_args: Vec<String>,
     /// `--no-restart`: a refused patch keeps the old code running.
     no_restart: bool,
+    /// Which changed paths count.
+    filter: Filter,
+    /// When to build.
+    scheduler: Scheduler,
     /// The code of the version running now, to tell which functions a patch changes.
     baseline: Option<CodeIndex>,
     running: Option<Running>,
@@ -175,30 +222,24 @@ impl Session {
     /// Processes events until the process is interrupted.
     fn event_loop(&mut self, inbox: &Receiver<Event>) {
         loop {
-            let event = match inbox.recv_timeout(Duration::from_millis(200)) {
-                Ok(event) => Some(event),
-                Err(RecvTimeoutError::Timeout) => None,
+            let now = Instant::now();
+            if let Some(batch) = self.scheduler.ready(now) {
+                self.rebuild(batch, false);
+                self.scheduler.build_finished();
+                continue;
+            }
+            let wait = self
+                .scheduler
+                .deadline()
+                .map_or(Duration::from_millis(200), |d| {
+                    d.saturating_duration_since(now)
+                })
+                .min(Duration::from_millis(200));
+            match inbox.recv_timeout(wait) {
+                Ok(Event::Interrupt) => return,
+                Ok(event) => self.handle(event),
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
-            };
-            match event {
-                Some(Event::Files(Ok(paths))) => {
-                    // Saves that arrived while the previous batch was handled join this one:
-                    // exactly one more build, with the latest content.
-                    let mut paths = paths;
-                    let mut others = Vec::new();
-                    while let Ok(event) = inbox.try_recv() {
-                        match event {
-                            Event::Files(Ok(more)) => paths.extend(more),
-                            other => others.push(other),
-                        }
-                    }
-                    for other in others {
-                        self.handle(other);
-                    }
-                    self.files_changed(paths);
-                }
-                Some(event) => self.handle(event),
-                None => {}
             }
             self.check_host();
         }
@@ -207,8 +248,32 @@ impl Session {
     /// Handles a connection event or a watcher error.
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Files(Ok(paths)) => self.files_changed(paths),
+            Event::Files(Ok(paths)) => {
+                let relevant: Vec<PathBuf> = paths
+                    .into_iter()
+                    .filter(|p| self.filter.classify(p).is_some())
+                    .collect();
+                self.scheduler.events(Instant::now(), relevant);
+            }
             Event::Files(Err(err)) => output::warn("Warning", format!("file watcher: {err}")),
+            Event::Trigger(mut stream) => {
+                // Every watched file is compared with the snapshot: with `--no-watch` nothing
+                // else saw the edits. Even with none, the patch is built: the user asked.
+                let mut files = Vec::new();
+                self.collect_all(&mut files);
+                let answer = match self.rebuild(files, true) {
+                    Outcome::Nothing => "ok Unchanged nothing to patch".to_owned(),
+                    Outcome::Done(ok, line) => {
+                        format!(
+                            "{} {}",
+                            if ok { "ok" } else { "err" },
+                            line.replace('\n', " ")
+                        )
+                    }
+                };
+                let _ = writeln!(stream, "{answer}");
+            }
+            Event::Interrupt => {}
             Event::Connected(id, stream) => {
                 // Remembered until hello says which build it is.
                 if let Some(running) = &mut self.running
@@ -256,6 +321,10 @@ impl Session {
         };
         match running.child.try_wait() {
             Ok(Some(status)) => {
+                output::event(serde_json::json!({
+                    "reason": "host-exited",
+                    "status": status.to_string(),
+                }));
                 output::warn(
                     "Exited",
                     format!(
@@ -291,18 +360,21 @@ impl Session {
     /// Records the content hash of every watched file, before a build reads them.
     fn snapshot_sources(&mut self) {
         let mut files = Vec::new();
-        for dir in &self.project.local_package_dirs {
-            collect_watched(dir, &self.project.target_dir, &mut files);
-        }
-        collect_watched(
-            &self.project.workspace_root,
-            &self.project.target_dir,
-            &mut files,
-        );
+        self.collect_all(&mut files);
         for file in files {
             let hash = content_hash(&file);
             self.snapshot.insert(file, hash);
         }
+    }
+
+    /// Every file under the watched directories that the filter counts.
+    fn collect_all(&self, files: &mut Vec<PathBuf>) {
+        for dir in &self.project.local_package_dirs {
+            collect_watched(dir, &self.filter, files);
+        }
+        collect_watched(&self.project.workspace_root, &self.filter, files);
+        files.sort();
+        files.dedup();
     }
 
     /// Takes the content of `Cargo.lock` files into the snapshot after a host build: cargo
@@ -319,9 +391,14 @@ impl Session {
     fn changed(&mut self, paths: Vec<PathBuf>) -> Vec<(PathBuf, FileKind)> {
         let mut changed = Vec::new();
         for path in paths {
-            let Some(kind) = watch::classify(&path, &self.project.target_dir) else {
+            let Some(kind) = self.filter.classify(&path) else {
                 continue;
             };
+            // A file that is gone is mid-save (vim and JetBrains rename the old one away
+            // first) or deleted along with its `mod` line, which is itself a change.
+            if !path.exists() {
+                continue;
+            }
             let hash = content_hash(&path);
             if self.snapshot.insert(path.clone(), hash) != Some(hash) {
                 changed.push((path, kind));
@@ -330,53 +407,78 @@ impl Session {
         changed
     }
 
-    /// Reacts to a batch of file events: restart, patch, or nothing.
-    fn files_changed(&mut self, paths: Vec<PathBuf>) {
+    /// Reacts to a batch of changed paths: restart, patch, or nothing. With `force` (asked by
+    /// `cargo hotswap patch`), builds a patch even if no file changed.
+    fn rebuild(&mut self, paths: Vec<PathBuf>, force: bool) -> Outcome {
         let changed = self.changed(paths);
-        if changed.is_empty() {
-            return;
+        if changed.is_empty() && !force {
+            return Outcome::Nothing;
         }
         if let Some((path, _)) = changed.iter().find(|(_, kind)| *kind == FileKind::Build) {
             let reason = format!(
                 "`{}` changed, which the patch cannot carry: the host is rebuilt",
                 relative(path, &self.project.workspace_root)
             );
-            self.restart(&reason, None);
-            return;
+            return self.restart(&reason, None);
         }
         let Some(running) = &self.running else {
             // The host exited: build and start it again, from the current sources (S18).
-            self.restart("the program is not running", None);
-            return;
+            return self.restart("the program is not running", None);
         };
         let build = running.build.clone();
         let number = self.next_patch + 1;
         let changed_paths: Vec<PathBuf> = changed.iter().map(|(p, _)| p.clone()).collect();
+        let files = if changed_paths.is_empty() {
+            "no file".to_owned()
+        } else {
+            changed_files(&changed_paths, &self.project.workspace_root)
+        };
         output::status(
             "Patching",
-            format!(
-                "{} ({} changed)",
-                self.project.bin,
-                changed_files(&changed_paths, &self.project.workspace_root)
-            ),
+            format!("{} ({files} changed)", self.project.bin),
         );
-        let patch = match patch::build(&build, &self.work, &self.session_dir, number, false) {
+        output::event(serde_json::json!({
+            "reason": "build-started",
+            "target": "patch",
+            "files": changed_paths,
+        }));
+        let patch = match patch::build(
+            &build,
+            &self.work,
+            &self.session_dir,
+            number,
+            output::json(),
+        ) {
             Ok(patch) => patch,
-            Err(PatchBuildError::Compile { crate_name }) => {
-                output::warn(
-                    "Failed",
-                    format!(
-                        "could not compile `{crate_name}`; the running program keeps its code \
-                         until the next save"
-                    ),
+            Err(PatchBuildError::Compile {
+                crate_name,
+                diagnostics,
+            }) => {
+                output::event(serde_json::json!({
+                    "reason": "build-finished",
+                    "target": "patch",
+                    "success": false,
+                    "diagnostics": diagnostics,
+                }));
+                let message = format!(
+                    "could not compile `{crate_name}`; the running program keeps its code until \
+                     the next save"
                 );
-                return;
+                output::warn("Failed", &message);
+                return Outcome::Done(false, format!("Failed {message}"));
             }
             Err(PatchBuildError::Other(err)) => {
-                output::error(&err.context("the patch build failed"));
-                return;
+                let err = err.context("the patch build failed");
+                output::error(&err);
+                return Outcome::Done(false, format!("Failed {err:#}"));
             }
         };
+        output::event(serde_json::json!({
+            "reason": "build-finished",
+            "target": "patch",
+            "success": true,
+            "build_ms": patch.build_time.as_millis(),
+        }));
         self.next_patch = number;
         let outside: Vec<_> = changed
             .iter()
@@ -390,8 +492,7 @@ impl Session {
                 if outside.len() == 1 { "is" } else { "are" },
                 self.project.bin
             );
-            self.restart(&reason, None);
-            return;
+            return self.restart(&reason, None);
         }
         let check_started = Instant::now();
         let verdict = PatchImage::read(&patch.path).map(|image| {
@@ -401,16 +502,20 @@ impl Session {
         let accepted = match verdict {
             Ok(Ok(accepted)) => accepted,
             Ok(Err(refusals)) => {
-                for refusal in refusals {
-                    output::warn("Refused", refusal);
+                let messages: Vec<String> = refusals.iter().map(ToString::to_string).collect();
+                output::event(serde_json::json!({
+                    "reason": "patch-refused",
+                    "refusals": messages,
+                }));
+                for message in &messages {
+                    output::warn("Refused", message);
                 }
-                self.refused();
-                return;
+                return self.refused(&messages.join("; "));
             }
             Err(err) => {
-                output::error(&err.context("cannot check the patch"));
-                self.refused();
-                return;
+                let err = err.context("cannot check the patch");
+                output::error(&err);
+                return self.refused(&format!("{err:#}"));
             }
         };
         let changed = match (&patch.code, &self.baseline) {
@@ -418,14 +523,10 @@ impl Session {
             _ => None,
         };
         if changed.as_ref().is_some_and(Vec::is_empty) {
-            output::status(
-                "Unchanged",
-                format!(
-                    "no code changed in {}; nothing to patch",
-                    changed_files(&changed_paths, &self.project.workspace_root)
-                ),
-            );
-            return;
+            output::event(serde_json::json!({ "reason": "patch-unchanged" }));
+            let message = format!("no code changed in {files}; nothing to patch");
+            output::status("Unchanged", &message);
+            return Outcome::Done(true, format!("Unchanged {message}"));
         }
         if let Some(code) = &patch.code
             && !code.statics.is_empty()
@@ -449,58 +550,79 @@ impl Session {
         }
         let check_time = check_started.elapsed();
         let code = patch.code.clone();
-        if self.apply(patch, number, accepted.functions, changed, check_time) {
-            self.baseline = code;
+        match self.apply(patch, number, accepted.functions, changed, check_time) {
+            Ok(line) => {
+                self.baseline = code;
+                Outcome::Done(true, line)
+            }
+            Err(line) => Outcome::Done(false, line),
         }
     }
 
     /// After a refused patch: restart, or with `--no-restart` keep the old code.
-    fn refused(&mut self) {
+    fn refused(&mut self, why: &str) -> Outcome {
         if self.no_restart {
-            output::warn(
-                "Kept",
-                format!(
-                    "`{}` runs its previous code (--no-restart); the next save is checked again",
-                    self.project.bin
-                ),
+            let message = format!(
+                "`{}` runs its previous code (--no-restart); the next save is checked again",
+                self.project.bin
             );
+            output::warn("Kept", &message);
+            Outcome::Done(false, format!("Refused {why}"))
         } else {
             self.restart(
                 "the patch was refused",
                 Some("pass `--no-restart` to keep the old code running instead"),
             );
+            Outcome::Done(false, format!("Refused {why}; the program was restarted"))
         }
     }
 
     /// Builds a patch from the unchanged sources right after a host starts: its code is the
     /// baseline that later patches are compared with, and it warms rustc's incremental cache.
-    fn build_baseline(&mut self) {
-        let Some(running) = &self.running else { return };
+    /// Returns the crate's source files besides `*.rs` (from dep-info), which are watched too.
+    fn build_baseline(&mut self) -> Vec<PathBuf> {
+        let Some(running) = &self.running else {
+            return Vec::new();
+        };
         let build = running.build.clone();
-        self.baseline = match patch::build(&build, &self.work, &self.session_dir, 0, true) {
-            // A save since the host's build may have reached this build but not the host: then
-            // the baseline is not the running code, and the next patch is compared with nothing.
-            Ok(patch)
-                if patch
+        let (baseline, extra) = match patch::build(&build, &self.work, &self.session_dir, 0, true) {
+            Ok(patch) => {
+                let extra: Vec<PathBuf> = patch
                     .sources
                     .iter()
-                    .all(|path| self.snapshot.get(path) == Some(&content_hash(path))) =>
-            {
-                patch.code
+                    .filter(|p| p.extension().is_none_or(|e| e != "rs"))
+                    .cloned()
+                    .collect();
+                // A save since the host's build may have reached this build but not the host:
+                // then the baseline is not the running code, and the next patch is compared
+                // with nothing.
+                let current = patch
+                    .sources
+                    .iter()
+                    .all(|path| self.snapshot.get(path) == Some(&content_hash(path)));
+                (if current { patch.code } else { None }, extra)
             }
-            Ok(_) => None,
             Err(err) => {
                 output::warn(
                     "Warning",
                     format!("cannot build a first patch from the unchanged sources: {err}"),
                 );
-                None
+                (None, Vec::new())
             }
         };
+        self.baseline = baseline;
+        for file in &extra {
+            self.snapshot
+                .entry(file.clone())
+                .or_insert_with(|| content_hash(file));
+        }
+        self.filter.set_extra_sources(extra.clone());
+        extra
     }
 
-    /// Sends a built and checked patch to the host and reports what it confirmed; returns
-    /// whether the host applied it. `changed` are the changed functions' display names, if known.
+    /// Sends a built and checked patch to the host and reports what it confirmed. Returns the
+    /// status line printed (verb first): `Ok` if the host applied the patch. `changed` are the
+    /// changed functions' display names, if known.
     fn apply(
         &mut self,
         patch: patch::Patch,
@@ -508,19 +630,20 @@ impl Session {
         functions: Vec<String>,
         changed: Option<Vec<String>>,
         check_time: Duration,
-    ) -> bool {
+    ) -> Result<String, String> {
+        let refuse = |message: String| {
+            output::event(serde_json::json!({ "reason": "patch-failed", "message": message }));
+            output::warn("Refused", &message);
+            Err(format!("Refused {message}"))
+        };
         let Some(running) = &mut self.running else {
-            return false;
+            return refuse("the program is not running".to_owned());
         };
         let Some((link_id, stream)) = &mut running.link else {
-            output::warn(
-                "Refused",
-                format!(
-                    "`{}` is not connected to cargo-hotswap, so the patch cannot be applied",
-                    self.project.bin
-                ),
-            );
-            return false;
+            return refuse(format!(
+                "`{}` is not connected to cargo-hotswap, so the patch cannot be applied",
+                self.project.bin
+            ));
         };
         let link_id = *link_id;
         let message = ToolMessage::Patch {
@@ -530,12 +653,8 @@ impl Session {
             functions,
         };
         if let Err(err) = stream.write_all(message.encode().as_bytes()) {
-            output::warn(
-                "Refused",
-                format!("cannot send the patch to the program: {err}"),
-            );
             running.link = None;
-            return false;
+            return refuse(format!("cannot send the patch to the program: {err}"));
         }
         let deadline = Instant::now() + APPLY_DEADLINE;
         loop {
@@ -544,15 +663,11 @@ impl Session {
                 Ok((id, reply)) if id == link_id => reply,
                 Ok(_) => continue,
                 Err(_) => {
-                    output::warn(
-                        "Refused",
-                        format!(
-                            "`{}` did not answer within {} s; its code may be unchanged",
-                            self.project.bin,
-                            APPLY_DEADLINE.as_secs()
-                        ),
-                    );
-                    return false;
+                    return refuse(format!(
+                        "`{}` did not answer within {} s; its code may be unchanged",
+                        self.project.bin,
+                        APPLY_DEADLINE.as_secs()
+                    ));
                 }
             };
             match reply {
@@ -571,29 +686,31 @@ impl Session {
                     let build = patch.build_time.as_millis();
                     let check = check_time.as_millis();
                     let load = load_micros as f64 / 1000.0;
-                    output::status(
-                        "Patched",
-                        format!(
-                            "{} {} in {} ms (build {build}, check {check}, load {load:.1}) \
-                             generation {generation}: {}",
-                            names.len(),
-                            if names.len() == 1 {
-                                "function"
-                            } else {
-                                "functions"
-                            },
-                            build + check + u128::from(load_micros / 1000),
-                            names.join(", ")
-                        ),
+                    output::event(serde_json::json!({
+                        "reason": "patch-applied",
+                        "generation": generation,
+                        "functions": names,
+                        "build_ms": build,
+                        "check_ms": check,
+                        "load_ms": load,
+                    }));
+                    let message = format!(
+                        "{} {} in {} ms (build {build}, check {check}, load {load:.1}) \
+                         generation {generation}: {}",
+                        names.len(),
+                        if names.len() == 1 {
+                            "function"
+                        } else {
+                            "functions"
+                        },
+                        build + check + u128::from(load_micros / 1000),
+                        names.join(", ")
                     );
-                    return true;
+                    output::status("Patched", &message);
+                    return Ok(format!("Patched {message}"));
                 }
                 HostMessage::Failed { patch_id, reason } if patch_id == number => {
-                    output::warn(
-                        "Refused",
-                        format!("the program did not apply the patch: {reason}"),
-                    );
-                    return false;
+                    return refuse(format!("the program did not apply the patch: {reason}"));
                 }
                 _ => continue,
             }
@@ -602,10 +719,11 @@ impl Session {
 
     /// Rebuilds the host and, if that succeeds, replaces the running program with it. `hint`
     /// goes on a line of its own.
-    fn restart(&mut self, reason: &str, hint: Option<&str>) {
+    fn restart(&mut self, reason: &str, hint: Option<&str>) -> Outcome {
         let hint = hint
             .map(|h| format!("\n             {h}"))
             .unwrap_or_default();
+        output::event(serde_json::json!({ "reason": "host-restarting", "why": reason }));
         output::warn(
             "Restarting",
             format!("{} ({reason}; state is lost){hint}", self.project.bin),
@@ -616,20 +734,24 @@ impl Session {
         let build = match build {
             Ok(build) => build,
             Err(err) => {
+                output::event(serde_json::json!({
+                    "reason": "build-finished",
+                    "target": "host",
+                    "success": false,
+                }));
                 output::error(&err);
-                output::warn(
-                    "Failed",
-                    "the host build failed; the running program, if any, keeps its code",
-                );
-                return;
+                let message = "the host build failed; the running program, if any, keeps its code";
+                output::warn("Failed", message);
+                return Outcome::Done(false, format!("Failed {message}"));
             }
         };
         self.stop();
         if let Err(err) = self.start(build) {
             output::error(&err);
-            return;
+            return Outcome::Done(false, format!("Failed {err:#}"));
         }
         self.build_baseline();
+        Outcome::Done(true, format!("Restarted {} ({reason})", self.project.bin))
     }
 
     /// Starts the host executable of `build` with the session's environment.
@@ -641,6 +763,10 @@ impl Session {
             .env(protocol::BUILD_ID_ENV, &build.build_id)
             .env("CARGO_MANIFEST_DIR", self.project.package_dir())
             .env("CARGO_PKG_NAME", &self.project.package);
+        if output::json() {
+            // stdout carries the JSON events alone.
+            command.stdout(std::io::stderr());
+        }
         // SAFETY: the closure runs in the child between fork and exec and only calls `prctl`,
         // which is async-signal-safe. It ties the host's life to this process, so that a killed
         // session never leaves an orphaned host behind.
@@ -656,6 +782,7 @@ impl Session {
         let child = command
             .spawn()
             .with_context(|| format!("cannot run `{}`", build.exe.display()))?;
+        output::event(serde_json::json!({ "reason": "host-started", "pid": child.id() }));
         output::status(
             "Running",
             format!(
@@ -738,19 +865,42 @@ fn spawn_acceptor(
         .expect("cannot spawn the socket acceptor thread");
 }
 
+/// Accepts `cargo hotswap patch` requests on the control socket.
+fn spawn_control(listener: UnixListener, events: Sender<Event>) {
+    std::thread::Builder::new()
+        .name("hotswap-control".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let mut request = String::new();
+                let Ok(reader) = stream.try_clone() else {
+                    continue;
+                };
+                if BufReader::new(reader).read_line(&mut request).is_ok()
+                    && request.trim() == "patch"
+                    && events.send(Event::Trigger(stream)).is_err()
+                {
+                    return;
+                }
+            }
+        })
+        .expect("cannot spawn the control socket thread");
+}
+
 /// Appends every allow-listed file under `dir` (not descending into the target directory).
-fn collect_watched(dir: &Path, target_dir: &Path, out: &mut Vec<PathBuf>) {
+fn collect_watched(dir: &Path, filter: &Filter, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.starts_with(target_dir) || entry.file_name() == ".git" {
-            continue;
-        }
         if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            collect_watched(&path, target_dir, out);
-        } else if watch::classify(&path, target_dir).is_some() {
+            // Not the target directory, `.git` or anything ignored (the filter says so for
+            // any file below them).
+            if filter.classify(&path.join("x.rs")).is_some() {
+                collect_watched(&path, filter, out);
+            }
+        } else if filter.classify(&path).is_some() {
             out.push(path);
         }
     }

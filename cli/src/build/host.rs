@@ -136,13 +136,17 @@ pub(crate) fn build(
     args.push(path_arg(&rlib_dir));
     replay::push_codegen(&mut args, "link-dead-code");
     replay::push_codegen(&mut args, "lto=off");
-    replay::push_codegen(
-        &mut args,
-        format!(
-            "incremental={}",
-            work.root.join("incremental/rlib").display()
-        ),
-    );
+    // Incremental only where cargo used it (dev profiles): in an optimised build it splits the
+    // crate into many codegen units and costs the host its inlining.
+    if capture.option("-C incremental").is_some() {
+        replay::push_codegen(
+            &mut args,
+            format!(
+                "incremental={}",
+                work.root.join("incremental/rlib").display()
+            ),
+        );
+    }
     let mut command = capture.command(&args);
     run_quiet(
         command.stdout(Stdio::null()),

@@ -32,6 +32,8 @@ pub(crate) enum PatchBuildError {
     Compile {
         /// The crate that failed.
         crate_name: String,
+        /// rustc's rendered diagnostics, when they were captured (`quiet`).
+        diagnostics: String,
     },
     /// Something else failed (running rustc, copying the file).
     #[error(transparent)]
@@ -109,8 +111,12 @@ pub(crate) fn build(
         .output()
         .with_context(|| format!("cannot run `{}`", capture.rustc.display()))?;
     if !result.status.success() {
-        eprint!("{}", String::from_utf8_lossy(&result.stderr));
-        return Err(PatchBuildError::Compile { crate_name });
+        let diagnostics = String::from_utf8_lossy(&result.stderr).into_owned();
+        eprint!("{diagnostics}");
+        return Err(PatchBuildError::Compile {
+            crate_name,
+            diagnostics,
+        });
     }
     let build_time = started.elapsed();
 

@@ -1,0 +1,129 @@
+//! One session per program: the session lock, and the control socket through which
+//! `cargo hotswap patch` asks a running session to rebuild and patch now.
+//!
+//! The lock is a file under the target directory, `hotswap/sessions/<bin>-<hash>.lock`, held
+//! with `flock` for the session's life (the kernel releases it if the session dies) and holding
+//! the session's pid and control socket path, one per line.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::project::Project;
+
+/// The held session lock; released when dropped (or when the process ends).
+#[derive(Debug)]
+pub(crate) struct SessionLock {
+    _file: File,
+}
+
+/// The lock file of `project`'s bin.
+fn lock_path(project: &Project) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    project.manifest_path.hash(&mut hasher);
+    project.target_dir.join("hotswap/sessions").join(format!(
+        "{}-{:016x}.lock",
+        project.bin,
+        hasher.finish()
+    ))
+}
+
+/// Takes the session lock of `project`, recording `control_socket`.
+///
+/// # Errors
+///
+/// When another session holds it (the message names its pid), or the file cannot be written.
+pub(crate) fn lock(project: &Project, control_socket: &Path) -> anyhow::Result<SessionLock> {
+    let path = lock_path(project);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create `{}`", dir.display()))?;
+    }
+    let mut file = File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open `{}`", path.display()))?;
+    if !try_flock(&file) {
+        let pid = read_session(&mut file)
+            .map(|(pid, _)| pid)
+            .unwrap_or_default();
+        bail!(
+            "another `cargo hotswap run` session (pid {pid}) is running `{}`\nhelp: use that \
+             session, stop it first, or ask it to patch now with `cargo hotswap patch`",
+            project.bin
+        );
+    }
+    file.set_len(0)
+        .and_then(|()| file.rewind())
+        .and_then(|()| writeln!(file, "{}\n{}", std::process::id(), control_socket.display()))
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(SessionLock { _file: file })
+}
+
+/// Whether an exclusive lock on `file` was taken without waiting.
+fn try_flock(file: &File) -> bool {
+    // SAFETY: `flock` only reads the descriptor, which `file` keeps open for the call.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// The pid and control socket a lock file records.
+fn read_session(file: &mut File) -> Option<(u32, PathBuf)> {
+    let mut text = String::new();
+    file.rewind().ok()?;
+    file.read_to_string(&mut text).ok()?;
+    let mut lines = text.lines();
+    let pid = lines.next()?.parse().ok()?;
+    Some((pid, PathBuf::from(lines.next()?)))
+}
+
+/// `cargo hotswap patch`: asks the session running `project` to rebuild and patch now, and
+/// returns its one-line answer and whether it succeeded.
+///
+/// # Errors
+///
+/// When no session is running for `project`, or it does not answer.
+pub(crate) fn request_patch(project: &Project) -> anyhow::Result<(bool, String)> {
+    let path = lock_path(project);
+    let mut file = File::options().read(true).write(true).open(&path).ok();
+    let running = file.as_ref().is_some_and(|f| !try_flock(f));
+    let Some((pid, socket)) = file.as_mut().filter(|_| running).and_then(read_session) else {
+        bail!(
+            "no `cargo hotswap run` session is running `{}`\nhelp: start one with `cargo hotswap \
+             run` (add `--no-watch` to patch only when asked)",
+            project.bin
+        );
+    };
+    let mut stream = UnixStream::connect(&socket).with_context(|| {
+        format!(
+            "cannot reach the session (pid {pid}) at `{}`",
+            socket.display()
+        )
+    })?;
+    stream
+        .set_read_timeout(Some(REQUEST_TIMEOUT))
+        .context("cannot set a timeout on the session's socket")?;
+    stream
+        .write_all(b"patch\n")
+        .context("cannot send the request")?;
+    let mut answer = String::new();
+    BufReader::new(stream)
+        .read_line(&mut answer)
+        .context("the session did not answer")?;
+    match answer.trim_end().split_once(' ') {
+        Some(("ok", text)) => Ok((true, text.to_owned())),
+        Some(("err", text)) => Ok((false, text.to_owned())),
+        _ => bail!("the session (pid {pid}) answered `{}`", answer.trim_end()),
+    }
+}
+
+/// How long a `patch` request may wait for the session's answer.
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(600);

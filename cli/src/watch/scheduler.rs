@@ -1,0 +1,153 @@
+//! When to build: a pure state machine over file events and build completions, with the clock
+//! passed in, so that its rules are tested without a file system (DESIGN §6).
+//!
+//! * A batch is ready once no event arrived for the quiet period, or once the first pending
+//!   event is older than the maximum wait (constant autosave still builds).
+//! * Events that arrive during a build only mark the next batch: exactly one more build follows
+//!   the current one, and it reads the files then, so it contains the last save.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Quiet period: a batch waits until no event arrived for this long.
+pub(crate) const QUIET: Duration = Duration::from_millis(100);
+/// Maximum wait: a batch is ready this long after its first event, however busy the disk.
+pub(crate) const MAX_WAIT: Duration = Duration::from_millis(1000);
+
+/// The scheduler's state.
+#[derive(Debug)]
+pub(crate) struct Scheduler {
+    quiet: Duration,
+    max_wait: Duration,
+    pending: BTreeSet<PathBuf>,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    building: bool,
+}
+
+impl Scheduler {
+    /// A scheduler with the given quiet period and maximum wait.
+    pub(crate) fn new(quiet: Duration, max_wait: Duration) -> Self {
+        Scheduler {
+            quiet,
+            max_wait,
+            pending: BTreeSet::new(),
+            first: None,
+            last: None,
+            building: false,
+        }
+    }
+
+    /// Records file events seen at `now`.
+    pub(crate) fn events(&mut self, now: Instant, paths: impl IntoIterator<Item = PathBuf>) {
+        let before = self.pending.len();
+        self.pending.extend(paths);
+        if self.pending.len() > before || self.first.is_some() {
+            self.first.get_or_insert(now);
+            self.last = Some(now);
+        }
+    }
+
+    /// The batch to build now, if one is ready at `now`; the scheduler then counts as building
+    /// until [`Scheduler::build_finished`].
+    pub(crate) fn ready(&mut self, now: Instant) -> Option<Vec<PathBuf>> {
+        if self.building || self.pending.is_empty() {
+            return None;
+        }
+        let (first, last) = (self.first?, self.last?);
+        let quiet = now.saturating_duration_since(last) >= self.quiet;
+        let waited = now.saturating_duration_since(first) >= self.max_wait;
+        if !(quiet || waited) {
+            return None;
+        }
+        self.first = None;
+        self.last = None;
+        self.building = true;
+        Some(std::mem::take(&mut self.pending).into_iter().collect())
+    }
+
+    /// The build of the last ready batch ended (successfully or not).
+    pub(crate) fn build_finished(&mut self) {
+        self.building = false;
+    }
+
+    /// When [`Scheduler::ready`] may next return a batch, if anything is pending: the loop
+    /// sleeps until then.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        if self.building || self.pending.is_empty() {
+            return None;
+        }
+        let quiet_end = self.last? + self.quiet;
+        let wait_end = self.first? + self.max_wait;
+        Some(quiet_end.min(wait_end))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn paths(names: &[&str]) -> Vec<PathBuf> {
+        names.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn a_burst_of_events_is_one_batch_after_the_quiet_period() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(ms(100), ms(1000));
+        s.events(t0, paths(&["a.rs"]));
+        s.events(t0 + ms(30), paths(&["a.rs", "b.rs"]));
+        s.events(t0 + ms(60), paths(&["a.rs"]));
+        assert_eq!(s.ready(t0 + ms(100)), None, "still within the quiet period");
+        assert_eq!(s.deadline(), Some(t0 + ms(160)));
+        assert_eq!(s.ready(t0 + ms(160)), Some(paths(&["a.rs", "b.rs"])));
+        assert_eq!(s.ready(t0 + ms(500)), None, "one batch per burst");
+    }
+
+    #[test]
+    fn constant_events_still_build_after_the_maximum_wait() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(ms(100), ms(1000));
+        let mut now = t0;
+        let mut batch = None;
+        while batch.is_none() {
+            s.events(now, paths(&["a.rs"]));
+            now += ms(50);
+            batch = s.ready(now);
+        }
+        assert_eq!(now, t0 + ms(1000));
+    }
+
+    #[test]
+    fn saves_during_a_build_give_exactly_one_more_build_after_it() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(ms(100), ms(1000));
+        s.events(t0, paths(&["a.rs"]));
+        assert!(s.ready(t0 + ms(100)).is_some());
+        // Three saves while the build runs.
+        for i in 1..=3 {
+            s.events(t0 + ms(100 + i * 200), paths(&["a.rs"]));
+            assert_eq!(s.ready(t0 + ms(100 + i * 200 + 150)), None, "building");
+        }
+        assert_eq!(s.deadline(), None);
+        s.build_finished();
+        let next = t0 + ms(2000);
+        assert_eq!(s.ready(next), Some(paths(&["a.rs"])));
+        s.build_finished();
+        assert_eq!(s.ready(next + ms(1000)), None, "exactly one more");
+    }
+
+    #[test]
+    fn nothing_pending_means_no_deadline() {
+        let mut s = Scheduler::new(ms(100), ms(1000));
+        assert_eq!(s.deadline(), None);
+        assert_eq!(s.ready(Instant::now()), None);
+        s.events(Instant::now(), Vec::new());
+        assert_eq!(s.deadline(), None);
+    }
+}
