@@ -505,7 +505,10 @@ impl Session {
                 let messages: Vec<String> = refusals.iter().map(ToString::to_string).collect();
                 output::event(serde_json::json!({
                     "reason": "patch-refused",
-                    "refusals": messages,
+                    "refusals": messages
+                        .iter()
+                        .map(|m| m.replace("\n             ", "\n"))
+                        .collect::<Vec<_>>(),
                 }));
                 for message in &messages {
                     output::warn("Refused", message);

@@ -190,6 +190,11 @@ impl Session {
         }
     }
 
+    /// The process id of `cargo hotswap run`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the session (the tool and its program) wrote to stdout so far.
     pub fn stdout(&self) -> String {
         self.stdout.lock().unwrap().clone()

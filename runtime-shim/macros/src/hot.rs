@@ -11,14 +11,18 @@ use syn::{FnArg, GenericParam, ItemFn, ReturnType, Signature};
 pub(crate) fn hot(args: TokenStream, item: TokenStream) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(func) => func,
-        Err(err) => {
-            let err = syn::Error::new(
-                err.span(),
+        // Another kind of item: say what `#[hot]` applies to.
+        Err(_) if syn::parse2::<syn::Item>(item.clone()).is_ok() => {
+            let err = syn::Error::new_spanned(
+                &item,
                 "`#[hot]` applies to free functions: `#[hotswap::hot] fn name(..) { .. }`",
-            );
-            let err = err.to_compile_error();
+            )
+            .to_compile_error();
             return quote! { #err #item };
         }
+        // Not valid Rust (a syntax error being typed): rustc reports it on the item itself,
+        // so adding an error here would only repeat it.
+        Err(_) => return item,
     };
     let errors = validate(&args, &func.sig);
     if !errors.is_empty() {

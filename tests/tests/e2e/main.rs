@@ -3,7 +3,9 @@
 //! capability.
 
 mod gate;
+mod session;
 mod skeleton;
+mod watch;
 
 use std::time::Duration;
 

@@ -1,0 +1,195 @@
+//! The session around the program: one session per program (S14), a program that moves its
+//! working directory (S16), a program that exits (S18), `cargo hotswap patch` with `--no-watch`,
+//! and the JSON event stream.
+
+use std::process::Command;
+
+use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, cargo_hotswap, status_messages};
+
+use crate::{tick_field, wait_tick, wait_tick_of_new_process};
+
+/// S14: a second session on the same project is refused, naming the running session's pid.
+#[test]
+fn s14_second_session_is_refused_naming_the_first() {
+    let project = Project::copy("gate");
+    let mut first = project.run(&[]);
+    wait_tick(&mut first, START_DEADLINE, &["beta-one"]);
+    let mut second = project.run(&[]);
+    assert_eq!(second.wait_exit(START_DEADLINE), Some(1));
+    let expected = format!(
+        "error: another `cargo hotswap run` session (pid {}) is running `gate`",
+        first.pid()
+    );
+    assert!(second.stderr().contains(&expected), "{}", second.stderr());
+    // The first one is unaffected.
+    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
+    wait_tick(&mut first, EDIT_DEADLINE, &["beta-two", "gen=1"]);
+}
+
+/// S16: the program changes its working directory at start-up; patches still load.
+#[test]
+fn s16_program_that_changes_its_directory_is_still_patched() {
+    let project = Project::copy("probe");
+    let mut session = project.run(&[]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["report-one"]);
+    let temp = std::env::temp_dir();
+    assert_eq!(tick_field(&first, "cwd"), temp.display().to_string());
+    project.edit("src/main.rs", "\"report-one found=", "\"report-two found=");
+    let line = wait_tick(&mut session, EDIT_DEADLINE, &["report-two", "gen=1"]);
+    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+}
+
+/// S18: the program is killed; the tool says so; the next edit starts it again from the current
+/// sources, and no patch built for the dead process is applied to the new one.
+#[test]
+fn s18_killed_program_restarts_from_current_sources_on_the_next_edit() {
+    let project = Project::copy("gate");
+    let mut session = project.run(&[]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let pid = tick_field(&first, "pid");
+    assert!(
+        Command::new("kill")
+            .args(["-9", pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    session.wait_stderr(EDIT_DEADLINE, "      Exited `gate` (signal: 9 (SIGKILL))");
+    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
+    session.wait_stderr(
+        EDIT_DEADLINE,
+        "  Restarting gate (the program is not running; state is lost)",
+    );
+    let line = wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["beta-two"]);
+    assert!(
+        line.contains("gen=0"),
+        "the new program runs the current source: {line}"
+    );
+    assert!(
+        !session.stderr().contains("Patched"),
+        "{}",
+        session.stderr()
+    );
+}
+
+/// `cargo hotswap patch` asks a `--no-watch` session to patch; without it, edits wait.
+#[test]
+fn patch_command_patches_a_no_watch_session() {
+    let project = Project::copy("gate");
+    let mut session = project.run(&["--no-watch"]);
+    wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
+    session.wait_stderr(
+        START_DEADLINE,
+        "     Waiting for `cargo hotswap patch` (--no-watch)",
+    );
+    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
+    let patch = || {
+        Command::new(cargo_hotswap())
+            .args(["hotswap", "patch", "--manifest-path"])
+            .arg(project.path().join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", hotswap_tests::fixtures_target_dir())
+            .output()
+            .unwrap()
+    };
+    let output = patch();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.starts_with("     Patched 1 function in "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.trim_end().ends_with("generation 1: beta"),
+        "{stderr}"
+    );
+    wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
+
+    // Nothing changed since: the session says so, and succeeds.
+    let output = patch();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert_eq!(
+        stderr,
+        "   Unchanged no code changed in no file; nothing to patch\n"
+    );
+    drop(session);
+    // Without a session, the command says so and fails.
+    let output = patch();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .starts_with("error: no `cargo hotswap run` session is running `gate`"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// `--message-format json`: one JSON object per event on stdout for a session with one good
+/// edit, one compile error and one refused edit; the program's own output goes to stderr.
+#[test]
+fn json_events_of_a_session() {
+    let project = Project::copy("gate");
+    let mut session = project.run(&["--message-format", "json", "--no-restart"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
+    session.wait_stdout(EDIT_DEADLINE, |out| {
+        out.contains("patch-applied").then_some(())
+    });
+    project.edit("src/main.rs", "\"beta-two\"", "\"beta-two\" +");
+    session.wait_stdout(EDIT_DEADLINE, |out| {
+        out.contains("\"success\":false").then_some(())
+    });
+    project.edit_all(
+        "src/main.rs",
+        &[
+            ("\"beta-two\" +", "\"beta-two\""),
+            (
+                "fn alpha() -> &'static str {",
+                "fn alpha(n: u8) -> &'static str {\n    let _ = n;",
+            ),
+            ("            alpha(),", "            alpha(1),"),
+        ],
+    );
+    session.wait_stdout(EDIT_DEADLINE, |out| {
+        out.contains("patch-refused").then_some(())
+    });
+    assert!(
+        session.stderr().contains("tick pid="),
+        "the program's output goes to stderr"
+    );
+    let stdout = session.stdout();
+    assert!(!stdout.contains("tick pid="), "{stdout}");
+    for line in stdout.lines() {
+        assert!(line.starts_with("{\"reason\":"), "not a JSON event: {line}");
+    }
+    let path = project.path().display().to_string();
+    insta::with_settings!({filters => vec![
+        (r#""pid":\d+"#, r#""pid":[pid]"#),
+        (r#""(build|check|load)_ms":[\d.]+"#, r#""${1}_ms":[ms]"#),
+        (path.as_str(), "[project]"),
+        (r#""diagnostics":"[^"]*(\\"[^"]*)*""#, r#""diagnostics":[diagnostics]"#),
+    ]}, {
+        insta::assert_snapshot!(stdout, @r#"
+        {"reason":"host-started","pid":[pid]}
+        {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
+        {"reason":"build-finished","target":"patch","success":true,"build_ms":[ms]}
+        {"reason":"patch-applied","generation":1,"functions":["beta"],"build_ms":[ms],"check_ms":[ms],"load_ms":[ms]}
+        {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
+        {"reason":"build-finished","target":"patch","success":false,"diagnostics":[diagnostics]}
+        {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
+        {"reason":"build-finished","target":"patch","success":true,"build_ms":[ms]}
+        {"reason":"patch-refused","refusals":["hot fn `gate::alpha` changed its signature at src/main.rs:39\nwas `fn alpha() -> &'static str`\nnow `fn alpha(n: u8) -> &'static str`"]}
+        "#);
+    });
+    assert_eq!(status_messages(&session.stderr(), "Refused").len(), 1);
+    let diagnostics = stdout
+        .lines()
+        .find(|l| l.contains("\"success\":false"))
+        .unwrap();
+    assert!(
+        diagnostics.contains("expected expression, found `}`")
+            && diagnostics.contains("aborting due to 1 previous error"),
+        "rustc's diagnostics, once: {diagnostics}"
+    );
+}
