@@ -5,11 +5,18 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::output;
+use crate::errors::{CliError, EXIT_CODES, Success};
+use crate::output::{self, ColorChoice};
 
 /// Hot-patch a running Rust program: edit, save, and the same process runs the new code.
 #[derive(Debug, Parser)]
-#[command(name = "cargo", bin_name = "cargo", version, styles = clap_cargo_styles())]
+#[command(
+    name = "cargo",
+    bin_name = "cargo",
+    version,
+    styles = clap_cargo_styles(),
+    after_help = EXIT_CODES
+)]
 enum Cargo {
     /// Hot-patch a running Rust program
     #[command(subcommand)]
@@ -21,6 +28,7 @@ enum Cargo {
 
 /// The subcommands of `cargo hotswap`.
 #[derive(Debug, Subcommand)]
+#[command(after_help = EXIT_CODES)]
 enum Command {
     /// Build the program as a patchable host, run it, and patch it on every save
     Run(RunArgs),
@@ -52,6 +60,20 @@ pub(crate) enum MessageFormat {
     Human,
     /// Also one JSON object per event on stdout (the program's stdout then goes to stderr)
     Json,
+}
+
+/// How the tool writes its messages, named as cargo names them.
+#[derive(Debug, Args)]
+pub(crate) struct OutputArgs {
+    /// Use verbose output (the captured rustc and linker commands, each phase's time)
+    #[arg(short, long)]
+    pub(crate) verbose: bool,
+    /// Do not print cargo-hotswap's status messages (warnings and errors still show)
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub(crate) quiet: bool,
+    /// Coloring
+    #[arg(long, value_name = "WHEN", value_enum, default_value = "auto")]
+    pub(crate) color: ColorChoice,
 }
 
 /// Arguments of `cargo hotswap run`, named as `cargo run` names them.
@@ -86,9 +108,8 @@ pub(crate) struct RunArgs {
     /// The output format for events
     #[arg(long, value_name = "FMT", value_enum, default_value = "human")]
     pub(crate) message_format: MessageFormat,
-    /// Do not print cargo-hotswap's status messages
-    #[arg(short, long)]
-    pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
     /// Arguments for the program
     #[arg(last = true, value_name = "ARGS")]
     pub(crate) args: Vec<String>,
@@ -99,9 +120,8 @@ pub(crate) struct RunArgs {
 pub(crate) struct PatchArgs {
     #[command(flatten)]
     pub(crate) target: TargetArgs,
-    /// Do not print the session's answer
-    #[arg(short, long)]
-    pub(crate) quiet: bool,
+    #[command(flatten)]
+    pub(crate) output: OutputArgs,
 }
 
 /// Parses the command line and runs the command; returns the process exit code.
@@ -111,25 +131,34 @@ pub(crate) fn main() -> ExitCode {
     };
     let result = match command {
         Command::Run(args) => {
-            output::init(args.quiet, args.message_format == MessageFormat::Json);
+            let o = &args.output;
+            output::init(
+                o.color,
+                o.quiet,
+                o.verbose,
+                args.message_format == MessageFormat::Json,
+            );
             crate::session::run(args)
         }
         Command::Patch(args) => {
-            output::init(args.quiet, false);
+            let o = &args.output;
+            output::init(o.color, o.quiet, o.verbose, false);
             patch(&args)
         }
     };
     match result {
-        Ok(code) => code,
+        Ok(success) => success.exit_code(),
         Err(err) => {
-            output::error(&err);
-            ExitCode::FAILURE
+            if let CliError::Failed(err) = &err {
+                output::error(err);
+            }
+            err.exit_code()
         }
     }
 }
 
 /// `cargo hotswap patch`: prints the session's answer; fails if the patch was not applied.
-fn patch(args: &PatchArgs) -> anyhow::Result<ExitCode> {
+fn patch(args: &PatchArgs) -> Result<Success, CliError> {
     let project = crate::project::Project::load(&args.target)?;
     let (ok, answer) = crate::control::request_patch(&project)?;
     let (verb, message) = answer
@@ -137,10 +166,10 @@ fn patch(args: &PatchArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or(("Answered", answer.as_str()));
     if ok {
         output::status(verb, message);
-        Ok(ExitCode::SUCCESS)
+        Ok(Success::Done)
     } else {
         output::warn(verb, message);
-        Ok(ExitCode::FAILURE)
+        Err(CliError::NotApplied)
     }
 }
 

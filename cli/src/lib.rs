@@ -11,6 +11,7 @@ mod build;
 mod check;
 mod cli;
 mod control;
+mod errors;
 mod output;
 mod project;
 mod session;

@@ -1,69 +1,119 @@
-//! Status lines on stderr in cargo's style: a right-aligned bold verb in 12 columns.
+//! Everything the tool writes for people: status lines on stderr in cargo's style (a
+//! right-aligned bold verb in 12 columns), progress bars on a terminal, the program's own output
+//! passed through line by line, and JSON events on stdout with `--message-format json`.
+//!
+//! Every line goes out whole, under one lock, so that status lines and the program's lines are
+//! never interleaved mid-line.
 
 use std::fmt::Display;
-use std::io::{IsTerminal, Write};
-use std::sync::OnceLock;
+use std::io::{BufRead, IsTerminal, Read, Write};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use anstyle::{AnsiColor, Effects, Style};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// How status lines are written; set once at start-up.
-#[derive(Debug, Clone, Copy)]
+/// `--color`: when to colour the output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub(crate) enum ColorChoice {
+    /// Colour on a terminal, unless `NO_COLOR` is set
+    #[default]
+    Auto,
+    /// Always colour
+    Always,
+    /// Never colour
+    Never,
+}
+
+/// How the output is written; set once at start-up.
+#[derive(Debug, Clone, Copy, Default)]
 struct Settings {
     color: bool,
     quiet: bool,
+    verbose: bool,
+    json: bool,
+    terminal: bool,
 }
 
 static SETTINGS: OnceLock<Settings> = OnceLock::new();
 
+/// The progress bar or spinner being shown, if any; lines are printed above it.
+static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
 fn settings() -> Settings {
-    *SETTINGS.get_or_init(|| Settings {
-        color: std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
-        quiet: false,
-    })
+    *SETTINGS.get_or_init(Settings::default)
 }
 
-/// Whether events are also written as JSON lines on stdout (`--message-format json`).
-static JSON: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Chooses colour (terminal and no `NO_COLOR`), quietness and JSON events for the rest of the
-/// process.
-pub(crate) fn init(quiet: bool, json: bool) {
-    let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = SETTINGS.set(Settings { color, quiet });
-    JSON.store(json, std::sync::atomic::Ordering::Relaxed);
+/// Chooses colour, quietness, verbosity and JSON events for the rest of the process.
+pub(crate) fn init(color: ColorChoice, quiet: bool, verbose: bool, json: bool) {
+    let terminal = std::io::stderr().is_terminal();
+    let color = match color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => terminal && std::env::var_os("NO_COLOR").is_none(),
+    };
+    let _ = SETTINGS.set(Settings {
+        color,
+        quiet,
+        verbose,
+        json,
+        terminal,
+    });
 }
 
-/// Whether JSON events are on.
-pub(crate) fn json() -> bool {
-    JSON.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Writes `event` as one JSON line on stdout, with `--message-format json`. Its `reason` field
-/// names the event, as in cargo's messages.
-pub(crate) fn event(event: serde_json::Value) {
-    if json() {
-        let mut stdout = std::io::stdout().lock();
-        let _ = writeln!(stdout, "{event}");
-        let _ = stdout.flush();
-    }
-}
-
-/// Whether stderr gets ANSI colours (also passed on to rustc).
+/// Whether stderr gets ANSI colours (also passed on to cargo and rustc).
 pub(crate) fn color() -> bool {
     settings().color
 }
 
-fn write_status(style: Style, verb: &str, message: &dyn Display) {
-    let settings = settings();
-    let mut stderr = std::io::stderr().lock();
-    let _ = if settings.color {
-        writeln!(stderr, "{style}{verb:>12}{style:#} {message}")
-    } else {
-        writeln!(stderr, "{verb:>12} {message}")
-    };
+/// Whether `-v` was given.
+pub(crate) fn verbose() -> bool {
+    settings().verbose
 }
 
-/// A progress line: `   Compiling foo v0.1.0` (green).
+/// Whether JSON events are on.
+pub(crate) fn json() -> bool {
+    settings().json
+}
+
+/// Whether progress bars may be drawn: stderr is a terminal and `-q` was not given.
+pub(crate) fn progress_allowed() -> bool {
+    let settings = settings();
+    settings.terminal && !settings.quiet
+}
+
+/// Writes `text` (whole lines) to stderr in one call, above any progress bar.
+pub(crate) fn write_stderr(text: &str) {
+    let active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let write = || {
+        let mut stderr = std::io::stderr().lock();
+        let _ = stderr.write_all(text.as_bytes());
+        let _ = stderr.flush();
+    };
+    match active.as_ref() {
+        Some(bar) => bar.suspend(write),
+        None => write(),
+    }
+}
+
+/// Writes `text` (whole lines) to stdout in one call.
+fn write_stdout(text: &str) {
+    let _guard = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
+fn write_status(style: Style, verb: &str, message: &dyn Display) {
+    let line = if settings().color {
+        format!("{style}{verb:>12}{style:#} {message}\n")
+    } else {
+        format!("{verb:>12} {message}\n")
+    };
+    write_stderr(&line);
+}
+
+/// A progress line: `   Compiling foo v0.1.0` (green); not shown with `-q`.
 pub(crate) fn status(verb: &str, message: impl Display) {
     if !settings().quiet {
         write_status(
@@ -74,7 +124,18 @@ pub(crate) fn status(verb: &str, message: impl Display) {
     }
 }
 
-/// A line that needs attention, shown even with `--quiet`: `     Refused ...` (yellow).
+/// A `-v` detail line: `     Running `rustc ...`` (cyan); shown only with `-v`.
+pub(crate) fn detail(verb: &str, message: impl Display) {
+    if settings().verbose {
+        write_status(
+            AnsiColor::Cyan.on_default().effects(Effects::BOLD),
+            verb,
+            &message,
+        );
+    }
+}
+
+/// A line that needs attention, shown even with `-q`: `     Refused ...` (yellow).
 pub(crate) fn warn(verb: &str, message: impl Display) {
     write_status(
         AnsiColor::Yellow.on_default().effects(Effects::BOLD),
@@ -83,17 +144,108 @@ pub(crate) fn warn(verb: &str, message: impl Display) {
     );
 }
 
-/// An error with its chain of causes, printed once: `error: ...` then `  caused by: ...`.
+/// An error with its chain of causes, printed once: `error: ...` then `Caused by:` lines.
 pub(crate) fn error(err: &anyhow::Error) {
     let style = AnsiColor::Red.on_default().effects(Effects::BOLD);
-    let mut stderr = std::io::stderr().lock();
     let (on, off) = if settings().color {
         (style.render().to_string(), style.render_reset().to_string())
     } else {
         (String::new(), String::new())
     };
-    let _ = writeln!(stderr, "{on}error{off}: {err}");
+    let mut text = format!("{on}error{off}: {err}\n");
     for cause in err.chain().skip(1) {
-        let _ = writeln!(stderr, "\nCaused by:\n  {cause}");
+        text.push_str(&format!("\nCaused by:\n  {cause}\n"));
+    }
+    write_stderr(&text);
+}
+
+/// Writes `event` as one JSON line on stdout, with `--message-format json`. Its `reason` field
+/// names the event, as in cargo's messages.
+pub(crate) fn event(event: serde_json::Value) {
+    if json() {
+        write_stdout(&format!("{event}\n"));
+    }
+}
+
+/// A progress bar with `len` steps, drawn on a terminal only; status lines print above it.
+/// Finish it with [`finish`].
+pub(crate) fn progress_bar(verb: &str, len: u64) -> Option<ProgressBar> {
+    if !progress_allowed() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    let template = if settings().color {
+        format!("\x1b[36;1m{verb:>12}\x1b[0m [{{bar:27}}] {{pos}}/{{len}}: {{msg}}")
+    } else {
+        format!("{verb:>12} [{{bar:27}}] {{pos}}/{{len}}: {{msg}}")
+    };
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+    Some(bar)
+}
+
+/// A spinner after the status `verb message`, drawn on a terminal only. Finish it with
+/// [`finish`].
+pub(crate) fn spinner(verb: &str, message: &str) -> Option<ProgressBar> {
+    if !progress_allowed() {
+        return None;
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    let template = if settings().color {
+        format!("\x1b[36;1m{verb:>12}\x1b[0m {{msg}} {{spinner}}")
+    } else {
+        format!("{verb:>12} {{msg}} {{spinner}}")
+    };
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar.set_message(message.to_owned());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(bar.clone());
+    Some(bar)
+}
+
+/// Clears a progress bar or spinner from the terminal.
+pub(crate) fn finish(bar: Option<ProgressBar>) {
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+        *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// Where a forwarded stream of the program goes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Sink {
+    /// The tool's stdout.
+    Stdout,
+    /// The tool's stderr.
+    Stderr,
+}
+
+/// Forwards `pipe` (the program's stdout or stderr) line by line to `sink` on a thread, so that
+/// its lines and the tool's status lines never interleave mid-line. A last line without a
+/// newline is forwarded when the pipe closes.
+pub(crate) fn forward(pipe: impl Read + Send + 'static, sink: Sink) {
+    let spawned = std::thread::Builder::new()
+        .name("hotswap-output".into())
+        .spawn(move || {
+            let mut reader = std::io::BufReader::new(pipe);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                let text = String::from_utf8_lossy(&line);
+                match sink {
+                    Sink::Stdout => write_stdout(&text),
+                    Sink::Stderr => write_stderr(&text),
+                }
+                line.clear();
+            }
+        });
+    if let Err(err) = spawned {
+        warn(
+            "Warning",
+            format!("cannot forward the program's output: {err}"),
+        );
     }
 }

@@ -30,6 +30,9 @@ pub(crate) struct Project {
     /// Root directories of the local (path and workspace) packages the bin depends on, itself
     /// included.
     pub(crate) local_package_dirs: Vec<PathBuf>,
+    /// About how many units cargo builds for the bin (each package once, each build script
+    /// twice: compiled and run), for the progress bar.
+    pub(crate) units_estimate: u64,
 }
 
 impl Project {
@@ -80,6 +83,7 @@ impl Project {
             target_dir,
             workspace_root: metadata.workspace_root.clone().into_std_path_buf(),
             local_package_dirs: local_package_dirs(&metadata, package),
+            units_estimate: units_estimate(&metadata, package),
         })
     }
 
@@ -147,6 +151,41 @@ fn select_bin<'p>(package: &'p Package, name: Option<&str>) -> anyhow::Result<&'
                 .join(", ")
         ),
     }
+}
+
+/// The packages `package` depends on, transitively (normal and build dependencies, as resolved),
+/// counted as cargo's units: one each, two more for a build script.
+fn units_estimate(metadata: &Metadata, package: &Package) -> u64 {
+    let Some(resolve) = &metadata.resolve else {
+        return 1;
+    };
+    let mut queue = vec![&package.id];
+    let mut seen = std::collections::HashSet::new();
+    let mut units = 0;
+    while let Some(id) = queue.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let has_build_script = metadata
+            .packages
+            .iter()
+            .find(|p| &p.id == id)
+            .is_some_and(|p| p.targets.iter().any(|t| t.is_custom_build()));
+        units += if has_build_script { 3 } else { 1 };
+        if let Some(node) = resolve.nodes.iter().find(|n| &n.id == id) {
+            queue.extend(
+                node.deps
+                    .iter()
+                    .filter(|dep| {
+                        dep.dep_kinds
+                            .iter()
+                            .any(|k| k.kind != cargo_metadata::DependencyKind::Development)
+                    })
+                    .map(|dep| &dep.pkg),
+            );
+        }
+    }
+    units
 }
 
 /// Root directories of `package` and of every local package it depends on, transitively.

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,7 @@ use crate::build::patch::{self, PatchBuildError};
 use crate::check::code::CodeIndex;
 use crate::check::{self, HostImage, PatchImage};
 use crate::cli::RunArgs;
+use crate::errors::{CliError, Success};
 use crate::output;
 use crate::project::Project;
 use crate::watch::scheduler::{MAX_WAIT, QUIET, Scheduler};
@@ -73,9 +74,9 @@ struct Running {
 ///
 /// When the project cannot be read, the first host build fails, or the session cannot set up
 /// its directory, socket or watcher.
-pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: RunArgs) -> Result<Success, CliError> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
-        anyhow::bail!("cargo-hotswap supports Linux on x86_64 only, for now");
+        return Err(anyhow::anyhow!("cargo-hotswap supports Linux on x86_64 only, for now").into());
     }
     let project = Project::load(&args.target)?;
     let options = BuildOptions {
@@ -188,8 +189,7 @@ pub(crate) fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     session.event_loop(&inbox);
     session.stop();
-    // The conventional exit code of a process ended by SIGINT.
-    Ok(ExitCode::from(130))
+    Ok(Success::Interrupted)
 }
 
 /// The state of a session.
@@ -442,18 +442,22 @@ impl Session {
             "target": "patch",
             "files": changed_paths,
         }));
-        let patch = match patch::build(
-            &build,
-            &self.work,
-            &self.session_dir,
-            number,
-            output::json(),
-        ) {
-            Ok(patch) => patch,
+        // rustc's output is captured for the JSON event, and on a terminal so that it does not
+        // cross the spinner; it is shown right after.
+        let capture = output::json() || output::progress_allowed();
+        let spinner = output::spinner("Compiling", &self.project.crate_name);
+        let result = patch::build(&build, &self.work, &self.session_dir, number, capture);
+        output::finish(spinner);
+        let patch = match result {
+            Ok(patch) => {
+                output::write_stderr(&patch.messages);
+                patch
+            }
             Err(PatchBuildError::Compile {
                 crate_name,
                 diagnostics,
             }) => {
+                output::write_stderr(&diagnostics);
                 output::event(serde_json::json!({
                     "reason": "build-finished",
                     "target": "patch",
@@ -766,10 +770,9 @@ impl Session {
             .env(protocol::BUILD_ID_ENV, &build.build_id)
             .env("CARGO_MANIFEST_DIR", self.project.package_dir())
             .env("CARGO_PKG_NAME", &self.project.package);
-        if output::json() {
-            // stdout carries the JSON events alone.
-            command.stdout(std::io::stderr());
-        }
+        // The program's output goes through the tool line by line, so that its lines and the
+        // status lines never cross; with JSON events on stdout, its stdout goes to stderr.
+        command.stdout(Stdio::piped()).stderr(Stdio::piped());
         // SAFETY: the closure runs in the child between fork and exec and only calls `prctl`,
         // which is async-signal-safe. It ties the host's life to this process, so that a killed
         // session never leaves an orphaned host behind.
@@ -782,9 +785,20 @@ impl Session {
             });
         }
         let image = HostImage::read(&build.exe)?;
-        let child = command
+        let mut child = command
             .spawn()
             .with_context(|| format!("cannot run `{}`", build.exe.display()))?;
+        if let Some(stdout) = child.stdout.take() {
+            let sink = if output::json() {
+                output::Sink::Stderr
+            } else {
+                output::Sink::Stdout
+            };
+            output::forward(stdout, sink);
+        }
+        if let Some(stderr) = child.stderr.take() {
+            output::forward(stderr, output::Sink::Stderr);
+        }
         output::event(serde_json::json!({ "reason": "host-started", "pid": child.id() }));
         output::status(
             "Running",

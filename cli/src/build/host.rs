@@ -12,6 +12,22 @@ use cargo_metadata::Message;
 use crate::build::capture::{self, Capture};
 use crate::build::{link, replay};
 use crate::output;
+
+/// A command line as text, for `-v` (arguments with spaces quoted).
+pub(crate) fn command_line(command: &Command) -> String {
+    std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|arg| {
+            let arg = arg.to_string_lossy();
+            if arg.contains(' ') || arg.is_empty() {
+                format!("'{arg}'")
+            } else {
+                arg.into_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 use crate::project::Project;
 
 /// Build settings that select a distinct host build (and work directory).
@@ -103,6 +119,7 @@ pub(crate) fn build(
     let started = Instant::now();
     let capture_file = work.capture_file();
     cargo_build(project, options, work)?;
+    let cargo_time = started.elapsed();
     if !capture_file.exists() {
         // The bin was fresh, so rustc did not run and nothing was captured (a capture from an
         // earlier session was removed). Clean the package in our private target directory and
@@ -147,11 +164,13 @@ pub(crate) fn build(
             ),
         );
     }
+    let replay_started = Instant::now();
     let mut command = capture.command(&args);
     run_quiet(
         command.stdout(Stdio::null()),
         "replaying the crate as an rlib",
     )?;
+    let replay_time = replay_started.elapsed();
     let rlib = rlib_dir.join(format!("lib{crate_name}{extra}.rlib"));
 
     // 3. The shim: `main` calls the crate's `main` through its mangled name.
@@ -214,7 +233,26 @@ pub(crate) fn build(
         .env(crate::ROLE_ENV, "link-host")
         .env(link::REAL_LINKER_ENV, &real_linker)
         .env(link::SYSROOT_ENV, &sysroot);
+    let link_started = Instant::now();
+    let log = work.root.join("link-command.txt");
+    if output::verbose() {
+        command.env(link::LOG_ENV, &log);
+    }
     run_quiet(command.stdout(Stdio::null()), "linking the host")?;
+    if output::verbose()
+        && let Ok(linker) = std::fs::read_to_string(&log)
+    {
+        output::detail("Linked", format!("`{}`", linker.trim_end()));
+    }
+    output::detail(
+        "Timing",
+        format!(
+            "cargo build {:.2}s, rlib replay {:.2}s, host shim and link {:.2}s",
+            cargo_time.as_secs_f64(),
+            replay_time.as_secs_f64(),
+            link_started.elapsed().as_secs_f64()
+        ),
+    );
 
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -246,22 +284,47 @@ fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> any
         command.env(capture::INNER_WRAPPER_ENV, inner);
     }
     command
+        .arg("--color")
+        .arg(if output::color() { "always" } else { "never" })
         .env("RUSTC_WRAPPER", self_exe()?)
         .env(crate::ROLE_ENV, "rustc")
         .env(capture::CAPTURE_FILE_ENV, work.capture_file())
         .env(capture::CAPTURE_BIN_ENV, &project.bin)
         .env(capture::CAPTURE_MANIFEST_DIR_ENV, project.package_dir())
         .stdout(Stdio::piped());
+    // On a terminal, a progress bar from cargo's JSON messages, with cargo's own lines printed
+    // above it; elsewhere cargo's lines as they come.
+    let bar = output::progress_bar("Building", project.units_estimate);
+    if bar.is_some() {
+        command.stderr(Stdio::piped());
+    }
+    output::detail("Running", format!("`{}`", command_line(&command)));
     let mut child = command
         .spawn()
         .with_context(|| format!("cannot run `{}`", project.cargo.display()))?;
+    if let Some(stderr) = child.stderr.take() {
+        output::forward(stderr, output::Sink::Stderr);
+    }
     let stdout = child.stdout.take().expect("piped");
     let mut success = None;
     for message in Message::parse_stream(std::io::BufReader::new(stdout)) {
-        if let Ok(Message::BuildFinished(finished)) = message {
-            success = Some(finished.success);
+        match message {
+            Ok(Message::BuildFinished(finished)) => success = Some(finished.success),
+            Ok(Message::CompilerArtifact(artifact)) => {
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                    bar.set_message(artifact.target.name.clone());
+                }
+            }
+            Ok(Message::BuildScriptExecuted(_)) => {
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                }
+            }
+            _ => {}
         }
     }
+    output::finish(bar);
     let status = child
         .wait()
         .with_context(|| format!("cannot wait for `{}`", project.cargo.display()))?;
@@ -323,6 +386,7 @@ fn run_checked(mut command: Command) -> anyhow::Result<()> {
 
 /// Runs a replay, showing its stderr only if it fails.
 pub(crate) fn run_quiet(command: &mut Command, what: &str) -> anyhow::Result<()> {
+    output::detail("Running", format!("`{}`", command_line(command)));
     let output = command
         .stderr(Stdio::piped())
         .output()

@@ -17,6 +17,8 @@ use std::process::{Command, ExitCode};
 pub(crate) const REAL_LINKER_ENV: &str = "HOTSWAP_REAL_LINKER";
 /// The Rust sysroot: its rlibs are never whole-archived.
 pub(crate) const SYSROOT_ENV: &str = "HOTSWAP_SYSROOT";
+/// `-v`: a file to write the final linker command line to (rustc hides the linker's output).
+pub(crate) const LOG_ENV: &str = "HOTSWAP_LINK_LOG";
 /// Patch mode: a directory to copy the crate's own objects into, for the gate to read (rustc
 /// deletes them after the link).
 pub(crate) const OBJECTS_DIR_ENV: &str = "HOTSWAP_OBJECTS_DIR";
@@ -56,6 +58,10 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
     let linker = std::env::var_os(REAL_LINKER_ENV).unwrap_or_else(|| "cc".into());
     let mut command = Command::new(linker);
     command.args(&args).env_remove(crate::ROLE_ENV);
+    if let Some(log) = std::env::var_os(LOG_ENV) {
+        // Best effort: `-v` output only.
+        let _ = std::fs::write(log, crate::build::host::command_line(&command));
+    }
     crate::build::capture::exec(command)
 }
 

@@ -22,6 +22,8 @@ pub(crate) struct Patch {
     /// The crate's functions and statics, read from its objects; `None` if they could not be
     /// read (then every hot function counts as changed).
     pub(crate) code: Option<CodeIndex>,
+    /// rustc's warnings, when they were captured (`capture_output`); empty otherwise.
+    pub(crate) messages: String,
 }
 
 /// Why a patch build did not produce a patch.
@@ -32,7 +34,8 @@ pub(crate) enum PatchBuildError {
     Compile {
         /// The crate that failed.
         crate_name: String,
-        /// rustc's rendered diagnostics, when they were captured (`quiet`).
+        /// rustc's rendered diagnostics, when they were captured (`capture_output`); else they were
+        /// shown on stderr already.
         diagnostics: String,
     },
     /// Something else failed (running rustc, copying the file).
@@ -40,8 +43,8 @@ pub(crate) enum PatchBuildError {
     Other(#[from] anyhow::Error),
 }
 
-/// Builds patch number `number` against `host` and copies it into `session_dir`. With `quiet`,
-/// rustc's output is shown only if the build fails.
+/// Builds patch number `number` against `host` and copies it into `session_dir`. With
+/// `capture_output`, rustc's output is returned (in the patch or the error) instead of shown.
 ///
 /// The build always writes the same output path (a fresh `-o` per patch would halve rustc's
 /// incremental reuse); the copy gets the fresh name, written under a temporary name first and
@@ -56,7 +59,7 @@ pub(crate) fn build(
     work: &WorkDir,
     session_dir: &Path,
     number: u64,
-    quiet: bool,
+    capture_output: bool,
 ) -> Result<Patch, PatchBuildError> {
     let started = Instant::now();
     let capture = &host.capture;
@@ -102,7 +105,7 @@ pub(crate) fn build(
         .env(link::REAL_LINKER_ENV, &host.real_linker)
         .env(link::SYSROOT_ENV, &host.sysroot)
         .stdout(std::process::Stdio::null());
-    command.stderr(if quiet {
+    command.stderr(if capture_output {
         std::process::Stdio::piped()
     } else {
         std::process::Stdio::inherit()
@@ -110,9 +113,13 @@ pub(crate) fn build(
     let result = command
         .output()
         .with_context(|| format!("cannot run `{}`", capture.rustc.display()))?;
+    crate::output::detail(
+        "Running",
+        format!("`{}`", crate::build::host::command_line(&command)),
+    );
+    let messages = String::from_utf8_lossy(&result.stderr).into_owned();
     if !result.status.success() {
-        let diagnostics = String::from_utf8_lossy(&result.stderr).into_owned();
-        eprint!("{diagnostics}");
+        let diagnostics = messages;
         return Err(PatchBuildError::Compile {
             crate_name,
             diagnostics,
@@ -133,5 +140,6 @@ pub(crate) fn build(
         sources,
         build_time,
         code,
+        messages,
     })
 }
