@@ -31,8 +31,10 @@ enum Cargo {
 #[command(after_help = EXIT_CODES)]
 enum Command {
     /// Build the program as a patchable host, run it, and patch it on every save
+    #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
     /// Ask the running `cargo hotswap run` session to rebuild and patch now
+    #[command(after_help = EXIT_CODES)]
     Patch(PatchArgs),
 }
 
@@ -40,25 +42,23 @@ enum Command {
 #[derive(Debug, Args)]
 pub(crate) struct TargetArgs {
     /// Package with the target to run
-    #[arg(short, long, value_name = "SPEC")]
+    #[arg(short, long, value_name = "SPEC", help_heading = "Package Selection")]
     pub(crate) package: Option<String>,
     /// Name of the bin target to run
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", help_heading = "Target Selection")]
     pub(crate) bin: Option<String>,
     /// Path to Cargo.toml
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", help_heading = "Manifest Options")]
     pub(crate) manifest_path: Option<PathBuf>,
     /// Directory for all generated artifacts
-    #[arg(long, value_name = "DIRECTORY")]
+    #[arg(long, value_name = "DIRECTORY", help_heading = "Compilation Options")]
     pub(crate) target_dir: Option<PathBuf>,
 }
 
 /// The format of the events `cargo hotswap run` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum MessageFormat {
-    /// Status lines on stderr
     Human,
-    /// Also one JSON object per event on stdout (the program's stdout then goes to stderr)
     Json,
 }
 
@@ -82,30 +82,45 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) target: TargetArgs,
     /// Space or comma separated list of features to activate
-    #[arg(short = 'F', long, value_name = "FEATURES")]
+    #[arg(
+        short = 'F',
+        long,
+        value_name = "FEATURES",
+        help_heading = "Feature Selection"
+    )]
     pub(crate) features: Vec<String>,
     /// Activate all available features
-    #[arg(long)]
+    #[arg(long, help_heading = "Feature Selection")]
     pub(crate) all_features: bool,
     /// Do not activate the `default` feature
-    #[arg(long)]
+    #[arg(long, help_heading = "Feature Selection")]
     pub(crate) no_default_features: bool,
     /// Build artifacts in release mode, with optimizations
-    #[arg(short, long, conflicts_with = "profile")]
+    #[arg(
+        short,
+        long,
+        conflicts_with = "profile",
+        help_heading = "Compilation Options"
+    )]
     pub(crate) release: bool,
     /// Build artifacts with the specified profile
-    #[arg(long, value_name = "PROFILE-NAME")]
+    #[arg(
+        long,
+        value_name = "PROFILE-NAME",
+        help_heading = "Compilation Options"
+    )]
     pub(crate) profile: Option<String>,
     /// Keep the old code running when a patch is refused, instead of restarting the program
-    #[arg(long)]
+    #[arg(long, help_heading = "Patching Options")]
     pub(crate) no_restart: bool,
     /// Do not watch the sources: patch only when `cargo hotswap patch` asks
-    #[arg(long)]
+    #[arg(long, help_heading = "Patching Options")]
     pub(crate) no_watch: bool,
     /// Compare the files periodically instead of using inotify
-    #[arg(long, conflicts_with = "no_watch")]
+    #[arg(long, conflicts_with = "no_watch", help_heading = "Patching Options")]
     pub(crate) poll: bool,
-    /// The output format for events
+    /// The output format for events: `json` adds one JSON object per event on stdout (the
+    /// program's stdout then goes to stderr)
     #[arg(long, value_name = "FMT", value_enum, default_value = "human")]
     pub(crate) message_format: MessageFormat,
     #[command(flatten)]

@@ -16,12 +16,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 /// `--color`: when to colour the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub(crate) enum ColorChoice {
-    /// Colour on a terminal, unless `NO_COLOR` is set
+    // Colour on a terminal, unless `NO_COLOR` is set.
     #[default]
     Auto,
-    /// Always colour
     Always,
-    /// Never colour
     Never,
 }
 

@@ -189,6 +189,10 @@ pub(crate) fn run(args: RunArgs) -> Result<Success, CliError> {
     }
     session.event_loop(&inbox);
     session.stop();
+    output::status(
+        "Stopped",
+        format!("`{}` (interrupted)", session.project.bin),
+    );
     Ok(Success::Interrupted)
 }
 

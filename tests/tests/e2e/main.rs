@@ -5,6 +5,7 @@
 mod gate;
 mod session;
 mod skeleton;
+mod terminal;
 mod watch;
 
 use std::time::Duration;

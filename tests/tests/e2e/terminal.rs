@@ -1,0 +1,257 @@
+//! What a person sees: the whole transcript of a session, the progress bar on a terminal, the
+//! help, and every documented exit code.
+
+use std::process::Command;
+
+use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, cargo_hotswap};
+
+/// The session transcript outside a terminal (as in a log or CI): start, one patch, one compile
+/// error, one refused edit, and the exit on SIGINT with code 130. cargo's own lines, the
+/// program's ticks and the variable parts (times, pids, paths) are left out.
+#[test]
+fn transcript_of_a_session_outside_a_terminal() {
+    let project = Project::copy("gate");
+    let mut session = project.run(&["--no-restart"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: beta");
+    project.edit("src/main.rs", "\"beta-two\"", "\"beta-two\" +");
+    session.wait_stderr(EDIT_DEADLINE, "      Failed ");
+    project.edit_all(
+        "src/main.rs",
+        &[
+            ("\"beta-two\" +", "\"beta-two\""),
+            (
+                "fn alpha() -> &'static str {",
+                "fn alpha(n: u8) -> &'static str {\n    let _ = n;",
+            ),
+            ("            alpha(),", "            alpha(1),"),
+        ],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "        Kept ");
+    let pid = session.pid().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(session.wait_exit(EDIT_DEADLINE), Some(130));
+
+    let cargo_lines = [
+        "Compiling ",
+        "Updating ",
+        "Locking ",
+        "Blocking ",
+        "Adding ",
+        "Downloaded",
+        "Finished `",
+    ];
+    let transcript: String = session
+        .stderr()
+        .lines()
+        .filter(|l| {
+            !l.starts_with("tick ") && !cargo_lines.iter().any(|c| l.trim_start().starts_with(c))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let path = project.path().display().to_string();
+    insta::with_settings!({filters => vec![
+        (path.as_str(), "[project]"),
+        (r"pid \d+", "pid [pid]"),
+        (r"in \d+(\.\d+)?s", "in [time]"),
+        (r"in \d+ ms \(build \d+, check \d+, load \d+\.\d\)", "in [ms] (build [ms], check [ms], load [ms])"),
+        (r"/[^ `]*/hotswap/debug/gate-[0-9a-f]+/gate", "[host]"),
+    ]}, {
+        insta::assert_snapshot!(transcript, @r#"
+                Finished host in [time]
+                 Running `[host]` (pid [pid])
+                Watching src (1 package)
+                Patching gate (`src/main.rs` changed)
+                 Warning these statics and thread-locals of the crate will start fresh in the new code: `CALLS`, `LAST`
+                 Patched 1 function in [ms] (build [ms], check [ms], load [ms]) generation 1: beta
+                Patching gate (`src/main.rs` changed)
+            error: expected expression, found `}`
+              --> src/main.rs:47:1
+               |
+            47 | }
+               | ^ expected expression
+
+            error: aborting due to 1 previous error
+
+                  Failed could not compile `gate`; the running program keeps its code until the next save
+                Patching gate (`src/main.rs` changed)
+                 Refused hot fn `gate::alpha` changed its signature at src/main.rs:39
+                         was `fn alpha() -> &'static str`
+                         now `fn alpha(n: u8) -> &'static str`
+                    Kept `gate` runs its previous code (--no-restart); the next save is checked again
+                 Stopped `gate` (interrupted)
+                "#);
+    });
+}
+
+/// On a terminal, the host build shows a progress bar fed by cargo's JSON messages, and clears
+/// it when done.
+#[test]
+fn progress_bar_on_a_terminal_is_drawn_then_cleared() {
+    let project = Project::copy("gate");
+    let log = project.path().join("terminal.log");
+    let command = format!(
+        "{} hotswap run --manifest-path {}",
+        cargo_hotswap().display(),
+        project.path().join("Cargo.toml").display()
+    );
+    // `script` runs the session on a pseudo-terminal and logs everything written to it.
+    let mut child = Command::new("script")
+        .args(["-qfec", &command])
+        .arg(&log)
+        .env("CARGO_TARGET_DIR", hotswap_tests::fixtures_target_dir())
+        .env("PORT", "0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + START_DEADLINE;
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains("Watching") {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no `Watching` on the terminal:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let bar = text
+        .rfind("Building\x1b[0m [")
+        .expect("the progress bar was drawn");
+    let finished = text.find("host in ").expect("the host build finished");
+    let clear = text[bar..].find("\x1b[2K").map(|at| bar + at);
+    assert!(
+        clear.is_some_and(|clear| clear < finished),
+        "the bar was not cleared before `Finished host`:\n{:?}",
+        &text[bar..finished]
+    );
+    assert!(
+        text[bar..finished].contains(" [") && text.contains("/"),
+        "{text:?}"
+    );
+}
+
+/// `cargo hotswap --help` and `cargo hotswap run --help` read like cargo's, with the exit codes.
+#[test]
+fn help_reads_like_cargo() {
+    let help = |args: &[&str]| {
+        let output = Command::new(cargo_hotswap()).args(args).output().unwrap();
+        assert!(output.status.success());
+        String::from_utf8(output.stdout).unwrap()
+    };
+    insta::assert_snapshot!(help(&["hotswap", "--help"]), @r#"
+        Hot-patch a running Rust program
+
+        Usage: cargo hotswap <COMMAND>
+
+        Commands:
+          run    Build the program as a patchable host, run it, and patch it on every save
+          patch  Ask the running `cargo hotswap run` session to rebuild and patch now
+          help   Print this message or the help of the given subcommand(s)
+
+        Options:
+          -h, --help  Print help
+
+        Exit status:
+          0    success (`patch`: the patch was applied, or no code changed)
+          1    an error, described on stderr (`run`: the project cannot be built or run, or another
+               session runs it; `patch`: the patch was not applied, or no session runs)
+          2    invalid arguments
+          130  `run` was interrupted (Ctrl-C, SIGINT or SIGTERM), after stopping the program
+        "#);
+    insta::assert_snapshot!(help(&["hotswap", "run", "--help"]), @r#"
+        Build the program as a patchable host, run it, and patch it on every save
+
+        Usage: cargo hotswap run [OPTIONS] [-- <ARGS>...]
+
+        Arguments:
+          [ARGS]...  Arguments for the program
+
+        Options:
+              --message-format <FMT>  The output format for events: `json` adds one JSON object per event on stdout (the program's stdout then goes to stderr) [default: human] [possible values: human, json]
+          -v, --verbose               Use verbose output (the captured rustc and linker commands, each phase's time)
+          -q, --quiet                 Do not print cargo-hotswap's status messages (warnings and errors still show)
+              --color <WHEN>          Coloring [default: auto] [possible values: auto, always, never]
+          -h, --help                  Print help
+
+        Package Selection:
+          -p, --package <SPEC>  Package with the target to run
+
+        Target Selection:
+              --bin <NAME>  Name of the bin target to run
+
+        Manifest Options:
+              --manifest-path <PATH>  Path to Cargo.toml
+
+        Compilation Options:
+              --target-dir <DIRECTORY>  Directory for all generated artifacts
+          -r, --release                 Build artifacts in release mode, with optimizations
+              --profile <PROFILE-NAME>  Build artifacts with the specified profile
+
+        Feature Selection:
+          -F, --features <FEATURES>  Space or comma separated list of features to activate
+              --all-features         Activate all available features
+              --no-default-features  Do not activate the `default` feature
+
+        Patching Options:
+              --no-restart  Keep the old code running when a patch is refused, instead of restarting the program
+              --no-watch    Do not watch the sources: patch only when `cargo hotswap patch` asks
+              --poll        Compare the files periodically instead of using inotify
+
+        Exit status:
+          0    success (`patch`: the patch was applied, or no code changed)
+          1    an error, described on stderr (`run`: the project cannot be built or run, or another
+               session runs it; `patch`: the patch was not applied, or no session runs)
+          2    invalid arguments
+          130  `run` was interrupted (Ctrl-C, SIGINT or SIGTERM), after stopping the program
+        "#);
+}
+
+/// Exit code 2: invalid arguments.
+#[test]
+fn invalid_arguments_exit_with_2() {
+    let output = Command::new(cargo_hotswap())
+        .args(["hotswap", "run", "--no-such-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.starts_with("error: unexpected argument '--no-such-flag' found"),
+        "{stderr}"
+    );
+}
+
+/// Exit code 1: the project cannot be run, with the reason and the fix.
+#[test]
+fn project_without_the_runtime_exits_with_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("src")).unwrap();
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[package]\nname = \"plain\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[workspace]\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
+    let output = Command::new(cargo_hotswap())
+        .args(["hotswap", "run", "--manifest-path"])
+        .arg(dir.path().join("Cargo.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    insta::assert_snapshot!(String::from_utf8_lossy(&output.stderr), @r"
+    error: package `plain` does not depend on the `hotswap` crate, so its program cannot receive patches
+    help: add it with `cargo add hotswap` and mark hot functions with `#[hotswap::hot]`
+    ");
+}
