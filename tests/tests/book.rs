@@ -38,3 +38,23 @@ fn the_include_check_fails_when_an_anchor_is_removed_or_empty() {
         ]
     );
 }
+
+/// README.md's Rust listing is the time service's `format_time`, to the letter.
+#[test]
+fn readme_listing_is_the_compiled_example() {
+    let root = workspace_root();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let example =
+        std::fs::read_to_string(root.join("examples/time-service/src/main.rs")).unwrap();
+    let anchored = example
+        .split("// ANCHOR: format_time\n")
+        .nth(1)
+        .and_then(|rest| rest.split("// ANCHOR_END: format_time").next())
+        .expect("the example has the `format_time` anchor");
+    let listing = readme
+        .split("```rust\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README.md has a Rust listing");
+    assert_eq!(listing, anchored);
+}

@@ -10,7 +10,7 @@ mod watch;
 
 use std::time::Duration;
 
-use hotswap_tests::Session;
+use hotswap_tests::{Project, Session};
 
 /// Waits for a tick line (the fixtures print `tick pid=.. gen=.. ...`) containing all of
 /// `parts`; returns it.
@@ -49,4 +49,20 @@ pub(crate) fn tick_field<'a>(line: &'a str, name: &str) -> &'a str {
     line.split(' ')
         .find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
         .unwrap_or_else(|| panic!("no `{name}=` in {line:?}"))
+}
+
+/// In the gate fixture, after `"beta-two" +` broke the build: one save that fixes it and gives
+/// the hot function `alpha` a parameter (a refused patch).
+pub(crate) fn fix_and_change_alpha_signature(project: &Project) {
+    project.edit_all(
+        "src/main.rs",
+        &[
+            ("\"beta-two\" +", "\"beta-two\""),
+            (
+                "fn alpha() -> &'static str {",
+                "fn alpha(n: u8) -> &'static str {\n    let _ = n;",
+            ),
+            ("            alpha(),", "            alpha(1),"),
+        ],
+    );
 }

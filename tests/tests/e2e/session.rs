@@ -140,17 +140,7 @@ fn json_events_of_a_session() {
     session.wait_stdout(EDIT_DEADLINE, |out| {
         out.contains("\"success\":false").then_some(())
     });
-    project.edit_all(
-        "src/main.rs",
-        &[
-            ("\"beta-two\" +", "\"beta-two\""),
-            (
-                "fn alpha() -> &'static str {",
-                "fn alpha(n: u8) -> &'static str {\n    let _ = n;",
-            ),
-            ("            alpha(),", "            alpha(1),"),
-        ],
-    );
+    crate::fix_and_change_alpha_signature(&project);
     session.wait_stdout(EDIT_DEADLINE, |out| {
         out.contains("patch-refused").then_some(())
     });

@@ -17,17 +17,7 @@ fn transcript_of_a_session_outside_a_terminal() {
     session.wait_stderr(EDIT_DEADLINE, "generation 1: beta");
     project.edit("src/main.rs", "\"beta-two\"", "\"beta-two\" +");
     session.wait_stderr(EDIT_DEADLINE, "      Failed ");
-    project.edit_all(
-        "src/main.rs",
-        &[
-            ("\"beta-two\" +", "\"beta-two\""),
-            (
-                "fn alpha() -> &'static str {",
-                "fn alpha(n: u8) -> &'static str {\n    let _ = n;",
-            ),
-            ("            alpha(),", "            alpha(1),"),
-        ],
-    );
+    crate::fix_and_change_alpha_signature(&project);
     session.wait_stderr(EDIT_DEADLINE, "        Kept ");
     let pid = session.pid().to_string();
     assert!(
