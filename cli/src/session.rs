@@ -430,6 +430,12 @@ impl Session {
             return self.restart("the program is not running", None);
         };
         let build = running.build.clone();
+        if host::toolchain_stamp(&build.capture) != build.toolchain {
+            return self.restart(
+                "the Rust toolchain changed since the program was built",
+                None,
+            );
+        }
         let number = self.next_patch + 1;
         let changed_paths: Vec<PathBuf> = changed.iter().map(|(p, _)| p.clone()).collect();
         let files = if changed_paths.is_empty() {

@@ -44,8 +44,7 @@ fn the_include_check_fails_when_an_anchor_is_removed_or_empty() {
 fn readme_listing_is_the_compiled_example() {
     let root = workspace_root();
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let example =
-        std::fs::read_to_string(root.join("examples/time-service/src/main.rs")).unwrap();
+    let example = std::fs::read_to_string(root.join("examples/time-service/src/main.rs")).unwrap();
     let anchored = example
         .split("// ANCHOR: format_time\n")
         .nth(1)

@@ -103,6 +103,15 @@ pub(crate) struct Host {
     pub(crate) sysroot: String,
     /// The linker the user configured (`-C linker`), or `cc`.
     pub(crate) real_linker: String,
+    /// Identifies the toolchain that built the host (see [`toolchain_stamp`]).
+    pub(crate) toolchain: Option<(std::time::SystemTime, u64)>,
+}
+
+/// The modification time and size of the captured rustc (a toolchain update replaces it): a
+/// patch built by another compiler would not match the host's symbols.
+pub(crate) fn toolchain_stamp(capture: &Capture) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(&capture.rustc).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 /// Builds the host of `project` in `work`.
@@ -268,6 +277,7 @@ pub(crate) fn build(
         build_id: format!("{nanos:x}"),
         sysroot,
         real_linker,
+        toolchain: toolchain_stamp(&capture),
     })
 }
 

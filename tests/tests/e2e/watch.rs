@@ -173,3 +173,17 @@ fn s21_saves_during_a_build_give_exactly_one_more_build() {
         "an intermediate save was built"
     );
 }
+
+/// `--poll` (for file systems without inotify) sees a save and patches it, once.
+#[test]
+fn poll_mode_patches_a_save() {
+    let project = Project::copy("gate");
+    let mut session = project.run(&["--poll"]);
+    wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
+    wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
+    project.edit("src/main.rs", "\"beta-two\"", "\"beta-three\"");
+    wait_tick(&mut session, EDIT_DEADLINE, &["beta-three", "gen=2"]);
+    assert_eq!(status_messages(&session.stderr(), "Patching").len(), 2);
+}
