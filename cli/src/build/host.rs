@@ -271,13 +271,14 @@ pub(crate) fn build(
         "Finished",
         format!("host in {:.2}s", started.elapsed().as_secs_f64()),
     );
+    let toolchain = toolchain_stamp(&capture);
     Ok(Host {
         exe,
         capture,
         build_id: format!("{nanos:x}"),
         sysroot,
         real_linker,
-        toolchain: toolchain_stamp(&capture),
+        toolchain,
     })
 }
 
