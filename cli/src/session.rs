@@ -701,7 +701,7 @@ impl Session {
                             .collect()
                     });
                     let build = patch.build_time.as_millis();
-                    let check = check_time.as_millis();
+                    let check = check_time.as_secs_f64() * 1000.0;
                     let load = load_micros as f64 / 1000.0;
                     output::event(serde_json::json!({
                         "reason": "patch-applied",
@@ -712,7 +712,7 @@ impl Session {
                         "load_ms": load,
                     }));
                     let message = format!(
-                        "{} {} in {} ms (build {build}, check {check}, load {load:.1}) \
+                        "{} {} in {} ms (build {build}, check {check:.1}, load {load:.1}) \
                          generation {generation}: {}",
                         names.len(),
                         if names.len() == 1 {
@@ -720,7 +720,7 @@ impl Session {
                         } else {
                             "functions"
                         },
-                        build + check + u128::from(load_micros / 1000),
+                        (build as f64 + check + load).round(),
                         names.join(", ")
                     );
                     output::status("Patched", &message);

@@ -20,6 +20,8 @@ struct Patched {
     at_ns: u64,
     /// The patch build as the tool timed it (rustc and link), ms.
     build_ms: Option<f64>,
+    /// The compatibility gate, ms.
+    check_ms: Option<f64>,
     /// The host's load and slot swap, ms.
     load_ms: Option<f64>,
 }
@@ -34,6 +36,7 @@ pub struct Edits {
     rustc: Vec<f64>,
     link: Vec<f64>,
     after_rustc: Vec<f64>,
+    check: Vec<f64>,
     load: Vec<f64>,
     tool_build: Vec<f64>,
     patch_kib: Vec<f64>,
@@ -171,9 +174,13 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
         edits.rustc.push(rustc.ms() - link.ms());
         edits.link.push(link.ms());
         let load = patched.load_ms;
-        edits
-            .after_rustc
-            .push(ms(patched.at_ns.saturating_sub(rustc.end_ns)) - load.unwrap_or(0.0));
+        let check = patched.check_ms;
+        edits.after_rustc.push(
+            ms(patched.at_ns.saturating_sub(rustc.end_ns))
+                - load.unwrap_or(0.0)
+                - check.unwrap_or(0.0),
+        );
+        edits.check.extend(check);
         edits.load.extend(load);
         edits.tool_build.extend(patched.build_ms);
         edits.patch_kib.extend(patch_kib(link));
@@ -283,6 +290,7 @@ fn wait_patched(session: &mut Process, from: usize, generation: u64) -> Patched 
         (status(line, "Patched") && line.text.contains(&wanted)).then(|| Patched {
             at_ns: line.at_ns,
             build_ms: number_after(&line.text, "(build "),
+            check_ms: number_after(&line.text, ", check "),
             load_ms: number_after(&line.text, ", load "),
         })
     });
@@ -479,12 +487,9 @@ impl Edits {
             &self.rustc,
         );
         table.samples("  link (patch, real linker)", Unit::Ms, &self.link);
-        table.text(
-            "  check (compatibility gate)",
-            "n/a (not implemented yet, see note)",
-        );
+        table.samples("  check (compatibility gate)", Unit::Ms, &self.check);
         table.samples(
-            "  tool after rustc (copy, symbol scan, IPC)",
+            "  tool after rustc (copy, object index, IPC)",
             Unit::Ms,
             &self.after_rustc,
         );

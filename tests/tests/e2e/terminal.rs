@@ -51,7 +51,7 @@ fn transcript_of_a_session_outside_a_terminal() {
         (path.as_str(), "[project]"),
         (r"pid \d+", "pid [pid]"),
         (r"in \d+(\.\d+)?s", "in [time]"),
-        (r"in \d+ ms \(build \d+, check \d+, load \d+\.\d\)", "in [ms] (build [ms], check [ms], load [ms])"),
+        (r"in \d+ ms \(build \d+, check \d+\.\d, load \d+\.\d\)", "in [ms] (build [ms], check [ms], load [ms])"),
         (r"/[^ `]*/hotswap/debug/gate-[0-9a-f]+/gate", "[host]"),
     ]}, {
         insta::assert_snapshot!(transcript, @r#"
