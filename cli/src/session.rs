@@ -620,10 +620,19 @@ impl Session {
                 (if current { patch.code } else { None }, extra)
             }
             Err(err) => {
-                output::warn(
-                    "Warning",
-                    format!("cannot build a first patch from the unchanged sources: {err}"),
-                );
+                // A save during this build is the likely cause, and its own patch build is next
+                // and reports it; otherwise, say so.
+                let mut files = Vec::new();
+                self.collect_all(&mut files);
+                let unchanged = files
+                    .iter()
+                    .all(|path| self.snapshot.get(path) == Some(&content_hash(path)));
+                if unchanged {
+                    output::warn(
+                        "Warning",
+                        format!("cannot build a first patch from the unchanged sources: {err}"),
+                    );
+                }
                 (None, Vec::new())
             }
         };

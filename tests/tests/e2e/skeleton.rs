@@ -38,6 +38,7 @@ fn s01_time_service_is_patched_while_serving_continuously() {
     let project = Project::copy("time-service");
     let mut session = project.run(&[]);
     let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
     let first = wait_time_prefix(&addr, "The time is ");
     let pid = get(&addr, "/pid").unwrap();
 
@@ -94,6 +95,7 @@ fn s12_compile_error_keeps_old_code_and_the_fix_patches() {
     let project = Project::copy("time-service");
     let mut session = project.run(&[]);
     let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
     wait_time_prefix(&addr, "The time is ");
     let pid = get(&addr, "/pid").unwrap();
 
