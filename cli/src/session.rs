@@ -137,7 +137,6 @@ pub(crate) fn run(args: RunArgs) -> Result<Success, CliError> {
         scheduler: Scheduler::new(QUIET, MAX_WAIT),
         baseline: None,
         running: None,
-        next_connection: 0,
         next_patch: 0,
         snapshot: HashMap::new(),
         replies: reply_inbox,
@@ -213,7 +212,6 @@ struct Session {
     /// The code of the version running now, to tell which functions a patch changes.
     baseline: Option<CodeIndex>,
     running: Option<Running>,
-    next_connection: u64,
     next_patch: u64,
     /// Content hash of every watched file at the last build, to ignore events that change
     /// nothing (touches, swap-file churn, an editor rewriting the same bytes).
@@ -835,7 +833,6 @@ impl Session {
             link: None,
             warned_silent: false,
         });
-        self.next_connection += 1;
         Ok(())
     }
 

@@ -80,6 +80,9 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
         bench.hotswap(project.path(), &dirs.hotswap, &log, &[]),
     );
     let addr = session.wait_listening(START_DEADLINE);
+    // The session is ready once it watches: before that it builds a first patch from the
+    // unchanged sources (its baseline), which is no edit's.
+    session.wait_line(0, START_DEADLINE, |l| status(l, "Watching").then_some(()));
     process::poll(
         &addr,
         fixture.path,
