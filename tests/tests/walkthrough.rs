@@ -46,6 +46,101 @@ fn first_patch_chapter_works_as_written() {
     );
 }
 
+/// The CLI reference shows the help that the tool prints, word for word.
+#[test]
+fn cli_reference_shows_the_help_the_tool_prints() {
+    let book_src = workspace_root().join("book/src");
+    for (args, file) in [
+        (&["hotswap", "--help"][..], "cli/help.txt"),
+        (&["hotswap", "run", "--help"][..], "cli/run-help.txt"),
+        (&["hotswap", "patch", "--help"][..], "cli/patch-help.txt"),
+    ] {
+        let output = Command::new(cargo_hotswap()).args(args).output().unwrap();
+        assert!(output.status.success(), "`cargo {}` failed", args.join(" "));
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            read_book_file(&book_src, file),
+            "`cargo {}` prints other help than `book/src/{file}` shows",
+            args.join(" ")
+        );
+    }
+}
+
+/// The chapter on hot functions shows listings from `book/listings/hot-functions`: the accepted
+/// forms build and run, with and without cargo-hotswap's expansion (`hotswap/enabled`, which
+/// `cargo hotswap run` sets), and each rejected form fails with the errors its `.stderr` file
+/// shows.
+#[test]
+fn hot_function_listings_build_and_rejected_forms_fail_as_shown() {
+    let listing = workspace_root().join("book/listings/hot-functions");
+    let dir = tempfile::Builder::new()
+        .prefix("hotswap-book-listing-")
+        .tempdir()
+        .unwrap();
+    for file in ["Cargo.toml", "Cargo.lock", "src/main.rs"] {
+        let text = std::fs::read_to_string(listing.join(file)).unwrap();
+        let runtime = workspace_root().join("runtime-shim");
+        let text = text.replace(
+            "path = \"../../../runtime-shim\"",
+            &format!("path = {:?}", runtime.display().to_string()),
+        );
+        std::fs::create_dir_all(dir.path().join(file).parent().unwrap()).unwrap();
+        std::fs::write(dir.path().join(file), text).unwrap();
+    }
+    let cargo = |args: &[&str]| {
+        Command::new(hotswap_tests::cargo())
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("CARGO_BUILD_TARGET_DIR")
+            .output()
+            .unwrap()
+    };
+    for args in [&["run"][..], &["run", "--features", "hotswap/enabled"][..]] {
+        let output = cargo(args);
+        assert!(
+            output.status.success(),
+            "`cargo {}` of the listing failed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(listing.join("rejected"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .collect();
+    cases.sort();
+    assert!(!cases.is_empty());
+    for case in cases {
+        std::fs::copy(&case, dir.path().join("src/main.rs")).unwrap();
+        let expected_file = case.with_extension("stderr");
+        let expected: Vec<String> = std::fs::read_to_string(&expected_file)
+            .unwrap_or_else(|e| panic!("`{}`: {e}", expected_file.display()))
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let output = cargo(&["build"]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "`{}` compiled", case.display());
+        let missing = missing_lines(&expected, &stderr);
+        assert!(
+            missing.is_empty(),
+            "`{}` does not print these lines of `{}`:\n{}\n--- printed ---\n{stderr}",
+            case.display(),
+            expected_file.display(),
+            missing.join("\n")
+        );
+        assert_eq!(
+            stderr.lines().filter(|l| l.starts_with("error")).count(),
+            expected.iter().filter(|l| l.starts_with("error")).count(),
+            "`{}` prints other errors than `{}` shows:\n{stderr}",
+            case.display(),
+            expected_file.display()
+        );
+    }
+}
+
 /// What the reader has: a copy of the example, a terminal running `cargo hotswap run`.
 #[derive(Default)]
 struct Reader {
