@@ -6,6 +6,7 @@
 //! dependencies compile once for the whole suite.
 
 pub mod book;
+pub mod walkthrough;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -1,0 +1,10 @@
+// ANCHOR: case
+#[hotswap::hot]
+struct Settings {
+    verbose: bool,
+}
+// ANCHOR_END: case
+
+fn main() {
+    println!("{}", Settings { verbose: true }.verbose);
+}
