@@ -13,6 +13,7 @@ use crate::output::{self, ColorChoice};
 #[command(
     name = "cargo",
     bin_name = "cargo",
+    display_name = "cargo-hotswap",
     version,
     styles = clap_cargo_styles(),
     after_help = EXIT_CODES
@@ -28,7 +29,7 @@ enum Cargo {
 
 /// The subcommands of `cargo hotswap`.
 #[derive(Debug, Subcommand)]
-#[command(after_help = EXIT_CODES)]
+#[command(after_help = EXIT_CODES, version, display_name = "cargo-hotswap")]
 enum Command {
     /// Build the program as a patchable host, run it, and patch it on every save
     #[command(after_help = EXIT_CODES)]

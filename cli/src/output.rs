@@ -151,8 +151,12 @@ pub(crate) fn error(err: &anyhow::Error) {
         (String::new(), String::new())
     };
     let mut text = format!("{on}error{off}: {err}\n");
-    for cause in err.chain().skip(1) {
-        text.push_str(&format!("\nCaused by:\n  {cause}\n"));
+    let mut causes = err.chain().skip(1).peekable();
+    if causes.peek().is_some() {
+        text.push_str("\nCaused by:\n");
+        for cause in causes {
+            text.push_str(&format!("  {cause}\n"));
+        }
     }
     write_stderr(&text);
 }

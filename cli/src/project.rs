@@ -63,8 +63,9 @@ impl Project {
         {
             bail!(
                 "package `{}` does not depend on the `hotswap` crate, so its program cannot \
-                 receive patches\nhelp: add it with `cargo add hotswap` and mark hot functions with \
-                 `#[hotswap::hot]`",
+                 receive patches\nhelp: add it with `cargo add hotswap --path \
+                 <cargo-hotswap>/runtime-shim` (it is not on crates.io yet) and mark hot functions \
+                 with `#[hotswap::hot]`",
                 package.name
             );
         }

@@ -539,7 +539,11 @@ impl Session {
         };
         if changed.as_ref().is_some_and(Vec::is_empty) {
             output::event(serde_json::json!({ "reason": "patch-unchanged" }));
-            let message = format!("no code changed in {files}; nothing to patch");
+            let message = if changed_paths.is_empty() {
+                "no code changed; nothing to patch".to_owned()
+            } else {
+                format!("no code changed in {files}; nothing to patch")
+            };
             output::status("Unchanged", &message);
             return Outcome::Done(true, format!("Unchanged {message}"));
         }
@@ -758,11 +762,6 @@ impl Session {
         let build = match build {
             Ok(build) => build,
             Err(err) => {
-                output::event(serde_json::json!({
-                    "reason": "build-finished",
-                    "target": "host",
-                    "success": false,
-                }));
                 output::error(&err);
                 let message = "the host build failed; the running program, if any, keeps its code";
                 output::warn("Failed", message);

@@ -126,6 +126,24 @@ pub(crate) fn build(
     work: &WorkDir,
 ) -> anyhow::Result<Host> {
     let started = Instant::now();
+    output::event(serde_json::json!({ "reason": "build-started", "target": "host" }));
+    let result = build_host(project, options, work, started);
+    output::event(serde_json::json!({
+        "reason": "build-finished",
+        "target": "host",
+        "success": result.is_ok(),
+        "build_ms": started.elapsed().as_millis(),
+    }));
+    result
+}
+
+/// [`build`] without its events.
+fn build_host(
+    project: &Project,
+    options: &BuildOptions,
+    work: &WorkDir,
+    started: Instant,
+) -> anyhow::Result<Host> {
     let capture_file = work.capture_file();
     cargo_build(project, options, work)?;
     let cargo_time = started.elapsed();

@@ -109,10 +109,7 @@ fn patch_command_patches_a_no_watch_session() {
     let output = patch();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert_eq!(
-        stderr,
-        "   Unchanged no code changed in no file; nothing to patch\n"
-    );
+    assert_eq!(stderr, "   Unchanged no code changed; nothing to patch\n");
     drop(session);
     // Without a session, the command says so and fails.
     let output = patch();
@@ -161,6 +158,8 @@ fn json_events_of_a_session() {
         (r#""diagnostics":"[^"]*(\\"[^"]*)*""#, r#""diagnostics":[diagnostics]"#),
     ]}, {
         insta::assert_snapshot!(stdout, @r#"
+        {"reason":"build-started","target":"host"}
+        {"reason":"build-finished","target":"host","success":true,"build_ms":[ms]}
         {"reason":"host-started","pid":[pid]}
         {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
         {"reason":"build-finished","target":"patch","success":true,"build_ms":[ms]}
