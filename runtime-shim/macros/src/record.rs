@@ -134,7 +134,8 @@ impl VisitMut for StaticLifetimes {
 
 /// Token text with the spacing a person would write: `fn f(x: &mut State) -> Vec<u8>`.
 pub(crate) fn tidy(tokens: &str) -> String {
-    let mut out = tokens.to_owned();
+    // Token streams print with line breaks when long: one line, single spaces.
+    let mut out = tokens.split_whitespace().collect::<Vec<_>>().join(" ");
     for (from, to) in [
         (" :: ", "::"),
         (":: ", "::"),
@@ -173,6 +174,14 @@ mod tests {
             .iter()
             .map(|t| tidy(&t.to_token_stream().to_string()))
             .collect()
+    }
+
+    #[test]
+    fn long_signatures_stay_on_one_line() {
+        assert_eq!(
+            tidy("fn f (a : A) -> Result <\n String , E >"),
+            "fn f(a: A) -> Result<String, E>"
+        );
     }
 
     #[test]
