@@ -10,6 +10,7 @@
 mod build;
 mod check;
 mod cli;
+mod notices;
 mod output;
 mod project;
 mod session;

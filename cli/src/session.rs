@@ -201,6 +201,14 @@ impl Session {
                 None => {}
             }
             self.check_host();
+            self.host_events();
+        }
+    }
+
+    /// Prints what the host reported on its own since the last look (a rollback, a panic).
+    fn host_events(&mut self) {
+        while let Ok((_, message)) = self.replies.try_recv() {
+            crate::notices::host_event(&message, &self.project.crate_name);
         }
     }
 
@@ -417,6 +425,22 @@ impl Session {
             (Some(new), Some(old)) => Some(new.changed_since(old, &self.project.crate_name)),
             _ => None,
         };
+        // Changes no hot function reaches take effect only after a restart (S19).
+        let restart_only = match (&patch.code, &changed) {
+            (Some(code), Some(names)) => code.unreachable(names, &self.project.crate_name),
+            _ => Vec::new(),
+        };
+        crate::notices::restart_only(&restart_only);
+        let changed: Option<Vec<String>> = changed.map(|names| {
+            names
+                .into_iter()
+                .filter(|name| !restart_only.contains(name))
+                .collect()
+        });
+        if !restart_only.is_empty() && changed.as_ref().is_some_and(Vec::is_empty) {
+            self.baseline = patch.code;
+            return;
+        }
         if changed.as_ref().is_some_and(Vec::is_empty) {
             output::status(
                 "Unchanged",
@@ -527,6 +551,12 @@ impl Session {
             patch_id: number,
             build_id: running.build.build_id.clone(),
             path: patch.path.clone(),
+            changed: changed.clone().unwrap_or_else(|| {
+                functions
+                    .iter()
+                    .map(|f| short_name(f, &self.project.crate_name))
+                    .collect()
+            }),
             functions,
         };
         if let Err(err) = stream.write_all(message.encode().as_bytes()) {
@@ -595,7 +625,10 @@ impl Session {
                     );
                     return false;
                 }
-                _ => continue,
+                other => {
+                    crate::notices::host_event(&other, &self.project.crate_name);
+                    continue;
+                }
             }
         }
     }

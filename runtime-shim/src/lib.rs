@@ -48,20 +48,30 @@
 //!
 //! [cargo-hotswap]: https://github.com/cargo-hotswap/cargo-hotswap
 
-pub use hotswap_macros::hot;
+pub use hotswap_macros::{hot, persist};
+
+pub use control::{
+    ApplyMode, PatchInfo, apply_mode, on_patch, rollback_enabled, safepoint, set_apply_mode,
+    set_rollback,
+};
 
 #[cfg(feature = "enabled")]
 mod agent;
+mod control;
 pub mod protocol;
 pub mod record;
 mod slot;
+#[cfg(feature = "enabled")]
+mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Count of patches applied to this process, starting at 0 for the code it was started with.
+/// Count of changes to this process's code: 0 for the code it was started with, then one more for
+/// every applied patch and every rollback.
 ///
 /// Level-triggered: poll it (for example once per frame or per request) and compare with the
-/// value seen last time. It stays 0 in a program not run by `cargo hotswap run`.
+/// value seen last time; [`on_patch`] is the edge-triggered alternative. It stays 0 in a program
+/// not run by `cargo hotswap run`.
 pub fn generation() -> u64 {
     GENERATION.load(Ordering::Acquire)
 }
@@ -74,4 +84,6 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 pub mod __private {
     pub use crate::record::{Part, record, record_len};
     pub use crate::slot::Slot;
+    #[cfg(feature = "enabled")]
+    pub use crate::table::first_call;
 }

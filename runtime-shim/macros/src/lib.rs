@@ -7,6 +7,7 @@
 use proc_macro::TokenStream;
 
 mod hot;
+mod persist;
 #[cfg(any(feature = "enabled", test))]
 #[cfg_attr(
     not(feature = "enabled"),
@@ -27,4 +28,15 @@ mod record;
 #[proc_macro_attribute]
 pub fn hot(args: TokenStream, item: TokenStream) -> TokenStream {
     hot::hot(args.into(), item.into()).into()
+}
+
+/// Declares statics whose value survives patches: every patch uses the running program's
+/// instance instead of fresh storage of its own. Written like `thread_local!`: any number of
+/// `static` items, with attributes and any visibility. See the `hotswap` crate for the full
+/// documentation.
+///
+/// In a build not made by cargo-hotswap, each item is emitted as the plain static.
+#[proc_macro]
+pub fn persist(input: TokenStream) -> TokenStream {
+    persist::persist(input.into()).into()
 }

@@ -1,0 +1,84 @@
+//! What the tool tells about the running program's code beyond a patch's answer: a patched hot
+//! function that panicked on its first call (rolled back or not), and changes that only a
+//! restart brings into effect.
+
+use hotswap::protocol::HostMessage;
+
+use crate::output;
+
+/// Indentation of a status message's continuation lines (under the message, past the verb).
+const CONTINUATION: &str = "\n             ";
+
+/// Prints a message the host sent on its own (not an answer to a patch); returns whether
+/// `message` was one.
+pub(crate) fn host_event(message: &HostMessage, crate_name: &str) -> bool {
+    match message {
+        HostMessage::RolledBack {
+            generation,
+            function,
+            reason,
+        } => {
+            output::warn(
+                "Rolled back",
+                format!(
+                    "hot fn `{}` panicked on its first call: {reason}{CONTINUATION}the code \
+                     before that patch runs again (generation {generation})",
+                    short_name(function, crate_name)
+                ),
+            );
+            true
+        }
+        HostMessage::Panicked {
+            generation,
+            function,
+            reason,
+        } => {
+            output::warn(
+                "Panicked",
+                format!(
+                    "hot fn `{}` panicked on its first call: {reason}{CONTINUATION}the new code \
+                     stays (generation {generation}); `#[hot(rollback)]` or \
+                     `hotswap::set_rollback(true)` would restore the previous code",
+                    short_name(function, crate_name)
+                ),
+            );
+            true
+        }
+        HostMessage::Hello { .. } | HostMessage::Applied { .. } | HostMessage::Failed { .. } => {
+            false
+        }
+    }
+}
+
+/// Warns that `names`, functions whose code changed, are reached by no hot function, so the
+/// running program never runs their new code.
+pub(crate) fn restart_only(names: &[String]) {
+    if names.is_empty() {
+        return;
+    }
+    let list = names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (pronoun, change) = if names.len() == 1 {
+        ("it", "the change takes")
+    } else {
+        ("them", "the changes take")
+    };
+    output::warn(
+        "Warning",
+        format!(
+            "{list} changed, but no hot function reaches {pronoun}: {change} effect only after \
+             a restart"
+        ),
+    );
+}
+
+/// A hot function's path without the crate's own name: `render::frame`.
+fn short_name(path: &str, crate_name: &str) -> String {
+    path.strip_prefix(crate_name)
+        .and_then(|rest| rest.strip_prefix("::"))
+        .unwrap_or(path)
+        .to_owned()
+}
