@@ -224,3 +224,66 @@ fn s19_change_no_hot_function_reaches_needs_a_restart() {
     assert!(!patched[0].contains("banner"), "{patched:?}");
     assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
 }
+
+/// Waits for the first frame line of the game loop containing all of `parts`; returns it.
+fn wait_first_frame(session: &mut hotswap_tests::Session, parts: &[&str]) -> String {
+    session.wait_stdout(EDIT_DEADLINE, |out| {
+        out.lines()
+            .find(|line| line.starts_with("frame=") && parts.iter().all(|p| line.contains(p)))
+            .map(str::to_owned)
+    })
+}
+
+/// Safe points: the game loop applies patches at `hotswap::safepoint()`, once per frame. A patch
+/// of its physics arrives mid-frame (a frame is two physics substeps with a wait after each),
+/// yet no frame mixes old and new physics; the new code first runs in the frame at whose start
+/// `on_patch` reported the patch; and the simulation carries on (same frame count, score and
+/// persisted draw count).
+#[test]
+fn safe_point_mode_applies_a_patch_only_at_the_next_safepoint() {
+    let project = Project::copy("game-loop");
+    let mut session = project.run(&[]);
+    session.wait_stdout(START_DEADLINE, |out| {
+        out.lines().find(|l| l.starts_with("frame=")).map(|_| ())
+    });
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    project.edit("src/physics.rs", "\"bounce-one\"", "\"bounce-two\"");
+    let report = session.wait_stdout(EDIT_DEADLINE, |out| {
+        out.lines()
+            .find(|l| l.starts_with("patched before frame="))
+            .map(str::to_owned)
+    });
+    assert!(
+        report.ends_with(" gen=1: physics::step"),
+        "on_patch was not told the changed function: {report}"
+    );
+    let reported = number(&report, "frame");
+    let first_new = wait_first_frame(&mut session, &["bounce-two"]);
+    assert_eq!(
+        number(&first_new, "frame"),
+        reported,
+        "the new code first ran in another frame than the safe point that applied it"
+    );
+    assert_eq!(tick_field(&first_new, "gen"), "1", "{first_new}");
+    assert_eq!(
+        tick_field(&first_new, "physics"),
+        "bounce-two+bounce-two",
+        "{first_new}"
+    );
+    let previous = wait_first_frame(&mut session, &[&format!("frame={} ", reported - 1)]);
+    assert_eq!(
+        tick_field(&previous, "physics"),
+        "bounce-one+bounce-one",
+        "{previous}"
+    );
+    assert!(number(&first_new, "score") >= number(&previous, "score"));
+    assert_eq!(number(&first_new, "drawn"), number(&previous, "drawn") + 1);
+    // A few more frames, then no frame may have mixed old and new substeps.
+    wait_first_frame(&mut session, &[&format!("frame={} ", reported + 5)]);
+    for line in session.stdout().lines().filter(|l| l.starts_with("frame=")) {
+        let physics = tick_field(line, "physics");
+        let (a, b) = physics.split_once('+').expect("two substeps");
+        assert_eq!(a, b, "a frame mixed old and new code: {line}");
+    }
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: physics::step");
+}
