@@ -287,3 +287,45 @@ fn safe_point_mode_applies_a_patch_only_at_the_next_safepoint() {
     }
     session.wait_stderr(EDIT_DEADLINE, "generation 1: physics::step");
 }
+
+/// S06 in full: the host installs a `log` logger and a `tracing` subscriber and runs a tokio
+/// runtime; a patch makes the hot function log, enter a span, emit an event, and use
+/// `Handle::current()` to inspect the runtime and spawn a task. All of it reaches the host's
+/// logger, subscriber and runtime (one copy of each dependency's state).
+#[test]
+fn s06_tracing_and_tokio_handle_work_in_patched_code() {
+    let project = Project::copy("runtime");
+    let mut session = project.run(&[]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["report-one", "gen=0"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    project.edit(
+        MAIN,
+        "    format!(\"report-one tick={tick}\")\n",
+        "    log::info!(\"log-two tick={tick}\");\n    \
+         let span = tracing::info_span!(\"report_span\", version = \"two\");\n    \
+         let _entered = span.enter();\n    \
+         tracing::info!(tick, \"event-two\");\n    \
+         let handle = tokio::runtime::Handle::current();\n    \
+         handle.spawn(async move { println!(\"spawned-two tick={tick}\") });\n    \
+         format!(\"report-two tick={tick} flavor={:?}\", handle.runtime_flavor())\n",
+    );
+    let line = wait_first_tick(
+        &mut session,
+        EDIT_DEADLINE,
+        &["report-two", "flavor=MultiThread", "gen=1"],
+    );
+    let tick = tick_field(&line, "tick").to_owned();
+    session.wait_stdout(EDIT_DEADLINE, |out| {
+        out.contains(&format!("spawned-two tick={tick}\n"))
+            .then_some(())
+    });
+    session.wait_stderr(
+        EDIT_DEADLINE,
+        &format!("[host-logger] log-two tick={tick}\n"),
+    );
+    session.wait_stderr(
+        EDIT_DEADLINE,
+        &format!("INFO report_span{{version=\"two\"}}: event-two tick={tick}\n"),
+    );
+    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+}
