@@ -329,3 +329,27 @@ fn s06_tracing_and_tokio_handle_work_in_patched_code() {
     );
     assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
 }
+
+/// A field added to the type of a `persist!` static (its written type unchanged): refused
+/// before loading, naming the static and both sizes, since the running program's value has the
+/// old layout.
+#[test]
+fn persisted_static_with_a_changed_layout_is_refused() {
+    let (project, mut session, first) = start();
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "struct Totals {\n    calls: u64,\n}",
+                "struct Totals {\n    calls: u64,\n    extra: u64,\n}",
+            ),
+            ("Totals { calls: 0 }", "Totals { calls: 0, extra: 0 }"),
+        ],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "Restarting");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
+         Refused persisted static `state::TOTALS` changed layout (16 -> 24 bytes)
+                 the running program's value has the old layout; rename the static to start it fresh instead
+    ");
+    crate::wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["gen=0"]);
+}
