@@ -4,6 +4,7 @@
 
 use hotswap::protocol::HostMessage;
 
+use crate::check::code::CodeIndex;
 use crate::output;
 
 /// Indentation of a status message's continuation lines (under the message, past the verb).
@@ -50,9 +51,32 @@ pub(crate) fn host_event(message: &HostMessage, crate_name: &str) -> bool {
     }
 }
 
+/// Splits the changed functions (display names, if known) into those the running program will
+/// run, returned, and those no hot function reaches in `code` (S19), which are reported as
+/// taking effect only after a restart. The flag says that every change was of the second kind:
+/// then there is nothing to send.
+pub(crate) fn live_changes(
+    changed: Option<Vec<String>>,
+    code: Option<&CodeIndex>,
+    crate_name: &str,
+) -> (Option<Vec<String>>, bool) {
+    let (changed, code) = match (changed, code) {
+        (Some(changed), Some(code)) => (changed, code),
+        (changed, _) => return (changed, false),
+    };
+    let restart = code.unreachable(&changed, crate_name);
+    restart_only(&restart);
+    let live: Vec<String> = changed
+        .into_iter()
+        .filter(|name| !restart.contains(name))
+        .collect();
+    let only_restart = !restart.is_empty() && live.is_empty();
+    (Some(live), only_restart)
+}
+
 /// Warns that `names`, functions whose code changed, are reached by no hot function, so the
 /// running program never runs their new code.
-pub(crate) fn restart_only(names: &[String]) {
+fn restart_only(names: &[String]) {
     if names.is_empty() {
         return;
     }

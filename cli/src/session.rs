@@ -425,19 +425,9 @@ impl Session {
             (Some(new), Some(old)) => Some(new.changed_since(old, &self.project.crate_name)),
             _ => None,
         };
-        // Changes no hot function reaches take effect only after a restart (S19).
-        let restart_only = match (&patch.code, &changed) {
-            (Some(code), Some(names)) => code.unreachable(names, &self.project.crate_name),
-            _ => Vec::new(),
-        };
-        crate::notices::restart_only(&restart_only);
-        let changed: Option<Vec<String>> = changed.map(|names| {
-            names
-                .into_iter()
-                .filter(|name| !restart_only.contains(name))
-                .collect()
-        });
-        if !restart_only.is_empty() && changed.as_ref().is_some_and(Vec::is_empty) {
+        let (changed, only_restart) =
+            crate::notices::live_changes(changed, patch.code.as_ref(), &self.project.crate_name);
+        if only_restart {
             self.baseline = patch.code;
             return;
         }
