@@ -226,3 +226,77 @@ fn panicked(
         rollback: true,
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static SLOT: Slot = Slot::new();
+
+    fn one() -> u32 {
+        1
+    }
+
+    fn two() -> u32 {
+        2
+    }
+
+    fn batch(body: fn() -> u32) -> Batch {
+        Batch {
+            swaps: vec![Swap {
+                slot: &SLOT,
+                body: body as *const (),
+            }],
+            changed: vec!["f".to_owned()],
+        }
+    }
+
+    /// One test, because the table is global: immediate apply, a safe point, a rollback and a
+    /// withdrawn patch, in sequence.
+    #[test]
+    fn patches_apply_at_once_or_at_a_safepoint_and_roll_back_on_a_first_call_panic() {
+        let start = crate::generation();
+        assert_eq!(apply_now(batch(one)), start + 1);
+        assert_eq!(SLOT.get(), Some(one as *const ()));
+        assert!(SLOT.on_probation());
+        assert_eq!(first_call(&SLOT, one as *const (), true, "t::f", one), 1);
+        assert!(
+            !SLOT.on_probation(),
+            "a returned first call ends the probation"
+        );
+
+        let waiting =
+            std::thread::spawn(|| apply_at_safepoint(batch(two), Duration::from_secs(20)));
+        while !WAITING.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            SLOT.get(),
+            Some(one as *const ()),
+            "applied before a safe point"
+        );
+        safepoint();
+        assert_eq!(waiting.join().unwrap(), Ok(start + 2));
+        assert_eq!(SLOT.get(), Some(two as *const ()));
+
+        let panicked = std::panic::catch_unwind(|| {
+            first_call(&SLOT, two as *const (), true, "t::f", || -> u32 {
+                panic!("boom")
+            })
+        });
+        assert!(panicked.is_err(), "the panic continues to the caller");
+        assert_eq!(SLOT.get(), Some(one as *const ()), "not rolled back");
+        assert_eq!(crate::generation(), start + 3);
+        assert!(!SLOT.on_probation());
+
+        let withdrawn = apply_at_safepoint(batch(two), Duration::from_millis(20)).unwrap_err();
+        assert!(withdrawn.contains("withdrawn"), "{withdrawn}");
+        safepoint();
+        assert_eq!(
+            SLOT.get(),
+            Some(one as *const ()),
+            "a withdrawn patch applied"
+        );
+        assert_eq!(crate::generation(), start + 3);
+    }
+}
