@@ -244,6 +244,14 @@ impl Session {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             self.check_host();
+            self.host_events();
+        }
+    }
+
+    /// Prints what the host reported on its own since the last look (a rollback, a panic).
+    fn host_events(&mut self) {
+        while let Ok((_, message)) = self.replies.try_recv() {
+            crate::notices::host_event(&message, &self.project.crate_name);
         }
     }
 
@@ -537,6 +545,15 @@ impl Session {
             (Some(new), Some(old)) => Some(new.changed_since(old, &self.project.crate_name)),
             _ => None,
         };
+        let (changed, only_restart) =
+            crate::notices::live_changes(changed, patch.code.as_ref(), &self.project.crate_name);
+        if only_restart {
+            self.baseline = patch.code;
+            return Outcome::Done(
+                false,
+                "Warning the changed code takes effect only after a restart".to_owned(),
+            );
+        }
         if changed.as_ref().is_some_and(Vec::is_empty) {
             output::event(serde_json::json!({ "reason": "patch-unchanged" }));
             let message = if changed_paths.is_empty() {
@@ -678,6 +695,12 @@ impl Session {
             patch_id: number,
             build_id: running.build.build_id.clone(),
             path: patch.path.clone(),
+            changed: changed.clone().unwrap_or_else(|| {
+                functions
+                    .iter()
+                    .map(|f| short_name(f, &self.project.crate_name))
+                    .collect()
+            }),
             functions,
         };
         if let Err(err) = stream.write_all(message.encode().as_bytes()) {
@@ -740,7 +763,10 @@ impl Session {
                 HostMessage::Failed { patch_id, reason } if patch_id == number => {
                     return refuse(format!("the program did not apply the patch: {reason}"));
                 }
-                _ => continue,
+                other => {
+                    crate::notices::host_event(&other, &self.project.crate_name);
+                    continue;
+                }
             }
         }
     }

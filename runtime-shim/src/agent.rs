@@ -1,17 +1,38 @@
 //! The agent: a thread in the host that receives patches from `cargo hotswap run`, loads them and
-//! swaps the slots. Exists only with the `enabled` feature, and starts only when the tool's
-//! environment variable names a socket.
+//! has them applied (see `table`). Exists only with the `enabled` feature, and starts only when
+//! the tool's environment variable names a socket.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
+use crate::control::{self, ApplyMode};
 use crate::protocol::{self, HostMessage, ToolMessage};
 use crate::slot::Slot;
+use crate::table::{self, Batch, Swap};
+
+/// How long a patch waits for `hotswap::safepoint()` in [`ApplyMode::SafePoints`]; shorter than
+/// the tool's wait for an answer, so that the tool hears why.
+const SAFEPOINT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The connection to the tool, shared by the agent's answers and the reports of other threads
+/// (a panic on the first call of new code).
+static TOOL: Mutex<Option<UnixStream>> = Mutex::new(None);
+
+/// Sends `message` to the tool, if connected; a failure to send is reported on stderr.
+pub(crate) fn send(message: &HostMessage) {
+    let mut tool = TOOL.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(stream) = tool.as_mut()
+        && let Err(err) = stream.write_all(message.encode().as_bytes())
+    {
+        eprintln!("hotswap: cannot report to cargo-hotswap: {err}");
+        *tool = None;
+    }
+}
 
 /// Runs [`start`] before `main`, so that the program is patchable from its first line.
 ///
@@ -55,6 +76,7 @@ fn serve(socket: &Path, build_id: &str) -> std::io::Result<()> {
         build_id: build_id.to_owned(),
     };
     writer.write_all(hello.encode().as_bytes())?;
+    *TOOL.lock().unwrap_or_else(PoisonError::into_inner) = Some(writer);
     for line in BufReader::new(stream).lines() {
         let line = line?;
         let answer = match ToolMessage::decode(&line) {
@@ -63,6 +85,7 @@ fn serve(socket: &Path, build_id: &str) -> std::io::Result<()> {
                 build_id: patch_build,
                 path,
                 functions,
+                changed,
             }) => {
                 let started = Instant::now();
                 if patch_build != build_id {
@@ -74,7 +97,7 @@ fn serve(socket: &Path, build_id: &str) -> std::io::Result<()> {
                         ),
                     }
                 } else {
-                    match apply(&path, &functions) {
+                    match apply(&path, &functions, changed) {
                         Ok(generation) => HostMessage::Applied {
                             patch_id,
                             generation,
@@ -91,14 +114,15 @@ fn serve(socket: &Path, build_id: &str) -> std::io::Result<()> {
                 continue;
             }
         };
-        writer.write_all(answer.encode().as_bytes())?;
+        send(&answer);
     }
     Ok(())
 }
 
-/// Loads the patch at `path` and points the slots of `functions` at its bodies; returns the new
-/// generation. Resolves every symbol before storing any, so a failure changes nothing.
-fn apply(path: &Path, functions: &[String]) -> Result<u64, String> {
+/// Loads the patch at `path` and has the slots of `functions` pointed at its bodies, now or at
+/// the next safe point; returns the new generation. Resolves every symbol before storing any, so
+/// a failure changes nothing.
+fn apply(path: &Path, functions: &[String], changed: Vec<String>) -> Result<u64, String> {
     // SAFETY: loading runs the patch's initialisers. The patch is the user's own crate compiled
     // by cargo-hotswap and checked before it was sent; its initialisers are the same as the
     // host's. RTLD_LOCAL keeps its symbols from interposing on anything loaded later.
@@ -125,15 +149,20 @@ fn apply(path: &Path, functions: &[String]) -> Result<u64, String> {
             })?
             .into_raw()
             .cast::<Slot>();
-        swaps.push((slot, body.cast::<()>().cast_const()));
-    }
-    for (slot, body) in swaps {
-        // SAFETY: `slot` points to a live `Slot` (see above); `body` is the same hot function's
-        // body from a patch that is never unloaded (the library is leaked below).
-        unsafe { (*slot).set(body) };
+        // SAFETY: `slot` points to a `Slot` static of this program (see above), which lives
+        // for the whole process.
+        let slot: &'static Slot = unsafe { &*slot };
+        swaps.push(Swap {
+            slot,
+            body: body.cast::<()>().cast_const(),
+        });
     }
     // Never `dlclose`: trait objects, closures, thread-local destructors and code still running
-    // may point into any version.
+    // may point into any version. Leaked before any slot points into it.
     std::mem::forget(patch);
-    Ok(crate::GENERATION.fetch_add(1, Ordering::AcqRel) + 1)
+    let batch = Batch { swaps, changed };
+    match control::apply_mode() {
+        ApplyMode::Immediate => Ok(table::apply_now(batch)),
+        ApplyMode::SafePoints => table::apply_at_safepoint(batch, SAFEPOINT_TIMEOUT),
+    }
 }

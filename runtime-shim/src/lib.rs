@@ -5,7 +5,7 @@
 //! # Use
 //!
 //! Depend on this crate and mark the entry points of the code you want to edit live with
-//! [`#[hot]`](hot):
+//! [`#[hot]`](hot) (free functions, or the methods of an inherent `impl` block):
 //!
 //! ```
 //! #[hotswap::hot]
@@ -19,6 +19,98 @@
 //! call of `greeting` runs the new code. Everything a hot function calls inside the same crate is
 //! new code after a patch; code that no hot function reaches (for example `main`'s set-up) keeps
 //! running as it was.
+//!
+//! # Methods
+//!
+//! `#[hot]` on an inherent `impl` block makes its methods hot (any receiver: `&self`,
+//! `&mut self`, `self`, `self: Box<Self>`, or none). When some methods inside carry `#[hot]`
+//! too, only those are:
+//!
+//! ```
+//! struct Counter { n: u64 }
+//!
+//! #[hotswap::hot]
+//! impl Counter {
+//!     fn new() -> Self { Counter { n: 0 } } // not hot: another method is marked
+//!
+//!     #[hot]
+//!     fn bump(&mut self) -> u64 { self.n += 1; self.n }
+//! }
+//! # assert_eq!(Counter::new().bump(), 1);
+//! ```
+//!
+//! A method's slot is named after the type: `<module path>::Counter::bump`. `#[hot]` on a method
+//! without it on the block is an error that says so, because a method's attribute cannot see
+//! the type it belongs to.
+//!
+//! # What cannot be hot
+//!
+//! Each of these is a compile error that says what to write instead:
+//!
+//! * generic functions and generic `impl` blocks (each instantiation is separate code): write a
+//!   non-generic hot function for the types you use, and call it;
+//! * `async fn`: a running future's state machine belongs to the code that created it; make a
+//!   non-async hot function do the work and call it from the async one;
+//! * trait impls (callers reach them through code the running program compiled, static dispatch
+//!   or vtables): make the trait method call a hot inherent method or function;
+//! * `const fn`, `extern "C" fn`, `impl Trait` in arguments or return type.
+//!
+//! # State across patches
+//!
+//! Values the program holds (locals of `main`, heap data, everything reached from them) simply
+//! stay. Statics are different: a patch is compiled code with its own storage for every plain
+//! `static`, `OnceLock` and `thread_local!` of your crate, so hot code sees fresh ones after a
+//! patch (the tool lists them when it patches). Declare the statics whose value must carry on
+//! with [`persist!`]:
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! hotswap::persist! {
+//!     /// Requests served since the program started, across patches.
+//!     pub static SERVED: AtomicU64 = AtomicU64::new(0);
+//! }
+//!
+//! #[hotswap::hot]
+//! fn serve() -> u64 {
+//!     SERVED.fetch_add(1, Ordering::Relaxed) + 1
+//! }
+//! # assert_eq!(serve(), 1);
+//! ```
+//!
+//! A persisted static's exported name includes a hash of its type as written: a change of the
+//! written type makes a new static, starting from its initialiser, never a reinterpretation of
+//! the old value. A change behind the written type (a field added to a struct) keeps the name,
+//! so the tool compares the static's size and alignment with the running program's and refuses
+//! such a patch.
+//!
+//! # When a patch applies
+//!
+//! By default the agent applies a patch as soon as it is loaded ([`ApplyMode::Immediate`]).
+//! A loop-shaped program (a game loop, a simulation, a request loop) can ask for patches at
+//! [`safepoint`] calls instead, so that one iteration never mixes old and new code:
+//!
+//! ```
+//! hotswap::set_apply_mode(hotswap::ApplyMode::SafePoints);
+//! hotswap::on_patch(|info| eprintln!("now running generation {}", info.generation));
+//! for _frame in 0..3 {
+//!     hotswap::safepoint();
+//!     // update and draw the frame through hot functions
+//! }
+//! ```
+//!
+//! [`generation`] counts code changes (poll it); [`on_patch`] runs callbacks after each one,
+//! with the names of the changed functions.
+//!
+//! # Rollback
+//!
+//! When a patched hot function panics on its first call, the program's panic hook reports the
+//! panic as usual and the tool says which function panicked. With rollback enabled, by
+//! `#[hot(rollback)]` on the function (or its `impl` block) or for every hot function by
+//! [`set_rollback`], the slots that the patch changed are first pointed back at the code
+//! before it; the panic then continues to the caller. A patch that fails to load changes
+//! nothing in the first place. Rollback needs unwinding: with `panic = "abort"` the process ends
+//! at the panic.
 //!
 //! # How it works
 //!
@@ -48,20 +140,30 @@
 //!
 //! [cargo-hotswap]: https://github.com/cargo-hotswap/cargo-hotswap
 
-pub use hotswap_macros::hot;
+pub use hotswap_macros::{hot, persist};
+
+pub use control::{
+    ApplyMode, PatchInfo, apply_mode, on_patch, rollback_enabled, safepoint, set_apply_mode,
+    set_rollback,
+};
 
 #[cfg(feature = "enabled")]
 mod agent;
+mod control;
 pub mod protocol;
 pub mod record;
 mod slot;
+#[cfg(feature = "enabled")]
+mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Count of patches applied to this process, starting at 0 for the code it was started with.
+/// Count of changes to this process's code: 0 for the code it was started with, then one more for
+/// every applied patch and every rollback.
 ///
 /// Level-triggered: poll it (for example once per frame or per request) and compare with the
-/// value seen last time. It stays 0 in a program not run by `cargo hotswap run`.
+/// value seen last time; [`on_patch`] is the edge-triggered alternative. It stays 0 in a program
+/// not run by `cargo hotswap run`.
 pub fn generation() -> u64 {
     GENERATION.load(Ordering::Acquire)
 }
@@ -74,4 +176,6 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 pub mod __private {
     pub use crate::record::{Part, record, record_len};
     pub use crate::slot::Slot;
+    #[cfg(feature = "enabled")]
+    pub use crate::table::first_call;
 }

@@ -6,11 +6,17 @@
 //! module, so the two sides cannot drift apart.
 //!
 //! ```text
-//! host -> tool   hello    <pid> <build id>
-//! tool -> host   patch    <patch id> <build id> <path of the patch file> <hot function>...
-//! host -> tool   applied  <patch id> <generation> <load time, µs> <hot function>...
-//! host -> tool   failed   <patch id> <reason>
+//! host -> tool   hello        <pid> <build id>
+//! tool -> host   patch        <patch id> <build id> <path of the patch file>
+//!                             <number of hot functions> <hot function>... <changed function>...
+//! host -> tool   applied      <patch id> <generation> <load time, µs> <hot function>...
+//! host -> tool   failed       <patch id> <reason>
+//! host -> tool   rolled-back  <generation> <hot function> <reason>
+//! host -> tool   panicked     <generation> <hot function> <reason>
 //! ```
+//!
+//! `rolled-back` and `panicked` are not answers: the host sends them whenever a patched hot
+//! function panics on its first call, with or without the rollback it asked for.
 //!
 //! A hot function is named by its path as `module_path!()` spells it, for example
 //! `time_service::format_time`; [`impl_symbol`] and [`slot_symbol`] give its exported symbols.
@@ -66,6 +72,26 @@ pub enum HostMessage {
         /// Why, as a lowercase message fragment.
         reason: String,
     },
+    /// A patched hot function panicked on its first call, and the slots of the patch that
+    /// brought it were restored to the code before it (rollback was enabled).
+    RolledBack {
+        /// The host's generation after the rollback.
+        generation: u64,
+        /// Path of the hot function that panicked.
+        function: String,
+        /// The panic's message.
+        reason: String,
+    },
+    /// A patched hot function panicked on its first call; rollback was not enabled, so the new
+    /// code stays in place.
+    Panicked {
+        /// The host's generation (unchanged).
+        generation: u64,
+        /// Path of the hot function that panicked.
+        function: String,
+        /// The panic's message.
+        reason: String,
+    },
 }
 
 /// A message from the tool to the host's agent.
@@ -81,6 +107,8 @@ pub enum ToolMessage {
         path: PathBuf,
         /// Paths of the hot functions the patch defines.
         functions: Vec<String>,
+        /// Display names of the functions whose code changed (for `hotswap::on_patch`).
+        changed: Vec<String>,
     },
 }
 
@@ -121,6 +149,16 @@ impl HostMessage {
             HostMessage::Failed { patch_id, reason } => {
                 line(&["failed", &patch_id.to_string(), reason])
             }
+            HostMessage::RolledBack {
+                generation,
+                function,
+                reason,
+            } => line(&["rolled-back", &generation.to_string(), function, reason]),
+            HostMessage::Panicked {
+                generation,
+                function,
+                reason,
+            } => line(&["panicked", &generation.to_string(), function, reason]),
         }
     }
 
@@ -152,6 +190,16 @@ impl HostMessage {
                 patch_id: num(1)?,
                 reason: fields[2].clone(),
             }),
+            Some("rolled-back") if fields.len() == 4 => Ok(HostMessage::RolledBack {
+                generation: num(1)?,
+                function: fields[2].clone(),
+                reason: fields[3].clone(),
+            }),
+            Some("panicked") if fields.len() == 4 => Ok(HostMessage::Panicked {
+                generation: num(1)?,
+                function: fields[2].clone(),
+                reason: fields[3].clone(),
+            }),
             _ => Err(err()),
         }
     }
@@ -166,14 +214,17 @@ impl ToolMessage {
                 build_id,
                 path,
                 functions,
+                changed,
             } => {
                 let mut fields = vec![
                     "patch".to_owned(),
                     patch_id.to_string(),
                     build_id.clone(),
                     path.to_string_lossy().into_owned(),
+                    functions.len().to_string(),
                 ];
                 fields.extend(functions.iter().cloned());
+                fields.extend(changed.iter().cloned());
                 line(&fields)
             }
         }
@@ -186,18 +237,23 @@ impl ToolMessage {
     /// A [`ProtocolError`] quoting the line if it is not a tool message.
     pub fn decode(text: &str) -> Result<Self, ProtocolError> {
         let fields = split(text);
+        let err = || ProtocolError {
+            line: text.to_owned(),
+        };
         match fields.first().map(String::as_str) {
-            Some("patch") if fields.len() >= 4 => Ok(ToolMessage::Patch {
-                patch_id: fields[1].parse().map_err(|_| ProtocolError {
-                    line: text.to_owned(),
-                })?,
-                build_id: fields[2].clone(),
-                path: PathBuf::from(&fields[3]),
-                functions: fields[4..].to_vec(),
-            }),
-            _ => Err(ProtocolError {
-                line: text.to_owned(),
-            }),
+            Some("patch") if fields.len() >= 5 => {
+                let count: usize = fields[4].parse().map_err(|_| err())?;
+                let end = count.checked_add(5).filter(|end| *end <= fields.len());
+                let end = end.ok_or_else(err)?;
+                Ok(ToolMessage::Patch {
+                    patch_id: fields[1].parse().map_err(|_| err())?,
+                    build_id: fields[2].clone(),
+                    path: PathBuf::from(&fields[3]),
+                    functions: fields[5..end].to_vec(),
+                    changed: fields[end..].to_vec(),
+                })
+            }
+            _ => Err(err()),
         }
     }
 }
@@ -264,6 +320,16 @@ mod tests {
                 patch_id: 4,
                 reason: "cannot open `/x\ty`:\nno such file \\ directory".into(),
             },
+            HostMessage::RolledBack {
+                generation: 3,
+                function: "app::World::step".into(),
+                reason: "attempt to divide by zero".into(),
+            },
+            HostMessage::Panicked {
+                generation: 2,
+                function: "app::tick".into(),
+                reason: String::new(),
+            },
         ];
         for message in messages {
             let line = message.encode();
@@ -274,18 +340,38 @@ mod tests {
 
     #[test]
     fn tool_messages_round_trip() {
-        let message = ToolMessage::Patch {
-            patch_id: 7,
-            build_id: "b-9".into(),
-            path: PathBuf::from("/tmp/session dir/patch-7.so"),
-            functions: vec!["app::render".into()],
-        };
-        assert_eq!(ToolMessage::decode(&message.encode()), Ok(message));
+        for (functions, changed) in [
+            (
+                vec!["app::render".into()],
+                vec!["render".into(), "draw".into()],
+            ),
+            (vec![], vec!["main".into()]),
+            (vec!["app::a".into(), "app::b".into()], vec![]),
+            (vec![], vec![]),
+        ] {
+            let message = ToolMessage::Patch {
+                patch_id: 7,
+                build_id: "b-9".into(),
+                path: PathBuf::from("/tmp/session dir/patch-7.so"),
+                functions,
+                changed,
+            };
+            assert_eq!(ToolMessage::decode(&message.encode()), Ok(message));
+        }
     }
 
     #[test]
     fn malformed_lines_are_errors() {
-        for line in ["", "hello\t1", "applied\tx\t1\t2", "patch", "bye\t1\n"] {
+        for line in [
+            "",
+            "hello\t1",
+            "applied\tx\t1\t2",
+            "patch",
+            "patch\t1\tb\t/p\t2\tapp::a",
+            "patch\t1\tb\t/p\tx",
+            "rolled-back\t1\tapp::a",
+            "bye\t1\n",
+        ] {
             assert!(HostMessage::decode(line).is_err(), "{line:?}");
             assert!(ToolMessage::decode(line).is_err(), "{line:?}");
         }

@@ -22,6 +22,14 @@
 /// Prefix of a record's exported symbol (followed by the hot function's path).
 pub const RECORD_PREFIX: &str = "__hotswap_record$";
 
+/// Prefix of the exported symbol of a `persist!` static (followed by
+/// `<module path>::<NAME>$<type hash>`).
+pub const PERSIST_PREFIX: &str = "__hotswap_persist$";
+
+/// Prefix of the exported layout of a `persist!` static: two native-endian `u64`s, its size and
+/// alignment in bytes (followed by the same `<module path>::<NAME>$<type hash>`).
+pub const LAYOUT_PREFIX: &str = "__hotswap_layout$";
+
 /// A piece of a record: text, or a number written in decimal.
 #[derive(Debug, Clone, Copy)]
 pub enum Part {

@@ -1,6 +1,6 @@
 //! The slot of a hot function: an atomic pointer to the newest body, or null for the original.
 
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 /// Where a hot function's dispatcher finds the body to call.
 ///
@@ -9,9 +9,14 @@ use std::sync::atomic::{AtomicPtr, Ordering};
 /// (`__hotswap_slot$<module path>::<name>`), so the copy of the dispatcher in every patch reaches
 /// the host's one slot through ELF interposition: even old code still running calls the newest
 /// version.
+///
+/// A slot is *on probation* from the moment a new body is stored until that body's first call
+/// returns: the dispatcher then runs the call under `catch_unwind`, so that a panic can roll the
+/// patch back (see `hotswap::set_rollback`).
 #[derive(Debug)]
 pub struct Slot {
     body: AtomicPtr<()>,
+    probation: AtomicBool,
 }
 
 impl Slot {
@@ -23,14 +28,29 @@ impl Slot {
     pub const fn new() -> Self {
         Self {
             body: AtomicPtr::new(std::ptr::null_mut()),
+            probation: AtomicBool::new(false),
         }
     }
 
-    /// The newest patched body, if any (an `Acquire` load, pairing with [`Slot::set`]).
+    /// The newest patched body, if any (one `Acquire` load, pairing with [`Slot::set`]).
     #[inline(always)]
     pub fn get(&self) -> Option<*const ()> {
         let body = self.body.load(Ordering::Acquire);
         (!body.is_null()).then_some(body.cast_const())
+    }
+
+    /// Whether the body returned by the last [`Slot::get`] has not yet completed a call.
+    ///
+    /// A `Relaxed` load: the agent sets the flag before its `Release` store of the body, so a
+    /// caller that saw the new body also sees the flag.
+    #[inline(always)]
+    pub fn on_probation(&self) -> bool {
+        self.probation.load(Ordering::Relaxed)
+    }
+
+    /// Ends the probation: the new body completed a call.
+    pub fn end_probation(&self) {
+        self.probation.store(false, Ordering::Relaxed);
     }
 
     /// Points the slot at a new body (a `Release` store): calls that start after this see it,
@@ -42,5 +62,40 @@ impl Slot {
     /// this slot belongs to, in code that stays mapped for the rest of the process.
     pub unsafe fn set(&self, body: *const ()) {
         self.body.store(body.cast_mut(), Ordering::Release);
+    }
+
+    /// Points the slot at `body`, puts it on probation, and returns the previous value (null for
+    /// the host's own body).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Slot::set`].
+    #[cfg(feature = "enabled")]
+    pub(crate) unsafe fn replace(&self, body: *const ()) -> *const () {
+        self.probation.store(true, Ordering::Relaxed);
+        self.body
+            .swap(body.cast_mut(), Ordering::AcqRel)
+            .cast_const()
+    }
+
+    /// Points the slot back at `old` if it still holds `new`; returns whether it did. Ends the
+    /// probation either way.
+    ///
+    /// # Safety
+    ///
+    /// `old` must be null or satisfy the contract of [`Slot::set`].
+    #[cfg(feature = "enabled")]
+    pub(crate) unsafe fn restore(&self, new: *const (), old: *const ()) -> bool {
+        let restored = self
+            .body
+            .compare_exchange(
+                new.cast_mut(),
+                old.cast_mut(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        self.end_probation();
+        restored
     }
 }

@@ -94,6 +94,9 @@ pub(crate) fn build(
     // Without it, the patch's calls to its own exported functions would bind to the host's old
     // code (ELF interposition).
     replay::push_codegen(&mut args, "link-arg=-Wl,-Bsymbolic-functions");
+    // Compile every function of the crate, also those only `main` reaches, which a cdylib would
+    // leave out: the code index must see their edits to say that they need a restart (S19).
+    replay::push_codegen(&mut args, "link-dead-code");
     let objects_dir = out_dir.join("objects");
     let _ = std::fs::remove_dir_all(&objects_dir);
     std::fs::create_dir_all(&objects_dir)

@@ -1,7 +1,8 @@
 //! What a patch's code is: a hash of every function body with its relocations masked (so that
 //! moving code does not count as a change, while a changed callee or constant does), and the
-//! mutable statics and thread-locals the crate defines. Read from the crate's own object files,
-//! which the linker wrapper keeps for each patch.
+//! mutable statics and thread-locals the crate defines, and which code refers to which (to tell
+//! the changes that no hot function reaches). Read from the crate's own object files, which the
+//! linker wrapper keeps for each patch.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -9,7 +10,8 @@ use std::path::Path;
 
 use anyhow::Context;
 use object::{
-    Object, ObjectSection, ObjectSymbol, RelocationTarget, SectionIndex, SectionKind, SymbolKind,
+    Object, ObjectSection, ObjectSymbol, RelocationKind, RelocationTarget, SectionIndex,
+    SectionKind, SymbolKind,
 };
 
 /// The functions and statics of one build of the crate.
@@ -19,6 +21,9 @@ pub(crate) struct CodeIndex {
     pub(crate) functions: BTreeMap<String, u64>,
     /// Mutable statics and thread-locals the crate defines, by demangled path.
     pub(crate) statics: BTreeSet<String>,
+    /// Demangled symbol -> the symbols its code or data refers to (calls, function pointers,
+    /// vtables), found through its relocations.
+    pub(crate) edges: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl CodeIndex {
@@ -30,6 +35,7 @@ impl CodeIndex {
     pub(crate) fn read_dir(dir: &Path, crate_name: &str) -> anyhow::Result<CodeIndex> {
         let mut bodies: BTreeMap<String, Vec<u64>> = BTreeMap::new();
         let mut statics = BTreeSet::new();
+        let mut edges = BTreeMap::new();
         let mut paths: Vec<_> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read `{}`", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -42,6 +48,7 @@ impl CodeIndex {
             let file = object::File::parse(&*data)
                 .with_context(|| format!("`{}` is not an object file", path.display()))?;
             index_object(&file, crate_name, &mut bodies, &mut statics);
+            collect_edges(&file, &mut edges);
         }
         let functions = bodies
             .into_iter()
@@ -52,7 +59,41 @@ impl CodeIndex {
                 (name, hasher.finish())
             })
             .collect();
-        Ok(CodeIndex { functions, statics })
+        Ok(CodeIndex {
+            functions,
+            statics,
+            edges,
+        })
+    }
+
+    /// Those of `changed` (display names) that no hot function's body reaches: their new code
+    /// runs only in a restarted program (for example what only `main` calls at start-up).
+    pub(crate) fn unreachable(&self, changed: &[String], crate_name: &str) -> Vec<String> {
+        let mut reached: BTreeSet<&str> = BTreeSet::new();
+        let mut stack: Vec<&str> = self
+            .edges
+            .keys()
+            .chain(self.functions.keys())
+            .filter(|name| name.starts_with(hotswap::protocol::IMPL_PREFIX))
+            .map(String::as_str)
+            .collect();
+        while let Some(name) = stack.pop() {
+            if !reached.insert(name) {
+                continue;
+            }
+            if let Some(targets) = self.edges.get(name) {
+                stack.extend(targets.iter().map(String::as_str));
+            }
+        }
+        let live: BTreeSet<String> = reached
+            .iter()
+            .filter_map(|name| display_name(name, crate_name))
+            .collect();
+        changed
+            .iter()
+            .filter(|name| !live.contains(*name))
+            .cloned()
+            .collect()
     }
 
     /// Functions of the crate whose body differs from `previous` or is new, as display names
@@ -123,6 +164,59 @@ fn index_object(
     }
 }
 
+/// Adds, for every defined function and data symbol of `file`, the symbols its bytes refer to.
+/// A reference to a section (how local symbols are often reached) counts as one to every symbol
+/// defined in that section.
+fn collect_edges(file: &object::File<'_>, edges: &mut BTreeMap<String, BTreeSet<String>>) {
+    let mut in_section: std::collections::HashMap<SectionIndex, Vec<String>> = Default::default();
+    let mut defined = Vec::new();
+    for symbol in file.symbols() {
+        if symbol.is_undefined() || !matches!(symbol.kind(), SymbolKind::Text | SymbolKind::Data) {
+            continue;
+        }
+        let (Ok(name), Some(index)) = (symbol.name(), symbol.section_index()) else {
+            continue;
+        };
+        let name = format!("{:#}", rustc_demangle::demangle(name));
+        in_section.entry(index).or_default().push(name.clone());
+        defined.push((name, index, symbol.address(), symbol.size()));
+    }
+    for (name, index, address, size) in defined {
+        let Ok(section) = file.section_by_index(index) else {
+            continue;
+        };
+        let start = address.saturating_sub(section.address());
+        let end = if size == 0 {
+            u64::MAX
+        } else {
+            start.saturating_add(size)
+        };
+        let targets = edges.entry(name).or_default();
+        for (offset, relocation) in section.relocations() {
+            if offset < start || offset >= end {
+                continue;
+            }
+            let RelocationTarget::Symbol(target) = relocation.target() else {
+                continue;
+            };
+            let Ok(target) = file.symbol_by_index(target) else {
+                continue;
+            };
+            if target.kind() == SymbolKind::Section {
+                if let Some(index) = target.section_index()
+                    && let Some(names) = in_section.get(&index)
+                {
+                    targets.extend(names.iter().cloned());
+                }
+            } else if let Ok(target) = target.name()
+                && !target.is_empty()
+            {
+                targets.insert(format!("{:#}", rustc_demangle::demangle(target)));
+            }
+        }
+    }
+}
+
 /// A hash of a function's bytes with every relocation's field zeroed and described instead by
 /// what it points to: a function by name, data by its content.
 fn body_hash(
@@ -168,13 +262,53 @@ fn body_hash(
         {
             let is_code = target.kind() == SymbolKind::Text;
             match target.section_index() {
-                Some(index) if !is_code => content_hash(index).hash(&mut hasher),
+                Some(index) if !is_code => {
+                    match merged_constant(file, index, &target, &relocation) {
+                        Some(bytes) => bytes.hash(&mut hasher),
+                        None => content_hash(index).hash(&mut hasher),
+                    }
+                }
                 _ => target.name().unwrap_or_default().hash(&mut hasher),
             }
         }
     }
     bytes.hash(&mut hasher);
     hasher.finish()
+}
+
+/// The one constant a relocation refers to in a section of merged constants, whose other
+/// entries belong to other functions (`.rodata.cst16`: 16-byte constants; `.rodata.str1.1`:
+/// NUL-terminated strings); `None` for any other section, whose whole content then stands for
+/// the data. Without this, an edited constant of one function would count as a change of every
+/// function using a constant of the same size.
+fn merged_constant<'data>(
+    file: &object::File<'data>,
+    index: SectionIndex,
+    target: &object::Symbol<'data, '_>,
+    relocation: &object::Relocation,
+) -> Option<&'data [u8]> {
+    let section = file.section_by_index(index).ok()?;
+    let name = section.name().ok()?;
+    let data = section.data().ok()?;
+    let base = i64::try_from(target.address().checked_sub(section.address())?).ok()?;
+    // A PC-relative field is usually the last four bytes of its instruction, so its addend is
+    // the field's distance to the next instruction, -4.
+    let adjust = match relocation.kind() {
+        RelocationKind::Relative | RelocationKind::PltRelative | RelocationKind::GotRelative => 4,
+        _ => 0,
+    };
+    let offset = usize::try_from((base + relocation.addend() + adjust).max(0)).ok()?;
+    if let Some(size) = name.strip_prefix(".rodata.cst") {
+        let size: usize = size.parse().ok().filter(|size| *size > 0)?;
+        let entry = offset / size * size;
+        data.get(entry..entry.checked_add(size)?)
+    } else if name.starts_with(".rodata.str") {
+        let rest = data.get(offset..)?;
+        let end = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+        rest.get(..end)
+    } else {
+        None
+    }
 }
 
 /// How a function is shown to the user: without the crate's name, and a hot function's body as
@@ -199,6 +333,12 @@ pub(crate) fn display_name(demangled: &str, crate_name: &str) -> Option<String> 
 
 /// The path of a static or thread-local as the user wrote it: `COUNTER`, `state::CACHE`.
 fn static_name(demangled: &str, crate_name: &str) -> Option<String> {
+    // `persist!` statics are shared with the host by interposition.
+    if demangled.starts_with(hotswap::record::PERSIST_PREFIX)
+        || demangled.starts_with(hotswap::record::LAYOUT_PREFIX)
+    {
+        return None;
+    }
     let path = demangled.strip_prefix(crate_name)?.strip_prefix("::")?;
     // Statics that `#[hot]` generates are shared with the host by interposition.
     if path.contains("__HOTSWAP_") {
@@ -243,5 +383,44 @@ mod tests {
         );
         assert_eq!(static_name("app::f::__HOTSWAP_SLOT", "app"), None);
         assert_eq!(static_name("log::LOGGER", "app"), None);
+        assert_eq!(
+            static_name("__hotswap_persist$app::HITS$00ff00ff00ff00ff", "app"),
+            None
+        );
+    }
+
+    #[test]
+    fn changes_that_no_hot_function_reaches_are_told_apart() {
+        let edge = |from: &str, to: &[&str]| {
+            (
+                from.to_owned(),
+                to.iter().map(|t| (*t).to_owned()).collect::<BTreeSet<_>>(),
+            )
+        };
+        let index = CodeIndex {
+            functions: BTreeMap::new(),
+            statics: BTreeSet::new(),
+            edges: [
+                edge("app::main", &["app::setup", "app::tick", "app::shared"]),
+                edge("__hotswap_impl$app::tick", &["app::physics", "vtable.0"]),
+                edge("vtable.0", &["<app::Ball as app::Draw>::draw"]),
+                edge("app::physics", &["app::shared"]),
+                edge("app::tick", &["__hotswap_slot$app::tick"]),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let changed: Vec<String> = [
+            "setup",
+            "tick",
+            "physics",
+            "shared",
+            "<Ball as app::Draw>::draw",
+            "main",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        assert_eq!(index.unreachable(&changed, "app"), ["setup", "main"]);
     }
 }

@@ -3,6 +3,8 @@
 //!
 //! * hot-function records: a changed signature, or a changed size or alignment of a type a hot
 //!   signature mentions, is refused;
+//! * `persist!` statics: a changed size or alignment is refused (the host's value would be read
+//!   with the new layout);
 //! * undefined symbols: each must be exported by the host or by a library the host needs;
 //! * code: which functions changed since the version running now, and which statics start fresh.
 
@@ -27,6 +29,8 @@ const CONTINUATION: &str = "\n             ";
 pub(crate) struct HostImage {
     /// The host's hot-function records.
     pub(crate) records: BTreeMap<String, Record>,
+    /// Size and alignment of the host's `persist!` statics.
+    pub(crate) layouts: BTreeMap<String, (u64, u64)>,
     /// Names the host and the libraries it needs export.
     exports: HashSet<String>,
 }
@@ -43,6 +47,7 @@ impl HostImage {
         let file = object::File::parse(&*data)
             .with_context(|| format!("`{}` is not an executable", exe.display()))?;
         let records = records::read(&file)?;
+        let layouts = records::read_layouts(&file)?;
         let mut exports = defined_dynamic_symbols(&file);
         // The libraries the host needs (libc, libm, libgcc_s, ...) and the dynamic loader, which
         // serves `__tls_get_addr` and is named by the program interpreter, not DT_NEEDED.
@@ -58,7 +63,11 @@ impl HostImage {
                 exports.extend(defined_dynamic_symbols(&file));
             }
         }
-        Ok(HostImage { records, exports })
+        Ok(HostImage {
+            records,
+            layouts,
+            exports,
+        })
     }
 }
 
@@ -67,6 +76,8 @@ impl HostImage {
 pub(crate) struct PatchImage {
     /// The patch's hot-function records.
     pub(crate) records: BTreeMap<String, Record>,
+    /// Size and alignment of the patch's `persist!` statics.
+    pub(crate) layouts: BTreeMap<String, (u64, u64)>,
     /// Its undefined, non-weak dynamic symbols.
     pub(crate) undefined: Vec<String>,
 }
@@ -91,6 +102,7 @@ impl PatchImage {
     pub(crate) fn parse(data: &[u8]) -> anyhow::Result<PatchImage> {
         let file = object::File::parse(data).context("not an object file")?;
         let records = records::read(&file)?;
+        let layouts = records::read_layouts(&file)?;
         let mut undefined: Vec<String> = file
             .dynamic_symbols()
             .filter(|s| s.is_undefined() && !s.is_weak())
@@ -98,7 +110,11 @@ impl PatchImage {
             .collect();
         undefined.sort();
         undefined.dedup();
-        Ok(PatchImage { records, undefined })
+        Ok(PatchImage {
+            records,
+            layouts,
+            undefined,
+        })
     }
 }
 
@@ -129,6 +145,15 @@ pub(crate) enum Refusal {
         /// Where the function is defined.
         location: String,
     },
+    /// A `persist!` static's type changed size or alignment behind the same written type.
+    PersistLayout {
+        /// The static's path, `crate::module::NAME`.
+        name: String,
+        /// Size and alignment in the host, in bytes.
+        old: (u64, u64),
+        /// Size and alignment in the patch, in bytes.
+        new: (u64, u64),
+    },
     /// The patch needs symbols that neither the host nor its libraries define.
     Unresolved {
         /// The missing symbols, demangled.
@@ -157,15 +182,20 @@ impl fmt::Display for Refusal {
                 new,
                 location,
             } => {
-                let change = if old.0 == new.0 {
-                    format!("alignment {} -> {} bytes", old.1, new.1)
-                } else {
-                    format!("{} -> {} bytes", old.0, new.0)
-                };
+                let change = layout_change(*old, *new);
                 write!(
                     f,
                     "`{ty}` changed layout ({change}) at {location}{CONTINUATION}\
                      hot fn `{signature}` would get it with the old layout from the running program"
+                )
+            }
+            Refusal::PersistLayout { name, old, new } => {
+                write!(
+                    f,
+                    "persisted static `{name}` changed layout ({}){CONTINUATION}\
+                     the running program's value has the old layout; rename the static to \
+                     start it fresh instead",
+                    layout_change(*old, *new)
                 )
             }
             Refusal::Unresolved { symbols } => {
@@ -184,6 +214,15 @@ impl fmt::Display for Refusal {
                 Ok(())
             }
         }
+    }
+}
+
+/// A change of size and alignment as the user reads it: `24 -> 32 bytes`.
+fn layout_change(old: (u64, u64), new: (u64, u64)) -> String {
+    if old.0 == new.0 {
+        format!("alignment {} -> {} bytes", old.1, new.1)
+    } else {
+        format!("{} -> {} bytes", old.0, new.0)
     }
 }
 
@@ -237,6 +276,20 @@ pub(crate) fn check(host: &HostImage, patch: &PatchImage) -> Result<Accepted, Ve
             functions.push(path.clone());
         }
     }
+    for (path, new) in &patch.layouts {
+        if let Some(old) = host.layouts.get(path)
+            && old != new
+        {
+            let name = path
+                .rsplit_once('$')
+                .map_or(path.as_str(), |(name, _)| name);
+            refusals.push(Refusal::PersistLayout {
+                name: name.to_owned(),
+                old: *old,
+                new: *new,
+            });
+        }
+    }
     let missing: Vec<String> = patch
         .undefined
         .iter()
@@ -253,10 +306,11 @@ pub(crate) fn check(host: &HostImage, patch: &PatchImage) -> Result<Accepted, Ve
     }
 }
 
-/// Names of the defined dynamic symbols of `file`.
+/// Names of the defined dynamic symbols of `file`. Not `is_definition`, which leaves out
+/// indirect functions (`STT_GNU_IFUNC`: glibc's `memcmp`, `memset`, ...).
 fn defined_dynamic_symbols(file: &object::File<'_>) -> HashSet<String> {
     file.dynamic_symbols()
-        .filter(|s| s.is_definition())
+        .filter(|s| !s.is_undefined())
         .filter_map(|s| s.name().ok().map(str::to_owned))
         .collect()
 }
@@ -322,6 +376,7 @@ mod tests {
     fn host(records: Vec<Record>, exports: &[&str]) -> HostImage {
         HostImage {
             records: records.into_iter().map(|r| (r.path.clone(), r)).collect(),
+            layouts: BTreeMap::new(),
             exports: exports.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
@@ -329,6 +384,7 @@ mod tests {
     fn patch(records: Vec<Record>, undefined: &[&str]) -> PatchImage {
         PatchImage {
             records: records.into_iter().map(|r| (r.path.clone(), r)).collect(),
+            layouts: BTreeMap::new(),
             undefined: undefined.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
@@ -384,6 +440,23 @@ mod tests {
                 symbols: vec!["std::missing".into()]
             }]
         );
+    }
+
+    #[test]
+    fn a_persisted_static_whose_layout_changed_is_refused() {
+        let mut old = host(vec![], &[]);
+        old.layouts.insert("app::WORLD$0123".into(), (24, 8));
+        let mut new = patch(vec![], &[]);
+        new.layouts.insert("app::WORLD$0123".into(), (32, 8));
+        new.layouts.insert("app::OTHER$4567".into(), (8, 8));
+        let refusals = check(&old, &new).unwrap_err();
+        assert_eq!(
+            refusals[0].to_string(),
+            "persisted static `app::WORLD` changed layout (24 -> 32 bytes)\n             \
+             the running program's value has the old layout; rename the static to start it \
+             fresh instead"
+        );
+        assert_eq!(refusals.len(), 1);
     }
 
     #[test]

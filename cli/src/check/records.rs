@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context, bail};
 use object::{Object, ObjectSection, ObjectSymbol};
 
-use hotswap::record::RECORD_PREFIX;
+use hotswap::record::{LAYOUT_PREFIX, RECORD_PREFIX};
 
 /// One hot function as compiled: its signature and the layout of every type it mentions.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +83,35 @@ pub(crate) fn read(file: &object::File<'_>) -> anyhow::Result<BTreeMap<String, R
         records.insert(path.to_owned(), record);
     }
     Ok(records)
+}
+
+/// The size and alignment of every `persist!` static the object file exports, by
+/// `<module path>::<NAME>$<type hash>`.
+///
+/// # Errors
+///
+/// When a layout symbol points outside its section or is not two `u64`s.
+pub(crate) fn read_layouts(
+    file: &object::File<'_>,
+) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
+    let mut layouts = BTreeMap::new();
+    for symbol in file.dynamic_symbols() {
+        let Ok(name) = symbol.name() else { continue };
+        let Some(path) = name.strip_prefix(LAYOUT_PREFIX) else {
+            continue;
+        };
+        if !symbol.is_definition() {
+            continue;
+        }
+        let bytes = symbol_bytes(file, &symbol)
+            .with_context(|| format!("cannot read the layout of persisted static `{path}`"))?;
+        let (Some(size), Some(align)) = (bytes.get(..8), bytes.get(8..16)) else {
+            bail!("the layout of persisted static `{path}` is not two numbers");
+        };
+        let number = |b: &[u8]| u64::from_ne_bytes(b.try_into().expect("8 bytes"));
+        layouts.insert(path.to_owned(), (number(size), number(align)));
+    }
+    Ok(layouts)
 }
 
 /// The bytes a defined data symbol covers, bounds-checked against its section.

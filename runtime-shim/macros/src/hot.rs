@@ -1,51 +1,204 @@
-//! `#[hot]` on a free function: parse, validate, expand into a slot-dispatched function.
+//! `#[hot]` on a free function or an inherent `impl` block: parse, validate, expand each hot
+//! function into a slot-dispatched dispatcher and an exported body.
 
 use proc_macro2::TokenStream;
-use quote::quote;
-use syn::{FnArg, GenericParam, ItemFn, ReturnType, Signature};
+use quote::{ToTokens, quote};
+use syn::{Attribute, FnArg, GenericParam, ImplItem, Item, ItemImpl, ReturnType, Signature};
+
+/// What `#[hot(..)]` was given.
+#[derive(Debug, Clone, Copy, Default)]
+struct Options {
+    /// `#[hot(rollback)]`: a panic on the first call of new code restores the previous code.
+    rollback: bool,
+}
 
 /// Entry point of the `#[hot]` attribute: validates the item, then expands it.
 ///
-/// On a validation error the item is emitted unchanged next to the error, so that the user sees
+/// On a validation error the plain item is emitted next to the error, so that the user sees
 /// the one error and not a cascade of "cannot find function" errors.
 pub(crate) fn hot(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func: ItemFn = match syn::parse2(item.clone()) {
-        Ok(func) => func,
-        // Another kind of item: say what `#[hot]` applies to.
-        Err(_) if syn::parse2::<syn::Item>(item.clone()).is_ok() => {
+    let options = match parse_options(args) {
+        Ok(options) => options,
+        Err(err) => {
+            let err = err.to_compile_error();
+            return quote! { #err #item };
+        }
+    };
+    match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Fn(func)) => hot_fn(options, func),
+        Ok(Item::Impl(block)) => hot_impl(options, block),
+        Ok(other) => {
             let err = syn::Error::new_spanned(
-                &item,
-                "`#[hot]` applies to free functions: `#[hotswap::hot] fn name(..) { .. }`",
+                other,
+                "`#[hot]` applies to functions and inherent `impl` blocks: \
+                 `#[hotswap::hot] fn name(..) { .. }`",
             )
             .to_compile_error();
-            return quote! { #err #item };
+            quote! { #err #item }
         }
         // Not valid Rust (a syntax error being typed): rustc reports it on the item itself,
         // so adding an error here would only repeat it.
-        Err(_) => return item,
-    };
-    let errors = validate(&args, &func.sig);
+        Err(_) => item,
+    }
+}
+
+/// Parses `rollback` (or nothing).
+fn parse_options(args: TokenStream) -> syn::Result<Options> {
+    let mut options = Options::default();
+    if args.is_empty() {
+        return Ok(options);
+    }
+    let parser = syn::punctuated::Punctuated::<syn::Ident, syn::Token![,]>::parse_terminated;
+    let idents = syn::parse::Parser::parse2(parser, args.clone())
+        .map_err(|err| syn::Error::new(err.span(), "expected `#[hot]` or `#[hot(rollback)]`"))?;
+    for ident in idents {
+        if ident == "rollback" {
+            options.rollback = true;
+        } else {
+            return Err(syn::Error::new_spanned(
+                ident,
+                "unknown `#[hot]` argument: the only one is `rollback`",
+            ));
+        }
+    }
+    Ok(options)
+}
+
+/// `#[hot]` on a function outside an `impl` block.
+fn hot_fn(options: Options, func: syn::ItemFn) -> TokenStream {
+    let mut errors = validate(&func.sig);
+    if let Some(receiver) = func.sig.receiver() {
+        errors.push(syn::Error::new_spanned(
+            receiver,
+            "`#[hot]` on a method goes on its `impl` block: write `#[hotswap::hot]` above \
+             `impl Type { .. }`, which makes every method hot, or only those marked `#[hot]` \
+             inside it (trait impls are not supported)",
+        ));
+    } else if mentions_self(&func.sig) {
+        errors.push(syn::Error::new_spanned(
+            &func.sig,
+            "`#[hot]` on an associated function goes on its `impl` block: write \
+             `#[hotswap::hot]` above `impl Type { .. }` (trait impls are not supported)",
+        ));
+    }
     if !errors.is_empty() {
         let errors = errors.iter().map(syn::Error::to_compile_error);
         return quote! { #(#errors)* #func };
     }
-    expand(func)
+    expand_fn(options, func)
 }
 
-/// Every reason why `sig` cannot be a hot function (yet), each pointing at the offending tokens.
-fn validate(args: &TokenStream, sig: &Signature) -> Vec<syn::Error> {
+/// `#[hot]` on an `impl` block: every method is hot, or only those marked `#[hot]`.
+fn hot_impl(options: Options, mut block: ItemImpl) -> TokenStream {
     let mut errors = Vec::new();
-    if !args.is_empty() {
+    if let Some((_, path, _)) = &block.trait_ {
         errors.push(syn::Error::new_spanned(
-            args,
-            "`#[hot]` takes no arguments in this version",
+            path,
+            "`#[hot]` does not support trait impls: callers reach a trait method through code \
+             the running program compiled (static dispatch or a vtable); make the trait method \
+             call a hot inherent method or a hot function, and mark that one",
         ));
     }
+    for param in &block.generics.params {
+        if !matches!(param, GenericParam::Lifetime(_)) {
+            errors.push(syn::Error::new_spanned(
+                param,
+                "`#[hot]` does not support generic `impl` blocks: each instantiation is separate \
+                 code; write a non-generic `impl` block (or hot function) for the types you use \
+                 and call it",
+            ));
+        }
+    }
+    if let Some(where_clause) = &block.generics.where_clause {
+        errors.push(syn::Error::new_spanned(
+            where_clause,
+            "`#[hot]` does not support `where` clauses: write a non-generic `impl` block",
+        ));
+    }
+    // Methods marked `#[hot]` inside the block; their markers are consumed here.
+    let mut marked = Vec::new();
+    for (index, item) in block.items.iter_mut().enumerate() {
+        if let ImplItem::Fn(method) = item {
+            let mut found = None;
+            method.attrs.retain(|attr| {
+                let is_hot = is_hot_marker(attr);
+                if is_hot {
+                    found = Some(attr.clone());
+                }
+                !is_hot
+            });
+            if let Some(attr) = found {
+                let args = match &attr.meta {
+                    syn::Meta::Path(_) => Ok(Options::default()),
+                    syn::Meta::List(list) => parse_options(list.tokens.clone()),
+                    syn::Meta::NameValue(_) => parse_options(attr.meta.to_token_stream()),
+                };
+                match args {
+                    Ok(args) => marked.push((index, args)),
+                    Err(err) => errors.push(err),
+                }
+            }
+        }
+    }
+    let hot: Vec<(usize, Options)> = if marked.is_empty() {
+        block
+            .items
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| matches!(item, ImplItem::Fn(_)))
+            .map(|(index, _)| (index, options))
+            .collect()
+    } else {
+        marked
+            .into_iter()
+            .map(|(index, own)| {
+                let rollback = own.rollback || options.rollback;
+                (index, Options { rollback })
+            })
+            .collect()
+    };
+    for (index, _) in &hot {
+        if let ImplItem::Fn(method) = &block.items[*index] {
+            errors.extend(validate(&method.sig));
+        }
+    }
+    if !errors.is_empty() {
+        let errors = errors.iter().map(syn::Error::to_compile_error);
+        return quote! { #(#errors)* #block };
+    }
+    expand_impl(block, &hot)
+}
+
+/// Whether `attr` is a `#[hot]` marker (`hot`, `hotswap::hot`, `::hotswap::hot`).
+fn is_hot_marker(attr: &Attribute) -> bool {
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|segment| segment.ident == "hot")
+}
+
+/// Whether the signature names `Self` (then it belongs to an `impl` block).
+fn mentions_self(sig: &Signature) -> bool {
+    fn walk(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|tree| match tree {
+            proc_macro2::TokenTree::Ident(ident) => ident == "Self",
+            proc_macro2::TokenTree::Group(group) => walk(group.stream()),
+            _ => false,
+        })
+    }
+    walk(sig.inputs.to_token_stream()) || walk(sig.output.to_token_stream())
+}
+
+/// Every reason why `sig` cannot be a hot function, each pointing at the offending tokens.
+fn validate(sig: &Signature) -> Vec<syn::Error> {
+    let mut errors = Vec::new();
     if let Some(token) = &sig.asyncness {
         errors.push(syn::Error::new_spanned(
             token,
-            "`#[hot]` does not support `async fn` yet: make a non-async hot function that does \
-             the work and call it from the async one",
+            "`#[hot]` does not support `async fn`: a future's state machine is laid out by the \
+             code that created it, so it cannot switch code while it runs; make a non-async hot \
+             function that does the work and call it from the async one (each call then runs \
+             the newest code)",
         ));
     }
     if let Some(token) = &sig.constness {
@@ -88,20 +241,14 @@ fn validate(args: &TokenStream, sig: &Signature) -> Vec<syn::Error> {
         ));
     }
     for input in &sig.inputs {
-        match input {
-            FnArg::Receiver(receiver) => errors.push(syn::Error::new_spanned(
-                receiver,
-                "`#[hot]` supports free functions only in this version, not methods",
-            )),
-            FnArg::Typed(arg) => {
-                if contains_impl_trait(&arg.ty) {
-                    errors.push(syn::Error::new_spanned(
-                        &arg.ty,
-                        "`#[hot]` does not support `impl Trait` arguments (they make the \
-                         function generic): name a concrete type or use `&dyn Trait`",
-                    ));
-                }
-            }
+        if let FnArg::Typed(arg) = input
+            && contains_impl_trait(&arg.ty)
+        {
+            errors.push(syn::Error::new_spanned(
+                &arg.ty,
+                "`#[hot]` does not support `impl Trait` arguments (they make the function \
+                 generic): name a concrete type or use `&dyn Trait`",
+            ));
         }
     }
     if let ReturnType::Type(_, ty) = &sig.output
@@ -128,35 +275,159 @@ fn contains_impl_trait(ty: &syn::Type) -> bool {
     walk(quote!(#ty))
 }
 
-/// The expansion when cargo-hotswap builds the host or a patch: a dispatcher with the user's
-/// signature that loads the slot and calls through it, and the body as an exported function.
+/// The expansion of a hot free function when cargo-hotswap builds the host or a patch: a
+/// dispatcher with the user's signature whose body holds the slot, the record and the exported
+/// body.
 #[cfg(feature = "enabled")]
-fn expand(func: ItemFn) -> TokenStream {
+fn expand_fn(options: Options, func: syn::ItemFn) -> TokenStream {
     use quote::format_ident;
-    use syn::spanned::Spanned;
 
-    let ItemFn {
+    let syn::ItemFn {
         attrs,
         vis,
         sig,
         block,
     } = func;
-    let name = &sig.ident;
-    let name_str = name.to_string();
-    let span = sig.span();
-    let impl_name = format_ident!("__hotswap_impl_{}", name, span = span);
-    let args: Vec<_> = (0..sig.inputs.len())
-        .map(|i| format_ident!("__hotswap_arg{}", i))
-        .collect();
-    let arg_types: Vec<_> = sig
-        .inputs
+    let name = sig.ident.to_string();
+    let impl_name = format_ident!("__hotswap_impl_{}", sig.ident, span = sig.ident.span());
+    let mut impl_sig = sig.clone();
+    impl_sig.ident = impl_name.clone();
+    let lint_attrs = lint_attrs(&attrs);
+    let dispatch = dispatch(&sig, &name, None, options, &quote!(#impl_name));
+    let body = dispatch.body;
+    let dispatcher_sig = dispatch.sig;
+    quote! {
+        #(#attrs)*
+        #vis #dispatcher_sig {
+            #[unsafe(export_name = concat!("__hotswap_impl$", module_path!(), "::", #name))]
+            #[doc(hidden)]
+            #(#lint_attrs)*
+            #impl_sig #block
+
+            #body
+        }
+    }
+}
+
+/// The expansion of a hot `impl` block: each hot method becomes a dispatcher and a hidden,
+/// exported associated function holding the body.
+#[cfg(feature = "enabled")]
+fn expand_impl(mut block: ItemImpl, hot: &[(usize, Options)]) -> TokenStream {
+    use quote::format_ident;
+
+    let self_ty = (*block.self_ty).clone();
+    let type_name = crate::record::tidy(&self_ty.to_token_stream().to_string());
+    let mut items = Vec::with_capacity(block.items.len() + hot.len());
+    for (index, item) in std::mem::take(&mut block.items).into_iter().enumerate() {
+        let Some((_, options)) = hot.iter().find(|(i, _)| *i == index) else {
+            items.push(item);
+            continue;
+        };
+        let ImplItem::Fn(method) = item else {
+            items.push(item);
+            continue;
+        };
+        let path = format!("{type_name}::{}", method.sig.ident);
+        let impl_name = format_ident!(
+            "__hotswap_impl_{}",
+            method.sig.ident,
+            span = method.sig.ident.span()
+        );
+        let mut impl_sig = method.sig.clone();
+        impl_sig.ident = impl_name.clone();
+        let lint_attrs = lint_attrs(&method.attrs);
+        let dispatch = dispatch(
+            &method.sig,
+            &path,
+            Some(&self_ty),
+            *options,
+            &quote!(Self::#impl_name),
+        );
+        let attrs = &method.attrs;
+        let vis = &method.vis;
+        let defaultness = &method.defaultness;
+        let dispatcher_sig = dispatch.sig;
+        let body = dispatch.body;
+        let user_block = &method.block;
+        let dispatcher: ImplItem = syn::parse_quote! {
+            #(#attrs)*
+            #vis #defaultness #dispatcher_sig {
+                #body
+            }
+        };
+        let exported: ImplItem = syn::parse_quote! {
+            #[unsafe(export_name = concat!("__hotswap_impl$", module_path!(), "::", #path))]
+            #[doc(hidden)]
+            #(#lint_attrs)*
+            #impl_sig #user_block
+        };
+        items.push(dispatcher);
+        items.push(exported);
+    }
+    block.items = items;
+    quote! { #block }
+}
+
+/// The attributes of the user's function that must also apply to its body: lint levels.
+#[cfg(feature = "enabled")]
+fn lint_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
+    attrs
         .iter()
-        .map(|input| match input {
-            FnArg::Typed(arg) => &*arg.ty,
-            FnArg::Receiver(_) => unreachable!("rejected by validate"),
-        })
-        .collect();
-    let output = &sig.output;
+        .filter(|attr| attr.path().is_ident("allow"))
+        .collect()
+}
+
+/// A dispatcher: its signature (the user's, with plain argument names) and the statements of its
+/// body (slot, record, and the call through the slot or to the original body).
+#[cfg(feature = "enabled")]
+struct Dispatch {
+    sig: Signature,
+    body: TokenStream,
+}
+
+/// The dispatcher of the hot function `sig` whose path below the module is `path` (`name` or
+/// `Type::name`). `self_ty` replaces `Self` in the items the body defines; `original` is the
+/// path of the body compiled into this build.
+#[cfg(feature = "enabled")]
+fn dispatch(
+    sig: &Signature,
+    path: &str,
+    self_ty: Option<&syn::Type>,
+    options: Options,
+    original: &TokenStream,
+) -> Dispatch {
+    use quote::format_ident;
+
+    let mut dispatcher_sig = sig.clone();
+    let mut args = Vec::new();
+    let mut arg_types = Vec::new();
+    let mut index = 0usize;
+    for input in &mut dispatcher_sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => {
+                // `mut self` binds mutably only in the body, which is elsewhere.
+                if receiver.reference.is_none() {
+                    receiver.mutability = None;
+                }
+                args.push(quote!(self));
+                arg_types.push(crate::record::replace_self(&receiver.ty, self_ty));
+            }
+            FnArg::Typed(typed) => {
+                let arg = format_ident!("__hotswap_arg{}", index);
+                index += 1;
+                *typed.pat = syn::parse_quote!(#arg);
+                args.push(quote!(#arg));
+                arg_types.push(crate::record::replace_self(&typed.ty, self_ty));
+            }
+        }
+    }
+    let output = match &sig.output {
+        ReturnType::Default => quote!(),
+        ReturnType::Type(arrow, ty) => {
+            let ty = crate::record::replace_self(ty, self_ty);
+            quote!(#arrow #ty)
+        }
+    };
     let unsafety = &sig.unsafety;
     let lifetimes: Vec<_> = sig.generics.lifetimes().collect();
     let for_lifetimes = if lifetimes.is_empty() {
@@ -164,56 +435,76 @@ fn expand(func: ItemFn) -> TokenStream {
     } else {
         quote! { for<#(#lifetimes),*> }
     };
-    let mut dispatcher_sig = sig.clone();
-    for (input, arg) in dispatcher_sig.inputs.iter_mut().zip(&args) {
-        if let FnArg::Typed(typed) = input {
-            typed.pat = Box::new(syn::parse_quote!(#arg));
-        }
-    }
-    let record = crate::record::record_items(&sig, &name_str);
-    let mut impl_sig = sig.clone();
-    impl_sig.ident = impl_name.clone();
-    let call = if unsafety.is_some() {
-        quote! {
-            // SAFETY: the caller of this `unsafe fn` upholds its contract, which is the same
-            // for every version of its body.
-            unsafe { __hotswap_f(#(#args),*) }
-        }
+    let fn_type = quote! { #for_lifetimes #unsafety fn(#(#arg_types),*) #output };
+    let record = crate::record::record_items(sig, path, self_ty);
+    let rollback = options.rollback;
+    let (direct, through, in_closure) = if unsafety.is_some() {
+        (
+            quote! {
+                // SAFETY: the caller of this `unsafe fn` upholds its contract, which is the
+                // same for every version of its body.
+                unsafe { #original(#(#args),*) }
+            },
+            quote! {
+                // SAFETY: as above.
+                unsafe { __hotswap_f(#(#args),*) }
+            },
+            quote! {
+                // SAFETY: as above.
+                move || unsafe { __hotswap_f(#(#args),*) }
+            },
+        )
     } else {
-        quote! { __hotswap_f(#(#args),*) }
+        (
+            quote! { #original(#(#args),*) },
+            quote! { __hotswap_f(#(#args),*) },
+            quote! { move || __hotswap_f(#(#args),*) },
+        )
     };
-    quote! {
-        #(#attrs)*
-        #vis #dispatcher_sig {
-            #[unsafe(export_name = concat!("__hotswap_impl$", module_path!(), "::", #name_str))]
-            #[doc(hidden)]
-            #impl_sig #block
+    let body = quote! {
+        #record
 
-            #record
+        #[unsafe(export_name = concat!("__hotswap_slot$", module_path!(), "::", #path))]
+        #[doc(hidden)]
+        static __HOTSWAP_SLOT: ::hotswap::__private::Slot = ::hotswap::__private::Slot::new();
 
-            #[unsafe(export_name = concat!("__hotswap_slot$", module_path!(), "::", #name_str))]
-            #[doc(hidden)]
-            static __HOTSWAP_SLOT: ::hotswap::__private::Slot = ::hotswap::__private::Slot::new();
-
-            let __hotswap_f: #for_lifetimes #unsafety fn(#(#arg_types),*) #output =
-                match __HOTSWAP_SLOT.get() {
-                    ::core::option::Option::None => #impl_name,
-                    ::core::option::Option::Some(__hotswap_ptr) => {
-                        // SAFETY: the agent stores into this slot only the address of the
-                        // exported body of this same hot function, taken from a patch whose
-                        // signature check passed, so the pointer has exactly this type.
-                        unsafe {
-                            ::core::mem::transmute::<*const (), #for_lifetimes #unsafety fn(#(#arg_types),*) #output>(__hotswap_ptr)
-                        }
-                    }
+        match __HOTSWAP_SLOT.get() {
+            ::core::option::Option::None => #direct,
+            ::core::option::Option::Some(__hotswap_ptr) => {
+                // SAFETY: the agent stores into this slot only the address of the exported body
+                // of this same hot function, taken from a patch whose signature check passed,
+                // so the pointer has exactly this type.
+                let __hotswap_f = unsafe {
+                    ::core::mem::transmute::<*const (), #fn_type>(__hotswap_ptr)
                 };
-            #call
+                if __HOTSWAP_SLOT.on_probation() {
+                    ::hotswap::__private::first_call(
+                        &__HOTSWAP_SLOT,
+                        __hotswap_ptr,
+                        #rollback,
+                        concat!(module_path!(), "::", #path),
+                        #in_closure,
+                    )
+                } else {
+                    #through
+                }
+            }
         }
+    };
+    Dispatch {
+        sig: dispatcher_sig,
+        body,
     }
 }
 
 /// The expansion in every other build: exactly the plain item.
 #[cfg(not(feature = "enabled"))]
-fn expand(func: ItemFn) -> TokenStream {
+fn expand_fn(_: Options, func: syn::ItemFn) -> TokenStream {
     quote! { #func }
+}
+
+/// The expansion in every other build: the plain block, without the `#[hot]` markers.
+#[cfg(not(feature = "enabled"))]
+fn expand_impl(block: ItemImpl, _: &[(usize, Options)]) -> TokenStream {
+    quote! { #block }
 }

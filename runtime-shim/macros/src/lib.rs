@@ -7,6 +7,7 @@
 use proc_macro::TokenStream;
 
 mod hot;
+mod persist;
 #[cfg(any(feature = "enabled", test))]
 #[cfg_attr(
     not(feature = "enabled"),
@@ -17,14 +18,39 @@ mod hot;
 )]
 mod record;
 
-/// Marks a function as a *hot function*: an entry point whose code is replaced when
-/// `cargo hotswap run` applies a patch. See the `hotswap` crate for the full documentation.
+/// Marks a function, or the methods of an inherent `impl` block, as *hot functions*: entry
+/// points whose code is replaced when `cargo hotswap run` applies a patch. On an `impl` block,
+/// every method is hot, or only those marked `#[hot]` inside it. `#[hot(rollback)]` restores the
+/// previous code when new code panics on its first call. See the `hotswap` crate for the full
+/// documentation.
 ///
-/// In a build not made by cargo-hotswap (the `enabled` feature off) the function is emitted
-/// exactly as written. In a cargo-hotswap host build it is called through a slot (one atomic
-/// load and an indirect call), and its body is exported under a stable name derived from its
-/// module path, so that the host finds the new body in a patch.
+/// In a build not made by cargo-hotswap (the `enabled` feature off) the item is emitted exactly
+/// as written (without the inner markers). In a cargo-hotswap host build each hot function is
+/// called through a slot (one atomic load and an indirect call), and its body is exported under
+/// a stable name derived from its module path (and type), so that the host finds the new body in
+/// a patch.
+///
+/// # Errors
+///
+/// A compile error, pointing at the reason, for generic functions and `impl` blocks, `async fn`,
+/// `const fn`, non-Rust ABIs, `impl Trait` in a signature, trait impls, and a method marked
+/// outside a hot `impl` block.
 #[proc_macro_attribute]
 pub fn hot(args: TokenStream, item: TokenStream) -> TokenStream {
     hot::hot(args.into(), item.into()).into()
+}
+
+/// Declares statics whose value survives patches: every patch uses the running program's
+/// instance instead of fresh storage of its own. Written like `thread_local!`: any number of
+/// `static` items, with attributes and any visibility. See the `hotswap` crate for the full
+/// documentation.
+///
+/// In a build not made by cargo-hotswap, each item is emitted as the plain static.
+///
+/// # Errors
+///
+/// A compile error for anything but `static` items, and for `static mut`.
+#[proc_macro]
+pub fn persist(input: TokenStream) -> TokenStream {
+    persist::persist(input.into()).into()
 }

@@ -12,8 +12,9 @@ use syn::{FnArg, GenericArgument, PathArguments, ReturnType, Signature, Type};
 const UNSIZED: &[&str] = &["str", "Path", "OsStr", "CStr", "Any"];
 
 /// Items defining the record static of the hot function `sig`, to be placed inside its
-/// dispatcher. `name` is the function's name as a string literal.
-pub(crate) fn record_items(sig: &Signature, name: &str) -> TokenStream {
+/// dispatcher. `name` is the function's path below its module (`name` or `Type::name`);
+/// `self_ty` replaces `Self` in the recorded types (an item inside a method cannot name `Self`).
+pub(crate) fn record_items(sig: &Signature, name: &str, self_ty: Option<&Type>) -> TokenStream {
     let mut parts = vec![
         quote!(::hotswap::__private::Part::Str("hotswap-record 1\nfn ")),
         quote!(::hotswap::__private::Part::Str(module_path!())),
@@ -28,6 +29,7 @@ pub(crate) fn record_items(sig: &Signature, name: &str) -> TokenStream {
     parts.push(quote_spanned!(line_span=> ::hotswap::__private::Part::Num(line!() as usize)));
     parts.push(quote!(::hotswap::__private::Part::Str("\n")));
     for ty in mentioned_types(sig) {
+        let ty = replace_self(&ty, self_ty);
         let text = format!("type {} ", tidy(&ty.to_token_stream().to_string()));
         let span = ty.span();
         parts.push(quote!(::hotswap::__private::Part::Str(#text)));
@@ -68,8 +70,9 @@ fn mentioned_types(sig: &Signature) -> Vec<Type> {
         }
     };
     for input in &sig.inputs {
-        if let FnArg::Typed(arg) = input {
-            walk(&arg.ty, &mut push);
+        match input {
+            FnArg::Typed(arg) => walk(&arg.ty, &mut push),
+            FnArg::Receiver(receiver) => walk(&receiver.ty, &mut push),
         }
     }
     if let ReturnType::Type(_, ty) = &sig.output {
@@ -120,6 +123,31 @@ fn walk(ty: &Type, push: &mut impl FnMut(&Type)) {
         }
         // `dyn Trait` is unsized; `fn` pointers, `!`, macros: nothing inside worth a size.
         _ => {}
+    }
+}
+
+/// `ty` with every `Self` replaced by `self_ty` (unchanged without one).
+pub(crate) fn replace_self(ty: &Type, self_ty: Option<&Type>) -> Type {
+    let mut ty = ty.clone();
+    if let Some(self_ty) = self_ty {
+        ReplaceSelf(self_ty).visit_type_mut(&mut ty);
+    }
+    ty
+}
+
+/// Replaces the type `Self` by the `impl` block's type.
+struct ReplaceSelf<'a>(&'a Type);
+
+impl VisitMut for ReplaceSelf<'_> {
+    fn visit_type_mut(&mut self, ty: &mut Type) {
+        if let Type::Path(path) = ty
+            && path.qself.is_none()
+            && path.path.is_ident("Self")
+        {
+            *ty = self.0.clone();
+            return;
+        }
+        syn::visit_mut::visit_type_mut(self, ty);
     }
 }
 
@@ -192,6 +220,23 @@ mod tests {
             tidy(&sig_text(&sig)),
             "fn update<'a>(state: &'a mut State, items: Vec<(u8, std::path::PathBuf)>, f: *const [u8; 4]) -> Option<&'a str>"
         );
+    }
+
+    #[test]
+    fn receivers_are_recorded_with_the_impl_type() {
+        let sig: Signature = syn::parse_str("fn step(&mut self, dt: f32) -> Self").unwrap();
+        let self_ty: Type = syn::parse_str("World").unwrap();
+        let types: Vec<String> = mentioned_types(&sig)
+            .iter()
+            .map(|t| {
+                tidy(
+                    &replace_self(t, Some(&self_ty))
+                        .to_token_stream()
+                        .to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(types, ["&mut World", "World", "f32"]);
     }
 
     #[test]

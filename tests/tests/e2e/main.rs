@@ -5,6 +5,7 @@
 mod gate;
 mod session;
 mod skeleton;
+mod state;
 mod terminal;
 mod watch;
 
@@ -21,6 +22,26 @@ pub(crate) fn wait_tick(session: &mut Session, deadline: Duration, parts: &[&str
             .find(|line| line.starts_with("tick ") && parts.iter().all(|p| line.contains(p)))
             .map(str::to_owned)
     })
+}
+
+/// Waits for the first tick line containing all of `parts`; returns it.
+pub(crate) fn wait_first_tick(session: &mut Session, deadline: Duration, parts: &[&str]) -> String {
+    session.wait_stdout(deadline, |out| {
+        out.lines()
+            .find(|line| line.starts_with("tick ") && parts.iter().all(|p| line.contains(p)))
+            .map(str::to_owned)
+    })
+}
+
+/// The tick line just before `line` in `stdout`.
+pub(crate) fn tick_before(stdout: &str, line: &str) -> String {
+    let ticks: Vec<&str> = stdout.lines().filter(|l| l.starts_with("tick ")).collect();
+    let at = ticks
+        .iter()
+        .position(|l| *l == line)
+        .unwrap_or_else(|| panic!("{line:?} is not a tick line of the output"));
+    assert!(at > 0, "{line:?} is the first tick line");
+    ticks[at - 1].to_owned()
 }
 
 /// Waits for a tick line of a process other than the one that printed `first`, containing all of

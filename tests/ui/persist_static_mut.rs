@@ -1,0 +1,5 @@
+hotswap::persist! {
+    static mut COUNT: u64 = 0;
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[hotswap::hot(fast)]
+fn tick() {}
+
+fn main() {
+    tick();
+}
