@@ -296,14 +296,18 @@ fn expand_fn(options: Options, func: syn::ItemFn) -> TokenStream {
     let dispatch = dispatch(&sig, &name, None, options, &quote!(#impl_name));
     let body = dispatch.body;
     let dispatcher_sig = dispatch.sig;
+    let cfg_attrs = attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+    // The body is a sibling of the dispatcher, not an item inside it: a nested function could not
+    // repeat the dispatcher's lifetime parameters (E0496).
     quote! {
+        #[unsafe(export_name = concat!("__hotswap_impl$", module_path!(), "::", #name))]
+        #[doc(hidden)]
+        #(#cfg_attrs)*
+        #(#lint_attrs)*
+        #impl_sig #block
+
         #(#attrs)*
         #vis #dispatcher_sig {
-            #[unsafe(export_name = concat!("__hotswap_impl$", module_path!(), "::", #name))]
-            #[doc(hidden)]
-            #(#lint_attrs)*
-            #impl_sig #block
-
             #body
         }
     }
@@ -429,13 +433,10 @@ fn dispatch(
         }
     };
     let unsafety = &sig.unsafety;
-    let lifetimes: Vec<_> = sig.generics.lifetimes().collect();
-    let for_lifetimes = if lifetimes.is_empty() {
-        quote! {}
-    } else {
-        quote! { for<#(#lifetimes),*> }
-    };
-    let fn_type = quote! { #for_lifetimes #unsafety fn(#(#arg_types),*) #output };
+    // Named lifetimes are the dispatcher's own parameters, in scope in its body: the pointer
+    // type uses them as they are (a `for<'a>` would shadow them, E0496); elided ones make the
+    // pointer type higher-ranked by themselves.
+    let fn_type = quote! { #unsafety fn(#(#arg_types),*) #output };
     let record = crate::record::record_items(sig, path, self_ty);
     let rollback = options.rollback;
     let (direct, through, in_closure) = if unsafety.is_some() {

@@ -29,6 +29,12 @@ mod render {
 fn first_word(text: &str) -> &str {
     text.split_whitespace().next().unwrap_or("")
 }
+
+/// Named lifetime parameters.
+#[hotswap::hot]
+fn longer<'a>(a: &'a str, b: &'a str) -> &'a str {
+    if b.len() > a.len() { b } else { a }
+}
 // ANCHOR_END: lifetimes
 
 // ANCHOR: unsafe
@@ -121,6 +127,7 @@ fn main() {
     println!("{}", greeting("you"));
     println!("{}", render::title(3));
     println!("{}", first_word("hot functions"));
+    println!("{}", longer("hot", "functions"));
     // SAFETY: `counter_value` is a live `u32`.
     println!("{}", unsafe { read_counter(&counter_value) });
     println!("{}", shouter()("quiet"));
