@@ -114,10 +114,22 @@ pub(crate) fn request_patch(project: &Project) -> anyhow::Result<(bool, String)>
     stream
         .write_all(b"patch\n")
         .context("cannot send the request")?;
+    // rustc's diagnostics come first, each line marked with `| `, then the one-line answer.
     let mut answer = String::new();
-    BufReader::new(stream)
-        .read_line(&mut answer)
-        .context("the session did not answer")?;
+    for line in BufReader::new(stream).lines() {
+        let line = line.context("the session did not answer")?;
+        match line.strip_prefix("| ") {
+            Some(diagnostic) => crate::output::write_stderr(&format!("{diagnostic}\n")),
+            None if line == "|" => crate::output::write_stderr("\n"),
+            None => {
+                answer = line;
+                break;
+            }
+        }
+    }
+    if answer.is_empty() {
+        bail!("the session (pid {pid}) did not answer");
+    }
     match answer.trim_end().split_once(' ') {
         Some(("ok", text)) => Ok((true, text.to_owned())),
         Some(("err", text)) => Ok((false, text.to_owned())),

@@ -133,6 +133,9 @@ pub(crate) fn run(args: RunArgs) -> Result<Success, CliError> {
         socket,
         program_args: args.args,
         no_restart: args.no_restart,
+        no_watch: args.no_watch,
+        serving_request: false,
+        last_diagnostics: String::new(),
         filter,
         scheduler: Scheduler::new(QUIET, MAX_WAIT),
         baseline: None,
@@ -187,11 +190,16 @@ pub(crate) fn run(args: RunArgs) -> Result<Success, CliError> {
         ),
     }
     session.event_loop(&inbox);
+    let running = session.running.is_some();
     session.stop();
-    output::status(
-        "Stopped",
-        format!("`{}` (interrupted)", session.project.bin),
-    );
+    if running {
+        output::status(
+            "Stopped",
+            format!("`{}` (interrupted)", session.project.bin),
+        );
+    } else {
+        output::status("Stopped", "the session (interrupted)");
+    }
     Ok(Success::Interrupted)
 }
 
@@ -205,6 +213,13 @@ struct Session {
     program_args: Vec<String>,
     /// `--no-restart`: a refused patch keeps the old code running.
     no_restart: bool,
+    /// `--no-watch`: only `cargo hotswap patch` triggers a patch.
+    no_watch: bool,
+    /// Whether a `cargo hotswap patch` request is being served: rustc's diagnostics are then
+    /// captured for its answer.
+    serving_request: bool,
+    /// rustc's diagnostics of the last failed patch build, if they were captured.
+    last_diagnostics: String,
     /// Which changed paths count.
     filter: Filter,
     /// When to build.
@@ -271,7 +286,15 @@ impl Session {
                 // else saw the edits. Even with none, the patch is built: the user asked.
                 let mut files = Vec::new();
                 self.collect_all(&mut files);
-                let answer = match self.rebuild(files, true) {
+                self.serving_request = true;
+                self.last_diagnostics.clear();
+                let outcome = self.rebuild(files, true);
+                self.serving_request = false;
+                // rustc's diagnostics first, each line marked, then the answer.
+                for line in self.last_diagnostics.lines() {
+                    let _ = writeln!(stream, "| {line}");
+                }
+                let answer = match outcome {
                     Outcome::Nothing => "ok Unchanged nothing to patch".to_owned(),
                     Outcome::Done(ok, line) => {
                         format!(
@@ -460,7 +483,7 @@ impl Session {
         }));
         // rustc's output is captured for the JSON event, and on a terminal so that it does not
         // cross the spinner; it is shown right after.
-        let capture = output::json() || output::progress_allowed();
+        let capture = output::json() || output::progress_allowed() || self.serving_request;
         let spinner = output::spinner("Compiling", &self.project.crate_name);
         let result = patch::build(&build, &self.work, &self.session_dir, number, capture);
         output::finish(spinner);
@@ -469,20 +492,20 @@ impl Session {
                 output::write_stderr(&patch.messages);
                 patch
             }
-            Err(PatchBuildError::Compile {
-                crate_name,
-                diagnostics,
-            }) => {
+            Err(PatchBuildError::Compile { diagnostics, .. }) => {
                 output::write_stderr(&diagnostics);
+                self.last_diagnostics.clone_from(&diagnostics);
                 output::event(serde_json::json!({
                     "reason": "build-finished",
                     "target": "patch",
                     "success": false,
                     "diagnostics": diagnostics,
                 }));
+                // Named as cargo names it: the package.
                 let message = format!(
-                    "could not compile `{crate_name}`; the running program keeps its code until \
-                     the next save"
+                    "could not compile `{}`; the running program keeps its code until {}",
+                    self.project.package,
+                    self.next_trigger()
                 );
                 output::warn("Failed", &message);
                 return Outcome::Done(false, format!("Failed {message}"));
@@ -595,12 +618,22 @@ impl Session {
         }
     }
 
+    /// What brings the next patch: a save, or with `--no-watch` a request.
+    fn next_trigger(&self) -> &'static str {
+        if self.no_watch {
+            "the next `cargo hotswap patch`"
+        } else {
+            "the next save"
+        }
+    }
+
     /// After a refused patch: restart, or with `--no-restart` keep the old code.
     fn refused(&mut self, why: &str) -> Outcome {
         if self.no_restart {
             let message = format!(
-                "`{}` runs its previous code (--no-restart); the next save is checked again",
-                self.project.bin
+                "`{}` runs its previous code (--no-restart); {} is checked again",
+                self.project.bin,
+                self.next_trigger()
             );
             output::warn("Kept", &message);
             Outcome::Done(false, format!("Refused {why}"))
@@ -735,8 +768,9 @@ impl Session {
                             .collect()
                     });
                     let build = patch.build_time.as_millis();
-                    let check = check_time.as_secs_f64() * 1000.0;
-                    let load = load_micros as f64 / 1000.0;
+                    // Tenths of milliseconds, as the status line shows them.
+                    let check = (check_time.as_secs_f64() * 10_000.0).round() / 10.0;
+                    let load = (load_micros as f64 / 100.0).round() / 10.0;
                     output::event(serde_json::json!({
                         "reason": "patch-applied",
                         "generation": generation,

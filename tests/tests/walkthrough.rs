@@ -41,7 +41,10 @@ fn first_patch_chapter_works_as_written() {
         }
     }
     assert!(
-        reader.terminal.is_none(),
+        reader
+            .terminal
+            .as_mut()
+            .is_none_or(|t| t.child.try_wait().unwrap().is_some()),
         "the chapter leaves `cargo hotswap run` running"
     );
 }
@@ -174,7 +177,9 @@ impl Reader {
             Step::Command { line, output } => self.command(&line, &output),
             Step::Output(lines) => self.terminal().expect_lines(&lines, EDIT_DEADLINE),
             Step::Interrupt => {
-                let terminal = self.terminal.take().expect("Ctrl-C without a session");
+                // The session stays, exited, so that the lines it printed on its way out can
+                // be checked.
+                let terminal = self.terminal.as_mut().expect("Ctrl-C without a session");
                 let status = Command::new("kill")
                     .args(["-INT", &terminal.child.id().to_string()])
                     .status()
@@ -370,7 +375,7 @@ impl Terminal {
     }
 
     /// Waits for `cargo hotswap run` to exit; its exit code.
-    fn wait_exit(mut self) -> i32 {
+    fn wait_exit(&mut self) -> i32 {
         let end = Instant::now() + EDIT_DEADLINE;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

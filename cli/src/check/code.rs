@@ -325,8 +325,15 @@ pub(crate) fn display_name(demangled: &str, crate_name: &str) -> Option<String> 
         return None;
     }
     let mut name = demangled.replacen(&prefix, "", 1);
-    if let Some(at) = name.find("::__hotswap_impl_") {
-        name.truncate(at);
+    // A hot function's body, `[Type::]__hotswap_impl_name`, and everything inside it (closures)
+    // show as the hot function itself.
+    const BODY: &str = "__hotswap_impl_";
+    if let Some(at) = name.find(BODY)
+        && (at == 0 || name[..at].ends_with("::"))
+    {
+        let rest = &name[at + BODY.len()..];
+        let function = rest.split("::").next().unwrap_or(rest).to_owned();
+        name = format!("{}{function}", &name[..at]);
     }
     Some(name.replace("{{closure}}", "{closure}"))
 }
@@ -358,10 +365,14 @@ mod tests {
         let name = |s| display_name(s, "app");
         assert_eq!(name("app::render::frame"), Some("render::frame".into()));
         assert_eq!(
-            name("app::format_time::__hotswap_impl_format_time"),
+            name("app::__hotswap_impl_format_time::{{closure}}"),
             Some("format_time".into())
         );
         assert_eq!(name("__hotswap_impl$app::m::tick"), Some("m::tick".into()));
+        assert_eq!(
+            name("app::Counter::__hotswap_impl_bump::{{closure}}"),
+            Some("Counter::bump".into())
+        );
         assert_eq!(
             name("app::main::{{closure}}"),
             Some("main::{closure}".into())

@@ -110,6 +110,22 @@ fn patch_command_patches_a_no_watch_session() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert_eq!(stderr, "   Unchanged no code changed; nothing to patch\n");
+    // A compile error: the request shows rustc's diagnostics and fails.
+    project.edit("src/main.rs", "\"beta-two\"", "\"beta-two\" +");
+    let output = patch();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: expected expression, found `}`"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.ends_with(
+            "      Failed could not compile `gate`; the running program keeps its code until the \
+             next `cargo hotswap patch`\n"
+        ),
+        "{stderr}"
+    );
     drop(session);
     // Without a session, the command says so and fails.
     let output = patch();

@@ -100,7 +100,7 @@ fn s12_compile_error_keeps_old_code_and_the_fix_patches() {
     let pid = get(&addr, "/pid").unwrap();
 
     project.edit(FORMAT_TIME, "let secs = now", "let secs = = now");
-    session.wait_stderr(EDIT_DEADLINE, "could not compile `time_service`");
+    session.wait_stderr(EDIT_DEADLINE, "could not compile `time-service`");
     let stderr = session.stderr();
     assert_eq!(
         stderr
