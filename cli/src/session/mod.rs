@@ -1,0 +1,396 @@
+//! `cargo hotswap run`: one session. Builds the host, runs it, watches the sources, and turns
+//! every save into a patch the host confirms, or into a restart that says why.
+
+mod files;
+mod program;
+mod rebuild;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use hotswap::protocol::{self, HostMessage};
+
+use crate::build::host::{self, BuildOptions, Host, WorkDir};
+use crate::check::HostImage;
+use crate::check::code::CodeIndex;
+use crate::cli::RunArgs;
+use crate::errors::{CliError, Success};
+use crate::output;
+use crate::project::Project;
+use crate::watch::scheduler::{MAX_WAIT, QUIET, Scheduler};
+use crate::watch::{self, Filter};
+
+use self::files::relative;
+use self::program::{spawn_acceptor, spawn_control};
+
+/// How long the host may take from start to its agent's hello before the tool says so.
+const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the host may take to answer a patch.
+const APPLY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Something the session reacts to.
+enum Event {
+    /// A debounced batch of changed paths, or the watcher's error.
+    Files(Result<Vec<PathBuf>, String>),
+    /// A host connected to the socket.
+    Connected(u64, UnixStream),
+    /// A host said hello.
+    Hello(u64, u32, String),
+    /// A host's connection closed.
+    Disconnected(u64),
+    /// `cargo hotswap patch` asks to rebuild and patch now; the answer goes to the stream.
+    Trigger(UnixStream),
+    /// Ctrl-C or SIGTERM: stop the program and end the session.
+    Interrupt,
+}
+
+/// What a rebuild led to, as `cargo hotswap patch` reports it.
+#[derive(Debug)]
+enum Outcome {
+    /// No file changed in a way that matters.
+    Nothing,
+    /// The status line that was printed (verb first), and whether it is a success.
+    Done(bool, String),
+}
+
+/// The host process of the session and its connection.
+struct Running {
+    child: Child,
+    build: Host,
+    /// The host's records and exports, for the gate.
+    image: HostImage,
+    started: Instant,
+    /// Connection id and writer, once the agent connected and said hello with our build id.
+    link: Option<(u64, UnixStream)>,
+    /// Whether the tool already said that the agent did not connect.
+    warned_silent: bool,
+}
+
+/// Runs a session until interrupted; returns the exit code.
+///
+/// # Errors
+///
+/// When the project cannot be read, the first host build fails, or the session cannot set up
+/// its directory, socket or watcher.
+pub(crate) fn run(args: RunArgs) -> Result<Success, CliError> {
+    if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+        return Err(anyhow::anyhow!("cargo-hotswap supports Linux on x86_64 only, for now").into());
+    }
+    let project = Project::load(&args.target)?;
+    let options = BuildOptions {
+        features: args.features.clone(),
+        all_features: args.all_features,
+        no_default_features: args.no_default_features,
+        profile: if args.release {
+            Some("release".to_owned())
+        } else {
+            args.profile.clone()
+        },
+    };
+    let work = WorkDir::new(&project, &options)?;
+    let session_dir = work
+        .root
+        .join("sessions")
+        .join(std::process::id().to_string());
+    std::fs::create_dir_all(&session_dir)
+        .with_context(|| format!("cannot create `{}`", session_dir.display()))?;
+    // The socket lives in a private temporary directory: socket paths are limited to 108 bytes,
+    // and the directory's mode (0700) keeps other users out.
+    let socket_dir = tempfile::Builder::new()
+        .prefix("cargo-hotswap-")
+        .tempdir()
+        .context("cannot create the session's socket directory")?;
+    let socket = socket_dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&socket)
+        .with_context(|| format!("cannot listen on `{}`", socket.display()))?;
+    let control_socket = socket_dir.path().join("control.sock");
+    let control = UnixListener::bind(&control_socket)
+        .with_context(|| format!("cannot listen on `{}`", control_socket.display()))?;
+    let _lock = crate::control::lock(&project, &control_socket)?;
+
+    let (events, inbox) = mpsc::channel();
+    let (replies, reply_inbox) = mpsc::channel();
+    spawn_acceptor(listener, events.clone(), replies);
+    spawn_control(control, events.clone());
+    let interrupt = events.clone();
+    ctrlc::set_handler(move || {
+        let _ = interrupt.send(Event::Interrupt);
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    let filter = Filter::new(
+        &project.target_dir,
+        &project.workspace_root,
+        &project.local_package_dirs,
+    );
+
+    let mut session = Session {
+        project,
+        options,
+        work,
+        session_dir,
+        socket,
+        program_args: args.args,
+        no_restart: args.no_restart,
+        no_watch: args.no_watch,
+        serving_request: false,
+        last_diagnostics: String::new(),
+        filter,
+        scheduler: Scheduler::new(QUIET, MAX_WAIT),
+        baseline: None,
+        running: None,
+        next_patch: 0,
+        snapshot: HashMap::new(),
+        replies: reply_inbox,
+    };
+    // The snapshot precedes the build: a save during the build differs from it, so it is seen.
+    session.snapshot_sources();
+    let build = host::build(&session.project, &session.options, &session.work);
+    session.refresh_lockfiles();
+    let build = build?;
+    // Watch before the program starts, so that no save is missed while it starts and while the
+    // first patch builds: events wait in the channel.
+    let mut watcher = if args.no_watch {
+        None
+    } else {
+        let watch_events = events.clone();
+        Some(watch::watch(
+            &session.project.local_package_dirs,
+            &session.project.workspace_root,
+            args.poll,
+            move |batch| {
+                let _ = watch_events.send(Event::Files(batch));
+            },
+        )?)
+    };
+    session.start(build)?;
+    let extra = session.build_baseline();
+    match &mut watcher {
+        Some(watcher) => {
+            watcher.watch_files(&extra);
+            let packages = session.project.local_package_dirs.len();
+            output::status(
+                "Watching",
+                format!(
+                    "{} ({packages} {})",
+                    watcher
+                        .recursive
+                        .iter()
+                        .map(|d| relative(d, &session.project.workspace_root))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if packages == 1 { "package" } else { "packages" }
+                ),
+            );
+        }
+        None => output::status(
+            "Waiting",
+            "for `cargo hotswap patch` (--no-watch)".to_owned(),
+        ),
+    }
+    session.event_loop(&inbox);
+    let running = session.running.is_some();
+    session.stop();
+    if running {
+        output::status(
+            "Stopped",
+            format!("`{}` (interrupted)", session.project.bin),
+        );
+    } else {
+        output::status("Stopped", "the session (interrupted)");
+    }
+    Ok(Success::Interrupted)
+}
+
+/// The state of a session.
+struct Session {
+    project: Project,
+    options: BuildOptions,
+    work: WorkDir,
+    session_dir: PathBuf,
+    socket: PathBuf,
+    program_args: Vec<String>,
+    /// `--no-restart`: a refused patch keeps the old code running.
+    no_restart: bool,
+    /// `--no-watch`: only `cargo hotswap patch` triggers a patch.
+    no_watch: bool,
+    /// Whether a `cargo hotswap patch` request is being served: rustc's diagnostics are then
+    /// captured for its answer.
+    serving_request: bool,
+    /// rustc's diagnostics of the last failed patch build, if they were captured.
+    last_diagnostics: String,
+    /// Which changed paths count.
+    filter: Filter,
+    /// When to build.
+    scheduler: Scheduler,
+    /// The code of the version running now, to tell which functions a patch changes.
+    baseline: Option<CodeIndex>,
+    running: Option<Running>,
+    next_patch: u64,
+    /// Content hash of every watched file at the last build, to ignore events that change
+    /// nothing (touches, swap-file churn, an editor rewriting the same bytes).
+    snapshot: HashMap<PathBuf, u64>,
+    /// Answers to patches (`applied`/`failed`) from the host's agent.
+    replies: Receiver<(u64, HostMessage)>,
+}
+
+impl Session {
+    /// Processes events until the process is interrupted.
+    fn event_loop(&mut self, inbox: &Receiver<Event>) {
+        loop {
+            let now = Instant::now();
+            if let Some(batch) = self.scheduler.ready(now) {
+                self.rebuild(batch, false);
+                self.scheduler.build_finished();
+                continue;
+            }
+            let wait = self
+                .scheduler
+                .deadline()
+                .map_or(Duration::from_millis(200), |d| {
+                    d.saturating_duration_since(now)
+                })
+                .min(Duration::from_millis(200));
+            match inbox.recv_timeout(wait) {
+                Ok(Event::Interrupt) => return,
+                Ok(event) => self.handle(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            self.check_host();
+            self.host_events();
+        }
+    }
+
+    /// Prints what the host reported on its own since the last look (a rollback, a panic).
+    fn host_events(&mut self) {
+        while let Ok((_, message)) = self.replies.try_recv() {
+            crate::notices::host_event(&message, &self.project.crate_name);
+        }
+    }
+
+    /// Handles a connection event or a watcher error.
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Files(Ok(paths)) => {
+                let relevant: Vec<PathBuf> = paths
+                    .into_iter()
+                    .filter(|p| self.filter.classify(p).is_some())
+                    .collect();
+                self.scheduler.events(Instant::now(), relevant);
+            }
+            Event::Files(Err(err)) => output::warn("Warning", format!("file watcher: {err}")),
+            Event::Trigger(mut stream) => {
+                // Every watched file is compared with the snapshot: with `--no-watch` nothing
+                // else saw the edits. Even with none, the patch is built: the user asked.
+                let mut files = Vec::new();
+                self.collect_all(&mut files);
+                self.serving_request = true;
+                self.last_diagnostics.clear();
+                let outcome = self.rebuild(files, true);
+                self.serving_request = false;
+                // rustc's diagnostics first, each line marked, then the answer.
+                for line in self.last_diagnostics.lines() {
+                    let _ = writeln!(stream, "| {line}");
+                }
+                let answer = match outcome {
+                    Outcome::Nothing => "ok Unchanged nothing to patch".to_owned(),
+                    Outcome::Done(ok, line) => {
+                        format!(
+                            "{} {}",
+                            if ok { "ok" } else { "err" },
+                            line.replace('\n', " ")
+                        )
+                    }
+                };
+                let _ = writeln!(stream, "{answer}");
+            }
+            Event::Interrupt => {}
+            Event::Connected(id, stream) => {
+                // Remembered until hello says which build it is.
+                if let Some(running) = &mut self.running
+                    && running.link.is_none()
+                {
+                    running.link = Some((id, stream));
+                }
+            }
+            Event::Hello(id, pid, build_id) => {
+                let Some(running) = &mut self.running else {
+                    return;
+                };
+                let ours = running.link.as_ref().is_some_and(|(link, _)| *link == id);
+                if ours && build_id != running.build.build_id {
+                    output::warn(
+                        "Warning",
+                        format!(
+                            "process {pid} connected with build `{build_id}`, expected `{}`; \
+                             ignoring it",
+                            running.build.build_id
+                        ),
+                    );
+                    running.link = None;
+                } else if ours && running.warned_silent {
+                    output::status(
+                        "Connected",
+                        format!("to `{}` (pid {pid})", self.project.bin),
+                    );
+                }
+            }
+            Event::Disconnected(id) => {
+                if let Some(running) = &mut self.running
+                    && running.link.as_ref().is_some_and(|(link, _)| *link == id)
+                {
+                    running.link = None;
+                }
+            }
+        }
+    }
+
+    /// Notices a host that exited, or one whose agent never connected.
+    fn check_host(&mut self) {
+        let Some(running) = &mut self.running else {
+            return;
+        };
+        match running.child.try_wait() {
+            Ok(Some(status)) => {
+                output::event(serde_json::json!({
+                    "reason": "host-exited",
+                    "status": status.to_string(),
+                }));
+                output::warn(
+                    "Exited",
+                    format!(
+                        "`{}` ({status}); it starts again on the next successful build",
+                        self.project.bin
+                    ),
+                );
+                self.running = None;
+            }
+            Ok(None) => {
+                if running.link.is_none()
+                    && !running.warned_silent
+                    && running.started.elapsed() > HELLO_DEADLINE
+                {
+                    running.warned_silent = true;
+                    output::warn(
+                        "Warning",
+                        format!(
+                            "`{}` (pid {}) never connected to cargo-hotswap, so edits cannot be \
+                             applied to it\nhelp: the program must link the `hotswap` crate, and \
+                             must pass its environment (`{}`) on if it re-executes itself",
+                            self.project.bin,
+                            running.child.id(),
+                            protocol::SOCKET_ENV
+                        ),
+                    );
+                }
+            }
+            Err(_) => {}
+        }
+    }
+}
