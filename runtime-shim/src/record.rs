@@ -9,6 +9,7 @@
 //! hotswap-record 1
 //! fn time_service::format_time
 //! sig fn format_time(now: SystemTime) -> String
+//! shape fn(SystemTime) -> String
 //! at src/main.rs:17
 //! type SystemTime 16 8
 //! type String 24 8

@@ -247,7 +247,8 @@ pub(crate) fn check(host: &HostImage, patch: &PatchImage) -> Result<Accepted, Ve
             // running program has nothing to swap.
             continue;
         };
-        if old.signature != new.signature {
+        // Compared without argument names: renaming one changes nothing at run time.
+        if old.shape != new.shape {
             refusals.push(Refusal::Signature {
                 function: path.clone(),
                 old: old.signature.clone(),
@@ -361,10 +362,36 @@ fn find_library(name: &str) -> Option<PathBuf> {
 mod tests {
     use super::*;
 
+    /// A test's stand-in for the macro's shape: the signature without `name: ` parts.
+    fn shape_of(sig: &str) -> String {
+        let (head, rest) = sig.split_once('(').unwrap();
+        let (args, tail) = rest.split_once(')').unwrap();
+        let types: Vec<&str> = args
+            .split(", ")
+            .filter(|a| !a.is_empty())
+            .map(|a| a.split_once(": ").map_or(a, |(_, t)| t))
+            .collect();
+        let unsafety = if head.starts_with("unsafe") {
+            "unsafe "
+        } else {
+            ""
+        };
+        format!("{unsafety}fn({}){tail}", types.join(", "))
+    }
+
+    #[test]
+    fn a_renamed_argument_is_no_change() {
+        let old = record("fn update(state: &mut State)", &[]);
+        let new = record("fn update(world: &mut State)", &[]);
+        let accepted = check(&host(vec![old], &[]), &patch(vec![new], &[])).unwrap();
+        assert_eq!(accepted.functions, ["app::update"]);
+    }
+
     fn record(sig: &str, types: &[(&str, u64, u64)]) -> Record {
         Record {
             path: "app::update".into(),
             signature: sig.into(),
+            shape: shape_of(sig),
             location: "src/main.rs:12".into(),
             types: types
                 .iter()
@@ -470,7 +497,8 @@ mod tests {
     fn seed_patch() -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
         let source = dir.path().join("seed.rs");
-        let record = "hotswap-record 1\nfn seed::f\nsig fn f(x: &mut State)\nat src/main.rs:3\n\
+        let record = "hotswap-record 1\nfn seed::f\nsig fn f(x: &mut State)\nshape fn(&mut State)\n\
+                      at src/main.rs:3\n\
                       type &mut State 8 8\ntype State 24 8\n";
         std::fs::write(
             &source,

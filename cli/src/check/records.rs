@@ -15,6 +15,8 @@ pub(crate) struct Record {
     pub(crate) path: String,
     /// The signature as written, `fn name(arg: Type) -> Ret`.
     pub(crate) signature: String,
+    /// The signature without argument names, `fn(Type) -> Ret`: what the gate compares.
+    pub(crate) shape: String,
     /// Where it is defined, `src/main.rs:17`.
     pub(crate) location: String,
     /// Every mentioned type with its size and alignment in bytes.
@@ -42,6 +44,7 @@ impl Record {
         };
         let path = field("fn ")?;
         let signature = field("sig ")?;
+        let shape = field("shape ")?;
         let location = field("at ")?;
         let mut types = Vec::new();
         for line in lines {
@@ -55,6 +58,7 @@ impl Record {
         Ok(Record {
             path,
             signature,
+            shape,
             location,
             types,
         })
@@ -144,6 +148,7 @@ mod tests {
     fn records_parse() {
         let record = Record::parse(
             b"hotswap-record 1\nfn app::update\nsig fn update(state: &mut State) -> u8\n\
+              shape fn(&mut State) -> u8\n\
               at src/main.rs:12\ntype &mut State 8 8\ntype State 24 8\n",
         )
         .unwrap();
@@ -162,7 +167,8 @@ mod tests {
             &b""[..],
             b"hotswap-record 2\n",
             b"hotswap-record 1\nfn a\n",
-            b"hotswap-record 1\nfn a\nsig b\nat c\ntype X 1\n",
+            b"hotswap-record 1\nfn a\nsig b\nshape b\nat c\ntype X 1\n",
+            b"hotswap-record 1\nfn a\nsig b\nat c\n",
             b"\xff\xfe",
         ] {
             assert!(Record::parse(bytes).is_err(), "{bytes:?}");

@@ -21,7 +21,11 @@ pub(crate) fn record_items(sig: &Signature, name: &str, self_ty: Option<&Type>) 
         quote!(::hotswap::__private::Part::Str("::")),
         quote!(::hotswap::__private::Part::Str(#name)),
     ];
-    let text = format!("\nsig {}\nat ", tidy(&sig_text(sig)));
+    let text = format!(
+        "\nsig {}\nshape {}\nat ",
+        tidy(&sig_text(sig)),
+        tidy(&shape_text(sig))
+    );
     parts.push(quote!(::hotswap::__private::Part::Str(#text)));
     let line_span = sig.ident.span();
     parts.push(quote!(::hotswap::__private::Part::Str(file!())));
@@ -55,6 +59,19 @@ pub(crate) fn record_items(sig: &Signature, name: &str, self_ty: Option<&Type>) 
 /// The signature as written, without attributes or argument patterns' spans.
 fn sig_text(sig: &Signature) -> String {
     sig.to_token_stream().to_string()
+}
+
+/// The signature without argument names: `fn(&mut State, f32) -> u8`. Two signatures with the
+/// same shape call the same way, so renaming an argument is no change.
+fn shape_text(sig: &Signature) -> String {
+    let unsafety = &sig.unsafety;
+    let generics = &sig.generics;
+    let output = &sig.output;
+    let types = sig.inputs.iter().map(|input| match input {
+        FnArg::Typed(arg) => arg.ty.to_token_stream(),
+        FnArg::Receiver(receiver) => receiver.ty.to_token_stream(),
+    });
+    quote!(#unsafety fn #generics (#(#types),*) #output).to_string()
 }
 
 /// Every type the signature mentions, outermost first, without duplicates, with lifetimes made
@@ -209,6 +226,23 @@ mod tests {
         assert_eq!(
             tidy("fn f (a : A) -> Result <\n String , E >"),
             "fn f(a: A) -> Result<String, E>"
+        );
+    }
+
+    #[test]
+    fn shapes_leave_out_argument_names() {
+        let shape = |s: &str| tidy(&shape_text(&syn::parse_str(s).unwrap()));
+        assert_eq!(
+            shape("fn f(a: u8, b: &mut State) -> u8"),
+            "fn(u8, &mut State) -> u8"
+        );
+        assert_eq!(
+            shape("fn f(x: u8, y: &mut State) -> u8"),
+            "fn(u8, &mut State) -> u8"
+        );
+        assert_eq!(
+            shape("unsafe fn f<'a>(&'a self, s: &'a str)"),
+            "unsafe fn<'a>(&'a Self, &'a str)"
         );
     }
 

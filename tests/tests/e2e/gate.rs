@@ -193,3 +193,26 @@ fn changed_functions_are_reported_and_comment_edits_send_nothing() {
     wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
     assert_eq!(status_messages(&session.stderr(), "Patched").len(), 1);
 }
+
+/// Renaming a hot function's argument changes nothing at run time: it is patched, not refused.
+#[test]
+fn renamed_argument_is_patched() {
+    let (project, mut session, first) = start(&["--no-restart"]);
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "fn step(state: &mut State) -> String {",
+                "fn step(world: &mut State) -> String {\n    let state = world;",
+            ),
+            ("\"step-one count=", "\"step-two count="),
+        ],
+    );
+    let line = wait_tick(&mut session, EDIT_DEADLINE, &["step-two", "gen=1"]);
+    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+    assert!(
+        !session.stderr().contains("Refused"),
+        "{}",
+        session.stderr()
+    );
+}
