@@ -321,8 +321,9 @@ pub fn status_messages(stderr: &str, verb: &str) -> Vec<String> {
     messages
 }
 
-/// Collects a pipe into a string on a thread, echoing it to the test's output.
-fn collect(pipe: impl Read + Send + 'static, name: &'static str) -> Arc<Mutex<String>> {
+/// Collects a pipe into a string on a thread, echoing each line to the test's output with
+/// `[name]` in front; the string grows as the pipe is read.
+pub fn collect(pipe: impl Read + Send + 'static, name: &'static str) -> Arc<Mutex<String>> {
     let text = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&text);
     std::thread::spawn(move || {

@@ -5,7 +5,6 @@
 //! same edits, and checks that the output the book shows appears (see
 //! `hotswap_tests::walkthrough` for how values that vary between runs are matched).
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -15,7 +14,9 @@ use hotswap_tests::walkthrough::{
     Edit, Step, included_files, line_matches, missing_lines, parse_console, parse_diff,
     read_book_file, time_matches,
 };
-use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, cargo_hotswap, get, workspace_root};
+use hotswap_tests::{
+    EDIT_DEADLINE, Project, START_DEADLINE, cargo_hotswap, collect, get, workspace_root,
+};
 
 #[test]
 fn first_patch_chapter_works_as_written() {
@@ -393,20 +394,4 @@ impl Drop for Terminal {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Collects a pipe into a string on a thread, echoing it to the test's output.
-fn collect(pipe: impl Read + Send + 'static, name: &'static str) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&text);
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            eprint!("[{name}] {line}");
-            sink.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    text
 }
