@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, get};
+use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, get, status_messages};
 
 use crate::{tick_field, wait_tick};
 
@@ -256,4 +256,88 @@ fn find_file(
         }
     }
     None
+}
+
+/// S22: the HTTP service under continuous concurrent requests while 20 patches and several
+/// refused edits happen (`--no-restart`, so that a refusal keeps the process): no request fails,
+/// and every answer is one version's whole answer.
+#[test]
+fn s22_service_under_load_through_20_patches_and_refusals() {
+    let project = Project::copy("time-service");
+    let mut session = project.run(&["--no-restart"]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let pid = get(&addr, "/pid").unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sender, answers) = mpsc::channel();
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, addr, sender) = (Arc::clone(&stop), addr.clone(), sender.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    sender.send(get(&addr, "/time")).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(sender);
+
+    let mut current = "The time is ".to_owned();
+    for n in 1..=20 {
+        let next = format!("Version {n}: ");
+        project.edit(FORMAT_TIME, &format!("\"{current}"), &format!("\"{next}"));
+        wait_time_prefix(&addr, &next);
+        current = next;
+        if n % 5 == 0 {
+            // A refused edit: `format_time` gains a parameter; the old code keeps serving.
+            let kept = session.stderr().matches("        Kept ").count();
+            project.edit_all(
+                FORMAT_TIME,
+                &[
+                    (
+                        "fn format_time(now: SystemTime) -> String {",
+                        "fn format_time(now: SystemTime, _zone: i8) -> String {",
+                    ),
+                    (
+                        "format_time(SystemTime::now())",
+                        "format_time(SystemTime::now(), 0)",
+                    ),
+                ],
+            );
+            session.wait_stderr_count(EDIT_DEADLINE, "        Kept ", kept + 1);
+            assert!(get(&addr, "/time").unwrap().starts_with(&current));
+            project.edit_all(
+                FORMAT_TIME,
+                &[
+                    (
+                        "fn format_time(now: SystemTime, _zone: i8) -> String {",
+                        "fn format_time(now: SystemTime) -> String {",
+                    ),
+                    (
+                        "format_time(SystemTime::now(), 0)",
+                        "format_time(SystemTime::now())",
+                    ),
+                ],
+            );
+        }
+    }
+    session.wait_stderr(EDIT_DEADLINE, "generation 20: format_time");
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let answers: Vec<_> = answers.iter().collect();
+    let failures: Vec<_> = answers.iter().filter(|a| a.is_err()).collect();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    for answer in answers.iter().flatten() {
+        let version_ok = answer.starts_with("The time is ")
+            || (1..=20).any(|n| answer.starts_with(&format!("Version {n}: ")));
+        assert!(
+            version_ok && answer.ends_with(" UTC"),
+            "unexpected answer {answer:?}"
+        );
+    }
+    assert_eq!(get(&addr, "/pid").unwrap(), pid, "the process changed");
+    assert_eq!(status_messages(&session.stderr(), "Refused").len(), 4);
 }
