@@ -6,3 +6,4 @@ pub(crate) mod host;
 pub(crate) mod link;
 pub(crate) mod patch;
 pub(crate) mod replay;
+pub(crate) mod shim;
