@@ -100,8 +100,6 @@ pub(crate) struct Host {
     pub(crate) capture: Capture,
     /// Identifies this build; patches carry it, and a host of another build refuses them.
     pub(crate) build_id: String,
-    /// The Rust sysroot of the captured rustc.
-    pub(crate) sysroot: String,
     /// The linker the user configured (`-C linker`), or `cc`.
     pub(crate) real_linker: String,
     /// Identifies the toolchain that built the host (see [`toolchain_stamp`]).
@@ -158,7 +156,6 @@ fn build_host(
         cargo_build(project, options, work)?;
     }
     let capture = Capture::read(&capture_file)?;
-    let sysroot = sysroot(&capture)?;
     let real_linker = capture.option("-C linker").unwrap_or("cc").to_owned();
     let crate_name = capture
         .option("--crate-name")
@@ -259,8 +256,7 @@ fn build_host(
     let mut command = capture.command(&args);
     command
         .env(crate::ROLE_ENV, "link-host")
-        .env(link::REAL_LINKER_ENV, &real_linker)
-        .env(link::SYSROOT_ENV, &sysroot);
+        .env(link::REAL_LINKER_ENV, &real_linker);
     let link_started = Instant::now();
     let log = work.root.join("link-command.txt");
     if output::verbose() {
@@ -295,7 +291,6 @@ fn build_host(
         exe,
         capture,
         build_id: format!("{nanos:x}"),
-        sysroot,
         real_linker,
         toolchain,
     })
@@ -461,18 +456,6 @@ pub(crate) fn read_dep_info(path: &Path, cwd: &Path) -> anyhow::Result<Vec<PathB
         }
     }
     Ok(sources)
-}
-
-/// `rustc --print sysroot` of the captured rustc.
-fn sysroot(capture: &Capture) -> anyhow::Result<String> {
-    let output = Command::new(&capture.rustc)
-        .args(["--print", "sysroot"])
-        .output()
-        .with_context(|| format!("cannot run `{}`", capture.rustc.display()))?;
-    if !output.status.success() {
-        bail!("`{} --print sysroot` failed", capture.rustc.display());
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
 /// This executable, which rustc calls as linker wrapper and cargo as rustc wrapper.

@@ -3,9 +3,12 @@
 //! rustc calls this executable as its linker (`-C linker=`) for the two links cargo-hotswap makes
 //! itself; it rewrites the arguments and calls the real linker: the user's configured one, or `cc`.
 //!
-//! * Host mode: every rlib outside the Rust sysroot (the user's crate and all its dependencies)
-//!   is wrapped in `-Wl,--whole-archive … -Wl,--no-whole-archive` in place, and `-rdynamic` is
-//!   added, so the host contains and exports every symbol a later patch may need.
+//! * Host mode: every rlib (the user's crate, all its dependencies, and the standard library's
+//!   crates, whose non-generic functions a patch may call first: `HashMap`'s growth, say) is
+//!   wrapped in `-Wl,--whole-archive … -Wl,--no-whole-archive` in place, and `-rdynamic` is
+//!   added, so the host contains and exports every symbol a later patch may need. Only
+//!   `compiler_builtins` is left as it is: its symbols are weak intrinsics every object may
+//!   define.
 //! * Patch mode: only the crate's own objects are linked. Every `.rlib`, rustc's `symbols.o`
 //!   and the allocator shim are dropped; references to them stay undefined (`-z undefs` is the
 //!   default for `-shared`) and bind to the host when the patch is loaded.
@@ -15,8 +18,6 @@ use std::process::{Command, ExitCode};
 
 /// The linker to call in the end (absolute path or a name on `PATH`).
 pub(crate) const REAL_LINKER_ENV: &str = "HOTSWAP_REAL_LINKER";
-/// The Rust sysroot: its rlibs are never whole-archived.
-pub(crate) const SYSROOT_ENV: &str = "HOTSWAP_SYSROOT";
 /// `-v`: a file to write the final linker command line to (rustc hides the linker's output).
 pub(crate) const LOG_ENV: &str = "HOTSWAP_LINK_LOG";
 /// Patch mode: a directory to copy the crate's own objects into, for the gate to read (rustc
@@ -43,9 +44,8 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
         }
     };
     let args: Vec<String> = args.into_iter().flatten().collect();
-    let sysroot = std::env::var(SYSROOT_ENV).unwrap_or_default();
     let args = match mode {
-        Mode::Host => host_args(args, &sysroot),
+        Mode::Host => host_args(args),
         Mode::Patch => patch_args(args),
     };
     if mode == Mode::Patch
@@ -65,13 +65,15 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
     crate::build::capture::exec(command)
 }
 
-/// Host mode: whole-archive every non-sysroot rlib in place, export everything.
-fn host_args(args: Vec<String>, sysroot: &str) -> Vec<String> {
+/// Host mode: whole-archive every rlib but `compiler_builtins` in place, export everything.
+fn host_args(args: Vec<String>) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len() + 64);
     for arg in args {
-        let is_user_rlib =
-            arg.ends_with(".rlib") && (sysroot.is_empty() || !arg.starts_with(sysroot));
-        if is_user_rlib {
+        let whole = arg.ends_with(".rlib")
+            && !Path::new(&arg)
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libcompiler_builtins-"));
+        if whole {
             out.push("-Wl,--whole-archive".to_owned());
             out.push(arg);
             out.push("-Wl,--no-whole-archive".to_owned());
@@ -158,17 +160,16 @@ mod tests {
     }
 
     #[test]
-    fn host_mode_whole_archives_non_sysroot_rlibs_in_place() {
-        let out = host_args(
-            args("-m64 /t/deps/libapp.rlib /sys/lib/libstd-1.rlib /t/deps/liblog.rlib -lc"),
-            "/sys",
-        );
+    fn host_mode_whole_archives_rlibs_in_place_but_compiler_builtins() {
+        let out = host_args(args(
+            "-m64 /t/deps/libapp.rlib /sys/lib/libstd-1.rlib /sys/lib/libcompiler_builtins-2.rlib -lc",
+        ));
         assert_eq!(
             out,
             args(
                 "-m64 -Wl,--whole-archive /t/deps/libapp.rlib -Wl,--no-whole-archive \
-                 /sys/lib/libstd-1.rlib -Wl,--whole-archive /t/deps/liblog.rlib \
-                 -Wl,--no-whole-archive -lc -rdynamic"
+                 -Wl,--whole-archive /sys/lib/libstd-1.rlib -Wl,--no-whole-archive \
+                 /sys/lib/libcompiler_builtins-2.rlib -lc -rdynamic"
             )
         );
     }

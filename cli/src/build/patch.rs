@@ -106,7 +106,6 @@ pub(crate) fn build(
         .env(crate::ROLE_ENV, "link-patch")
         .env(link::OBJECTS_DIR_ENV, &objects_dir)
         .env(link::REAL_LINKER_ENV, &host.real_linker)
-        .env(link::SYSROOT_ENV, &host.sysroot)
         .stdout(std::process::Stdio::null());
     command.stderr(if capture_output {
         std::process::Stdio::piped()

@@ -53,16 +53,7 @@ impl HostImage {
         // serves `__tls_get_addr` and is named by the program interpreter, not DT_NEEDED.
         let mut libraries = needed_libraries(&data);
         libraries.push("ld-linux-x86-64.so.2".to_owned());
-        for library in libraries {
-            let Some(path) = find_library(&library) else {
-                continue;
-            };
-            if let Ok(data) = std::fs::read(&path)
-                && let Ok(file) = object::File::parse(&*data)
-            {
-                exports.extend(defined_dynamic_symbols(&file));
-            }
-        }
+        exports.extend(library_exports(&libraries));
         Ok(HostImage {
             records,
             layouts,
@@ -80,6 +71,9 @@ pub(crate) struct PatchImage {
     pub(crate) layouts: BTreeMap<String, (u64, u64)>,
     /// Its undefined, non-weak dynamic symbols.
     pub(crate) undefined: Vec<String>,
+    /// What the shared libraries the patch itself needs export (`libm` for `f64::sin`, say):
+    /// the loader loads them with the patch. Filled by [`PatchImage::read`] only.
+    pub(crate) library_exports: HashSet<String>,
 }
 
 impl PatchImage {
@@ -91,7 +85,10 @@ impl PatchImage {
     pub(crate) fn read(path: &Path) -> anyhow::Result<PatchImage> {
         let data =
             std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-        Self::parse(&data).with_context(|| format!("malformed patch `{}`", path.display()))
+        let mut image =
+            Self::parse(&data).with_context(|| format!("malformed patch `{}`", path.display()))?;
+        image.library_exports = library_exports(&needed_libraries(&data));
+        Ok(image)
     }
 
     /// Parses a patch's bytes.
@@ -114,6 +111,7 @@ impl PatchImage {
             records,
             layouts,
             undefined,
+            library_exports: HashSet::new(),
         })
     }
 }
@@ -294,7 +292,7 @@ pub(crate) fn check(host: &HostImage, patch: &PatchImage) -> Result<Accepted, Ve
     let missing: Vec<String> = patch
         .undefined
         .iter()
-        .filter(|name| !host.exports.contains(*name))
+        .filter(|name| !host.exports.contains(*name) && !patch.library_exports.contains(*name))
         .map(|name| format!("{:#}", rustc_demangle::demangle(name)))
         .collect();
     if !missing.is_empty() {
@@ -305,6 +303,23 @@ pub(crate) fn check(host: &HostImage, patch: &PatchImage) -> Result<Accepted, Ve
     } else {
         Err(refusals)
     }
+}
+
+/// Names that the shared libraries `names` (as in `DT_NEEDED`) export, found where the dynamic
+/// loader looks; a library that cannot be found or read adds nothing.
+fn library_exports(names: &[String]) -> HashSet<String> {
+    let mut exports = HashSet::new();
+    for name in names {
+        let Some(path) = find_library(name) else {
+            continue;
+        };
+        if let Ok(data) = std::fs::read(&path)
+            && let Ok(file) = object::File::parse(&*data)
+        {
+            exports.extend(defined_dynamic_symbols(&file));
+        }
+    }
+    exports
 }
 
 /// Names of the defined dynamic symbols of `file`. Not `is_definition`, which leaves out
@@ -413,7 +428,14 @@ mod tests {
             records: records.into_iter().map(|r| (r.path.clone(), r)).collect(),
             layouts: BTreeMap::new(),
             undefined: undefined.iter().map(|s| (*s).to_owned()).collect(),
+            library_exports: HashSet::from(["sin".to_owned()]),
         }
+    }
+
+    #[test]
+    fn symbols_of_the_patchs_own_libraries_resolve() {
+        let accepted = check(&host(vec![], &[]), &patch(vec![], &["sin"]));
+        assert!(accepted.is_ok(), "{accepted:?}");
     }
 
     const SIG: &str = "fn update(state: &mut State)";

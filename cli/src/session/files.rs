@@ -8,6 +8,9 @@ use crate::watch::{FileKind, Filter};
 
 use super::Session;
 
+/// The snapshot's mark for a file that was deleted (no content hashes to it in practice).
+const GONE: u64 = u64::MAX;
+
 impl Session {
     /// Records the content hash of every watched file, before a build reads them.
     pub(super) fn snapshot_sources(&mut self) {
@@ -47,8 +50,11 @@ impl Session {
                 continue;
             };
             // A file that is gone is mid-save (vim and JetBrains rename the old one away
-            // first) or deleted along with its `mod` line, which is itself a change.
+            // first) or deleted along with its `mod` line, which is itself a change: no build
+            // now, but the snapshot remembers it is gone, so that the file's return, even with
+            // its old content (`git stash pop`), is a change.
             if !path.exists() {
+                self.snapshot.insert(path, GONE);
                 continue;
             }
             let hash = content_hash(&path);

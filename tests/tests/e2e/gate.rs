@@ -216,3 +216,55 @@ fn renamed_argument_is_patched() {
         session.stderr()
     );
 }
+
+/// S07 for the standard library: hot code's first use of functions the program never called
+/// (`HashMap`'s growth, `f64::sin` from libm) is patched, not refused.
+#[test]
+fn s07_first_use_of_std_functions_in_hot_code_is_patched() {
+    let (project, mut session, first) = start(&["--no-restart"]);
+    project.edit(
+        MAIN,
+        "    \"beta-one\"\n",
+        "    let mut words = std::collections::HashMap::new();\n    \
+         words.insert(1u8, \"beta-map\");\n    \
+         if 0.5f64.sin() > 2.0 { \"never\" } else { words[&1] }\n",
+    );
+    let line = wait_tick(&mut session, EDIT_DEADLINE, &["beta-map", "gen=1"]);
+    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+    assert!(
+        !session.stderr().contains("Refused"),
+        "{}",
+        session.stderr()
+    );
+}
+
+/// A `mod` file deleted and then restored with its old content (`git stash`, `git stash pop`)
+/// is rebuilt: the restore is a change.
+#[test]
+fn deleted_module_file_restored_with_its_old_content_is_rebuilt() {
+    let (project, mut session, _) = start(&["--no-restart"]);
+    std::fs::write(
+        project.path().join("src/words.rs"),
+        "pub fn word() -> &'static str {\n    \"beta-module\"\n}\n",
+    )
+    .unwrap();
+    project.edit_all(
+        MAIN,
+        &[
+            ("fn main() {", "mod words;\n\nfn main() {"),
+            ("    \"beta-one\"\n", "    words::word()\n"),
+        ],
+    );
+    wait_tick(&mut session, EDIT_DEADLINE, &["beta-module", "gen=1"]);
+    let module = project.path().join("src/words.rs");
+    let saved = std::fs::read(&module).unwrap();
+    std::fs::remove_file(&module).unwrap();
+    project.edit(MAIN, "\"alpha-one\"", "\"alpha-two\"");
+    session.wait_stderr(EDIT_DEADLINE, "      Failed could not compile `gate`");
+    std::fs::write(&module, saved).unwrap();
+    wait_tick(
+        &mut session,
+        EDIT_DEADLINE,
+        &["alpha-two", "beta-module", "gen=2"],
+    );
+}
