@@ -1,7 +1,8 @@
 //! One session per program: the session lock, and the control socket through which
 //! `cargo hotswap patch` asks a running session to rebuild and patch now.
 //!
-//! The lock is a file under the target directory, `hotswap/sessions/<bin>-<hash>.lock`, held
+//! The lock is a file in the user's temporary directory, `cargo-hotswap-<uid>/<bin>-<hash>.lock`
+//! (the hash is of the manifest's path), held
 //! with `flock` for the session's life (the kernel releases it if the session dies) and holding
 //! the session's pid and control socket path, one per line.
 
@@ -23,15 +24,19 @@ pub(crate) struct SessionLock {
 }
 
 /// The lock file of `project`'s bin.
+///
+/// It lives in the user's own directory under the system's temporary directory, keyed by the
+/// manifest's path and the bin, not under the target directory: two sessions of one program
+/// with different target directories would otherwise both patch it.
 fn lock_path(project: &Project) -> PathBuf {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::hash::DefaultHasher::new();
     project.manifest_path.hash(&mut hasher);
-    project.target_dir.join("hotswap/sessions").join(format!(
-        "{}-{:016x}.lock",
-        project.bin,
-        hasher.finish()
-    ))
+    // SAFETY: `getuid` has no preconditions and cannot fail.
+    let uid = unsafe { libc::getuid() };
+    std::env::temp_dir()
+        .join(format!("cargo-hotswap-{uid}"))
+        .join(format!("{}-{:016x}.lock", project.bin, hasher.finish()))
 }
 
 /// Takes the session lock of `project`, recording `control_socket`.
@@ -42,7 +47,12 @@ fn lock_path(project: &Project) -> PathBuf {
 pub(crate) fn lock(project: &Project, control_socket: &Path) -> anyhow::Result<SessionLock> {
     let path = lock_path(project);
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
+        use std::os::unix::fs::DirBuilderExt;
+        // Private to the user: it holds the path of the session's control socket.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
             .with_context(|| format!("cannot create `{}`", dir.display()))?;
     }
     let mut file = File::options()

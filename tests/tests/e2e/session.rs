@@ -21,6 +21,12 @@ fn s14_second_session_is_refused_naming_the_first() {
         first.pid()
     );
     assert!(second.stderr().contains(&expected), "{}", second.stderr());
+    // Also with another target directory: the lock belongs to the program, not to its builds.
+    let other = tempfile::tempdir().unwrap();
+    let other = other.path().display().to_string();
+    let mut third = project.run(&["--target-dir", &other]);
+    assert_eq!(third.wait_exit(START_DEADLINE), Some(1));
+    assert!(third.stderr().contains(&expected), "{}", third.stderr());
     // The first one is unaffected.
     project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
     wait_tick(&mut first, EDIT_DEADLINE, &["beta-two", "gen=1"]);
