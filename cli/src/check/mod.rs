@@ -152,6 +152,12 @@ pub(crate) enum Refusal {
         /// Size and alignment in the patch, in bytes.
         new: (u64, u64),
     },
+    /// A hot function of the running code is not in the patch: renamed or removed, while the
+    /// running program still calls it.
+    Gone {
+        /// The hot function's path.
+        function: String,
+    },
     /// The patch needs symbols that neither the host nor its libraries define.
     Unresolved {
         /// The missing symbols, demangled.
@@ -196,6 +202,11 @@ impl fmt::Display for Refusal {
                     layout_change(*old, *new)
                 )
             }
+            Refusal::Gone { function } => write!(
+                f,
+                "hot fn `{function}` is gone from the new code (renamed or removed){CONTINUATION}\
+                 the running program still calls it, and would not run the code that replaced it"
+            ),
             Refusal::Unresolved { symbols } => {
                 write!(
                     f,

@@ -143,6 +143,7 @@ pub(crate) fn run(args: RunArgs) -> Result<Success, CliError> {
         filter,
         scheduler: Scheduler::new(QUIET, MAX_WAIT),
         baseline: None,
+        running_hot: None,
         running: None,
         next_patch: 0,
         snapshot: HashMap::new(),
@@ -230,6 +231,8 @@ struct Session {
     scheduler: Scheduler,
     /// The code of the version running now, to tell which functions a patch changes.
     baseline: Option<CodeIndex>,
+    /// The hot functions (paths) of the code running now, when known.
+    running_hot: Option<std::collections::BTreeSet<String>>,
     running: Option<Running>,
     next_patch: u64,
     /// Content hash of every watched file at the last build, to ignore events that change

@@ -9,7 +9,7 @@ use hotswap::protocol::{HostMessage, ToolMessage};
 
 use crate::build::host;
 use crate::build::patch::{self, PatchBuildError};
-use crate::check::{self, PatchImage};
+use crate::check::{self, PatchImage, Refusal};
 use crate::output;
 use crate::watch::FileKind;
 
@@ -117,11 +117,28 @@ impl Session {
         let check_started = Instant::now();
         let verdict = PatchImage::read(&patch.path).map(|image| {
             let running = self.running.as_ref().expect("checked above");
-            check::check(&running.image, &image)
+            let mut verdict = check::check(&running.image, &image);
+            // A hot function of the running code that the patch lacks was renamed or removed:
+            // the program still calls it, and would never run the code that replaced it.
+            let gone: Vec<Refusal> = self
+                .running_hot
+                .iter()
+                .flatten()
+                .filter(|path| !image.records.contains_key(*path))
+                .map(|path| Refusal::Gone {
+                    function: path.clone(),
+                })
+                .collect();
+            if !gone.is_empty() {
+                let mut refusals = verdict.err().unwrap_or_default();
+                refusals.extend(gone);
+                verdict = Err(refusals);
+            }
+            (verdict, image.records.keys().cloned().collect())
         });
-        let accepted = match verdict {
-            Ok(Ok(accepted)) => accepted,
-            Ok(Err(refusals)) => {
+        let (accepted, new_hot) = match verdict {
+            Ok((Ok(accepted), hot)) => (accepted, hot),
+            Ok((Err(refusals), _)) => {
                 let messages: Vec<String> = refusals.iter().map(ToString::to_string).collect();
                 output::event(serde_json::json!({
                     "reason": "patch-refused",
@@ -189,6 +206,7 @@ impl Session {
         match self.apply(patch, number, accepted.functions, changed, check_time) {
             Ok(line) => {
                 self.baseline = code;
+                self.running_hot = Some(new_hot);
                 Outcome::Done(true, line)
             }
             Err(line) => Outcome::Done(false, line),
@@ -246,6 +264,11 @@ impl Session {
                     .sources
                     .iter()
                     .all(|path| self.snapshot.get(path) == Some(&content_hash(path)));
+                // The hot functions the running code has, for the gate (renamed or removed ones).
+                self.running_hot = PatchImage::read(&patch.path)
+                    .ok()
+                    .filter(|_| current)
+                    .map(|image| image.records.keys().cloned().collect());
                 (if current { patch.code } else { None }, extra)
             }
             Err(err) => {
@@ -262,6 +285,7 @@ impl Session {
                         format!("cannot build a first patch from the unchanged sources: {err}"),
                     );
                 }
+                self.running_hot = None;
                 (None, Vec::new())
             }
         };

@@ -268,3 +268,30 @@ fn deleted_module_file_restored_with_its_old_content_is_rebuilt() {
         &["alpha-two", "beta-module", "gen=2"],
     );
 }
+
+/// A hot function renamed while the program runs: the program still calls the old name, so the
+/// new code would never run. Refused, naming it, instead of a `Patched` that changes nothing.
+#[test]
+fn renamed_hot_function_is_refused() {
+    let (project, mut session, _) = start(&["--no-restart"]);
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "fn beta() -> &'static str {",
+                "fn gamma() -> &'static str {",
+            ),
+            ("            beta()", "            gamma()"),
+        ],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "        Kept ");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
+         Refused hot fn `gate::beta` is gone from the new code (renamed or removed)
+                 the running program still calls it, and would not run the code that replaced it
+    ");
+    assert!(
+        !session.stderr().contains("Patched"),
+        "{}",
+        session.stderr()
+    );
+}
