@@ -424,7 +424,7 @@ impl Session {
             Ok(build) => build,
             Err(err) => {
                 output::error(&err);
-                let message = "the host build failed; the running program, if any, keeps its code";
+                let message = "the host build failed, so nothing restarted: the running program, if any, keeps its code and its state";
                 output::warn("Failed", message);
                 return Outcome::Done(false, format!("Failed {message}"));
             }

@@ -295,3 +295,23 @@ fn renamed_hot_function_is_refused() {
         session.stderr()
     );
 }
+
+/// A broken manifest: the rebuild fails, nothing restarts, and the running program keeps its code
+/// and its state.
+#[test]
+fn broken_manifest_keeps_the_program_running() {
+    let (project, mut session, first) = start(&[]);
+    project.edit("Cargo.toml", "[dependencies]\n", "[dependencies\n");
+    session.wait_stderr(
+        EDIT_DEADLINE,
+        "      Failed the host build failed, so nothing restarted: the running program, if any, \
+         keeps its code and its state",
+    );
+    let count: u64 = tick_field(&first, "count").parse().unwrap();
+    let later = wait_tick(
+        &mut session,
+        EDIT_DEADLINE,
+        &[&format!("count={} ", count + 10)],
+    );
+    assert_eq!(tick_field(&later, "pid"), tick_field(&first, "pid"));
+}
