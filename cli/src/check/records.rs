@@ -72,16 +72,9 @@ impl Record {
 /// When a record symbol points outside its section or its text is malformed.
 pub(crate) fn read(file: &object::File<'_>) -> anyhow::Result<BTreeMap<String, Record>> {
     let mut records = BTreeMap::new();
-    for symbol in file.dynamic_symbols() {
-        let Ok(name) = symbol.name() else { continue };
-        let Some(path) = name.strip_prefix(RECORD_PREFIX) else {
-            continue;
-        };
-        if !symbol.is_definition() {
-            continue;
-        }
-        let bytes = symbol_bytes(file, &symbol)
-            .with_context(|| format!("cannot read the record of hot function `{path}`"))?;
+    for (path, bytes) in exported_data(file, RECORD_PREFIX) {
+        let bytes =
+            bytes.with_context(|| format!("cannot read the record of hot function `{path}`"))?;
         let record = Record::parse(bytes)
             .with_context(|| format!("cannot read the record of hot function `{path}`"))?;
         records.insert(path.to_owned(), record);
@@ -99,15 +92,8 @@ pub(crate) fn read_layouts(
     file: &object::File<'_>,
 ) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
     let mut layouts = BTreeMap::new();
-    for symbol in file.dynamic_symbols() {
-        let Ok(name) = symbol.name() else { continue };
-        let Some(path) = name.strip_prefix(LAYOUT_PREFIX) else {
-            continue;
-        };
-        if !symbol.is_definition() {
-            continue;
-        }
-        let bytes = symbol_bytes(file, &symbol)
+    for (path, bytes) in exported_data(file, LAYOUT_PREFIX) {
+        let bytes = bytes
             .with_context(|| format!("cannot read the layout of persisted static `{path}`"))?;
         let (Some(size), Some(align)) = (bytes.get(..8), bytes.get(8..16)) else {
             bail!("the layout of persisted static `{path}` is not two numbers");
@@ -116,6 +102,21 @@ pub(crate) fn read_layouts(
         layouts.insert(path.to_owned(), (number(size), number(align)));
     }
     Ok(layouts)
+}
+
+/// Every defined dynamic symbol named `prefix` followed by a path: the path, and the bytes the
+/// symbol covers (or why they cannot be read).
+fn exported_data<'data>(
+    file: &object::File<'data>,
+    prefix: &str,
+) -> Vec<(String, anyhow::Result<&'data [u8]>)> {
+    file.dynamic_symbols()
+        .filter(|symbol| symbol.is_definition())
+        .filter_map(|symbol| {
+            let path = symbol.name().ok()?.strip_prefix(prefix)?.to_owned();
+            Some((path, symbol_bytes(file, &symbol)))
+        })
+        .collect()
 }
 
 /// The bytes a defined data symbol covers, bounds-checked against its section.
