@@ -88,7 +88,8 @@ fn host_args(args: Vec<String>) -> Vec<String> {
 /// Patch mode: keep the crate's own objects and the system libraries, drop everything the host
 /// already has.
 fn patch_args(args: Vec<String>) -> Vec<String> {
-    args.into_iter()
+    let mut args: Vec<String> = args
+        .into_iter()
         .filter(|arg| {
             if arg.ends_with(".rlib") {
                 return false;
@@ -102,7 +103,14 @@ fn patch_args(args: Vec<String>) -> Vec<String> {
             }
             true
         })
-        .collect()
+        .collect();
+    // The patch is compiled with `-C link-dead-code`, so that its objects hold every function
+    // (the gate needs the code only start-up reaches, to say that it changed); rustc then omits
+    // `--gc-sections`. The patch file itself needs only what its exported hot functions reach.
+    if !args.iter().any(|a| a.contains("--gc-sections")) {
+        args.push("-Wl,--gc-sections".to_owned());
+    }
+    args
 }
 
 /// Copies every object file among `args` into `dir`.
@@ -180,7 +188,10 @@ mod tests {
             "-m64 /tmp/rustcX/symbols.o /t/app.app.1-cgu.0.rcgu.o /t/deps/liblog.rlib -shared -lc",
         ));
         // The object does not exist, so it cannot be the allocator shim: kept.
-        assert_eq!(out, args("-m64 /t/app.app.1-cgu.0.rcgu.o -shared -lc"));
+        assert_eq!(
+            out,
+            args("-m64 /t/app.app.1-cgu.0.rcgu.o -shared -lc -Wl,--gc-sections")
+        );
     }
 
     #[test]
