@@ -20,6 +20,23 @@ fn start(args: &[&str]) -> (Project, hotswap_tests::Session, String) {
     (project, session, first)
 }
 
+/// Waits for a tick with `parts` from the process that printed `first` (patched, not
+/// restarted), and checks that nothing was refused on the way; returns the tick.
+fn wait_patched_in_place(
+    session: &mut hotswap_tests::Session,
+    first: &str,
+    parts: &[&str],
+) -> String {
+    let line = wait_tick(session, EDIT_DEADLINE, parts);
+    assert_eq!(tick_field(&line, "pid"), tick_field(first, "pid"));
+    assert!(
+        !session.stderr().contains("Refused"),
+        "{}",
+        session.stderr()
+    );
+    line
+}
+
 /// S09: a hot function gains a parameter: refused before loading with both signatures and the
 /// location; with `--no-restart` the old code keeps running in the same process.
 #[test]
@@ -106,22 +123,12 @@ fn s11_changed_layout_of_an_internal_struct_is_patched() {
             ),
         ],
     );
-    let line = wait_tick(
-        &mut session,
-        EDIT_DEADLINE,
-        &["step-two", "scratch=16", "gen=1"],
-    );
-    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+    let line = wait_patched_in_place(&mut session, &first, &["step-two", "scratch=16", "gen=1"]);
     let count: u64 = tick_field(&line, "count").parse().unwrap();
     let first_count: u64 = tick_field(&first, "count").parse().unwrap();
     assert!(
         count > first_count,
         "the state restarted: {first} then {line}"
-    );
-    assert!(
-        !session.stderr().contains("Refused"),
-        "{}",
-        session.stderr()
     );
 }
 
@@ -208,13 +215,7 @@ fn renamed_argument_is_patched() {
             ("\"step-one count=", "\"step-two count="),
         ],
     );
-    let line = wait_tick(&mut session, EDIT_DEADLINE, &["step-two", "gen=1"]);
-    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
-    assert!(
-        !session.stderr().contains("Refused"),
-        "{}",
-        session.stderr()
-    );
+    wait_patched_in_place(&mut session, &first, &["step-two", "gen=1"]);
 }
 
 /// S07 for the standard library: hot code's first use of functions the program never called
@@ -229,13 +230,7 @@ fn s07_first_use_of_std_functions_in_hot_code_is_patched() {
          words.insert(1u8, \"beta-map\");\n    \
          if 0.5f64.sin() > 2.0 { \"never\" } else { words[&1] }\n",
     );
-    let line = wait_tick(&mut session, EDIT_DEADLINE, &["beta-map", "gen=1"]);
-    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
-    assert!(
-        !session.stderr().contains("Refused"),
-        "{}",
-        session.stderr()
-    );
+    wait_patched_in_place(&mut session, &first, &["beta-map", "gen=1"]);
 }
 
 /// A `mod` file deleted and then restored with its old content (`git stash`, `git stash pop`)
