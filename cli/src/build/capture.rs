@@ -49,6 +49,22 @@ impl Capture {
         option_value(&self.args, name)
     }
 
+    /// The crate's root source file as rustc was given it (`src/main.rs`): the one argument that
+    /// names a `.rs` file and is not an option's value.
+    pub(crate) fn source(&self) -> Option<&str> {
+        let mut previous: Option<&str> = None;
+        self.args
+            .iter()
+            .find(|arg| {
+                let takes_value = previous.is_some_and(|p| {
+                    p.starts_with('-') && !p.contains('=') && !p.starts_with("-C") || p == "-C"
+                });
+                previous = Some(arg.as_str());
+                !takes_value && !arg.starts_with('-') && arg.ends_with(".rs")
+            })
+            .map(String::as_str)
+    }
+
     /// A `Command` running the captured rustc with `args`, in the captured directory and
     /// environment, minus what must not leak into a replay (the jobserver, this wrapper's role).
     pub(crate) fn command(&self, args: &[String]) -> Command {

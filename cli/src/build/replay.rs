@@ -13,8 +13,24 @@ const DROPPED_OPTIONS: &[&str] = &[
 ];
 
 /// Codegen options (`-C key[=value]`) that a replay drops. Crate-local ThinLTO would delete the
-/// private `main` from the rlib, and with fat LTO objects hold bitcode only.
-const DROPPED_CODEGEN: &[&str] = &["incremental", "lto", "linker-plugin-lto", "linker"];
+/// private `main` from the rlib, and with fat LTO objects hold bitcode only. The debug info
+/// options are set anew (see [`DEBUG_INFO`]).
+const DROPPED_CODEGEN: &[&str] = &[
+    "incremental",
+    "lto",
+    "linker-plugin-lto",
+    "linker",
+    "debuginfo",
+    "split-debuginfo",
+    "strip",
+];
+
+/// What every replay sets: full debug info, kept in the objects. The gate reads the layouts of
+/// the crate's types (fields, variants, offsets) from the host's and each patch's DWARF, and
+/// only full debug info describes them (`-C debuginfo=1` gives functions and line tables but no
+/// members). In a dev profile this is what cargo passes anyway; other profiles pay for it in
+/// the crate's own compile only, never in its dependencies'.
+pub(crate) const DEBUG_INFO: [&str; 4] = ["-C", "debuginfo=2", "-C", "split-debuginfo=off"];
 
 /// The captured arguments without the options a replay sets itself; `-C embed-bitcode` is
 /// dropped too when the profile used LTO (DESIGN §3).
@@ -59,6 +75,7 @@ pub(crate) fn base_args(captured: &[String]) -> Vec<String> {
         }
         out.push(arg.clone());
     }
+    out.extend(DEBUG_INFO.map(str::to_owned));
     out
 }
 
@@ -104,16 +121,21 @@ mod tests {
         assert_eq!(
             base_args(&captured),
             args(
-                "--crate-name app --edition=2021 src/main.rs -C embed-bitcode=no -C debuginfo=2 \
+                "--crate-name app --edition=2021 src/main.rs -C embed-bitcode=no \
                  -C metadata=abc -C extra-filename=-abc -L dependency=/t/deps \
-                 --extern log=/t/deps/liblog.rlib"
+                 --extern log=/t/deps/liblog.rlib -C debuginfo=2 -C split-debuginfo=off"
             )
         );
     }
 
     #[test]
     fn lto_profiles_also_drop_embed_bitcode() {
-        let captured = args("src/main.rs -C lto -C embed-bitcode=no -C opt-level=3");
-        assert_eq!(base_args(&captured), args("src/main.rs -C opt-level=3"));
+        let captured = args(
+            "src/main.rs -C lto -C embed-bitcode=no -C opt-level=3 -C strip=debuginfo -C debuginfo=0",
+        );
+        assert_eq!(
+            base_args(&captured),
+            args("src/main.rs -C opt-level=3 -C debuginfo=2 -C split-debuginfo=off")
+        );
     }
 }

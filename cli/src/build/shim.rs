@@ -17,7 +17,8 @@ pub(crate) fn link_options(captured: &[String]) -> Vec<String> {
         "relocation-model",
         "target-cpu",
         "target-feature",
-        "strip",
+        // Not `strip`: the gate reads the layouts of the crate's types from the host's debug
+        // info, so the host keeps it whatever the profile says.
         "debuginfo",
         "opt-level",
     ];

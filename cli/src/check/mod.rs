@@ -3,12 +3,18 @@
 //!
 //! * hot-function records: a changed signature, or a changed size or alignment of a type a hot
 //!   signature mentions, is refused;
+//! * type layouts from DWARF: every type of the crate that the running program can hold (reached
+//!   from a hot function's parameters and return type or from a static, through fields,
+//!   pointers, containers and generic parameters) must keep its size, alignment, fields,
+//!   variants and discriminants;
 //! * `persist!` statics: a changed size or alignment is refused (the host's value would be read
 //!   with the new layout);
 //! * undefined symbols: each must be exported by the host or by a library the host needs;
 //! * code: which functions changed since the version running now, and which statics start fresh.
 
 pub(crate) mod code;
+pub(crate) mod dwarf;
+pub(crate) mod locate;
 pub(crate) mod records;
 
 use std::collections::{BTreeMap, HashSet};
@@ -19,6 +25,7 @@ use anyhow::Context;
 use object::read::elf::{ElfFile64, FileHeader};
 use object::{Object, ObjectSymbol};
 
+use self::dwarf::{Reach, RootKind, TypeGraph};
 use self::records::Record;
 
 /// Indentation of a status message's continuation lines (under the message, past the verb).
@@ -33,15 +40,33 @@ pub(crate) struct HostImage {
     pub(crate) layouts: BTreeMap<String, (u64, u64)>,
     /// Names the host and the libraries it needs export.
     exports: HashSet<String>,
+    /// The types the crate's code describes and the values the program holds, or why they
+    /// could not be read.
+    pub(crate) types: Result<TypeGraph, String>,
+    /// The crate's types that the program can hold (reached from a root): all a patch is read
+    /// for.
+    pub(crate) held: HashSet<String>,
+}
+
+/// What the gate needs to know of the crate whose code is patched.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CrateId<'a> {
+    /// Its name, `time_service`.
+    pub(crate) name: &'a str,
+    /// Its root source file as rustc is given it, `src/main.rs`: the prefix of the names of its
+    /// compilation units in the debug info.
+    pub(crate) source: &'a str,
 }
 
 impl HostImage {
-    /// Reads the host executable at `exe` and the shared libraries it needs.
+    /// Reads the host executable at `exe` (the crate `krate` linked whole) and the shared
+    /// libraries it needs.
     ///
     /// # Errors
     ///
-    /// When the executable cannot be read or parsed.
-    pub(crate) fn read(exe: &Path) -> anyhow::Result<HostImage> {
+    /// When the executable cannot be read or parsed. Debug info that cannot be read is not an
+    /// error here: every patch is then refused, saying why.
+    pub(crate) fn read(exe: &Path, krate: CrateId<'_>) -> anyhow::Result<HostImage> {
         let data =
             std::fs::read(exe).with_context(|| format!("cannot read `{}`", exe.display()))?;
         let file = object::File::parse(&*data)
@@ -54,10 +79,26 @@ impl HostImage {
         let mut libraries = needed_libraries(&data);
         libraries.push("ld-linux-x86-64.so.2".to_owned());
         exports.extend(library_exports(&libraries));
+        let types =
+            TypeGraph::read(&file, krate.source, krate.name, None).map_err(|e| e.to_string());
+        let held = types.as_ref().map_or_else(
+            |_| HashSet::new(),
+            |graph| {
+                graph
+                    .reachable()
+                    .into_iter()
+                    .map(|(name, _)| name)
+                    .filter(|name| graph.defines(name))
+                    .map(str::to_owned)
+                    .collect()
+            },
+        );
         Ok(HostImage {
             records,
             layouts,
             exports,
+            types,
+            held,
         })
     }
 }
@@ -74,19 +115,28 @@ pub(crate) struct PatchImage {
     /// What the shared libraries the patch itself needs export (`libm` for `f64::sin`, say):
     /// the loader loads them with the patch. Filled by [`PatchImage::read`] only.
     pub(crate) library_exports: HashSet<String>,
+    /// The types the patch's code describes.
+    pub(crate) types: TypeGraph,
 }
 
 impl PatchImage {
-    /// Reads the patch at `path`. Never panics on a malformed file: it is an error.
+    /// Reads the patch at `path`, built from the crate `krate`, for the layouts of the types
+    /// named in `wanted` (see [`HostImage::held`]). Never panics on a malformed
+    /// file: it is an error.
     ///
     /// # Errors
     ///
-    /// When the file cannot be read, is not an object file, or holds malformed records.
-    pub(crate) fn read(path: &Path) -> anyhow::Result<PatchImage> {
+    /// When the file cannot be read, is not an object file, or holds malformed records or debug
+    /// info.
+    pub(crate) fn read(
+        path: &Path,
+        krate: CrateId<'_>,
+        wanted: &HashSet<String>,
+    ) -> anyhow::Result<PatchImage> {
         let data =
             std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-        let mut image =
-            Self::parse(&data).with_context(|| format!("malformed patch `{}`", path.display()))?;
+        let mut image = Self::parse(&data, krate, Some(wanted))
+            .with_context(|| format!("malformed patch `{}`", path.display()))?;
         image.library_exports = library_exports(&needed_libraries(&data));
         Ok(image)
     }
@@ -95,9 +145,15 @@ impl PatchImage {
     ///
     /// # Errors
     ///
-    /// When the bytes are not an object file or hold malformed records.
-    pub(crate) fn parse(data: &[u8]) -> anyhow::Result<PatchImage> {
+    /// When the bytes are not an object file or hold malformed records or debug info.
+    pub(crate) fn parse(
+        data: &[u8],
+        krate: CrateId<'_>,
+        wanted: Option<&HashSet<String>>,
+    ) -> anyhow::Result<PatchImage> {
         let file = object::File::parse(data).context("not an object file")?;
+        let types = TypeGraph::read(&file, krate.source, krate.name, wanted)
+            .context("the types it uses cannot be checked")?;
         let records = records::read(&file)?;
         let layouts = records::read_layouts(&file)?;
         let mut undefined: Vec<String> = file
@@ -112,6 +168,7 @@ impl PatchImage {
             layouts,
             undefined,
             library_exports: HashSet::new(),
+            types,
         })
     }
 }
@@ -151,6 +208,25 @@ pub(crate) enum Refusal {
         old: (u64, u64),
         /// Size and alignment in the patch, in bytes.
         new: (u64, u64),
+    },
+    /// A type of the crate that the running program holds changed its layout: new code would
+    /// read the program's values with the wrong layout.
+    TypeLayout {
+        /// The type as the user names it, `Item`.
+        ty: String,
+        /// Its qualified name, `shop::Item`.
+        path: String,
+        /// What changed, in order: fields, variants, size, alignment.
+        changes: Vec<String>,
+        /// How the running program reaches it, from a hot function or a static.
+        held: String,
+        /// Where it is defined in the new source, when found.
+        location: Option<String>,
+    },
+    /// The layouts of the types the running program holds could not be read from one side.
+    Unchecked {
+        /// Why (which file, what is missing).
+        reason: String,
     },
     /// A hot function of the running code is not in the patch: renamed or removed, while the
     /// running program still calls it.
@@ -193,6 +269,28 @@ impl fmt::Display for Refusal {
                      hot fn `{signature}` would get it with the old layout from the running program"
                 )
             }
+            Refusal::TypeLayout {
+                ty,
+                changes,
+                held,
+                location,
+                ..
+            } => {
+                let at = location
+                    .as_deref()
+                    .map_or_else(String::new, |l| format!(" at {l}"));
+                write!(
+                    f,
+                    "`{ty}` changed layout{at}: {}{CONTINUATION}\
+                     the running program holds it: {held}",
+                    changes.join("; ")
+                )
+            }
+            Refusal::Unchecked { reason } => write!(
+                f,
+                "the layouts of the types the running program holds cannot be checked: \
+                 {reason}{CONTINUATION}nothing is loaded that the gate could not check"
+            ),
             Refusal::PersistLayout { name, old, new } => {
                 write!(
                     f,
@@ -224,6 +322,97 @@ impl fmt::Display for Refusal {
             }
         }
     }
+}
+
+/// Fills in where each type of a [`Refusal::TypeLayout`] is defined, from the `.rs` files under
+/// `dir`, as a path relative to `base`.
+pub(crate) fn locate_types(refusals: &mut [Refusal], dir: &Path, base: &Path) {
+    for refusal in refusals {
+        if let Refusal::TypeLayout { path, location, .. } = refusal {
+            *location = locate::definition(path, dir, base);
+        }
+    }
+}
+
+/// Every type of the crate that the running program can hold (reached in `old` from a root)
+/// whose layout differs in `new`; a type the new code does not describe is not used by it.
+/// Types named in `said` (as written in a signature), or reached from a static named there, are
+/// left out.
+fn layout_refusals(
+    old: &TypeGraph,
+    new: &TypeGraph,
+    records: &BTreeMap<String, Record>,
+    said: &HashSet<&str>,
+) -> Vec<Refusal> {
+    let mut refusals = Vec::new();
+    for (name, reach) in old.reachable() {
+        let from_said_static =
+            matches!(&reach.root.kind, RootKind::Static { name } if said.contains(name.as_str()));
+        if !old.defines(name) || from_said_static || said.contains(dwarf::short(name).as_str()) {
+            continue;
+        }
+        let (Some(was), Some(now)) = (old.types.get(name), new.types.get(name)) else {
+            continue;
+        };
+        let changes = dwarf::changes(was, now);
+        if changes.is_empty() {
+            continue;
+        }
+        refusals.push(Refusal::TypeLayout {
+            ty: dwarf::short(name),
+            path: name.to_owned(),
+            changes,
+            held: held(old, &reach, records),
+            location: None,
+        });
+    }
+    refusals
+}
+
+/// How the running program reaches a type, as the user wrote it where possible:
+/// ``hot fn `describe(shop: &Shop)` -> `shop: &Arc<Mutex<Vec<Item>>>` -> `Item` ``. Types of the
+/// crate on the way are named with the field the path leaves them by (`Machine.spare`).
+fn held(graph: &TypeGraph, reach: &Reach<'_>, records: &BTreeMap<String, Record>) -> String {
+    let written = |function: &str| {
+        records.get(function).map_or_else(
+            || format!("{function}(..)"),
+            |r| {
+                let signature = r.signature.strip_prefix("fn ").unwrap_or(&r.signature);
+                match signature.rfind(") -> ") {
+                    Some(end) => signature[..=end].to_owned(),
+                    None => signature.to_owned(),
+                }
+            },
+        )
+    };
+    let ty = dwarf::short(&reach.root.ty);
+    let mut parts = match &reach.root.kind {
+        RootKind::Parameter { function, name } => vec![
+            format!("hot fn `{}`", written(function)),
+            format!("`{name}: {ty}`"),
+        ],
+        RootKind::Return { function } => vec![
+            format!("the value hot fn `{}` returns", written(function)),
+            format!("`{ty}`"),
+        ],
+        RootKind::Static { name } => vec![
+            format!("static `{}`", dwarf::short(name)),
+            format!("`{ty}`"),
+        ],
+    };
+    let mut current = reach.root.ty.as_str();
+    for (how, next) in &reach.steps {
+        if graph.defines(current)
+            && let Some(last) = parts.last_mut()
+        {
+            *last = format!("`{}.{how}`", dwarf::short(current));
+        }
+        if graph.defines(next) {
+            parts.push(format!("`{}`", dwarf::short(next)));
+        }
+        current = next;
+    }
+    parts.join(" -> ")
 }
 
 /// A change of size and alignment as the user reads it: `24 -> 32 bytes`.
@@ -299,6 +488,25 @@ pub(crate) fn check(host: &HostImage, patch: &PatchImage) -> Result<Accepted, Ve
                 new: *new,
             });
         }
+    }
+    match &host.types {
+        Ok(old) => {
+            // What the records already refused is not said twice: a type a hot signature
+            // spells, and the type of a persisted static.
+            let mut said: HashSet<&str> = HashSet::new();
+            for refusal in &refusals {
+                match refusal {
+                    Refusal::Layout { ty, .. } => said.insert(ty),
+                    Refusal::PersistLayout { name, .. } => said.insert(name),
+                    _ => false,
+                };
+            }
+            let found = layout_refusals(old, &patch.types, &host.records, &said);
+            refusals.extend(found);
+        }
+        Err(reason) => refusals.push(Refusal::Unchecked {
+            reason: format!("the running program: {reason}"),
+        }),
     }
     let missing: Vec<String> = patch
         .undefined
@@ -431,6 +639,8 @@ mod tests {
             records: records.into_iter().map(|r| (r.path.clone(), r)).collect(),
             layouts: BTreeMap::new(),
             exports: exports.iter().map(|s| (*s).to_owned()).collect(),
+            types: Ok(TypeGraph::default()),
+            held: HashSet::new(),
         }
     }
 
@@ -440,6 +650,7 @@ mod tests {
             layouts: BTreeMap::new(),
             undefined: undefined.iter().map(|s| (*s).to_owned()).collect(),
             library_exports: HashSet::from(["sin".to_owned()]),
+            types: TypeGraph::default(),
         }
     }
 
@@ -525,45 +736,64 @@ mod tests {
         assert!(accepted.functions.is_empty());
     }
 
-    /// A small shared object with a hot-function record and an undefined symbol, compiled by
-    /// rustc, as the seed of the fuzz test.
+    /// The crate of the seed patch: rustc is given `seed.rs` in its working directory.
+    const SEED: CrateId<'static> = CrateId {
+        name: "seed",
+        source: "seed.rs",
+    };
+
+    /// A small shared object with a hot-function record, an undefined symbol, and full debug
+    /// info for a hot function's body whose parameter holds a struct, compiled by rustc, as the
+    /// seed of the fuzz tests.
     fn seed_patch() -> Vec<u8> {
         let dir = tempfile::tempdir().unwrap();
-        let source = dir.path().join("seed.rs");
         let record = "hotswap-record 1\nfn seed::f\nsig fn f(x: &mut State)\nshape fn(&mut State)\n\
                       at src/main.rs:3\n\
                       type &mut State 8 8\ntype State 24 8\n";
         std::fs::write(
-            &source,
+            dir.path().join("seed.rs"),
             format!(
                 "#[unsafe(export_name = \"__hotswap_record$seed::f\")]\n\
                  pub static RECORD: [u8; {}] = *b{record:?};\n\
                  unsafe extern \"C\" {{ fn seed_absent() -> u32; }}\n\
+                 pub struct Item {{ pub name: String, pub price: u64 }}\n\
+                 pub struct State {{ pub items: Vec<Item>, pub mode: Mode }}\n\
+                 pub enum Mode {{ Off, On(u32) }}\n\
+                 #[unsafe(export_name = \"__hotswap_impl$seed::f\")]\n\
+                 pub fn f(x: &mut State) -> usize {{ x.items.len() }}\n\
                  #[unsafe(no_mangle)]\n\
                  pub extern \"C\" fn seed_call() -> u32 {{ unsafe {{ seed_absent() }} }}\n",
                 record.len()
             ),
         )
         .unwrap();
-        let out = dir.path().join("libseed.so");
         let status = std::process::Command::new("rustc")
             .args([
                 "--crate-type=cdylib",
+                "--crate-name=seed",
                 "--edition=2024",
+                "-Cdebuginfo=2",
                 "-Clink-arg=-Wl,-z,undefs",
                 "-o",
+                "libseed.so",
+                "seed.rs",
             ])
-            .arg(&out)
-            .arg(&source)
+            .current_dir(dir.path())
             .status()
             .unwrap();
         assert!(status.success(), "rustc failed to build the seed patch");
-        std::fs::read(out).unwrap()
+        std::fs::read(dir.path().join("libseed.so")).unwrap()
+    }
+
+    /// The seed patch, built once per test binary.
+    fn seed() -> &'static [u8] {
+        static SEED_PATCH: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        SEED_PATCH.get_or_init(seed_patch)
     }
 
     #[test]
     fn the_seed_patch_is_read_whole() {
-        let image = PatchImage::parse(&seed_patch()).unwrap();
+        let image = PatchImage::parse(seed(), SEED, None).unwrap();
         assert_eq!(
             image.records["seed::f"].types[1],
             ("State".to_owned(), 24, 8)
@@ -573,6 +803,31 @@ mod tests {
             "{:?}",
             image.undefined
         );
+        let item = &image.types.types["seed::Item"];
+        assert_eq!((item.size, item.align), (Some(32), Some(8)));
+        let reached: Vec<&str> = image
+            .types
+            .reachable()
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| image.types.defines(name))
+            .collect();
+        for ty in ["seed::State", "seed::Item", "seed::Mode"] {
+            assert!(reached.contains(&ty), "{ty} not reached: {reached:?}");
+        }
+    }
+
+    /// The byte ranges of the seed's debug sections, where the fuzz test mutates.
+    fn debug_ranges(data: &[u8]) -> Vec<std::ops::Range<usize>> {
+        use object::ObjectSection;
+        let file = object::File::parse(data).unwrap();
+        file.sections()
+            .filter(|s| s.name().is_ok_and(|n| n.starts_with(".debug_")))
+            .filter_map(|s| {
+                let (start, len) = s.file_range()?;
+                Some(usize::try_from(start).ok()?..usize::try_from(start + len).ok()?)
+            })
+            .collect()
     }
 
     proptest::proptest! {
@@ -587,8 +842,7 @@ mod tests {
                 0..32,
             ),
         ) {
-            static SEED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-            let seed = SEED.get_or_init(seed_patch);
+            let seed = seed();
             let mut data = seed[..cut.index(seed.len() + 1).min(seed.len())].to_vec();
             if !data.is_empty() {
                 for (at, byte) in &flips {
@@ -596,7 +850,29 @@ mod tests {
                     data[at.index(len)] = *byte;
                 }
             }
-            let _ = PatchImage::parse(&data);
+            let _ = PatchImage::parse(&data, SEED, None);
+        }
+
+        /// Corrupted debug info in a patch is an error that says the types cannot be checked,
+        /// or a reading; never a panic.
+        #[test]
+        fn malformed_debug_info_never_panics(
+            flips in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                1..16,
+            ),
+        ) {
+            let seed = seed();
+            let ranges = debug_ranges(seed);
+            let bytes: Vec<usize> = ranges.iter().flat_map(Clone::clone).collect();
+            let mut data = seed.to_vec();
+            for (at, byte) in &flips {
+                data[bytes[at.index(bytes.len())]] = *byte;
+            }
+            if let Err(err) = PatchImage::parse(&data, SEED, None) {
+                let text = format!("{err:#}");
+                proptest::prop_assert!(!text.is_empty());
+            }
         }
     }
 }

@@ -12,13 +12,21 @@ use anyhow::Context;
 use hotswap::protocol::{self, HostMessage};
 
 use crate::build::host::Host;
-use crate::check::HostImage;
+use crate::check::{CrateId, HostImage};
 use crate::output;
 
 use super::files::relative;
 use super::{Event, Running, Session};
 
 impl Session {
+    /// What the gate needs to know of the crate `build` compiled: its name and root source.
+    pub(super) fn crate_id<'a>(&'a self, build: &'a Host) -> CrateId<'a> {
+        CrateId {
+            name: &self.project.crate_name,
+            source: build.capture.source().unwrap_or("src/main.rs"),
+        }
+    }
+
     /// Starts the host executable of `build` with the session's environment.
     pub(super) fn start(&mut self, build: Host) -> anyhow::Result<()> {
         let mut command = Command::new(&build.exe);
@@ -42,7 +50,7 @@ impl Session {
                 Ok(())
             });
         }
-        let image = HostImage::read(&build.exe)?;
+        let image = HostImage::read(&build.exe, self.crate_id(&build))?;
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot run `{}`", build.exe.display()))?;

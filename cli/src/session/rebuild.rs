@@ -1,8 +1,9 @@
 //! Turning a change into a patch the host confirms, a refusal, or a restart: build, check,
 //! send, report.
 
+use std::collections::HashSet;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hotswap::protocol::{HostMessage, ToolMessage};
@@ -115,8 +116,9 @@ impl Session {
             return self.restart(&reason, None);
         }
         let check_started = Instant::now();
-        let verdict = PatchImage::read(&patch.path).map(|image| {
-            let running = self.running.as_ref().expect("checked above");
+        let running = self.running.as_ref().expect("checked above");
+        let krate = self.crate_id(&running.build);
+        let verdict = PatchImage::read(&patch.path, krate, &running.image.held).map(|image| {
             let mut verdict = check::check(&running.image, &image);
             // A hot function of the running code that the patch lacks was renamed or removed:
             // the program still calls it, and would never run the code that replaced it.
@@ -133,6 +135,16 @@ impl Session {
                 let mut refusals = verdict.err().unwrap_or_default();
                 refusals.extend(gone);
                 verdict = Err(refusals);
+            }
+            if let Err(refusals) = &mut verdict {
+                let package_dir = self
+                    .project
+                    .manifest_path
+                    .parent()
+                    .unwrap_or(Path::new("."));
+                let src = package_dir.join("src");
+                let dir = if src.is_dir() { &src } else { package_dir };
+                check::locate_types(refusals, dir, &self.project.workspace_root);
             }
             (verdict, image.records.keys().cloned().collect())
         });
@@ -265,8 +277,12 @@ impl Session {
                     .iter()
                     .all(|path| self.snapshot.get(path) == Some(&content_hash(path)));
                 // The hot functions the running code has, for the gate (renamed or removed ones).
-                self.running_hot = PatchImage::read(&patch.path)
-                    .ok()
+                self.running_hot = self
+                    .running
+                    .as_ref()
+                    .and_then(|r| {
+                        PatchImage::read(&patch.path, self.crate_id(&r.build), &HashSet::new()).ok()
+                    })
                     .filter(|_| current)
                     .map(|image| image.records.keys().cloned().collect());
                 (if current { patch.code } else { None }, extra)

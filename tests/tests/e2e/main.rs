@@ -3,6 +3,7 @@
 //! capability.
 
 mod gate;
+mod layouts;
 mod session;
 mod skeleton;
 mod state;
@@ -63,6 +64,24 @@ pub(crate) fn wait_tick_of_new_process(
             })
             .map(str::to_owned)
     })
+}
+
+/// Waits for a tick line containing all of `parts` from the process that printed `first`, and
+/// checks that nothing was patched: the old code kept running in the same process.
+pub(crate) fn wait_old_code_kept(
+    session: &mut Session,
+    deadline: Duration,
+    first: &str,
+    parts: &[&str],
+) -> String {
+    let line = wait_tick(session, deadline, parts);
+    assert_eq!(tick_field(&line, "pid"), tick_field(first, "pid"));
+    assert!(
+        !session.stderr().contains("Patched"),
+        "{}",
+        session.stderr()
+    );
+    line
 }
 
 /// The value of field `name=` in a tick line.

@@ -1,0 +1,1036 @@
+//! The types a running program can hold, read from the compiler's own description of them: the
+//! DWARF debug info of the host and of each patch (with `gimli`).
+//!
+//! A [`TypeGraph`] holds every type the crate's compilation units describe, by qualified name
+//! (`layouts::Item`, `alloc::vec::Vec<layouts::Item, alloc::alloc::Global>`), with its size,
+//! alignment, fields, variants or enumerators, and the names of the types it leads to (members,
+//! pointees, array elements, generic parameters). Its roots are what the running program passes
+//! to new code or keeps for it: each hot function's parameters and return type (found through the
+//! exported body, `__hotswap_impl$<path>`), and every static and thread-local of the crate.
+//!
+//! Rust describes each type in every codegen unit that uses it, and `Vec<Item>` is described
+//! where it is instantiated: the crate's own units hold every type its code can reach, so only
+//! they are read. Reading is bounded: a malformed section is an error, never a panic.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+
+use gimli::{AttributeValue, EndianSlice, RunTimeEndian, UnitOffset};
+use object::{Object, ObjectSection};
+
+/// How deep the reader follows the tree of debugging entries or a chain of unnamed types before
+/// it calls the section malformed (rustc's nesting is a few levels of modules and types).
+const MAX_DEPTH: usize = 256;
+
+/// Prefix of the exported body of a hot function, as `#[hot]` names it.
+const BODY_PREFIX: &str = "__hotswap_impl$";
+
+type Reader<'data> = EndianSlice<'data, RunTimeEndian>;
+
+/// Why the types of a file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DwarfError {
+    /// The file has no debug info for the crate.
+    #[error("it has no debug info for the crate `{0}` (built with `debug = 0` or stripped)")]
+    Missing(String),
+    /// The debug info is malformed.
+    #[error("its debug info is malformed: {0}")]
+    Malformed(String),
+}
+
+impl From<gimli::Error> for DwarfError {
+    fn from(err: gimli::Error) -> Self {
+        DwarfError::Malformed(err.to_string())
+    }
+}
+
+/// A field of a struct or union, or the member of an enum's variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Field {
+    /// Its name (`__0` for tuple fields, as rustc names them).
+    pub(crate) name: String,
+    /// Its offset in bytes, where known.
+    pub(crate) offset: Option<u64>,
+    /// The qualified name of its type.
+    pub(crate) ty: String,
+}
+
+/// One variant of an enum with data (a `DW_TAG_variant`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Variant {
+    /// The discriminant value that selects it; `None` for the variant the others' niche values
+    /// leave (rustc's dataful variant).
+    pub(crate) discriminant: Option<i128>,
+    /// The variant's member: its name is the variant's, its type the variant's struct.
+    pub(crate) field: Field,
+}
+
+/// What a type is, as far as its layout goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// A struct, tuple, closure environment or union: its fields in declaration order; an enum
+    /// with data is a struct whose variants follow its discriminant.
+    Struct {
+        /// Its direct fields.
+        fields: Vec<Field>,
+        /// Where the discriminant lives, for an enum with data.
+        discriminant: Option<Field>,
+        /// Its variants, for an enum with data.
+        variants: Vec<Variant>,
+    },
+    /// A fieldless enum: its enumerators with their values.
+    Enumeration {
+        /// The enumerators' names and values, in declaration order.
+        values: Vec<(String, i128)>,
+    },
+    /// Anything else (a pointer, a number, an array, a function type).
+    Other,
+}
+
+/// One type as a compilation unit describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TypeDef {
+    /// Size in bytes, where given.
+    pub(crate) size: Option<u64>,
+    /// Alignment in bytes, where given.
+    pub(crate) align: Option<u64>,
+    /// Fields, variants or enumerators.
+    pub(crate) shape: Shape,
+    /// The types it leads to, each with how (`field name`, `T`, `*`, `[]`).
+    pub(crate) edges: Vec<(String, String)>,
+}
+
+/// Where the running program holds a value whose type the gate follows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RootKind {
+    /// A parameter of a hot function.
+    Parameter {
+        /// The hot function's path, as its record names it.
+        function: String,
+        /// The parameter's name.
+        name: String,
+    },
+    /// The return value of a hot function.
+    Return {
+        /// The hot function's path.
+        function: String,
+    },
+    /// A static or thread-local of the crate.
+    Static {
+        /// Its qualified name.
+        name: String,
+    },
+}
+
+/// A value the running program holds, and the qualified name of its type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Root {
+    /// Where it is held.
+    pub(crate) kind: RootKind,
+    /// Its type.
+    pub(crate) ty: String,
+}
+
+/// The types and roots of one file (host or patch), read from its DWARF.
+#[derive(Debug, Default)]
+pub(crate) struct TypeGraph {
+    /// The crate whose types these are: those named `<crate>::...` are its own.
+    pub(crate) crate_name: String,
+    /// Every named type, by qualified name (the first description wins: they are all equal).
+    pub(crate) types: HashMap<String, TypeDef>,
+    /// What the program holds, hot functions first (by path), then statics (by name).
+    pub(crate) roots: Vec<Root>,
+}
+
+/// How a root reaches a type: the root, and the steps from its type (each the edge's label and
+/// the type it leads to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reach<'g> {
+    /// The value the program holds.
+    pub(crate) root: &'g Root,
+    /// `(how, type)` from the root's type to the reached type.
+    pub(crate) steps: Vec<(&'g str, &'g str)>,
+}
+
+impl TypeGraph {
+    /// Reads the types and roots of the compilation units of the crate whose root source file is
+    /// `crate_source` (as rustc was given it, `src/main.rs`) and whose name is `crate_name`.
+    /// With `wanted`, only the structs, unions and enums named there are read, and no roots
+    /// (what a patch is checked for: the types the running program holds).
+    ///
+    /// # Errors
+    ///
+    /// [`DwarfError::Missing`] when no compilation unit of the crate has debug info,
+    /// [`DwarfError::Malformed`] when a section cannot be parsed.
+    pub(crate) fn read(
+        file: &object::File<'_>,
+        crate_source: &str,
+        crate_name: &str,
+        wanted: Option<&HashSet<String>>,
+    ) -> Result<TypeGraph, DwarfError> {
+        let endian = if file.is_little_endian() {
+            RunTimeEndian::Little
+        } else {
+            RunTimeEndian::Big
+        };
+        let sections = gimli::DwarfSections::load(|id| -> Result<Cow<'_, [u8]>, DwarfError> {
+            match file.section_by_name(id.name()) {
+                Some(section) => section
+                    .uncompressed_data()
+                    .map_err(|err| DwarfError::Malformed(format!("`{}`: {err}", id.name()))),
+                None => Ok(Cow::Borrowed(&[][..])),
+            }
+        })?;
+        let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
+        let prefix = format!("{crate_source}/@/");
+        let mut graph = TypeGraph {
+            crate_name: crate_name.to_owned(),
+            ..TypeGraph::default()
+        };
+        let mut found = false;
+        let mut headers = dwarf.units();
+        while let Some(header) = headers.next()? {
+            // Each unit describes every type it uses: once each wanted type is found, the
+            // other units can only repeat them.
+            if found && wanted.is_some_and(|w| w.iter().all(|n| graph.types.contains_key(n))) {
+                break;
+            }
+            let unit = dwarf.unit(header)?;
+            let belongs = unit
+                .name
+                .is_some_and(|name| name.slice().starts_with(prefix.as_bytes()));
+            if !belongs {
+                continue;
+            }
+            found = true;
+            UnitReader::new(&dwarf, &unit)?.read_into(&mut graph, crate_name, wanted)?;
+        }
+        if !found {
+            return Err(DwarfError::Missing(crate_name.to_owned()));
+        }
+        graph
+            .roots
+            .sort_by(|a, b| root_order(a).cmp(&root_order(b)));
+        graph.roots.dedup();
+        Ok(graph)
+    }
+
+    /// Whether `name` is a type the crate defines (its own code, which a patch rebuilds).
+    pub(crate) fn defines(&self, name: &str) -> bool {
+        name.strip_prefix(self.crate_name.as_str())
+            .is_some_and(|rest| rest.starts_with("::"))
+    }
+
+    /// Every type reachable from the roots, each with its shortest path from a root, in the
+    /// order they are reached (roots in their order, breadth first).
+    pub(crate) fn reachable(&self) -> Vec<(&str, Reach<'_>)> {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        let mut out: Vec<(&str, Reach<'_>)> = Vec::new();
+        let mut queue = VecDeque::new();
+        for root in &self.roots {
+            if !seen.contains_key(root.ty.as_str()) {
+                seen.insert(&root.ty, out.len());
+                out.push((
+                    &root.ty,
+                    Reach {
+                        root,
+                        steps: Vec::new(),
+                    },
+                ));
+                queue.push_back(out.len() - 1);
+            }
+        }
+        while let Some(index) = queue.pop_front() {
+            let name = out[index].0;
+            let Some(def) = self.types.get(name) else {
+                continue;
+            };
+            for (how, next) in &def.edges {
+                if seen.contains_key(next.as_str()) {
+                    continue;
+                }
+                let mut reach = out[index].1.clone();
+                reach.steps.push((how, next));
+                seen.insert(next, out.len());
+                out.push((next, reach));
+                queue.push_back(out.len() - 1);
+            }
+        }
+        out
+    }
+}
+
+/// Hot functions first, by path and parameter order as read; then statics by name.
+fn root_order(root: &Root) -> (u8, &str) {
+    match &root.kind {
+        RootKind::Parameter { function, .. } | RootKind::Return { function } => (0, function),
+        RootKind::Static { name } => (1, name),
+    }
+}
+
+/// One debugging entry, as much of it as the gate needs.
+#[derive(Debug)]
+struct Die {
+    tag: gimli::DwTag,
+    /// `DW_AT_name`.
+    name: Option<String>,
+    /// The enclosing modules and types, `layouts::Shape`.
+    scope: String,
+    /// Whether it lies inside a function (a local variable, not a static).
+    in_function: bool,
+    linkage_name: Option<String>,
+    ty: Option<UnitOffset>,
+    size: Option<u64>,
+    align: Option<u64>,
+    member_offset: Option<u64>,
+    discr: Option<UnitOffset>,
+    discr_value: Option<i128>,
+    const_value: Option<i128>,
+    count: Option<u64>,
+    has_location: bool,
+    children: Vec<UnitOffset>,
+}
+
+/// Reads one compilation unit.
+struct UnitReader<'a, 'data> {
+    dies: HashMap<UnitOffset, Die>,
+    order: Vec<UnitOffset>,
+    names: HashMap<UnitOffset, Option<String>>,
+    dwarf: &'a gimli::Dwarf<Reader<'data>>,
+    unit: &'a gimli::Unit<Reader<'data>>,
+}
+
+impl<'a, 'data> UnitReader<'a, 'data> {
+    /// Collects the unit's entries.
+    fn new(
+        dwarf: &'a gimli::Dwarf<Reader<'data>>,
+        unit: &'a gimli::Unit<Reader<'data>>,
+    ) -> Result<Self, DwarfError> {
+        let mut reader = UnitReader {
+            dies: HashMap::new(),
+            order: Vec::new(),
+            names: HashMap::new(),
+            dwarf,
+            unit,
+        };
+        let mut tree = unit.entries_tree(None)?;
+        let root = tree.root()?;
+        reader.walk(root, "", false, 0)?;
+        Ok(reader)
+    }
+
+    /// Records `node` and its descendants; returns the node's offset.
+    fn walk(
+        &mut self,
+        node: gimli::EntriesTreeNode<'_, '_, '_, Reader<'data>>,
+        scope: &str,
+        in_function: bool,
+        depth: usize,
+    ) -> Result<UnitOffset, DwarfError> {
+        if depth > MAX_DEPTH {
+            return Err(DwarfError::Malformed(
+                "debugging entries nest too deeply".to_owned(),
+            ));
+        }
+        let entry = node.entry();
+        let offset = entry.offset();
+        let mut die = self.die(entry)?;
+        die.scope = scope.to_owned();
+        die.in_function = in_function;
+        let nested_scope = match die.tag {
+            gimli::DW_TAG_namespace
+            | gimli::DW_TAG_structure_type
+            | gimli::DW_TAG_union_type
+            | gimli::DW_TAG_enumeration_type => join(scope, die.name.as_deref().unwrap_or("")),
+            _ => scope.to_owned(),
+        };
+        let nested_in_function = in_function
+            || matches!(
+                die.tag,
+                gimli::DW_TAG_subprogram | gimli::DW_TAG_lexical_block
+            );
+        // Most entries describe a function's locals: only a hot function's body is read
+        // inside (its parameters are roots); the rest is skipped unread.
+        let hot_body = die
+            .linkage_name
+            .as_deref()
+            .is_some_and(|name| name.starts_with(BODY_PREFIX));
+        if die.tag == gimli::DW_TAG_subprogram && !hot_body {
+            self.order.push(offset);
+            self.dies.insert(offset, die);
+            return Ok(offset);
+        }
+        let mut children = node.children();
+        while let Some(child) = children.next()? {
+            let child = self.walk(child, &nested_scope, nested_in_function, depth + 1)?;
+            die.children.push(child);
+        }
+        self.order.push(offset);
+        self.dies.insert(offset, die);
+        Ok(offset)
+    }
+
+    /// The attributes of `entry` that the gate reads.
+    fn die(
+        &self,
+        entry: &gimli::DebuggingInformationEntry<'_, '_, Reader<'data>>,
+    ) -> Result<Die, DwarfError> {
+        let mut die = Die {
+            tag: entry.tag(),
+            name: None,
+            scope: String::new(),
+            in_function: false,
+            linkage_name: None,
+            ty: None,
+            size: None,
+            align: None,
+            member_offset: None,
+            discr: None,
+            discr_value: None,
+            const_value: None,
+            count: None,
+            has_location: false,
+            children: Vec::new(),
+        };
+        let mut attrs = entry.attrs();
+        while let Some(attr) = attrs.next()? {
+            let value = attr.value();
+            match attr.name() {
+                gimli::DW_AT_name => die.name = self.string(value)?,
+                // Only hot functions' bodies are looked up by linkage name: the others (most of
+                // the unit) are not copied.
+                gimli::DW_AT_linkage_name => {
+                    let name = self.dwarf.attr_string(self.unit, value)?;
+                    if name.slice().starts_with(BODY_PREFIX.as_bytes()) {
+                        die.linkage_name = Some(name.to_string_lossy().into_owned());
+                    }
+                }
+                gimli::DW_AT_type => die.ty = unit_ref(&value),
+                gimli::DW_AT_byte_size => die.size = value.udata_value(),
+                gimli::DW_AT_alignment => die.align = value.udata_value(),
+                gimli::DW_AT_data_member_location => die.member_offset = value.udata_value(),
+                gimli::DW_AT_discr => die.discr = unit_ref(&value),
+                gimli::DW_AT_discr_value => die.discr_value = number(&value),
+                gimli::DW_AT_const_value => die.const_value = number(&value),
+                gimli::DW_AT_count => die.count = value.udata_value(),
+                gimli::DW_AT_upper_bound if die.count.is_none() => {
+                    die.count = value.udata_value().and_then(|n| n.checked_add(1));
+                }
+                gimli::DW_AT_location => die.has_location = true,
+                _ => {}
+            }
+        }
+        Ok(die)
+    }
+
+    /// A string attribute's text.
+    fn string(&self, value: AttributeValue<Reader<'data>>) -> Result<Option<String>, DwarfError> {
+        let text = self.dwarf.attr_string(self.unit, value)?;
+        Ok(Some(text.to_string_lossy().into_owned()))
+    }
+
+    /// The qualified name of the type at `offset`; `None` for an entry that is not a type.
+    fn name_of(&mut self, offset: UnitOffset, depth: usize) -> Result<Option<String>, DwarfError> {
+        if let Some(name) = self.names.get(&offset) {
+            return Ok(name.clone());
+        }
+        if depth > MAX_DEPTH {
+            return Err(DwarfError::Malformed(
+                "a chain of types is too long".to_owned(),
+            ));
+        }
+        let Some(die) = self.dies.get(&offset) else {
+            return Ok(None);
+        };
+        let (tag, name, scope, pointee, count) = (
+            die.tag,
+            die.name.clone(),
+            die.scope.clone(),
+            die.ty,
+            die.children.clone(),
+        );
+        let pointee_name = |reader: &mut Self| -> Result<String, DwarfError> {
+            Ok(match pointee {
+                Some(target) => reader
+                    .name_of(target, depth + 1)?
+                    .unwrap_or_else(|| "?".to_owned()),
+                None => "()".to_owned(),
+            })
+        };
+        let name = match tag {
+            gimli::DW_TAG_structure_type
+            | gimli::DW_TAG_union_type
+            | gimli::DW_TAG_enumeration_type
+            | gimli::DW_TAG_typedef
+            | gimli::DW_TAG_base_type
+            | gimli::DW_TAG_unspecified_type => Some(join(&scope, name.as_deref().unwrap_or("?"))),
+            gimli::DW_TAG_pointer_type
+            | gimli::DW_TAG_reference_type
+            | gimli::DW_TAG_rvalue_reference_type => Some(match name {
+                Some(name) => name,
+                None => format!("*{}", pointee_name(self)?),
+            }),
+            gimli::DW_TAG_const_type | gimli::DW_TAG_volatile_type => Some(pointee_name(self)?),
+            gimli::DW_TAG_array_type => {
+                let element = pointee_name(self)?;
+                let len = count
+                    .iter()
+                    .filter_map(|child| self.dies.get(child))
+                    .find(|child| child.tag == gimli::DW_TAG_subrange_type)
+                    .and_then(|range| range.count);
+                Some(match len {
+                    Some(len) => format!("[{element}; {len}]"),
+                    None => format!("[{element}]"),
+                })
+            }
+            gimli::DW_TAG_subroutine_type => Some(name.unwrap_or_else(|| "fn(..)".to_owned())),
+            _ => None,
+        };
+        self.names.insert(offset, name.clone());
+        Ok(name)
+    }
+
+    /// Adds the unit's types and roots to `graph`.
+    fn read_into(
+        mut self,
+        graph: &mut TypeGraph,
+        crate_name: &str,
+        wanted: Option<&HashSet<String>>,
+    ) -> Result<(), DwarfError> {
+        let crate_prefix = format!("{crate_name}::");
+        for offset in std::mem::take(&mut self.order) {
+            if let Some(wanted) = wanted {
+                let die = &self.dies[&offset];
+                if !matches!(
+                    die.tag,
+                    gimli::DW_TAG_structure_type
+                        | gimli::DW_TAG_union_type
+                        | gimli::DW_TAG_enumeration_type
+                ) {
+                    continue;
+                }
+                let name = join(&die.scope, die.name.as_deref().unwrap_or("?"));
+                if !wanted.contains(&name) || graph.types.contains_key(&name) {
+                    continue;
+                }
+                let def = self.type_def(offset)?;
+                graph.types.insert(name, def);
+                continue;
+            }
+            let Some(name) = self.name_of(offset, 0)? else {
+                self.read_root(offset, graph, &crate_prefix)?;
+                continue;
+            };
+            if graph.types.contains_key(&name) {
+                continue;
+            }
+            let def = self.type_def(offset)?;
+            graph.types.insert(name, def);
+        }
+        Ok(())
+    }
+
+    /// The layout of the type at `offset`.
+    fn type_def(&mut self, offset: UnitOffset) -> Result<TypeDef, DwarfError> {
+        let die = &self.dies[&offset];
+        let (tag, size, align, pointee, children) =
+            (die.tag, die.size, die.align, die.ty, die.children.clone());
+        let mut edges = Vec::new();
+        let shape = match tag {
+            gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
+                let mut fields = Vec::new();
+                let mut discriminant = None;
+                let mut variants = Vec::new();
+                for child in children {
+                    let child_tag = self.dies[&child].tag;
+                    match child_tag {
+                        gimli::DW_TAG_member => {
+                            let field = self.field(child)?;
+                            edges.push((field.name.clone(), field.ty.clone()));
+                            fields.push(field);
+                        }
+                        gimli::DW_TAG_template_type_parameter => {
+                            if let Some(ty) = self.dies[&child].ty
+                                && let Some(name) = self.name_of(ty, 0)?
+                            {
+                                let param = self.dies[&child].name.clone();
+                                edges.push((param.unwrap_or_else(|| "T".to_owned()), name));
+                            }
+                        }
+                        gimli::DW_TAG_variant_part => {
+                            let part = &self.dies[&child];
+                            let (discr, cases) = (part.discr, part.children.clone());
+                            if let Some(discr) = discr.filter(|d| self.dies.contains_key(d)) {
+                                discriminant = Some(self.field(discr)?);
+                            }
+                            for case in cases {
+                                let case = &self.dies[&case];
+                                if case.tag != gimli::DW_TAG_variant {
+                                    continue;
+                                }
+                                let value = case.discr_value;
+                                let member = case
+                                    .children
+                                    .iter()
+                                    .copied()
+                                    .find(|m| self.dies[m].tag == gimli::DW_TAG_member);
+                                if let Some(member) = member {
+                                    let field = self.field(member)?;
+                                    edges.push((field.name.clone(), field.ty.clone()));
+                                    variants.push(Variant {
+                                        discriminant: value,
+                                        field,
+                                    });
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Shape::Struct {
+                    fields,
+                    discriminant,
+                    variants,
+                }
+            }
+            gimli::DW_TAG_enumeration_type => {
+                let values = children
+                    .iter()
+                    .filter_map(|child| self.dies.get(child))
+                    .filter(|child| child.tag == gimli::DW_TAG_enumerator)
+                    .map(|child| {
+                        (
+                            child.name.clone().unwrap_or_default(),
+                            child.const_value.unwrap_or_default(),
+                        )
+                    })
+                    .collect();
+                Shape::Enumeration { values }
+            }
+            _ => {
+                let how = match tag {
+                    gimli::DW_TAG_array_type => "[]",
+                    _ => "*",
+                };
+                if let Some(target) = pointee
+                    && let Some(name) = self.name_of(target, 0)?
+                {
+                    edges.push((how.to_owned(), name));
+                }
+                Shape::Other
+            }
+        };
+        Ok(TypeDef {
+            size,
+            align,
+            shape,
+            edges,
+        })
+    }
+
+    /// A member entry as a field.
+    fn field(&mut self, offset: UnitOffset) -> Result<Field, DwarfError> {
+        let die = &self.dies[&offset];
+        let (name, member_offset, ty) = (die.name.clone(), die.member_offset, die.ty);
+        let ty = match ty {
+            Some(ty) => self.name_of(ty, 0)?.unwrap_or_else(|| "?".to_owned()),
+            None => "?".to_owned(),
+        };
+        Ok(Field {
+            name: name.unwrap_or_else(|| "<discriminant>".to_owned()),
+            offset: member_offset,
+            ty,
+        })
+    }
+
+    /// Adds the roots the entry at `offset` holds: a hot function's body or a static.
+    fn read_root(
+        &mut self,
+        offset: UnitOffset,
+        graph: &mut TypeGraph,
+        crate_prefix: &str,
+    ) -> Result<(), DwarfError> {
+        let die = &self.dies[&offset];
+        match die.tag {
+            gimli::DW_TAG_subprogram => {
+                let Some(function) = die
+                    .linkage_name
+                    .as_deref()
+                    .and_then(|name| name.strip_prefix(BODY_PREFIX))
+                    .map(str::to_owned)
+                else {
+                    return Ok(());
+                };
+                let (ret, children) = (die.ty, die.children.clone());
+                if let Some(ret) = ret
+                    && let Some(ty) = self.name_of(ret, 0)?
+                {
+                    graph.roots.push(Root {
+                        kind: RootKind::Return {
+                            function: function.clone(),
+                        },
+                        ty,
+                    });
+                }
+                for child in children {
+                    let param = &self.dies[&child];
+                    if param.tag != gimli::DW_TAG_formal_parameter {
+                        continue;
+                    }
+                    let (name, ty) = (param.name.clone(), param.ty);
+                    if let Some(ty) = ty
+                        && let Some(ty) = self.name_of(ty, 0)?
+                    {
+                        graph.roots.push(Root {
+                            kind: RootKind::Parameter {
+                                function: function.clone(),
+                                name: name.unwrap_or_else(|| "_".to_owned()),
+                            },
+                            ty,
+                        });
+                    }
+                }
+            }
+            gimli::DW_TAG_variable if die.has_location && !die.in_function => {
+                let name = join(&die.scope, die.name.as_deref().unwrap_or("?"));
+                if !name.starts_with(crate_prefix) {
+                    return Ok(());
+                }
+                let ty = die.ty;
+                if let Some(ty) = ty
+                    && let Some(ty) = self.name_of(ty, 0)?
+                {
+                    graph.roots.push(Root {
+                        kind: RootKind::Static { name },
+                        ty,
+                    });
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// `scope::name`, or `name` at the top.
+fn join(scope: &str, name: &str) -> String {
+    if scope.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{scope}::{name}")
+    }
+}
+
+/// A reference to another entry of the same unit.
+fn unit_ref(value: &AttributeValue<Reader<'_>>) -> Option<UnitOffset> {
+    match *value {
+        AttributeValue::UnitRef(offset) => Some(offset),
+        _ => None,
+    }
+}
+
+/// A constant, signed or unsigned.
+fn number(value: &AttributeValue<Reader<'_>>) -> Option<i128> {
+    match *value {
+        AttributeValue::Sdata(n) => Some(i128::from(n)),
+        _ => value.udata_value().map(i128::from),
+    }
+}
+
+/// How the layout of `name` differs between `old` and `new`, in the user's words; empty when
+/// it does not.
+pub(crate) fn changes(old: &TypeDef, new: &TypeDef) -> Vec<String> {
+    let mut out = Vec::new();
+    match (&old.shape, &new.shape) {
+        (
+            Shape::Struct {
+                fields: old_fields,
+                discriminant: old_discr,
+                variants: old_variants,
+            },
+            Shape::Struct {
+                fields: new_fields,
+                discriminant: new_discr,
+                variants: new_variants,
+            },
+        ) => {
+            field_changes(old_fields, new_fields, "field", &mut out);
+            if let (Some(old), Some(new)) = (old_discr, new_discr)
+                && (old.offset != new.offset || old.ty != new.ty)
+            {
+                out.push(format!(
+                    "discriminant `{}` at offset {} -> `{}` at offset {}",
+                    short(&old.ty),
+                    offset(old.offset),
+                    short(&new.ty),
+                    offset(new.offset)
+                ));
+            }
+            variant_changes(old_variants, new_variants, &mut out);
+        }
+        (Shape::Enumeration { values: old }, Shape::Enumeration { values: new }) => {
+            let old_map: BTreeMap<&str, i128> = old.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+            let new_map: BTreeMap<&str, i128> = new.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+            for (name, value) in new {
+                match old_map.get(name.as_str()) {
+                    None => out.push(format!("variant `{name}` added with value {value}")),
+                    Some(was) if was != value => {
+                        out.push(format!("variant `{name}` value {was} -> {value}"));
+                    }
+                    Some(_) => {}
+                }
+            }
+            for (name, _) in old {
+                if !new_map.contains_key(name.as_str()) {
+                    out.push(format!("variant `{name}` removed"));
+                }
+            }
+        }
+        (old_shape, new_shape) if kind(old_shape) != kind(new_shape) => {
+            out.push(format!("was {}, now {}", kind(old_shape), kind(new_shape)));
+        }
+        _ => {}
+    }
+    if old.size != new.size {
+        out.push(format!(
+            "size {} -> {} bytes",
+            optional(old.size),
+            optional(new.size)
+        ));
+    }
+    if old.align != new.align {
+        out.push(format!(
+            "alignment {} -> {} bytes",
+            optional(old.align),
+            optional(new.align)
+        ));
+    }
+    out
+}
+
+/// What a shape is called in a message.
+fn kind(shape: &Shape) -> &'static str {
+    match shape {
+        Shape::Struct { variants, .. } if !variants.is_empty() => "an enum with data",
+        Shape::Struct { .. } => "a struct",
+        Shape::Enumeration { .. } => "a fieldless enum",
+        Shape::Other => "not a struct or enum",
+    }
+}
+
+/// Fields added, removed, moved or retyped, matched by name.
+fn field_changes(old: &[Field], new: &[Field], what: &str, out: &mut Vec<String>) {
+    for field in new {
+        match old.iter().find(|f| f.name == field.name) {
+            None => out.push(format!(
+                "{what} `{}: {}` added at offset {}",
+                field.name,
+                short(&field.ty),
+                offset(field.offset)
+            )),
+            Some(was) => {
+                if was.ty != field.ty {
+                    out.push(format!(
+                        "{what} `{}` changed type `{}` -> `{}`",
+                        field.name,
+                        short(&was.ty),
+                        short(&field.ty)
+                    ));
+                }
+                if was.offset != field.offset {
+                    out.push(format!(
+                        "{what} `{}` moved from offset {} to {}",
+                        field.name,
+                        offset(was.offset),
+                        offset(field.offset)
+                    ));
+                }
+            }
+        }
+    }
+    for field in old {
+        if !new.iter().any(|f| f.name == field.name) {
+            out.push(format!(
+                "{what} `{}: {}` removed (was at offset {})",
+                field.name,
+                short(&field.ty),
+                offset(field.offset)
+            ));
+        }
+    }
+}
+
+/// Variants added, removed or given another discriminant, matched by name.
+fn variant_changes(old: &[Variant], new: &[Variant], out: &mut Vec<String>) {
+    for variant in new {
+        let name = &variant.field.name;
+        match old.iter().find(|v| v.field.name == *name) {
+            None => out.push(format!("variant `{name}` added")),
+            Some(was) if was.discriminant != variant.discriminant => out.push(format!(
+                "variant `{name}` discriminant {} -> {}",
+                discriminant(was.discriminant),
+                discriminant(variant.discriminant)
+            )),
+            Some(_) => {}
+        }
+    }
+    for variant in old {
+        if !new.iter().any(|v| v.field.name == variant.field.name) {
+            out.push(format!("variant `{}` removed", variant.field.name));
+        }
+    }
+}
+
+fn discriminant(value: Option<i128>) -> String {
+    value.map_or_else(|| "(niche)".to_owned(), |v| v.to_string())
+}
+
+fn offset(value: Option<u64>) -> String {
+    value.map_or_else(|| "?".to_owned(), |v| v.to_string())
+}
+
+fn optional(value: Option<u64>) -> String {
+    value.map_or_else(|| "?".to_owned(), |v| v.to_string())
+}
+
+/// A qualified type name as a user writes it: paths cut to their last segment and the default
+/// allocator left out (`alloc::sync::Arc<alloc::vec::Vec<app::Item, alloc::alloc::Global>,
+/// alloc::alloc::Global>` -> `Arc<Vec<Item>>`).
+pub(crate) fn short(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut segment = String::new();
+    let mut chars = name.chars().peekable();
+    let mut brace = 0usize;
+    while let Some(c) = chars.next() {
+        match c {
+            '{' => {
+                brace += 1;
+                segment.push(c);
+            }
+            '}' => {
+                brace = brace.saturating_sub(1);
+                segment.push(c);
+            }
+            ':' if brace == 0 && chars.peek() == Some(&':') => {
+                chars.next();
+                segment.clear();
+            }
+            c if brace == 0 && !(c.is_alphanumeric() || c == '_' || c == '#') => {
+                out.push_str(&segment);
+                segment.clear();
+                out.push(c);
+            }
+            c => segment.push(c),
+        }
+    }
+    out.push_str(&segment);
+    out.replace(", Global>", ">")
+        .replace("<Global>", "")
+        .replace(", RandomState>", ">")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_read_as_written() {
+        assert_eq!(
+            short(
+                "&alloc::sync::Arc<std::sync::poison::mutex::Mutex<alloc::vec::Vec<layouts::Item, \
+                 alloc::alloc::Global>>, alloc::alloc::Global>"
+            ),
+            "&Arc<Mutex<Vec<Item>>>"
+        );
+        assert_eq!(
+            short(
+                "std::collections::hash::map::HashMap<u32, app::Price, std::hash::random::RandomState>"
+            ),
+            "HashMap<u32, Price>"
+        );
+        assert_eq!(short("app::main::{closure_env#0}"), "{closure_env#0}");
+        assert_eq!(short("(app::Pair, app::Reading)"), "(Pair, Reading)");
+    }
+
+    fn field(name: &str, offset: u64, ty: &str) -> Field {
+        Field {
+            name: name.into(),
+            offset: Some(offset),
+            ty: ty.into(),
+        }
+    }
+
+    fn strukt(size: u64, fields: Vec<Field>) -> TypeDef {
+        TypeDef {
+            size: Some(size),
+            align: Some(8),
+            shape: Shape::Struct {
+                fields,
+                discriminant: None,
+                variants: Vec::new(),
+            },
+            edges: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_added_field_is_named_with_its_offset_and_the_new_size() {
+        let old = strukt(24, vec![field("name", 0, "alloc::string::String")]);
+        let new = strukt(
+            32,
+            vec![
+                field("name", 0, "alloc::string::String"),
+                field("price", 24, "u64"),
+            ],
+        );
+        assert_eq!(
+            changes(&old, &new),
+            [
+                "field `price: u64` added at offset 24",
+                "size 24 -> 32 bytes"
+            ]
+        );
+    }
+
+    #[test]
+    fn swapped_and_retyped_fields_are_changes_of_the_same_size() {
+        let old = strukt(16, vec![field("left", 0, "u64"), field("right", 8, "u64")]);
+        let new = strukt(16, vec![field("right", 0, "u64"), field("left", 8, "u64")]);
+        assert_eq!(
+            changes(&old, &new),
+            [
+                "field `right` moved from offset 8 to 0",
+                "field `left` moved from offset 0 to 8"
+            ]
+        );
+        let old = strukt(4, vec![field("value", 0, "u32")]);
+        let new = strukt(4, vec![field("value", 0, "f32")]);
+        assert_eq!(
+            changes(&old, &new),
+            ["field `value` changed type `u32` -> `f32`"]
+        );
+        assert!(changes(&old, &old).is_empty());
+    }
+
+    #[test]
+    fn reordered_enum_variants_change_their_values() {
+        let old = TypeDef {
+            size: Some(1),
+            align: Some(1),
+            shape: Shape::Enumeration {
+                values: vec![("Red".into(), 0), ("Green".into(), 1)],
+            },
+            edges: Vec::new(),
+        };
+        let new = TypeDef {
+            shape: Shape::Enumeration {
+                values: vec![("Green".into(), 0), ("Red".into(), 1)],
+            },
+            ..old.clone()
+        };
+        assert_eq!(
+            changes(&old, &new),
+            ["variant `Green` value 1 -> 0", "variant `Red` value 0 -> 1"]
+        );
+    }
+}
