@@ -1,7 +1,8 @@
 //! The layout gate: types of the crate that the running program holds behind an alias, a
 //! container, a pointer or a static, read from the debug info of the host and of each patch. An
 //! edit that changes one of them is refused before anything is loaded, naming the type, what
-//! changed, where it is defined and how the program reaches it.
+//! changed, where it is defined and how the program reaches it. The fixture's profile has no
+//! debug info and strips the executable: the tool adds what the gate needs.
 
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, status_messages};
 
