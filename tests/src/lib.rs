@@ -157,7 +157,23 @@ impl Project {
 
     /// Starts `cargo hotswap run` on the project with `args` after `run`.
     pub fn run(&self, args: &[&str]) -> Session {
-        let mut command = Command::new(cargo_hotswap());
+        self.run_command(Command::new(cargo_hotswap()), args)
+    }
+
+    /// Starts `cargo hotswap run` like [`Project::run`], with the file mode creation mask
+    /// `umask` (octal, as `sh`'s `umask` takes it).
+    pub fn run_under_umask(&self, umask: &str, args: &[&str]) -> Session {
+        let mut command = Command::new("sh");
+        command
+            .arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(cargo_hotswap());
+        self.run_command(command, args)
+    }
+
+    /// Starts `command` (which runs `cargo-hotswap` with the arguments it is given) as
+    /// `cargo hotswap run` on the project with `args`.
+    fn run_command(&self, mut command: Command, args: &[&str]) -> Session {
         command
             .args(["hotswap", "run", "--manifest-path"])
             .arg(self.path().join("Cargo.toml"))

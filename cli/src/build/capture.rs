@@ -2,6 +2,8 @@
 //! environment of the selected bin crate, so that the rlib replay and every patch compile with
 //! the same `-C metadata`, `--extern`s and flags, hence the same mangled symbols and `TypeId`s.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -169,7 +171,14 @@ fn capture_if_selected(rustc: &std::ffi::OsStr, args: &[std::ffi::OsString]) -> 
     };
     let file = PathBuf::from(file);
     let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&capture)?)
+    // The environment may hold secrets (tokens): the file is the user's alone.
+    let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut out| out.write_all(&serde_json::to_vec_pretty(&capture)?))
         .with_context(|| format!("cannot write `{}`", tmp.display()))?;
     std::fs::rename(&tmp, &file).with_context(|| format!("cannot write `{}`", file.display()))
 }

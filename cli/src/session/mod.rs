@@ -7,8 +7,9 @@ mod rebuild;
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -72,6 +73,15 @@ struct Running {
     warned_silent: bool,
 }
 
+/// A Unix socket listening at `path`, readable and writable by the user only.
+fn private_listener(path: &Path) -> anyhow::Result<UnixListener> {
+    let listener = UnixListener::bind(path)
+        .with_context(|| format!("cannot listen on `{}`", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot make `{}` private", path.display()))?;
+    Ok(listener)
+}
+
 /// Runs a session until interrupted; returns the exit code.
 ///
 /// # Errors
@@ -100,18 +110,18 @@ pub(crate) fn run(args: RunArgs) -> Result<Success, CliError> {
         .join(std::process::id().to_string());
     std::fs::create_dir_all(&session_dir)
         .with_context(|| format!("cannot create `{}`", session_dir.display()))?;
-    // The socket lives in a private temporary directory: socket paths are limited to 108 bytes,
-    // and the directory's mode (0700) keeps other users out.
+    // The sockets live in a private temporary directory: socket paths are limited to 108 bytes,
+    // and the directory's mode (0700, whatever the umask) keeps other users out; the sockets
+    // themselves are 0600 too.
     let socket_dir = tempfile::Builder::new()
         .prefix("cargo-hotswap-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
         .context("cannot create the session's socket directory")?;
     let socket = socket_dir.path().join("agent.sock");
-    let listener = UnixListener::bind(&socket)
-        .with_context(|| format!("cannot listen on `{}`", socket.display()))?;
+    let listener = private_listener(&socket)?;
     let control_socket = socket_dir.path().join("control.sock");
-    let control = UnixListener::bind(&control_socket)
-        .with_context(|| format!("cannot listen on `{}`", control_socket.display()))?;
+    let control = private_listener(&control_socket)?;
     let _lock = crate::control::lock(&project, &control_socket)?;
 
     let (events, inbox) = mpsc::channel();

@@ -1,6 +1,6 @@
 //! The session around the program: one session per program (S14), a program that moves its
 //! working directory (S16), a program that exits (S18), `cargo hotswap patch` with `--no-watch`,
-//! and the JSON event stream.
+//! the JSON event stream, and the session's files being private to the user.
 
 use std::process::Command;
 
@@ -203,4 +203,45 @@ fn json_events_of_a_session() {
             && diagnostics.contains("aborting due to 1 previous error"),
         "rustc's diagnostics, once: {diagnostics}"
     );
+}
+
+/// The mode bits (permissions) of `path`, not following a symlink.
+fn mode(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap_or_else(|e| panic!("cannot read `{}`: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Under umask 000, the session's socket directory is 0700, its sockets 0600, and the recorded
+/// rustc command (whose environment may hold tokens) 0600: no other user can talk to the
+/// program's agent, drive the session, or read the capture.
+#[test]
+fn session_files_are_private_to_the_user_under_umask_000() {
+    let project = Project::copy("gate");
+    let mut session = project.run_under_umask("000", &[]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
+    let pid = tick_field(&first, "pid");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let socket = environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(b"HOTSWAP_AGENT_SOCKET="))
+        .map(|path| std::path::PathBuf::from(String::from_utf8_lossy(path).into_owned()))
+        .expect("the program has the agent's socket in its environment");
+    let dir = socket.parent().unwrap();
+    assert_eq!(mode(dir), 0o700, "{}", dir.display());
+    assert_eq!(mode(&socket), 0o600, "{}", socket.display());
+    assert_eq!(mode(&dir.join("control.sock")), 0o600);
+    // The host executable lies next to the capture of its rustc command.
+    let stderr = session.stderr();
+    let exe = stderr
+        .lines()
+        .find_map(|line| line.trim_start().strip_prefix("Running `"))
+        .and_then(|rest| rest.split('`').next())
+        .expect("a `Running` line names the host");
+    let exe = project.path().join(exe);
+    let capture = exe.parent().unwrap().join("rustc-command.json");
+    assert_eq!(mode(&capture), 0o600, "{}", capture.display());
 }
