@@ -761,9 +761,9 @@ pub(crate) fn changes(old: &TypeDef, new: &TypeDef) -> Vec<String> {
                 out.push(format!(
                     "discriminant `{}` at offset {} -> `{}` at offset {}",
                     short(&old.ty),
-                    offset(old.offset),
+                    known(old.offset),
                     short(&new.ty),
-                    offset(new.offset)
+                    known(new.offset)
                 ));
             }
             variant_changes(old_variants, new_variants, &mut out);
@@ -794,15 +794,15 @@ pub(crate) fn changes(old: &TypeDef, new: &TypeDef) -> Vec<String> {
     if old.size != new.size {
         out.push(format!(
             "size {} -> {} bytes",
-            optional(old.size),
-            optional(new.size)
+            known(old.size),
+            known(new.size)
         ));
     }
     if old.align != new.align {
         out.push(format!(
             "alignment {} -> {} bytes",
-            optional(old.align),
-            optional(new.align)
+            known(old.align),
+            known(new.align)
         ));
     }
     out
@@ -826,7 +826,7 @@ fn field_changes(old: &[Field], new: &[Field], what: &str, out: &mut Vec<String>
                 "{what} `{}: {}` added at offset {}",
                 field.name,
                 short(&field.ty),
-                offset(field.offset)
+                known(field.offset)
             )),
             Some(was) => {
                 if was.ty != field.ty {
@@ -841,8 +841,8 @@ fn field_changes(old: &[Field], new: &[Field], what: &str, out: &mut Vec<String>
                     out.push(format!(
                         "{what} `{}` moved from offset {} to {}",
                         field.name,
-                        offset(was.offset),
-                        offset(field.offset)
+                        known(was.offset),
+                        known(field.offset)
                     ));
                 }
             }
@@ -854,7 +854,7 @@ fn field_changes(old: &[Field], new: &[Field], what: &str, out: &mut Vec<String>
                 "{what} `{}: {}` removed (was at offset {})",
                 field.name,
                 short(&field.ty),
-                offset(field.offset)
+                known(field.offset)
             ));
         }
     }
@@ -881,15 +881,13 @@ fn variant_changes(old: &[Variant], new: &[Variant], out: &mut Vec<String>) {
     }
 }
 
+/// A variant's discriminant value, or `(niche)` for the variant the others' values leave.
 fn discriminant(value: Option<i128>) -> String {
     value.map_or_else(|| "(niche)".to_owned(), |v| v.to_string())
 }
 
-fn offset(value: Option<u64>) -> String {
-    value.map_or_else(|| "?".to_owned(), |v| v.to_string())
-}
-
-fn optional(value: Option<u64>) -> String {
+/// A number the debug info may leave out (an offset, a size): `?` when it does.
+fn known(value: Option<u64>) -> String {
     value.map_or_else(|| "?".to_owned(), |v| v.to_string())
 }
 
