@@ -12,6 +12,7 @@ mod check;
 mod cli;
 mod control;
 mod errors;
+mod event;
 mod notices;
 mod output;
 mod project;

@@ -163,9 +163,11 @@ pub(crate) fn error(err: &anyhow::Error) {
 
 /// Writes `event` as one JSON line on stdout, with `--message-format json`. Its `reason` field
 /// names the event, as in cargo's messages.
-pub(crate) fn event(event: serde_json::Value) {
-    if json() {
-        write_stdout(&format!("{event}\n"));
+pub(crate) fn event(event: &crate::event::Event) {
+    if json()
+        && let Ok(text) = serde_json::to_string(event)
+    {
+        write_stdout(&format!("{text}\n"));
     }
 }
 

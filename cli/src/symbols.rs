@@ -64,3 +64,11 @@ pub(crate) fn is_allocator_shim(path: &Path) -> bool {
             })
     })
 }
+
+/// A hot function's path without the crate's own name, as messages show it: `render::frame`.
+pub(crate) fn short_name(path: &str, crate_name: &str) -> String {
+    path.strip_prefix(crate_name)
+        .and_then(|rest| rest.strip_prefix("::"))
+        .unwrap_or(path)
+        .to_owned()
+}

@@ -12,6 +12,7 @@ use cargo_metadata::Message;
 use crate::build::capture::{self, Capture};
 use crate::build::shim::{extern_args, extern_name, link_options, main_return_type, shim_source};
 use crate::build::{link, replay};
+use crate::event::{Event, Target};
 use crate::output;
 
 /// A command line as text, for `-v` (arguments with spaces quoted).
@@ -125,14 +126,17 @@ pub(crate) fn build(
     work: &WorkDir,
 ) -> anyhow::Result<Host> {
     let started = Instant::now();
-    output::event(serde_json::json!({ "reason": "build-started", "target": "host" }));
+    output::event(&Event::BuildStarted {
+        target: Target::Host,
+        files: None,
+    });
     let result = build_host(project, options, work, started);
-    output::event(serde_json::json!({
-        "reason": "build-finished",
-        "target": "host",
-        "success": result.is_ok(),
-        "build_ms": started.elapsed().as_millis(),
-    }));
+    output::event(&Event::BuildFinished {
+        target: Target::Host,
+        success: result.is_ok(),
+        build_ms: Some(started.elapsed().as_millis()),
+        diagnostics: None,
+    });
     result
 }
 

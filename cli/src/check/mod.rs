@@ -17,7 +17,7 @@ pub(crate) mod dwarf;
 pub(crate) mod locate;
 pub(crate) mod records;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -431,12 +431,17 @@ pub(crate) struct Accepted {
     pub(crate) functions: Vec<String>,
 }
 
-/// Compares a patch with the running host.
+/// Compares a patch with the running host, whose code has the hot functions `running_hot`
+/// (when known).
 ///
 /// # Errors
 ///
 /// Every [`Refusal`], in the order of the hot functions' paths.
-pub(crate) fn check(host: &HostImage, patch: &PatchImage) -> Result<Accepted, Vec<Refusal>> {
+pub(crate) fn check(
+    host: &HostImage,
+    patch: &PatchImage,
+    running_hot: Option<&BTreeSet<String>>,
+) -> Result<Accepted, Vec<Refusal>> {
     let mut refusals = Vec::new();
     let mut functions = Vec::new();
     for (path, new) in &patch.records {
@@ -517,10 +522,65 @@ pub(crate) fn check(host: &HostImage, patch: &PatchImage) -> Result<Accepted, Ve
     if !missing.is_empty() {
         refusals.push(Refusal::Unresolved { symbols: missing });
     }
+    // A hot function of the running code that the patch lacks was renamed or removed: the
+    // program still calls it, and would never run the code that replaced it.
+    refusals.extend(
+        running_hot
+            .into_iter()
+            .flatten()
+            .filter(|path| !patch.records.contains_key(*path))
+            .map(|path| Refusal::Gone {
+                function: path.clone(),
+            }),
+    );
     if refusals.is_empty() {
         Ok(Accepted { functions })
     } else {
         Err(refusals)
+    }
+}
+
+/// The changed functions of a patch, split by whether the running program runs them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct LiveChanges {
+    /// The changed functions (display names) that hot functions reach, if known.
+    pub(crate) live: Option<Vec<String>>,
+    /// The changed functions that no hot function reaches: they take effect only after a
+    /// restart.
+    pub(crate) restart_only: Vec<String>,
+}
+
+impl LiveChanges {
+    /// Whether every change is of the restart-only kind: then there is nothing to send.
+    pub(crate) fn only_restart(&self) -> bool {
+        !self.restart_only.is_empty() && self.live.as_ref().is_some_and(Vec::is_empty)
+    }
+}
+
+/// Splits the changed functions (display names, if known) by whether a hot function reaches
+/// them in `code`.
+pub(crate) fn live_changes(
+    changed: Option<Vec<String>>,
+    code: Option<&code::CodeIndex>,
+    crate_name: &str,
+) -> LiveChanges {
+    let (changed, code) = match (changed, code) {
+        (Some(changed), Some(code)) => (changed, code),
+        (live, _) => {
+            return LiveChanges {
+                live,
+                restart_only: Vec::new(),
+            };
+        }
+    };
+    let restart_only = code.unreachable(&changed, crate_name);
+    let live = changed
+        .into_iter()
+        .filter(|name| !restart_only.contains(name))
+        .collect();
+    LiveChanges {
+        live: Some(live),
+        restart_only,
     }
 }
 
@@ -617,7 +677,7 @@ mod tests {
     fn a_renamed_argument_is_no_change() {
         let old = record("fn update(state: &mut State)", &[]);
         let new = record("fn update(world: &mut State)", &[]);
-        let accepted = check(&host(vec![old], &[]), &patch(vec![new], &[])).unwrap();
+        let accepted = check(&host(vec![old], &[]), &patch(vec![new], &[]), None).unwrap();
         assert_eq!(accepted.functions, ["app::update"]);
     }
 
@@ -656,7 +716,7 @@ mod tests {
 
     #[test]
     fn symbols_of_the_patchs_own_libraries_resolve() {
-        let accepted = check(&host(vec![], &[]), &patch(vec![], &["sin"]));
+        let accepted = check(&host(vec![], &[]), &patch(vec![], &["sin"]), None);
         assert!(accepted.is_ok(), "{accepted:?}");
     }
 
@@ -668,6 +728,7 @@ mod tests {
         let accepted = check(
             &host(vec![r.clone()], &["memcpy"]),
             &patch(vec![r], &["memcpy"]),
+            None,
         );
         assert_eq!(accepted.unwrap().functions, ["app::update"]);
     }
@@ -676,7 +737,7 @@ mod tests {
     fn a_changed_signature_is_refused_with_both_signatures() {
         let old = record(SIG, &[]);
         let new = record("fn update(state: &mut State, dt: f32)", &[]);
-        let refusals = check(&host(vec![old], &[]), &patch(vec![new], &[])).unwrap_err();
+        let refusals = check(&host(vec![old], &[]), &patch(vec![new], &[]), None).unwrap_err();
         assert_eq!(
             refusals[0].to_string(),
             "hot fn `app::update` changed its signature at src/main.rs:12\n             \
@@ -689,7 +750,7 @@ mod tests {
     fn a_changed_layout_is_refused_with_both_sizes() {
         let old = record(SIG, &[("&mut State", 8, 8), ("State", 24, 8)]);
         let new = record(SIG, &[("&mut State", 8, 8), ("State", 32, 8)]);
-        let refusals = check(&host(vec![old], &[]), &patch(vec![new], &[])).unwrap_err();
+        let refusals = check(&host(vec![old], &[]), &patch(vec![new], &[]), None).unwrap_err();
         assert_eq!(
             refusals[0].to_string(),
             "`State` changed layout (24 -> 32 bytes) at src/main.rs:12\n             \
@@ -703,6 +764,7 @@ mod tests {
         let refusals = check(
             &host(vec![], &["memcpy"]),
             &patch(vec![], &["memcpy", "_ZN3std7missing17h0123456789abcdefE"]),
+            None,
         )
         .unwrap_err();
         assert_eq!(
@@ -720,7 +782,7 @@ mod tests {
         let mut new = patch(vec![], &[]);
         new.layouts.insert("app::WORLD$0123".into(), (32, 8));
         new.layouts.insert("app::OTHER$4567".into(), (8, 8));
-        let refusals = check(&old, &new).unwrap_err();
+        let refusals = check(&old, &new, None).unwrap_err();
         assert_eq!(
             refusals[0].to_string(),
             "persisted static `app::WORLD` changed layout (24 -> 32 bytes)\n             \
@@ -731,8 +793,37 @@ mod tests {
     }
 
     #[test]
+    fn a_hot_function_the_patch_lacks_is_gone() {
+        let running = BTreeSet::from(["app::update".to_owned(), "app::draw".to_owned()]);
+        let refusals = check(
+            &host(vec![record(SIG, &[])], &[]),
+            &patch(vec![record(SIG, &[])], &[]),
+            Some(&running),
+        )
+        .unwrap_err();
+        assert_eq!(
+            refusals,
+            [Refusal::Gone {
+                function: "app::draw".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn changes_no_hot_function_reaches_are_split_off() {
+        let unknown = live_changes(Some(vec!["a".into()]), None, "app");
+        assert_eq!(unknown.live, Some(vec!["a".to_owned()]));
+        assert!(!unknown.only_restart());
+    }
+
+    #[test]
     fn new_hot_functions_are_not_swapped() {
-        let accepted = check(&host(vec![], &[]), &patch(vec![record(SIG, &[])], &[])).unwrap();
+        let accepted = check(
+            &host(vec![], &[]),
+            &patch(vec![record(SIG, &[])], &[]),
+            None,
+        )
+        .unwrap();
         assert!(accepted.functions.is_empty());
     }
 

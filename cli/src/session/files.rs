@@ -108,11 +108,3 @@ pub(super) fn relative(path: &Path, base: &Path) -> String {
         .display()
         .to_string()
 }
-
-/// A hot function's path without the crate's own name: `render::frame`.
-pub(super) fn short_name(path: &str, crate_name: &str) -> String {
-    path.strip_prefix(crate_name)
-        .and_then(|rest| rest.strip_prefix("::"))
-        .unwrap_or(path)
-        .to_owned()
-}

@@ -2,8 +2,10 @@
 //! every save into a patch the host confirms, or into a restart that says why.
 
 mod files;
+mod link;
+mod pipeline;
 mod program;
-mod rebuild;
+mod report;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,6 +24,7 @@ use crate::check::HostImage;
 use crate::check::code::CodeIndex;
 use crate::cli::RunArgs;
 use crate::errors::{CliError, Success};
+use crate::event::Event as Report;
 use crate::output;
 use crate::project::Project;
 use crate::watch::scheduler::{MAX_WAIT, QUIET, Scheduler};
@@ -51,13 +54,24 @@ enum Event {
     Interrupt,
 }
 
-/// What a rebuild led to, as `cargo hotswap patch` reports it.
+/// What `cargo hotswap patch` answers: whether the patch was applied (or nothing needed to be),
+/// and the status line the session printed, verb first.
 #[derive(Debug)]
-enum Outcome {
-    /// No file changed in a way that matters.
-    Nothing,
-    /// The status line that was printed (verb first), and whether it is a success.
-    Done(bool, String),
+struct Answer {
+    ok: bool,
+    line: String,
+}
+
+impl Answer {
+    /// A patch applied, or nothing to apply.
+    fn done(line: String) -> Answer {
+        Answer { ok: true, line }
+    }
+
+    /// No patch applied.
+    fn failed(line: String) -> Answer {
+        Answer { ok: false, line }
+    }
 }
 
 /// The host process of the session and its connection.
@@ -312,8 +326,8 @@ impl Session {
                     let _ = writeln!(stream, "| {line}");
                 }
                 let answer = match outcome {
-                    Outcome::Nothing => "ok Unchanged nothing to patch".to_owned(),
-                    Outcome::Done(ok, line) => {
+                    None => "ok Unchanged nothing to patch".to_owned(),
+                    Some(Answer { ok, line }) => {
                         format!(
                             "{} {}",
                             if ok { "ok" } else { "err" },
@@ -371,10 +385,9 @@ impl Session {
         };
         match running.child.try_wait() {
             Ok(Some(status)) => {
-                output::event(serde_json::json!({
-                    "reason": "host-exited",
-                    "status": status.to_string(),
-                }));
+                output::event(&Report::HostExited {
+                    status: status.to_string(),
+                });
                 output::warn(
                     "Exited",
                     format!(

@@ -1,9 +1,12 @@
-//! The program under the session: starting and stopping the host, and the sockets it and
-//! `cargo hotswap patch` reach the session through.
+//! The program under the session: starting, stopping and restarting the host, the baseline
+//! patch built right after a start, and the sockets the program and `cargo hotswap patch`
+//! reach the session through.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
@@ -11,12 +14,14 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hotswap::protocol::{self, HostMessage};
 
-use crate::build::host::Host;
-use crate::check::{CrateId, HostImage};
+use crate::build::host::{self, Host};
+use crate::build::patch;
+use crate::check::{CrateId, HostImage, PatchImage};
+use crate::event::Event as Report;
 use crate::output;
 
-use super::files::relative;
-use super::{Event, Running, Session};
+use super::files::{content_hash, relative};
+use super::{Answer, Event, Running, Session};
 
 impl Session {
     /// What the gate needs to know of the crate `build` compiled: its name and root source.
@@ -65,7 +70,7 @@ impl Session {
         if let Some(stderr) = child.stderr.take() {
             output::forward(stderr, output::Sink::Stderr);
         }
-        output::event(serde_json::json!({ "reason": "host-started", "pid": child.id() }));
+        output::event(&Report::HostStarted { pid: child.id() });
         output::status(
             "Running",
             format!(
@@ -83,6 +88,102 @@ impl Session {
             warned_silent: false,
         });
         Ok(())
+    }
+
+    /// Builds a patch from the unchanged sources right after a host starts: its code is the
+    /// baseline that later patches are compared with, and it warms rustc's incremental cache.
+    /// Returns the crate's source files besides `*.rs` (from dep-info), which are watched too.
+    pub(super) fn build_baseline(&mut self) -> Vec<PathBuf> {
+        let Some(running) = &self.running else {
+            return Vec::new();
+        };
+        let build = running.build.clone();
+        let (baseline, extra) = match patch::build(&build, &self.work, &self.session_dir, 0, true) {
+            Ok(patch) => {
+                let extra: Vec<PathBuf> = patch
+                    .sources
+                    .iter()
+                    .filter(|p| p.extension().is_none_or(|e| e != "rs"))
+                    .cloned()
+                    .collect();
+                // A save since the host's build may have reached this build but not the host:
+                // then the baseline is not the running code, and the next patch is compared
+                // with nothing.
+                let current = patch
+                    .sources
+                    .iter()
+                    .all(|path| self.snapshot.get(path) == Some(&content_hash(path)));
+                // The hot functions the running code has, for the gate (renamed or removed ones).
+                self.running_hot = self
+                    .running
+                    .as_ref()
+                    .and_then(|r| {
+                        PatchImage::read(&patch.path, self.crate_id(&r.build), &HashSet::new()).ok()
+                    })
+                    .filter(|_| current)
+                    .map(|image| image.records.keys().cloned().collect());
+                (if current { patch.code } else { None }, extra)
+            }
+            Err(err) => {
+                // A save during this build is the likely cause, and its own patch build is next
+                // and reports it; otherwise, say so.
+                let mut files = Vec::new();
+                self.collect_all(&mut files);
+                let unchanged = files
+                    .iter()
+                    .all(|path| self.snapshot.get(path) == Some(&content_hash(path)));
+                if unchanged {
+                    output::warn(
+                        "Warning",
+                        format!("cannot build a first patch from the unchanged sources: {err}"),
+                    );
+                }
+                self.running_hot = None;
+                (None, Vec::new())
+            }
+        };
+        self.baseline = baseline;
+        for file in &extra {
+            self.snapshot
+                .entry(file.clone())
+                .or_insert_with(|| content_hash(file));
+        }
+        self.filter.set_extra_sources(extra.clone());
+        extra
+    }
+
+    /// Rebuilds the host and, if that succeeds, replaces the running program with it. `hint`
+    /// goes on a line of its own.
+    pub(super) fn restart(&mut self, reason: &str, hint: Option<&str>) -> Answer {
+        let hint = hint
+            .map(|h| format!("\n             {h}"))
+            .unwrap_or_default();
+        output::event(&Report::HostRestarting {
+            why: reason.to_owned(),
+        });
+        output::warn(
+            "Restarting",
+            format!("{} ({reason}; state is lost){hint}", self.project.bin),
+        );
+        self.snapshot_sources();
+        let build = host::build(&self.project, &self.options, &self.work);
+        self.refresh_lockfiles();
+        let build = match build {
+            Ok(build) => build,
+            Err(err) => {
+                output::error(&err);
+                let message = "the host build failed, so nothing restarted: the running program, if any, keeps its code and its state";
+                output::warn("Failed", message);
+                return Answer::failed(format!("Failed {message}"));
+            }
+        };
+        self.stop();
+        if let Err(err) = self.start(build) {
+            output::error(&err);
+            return Answer::failed(format!("Failed {err:#}"));
+        }
+        self.build_baseline();
+        Answer::done(format!("Restarted {} ({reason})", self.project.bin))
     }
 
     /// Stops the running host, if any: SIGTERM, then SIGKILL after a grace period.

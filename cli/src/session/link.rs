@@ -1,0 +1,108 @@
+//! Sending a checked patch over the agent link and waiting for the program's answer: the tool
+//! reports only what the program confirmed.
+
+use std::io::Write;
+use std::time::Instant;
+
+use hotswap::protocol::{HostMessage, ToolMessage};
+
+use crate::symbols::short_name;
+
+use super::pipeline::Checked;
+use super::{APPLY_DEADLINE, Session};
+
+/// A patch the program applied, as it confirmed it.
+#[derive(Debug)]
+pub(crate) struct Applied {
+    /// The generation the program runs now.
+    pub(crate) generation: u64,
+    /// The changed functions (or, if unknown, the swapped hot functions) by display name.
+    pub(crate) functions: Vec<String>,
+    /// The patch build's time, in milliseconds.
+    pub(crate) build_ms: u128,
+    /// The gate's time, in milliseconds, rounded to tenths.
+    pub(crate) check_ms: f64,
+    /// The program's time to load and switch, in milliseconds, rounded to tenths.
+    pub(crate) load_ms: f64,
+}
+
+impl Session {
+    /// Sends `checked` to the program and waits (at most [`APPLY_DEADLINE`]) for its answer;
+    /// messages it sends on its own meanwhile (a rollback) are reported as they come.
+    ///
+    /// # Errors
+    ///
+    /// Why the patch is not applied: no program or link, a failed send, no answer in time, or
+    /// the program's own refusal.
+    pub(super) fn apply(&mut self, checked: Checked) -> Result<Applied, String> {
+        let crate_name = self.project.crate_name.clone();
+        let Some(running) = &mut self.running else {
+            return Err("the program is not running".to_owned());
+        };
+        let Some((link_id, stream)) = &mut running.link else {
+            return Err(format!(
+                "`{}` is not connected to cargo-hotswap, so the patch cannot be applied",
+                self.project.bin
+            ));
+        };
+        let link_id = *link_id;
+        let number = checked.number;
+        let display = |functions: &[String]| -> Vec<String> {
+            functions
+                .iter()
+                .map(|f| short_name(f, &crate_name))
+                .collect()
+        };
+        let message = ToolMessage::Patch {
+            patch_id: number,
+            build_id: running.build.build_id.clone(),
+            path: checked.patch.path.clone(),
+            changed: checked
+                .changed
+                .clone()
+                .unwrap_or_else(|| display(&checked.functions)),
+            functions: checked.functions,
+        };
+        if let Err(err) = stream.write_all(message.encode().as_bytes()) {
+            running.link = None;
+            return Err(format!("cannot send the patch to the program: {err}"));
+        }
+        let deadline = Instant::now() + APPLY_DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let reply = match self.replies.recv_timeout(left) {
+                Ok((id, reply)) if id == link_id => reply,
+                Ok(_) => continue,
+                Err(_) => {
+                    return Err(format!(
+                        "`{}` did not answer within {} s; its code may be unchanged",
+                        self.project.bin,
+                        APPLY_DEADLINE.as_secs()
+                    ));
+                }
+            };
+            match reply {
+                HostMessage::Applied {
+                    patch_id,
+                    generation,
+                    load_micros,
+                    functions,
+                } if patch_id == number => {
+                    return Ok(Applied {
+                        generation,
+                        functions: checked.changed.unwrap_or_else(|| display(&functions)),
+                        build_ms: checked.patch.build_time.as_millis(),
+                        check_ms: (checked.check_time.as_secs_f64() * 10_000.0).round() / 10.0,
+                        load_ms: (load_micros as f64 / 100.0).round() / 10.0,
+                    });
+                }
+                HostMessage::Failed { patch_id, reason } if patch_id == number => {
+                    return Err(format!("the program did not apply the patch: {reason}"));
+                }
+                other => {
+                    crate::notices::host_event(&other, &crate_name);
+                }
+            }
+        }
+    }
+}

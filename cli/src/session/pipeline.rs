@@ -1,0 +1,284 @@
+//! Turning a batch of changed files into a patch the program confirms, a refusal, or a
+//! restart: one function per stage (changes -> build -> gate -> send), each handing the next
+//! what it needs or ending the run with an [`Outcome`], which [`Session::report`] then tells.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::build::host::{self, Host};
+use crate::build::patch::{self, Patch, PatchBuildError};
+use crate::check::{self, PatchImage, Refusal};
+use crate::event::{Event, Target};
+use crate::output;
+use crate::watch::FileKind;
+
+use super::Session;
+use super::files::{changed_files, relative};
+use super::link::Applied;
+
+/// How a run of the pipeline ended.
+#[derive(Debug)]
+pub(super) enum Outcome {
+    /// No file changed in a way that matters.
+    Nothing,
+    /// A change that a patch cannot carry: the host is rebuilt and the program restarted.
+    Restart {
+        /// Why, for the `Restarting` line.
+        reason: String,
+    },
+    /// rustc rejected the patch; the program keeps its code.
+    BuildFailed {
+        /// rustc's diagnostics, when they were captured (else they were shown).
+        diagnostics: String,
+    },
+    /// The patch could not be built for another reason.
+    BuildError(anyhow::Error),
+    /// The gate refused the patch: nothing was loaded.
+    Refused(Vec<Refusal>),
+    /// The patch could not be checked: nothing was loaded.
+    Unchecked(anyhow::Error),
+    /// Every changed function is one that no hot function reaches: nothing was sent.
+    RestartOnly,
+    /// No code changed: nothing was sent.
+    Unchanged {
+        /// The changed files as a list for the message, empty when none changed.
+        files: String,
+    },
+    /// The program applied the patch.
+    Applied(Applied),
+    /// The patch was sent, or could not be, and is not applied.
+    NotApplied(String),
+}
+
+/// What the changes stage hands on: the changed files and the build the program runs.
+struct Changes {
+    /// The changed files.
+    paths: Vec<PathBuf>,
+    /// The running program's host build, whose command a patch replays.
+    host: Host,
+}
+
+/// What the gate hands on: a patch that may be sent.
+pub(super) struct Checked {
+    /// The built patch.
+    pub(super) patch: Patch,
+    /// Its number in this session.
+    pub(super) number: u64,
+    /// The hot functions whose slots the program switches.
+    pub(super) functions: Vec<String>,
+    /// The changed functions' display names, if known.
+    pub(super) changed: Option<Vec<String>>,
+    /// The gate's time.
+    pub(super) check_time: Duration,
+    /// The hot functions the patch has: the running code's once it is applied.
+    pub(super) hot: BTreeSet<String>,
+}
+
+impl Session {
+    /// Reacts to a batch of changed paths: restart, patch, or nothing. With `force` (asked by
+    /// `cargo hotswap patch`), builds a patch even if no file changed. Returns what
+    /// `cargo hotswap patch` answers, if anything happened.
+    pub(super) fn rebuild(&mut self, paths: Vec<PathBuf>, force: bool) -> Option<super::Answer> {
+        let outcome = match self.stages(paths, force) {
+            Ok(outcome) | Err(outcome) => outcome,
+        };
+        self.report(outcome)
+    }
+
+    /// The stages in order; `Err` is an outcome that ends the run early.
+    fn stages(&mut self, paths: Vec<PathBuf>, force: bool) -> Result<Outcome, Outcome> {
+        let changes = self.changes(paths, force)?;
+        let patch = self.build_patch(&changes)?;
+        let checked = self.gate(&changes, patch)?;
+        Ok(self.send(checked))
+    }
+
+    /// The changed files, or the outcome when there are none that matter or when one of them
+    /// (or the toolchain, or the program's absence) calls for a restart.
+    fn changes(&mut self, paths: Vec<PathBuf>, force: bool) -> Result<Changes, Outcome> {
+        let changed = self.changed(paths);
+        if changed.is_empty() && !force {
+            return Err(Outcome::Nothing);
+        }
+        if let Some((path, _)) = changed.iter().find(|(_, kind)| *kind == FileKind::Build) {
+            return Err(Outcome::Restart {
+                reason: format!(
+                    "`{}` changed, which the patch cannot carry: the host is rebuilt",
+                    relative(path, &self.project.workspace_root)
+                ),
+            });
+        }
+        let Some(running) = &self.running else {
+            // The host exited: build and start it again, from the current sources (S18).
+            return Err(Outcome::Restart {
+                reason: "the program is not running".to_owned(),
+            });
+        };
+        let host = running.build.clone();
+        if host::toolchain_stamp(&host.capture) != host.toolchain {
+            return Err(Outcome::Restart {
+                reason: "the Rust toolchain changed since the program was built".to_owned(),
+            });
+        }
+        Ok(Changes {
+            paths: changed.into_iter().map(|(path, _)| path).collect(),
+            host,
+        })
+    }
+
+    /// Builds the patch; a file the patch does not compile (another crate's) calls for a
+    /// restart.
+    fn build_patch(&mut self, changes: &Changes) -> Result<Patch, Outcome> {
+        let number = self.next_patch + 1;
+        output::status(
+            "Patching",
+            format!(
+                "{} ({} changed)",
+                self.project.bin,
+                self.files(&changes.paths)
+            ),
+        );
+        output::event(&Event::BuildStarted {
+            target: Target::Patch,
+            files: Some(changes.paths.clone()),
+        });
+        // rustc's output is captured for the JSON event, and on a terminal so that it does not
+        // cross the spinner; it is shown right after.
+        let capture = output::json() || output::progress_allowed() || self.serving_request;
+        let spinner = output::spinner("Compiling", &self.project.crate_name);
+        let result = patch::build(
+            &changes.host,
+            &self.work,
+            &self.session_dir,
+            number,
+            capture,
+        );
+        output::finish(spinner);
+        let patch = match result {
+            Ok(patch) => patch,
+            Err(PatchBuildError::Compile { diagnostics, .. }) => {
+                return Err(Outcome::BuildFailed { diagnostics });
+            }
+            Err(PatchBuildError::Other(err)) => return Err(Outcome::BuildError(err)),
+        };
+        output::write_stderr(&patch.messages);
+        output::event(&Event::BuildFinished {
+            target: Target::Patch,
+            success: true,
+            build_ms: Some(patch.build_time.as_millis()),
+            diagnostics: None,
+        });
+        self.next_patch = number;
+        let outside: Vec<_> = changes
+            .paths
+            .iter()
+            .filter(|path| !patch.sources.contains(path))
+            .map(|path| format!("`{}`", relative(path, &self.project.workspace_root)))
+            .collect();
+        if !outside.is_empty() {
+            return Err(Outcome::Restart {
+                reason: format!(
+                    "{} {} outside the `{}` bin crate, and only that crate is patched yet",
+                    outside.join(", "),
+                    if outside.len() == 1 { "is" } else { "are" },
+                    self.project.bin
+                ),
+            });
+        }
+        Ok(patch)
+    }
+
+    /// Checks the patch against the running program (see [`check`]) and tells which functions
+    /// changed; a patch that changes nothing the program runs goes no further.
+    fn gate(&mut self, changes: &Changes, patch: Patch) -> Result<Checked, Outcome> {
+        let started = Instant::now();
+        let running = self.running.as_ref().expect("the changes stage saw it");
+        let image = PatchImage::read(
+            &patch.path,
+            self.crate_id(&changes.host),
+            &running.image.held,
+        )
+        .map_err(|err| Outcome::Unchecked(err.context("cannot check the patch")))?;
+        let accepted = match check::check(&running.image, &image, self.running_hot.as_ref()) {
+            Ok(accepted) => accepted,
+            Err(mut refusals) => {
+                check::locate_types(
+                    &mut refusals,
+                    &self.source_dir(),
+                    &self.project.workspace_root,
+                );
+                return Err(Outcome::Refused(refusals));
+            }
+        };
+        let crate_name = &self.project.crate_name;
+        let changed = match (&patch.code, &self.baseline) {
+            (Some(new), Some(old)) => Some(new.changed_since(old, crate_name)),
+            _ => None,
+        };
+        let live = check::live_changes(changed, patch.code.as_ref(), crate_name);
+        super::report::restart_only(&live.restart_only);
+        if live.only_restart() {
+            self.baseline = patch.code;
+            return Err(Outcome::RestartOnly);
+        }
+        if live.live.as_ref().is_some_and(Vec::is_empty) {
+            return Err(Outcome::Unchanged {
+                files: if changes.paths.is_empty() {
+                    String::new()
+                } else {
+                    self.files(&changes.paths)
+                },
+            });
+        }
+        if let Some(code) = &patch.code {
+            super::report::fresh_statics(&code.statics);
+        }
+        Ok(Checked {
+            number: self.next_patch,
+            functions: accepted.functions,
+            changed: live.live,
+            check_time: started.elapsed(),
+            hot: image.records.into_keys().collect(),
+            patch,
+        })
+    }
+
+    /// Sends a checked patch to the program and waits for its answer.
+    fn send(&mut self, checked: Checked) -> Outcome {
+        let code = checked.patch.code.clone();
+        let hot = checked.hot.clone();
+        match self.apply(checked) {
+            Ok(applied) => {
+                self.baseline = code;
+                self.running_hot = Some(hot);
+                Outcome::Applied(applied)
+            }
+            Err(message) => Outcome::NotApplied(message),
+        }
+    }
+
+    /// The changed files as a list for messages, or `no file`.
+    fn files(&self, paths: &[PathBuf]) -> String {
+        if paths.is_empty() {
+            "no file".to_owned()
+        } else {
+            changed_files(paths, &self.project.workspace_root)
+        }
+    }
+
+    /// The directory whose `.rs` files define the crate's types: the package's `src`.
+    fn source_dir(&self) -> PathBuf {
+        let package_dir = self
+            .project
+            .manifest_path
+            .parent()
+            .unwrap_or(Path::new("."));
+        let src = package_dir.join("src");
+        if src.is_dir() {
+            src
+        } else {
+            package_dir.to_path_buf()
+        }
+    }
+}
