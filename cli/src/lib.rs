@@ -9,7 +9,7 @@
 
 mod build;
 mod check;
-mod cli;
+mod commands;
 mod control;
 mod errors;
 mod event;
@@ -32,6 +32,6 @@ pub fn main() -> ExitCode {
         Ok("rustc") => build::capture::rustc_wrapper_main(),
         Ok("link-host") => build::link::linker_main(build::link::Mode::Host),
         Ok("link-patch") => build::link::linker_main(build::link::Mode::Patch),
-        _ => cli::main(),
+        _ => commands::main(),
     }
 }

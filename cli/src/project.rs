@@ -6,8 +6,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use cargo_metadata::{Metadata, MetadataCommand, Package, Target};
 
-use crate::cli::TargetArgs;
-
 /// The selected bin target and everything the session derives from the project layout.
 #[derive(Debug)]
 pub(crate) struct Project {
@@ -35,6 +33,19 @@ pub(crate) struct Project {
     pub(crate) units_estimate: u64,
 }
 
+/// Which program, as cargo selects it (`-p`, `--bin`, `--manifest-path`, `--target-dir`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Selection {
+    /// The package with the bin target, when the workspace has several.
+    pub(crate) package: Option<String>,
+    /// The bin target, when the package has several.
+    pub(crate) bin: Option<String>,
+    /// The manifest; the current directory's project by default.
+    pub(crate) manifest_path: Option<PathBuf>,
+    /// The target directory; cargo's by default.
+    pub(crate) target_dir: Option<PathBuf>,
+}
+
 impl Project {
     /// Reads the project with `cargo metadata` and selects the bin target as `cargo run` would.
     ///
@@ -42,7 +53,7 @@ impl Project {
     ///
     /// When `cargo metadata` fails, no or several packages or bins match, or the package does not
     /// depend on the `hotswap` crate.
-    pub(crate) fn load(args: &TargetArgs) -> anyhow::Result<Self> {
+    pub(crate) fn load(args: &Selection) -> anyhow::Result<Self> {
         let cargo = std::env::var_os("CARGO")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("cargo"));
@@ -98,7 +109,7 @@ impl Project {
 
 /// The package named by `-p`, or the one the manifest path points to, or the workspace's only
 /// package with a bin target.
-fn select_package<'m>(metadata: &'m Metadata, args: &TargetArgs) -> anyhow::Result<&'m Package> {
+fn select_package<'m>(metadata: &'m Metadata, args: &Selection) -> anyhow::Result<&'m Package> {
     let members = metadata.workspace_packages();
     if let Some(spec) = &args.package {
         return members

@@ -22,11 +22,11 @@ use hotswap::protocol::{self, HostMessage};
 use crate::build::host::{self, BuildOptions, Host, WorkDir};
 use crate::check::HostImage;
 use crate::check::code::CodeIndex;
-use crate::cli::RunArgs;
-use crate::errors::{CliError, Success};
+use crate::control::protocol::{self as control, Reply, Verdict};
+use crate::errors::CliError;
 use crate::event::Event as Report;
 use crate::output;
-use crate::project::Project;
+use crate::project::{Project, Selection};
 use crate::watch::scheduler::{MAX_WAIT, QUIET, Scheduler};
 use crate::watch::{self, Filter};
 
@@ -54,23 +54,22 @@ enum Event {
     Interrupt,
 }
 
-/// What `cargo hotswap patch` answers: whether the patch was applied (or nothing needed to be),
-/// and the status line the session printed, verb first.
+/// What `cargo hotswap patch` answers: how the request ended, and the status line the session
+/// printed for it.
 #[derive(Debug)]
 struct Answer {
-    ok: bool,
-    line: String,
+    verdict: Verdict,
+    verb: &'static str,
+    message: String,
 }
 
 impl Answer {
-    /// A patch applied, or nothing to apply.
-    fn done(line: String) -> Answer {
-        Answer { ok: true, line }
-    }
-
-    /// No patch applied.
-    fn failed(line: String) -> Answer {
-        Answer { ok: false, line }
+    fn new(verdict: Verdict, verb: &'static str, message: impl Into<String>) -> Answer {
+        Answer {
+            verdict,
+            verb,
+            message: message.into(),
+        }
     }
 }
 
@@ -96,27 +95,35 @@ fn private_listener(path: &Path) -> anyhow::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Runs a session until interrupted; returns the exit code.
+/// What `cargo hotswap run` was asked for.
+#[derive(Debug)]
+pub(crate) struct RunOptions {
+    /// Which program.
+    pub(crate) selection: Selection,
+    /// How to build it.
+    pub(crate) build: BuildOptions,
+    /// Keep the old code running when a patch is refused.
+    pub(crate) no_restart: bool,
+    /// Patch only when `cargo hotswap patch` asks.
+    pub(crate) no_watch: bool,
+    /// Compare files periodically instead of using inotify.
+    pub(crate) poll: bool,
+    /// The program's own arguments.
+    pub(crate) program_args: Vec<String>,
+}
+
+/// Runs a session until it is interrupted, which ends it with [`CliError::Interrupted`].
 ///
 /// # Errors
 ///
 /// When the project cannot be read, the first host build fails, or the session cannot set up
 /// its directory, socket or watcher.
-pub(crate) fn run(args: RunArgs) -> Result<Success, CliError> {
+pub(crate) fn run(args: RunOptions) -> Result<(), CliError> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return Err(anyhow::anyhow!("cargo-hotswap supports Linux on x86_64 only, for now").into());
     }
-    let project = Project::load(&args.target)?;
-    let options = BuildOptions {
-        features: args.features.clone(),
-        all_features: args.all_features,
-        no_default_features: args.no_default_features,
-        profile: if args.release {
-            Some("release".to_owned())
-        } else {
-            args.profile.clone()
-        },
-    };
+    let project = Project::load(&args.selection)?;
+    let options = args.build;
     let work = WorkDir::new(&project, &options)?;
     let session_dir = work
         .root
@@ -159,7 +166,7 @@ pub(crate) fn run(args: RunArgs) -> Result<Success, CliError> {
         work,
         session_dir,
         socket,
-        program_args: args.args,
+        program_args: args.program_args,
         no_restart: args.no_restart,
         no_watch: args.no_watch,
         serving_request: false,
@@ -229,7 +236,7 @@ pub(crate) fn run(args: RunArgs) -> Result<Success, CliError> {
     } else {
         output::status("Stopped", "the session (interrupted)");
     }
-    Ok(Success::Interrupted)
+    Err(CliError::Interrupted)
 }
 
 /// The state of a session.
@@ -321,21 +328,29 @@ impl Session {
                 self.last_diagnostics.clear();
                 let outcome = self.rebuild(files, true);
                 self.serving_request = false;
-                // rustc's diagnostics first, each line marked, then the answer.
-                for line in self.last_diagnostics.lines() {
-                    let _ = writeln!(stream, "| {line}");
-                }
-                let answer = match outcome {
-                    None => "ok Unchanged nothing to patch".to_owned(),
-                    Some(Answer { ok, line }) => {
-                        format!(
-                            "{} {}",
-                            if ok { "ok" } else { "err" },
-                            line.replace('\n', " ")
-                        )
+                // rustc's diagnostics first, a line each, then the answer.
+                let answer = outcome.unwrap_or_else(|| {
+                    Answer::new(Verdict::Unchanged, "Unchanged", "nothing to patch")
+                });
+                let replies = self
+                    .last_diagnostics
+                    .lines()
+                    .map(|line| Reply::Diagnostic {
+                        line: line.to_owned(),
+                    })
+                    .chain(std::iter::once(Reply::Answer {
+                        verdict: answer.verdict,
+                        verb: answer.verb.to_owned(),
+                        message: answer.message,
+                    }));
+                for reply in replies {
+                    if stream
+                        .write_all(control::encode(&reply).as_bytes())
+                        .is_err()
+                    {
+                        break;
                     }
-                };
-                let _ = writeln!(stream, "{answer}");
+                }
             }
             Event::Interrupt => {}
             Event::Connected(id, stream) => {

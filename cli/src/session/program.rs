@@ -17,6 +17,7 @@ use hotswap::protocol::{self, HostMessage};
 use crate::build::host::{self, Host};
 use crate::build::patch;
 use crate::check::{CrateId, HostImage, PatchImage};
+use crate::control::protocol::{self as control, Request, Verdict};
 use crate::event::Event as Report;
 use crate::output;
 
@@ -174,16 +175,20 @@ impl Session {
                 output::error(&err);
                 let message = "the host build failed, so nothing restarted: the running program, if any, keeps its code and its state";
                 output::warn("Failed", message);
-                return Answer::failed(format!("Failed {message}"));
+                return Answer::new(Verdict::BuildFailed, "Failed", message);
             }
         };
         self.stop();
         if let Err(err) = self.start(build) {
             output::error(&err);
-            return Answer::failed(format!("Failed {err:#}"));
+            return Answer::new(Verdict::Failed, "Failed", format!("{err:#}"));
         }
         self.build_baseline();
-        Answer::done(format!("Restarted {} ({reason})", self.project.bin))
+        Answer::new(
+            Verdict::Restarted,
+            "Restarted",
+            format!("{} ({reason})", self.project.bin),
+        )
     }
 
     /// Stops the running host, if any: SIGTERM, then SIGKILL after a grace period.
@@ -255,12 +260,11 @@ pub(super) fn spawn_control(listener: UnixListener, events: Sender<Event>) {
         .spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let mut request = String::new();
                 let Ok(reader) = stream.try_clone() else {
                     continue;
                 };
-                if BufReader::new(reader).read_line(&mut request).is_ok()
-                    && request.trim() == "patch"
+                let request = control::read::<Request>(&mut BufReader::new(reader));
+                if let Ok(Some(Request::Patch)) = request
                     && events.send(Event::Trigger(stream)).is_err()
                 {
                     return;

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::control::protocol::Verdict;
 use crate::event::{Event, Target};
 use crate::output;
 
@@ -36,12 +37,12 @@ impl Session {
                     self.next_trigger()
                 );
                 output::warn("Failed", &message);
-                Answer::failed(format!("Failed {message}"))
+                Answer::new(Verdict::BuildFailed, "Failed", message)
             }
             Outcome::BuildError(err) => {
                 let err = err.context("the patch build failed");
                 output::error(&err);
-                Answer::failed(format!("Failed {err:#}"))
+                Answer::new(Verdict::Failed, "Failed", format!("{err:#}"))
             }
             Outcome::Refused(refusals) => {
                 let messages: Vec<String> = refusals.iter().map(ToString::to_string).collect();
@@ -54,14 +55,16 @@ impl Session {
                 for message in &messages {
                     output::warn("Refused", message);
                 }
-                self.refused(&messages.join("; "))
+                self.refused(&messages.join("\n     Refused "))
             }
             Outcome::Unchecked(err) => {
                 output::error(&err);
                 self.refused(&format!("{err:#}"))
             }
-            Outcome::RestartOnly => Answer::failed(
-                "Warning the changed code takes effect only after a restart".to_owned(),
+            Outcome::RestartOnly => Answer::new(
+                Verdict::Refused,
+                "Warning",
+                "the changed code takes effect only after a restart",
             ),
             Outcome::Unchanged { files } => {
                 output::event(&Event::PatchUnchanged);
@@ -71,7 +74,7 @@ impl Session {
                     format!("no code changed in {files}; nothing to patch")
                 };
                 output::status("Unchanged", &message);
-                Answer::done(format!("Unchanged {message}"))
+                Answer::new(Verdict::Unchanged, "Unchanged", message)
             }
             Outcome::Applied(applied) => patched(applied),
             Outcome::NotApplied(message) => {
@@ -79,7 +82,7 @@ impl Session {
                     message: message.clone(),
                 });
                 output::warn("Refused", &message);
-                Answer::failed(format!("Refused {message}"))
+                Answer::new(Verdict::Refused, "Refused", message)
             }
         })
     }
@@ -93,13 +96,17 @@ impl Session {
                 self.next_trigger()
             );
             output::warn("Kept", &message);
-            Answer::failed(format!("Refused {why}"))
+            Answer::new(Verdict::Refused, "Refused", why)
         } else {
             self.restart(
                 "the patch was refused",
                 Some("pass `--no-restart` to keep the old code running instead"),
             );
-            Answer::failed(format!("Refused {why}; the program was restarted"))
+            Answer::new(
+                Verdict::Refused,
+                "Refused",
+                format!("{why}{CONTINUATION}the program was restarted (state is lost)"),
+            )
         }
     }
 
@@ -142,7 +149,7 @@ fn patched(applied: Applied) -> Answer {
         load_ms,
     });
     output::status("Patched", &message);
-    Answer::done(format!("Patched {message}"))
+    Answer::new(Verdict::Applied, "Patched", message)
 }
 
 /// Warns that `names`, functions whose code changed, are reached by no hot function, so the

@@ -116,11 +116,11 @@ fn patch_command_patches_a_no_watch_session() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert_eq!(stderr, "   Unchanged no code changed; nothing to patch\n");
-    // A compile error: the request shows rustc's diagnostics and fails.
+    // A compile error: the request shows rustc's diagnostics and fails with exit code 4.
     project.edit("src/main.rs", "\"beta-two\"", "\"beta-two\" +");
     let output = patch();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(output.status.code(), Some(4), "{stderr}");
     assert!(
         stderr.contains("error: expected expression, found `}`"),
         "{stderr}"
@@ -132,10 +132,22 @@ fn patch_command_patches_a_no_watch_session() {
         ),
         "{stderr}"
     );
-    drop(session);
-    // Without a session, the command says so and fails.
+    // A refused patch: the refusal as the session printed it, line for line, and exit code 3.
+    crate::fix_and_change_alpha_signature(&project);
     let output = patch();
-    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert_eq!(
+        stderr,
+        "     Refused hot fn `gate::alpha` changed its signature at src/main.rs:39\n             \
+         was `fn alpha() -> &'static str`\n             \
+         now `fn alpha(n: u8) -> &'static str`\n             \
+         the program was restarted (state is lost)\n"
+    );
+    drop(session);
+    // Without a session, the command says so and fails with exit code 5.
+    let output = patch();
+    assert_eq!(output.status.code(), Some(5));
     assert!(
         String::from_utf8_lossy(&output.stderr)
             .starts_with("error: no `cargo hotswap run` session is running `gate`"),

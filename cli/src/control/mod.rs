@@ -7,15 +7,20 @@
 //! the session's pid and control socket path, one per line.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::io::{BufReader, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
 
+use crate::errors::CliError;
 use crate::project::Project;
+
+use self::protocol::{Reply, Request, Verdict};
+
+pub(crate) mod protocol;
 
 /// The held session lock; released when dropped (or when the process ends).
 #[derive(Debug)]
@@ -95,22 +100,24 @@ fn read_session(file: &mut File) -> Option<(u32, PathBuf)> {
     Some((pid, PathBuf::from(lines.next()?)))
 }
 
-/// `cargo hotswap patch`: asks the session running `project` to rebuild and patch now, and
-/// returns its one-line answer and whether it succeeded.
+/// `cargo hotswap patch`: asks the session running `project` to rebuild and patch now, shows
+/// the compiler's diagnostics it sends, and returns its answer: the verdict, the status line's
+/// verb and its message.
 ///
 /// # Errors
 ///
-/// When no session is running for `project`, or it does not answer.
-pub(crate) fn request_patch(project: &Project) -> anyhow::Result<(bool, String)> {
+/// [`CliError::NoSession`] when no session runs `project`; [`CliError::Failed`] when it cannot
+/// be reached or does not answer.
+pub(crate) fn request_patch(project: &Project) -> Result<(Verdict, String, String), CliError> {
     let path = lock_path(project);
     let mut file = File::options().read(true).write(true).open(&path).ok();
     let running = file.as_ref().is_some_and(|f| !try_flock(f));
     let Some((pid, socket)) = file.as_mut().filter(|_| running).and_then(read_session) else {
-        bail!(
+        return Err(CliError::NoSession(anyhow!(
             "no `cargo hotswap run` session is running `{}`\nhelp: start one with `cargo hotswap \
              run` (add `--no-watch` to patch only when asked)",
             project.bin
-        );
+        )));
     };
     let mut stream = UnixStream::connect(&socket).with_context(|| {
         format!(
@@ -122,28 +129,21 @@ pub(crate) fn request_patch(project: &Project) -> anyhow::Result<(bool, String)>
         .set_read_timeout(Some(REQUEST_TIMEOUT))
         .context("cannot set a timeout on the session's socket")?;
     stream
-        .write_all(b"patch\n")
+        .write_all(protocol::encode(&Request::Patch).as_bytes())
         .context("cannot send the request")?;
-    // rustc's diagnostics come first, each line marked with `| `, then the one-line answer.
-    let mut answer = String::new();
-    for line in BufReader::new(stream).lines() {
-        let line = line.context("the session did not answer")?;
-        match line.strip_prefix("| ") {
-            Some(diagnostic) => crate::output::write_stderr(&format!("{diagnostic}\n")),
-            None if line == "|" => crate::output::write_stderr("\n"),
-            None => {
-                answer = line;
-                break;
-            }
+    let mut reader = BufReader::new(stream);
+    loop {
+        let reply = protocol::read(&mut reader)
+            .with_context(|| format!("the session (pid {pid}) did not answer"))?;
+        match reply {
+            Some(Reply::Diagnostic { line }) => crate::output::write_stderr(&format!("{line}\n")),
+            Some(Reply::Answer {
+                verdict,
+                verb,
+                message,
+            }) => return Ok((verdict, verb, message)),
+            None => return Err(anyhow!("the session (pid {pid}) did not answer").into()),
         }
-    }
-    if answer.is_empty() {
-        bail!("the session (pid {pid}) did not answer");
-    }
-    match answer.trim_end().split_once(' ') {
-        Some(("ok", text)) => Ok((true, text.to_owned())),
-        Some(("err", text)) => Ok((false, text.to_owned())),
-        _ => bail!("the session (pid {pid}) answered `{}`", answer.trim_end()),
     }
 }
 
