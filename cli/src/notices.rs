@@ -4,10 +4,8 @@
 use hotswap::protocol::HostMessage;
 
 use crate::output;
+use crate::output::CONTINUATION;
 use crate::symbols::short_name;
-
-/// Indentation of a status message's continuation lines (under the message, past the verb).
-const CONTINUATION: &str = "\n             ";
 
 /// Prints a message the host sent on its own (not an answer to a patch); returns whether
 /// `message` was one.

@@ -13,6 +13,10 @@ use std::time::Duration;
 use anstyle::{AnsiColor, Effects, Style};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// What continues a status message on its next line: a newline, then the indentation that puts
+/// the text under the message, past the 12-column verb.
+pub(crate) const CONTINUATION: &str = "\n             ";
+
 /// `--color`: when to colour the output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub(crate) enum ColorChoice {

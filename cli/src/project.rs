@@ -227,3 +227,15 @@ fn local_package_dirs(metadata: &Metadata, package: &Package) -> Vec<PathBuf> {
     }
     dirs
 }
+
+/// A hash of `parts` that stays the same across Rust releases and runs (FNV-1a over the bytes,
+/// each part ended by a zero byte), for names on disk: the work directory, the session lock.
+pub(crate) fn stable_hash(parts: &[&[u8]]) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = fnv::FnvHasher::default();
+    for part in parts {
+        hasher.write(part);
+        hasher.write_u8(0);
+    }
+    hasher.finish()
+}

@@ -35,7 +35,7 @@ pub(crate) fn find_main_symbol(rlib: &Path, crate_name: &str) -> anyhow::Result<
                 continue;
             }
             let Ok(name) = symbol.name() else { continue };
-            if format!("{:#}", rustc_demangle::demangle(name)) == wanted {
+            if demangle(name) == wanted {
                 return Ok(name.to_owned());
             }
         }
@@ -59,7 +59,7 @@ pub(crate) fn is_allocator_shim(path: &Path) -> bool {
     file.symbols().any(|symbol| {
         symbol.is_definition()
             && symbol.name().is_ok_and(|name| {
-                let demangled = format!("{:#}", rustc_demangle::demangle(name));
+                let demangled = demangle(name);
                 demangled == "__rust_alloc" || demangled.ends_with("::__rust_alloc")
             })
     })
@@ -71,4 +71,10 @@ pub(crate) fn short_name(path: &str, crate_name: &str) -> String {
         .and_then(|rest| rest.strip_prefix("::"))
         .unwrap_or(path)
         .to_owned()
+}
+
+/// A symbol's name as people read it: demangled, without the legacy scheme's hash
+/// (`_ZN3app4main17h…E` -> `app::main`); other names unchanged.
+pub(crate) fn demangle(name: &str) -> String {
+    format!("{:#}", rustc_demangle::demangle(name))
 }

@@ -39,6 +39,10 @@ pub(crate) fn send(message: &HostMessage) {
 /// The host is linked with this crate's rlib whole (`--whole-archive`), so this entry of
 /// `.init_array` is kept even though nothing refers to it.
 #[used]
+// SAFETY: an `.init_array` entry is called by the dynamic loader (or the C runtime) once, before
+// `main`, with no arguments: exactly the `extern "C" fn()` stored here. `start` only reads the
+// environment and spawns a thread, reporting failures without panicking, so nothing unwinds into
+// the loader and nothing runs that needs `main`'s set-up.
 #[unsafe(link_section = ".init_array")]
 static START: extern "C" fn() = start;
 

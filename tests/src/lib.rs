@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// How long a session may take to build its host and start (dependencies may compile first).
 pub const START_DEADLINE: Duration = Duration::from_secs(300);
+/// How long the output of an exited `cargo hotswap` may take to be read to its end.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// How long an edit may take to show its effect.
 pub const EDIT_DEADLINE: Duration = Duration::from_secs(120);
 
@@ -191,8 +193,8 @@ impl Project {
 /// A running `cargo hotswap run`, killed (with its host) when dropped.
 pub struct Session {
     child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
+    stdout: Collected,
+    stderr: Collected,
 }
 
 impl Session {
@@ -214,12 +216,18 @@ impl Session {
 
     /// Everything the session (the tool and its program) wrote to stdout so far.
     pub fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
+        self.stdout.text()
     }
 
     /// Everything the session (the tool and its program) wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text()
+    }
+
+    /// Waits until the tool's output pipes closed and were read to their end.
+    fn drain(&self) {
+        self.stdout.drain(DRAIN_DEADLINE);
+        self.stderr.drain(DRAIN_DEADLINE);
     }
 
     /// Waits until `find` returns `Some` for the session's stdout, or panics after `deadline`.
@@ -253,8 +261,7 @@ impl Session {
                 return found;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                // Let the reader threads drain the pipes.
-                std::thread::sleep(Duration::from_millis(200));
+                self.drain();
                 if let Some(found) = find(self) {
                     return found;
                 }
@@ -277,7 +284,7 @@ impl Session {
         let end = Instant::now() + deadline;
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                std::thread::sleep(Duration::from_millis(200));
+                self.drain();
                 return status.code();
             }
             assert!(
@@ -337,12 +344,35 @@ pub fn status_messages(stderr: &str, verb: &str) -> Vec<String> {
     messages
 }
 
+/// A pipe being read into a string on a thread.
+pub struct Collected {
+    text: Arc<Mutex<String>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Collected {
+    /// Everything read so far.
+    pub fn text(&self) -> String {
+        self.text.lock().unwrap().clone()
+    }
+
+    /// Waits until the pipe has closed and every byte was read (the writer exited), at most
+    /// `deadline`: a process the writer left behind may hold the pipe open.
+    pub fn drain(&self, deadline: Duration) {
+        let end = Instant::now() + deadline;
+        while !self.reader.is_finished() && Instant::now() < end {
+            std::thread::yield_now();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
 /// Collects a pipe into a string on a thread, echoing each line to the test's output with
 /// `[name]` in front; the string grows as the pipe is read.
-pub fn collect(pipe: impl Read + Send + 'static, name: &'static str) -> Arc<Mutex<String>> {
+pub fn collect(pipe: impl Read + Send + 'static, name: &'static str) -> Collected {
     let text = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&text);
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         let mut reader = BufReader::new(pipe);
         let mut line = String::new();
         while reader.read_line(&mut line).unwrap_or(0) > 0 {
@@ -351,7 +381,7 @@ pub fn collect(pipe: impl Read + Send + 'static, name: &'static str) -> Arc<Mute
             line.clear();
         }
     });
-    text
+    Collected { text, reader }
 }
 
 /// `GET path` over a fresh connection to `addr`; the body without its trailing newline.

@@ -7,7 +7,6 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hotswap_tests::walkthrough::{
@@ -15,7 +14,7 @@ use hotswap_tests::walkthrough::{
     read_book_file, time_matches,
 };
 use hotswap_tests::{
-    EDIT_DEADLINE, Project, START_DEADLINE, cargo_hotswap, collect, get, workspace_root,
+    Collected, EDIT_DEADLINE, Project, START_DEADLINE, cargo_hotswap, collect, get, workspace_root,
 };
 
 #[test]
@@ -289,8 +288,8 @@ fn pid_in(text: &str) -> Option<String> {
 /// A terminal running `cargo hotswap run` in the project's directory.
 struct Terminal {
     child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
+    stdout: Collected,
+    stderr: Collected,
     /// Lengths of stdout and stderr when the last step started: its output comes after.
     since: (usize, usize),
 }
@@ -322,11 +321,11 @@ impl Terminal {
     }
 
     fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
+        self.stdout.text()
     }
 
     fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
+        self.stderr.text()
     }
 
     /// Starts a new step: later expectations look only at output from now on.
@@ -355,7 +354,11 @@ impl Terminal {
             }
             let exited = self.child.try_wait().ok().flatten();
             if exited.is_some() || Instant::now() > end {
-                std::thread::sleep(Duration::from_millis(200));
+                // Everything printed so far is read: to the pipes' end once the tool exited.
+                if exited.is_some() {
+                    self.stdout.drain(EDIT_DEADLINE);
+                    self.stderr.drain(EDIT_DEADLINE);
+                }
                 let missing = missing_lines(expected, &self.since_mark());
                 if missing.is_empty() {
                     self.mark();

@@ -1,4 +1,4 @@
-//! Building the host (DESIGN §3): cargo builds the bin while the rustc wrapper captures its
+//! Building the host: cargo builds the bin while the rustc wrapper captures its
 //! command; the command is replayed as an rlib; a generated shim executable calls the crate's
 //! `main` and is linked through the linker wrapper in host mode.
 
@@ -64,20 +64,28 @@ impl WorkDir {
     ///
     /// When the directory cannot be created; the message names it.
     pub(crate) fn new(project: &Project, options: &BuildOptions) -> anyhow::Result<Self> {
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::hash::DefaultHasher::new();
-        project.manifest_path.hash(&mut hasher);
-        project.bin.hash(&mut hasher);
-        options.hash(&mut hasher);
+        use std::os::unix::ffi::OsStrExt;
+        let features = options.features.join(",");
+        let flags = format!(
+            "{} {} {}",
+            options.all_features,
+            options.no_default_features,
+            options.profile.as_deref().unwrap_or("")
+        );
+        let hash = crate::project::stable_hash(&[
+            project.manifest_path.as_os_str().as_bytes(),
+            project.bin.as_bytes(),
+            features.as_bytes(),
+            flags.as_bytes(),
+        ]);
         let profile_dir = match options.profile.as_deref() {
             None | Some("dev") => "debug",
             Some(other) => other,
         };
         let hotswap_dir = project.target_dir.join("hotswap");
-        let root =
-            hotswap_dir
-                .join(profile_dir)
-                .join(format!("{}-{:016x}", project.bin, hasher.finish()));
+        let root = hotswap_dir
+            .join(profile_dir)
+            .join(format!("{}-{hash:016x}", project.bin));
         std::fs::create_dir_all(&root)
             .with_context(|| format!("cannot create `{}`", root.display()))?;
         Ok(WorkDir {

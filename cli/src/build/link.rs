@@ -1,4 +1,4 @@
-//! The linker wrapper, in host mode and patch mode (DESIGN §3).
+//! The linker wrapper, in host mode and patch mode.
 //!
 //! rustc calls this executable as its linker (`-C linker=`) for the two links cargo-hotswap makes
 //! itself; it rewrites the arguments and calls the real linker: the user's configured one, or `cc`.

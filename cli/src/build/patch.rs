@@ -1,4 +1,4 @@
-//! Building a patch (DESIGN §3): the captured rustc command replayed as a cdylib, linked thin
+//! Building a patch: the captured rustc command replayed as a cdylib, linked thin
 //! through the linker wrapper in patch mode, then copied to a fresh name in the session directory.
 
 use std::path::{Path, PathBuf};
@@ -95,7 +95,7 @@ pub(crate) fn build(
     // code (ELF interposition).
     replay::push_codegen(&mut args, "link-arg=-Wl,-Bsymbolic-functions");
     // Compile every function of the crate, also those only `main` reaches, which a cdylib would
-    // leave out: the code index must see their edits to say that they need a restart (S19).
+    // leave out: the code index must see their edits to say that they need a restart.
     replay::push_codegen(&mut args, "link-dead-code");
     let objects_dir = out_dir.join("objects");
     let _ = std::fs::remove_dir_all(&objects_dir);

@@ -33,7 +33,7 @@ const DROPPED_CODEGEN: &[&str] = &[
 pub(crate) const DEBUG_INFO: [&str; 4] = ["-C", "debuginfo=2", "-C", "split-debuginfo=off"];
 
 /// The captured arguments without the options a replay sets itself; `-C embed-bitcode` is
-/// dropped too when the profile used LTO (DESIGN §3).
+/// dropped too when the profile used LTO.
 pub(crate) fn base_args(captured: &[String]) -> Vec<String> {
     let uses_lto = codegen_options(captured).any(|kv| {
         kv == "lto"

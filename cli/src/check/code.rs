@@ -134,7 +134,7 @@ fn index_object(
             continue;
         }
         let Ok(name) = symbol.name() else { continue };
-        let demangled = format!("{:#}", rustc_demangle::demangle(name));
+        let demangled = crate::symbols::demangle(name);
         let Some(index) = symbol.section_index() else {
             continue;
         };
@@ -177,7 +177,7 @@ fn collect_edges(file: &object::File<'_>, edges: &mut BTreeMap<String, BTreeSet<
         let (Ok(name), Some(index)) = (symbol.name(), symbol.section_index()) else {
             continue;
         };
-        let name = format!("{:#}", rustc_demangle::demangle(name));
+        let name = crate::symbols::demangle(name);
         in_section.entry(index).or_default().push(name.clone());
         defined.push((name, index, symbol.address(), symbol.size()));
     }
@@ -211,7 +211,7 @@ fn collect_edges(file: &object::File<'_>, edges: &mut BTreeMap<String, BTreeSet<
             } else if let Ok(target) = target.name()
                 && !target.is_empty()
             {
-                targets.insert(format!("{:#}", rustc_demangle::demangle(target)));
+                targets.insert(crate::symbols::demangle(target));
             }
         }
     }

@@ -1,4 +1,4 @@
-//! The compatibility gate (DESIGN §4): everything about a patch is checked on its files, with the
+//! The compatibility gate: everything about a patch is checked on its files, with the
 //! `object` crate, before it is sent to the host, because loading runs its initialisers.
 //!
 //! * hot-function records: a changed signature, or a changed size or alignment of a type a hot
@@ -25,11 +25,10 @@ use anyhow::Context;
 use object::read::elf::{ElfFile64, FileHeader};
 use object::{Object, ObjectSymbol};
 
+use crate::output::CONTINUATION;
+
 use self::dwarf::{Reach, RootKind, TypeGraph};
 use self::records::Record;
-
-/// Indentation of a status message's continuation lines (under the message, past the verb).
-const CONTINUATION: &str = "\n             ";
 
 /// What the gate knows about the running host, read once per host build.
 #[derive(Debug)]
@@ -517,7 +516,7 @@ pub(crate) fn check(
         .undefined
         .iter()
         .filter(|name| !host.exports.contains(*name) && !patch.library_exports.contains(*name))
-        .map(|name| format!("{:#}", rustc_demangle::demangle(name)))
+        .map(|name| crate::symbols::demangle(name))
         .collect();
     if !missing.is_empty() {
         refusals.push(Refusal::Unresolved { symbols: missing });

@@ -34,14 +34,13 @@ pub(crate) struct SessionLock {
 /// manifest's path and the bin, not under the target directory: two sessions of one program
 /// with different target directories would otherwise both patch it.
 fn lock_path(project: &Project) -> PathBuf {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::hash::DefaultHasher::new();
-    project.manifest_path.hash(&mut hasher);
+    use std::os::unix::ffi::OsStrExt;
+    let hash = crate::project::stable_hash(&[project.manifest_path.as_os_str().as_bytes()]);
     // SAFETY: `getuid` has no preconditions and cannot fail.
     let uid = unsafe { libc::getuid() };
     std::env::temp_dir()
         .join(format!("cargo-hotswap-{uid}"))
-        .join(format!("{}-{:016x}.lock", project.bin, hasher.finish()))
+        .join(format!("{}-{hash:016x}.lock", project.bin))
 }
 
 /// Takes the session lock of `project`, recording `control_socket`.

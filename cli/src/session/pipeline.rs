@@ -110,7 +110,7 @@ impl Session {
             });
         }
         let Some(running) = &self.running else {
-            // The host exited: build and start it again, from the current sources (S18).
+            // The host exited: build and start it again, from the current sources.
             return Err(Outcome::Restart {
                 reason: "the program is not running".to_owned(),
             });

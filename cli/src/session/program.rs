@@ -157,7 +157,7 @@ impl Session {
     /// goes on a line of its own.
     pub(super) fn restart(&mut self, reason: &str, hint: Option<&str>) -> Answer {
         let hint = hint
-            .map(|h| format!("\n             {h}"))
+            .map(|h| format!("{}{h}", output::CONTINUATION))
             .unwrap_or_default();
         output::event(&Report::HostRestarting {
             why: reason.to_owned(),

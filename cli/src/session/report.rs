@@ -6,13 +6,11 @@ use std::collections::BTreeSet;
 use crate::control::protocol::Verdict;
 use crate::event::{Event, Target};
 use crate::output;
+use crate::output::CONTINUATION;
 
 use super::link::Applied;
 use super::pipeline::Outcome;
 use super::{Answer, Session};
-
-/// Indentation of a status message's continuation lines (under the message, past the verb).
-const CONTINUATION: &str = "\n             ";
 
 impl Session {
     /// Reports `outcome` (a refusal or a restart-worthy change also acts on it: restart, or

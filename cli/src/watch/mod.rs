@@ -1,4 +1,4 @@
-//! Watching the local packages' sources (DESIGN §6).
+//! Watching the local packages' sources.
 //!
 //! Directories are watched, never single files: editors replace files on save. Events are
 //! filtered by an allow-list and the packages' `.gitignore` files, so editor swap, lock and backup

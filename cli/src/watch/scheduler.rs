@@ -1,5 +1,5 @@
 //! When to build: a pure state machine over file events and build completions, with the clock
-//! passed in, so that its rules are tested without a file system (DESIGN §6).
+//! passed in, so that its rules are tested without a file system.
 //!
 //! * A batch is ready once no event arrived for the quiet period, or once the first pending
 //!   event is older than the maximum wait (constant autosave still builds).

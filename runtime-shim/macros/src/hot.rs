@@ -300,6 +300,10 @@ fn expand_fn(options: Options, func: syn::ItemFn) -> TokenStream {
     // The body is a sibling of the dispatcher, not an item inside it: a nested function could not
     // repeat the dispatcher's lifetime parameters (E0496).
     quote! {
+        // SAFETY: the name (module path and function) is unique in the crate, so no other item
+        // defines it; the host and every patch define it with the same signature (the gate
+        // refuses a patch whose signature changed), so whichever definition a lookup finds has
+        // the type its caller expects.
         #[unsafe(export_name = concat!("__hotswap_impl$", module_path!(), "::", #name))]
         #[doc(hidden)]
         #(#cfg_attrs)*
@@ -360,6 +364,8 @@ fn expand_impl(mut block: ItemImpl, hot: &[(usize, Options)]) -> TokenStream {
             }
         };
         let exported: ImplItem = syn::parse_quote! {
+            // SAFETY: as for a hot free function: a unique name, and the same signature in the
+            // host and every patch (checked by the gate).
             #[unsafe(export_name = concat!("__hotswap_impl$", module_path!(), "::", #path))]
             #[doc(hidden)]
             #(#lint_attrs)*
@@ -465,6 +471,10 @@ fn dispatch(
     let body = quote! {
         #record
 
+        // SAFETY: the name is unique to this hot function; the host and every patch define it
+        // with the one type `Slot`, so when interposition binds a patch's references to the
+        // host's slot (as intended: every version dispatches through one slot), they refer to an
+        // object of the type they were compiled for.
         #[unsafe(export_name = concat!("__hotswap_slot$", module_path!(), "::", #path))]
         #[doc(hidden)]
         static __HOTSWAP_SLOT: ::hotswap::__private::Slot = ::hotswap::__private::Slot::new();

@@ -86,10 +86,15 @@ fn expand(item: ItemStatic) -> TokenStream {
     let hash = type_hash(&item.ty);
     let ty = &item.ty;
     quote! {
+        // SAFETY: the name holds the static's path and a hash of its type as written, so a
+        // patch's references bind (by interposition) to the host's static only when the type is
+        // spelled the same; the gate compares both layouts before a patch is loaded.
         #[unsafe(export_name = concat!("__hotswap_persist$", module_path!(), "::", #name, "$", #hash))]
         #item
 
         const _: () = {
+            // SAFETY: plain data under a name unique to this static, read by the tool from the
+            // file; no code refers to it.
             #[unsafe(export_name = concat!("__hotswap_layout$", module_path!(), "::", #name, "$", #hash))]
             static __HOTSWAP_LAYOUT: [u64; 2] = [
                 ::core::mem::size_of::<#ty>() as u64,

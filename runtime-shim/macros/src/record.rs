@@ -49,6 +49,8 @@ pub(crate) fn record_items(sig: &Signature, name: &str, self_ty: Option<&Type>) 
     quote! {
         #[doc(hidden)]
         const __HOTSWAP_RECORD_PARTS: &[::hotswap::__private::Part] = &[#(#parts),*];
+        // SAFETY: plain bytes under a name unique to this hot function, read by the tool from
+        // the file; no code refers to it.
         #[unsafe(export_name = concat!("__hotswap_record$", module_path!(), "::", #name))]
         #[doc(hidden)]
         static __HOTSWAP_RECORD: [u8; ::hotswap::__private::record_len(__HOTSWAP_RECORD_PARTS)] =

@@ -1,5 +1,5 @@
-//! The compatibility gate: refusals before loading (S09, S10), what is patched (S11), what
-//! restarts (S13), undefined symbols, and the report of changed functions.
+//! The compatibility gate: refusals before loading, what is patched, what
+//! restarts, undefined symbols, and the report of changed functions.
 
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, status_messages};
 
@@ -37,7 +37,7 @@ fn wait_patched_in_place(
     line
 }
 
-/// S09: a hot function gains a parameter: refused before loading with both signatures and the
+/// A hot function gains a parameter: refused before loading with both signatures and the
 /// location; with `--no-restart` the old code keeps running in the same process.
 #[test]
 fn s09_changed_signature_is_refused_and_old_code_keeps_running() {
@@ -62,7 +62,7 @@ fn s09_changed_signature_is_refused_and_old_code_keeps_running() {
     wait_old_code_kept(&mut session, EDIT_DEADLINE, &first, &["alpha-one", "gen=0"]);
 }
 
-/// S10: a field added to a struct passed by `&mut` to a hot function: refused, naming the type
+/// A field added to a struct passed by `&mut` to a hot function: refused, naming the type
 /// and both sizes; by default the program restarts, saying that state is lost.
 #[test]
 fn s10_changed_layout_of_a_boundary_struct_is_refused_and_restarts() {
@@ -98,7 +98,7 @@ fn s10_changed_layout_of_a_boundary_struct_is_refused_and_restarts() {
     );
 }
 
-/// S11: a field added to a struct used only inside hot code is patched, and the state the host
+/// A field added to a struct used only inside hot code is patched, and the state the host
 /// owns carries on.
 #[test]
 fn s11_changed_layout_of_an_internal_struct_is_patched() {
@@ -126,7 +126,7 @@ fn s11_changed_layout_of_an_internal_struct_is_patched() {
     );
 }
 
-/// S13: a dependency added to the manifest is not patched: the host is rebuilt and restarted,
+/// A dependency added to the manifest is not patched: the host is rebuilt and restarted,
 /// and the message says why.
 #[test]
 fn s13_new_dependency_rebuilds_and_restarts_the_host() {
@@ -212,7 +212,7 @@ fn renamed_argument_is_patched() {
     wait_patched_in_place(&mut session, &first, &["step-two", "gen=1"]);
 }
 
-/// S07 for the standard library: hot code's first use of functions the program never called
+/// A dependency function never called before, for the standard library: hot code's first use of functions the program never called
 /// (`HashMap`'s growth, `f64::sin` from libm) is patched, not refused.
 #[test]
 fn s07_first_use_of_std_functions_in_hot_code_is_patched() {

@@ -1,5 +1,5 @@
-//! The session around the program: one session per program (S14), a program that moves its
-//! working directory (S16), a program that exits (S18), `cargo hotswap patch` with `--no-watch`,
+//! The session around the program: one session per program, a program that moves its
+//! working directory, a program that exits, `cargo hotswap patch` with `--no-watch`,
 //! the JSON event stream, and the session's files being private to the user.
 
 use std::process::Command;
@@ -8,7 +8,7 @@ use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, cargo_hotswap, statu
 
 use crate::{tick_field, wait_tick, wait_tick_of_new_process};
 
-/// S14: a second session on the same project is refused, naming the running session's pid.
+/// A second session on the same project is refused, naming the running session's pid.
 #[test]
 fn s14_second_session_is_refused_naming_the_first() {
     let project = Project::copy("gate");
@@ -32,7 +32,7 @@ fn s14_second_session_is_refused_naming_the_first() {
     wait_tick(&mut first, EDIT_DEADLINE, &["beta-two", "gen=1"]);
 }
 
-/// S16: the program changes its working directory at start-up; patches still load.
+/// The program changes its working directory at start-up; patches still load.
 #[test]
 fn s16_program_that_changes_its_directory_is_still_patched() {
     let project = Project::copy("probe");
@@ -45,7 +45,7 @@ fn s16_program_that_changes_its_directory_is_still_patched() {
     assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
 }
 
-/// S18: the program is killed; the tool says so; the next edit starts it again from the current
+/// The program is killed; the tool says so; the next edit starts it again from the current
 /// sources, and no patch built for the dead process is applied to the new one.
 #[test]
 fn s18_killed_program_restarts_from_current_sources_on_the_next_edit() {

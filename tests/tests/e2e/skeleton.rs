@@ -31,7 +31,7 @@ fn wait_time_prefix(addr: &str, prefix: &str) -> String {
 }
 
 /// The main job: the time service keeps serving, from the same process, while its time format
-/// is edited three times (the third edit reverts to the original text, S01); a client issuing
+/// is edited three times (the third edit reverts to the original text); a client issuing
 /// requests the whole time sees no failure and only whole answers of one format or another.
 #[test]
 fn s01_time_service_is_patched_while_serving_continuously() {
@@ -89,7 +89,7 @@ fn s01_time_service_is_patched_while_serving_continuously() {
     );
 }
 
-/// S12: a syntax error is shown once, the old code keeps serving, the fix patches.
+/// A syntax error is shown once, the old code keeps serving, the fix patches.
 #[test]
 fn s12_compile_error_keeps_old_code_and_the_fix_patches() {
     let project = Project::copy("time-service");
@@ -121,7 +121,7 @@ fn s12_compile_error_keeps_old_code_and_the_fix_patches() {
     assert_eq!(get(&addr, "/pid").unwrap(), pid);
 }
 
-/// S06 (first half) and `TypeId`s: after a patch, hot code logs through the logger the host
+/// A dependency's global state (first half) and `TypeId`s: after a patch, hot code logs through the logger the host
 /// installed, and finds the host's value of a user type behind `dyn Any` by downcast.
 #[test]
 fn s06_patched_code_logs_to_host_logger_and_downcasts_host_values() {
@@ -258,7 +258,7 @@ fn find_file(
     None
 }
 
-/// S22: the HTTP service under continuous concurrent requests while 20 patches and several
+/// The HTTP service under continuous concurrent requests while 20 patches and several
 /// refused edits happen (`--no-restart`, so that a refusal keeps the process): no request fails,
 /// and every answer is one version's whole answer.
 #[test]

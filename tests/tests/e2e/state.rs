@@ -1,6 +1,6 @@
-//! Program state across patches: `persist!` and plain statics (S08), hot methods and impl blocks,
-//! closures made by old code (S05), a dependency's state (S07), rollback on a panic (S17), and
-//! changes that only a restart brings (S19).
+//! Program state across patches: `persist!` and plain statics, hot methods and impl blocks,
+//! closures made by old code, a dependency's state, rollback on a panic, and
+//! changes that only a restart brings.
 
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, status_messages};
 
@@ -24,7 +24,7 @@ fn number(line: &str, name: &str) -> u64 {
         .unwrap_or_else(|_| panic!("`{name}=` is not a number in {line:?}"))
 }
 
-/// S08: a hot function counts in a plain static and in a `persist!` static; after each of two
+/// A hot function counts in a plain static and in a `persist!` static; after each of two
 /// patches the persisted count carries on from the last value the old code left, the plain one
 /// starts again at 1, and the tool lists the plain static (only) as starting fresh.
 #[test]
@@ -100,7 +100,7 @@ fn hot_method_and_impl_block_are_patched() {
     }
 }
 
-/// S05: the host keeps a closure made by a hot function; after a patch the stored closure still
+/// The host keeps a closure made by a hot function; after a patch the stored closure still
 /// runs (the old code stays mapped) and a fresh call makes a closure with the new code.
 #[test]
 fn s05_stored_closure_from_old_code_is_still_callable() {
@@ -122,7 +122,7 @@ fn s05_stored_closure_from_old_code_is_still_callable() {
     assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
 }
 
-/// S07: after a patch, hot code calls a function of a dependency that the host never called;
+/// After a patch, hot code calls a function of a dependency that the host never called;
 /// it sees the state the host set through another function of that dependency.
 #[test]
 fn s07_dependency_function_never_called_by_host() {
@@ -133,7 +133,7 @@ fn s07_dependency_function_never_called_by_host() {
     assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
 }
 
-/// S17: a patch makes a `#[hot(rollback)]` function panic on its first call: the panic hook
+/// A patch makes a `#[hot(rollback)]` function panic on its first call: the panic hook
 /// reports it, the previous code is restored, and the tool says so. A function without rollback
 /// that panics on its first call is reported too, and keeps its new code.
 #[test]
@@ -192,7 +192,7 @@ fn s17_panic_on_first_call_rolls_back() {
     ");
 }
 
-/// S19: an edit of a function only `main` calls at start-up sends no patch: the tool says the
+/// An edit of a function only `main` calls at start-up sends no patch: the tool says the
 /// change takes effect only after a restart. With a hot edit in the same save, the patch carries
 /// the hot change, and the warning names the other.
 #[test]
@@ -216,13 +216,13 @@ fn s19_change_no_hot_function_reaches_needs_a_restart() {
             ("\"meter-one ", "\"meter-two "),
         ],
     );
-    wait_first_tick(&mut session, EDIT_DEADLINE, &["meter-two", "gen=1"]);
+    let patched_line = wait_first_tick(&mut session, EDIT_DEADLINE, &["meter-two", "gen=1"]);
     session.wait_stderr_count(EDIT_DEADLINE, "no hot function reaches", 2);
     session.wait_stderr(EDIT_DEADLINE, "generation 1: ");
     let patched = status_messages(&session.stderr(), "Patched");
     assert!(patched[0].contains("Meter::reading"), "{patched:?}");
     assert!(!patched[0].contains("banner"), "{patched:?}");
-    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+    assert_eq!(tick_field(&patched_line, "pid"), tick_field(&first, "pid"));
 }
 
 /// Waits for the first frame line of the game loop containing all of `parts`; returns it.
@@ -288,7 +288,7 @@ fn safe_point_mode_applies_a_patch_only_at_the_next_safepoint() {
     session.wait_stderr(EDIT_DEADLINE, "generation 1: physics::step");
 }
 
-/// S06 in full: the host installs a `log` logger and a `tracing` subscriber and runs a tokio
+/// A dependency's global state in full: the host installs a `log` logger and a `tracing` subscriber and runs a tokio
 /// runtime; a patch makes the hot function log, enter a span, emit an event, and use
 /// `Handle::current()` to inspect the runtime and spawn a task. All of it reaches the host's
 /// logger, subscriber and runtime (one copy of each dependency's state).

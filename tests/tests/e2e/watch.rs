@@ -1,6 +1,6 @@
 //! The watch loop against the real watcher: every editor's way of saving gives exactly one patch
-//! with the whole new content (S20), one save's many events give one build (S04), saves during a
-//! build give exactly one more (S21).
+//! with the whole new content, one save's many events give one build, saves during a
+//! build give exactly one more.
 
 use std::fs;
 use std::path::Path;
@@ -118,7 +118,7 @@ fn s20_helix_backup_copy() {
     });
 }
 
-/// S04: one save that produces several events (write to a temporary file, rename over, chmod,
+/// One save that produces several events (write to a temporary file, rename over, chmod,
 /// touch) gives exactly one build and one patch.
 #[test]
 fn s04_one_save_with_many_events_builds_once() {
@@ -140,7 +140,7 @@ fn s04_one_save_with_many_events_builds_once() {
     assert_eq!(status_messages(&stderr, "Patching").len(), 2, "{stderr}");
 }
 
-/// S21: saves that arrive while a (deliberately slow) build runs give exactly one more build
+/// Saves that arrive while a (deliberately slow) build runs give exactly one more build
 /// after it, with the content of the last save.
 #[test]
 fn s21_saves_during_a_build_give_exactly_one_more_build() {
