@@ -15,6 +15,7 @@ mod errors;
 mod event;
 mod notices;
 mod output;
+mod process;
 mod project;
 mod session;
 mod symbols;

@@ -48,23 +48,12 @@ impl Capture {
     /// The value of the rustc option `name` (`--crate-name`, `-C extra-filename`, ...), in either
     /// spelling (`--x v`, `--x=v`; `-C k=v`, `-Ck=v`).
     pub(crate) fn option(&self, name: &str) -> Option<&str> {
-        option_value(&self.args, name)
+        super::args::value(&self.args, name)
     }
 
-    /// The crate's root source file as rustc was given it (`src/main.rs`): the one argument that
-    /// names a `.rs` file and is not an option's value.
+    /// The crate's root source file as rustc was given it (`src/main.rs`).
     pub(crate) fn source(&self) -> Option<&str> {
-        let mut previous: Option<&str> = None;
-        self.args
-            .iter()
-            .find(|arg| {
-                let takes_value = previous.is_some_and(|p| {
-                    p.starts_with('-') && !p.contains('=') && !p.starts_with("-C") || p == "-C"
-                });
-                previous = Some(arg.as_str());
-                !takes_value && !arg.starts_with('-') && arg.ends_with(".rs")
-            })
-            .map(String::as_str)
+        super::args::source(&self.args)
     }
 
     /// A `Command` running the captured rustc with `args`, in the captured directory and
@@ -81,37 +70,6 @@ impl Capture {
             .env_remove(CAPTURE_FILE_ENV);
         command
     }
-}
-
-/// Finds the value of option `name` in rustc arguments. For codegen options pass `-C key`.
-pub(crate) fn option_value<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    if let Some(key) = name.strip_prefix("-C ") {
-        let mut iter = args.iter();
-        while let Some(arg) = iter.next() {
-            let kv = if arg == "-C" {
-                iter.next().map(String::as_str)
-            } else {
-                arg.strip_prefix("-C")
-            };
-            if let Some(value) = kv
-                .and_then(|kv| kv.strip_prefix(key))
-                .and_then(|v| v.strip_prefix('='))
-            {
-                return Some(value);
-            }
-        }
-        return None;
-    }
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        if arg == name {
-            return iter.next().map(String::as_str);
-        }
-        if let Some(value) = arg.strip_prefix(name).and_then(|v| v.strip_prefix('=')) {
-            return Some(value);
-        }
-    }
-    None
 }
 
 /// Entry point in the rustc-wrapper role: `cargo-hotswap <rustc> <args>...`. Forwards to rustc
@@ -194,27 +152,5 @@ pub(crate) fn exec(mut command: Command) -> ExitCode {
             );
             ExitCode::FAILURE
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::option_value;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split(' ').map(str::to_owned).collect()
-    }
-
-    #[test]
-    fn options_are_found_in_both_spellings() {
-        let a = args(
-            "--crate-name app --edition=2021 -C extra-filename=-abc -Cmetadata=99 src/main.rs",
-        );
-        assert_eq!(option_value(&a, "--crate-name"), Some("app"));
-        assert_eq!(option_value(&a, "--edition"), Some("2021"));
-        assert_eq!(option_value(&a, "-C extra-filename"), Some("-abc"));
-        assert_eq!(option_value(&a, "-C metadata"), Some("99"));
-        assert_eq!(option_value(&a, "-C linker"), None);
-        assert_eq!(option_value(&a, "--target"), None);
     }
 }

@@ -14,22 +14,8 @@ use crate::build::shim::{extern_args, extern_name, link_options, main_return_typ
 use crate::build::{link, replay};
 use crate::event::{Event, Target};
 use crate::output;
+use crate::process::{command_line, path_arg, run, run_quiet};
 
-/// A command line as text, for `-v` (arguments with spaces quoted).
-pub(crate) fn command_line(command: &Command) -> String {
-    std::iter::once(command.get_program())
-        .chain(command.get_args())
-        .map(|arg| {
-            let arg = arg.to_string_lossy();
-            if arg.contains(' ') || arg.is_empty() {
-                format!("'{arg}'")
-            } else {
-                arg.into_owned()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
 use crate::project::Project;
 
 /// Build settings that select a distinct host build (and work directory).
@@ -148,33 +134,70 @@ pub(crate) fn build(
     result
 }
 
-/// [`build`] without its events.
+/// [`build`] without its events: the four steps in order.
 fn build_host(
     project: &Project,
     options: &BuildOptions,
     work: &WorkDir,
     started: Instant,
 ) -> anyhow::Result<Host> {
+    let capture = capture(project, options, work)?;
+    let cargo_time = started.elapsed();
+    let crate_name = capture
+        .option("--crate-name")
+        .context("the captured rustc command has no `--crate-name`")?
+        .to_owned();
+    let replay_started = Instant::now();
+    let rlib = replay_rlib(&capture, work, &crate_name)?;
+    let replay_time = replay_started.elapsed();
+    let link_started = Instant::now();
+    let shim = write_shim(project, work, &capture, &rlib, &crate_name)?;
+    let exe = link_host(project, work, &capture, &shim, &rlib)?;
+    output::detail(
+        "Timing",
+        format!(
+            "cargo build {:.2}s, rlib replay {:.2}s, host shim and link {:.2}s",
+            cargo_time.as_secs_f64(),
+            replay_time.as_secs_f64(),
+            link_started.elapsed().as_secs_f64()
+        ),
+    );
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    output::status(
+        "Finished",
+        format!("host in {:.2}s", started.elapsed().as_secs_f64()),
+    );
+    Ok(Host {
+        exe,
+        real_linker: capture.option("-C linker").unwrap_or("cc").to_owned(),
+        toolchain: toolchain_stamp(&capture),
+        capture,
+        build_id: format!("{nanos:x}"),
+    })
+}
+
+/// Step 1: cargo builds the bin while the rustc wrapper records its command; returns the record.
+fn capture(project: &Project, options: &BuildOptions, work: &WorkDir) -> anyhow::Result<Capture> {
     let capture_file = work.capture_file();
     cargo_build(project, options, work)?;
-    let cargo_time = started.elapsed();
     if !capture_file.exists() {
         // The bin was fresh, so rustc did not run and nothing was captured (a capture from an
         // earlier session was removed). Clean the package in our private target directory and
         // build once more.
         let mut clean = cargo_command(project, options, work, "clean");
         clean.stdout(Stdio::null()).stderr(Stdio::null());
-        run_checked(clean)?;
+        run(clean)?;
         cargo_build(project, options, work)?;
     }
-    let capture = Capture::read(&capture_file)?;
-    let real_linker = capture.option("-C linker").unwrap_or("cc").to_owned();
-    let crate_name = capture
-        .option("--crate-name")
-        .context("the captured rustc command has no `--crate-name`")?
-        .to_owned();
-    let extra = capture.option("-C extra-filename").unwrap_or("").to_owned();
-    // 2. The crate replayed as an rlib, keeping the private `main` as a global symbol.
+    Capture::read(&capture_file)
+}
+
+/// Step 2: the crate replayed as an rlib, keeping the private `main` as a global symbol;
+/// returns the rlib's path.
+fn replay_rlib(capture: &Capture, work: &WorkDir, crate_name: &str) -> anyhow::Result<PathBuf> {
     let rlib_dir = work.root.join("rlib");
     let mut args = replay::base_args(&capture.args);
     args.extend(
@@ -201,17 +224,25 @@ fn build_host(
             ),
         );
     }
-    let replay_started = Instant::now();
     let mut command = capture.command(&args);
     run_quiet(
         command.stdout(Stdio::null()),
         "replaying the crate as an rlib",
     )?;
-    let replay_time = replay_started.elapsed();
-    let rlib = rlib_dir.join(format!("lib{crate_name}{extra}.rlib"));
+    let extra = capture.option("-C extra-filename").unwrap_or("");
+    Ok(rlib_dir.join(format!("lib{crate_name}{extra}.rlib")))
+}
 
-    // 3. The shim: `main` calls the crate's `main` through its mangled name.
-    let main_symbol = crate::symbols::find_main_symbol(&rlib, &crate_name)?;
+/// Step 3: the shim, whose `main` calls the crate's `main` through its mangled name; returns
+/// the shim's source file.
+fn write_shim(
+    project: &Project,
+    work: &WorkDir,
+    capture: &Capture,
+    rlib: &Path,
+    crate_name: &str,
+) -> anyhow::Result<PathBuf> {
+    let main_symbol = crate::symbols::find_main_symbol(rlib, crate_name)?;
     let return_type = main_return_type(&project.bin_src)?;
     let shim_dir = work.root.join("shim");
     std::fs::create_dir_all(&shim_dir)
@@ -227,15 +258,25 @@ fn build_host(
     std::fs::write(
         &shim,
         shim_source(
-            &crate_name,
+            crate_name,
             &extern_names,
             &main_symbol,
             return_type.as_deref(),
         ),
     )
     .with_context(|| format!("cannot write `{}`", shim.display()))?;
+    Ok(shim)
+}
 
-    // 4. The shim linked through the linker wrapper in host mode.
+/// Step 4: the shim linked through the linker wrapper in host mode, with the crate's rlib and
+/// every dependency whole; returns the executable's path.
+fn link_host(
+    project: &Project,
+    work: &WorkDir,
+    capture: &Capture,
+    shim: &Path,
+    rlib: &Path,
+) -> anyhow::Result<PathBuf> {
     let exe = work.root.join(&project.bin);
     let mut args: Vec<String> = [
         "--crate-name",
@@ -248,7 +289,7 @@ fn build_host(
     ]
     .map(String::from)
     .to_vec();
-    args.push(path_arg(&shim));
+    args.push(path_arg(shim));
     args.push("-o".into());
     args.push(path_arg(&exe));
     // The crate's rlib is linked whole as a native library rather than named with `--extern`:
@@ -256,20 +297,23 @@ fn build_host(
     // hide the lib from every crate that depends on it. The bin's own dependencies are named
     // with its captured `--extern`s, so that rustc links them (and theirs).
     args.push("-L".into());
-    args.push(format!("native={}", rlib_dir.display()));
+    args.push(format!(
+        "native={}",
+        rlib.parent().unwrap_or(Path::new(".")).display()
+    ));
     args.push("-l".into());
     args.push(format!(
         "static:+whole-archive,+verbatim={}",
         rlib.file_name().unwrap_or_default().to_string_lossy()
     ));
-    args.extend(externs);
+    args.extend(extern_args(&capture.args));
     args.extend(link_options(&capture.args));
     replay::push_codegen(&mut args, format!("linker={}", self_exe()?.display()));
     let mut command = capture.command(&args);
-    command
-        .env(crate::ROLE_ENV, "link-host")
-        .env(link::REAL_LINKER_ENV, &real_linker);
-    let link_started = Instant::now();
+    command.env(crate::ROLE_ENV, "link-host").env(
+        link::REAL_LINKER_ENV,
+        capture.option("-C linker").unwrap_or("cc"),
+    );
     let log = work.root.join("link-command.txt");
     if output::verbose() {
         command.env(link::LOG_ENV, &log);
@@ -280,32 +324,7 @@ fn build_host(
     {
         output::detail("Linked", format!("`{}`", linker.trim_end()));
     }
-    output::detail(
-        "Timing",
-        format!(
-            "cargo build {:.2}s, rlib replay {:.2}s, host shim and link {:.2}s",
-            cargo_time.as_secs_f64(),
-            replay_time.as_secs_f64(),
-            link_started.elapsed().as_secs_f64()
-        ),
-    );
-
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    output::status(
-        "Finished",
-        format!("host in {:.2}s", started.elapsed().as_secs_f64()),
-    );
-    let toolchain = toolchain_stamp(&capture);
-    Ok(Host {
-        exe,
-        capture,
-        build_id: format!("{nanos:x}"),
-        real_linker,
-        toolchain,
-    })
+    Ok(exe)
 }
 
 /// `cargo build` of the bin, with this executable as rustc wrapper capturing its command.
@@ -407,37 +426,6 @@ fn cargo_command(
     command
 }
 
-/// Runs `command`; fails naming it (and showing its stderr) if it does not succeed.
-fn run_checked(mut command: Command) -> anyhow::Result<()> {
-    let status = command
-        .status()
-        .with_context(|| format!("cannot run `{}`", command.get_program().to_string_lossy()))?;
-    if !status.success() {
-        bail!(
-            "`{}` failed ({status})",
-            command.get_program().to_string_lossy()
-        );
-    }
-    Ok(())
-}
-
-/// Runs a replay, showing its stderr only if it fails.
-pub(crate) fn run_quiet(command: &mut Command, what: &str) -> anyhow::Result<()> {
-    output::detail("Running", format!("`{}`", command_line(command)));
-    let output = command
-        .stderr(Stdio::piped())
-        .output()
-        .with_context(|| format!("cannot run `{}`", command.get_program().to_string_lossy()))?;
-    if !output.status.success() {
-        bail!(
-            "{what} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim_end()
-        );
-    }
-    Ok(())
-}
-
 /// Source files listed by a rustc dep-info file (Makefile syntax, `\ ` escapes a space), made
 /// absolute against `cwd`, the directory rustc ran in.
 ///
@@ -473,11 +461,6 @@ pub(crate) fn read_dep_info(path: &Path, cwd: &Path) -> anyhow::Result<Vec<PathB
 /// This executable, which rustc calls as linker wrapper and cargo as rustc wrapper.
 pub(crate) fn self_exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("cannot locate the cargo-hotswap executable")
-}
-
-/// A path as a command-line argument.
-pub(crate) fn path_arg(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
     command.args(&args).env_remove(crate::ROLE_ENV);
     if let Some(log) = std::env::var_os(LOG_ENV) {
         // Best effort: `-v` output only.
-        let _ = std::fs::write(log, crate::build::host::command_line(&command));
+        let _ = std::fs::write(log, crate::process::command_line(&command));
     }
     crate::build::capture::exec(command)
 }
@@ -162,10 +162,7 @@ fn expand_response_file(arg: String) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(s: &str) -> Vec<String> {
-        s.split(' ').map(str::to_owned).collect()
-    }
+    use crate::build::args::split as args;
 
     #[test]
     fn host_mode_whole_archives_rlibs_in_place_but_compiler_builtins() {

@@ -73,30 +73,7 @@ pub(crate) fn build(
     let output = out_dir.join(format!("lib{crate_name}{extra}.so"));
     let dep_info = out_dir.join(format!("{crate_name}{extra}.d"));
 
-    let mut args = replay::base_args(&capture.args);
-    args.extend(["--crate-type".to_owned(), "cdylib".to_owned()]);
-    args.extend(["--emit=dep-info,link".to_owned(), "--out-dir".to_owned()]);
-    args.push(out_dir.to_string_lossy().into_owned());
-    // `main` and everything only it reaches are unused in a cdylib; the host build has shown
-    // the crate's real dead-code warnings already.
-    args.push("-Adead_code".into());
-    if crate::output::color() {
-        args.push("--color=always".into());
-    }
-    replay::push_codegen(
-        &mut args,
-        format!(
-            "incremental={}",
-            work.root.join("incremental/patch").display()
-        ),
-    );
-    replay::push_codegen(&mut args, format!("linker={}", self_exe()?.display()));
-    // Without it, the patch's calls to its own exported functions would bind to the host's old
-    // code (ELF interposition).
-    replay::push_codegen(&mut args, "link-arg=-Wl,-Bsymbolic-functions");
-    // Compile every function of the crate, also those only `main` reaches, which a cdylib would
-    // leave out: the code index must see their edits to say that they need a restart.
-    replay::push_codegen(&mut args, "link-dead-code");
+    let args = patch_args(&capture.args, &work.root, &out_dir)?;
     let objects_dir = out_dir.join("objects");
     let _ = std::fs::remove_dir_all(&objects_dir);
     std::fs::create_dir_all(&objects_dir)
@@ -112,13 +89,7 @@ pub(crate) fn build(
     } else {
         std::process::Stdio::inherit()
     });
-    let result = command
-        .output()
-        .with_context(|| format!("cannot run `{}`", capture.rustc.display()))?;
-    crate::output::detail(
-        "Running",
-        format!("`{}`", crate::build::host::command_line(&command)),
-    );
+    let result = crate::process::output(&mut command)?;
     let messages = String::from_utf8_lossy(&result.stderr).into_owned();
     if !result.status.success() {
         let diagnostics = messages;
@@ -144,4 +115,37 @@ pub(crate) fn build(
         code,
         messages,
     })
+}
+
+/// The replay of `captured` as a thin cdylib patch into `out_dir`, incremental under `work_root`.
+fn patch_args(
+    captured: &[String],
+    work_root: &Path,
+    out_dir: &Path,
+) -> anyhow::Result<Vec<String>> {
+    let mut args = replay::base_args(captured);
+    args.extend(["--crate-type".to_owned(), "cdylib".to_owned()]);
+    args.extend(["--emit=dep-info,link".to_owned(), "--out-dir".to_owned()]);
+    args.push(out_dir.to_string_lossy().into_owned());
+    // `main` and everything only it reaches are unused in a cdylib; the host build has shown
+    // the crate's real dead-code warnings already.
+    args.push("-Adead_code".into());
+    if crate::output::color() {
+        args.push("--color=always".into());
+    }
+    replay::push_codegen(
+        &mut args,
+        format!(
+            "incremental={}",
+            work_root.join("incremental/patch").display()
+        ),
+    );
+    replay::push_codegen(&mut args, format!("linker={}", self_exe()?.display()));
+    // Without it, the patch's calls to its own exported functions would bind to the host's old
+    // code (ELF interposition).
+    replay::push_codegen(&mut args, "link-arg=-Wl,-Bsymbolic-functions");
+    // Compile every function of the crate, also those only `main` reaches, which a cdylib would
+    // leave out: the code index must see their edits to say that they need a restart.
+    replay::push_codegen(&mut args, "link-dead-code");
+    Ok(args)
 }

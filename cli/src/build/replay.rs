@@ -1,6 +1,8 @@
 //! Rewriting a captured rustc command line into a replay: the same crate, compiled as another
 //! crate type into our own output paths.
 
+use super::args::{self, Arg};
+
 /// Options (with their value) that a replay drops and then sets itself, if at all.
 const DROPPED_OPTIONS: &[&str] = &[
     "--crate-type",
@@ -33,66 +35,27 @@ const DROPPED_CODEGEN: &[&str] = &[
 pub(crate) const DEBUG_INFO: [&str; 4] = ["-C", "debuginfo=2", "-C", "split-debuginfo=off"];
 
 /// The captured arguments without the options a replay sets itself; `-C embed-bitcode` is
-/// dropped too when the profile used LTO.
+/// dropped too when the profile used LTO (objects would hold bitcode only). Ends with
+/// [`DEBUG_INFO`].
 pub(crate) fn base_args(captured: &[String]) -> Vec<String> {
-    let uses_lto = codegen_options(captured).any(|kv| {
+    let uses_lto = args::codegen_options(captured).any(|kv| {
         kv == "lto"
             || kv
                 .strip_prefix("lto=")
                 .is_some_and(|v| !["off", "no", "false", "n"].contains(&v))
     });
-    let mut out = Vec::with_capacity(captured.len());
-    let mut iter = captured.iter();
-    while let Some(arg) = iter.next() {
-        if DROPPED_OPTIONS.contains(&arg.as_str()) {
-            iter.next();
-            continue;
-        }
-        if DROPPED_OPTIONS.iter().any(|o| {
-            arg.strip_prefix(o)
-                .is_some_and(|rest| rest.starts_with('='))
-        }) {
-            continue;
-        }
-        let (codegen, separate) = if arg == "-C" {
-            match iter.next() {
-                Some(kv) => (Some(kv.as_str()), true),
-                None => break,
+    let mut out: Vec<String> = args::walk(captured)
+        .filter(|(arg, _)| match *arg {
+            Arg::Option { name, .. } => !DROPPED_OPTIONS.contains(&name),
+            Arg::Codegen { key, .. } => {
+                !(DROPPED_CODEGEN.contains(&key) || (uses_lto && key == "embed-bitcode"))
             }
-        } else {
-            (arg.strip_prefix("-C"), false)
-        };
-        if let Some(kv) = codegen {
-            let key = kv.split('=').next().unwrap_or(kv);
-            let dropped = DROPPED_CODEGEN.contains(&key) || (uses_lto && key == "embed-bitcode");
-            if !dropped {
-                if separate {
-                    out.push("-C".to_owned());
-                }
-                out.push(if separate { kv.to_owned() } else { arg.clone() });
-            }
-            continue;
-        }
-        out.push(arg.clone());
-    }
+            Arg::Other(_) => true,
+        })
+        .flat_map(|(_, spelled)| spelled.iter().cloned())
+        .collect();
     out.extend(DEBUG_INFO.map(str::to_owned));
     out
-}
-
-/// Every codegen option (`key[=value]`) in `-C kv` or `-Ckv` spelling.
-fn codegen_options(args: &[String]) -> impl Iterator<Item = &str> {
-    let mut iter = args.iter();
-    std::iter::from_fn(move || {
-        loop {
-            let arg = iter.next()?;
-            if arg == "-C" {
-                return iter.next().map(String::as_str);
-            }
-            if let Some(kv) = arg.strip_prefix("-C") {
-                return Some(kv);
-            }
-        }
-    })
 }
 
 /// Appends `-C key=value`.
@@ -105,9 +68,7 @@ pub(crate) fn push_codegen(args: &mut Vec<String>, key_value: impl Into<String>)
 mod tests {
     use super::base_args;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split(' ').map(str::to_owned).collect()
-    }
+    use crate::build::args::split as args;
 
     #[test]
     fn replay_drops_outputs_and_lto_but_keeps_identity() {

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 
+use super::args::{self, Arg};
+
 /// The options of the captured command that matter to linking the executable.
 pub(crate) fn link_options(captured: &[String]) -> Vec<String> {
     const WITH_VALUE: &[&str] = &["-L", "-l", "--target", "--sysroot"];
@@ -22,59 +24,28 @@ pub(crate) fn link_options(captured: &[String]) -> Vec<String> {
         "debuginfo",
         "opt-level",
     ];
-    let mut out = Vec::new();
-    let mut iter = captured.iter();
-    while let Some(arg) = iter.next() {
-        if WITH_VALUE.contains(&arg.as_str()) {
-            if let Some(value) = iter.next() {
-                out.push(arg.clone());
-                out.push(value.clone());
-            }
-        } else if WITH_VALUE.iter().any(|o| joined_option(arg, o)) {
-            out.push(arg.clone());
-        } else if arg == "-C" || arg.starts_with("-C") {
-            let kv = if arg == "-C" {
-                iter.next().cloned()
-            } else {
-                Some(arg[2..].to_owned())
-            };
-            if let Some(kv) = kv {
-                let key = kv.split('=').next().unwrap_or_default();
-                if CODEGEN.contains(&key) {
-                    out.push("-C".into());
-                    out.push(kv);
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Whether `arg` is option `option` with its value joined: `-Lpath`, `--target=x`.
-fn joined_option(arg: &str, option: &str) -> bool {
-    match arg.strip_prefix(option) {
-        Some(rest) if option.starts_with("--") => rest.starts_with('='),
-        Some(rest) => !rest.is_empty(),
-        None => false,
-    }
+    args::walk(captured)
+        .filter(|(arg, _)| match *arg {
+            Arg::Option { name, .. } => WITH_VALUE.contains(&name),
+            Arg::Codegen { key, .. } => CODEGEN.contains(&key),
+            Arg::Other(_) => false,
+        })
+        .flat_map(|(_, spelled)| spelled.iter().cloned())
+        .collect()
 }
 
 /// The captured `--extern` options, each as the pair `--extern`, `[modifiers:]name=path`.
 pub(crate) fn extern_args(captured: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut iter = captured.iter();
-    while let Some(arg) = iter.next() {
-        let value = if arg == "--extern" {
-            iter.next().cloned()
-        } else {
-            arg.strip_prefix("--extern=").map(str::to_owned)
-        };
-        if let Some(value) = value {
-            out.push("--extern".to_owned());
-            out.push(value);
-        }
-    }
-    out
+    args::walk(captured)
+        .filter_map(|(arg, _)| match arg {
+            Arg::Option {
+                name: "--extern",
+                value,
+            } => Some(["--extern".to_owned(), value.to_owned()]),
+            _ => None,
+        })
+        .flatten()
+        .collect()
 }
 
 /// The crate name in an `--extern` value: `noprelude:name=path` gives `name`.

@@ -538,60 +538,7 @@ impl<'a, 'data> UnitReader<'a, 'data> {
         let mut edges = Vec::new();
         let shape = match tag {
             gimli::DW_TAG_structure_type | gimli::DW_TAG_union_type => {
-                let mut fields = Vec::new();
-                let mut discriminant = None;
-                let mut variants = Vec::new();
-                for child in children {
-                    let child_tag = self.dies[&child].tag;
-                    match child_tag {
-                        gimli::DW_TAG_member => {
-                            let field = self.field(child)?;
-                            edges.push((field.name.clone(), field.ty.clone()));
-                            fields.push(field);
-                        }
-                        gimli::DW_TAG_template_type_parameter => {
-                            if let Some(ty) = self.dies[&child].ty
-                                && let Some(name) = self.name_of(ty, 0)?
-                            {
-                                let param = self.dies[&child].name.clone();
-                                edges.push((param.unwrap_or_else(|| "T".to_owned()), name));
-                            }
-                        }
-                        gimli::DW_TAG_variant_part => {
-                            let part = &self.dies[&child];
-                            let (discr, cases) = (part.discr, part.children.clone());
-                            if let Some(discr) = discr.filter(|d| self.dies.contains_key(d)) {
-                                discriminant = Some(self.field(discr)?);
-                            }
-                            for case in cases {
-                                let case = &self.dies[&case];
-                                if case.tag != gimli::DW_TAG_variant {
-                                    continue;
-                                }
-                                let value = case.discr_value;
-                                let member = case
-                                    .children
-                                    .iter()
-                                    .copied()
-                                    .find(|m| self.dies[m].tag == gimli::DW_TAG_member);
-                                if let Some(member) = member {
-                                    let field = self.field(member)?;
-                                    edges.push((field.name.clone(), field.ty.clone()));
-                                    variants.push(Variant {
-                                        discriminant: value,
-                                        field,
-                                    });
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
-                }
-                Shape::Struct {
-                    fields,
-                    discriminant,
-                    variants,
-                }
+                self.struct_shape(&children, &mut edges)?
             }
             gimli::DW_TAG_enumeration_type => {
                 let values = children
@@ -626,6 +573,76 @@ impl<'a, 'data> UnitReader<'a, 'data> {
             shape,
             edges,
         })
+    }
+
+    /// The fields, generic parameters and variants of a struct, union or enum with data, from
+    /// its `children`; each adds an edge to `edges`.
+    fn struct_shape(
+        &mut self,
+        children: &[UnitOffset],
+        edges: &mut Vec<(String, String)>,
+    ) -> Result<Shape, DwarfError> {
+        let mut fields = Vec::new();
+        let mut discriminant = None;
+        let mut variants = Vec::new();
+        for &child in children {
+            match self.dies[&child].tag {
+                gimli::DW_TAG_member => {
+                    let field = self.field(child)?;
+                    edges.push((field.name.clone(), field.ty.clone()));
+                    fields.push(field);
+                }
+                gimli::DW_TAG_template_type_parameter => {
+                    if let Some(ty) = self.dies[&child].ty
+                        && let Some(name) = self.name_of(ty, 0)?
+                    {
+                        let param = self.dies[&child].name.clone();
+                        edges.push((param.unwrap_or_else(|| "T".to_owned()), name));
+                    }
+                }
+                gimli::DW_TAG_variant_part => {
+                    let part = &self.dies[&child];
+                    let (discr, cases) = (part.discr, part.children.clone());
+                    if let Some(discr) = discr.filter(|d| self.dies.contains_key(d)) {
+                        discriminant = Some(self.field(discr)?);
+                    }
+                    for variant in self.variants(&cases)? {
+                        edges.push((variant.field.name.clone(), variant.field.ty.clone()));
+                        variants.push(variant);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Shape::Struct {
+            fields,
+            discriminant,
+            variants,
+        })
+    }
+
+    /// The variants among the children `cases` of a variant part.
+    fn variants(&mut self, cases: &[UnitOffset]) -> Result<Vec<Variant>, DwarfError> {
+        let mut variants = Vec::new();
+        for case in cases {
+            let case = &self.dies[case];
+            if case.tag != gimli::DW_TAG_variant {
+                continue;
+            }
+            let value = case.discr_value;
+            let member = case
+                .children
+                .iter()
+                .copied()
+                .find(|m| self.dies[m].tag == gimli::DW_TAG_member);
+            if let Some(member) = member {
+                variants.push(Variant {
+                    discriminant: value,
+                    field: self.field(member)?,
+                });
+            }
+        }
+        Ok(variants)
     }
 
     /// A member entry as a field.

@@ -442,57 +442,8 @@ pub(crate) fn check(
     running_hot: Option<&BTreeSet<String>>,
 ) -> Result<Accepted, Vec<Refusal>> {
     let mut refusals = Vec::new();
-    let mut functions = Vec::new();
-    for (path, new) in &patch.records {
-        let Some(old) = host.records.get(path) else {
-            // A new hot function: its slot lives in the patch, so patched code calls it, and the
-            // running program has nothing to swap.
-            continue;
-        };
-        // Compared without argument names: renaming one changes nothing at run time.
-        if old.shape != new.shape {
-            refusals.push(Refusal::Signature {
-                function: path.clone(),
-                old: old.signature.clone(),
-                new: new.signature.clone(),
-                location: new.location.clone(),
-            });
-            continue;
-        }
-        let mut compatible = true;
-        for (ty, size, align) in &new.types {
-            let Some((_, old_size, old_align)) = old.types.iter().find(|(t, _, _)| t == ty) else {
-                continue;
-            };
-            if (old_size, old_align) != (size, align) {
-                compatible = false;
-                refusals.push(Refusal::Layout {
-                    signature: new.signature.clone(),
-                    ty: ty.clone(),
-                    old: (*old_size, *old_align),
-                    new: (*size, *align),
-                    location: new.location.clone(),
-                });
-            }
-        }
-        if compatible {
-            functions.push(path.clone());
-        }
-    }
-    for (path, new) in &patch.layouts {
-        if let Some(old) = host.layouts.get(path)
-            && old != new
-        {
-            let name = path
-                .rsplit_once('$')
-                .map_or(path.as_str(), |(name, _)| name);
-            refusals.push(Refusal::PersistLayout {
-                name: name.to_owned(),
-                old: *old,
-                new: *new,
-            });
-        }
-    }
+    let functions = record_refusals(host, patch, &mut refusals);
+    refusals.extend(persisted_refusals(host, patch));
     match &host.types {
         Ok(old) => {
             // What the records already refused is not said twice: a type a hot signature
@@ -537,6 +488,71 @@ pub(crate) fn check(
     } else {
         Err(refusals)
     }
+}
+
+/// Compares the hot-function records: refuses changed signatures and changed layouts of the
+/// types they spell (into `refusals`); returns the hot functions the program can switch.
+fn record_refusals(
+    host: &HostImage,
+    patch: &PatchImage,
+    refusals: &mut Vec<Refusal>,
+) -> Vec<String> {
+    let mut functions = Vec::new();
+    for (path, new) in &patch.records {
+        let Some(old) = host.records.get(path) else {
+            // A new hot function: its slot lives in the patch, so patched code calls it, and the
+            // running program has nothing to swap.
+            continue;
+        };
+        // Compared without argument names: renaming one changes nothing at run time.
+        if old.shape != new.shape {
+            refusals.push(Refusal::Signature {
+                function: path.clone(),
+                old: old.signature.clone(),
+                new: new.signature.clone(),
+                location: new.location.clone(),
+            });
+            continue;
+        }
+        let before = refusals.len();
+        for (ty, size, align) in &new.types {
+            let Some((_, old_size, old_align)) = old.types.iter().find(|(t, _, _)| t == ty) else {
+                continue;
+            };
+            if (old_size, old_align) != (size, align) {
+                refusals.push(Refusal::Layout {
+                    signature: new.signature.clone(),
+                    ty: ty.clone(),
+                    old: (*old_size, *old_align),
+                    new: (*size, *align),
+                    location: new.location.clone(),
+                });
+            }
+        }
+        if refusals.len() == before {
+            functions.push(path.clone());
+        }
+    }
+    functions
+}
+
+/// The `persist!` statics whose size or alignment changed behind the same written type.
+fn persisted_refusals(host: &HostImage, patch: &PatchImage) -> Vec<Refusal> {
+    patch
+        .layouts
+        .iter()
+        .filter_map(|(path, new)| {
+            let old = host.layouts.get(path).filter(|old| *old != new)?;
+            let name = path
+                .rsplit_once('$')
+                .map_or(path.as_str(), |(name, _)| name);
+            Some(Refusal::PersistLayout {
+                name: name.to_owned(),
+                old: *old,
+                new: *new,
+            })
+        })
+        .collect()
 }
 
 /// The changed functions of a patch, split by whether the running program runs them.

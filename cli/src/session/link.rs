@@ -8,23 +8,8 @@ use hotswap::protocol::{HostMessage, ToolMessage};
 
 use crate::symbols::short_name;
 
-use super::pipeline::Checked;
+use super::outcome::{Applied, Checked};
 use super::{APPLY_DEADLINE, Session};
-
-/// A patch the program applied, as it confirmed it.
-#[derive(Debug)]
-pub(crate) struct Applied {
-    /// The generation the program runs now.
-    pub(crate) generation: u64,
-    /// The changed functions (or, if unknown, the swapped hot functions) by display name.
-    pub(crate) functions: Vec<String>,
-    /// The patch build's time, in milliseconds.
-    pub(crate) build_ms: u128,
-    /// The gate's time, in milliseconds, rounded to tenths.
-    pub(crate) check_ms: f64,
-    /// The program's time to load and switch, in milliseconds, rounded to tenths.
-    pub(crate) load_ms: f64,
-}
 
 impl Session {
     /// Sends `checked` to the program and waits (at most [`APPLY_DEADLINE`]) for its answer;

@@ -3,6 +3,7 @@
 
 mod files;
 mod link;
+mod outcome;
 mod pipeline;
 mod program;
 mod report;
@@ -123,14 +124,6 @@ pub(crate) fn run(args: RunOptions) -> Result<(), CliError> {
         return Err(anyhow::anyhow!("cargo-hotswap supports Linux on x86_64 only, for now").into());
     }
     let project = Project::load(&args.selection)?;
-    let options = args.build;
-    let work = WorkDir::new(&project, &options)?;
-    let session_dir = work
-        .root
-        .join("sessions")
-        .join(std::process::id().to_string());
-    std::fs::create_dir_all(&session_dir)
-        .with_context(|| format!("cannot create `{}`", session_dir.display()))?;
     // The sockets live in a private temporary directory: socket paths are limited to 108 bytes,
     // and the directory's mode (0700, whatever the umask) keeps other users out; the sockets
     // themselves are 0600 too.
@@ -139,47 +132,12 @@ pub(crate) fn run(args: RunOptions) -> Result<(), CliError> {
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
         .context("cannot create the session's socket directory")?;
-    let socket = socket_dir.path().join("agent.sock");
-    let listener = private_listener(&socket)?;
     let control_socket = socket_dir.path().join("control.sock");
     let control = private_listener(&control_socket)?;
     let _lock = crate::control::lock(&project, &control_socket)?;
-
     let (events, inbox) = mpsc::channel();
-    let (replies, reply_inbox) = mpsc::channel();
-    spawn_acceptor(listener, events.clone(), replies);
     spawn_control(control, events.clone());
-    let interrupt = events.clone();
-    ctrlc::set_handler(move || {
-        let _ = interrupt.send(Event::Interrupt);
-    })
-    .context("cannot install the Ctrl-C handler")?;
-    let filter = Filter::new(
-        &project.target_dir,
-        &project.workspace_root,
-        &project.local_package_dirs,
-    );
-
-    let mut session = Session {
-        project,
-        options,
-        work,
-        session_dir,
-        socket,
-        program_args: args.program_args,
-        no_restart: args.no_restart,
-        no_watch: args.no_watch,
-        serving_request: false,
-        last_diagnostics: String::new(),
-        filter,
-        scheduler: Scheduler::new(QUIET, MAX_WAIT),
-        baseline: None,
-        running_hot: None,
-        running: None,
-        next_patch: 0,
-        snapshot: HashMap::new(),
-        replies: reply_inbox,
-    };
+    let mut session = Session::new(project, &args, socket_dir.path(), &events)?;
     // The snapshot precedes the build: a save during the build differs from it, so it is seen.
     session.snapshot_sources();
     let build = host::build(&session.project, &session.options, &session.work);
@@ -202,40 +160,9 @@ pub(crate) fn run(args: RunOptions) -> Result<(), CliError> {
     };
     session.start(build)?;
     let extra = session.build_baseline();
-    match &mut watcher {
-        Some(watcher) => {
-            watcher.watch_files(&extra);
-            let packages = session.project.local_package_dirs.len();
-            output::status(
-                "Watching",
-                format!(
-                    "{} ({packages} {})",
-                    watcher
-                        .recursive
-                        .iter()
-                        .map(|d| relative(d, &session.project.workspace_root))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    if packages == 1 { "package" } else { "packages" }
-                ),
-            );
-        }
-        None => output::status(
-            "Waiting",
-            "for `cargo hotswap patch` (--no-watch)".to_owned(),
-        ),
-    }
+    session.announce(watcher.as_mut(), &extra);
     session.event_loop(&inbox);
-    let running = session.running.is_some();
-    session.stop();
-    if running {
-        output::status(
-            "Stopped",
-            format!("`{}` (interrupted)", session.project.bin),
-        );
-    } else {
-        output::status("Stopped", "the session (interrupted)");
-    }
+    session.finish();
     Err(CliError::Interrupted)
 }
 
@@ -274,6 +201,99 @@ struct Session {
 }
 
 impl Session {
+    /// A session of `project` with `args`, its work and session directories created, the agent
+    /// socket listening in `socket_dir`, and Ctrl-C turned into an event on `events`.
+    ///
+    /// # Errors
+    ///
+    /// When a directory, the socket or the Ctrl-C handler cannot be set up.
+    fn new(
+        project: Project,
+        args: &RunOptions,
+        socket_dir: &Path,
+        events: &mpsc::Sender<Event>,
+    ) -> anyhow::Result<Session> {
+        let work = WorkDir::new(&project, &args.build)?;
+        let session_dir = work
+            .root
+            .join("sessions")
+            .join(std::process::id().to_string());
+        std::fs::create_dir_all(&session_dir)
+            .with_context(|| format!("cannot create `{}`", session_dir.display()))?;
+        let socket = socket_dir.join("agent.sock");
+        let listener = private_listener(&socket)?;
+        let (replies, reply_inbox) = mpsc::channel();
+        spawn_acceptor(listener, events.clone(), replies);
+        let interrupt = events.clone();
+        ctrlc::set_handler(move || {
+            let _ = interrupt.send(Event::Interrupt);
+        })
+        .context("cannot install the Ctrl-C handler")?;
+        let filter = Filter::new(
+            &project.target_dir,
+            &project.workspace_root,
+            &project.local_package_dirs,
+        );
+        Ok(Session {
+            project,
+            options: args.build.clone(),
+            work,
+            session_dir,
+            socket,
+            program_args: args.program_args.clone(),
+            no_restart: args.no_restart,
+            no_watch: args.no_watch,
+            serving_request: false,
+            last_diagnostics: String::new(),
+            filter,
+            scheduler: Scheduler::new(QUIET, MAX_WAIT),
+            baseline: None,
+            running_hot: None,
+            running: None,
+            next_patch: 0,
+            snapshot: HashMap::new(),
+            replies: reply_inbox,
+        })
+    }
+
+    /// Says what the session waits for: saves under the watched directories (and `extra`
+    /// files), or `cargo hotswap patch`.
+    fn announce(&self, watcher: Option<&mut watch::SourceWatcher>, extra: &[PathBuf]) {
+        let Some(watcher) = watcher else {
+            output::status(
+                "Waiting",
+                "for `cargo hotswap patch` (--no-watch)".to_owned(),
+            );
+            return;
+        };
+        watcher.watch_files(extra);
+        let packages = self.project.local_package_dirs.len();
+        output::status(
+            "Watching",
+            format!(
+                "{} ({packages} {})",
+                watcher
+                    .recursive
+                    .iter()
+                    .map(|d| relative(d, &self.project.workspace_root))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if packages == 1 { "package" } else { "packages" }
+            ),
+        );
+    }
+
+    /// Stops the program, saying so.
+    fn finish(&mut self) {
+        let running = self.running.is_some();
+        self.stop();
+        if running {
+            output::status("Stopped", format!("`{}` (interrupted)", self.project.bin));
+        } else {
+            output::status("Stopped", "the session (interrupted)");
+        }
+    }
+
     /// Processes events until the process is interrupted.
     fn event_loop(&mut self, inbox: &Receiver<Event>) {
         loop {
@@ -319,39 +339,7 @@ impl Session {
                 self.scheduler.events(Instant::now(), relevant);
             }
             Event::Files(Err(err)) => output::warn("Warning", format!("file watcher: {err}")),
-            Event::Trigger(mut stream) => {
-                // Every watched file is compared with the snapshot: with `--no-watch` nothing
-                // else saw the edits. Even with none, the patch is built: the user asked.
-                let mut files = Vec::new();
-                self.collect_all(&mut files);
-                self.serving_request = true;
-                self.last_diagnostics.clear();
-                let outcome = self.rebuild(files, true);
-                self.serving_request = false;
-                // rustc's diagnostics first, a line each, then the answer.
-                let answer = outcome.unwrap_or_else(|| {
-                    Answer::new(Verdict::Unchanged, "Unchanged", "nothing to patch")
-                });
-                let replies = self
-                    .last_diagnostics
-                    .lines()
-                    .map(|line| Reply::Diagnostic {
-                        line: line.to_owned(),
-                    })
-                    .chain(std::iter::once(Reply::Answer {
-                        verdict: answer.verdict,
-                        verb: answer.verb.to_owned(),
-                        message: answer.message,
-                    }));
-                for reply in replies {
-                    if stream
-                        .write_all(control::encode(&reply).as_bytes())
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            }
+            Event::Trigger(stream) => self.serve_request(stream),
             Event::Interrupt => {}
             Event::Connected(id, stream) => {
                 // Remembered until hello says which build it is.
@@ -389,6 +377,41 @@ impl Session {
                 {
                     running.link = None;
                 }
+            }
+        }
+    }
+
+    /// Serves a `cargo hotswap patch` request on `stream`: compares every watched file with the
+    /// snapshot, rebuilds and patches, and replies with the compiler's diagnostics and the answer.
+    fn serve_request(&mut self, mut stream: UnixStream) {
+        // Every watched file is compared with the snapshot: with `--no-watch` nothing
+        // else saw the edits. Even with none, the patch is built: the user asked.
+        let mut files = Vec::new();
+        self.collect_all(&mut files);
+        self.serving_request = true;
+        self.last_diagnostics.clear();
+        let outcome = self.rebuild(files, true);
+        self.serving_request = false;
+        // rustc's diagnostics first, a line each, then the answer.
+        let answer = outcome
+            .unwrap_or_else(|| Answer::new(Verdict::Unchanged, "Unchanged", "nothing to patch"));
+        let replies = self
+            .last_diagnostics
+            .lines()
+            .map(|line| Reply::Diagnostic {
+                line: line.to_owned(),
+            })
+            .chain(std::iter::once(Reply::Answer {
+                verdict: answer.verdict,
+                verb: answer.verb.to_owned(),
+                message: answer.message,
+            }));
+        for reply in replies {
+            if stream
+                .write_all(control::encode(&reply).as_bytes())
+                .is_err()
+            {
+                break;
             }
         }
     }

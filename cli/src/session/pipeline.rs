@@ -2,54 +2,19 @@
 //! restart: one function per stage (changes -> build -> gate -> send), each handing the next
 //! what it needs or ending the run with an [`Outcome`], which [`Session::report`] then tells.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::build::host::{self, Host};
 use crate::build::patch::{self, Patch, PatchBuildError};
-use crate::check::{self, PatchImage, Refusal};
+use crate::check::{self, PatchImage};
 use crate::event::{Event, Target};
 use crate::output;
 use crate::watch::FileKind;
 
 use super::Session;
 use super::files::{changed_files, relative};
-use super::link::Applied;
-
-/// How a run of the pipeline ended.
-#[derive(Debug)]
-pub(super) enum Outcome {
-    /// No file changed in a way that matters.
-    Nothing,
-    /// A change that a patch cannot carry: the host is rebuilt and the program restarted.
-    Restart {
-        /// Why, for the `Restarting` line.
-        reason: String,
-    },
-    /// rustc rejected the patch; the program keeps its code.
-    BuildFailed {
-        /// rustc's diagnostics, when they were captured (else they were shown).
-        diagnostics: String,
-    },
-    /// The patch could not be built for another reason.
-    BuildError(anyhow::Error),
-    /// The gate refused the patch: nothing was loaded.
-    Refused(Vec<Refusal>),
-    /// The patch could not be checked: nothing was loaded.
-    Unchecked(anyhow::Error),
-    /// Every changed function is one that no hot function reaches: nothing was sent.
-    RestartOnly,
-    /// No code changed: nothing was sent.
-    Unchanged {
-        /// The changed files as a list for the message, empty when none changed.
-        files: String,
-    },
-    /// The program applied the patch.
-    Applied(Applied),
-    /// The patch was sent, or could not be, and is not applied.
-    NotApplied(String),
-}
+use super::outcome::{Checked, Outcome};
 
 /// What the changes stage hands on: the changed files and the build the program runs.
 struct Changes {
@@ -57,22 +22,6 @@ struct Changes {
     paths: Vec<PathBuf>,
     /// The running program's host build, whose command a patch replays.
     host: Host,
-}
-
-/// What the gate hands on: a patch that may be sent.
-pub(super) struct Checked {
-    /// The built patch.
-    pub(super) patch: Patch,
-    /// Its number in this session.
-    pub(super) number: u64,
-    /// The hot functions whose slots the program switches.
-    pub(super) functions: Vec<String>,
-    /// The changed functions' display names, if known.
-    pub(super) changed: Option<Vec<String>>,
-    /// The gate's time.
-    pub(super) check_time: Duration,
-    /// The hot functions the patch has: the running code's once it is applied.
-    pub(super) hot: BTreeSet<String>,
 }
 
 impl Session {

@@ -8,8 +8,7 @@ use crate::event::{Event, Target};
 use crate::output;
 use crate::output::CONTINUATION;
 
-use super::link::Applied;
-use super::pipeline::Outcome;
+use super::outcome::{Applied, Outcome};
 use super::{Answer, Session};
 
 impl Session {

@@ -395,17 +395,14 @@ struct Dispatch {
     body: TokenStream,
 }
 
-/// The dispatcher of the hot function `sig` whose path below the module is `path` (`name` or
-/// `Type::name`). `self_ty` replaces `Self` in the items the body defines; `original` is the
-/// path of the body compiled into this build.
+/// The dispatcher's signature, with plain argument names (`__hotswap_arg0`, ...) and `mut
+/// self` without its `mut`; the arguments as the dispatcher passes them on; and their types,
+/// `Self` replaced by `self_ty`.
 #[cfg(feature = "enabled")]
-fn dispatch(
+fn plain_arguments(
     sig: &Signature,
-    path: &str,
     self_ty: Option<&syn::Type>,
-    options: Options,
-    original: &TokenStream,
-) -> Dispatch {
+) -> (Signature, Vec<TokenStream>, Vec<syn::Type>) {
     use quote::format_ident;
 
     let mut dispatcher_sig = sig.clone();
@@ -431,21 +428,19 @@ fn dispatch(
             }
         }
     }
-    let output = match &sig.output {
-        ReturnType::Default => quote!(),
-        ReturnType::Type(arrow, ty) => {
-            let ty = crate::record::replace_self(ty, self_ty);
-            quote!(#arrow #ty)
-        }
-    };
-    let unsafety = &sig.unsafety;
-    // Named lifetimes are the dispatcher's own parameters, in scope in its body: the pointer
-    // type uses them as they are (a `for<'a>` would shadow them, E0496); elided ones make the
-    // pointer type higher-ranked by themselves.
-    let fn_type = quote! { #unsafety fn(#(#arg_types),*) #output };
-    let record = crate::record::record_items(sig, path, self_ty);
-    let rollback = options.rollback;
-    let (direct, through, in_closure) = if unsafety.is_some() {
+    (dispatcher_sig, args, arg_types)
+}
+
+/// The three calls a dispatcher makes with `args`: of the body compiled in (`original`), of the
+/// slot's function, and of the slot's function in a closure; in `unsafe` blocks for an
+/// `unsafe fn`.
+#[cfg(feature = "enabled")]
+fn calls(
+    unsafety: bool,
+    original: &TokenStream,
+    args: &[TokenStream],
+) -> (TokenStream, TokenStream, TokenStream) {
+    if unsafety {
         (
             quote! {
                 // SAFETY: the caller of this `unsafe fn` upholds its contract, which is the
@@ -467,7 +462,36 @@ fn dispatch(
             quote! { __hotswap_f(#(#args),*) },
             quote! { move || __hotswap_f(#(#args),*) },
         )
+    }
+}
+
+/// The dispatcher of the hot function `sig` whose path below the module is `path` (`name` or
+/// `Type::name`). `self_ty` replaces `Self` in the items the body defines; `original` is the
+/// path of the body compiled into this build.
+#[cfg(feature = "enabled")]
+fn dispatch(
+    sig: &Signature,
+    path: &str,
+    self_ty: Option<&syn::Type>,
+    options: Options,
+    original: &TokenStream,
+) -> Dispatch {
+    let (dispatcher_sig, args, arg_types) = plain_arguments(sig, self_ty);
+    let output = match &sig.output {
+        ReturnType::Default => quote!(),
+        ReturnType::Type(arrow, ty) => {
+            let ty = crate::record::replace_self(ty, self_ty);
+            quote!(#arrow #ty)
+        }
     };
+    let unsafety = &sig.unsafety;
+    // Named lifetimes are the dispatcher's own parameters, in scope in its body: the pointer
+    // type uses them as they are (a `for<'a>` would shadow them, E0496); elided ones make the
+    // pointer type higher-ranked by themselves.
+    let fn_type = quote! { #unsafety fn(#(#arg_types),*) #output };
+    let record = crate::record::record_items(sig, path, self_ty);
+    let rollback = options.rollback;
+    let (direct, through, in_closure) = calls(unsafety.is_some(), original, &args);
     let body = quote! {
         #record
 
