@@ -465,19 +465,19 @@ pub(crate) fn self_exe() -> anyhow::Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     #[test]
     fn dep_info_lists_sources() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("app.d");
-        std::fs::write(
-            &file,
-            "/t/deps/app-1: src/main.rs /p/src/a\\ b.rs\n\nsrc/main.rs:\n# env-dep:X=1\n",
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(
+            b"/t/deps/app-1: src/main.rs /p/src/a\\ b.rs\n\nsrc/main.rs:\n# env-dep:X=1\n",
         )
         .unwrap();
         assert_eq!(
-            read_dep_info(&file, Path::new("/p")).unwrap(),
+            read_dep_info(file.path(), Path::new("/p")).unwrap(),
             vec![
                 PathBuf::from("/p/src/main.rs"),
                 PathBuf::from("/p/src/a b.rs")

@@ -118,20 +118,20 @@ mod tests {
     fn a_type_is_found_in_the_file_of_its_module() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");
-        std::fs::create_dir_all(src.join("model")).unwrap();
-        std::fs::write(
-            src.join("main.rs"),
-            "mod model;\n// struct Item is elsewhere\n",
-        )
-        .unwrap();
-        std::fs::write(src.join("model/mod.rs"), "pub mod item;\n").unwrap();
-        std::fs::write(
-            src.join("model/item.rs"),
-            "use std::fmt;\n\n#[derive(Clone)]\npub struct Item {\n    pub name: String,\n}\n\
-             pub enum Shape { Circle(u32), Square }\n",
-        )
-        .unwrap();
-        std::fs::write(src.join("other.rs"), "struct Item;\n").unwrap();
+        for (file, text) in [
+            ("main.rs", "mod model;\n// struct Item is elsewhere\n"),
+            ("model/mod.rs", "pub mod item;\n"),
+            (
+                "model/item.rs",
+                "use std::fmt;\n\n#[derive(Clone)]\npub struct Item {\n    pub name: String,\n}\n\
+                 pub enum Shape { Circle(u32), Square }\n",
+            ),
+            ("other.rs", "struct Item;\n"),
+        ] {
+            let path = src.join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        }
         assert_eq!(
             definition("shop::model::item::Item", &src, dir.path()).as_deref(),
             Some("src/model/item.rs:4")

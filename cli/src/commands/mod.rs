@@ -48,6 +48,11 @@ enum Command {
     Patch(PatchArgs),
 }
 
+/// The help's headings, as cargo's.
+const COMPILATION: &str = "Compilation Options";
+const FEATURES: &str = "Feature Selection";
+const PATCHING: &str = "Patching Options";
+
 /// Which program: cargo's package and target selection.
 #[derive(Debug, Args)]
 pub(crate) struct TargetArgs {
@@ -61,7 +66,7 @@ pub(crate) struct TargetArgs {
     #[arg(long, value_name = "PATH", help_heading = "Manifest Options")]
     pub(crate) manifest_path: Option<PathBuf>,
     /// Directory for all generated artifacts
-    #[arg(long, value_name = "DIRECTORY", help_heading = "Compilation Options")]
+    #[arg(long, value_name = "DIRECTORY", help_heading = COMPILATION)]
     pub(crate) target_dir: Option<PathBuf>,
 }
 

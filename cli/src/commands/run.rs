@@ -5,9 +5,9 @@ use clap::Args;
 
 use crate::build::host::BuildOptions;
 use crate::errors::CliError;
-use crate::session::RunOptions;
+use crate::session::{Policy, RunOptions};
 
-use super::{MessageFormat, OutputArgs, TargetArgs};
+use super::{COMPILATION, FEATURES, MessageFormat, OutputArgs, PATCHING, TargetArgs};
 
 /// Arguments of `cargo hotswap run`, named as `cargo run` names them.
 #[derive(Debug, Args)]
@@ -15,42 +15,28 @@ pub(crate) struct RunArgs {
     #[command(flatten)]
     pub(crate) target: TargetArgs,
     /// Space or comma separated list of features to activate
-    #[arg(
-        short = 'F',
-        long,
-        value_name = "FEATURES",
-        help_heading = "Feature Selection"
-    )]
+    #[arg(short = 'F', long, value_name = "FEATURES", help_heading = FEATURES)]
     pub(crate) features: Vec<String>,
     /// Activate all available features
-    #[arg(long, help_heading = "Feature Selection")]
+    #[arg(long, help_heading = FEATURES)]
     pub(crate) all_features: bool,
     /// Do not activate the `default` feature
-    #[arg(long, help_heading = "Feature Selection")]
+    #[arg(long, help_heading = FEATURES)]
     pub(crate) no_default_features: bool,
     /// Build artifacts in release mode, with optimizations
-    #[arg(
-        short,
-        long,
-        conflicts_with = "profile",
-        help_heading = "Compilation Options"
-    )]
+    #[arg(short, long, conflicts_with = "profile", help_heading = COMPILATION)]
     pub(crate) release: bool,
     /// Build artifacts with the specified profile
-    #[arg(
-        long,
-        value_name = "PROFILE-NAME",
-        help_heading = "Compilation Options"
-    )]
+    #[arg(long, value_name = "PROFILE-NAME", help_heading = COMPILATION)]
     pub(crate) profile: Option<String>,
     /// Keep the old code running when a patch is refused, instead of restarting the program
-    #[arg(long, help_heading = "Patching Options")]
+    #[arg(long, help_heading = PATCHING)]
     pub(crate) no_restart: bool,
     /// Do not watch the sources: patch only when `cargo hotswap patch` asks
-    #[arg(long, help_heading = "Patching Options")]
+    #[arg(long, help_heading = PATCHING)]
     pub(crate) no_watch: bool,
     /// Compare the files periodically instead of using inotify
-    #[arg(long, conflicts_with = "no_watch", help_heading = "Patching Options")]
+    #[arg(long, conflicts_with = "no_watch", help_heading = PATCHING)]
     pub(crate) poll: bool,
     /// The output format for events: `json` adds one JSON object per event on stdout (the
     /// program's stdout then goes to stderr)
@@ -78,9 +64,11 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
                 args.profile
             },
         },
-        no_restart: args.no_restart,
-        no_watch: args.no_watch,
-        poll: args.poll,
+        policy: Policy {
+            no_restart: args.no_restart,
+            no_watch: args.no_watch,
+            poll: args.poll,
+        },
         program_args: args.args,
     })
 }

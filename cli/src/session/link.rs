@@ -1,17 +1,62 @@
-//! Sending a checked patch over the agent link and waiting for the program's answer: the tool
-//! reports only what the program confirmed.
+//! The agent link: which connection is the program's, and sending a checked patch over it and
+//! waiting for the program's answer (the tool reports only what the program confirmed).
 
 use std::io::Write;
+use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 use hotswap::protocol::{HostMessage, ToolMessage};
 
+use crate::output;
 use crate::symbols::short_name;
 
 use super::outcome::{Applied, Checked};
 use super::{APPLY_DEADLINE, Session};
 
 impl Session {
+    /// A connection `id` to the agent socket: remembered as the program's link until its hello
+    /// says which build it is.
+    pub(super) fn connected(&mut self, id: u64, stream: UnixStream) {
+        if let Some(running) = &mut self.running
+            && running.link.is_none()
+        {
+            running.link = Some((id, stream));
+        }
+    }
+
+    /// The hello of connection `id`, from process `pid` running build `build_id`: a link of
+    /// another build is dropped.
+    pub(super) fn hello(&mut self, id: u64, pid: u32, build_id: &str) {
+        let Some(running) = &mut self.running else {
+            return;
+        };
+        let ours = running.link.as_ref().is_some_and(|(link, _)| *link == id);
+        if ours && build_id != running.build.build_id {
+            output::warn(
+                "Warning",
+                format!(
+                    "process {pid} connected with build `{build_id}`, expected `{}`; ignoring it",
+                    running.build.build_id
+                ),
+            );
+            running.link = None;
+        } else if ours && running.warned_silent {
+            output::status(
+                "Connected",
+                format!("to `{}` (pid {pid})", self.project.bin),
+            );
+        }
+    }
+
+    /// Connection `id` closed: if it was the program's link, there is none now.
+    pub(super) fn disconnected(&mut self, id: u64) {
+        if let Some(running) = &mut self.running
+            && running.link.as_ref().is_some_and(|(link, _)| *link == id)
+        {
+            running.link = None;
+        }
+    }
+
     /// Sends `checked` to the program and waits (at most [`APPLY_DEADLINE`]) for its answer;
     /// messages it sends on its own meanwhile (a rollback) are reported as they come.
     ///

@@ -101,16 +101,25 @@ fn private_listener(path: &Path) -> anyhow::Result<UnixListener> {
 pub(crate) struct RunOptions {
     /// Which program.
     pub(crate) selection: Selection,
-    /// How to build it.
+    /// How to build it: features and profile.
     pub(crate) build: BuildOptions,
-    /// Keep the old code running when a patch is refused.
-    pub(crate) no_restart: bool,
-    /// Patch only when `cargo hotswap patch` asks.
-    pub(crate) no_watch: bool,
-    /// Compare files periodically instead of using inotify.
-    pub(crate) poll: bool,
-    /// The program's own arguments.
+    /// How saves become patches.
+    pub(crate) policy: Policy,
+    /// The program's own arguments (after `--`).
     pub(crate) program_args: Vec<String>,
+}
+
+/// How a session turns saves into patches.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Policy {
+    /// `--no-restart`: a refused patch keeps the old code running, instead of restarting the
+    /// program with the new code (and losing its state).
+    pub(crate) no_restart: bool,
+    /// `--no-watch`: no file watcher; only `cargo hotswap patch` triggers a patch.
+    pub(crate) no_watch: bool,
+    /// `--poll`: compare the files periodically, where inotify does not work (network file
+    /// systems, some containers).
+    pub(crate) poll: bool,
 }
 
 /// Runs a session until it is interrupted, which ends it with [`CliError::Interrupted`].
@@ -145,14 +154,14 @@ pub(crate) fn run(args: RunOptions) -> Result<(), CliError> {
     let build = build?;
     // Watch before the program starts, so that no save is missed while it starts and while the
     // first patch builds: events wait in the channel.
-    let mut watcher = if args.no_watch {
+    let mut watcher = if args.policy.no_watch {
         None
     } else {
         let watch_events = events.clone();
         Some(watch::watch(
             &session.project.local_package_dirs,
             &session.project.workspace_root,
-            args.poll,
+            args.policy.poll,
             move |batch| {
                 let _ = watch_events.send(Event::Files(batch));
             },
@@ -241,8 +250,8 @@ impl Session {
             session_dir,
             socket,
             program_args: args.program_args.clone(),
-            no_restart: args.no_restart,
-            no_watch: args.no_watch,
+            no_restart: args.policy.no_restart,
+            no_watch: args.policy.no_watch,
             serving_request: false,
             last_diagnostics: String::new(),
             filter,
@@ -341,43 +350,9 @@ impl Session {
             Event::Files(Err(err)) => output::warn("Warning", format!("file watcher: {err}")),
             Event::Trigger(stream) => self.serve_request(stream),
             Event::Interrupt => {}
-            Event::Connected(id, stream) => {
-                // Remembered until hello says which build it is.
-                if let Some(running) = &mut self.running
-                    && running.link.is_none()
-                {
-                    running.link = Some((id, stream));
-                }
-            }
-            Event::Hello(id, pid, build_id) => {
-                let Some(running) = &mut self.running else {
-                    return;
-                };
-                let ours = running.link.as_ref().is_some_and(|(link, _)| *link == id);
-                if ours && build_id != running.build.build_id {
-                    output::warn(
-                        "Warning",
-                        format!(
-                            "process {pid} connected with build `{build_id}`, expected `{}`; \
-                             ignoring it",
-                            running.build.build_id
-                        ),
-                    );
-                    running.link = None;
-                } else if ours && running.warned_silent {
-                    output::status(
-                        "Connected",
-                        format!("to `{}` (pid {pid})", self.project.bin),
-                    );
-                }
-            }
-            Event::Disconnected(id) => {
-                if let Some(running) = &mut self.running
-                    && running.link.as_ref().is_some_and(|(link, _)| *link == id)
-                {
-                    running.link = None;
-                }
-            }
+            Event::Connected(id, stream) => self.connected(id, stream),
+            Event::Hello(id, pid, build_id) => self.hello(id, pid, &build_id),
+            Event::Disconnected(id) => self.disconnected(id),
         }
     }
 

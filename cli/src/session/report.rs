@@ -87,12 +87,14 @@ impl Session {
     /// After a refused patch: restart, or with `--no-restart` keep the old code.
     fn refused(&mut self, why: &str) -> Answer {
         if self.no_restart {
-            let message = format!(
-                "`{}` runs its previous code (--no-restart); {} is checked again",
-                self.project.bin,
-                self.next_trigger()
+            output::warn(
+                "Kept",
+                format!(
+                    "`{}` runs its previous code (--no-restart); {} is checked again",
+                    self.project.bin,
+                    self.next_trigger()
+                ),
             );
-            output::warn("Kept", &message);
             Answer::new(Verdict::Refused, "Refused", why)
         } else {
             self.restart(
