@@ -2,16 +2,16 @@
 //! has them applied (see `table`). Exists only with the `enabled` feature, and starts only when
 //! the tool's environment variable names a socket.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
 use crate::control::{self, ApplyMode};
-use crate::protocol::{self, HostMessage, ToolMessage};
+use crate::protocol::{self, HostMessage, LineError, ToolMessage};
 use crate::slot::Slot;
 use crate::table::{self, Batch, Swap};
 
@@ -47,15 +47,27 @@ pub(crate) fn send(message: &HostMessage) {
 static START: extern "C" fn() = start;
 
 /// Starts the agent thread if `cargo hotswap run` launched this process; otherwise does nothing.
+/// Removes the tool's variables from the environment first, so that no child of the program
+/// inherits them (and connects, or is taken for the program).
 extern "C" fn start() {
     let Some(socket) = std::env::var_os(protocol::SOCKET_ENV) else {
         return;
     };
     let build_id = std::env::var(protocol::BUILD_ID_ENV).unwrap_or_default();
+    let patch_dir = std::env::var_os(protocol::PATCH_DIR_ENV).map(PathBuf::from);
+    for name in [
+        protocol::SOCKET_ENV,
+        protocol::BUILD_ID_ENV,
+        protocol::PATCH_DIR_ENV,
+    ] {
+        // SAFETY: this runs from `.init_array`, before `main` and before this crate starts any
+        // thread; nothing else reads or writes the environment concurrently.
+        unsafe { std::env::remove_var(name) };
+    }
     let spawned = std::thread::Builder::new()
         .name("hotswap-agent".into())
         .spawn(move || {
-            if let Err(err) = serve(Path::new(&socket), &build_id) {
+            if let Err(err) = serve(Path::new(&socket), &build_id, patch_dir.as_deref()) {
                 eprintln!(
                     "hotswap: the agent stopped: {err}; edits are no longer applied to this process"
                 );
@@ -66,14 +78,25 @@ extern "C" fn start() {
     }
 }
 
-/// Connects to the tool, says hello, then applies patches until the tool hangs up.
-fn serve(socket: &Path, build_id: &str) -> std::io::Result<()> {
+/// Connects to the tool (refusing a socket that another user serves), says hello, then applies
+/// patches until the tool hangs up. A malformed message is dropped; the next one is read.
+fn serve(socket: &Path, build_id: &str, patch_dir: Option<&Path>) -> std::io::Result<()> {
     let stream = UnixStream::connect(socket).map_err(|err| {
         std::io::Error::new(
             err.kind(),
             format!("cannot connect to `{}`: {err}", socket.display()),
         )
     })?;
+    let (_, uid) = protocol::peer(&stream)?;
+    if uid != protocol::own_uid() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "`{}` is served by user {uid}, not by this process's user",
+                socket.display()
+            ),
+        ));
+    }
     let mut writer = stream.try_clone()?;
     let hello = HostMessage::Hello {
         pid: std::process::id(),
@@ -81,8 +104,18 @@ fn serve(socket: &Path, build_id: &str) -> std::io::Result<()> {
     };
     writer.write_all(hello.encode().as_bytes())?;
     *TOOL.lock().unwrap_or_else(PoisonError::into_inner) = Some(writer);
-    for line in BufReader::new(stream).lines() {
-        let line = line?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        match protocol::read_line(&mut reader, &mut line) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(LineError::Io(err)) => return Err(err),
+            Err(err) => {
+                eprintln!("hotswap: ignoring a message from cargo-hotswap: {err}");
+                continue;
+            }
+        }
         let answer = match ToolMessage::decode(&line) {
             Ok(ToolMessage::Patch {
                 patch_id,
@@ -92,25 +125,23 @@ fn serve(socket: &Path, build_id: &str) -> std::io::Result<()> {
                 changed,
             }) => {
                 let started = Instant::now();
-                if patch_build != build_id {
-                    HostMessage::Failed {
-                        patch_id,
-                        reason: format!(
-                            "the patch was built for host build `{patch_build}`, this process \
-                             runs build `{build_id}`"
-                        ),
-                    }
+                let checked = if patch_build == build_id {
+                    loadable(&path, patch_dir)
                 } else {
-                    match apply(&path, &functions, changed) {
-                        Ok(generation) => HostMessage::Applied {
-                            patch_id,
-                            generation,
-                            load_micros: u64::try_from(started.elapsed().as_micros())
-                                .unwrap_or(u64::MAX),
-                            functions,
-                        },
-                        Err(reason) => HostMessage::Failed { patch_id, reason },
-                    }
+                    Err(format!(
+                        "the patch was built for host build `{patch_build}`, this process runs \
+                         build `{build_id}`"
+                    ))
+                };
+                match checked.and_then(|()| apply(&path, &functions, changed)) {
+                    Ok(generation) => HostMessage::Applied {
+                        patch_id,
+                        generation,
+                        load_micros: u64::try_from(started.elapsed().as_micros())
+                            .unwrap_or(u64::MAX),
+                        functions,
+                    },
+                    Err(reason) => HostMessage::Failed { patch_id, reason },
                 }
             }
             Err(err) => {
@@ -119,6 +150,32 @@ fn serve(socket: &Path, build_id: &str) -> std::io::Result<()> {
             }
         };
         send(&answer);
+    }
+}
+
+/// Whether the file at `path` may be loaded: a regular file (not a symlink) of this process's
+/// user, directly in the session's directory `patch_dir`, which no other user can write.
+fn loadable(path: &Path, patch_dir: Option<&Path>) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: &str| Err(format!("refusing to load `{}`: {why}", path.display()));
+    let Some(dir) = patch_dir else {
+        return refuse("the session's directory is not known");
+    };
+    if path.parent() != Some(dir) {
+        return refuse("it is outside the session's directory");
+    }
+    let (Ok(file), Ok(dir)) = (
+        std::fs::symlink_metadata(path),
+        std::fs::symlink_metadata(dir),
+    ) else {
+        return refuse("it cannot be read");
+    };
+    let uid = protocol::own_uid();
+    if !file.file_type().is_file() || file.uid() != uid {
+        return refuse("it is not a regular file of this user");
+    }
+    if !dir.file_type().is_dir() || dir.uid() != uid || dir.mode() & 0o022 != 0 {
+        return refuse("the session's directory is not private to this user");
     }
     Ok(())
 }

@@ -22,12 +22,22 @@
 //! `time_service::format_time`; [`impl_symbol`] and [`slot_symbol`] give its exported symbols.
 
 use std::fmt;
+use std::io::BufRead;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+
+/// The longest line either side reads, in bytes (its newline included). A longer line is read
+/// to its end and dropped, never kept in memory.
+pub const MAX_LINE: usize = 1 << 20;
 
 /// Environment variable naming the tool's Unix socket. Without it the agent does nothing.
 pub const SOCKET_ENV: &str = "HOTSWAP_AGENT_SOCKET";
 /// Environment variable carrying the id of the host build the process was started from.
 pub const BUILD_ID_ENV: &str = "HOTSWAP_BUILD_ID";
+/// Environment variable naming the session's directory: the agent loads patches from there
+/// only.
+pub const PATCH_DIR_ENV: &str = "HOTSWAP_PATCH_DIR";
 
 /// Prefix of the exported symbol of a hot function's body (followed by its path).
 pub const IMPL_PREFIX: &str = "__hotswap_impl$";
@@ -110,6 +120,111 @@ pub enum ToolMessage {
         /// Display names of the functions whose code changed (for `hotswap::on_patch`).
         changed: Vec<String>,
     },
+}
+
+/// Why a line could not be read; after [`LineError::TooLong`] and [`LineError::NotUtf8`] the
+/// stream is still usable, at the start of the next line.
+#[derive(Debug)]
+pub enum LineError {
+    /// The line is longer than [`MAX_LINE`] bytes.
+    TooLong,
+    /// The line is not UTF-8.
+    NotUtf8,
+    /// Reading failed; the stream is not usable.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineError::TooLong => write!(f, "a line is longer than {MAX_LINE} bytes"),
+            LineError::NotUtf8 => write!(f, "a line is not UTF-8"),
+            LineError::Io(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+/// Reads the next line of at most [`MAX_LINE`] bytes into `line` (replacing its content),
+/// without its newline. Returns `Ok(false)` at the end of the stream.
+///
+/// # Errors
+///
+/// [`LineError::TooLong`] or [`LineError::NotUtf8`] for a line that is dropped (the next call
+/// reads the line after it), [`LineError::Io`] when reading fails.
+pub fn read_line(reader: &mut impl BufRead, line: &mut String) -> Result<bool, LineError> {
+    let mut bytes = Vec::new();
+    let mut too_long = false;
+    let mut read_any = false;
+    loop {
+        let buffer = match reader.fill_buf() {
+            Ok(buffer) => buffer,
+            Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(LineError::Io(err)),
+        };
+        if buffer.is_empty() {
+            if !read_any {
+                return Ok(false);
+            }
+            break;
+        }
+        read_any = true;
+        let (chunk, done) = match buffer.iter().position(|b| *b == b'\n') {
+            Some(at) => (&buffer[..at], at + 1),
+            None => (buffer, buffer.len()),
+        };
+        if bytes.len() + chunk.len() >= MAX_LINE {
+            too_long = true;
+            bytes = Vec::new();
+        } else if !too_long {
+            bytes.extend_from_slice(chunk);
+        }
+        let ended = done > chunk.len();
+        reader.consume(done);
+        if ended {
+            break;
+        }
+    }
+    if too_long {
+        return Err(LineError::TooLong);
+    }
+    *line = String::from_utf8(bytes).map_err(|_| LineError::NotUtf8)?;
+    Ok(true)
+}
+
+/// The process id and user id of the process at the other end of `stream` (`SO_PEERCRED`), as
+/// they were when it connected.
+///
+/// # Errors
+///
+/// When the kernel does not say.
+pub fn peer(stream: &UnixStream) -> std::io::Result<(u32, u32)> {
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid for writes of the sizes given, and the descriptor is
+    // the stream's own, open for the call.
+    let result = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &raw mut len,
+        )
+    };
+    if result != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((u32::try_from(cred.pid).unwrap_or(0), cred.uid))
+}
+
+/// The user id of this process.
+pub fn own_uid() -> u32 {
+    // SAFETY: `getuid` has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
 }
 
 /// A line that is not a valid message.
@@ -357,6 +472,54 @@ mod tests {
                 changed,
             };
             assert_eq!(ToolMessage::decode(&message.encode()), Ok(message));
+        }
+    }
+
+    #[test]
+    fn long_and_non_utf8_lines_are_dropped_and_the_next_line_read() {
+        let mut input = vec![b'x'; MAX_LINE + 10];
+        input.extend_from_slice(b"\n\xff\xfe\nhello\n");
+        let mut reader = std::io::BufReader::with_capacity(4096, &input[..]);
+        let mut line = String::new();
+        assert!(matches!(
+            read_line(&mut reader, &mut line),
+            Err(LineError::TooLong)
+        ));
+        assert!(matches!(
+            read_line(&mut reader, &mut line),
+            Err(LineError::NotUtf8)
+        ));
+        assert!(read_line(&mut reader, &mut line).unwrap());
+        assert_eq!(line, "hello");
+        assert!(!read_line(&mut reader, &mut line).unwrap());
+    }
+
+    #[test]
+    fn a_socket_pair_has_this_process_at_both_ends() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert_eq!(peer(&a).unwrap(), (std::process::id(), own_uid()));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any bytes: lines, errors for the lines that are no messages, never a panic.
+        #[test]
+        fn any_bytes_read_as_lines_or_errors(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..4096)) {
+            let mut reader = std::io::BufReader::with_capacity(64, &bytes[..]);
+            let mut line = String::new();
+            for _ in 0..=bytes.len() {
+                match read_line(&mut reader, &mut line) {
+                    Ok(false) => break,
+                    Ok(true) => {
+                        proptest::prop_assert!(!line.contains('\n'));
+                        let _ = ToolMessage::decode(&line);
+                        let _ = HostMessage::decode(&line);
+                    }
+                    Err(LineError::Io(err)) => panic!("{err}"),
+                    Err(_) => {}
+                }
+            }
         }
     }
 

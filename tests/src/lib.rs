@@ -162,6 +162,16 @@ impl Project {
         self.run_command(Command::new(cargo_hotswap()), args)
     }
 
+    /// Starts `cargo hotswap run` like [`Project::run`], with the environment variables `env`
+    /// set too.
+    pub fn run_with_env(&self, args: &[&str], env: &[(&str, &Path)]) -> Session {
+        let mut command = Command::new(cargo_hotswap());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        self.run_command(command, args)
+    }
+
     /// Starts `cargo hotswap run` like [`Project::run`], with the file mode creation mask
     /// `umask` (octal, as `sh`'s `umask` takes it).
     pub fn run_under_umask(&self, umask: &str, args: &[&str]) -> Session {

@@ -1,10 +1,11 @@
 //! One session per program: the session lock, and the control socket through which
 //! `cargo hotswap patch` asks a running session to rebuild and patch now.
 //!
-//! The lock is a file in the user's temporary directory, `cargo-hotswap-<uid>/<bin>-<hash>.lock`
-//! (the hash is of the manifest's path), held
-//! with `flock` for the session's life (the kernel releases it if the session dies) and holding
-//! the session's pid and control socket path, one per line.
+//! The lock is a file `<bin>-<hash>.lock` (the hash is of the manifest's path) in the user's
+//! private runtime directory (see [`runtime_dir`]), opened without following symlinks, held with
+//! `flock` for the session's life (the kernel releases it if the session dies) and holding the
+//! session's pid and control socket path, one per line. Both ends of the control socket check
+//! that the other is of the same user.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Seek, Write};
@@ -28,19 +29,82 @@ pub(crate) struct SessionLock {
     _file: File,
 }
 
+/// The user's runtime directory for session locks: `$XDG_RUNTIME_DIR/cargo-hotswap` when that
+/// is set, else `cargo-hotswap-<uid>` in the system's temporary directory. Created with mode
+/// 0700 if missing; an existing one must be a directory (not a symlink) of this user that no one
+/// else can use.
+///
+/// # Errors
+///
+/// When it cannot be created, or is not private to this user (another user may have made it).
+pub(crate) fn runtime_dir() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let uid = hotswap::protocol::own_uid();
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(runtime) => PathBuf::from(runtime).join("cargo-hotswap"),
+        None => std::env::temp_dir().join(format!("cargo-hotswap-{uid}")),
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => {
+            return Err(err).with_context(|| format!("cannot create `{}`", dir.display()));
+        }
+    }
+    let meta = std::fs::symlink_metadata(&dir)
+        .with_context(|| format!("cannot read `{}`", dir.display()))?;
+    if !meta.file_type().is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+        bail!(
+            "`{}` is not a private directory of yours (owner {}, mode {:o}{}), so \
+             cargo-hotswap will not keep its session files there\nhelp: remove it, or set \
+             `XDG_RUNTIME_DIR` to a directory only you can use",
+            dir.display(),
+            meta.uid(),
+            meta.mode() & 0o7777,
+            if meta.file_type().is_symlink() {
+                ", a symlink"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(dir)
+}
+
 /// The lock file of `project`'s bin.
 ///
-/// It lives in the user's own directory under the system's temporary directory, keyed by the
-/// manifest's path and the bin, not under the target directory: two sessions of one program
-/// with different target directories would otherwise both patch it.
-fn lock_path(project: &Project) -> PathBuf {
+/// It lives in the user's runtime directory ([`runtime_dir`]), keyed by the manifest's path and
+/// the bin, not under the target directory: two sessions of one program with different target
+/// directories would otherwise both patch it.
+fn lock_path(project: &Project) -> anyhow::Result<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
     let hash = crate::project::stable_hash(&[project.manifest_path.as_os_str().as_bytes()]);
-    // SAFETY: `getuid` has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
-    std::env::temp_dir()
-        .join(format!("cargo-hotswap-{uid}"))
-        .join(format!("{}-{hash:016x}.lock", project.bin))
+    Ok(runtime_dir()?.join(format!("{}-{hash:016x}.lock", project.bin)))
+}
+
+/// Opens the lock file at `path` (created 0600 if missing) without following a symlink, and
+/// checks that it is a regular file of this user.
+fn open_lock(path: &Path, create: bool) -> anyhow::Result<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = File::options()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .with_context(|| format!("cannot open `{}`", path.display()))?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    if !meta.file_type().is_file() || meta.uid() != hotswap::protocol::own_uid() {
+        bail!(
+            "`{}` is not a regular file of yours; not using it",
+            path.display()
+        );
+    }
+    Ok(file)
 }
 
 /// Takes the session lock of `project`, recording `control_socket`.
@@ -49,23 +113,8 @@ fn lock_path(project: &Project) -> PathBuf {
 ///
 /// When another session holds it (the message names its pid), or the file cannot be written.
 pub(crate) fn lock(project: &Project, control_socket: &Path) -> anyhow::Result<SessionLock> {
-    let path = lock_path(project);
-    if let Some(dir) = path.parent() {
-        use std::os::unix::fs::DirBuilderExt;
-        // Private to the user: it holds the path of the session's control socket.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("cannot create `{}`", dir.display()))?;
-    }
-    let mut file = File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot open `{}`", path.display()))?;
+    let path = lock_path(project)?;
+    let mut file = open_lock(&path, true)?;
     if !try_flock(&file) {
         let pid = read_session(&mut file)
             .map(|(pid, _)| pid)
@@ -108,8 +157,8 @@ fn read_session(file: &mut File) -> Option<(u32, PathBuf)> {
 /// [`CliError::NoSession`] when no session runs `project`; [`CliError::Failed`] when it cannot
 /// be reached or does not answer.
 pub(crate) fn request_patch(project: &Project) -> Result<(Verdict, String, String), CliError> {
-    let path = lock_path(project);
-    let mut file = File::options().read(true).write(true).open(&path).ok();
+    let path = lock_path(project)?;
+    let mut file = open_lock(&path, false).ok();
     let running = file.as_ref().is_some_and(|f| !try_flock(f));
     let Some((pid, socket)) = file.as_mut().filter(|_| running).and_then(read_session) else {
         return Err(CliError::NoSession(anyhow!(
@@ -124,6 +173,14 @@ pub(crate) fn request_patch(project: &Project) -> Result<(Verdict, String, Strin
             socket.display()
         )
     })?;
+    let (_, uid) = hotswap::protocol::peer(&stream).context("cannot check the session's user")?;
+    if uid != hotswap::protocol::own_uid() {
+        return Err(anyhow!(
+            "`{}` is served by user {uid}, not by you; not sending the request",
+            socket.display()
+        )
+        .into());
+    }
     stream
         .set_read_timeout(Some(REQUEST_TIMEOUT))
         .context("cannot set a timeout on the session's socket")?;

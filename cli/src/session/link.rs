@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::os::unix::net::UnixStream;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hotswap::protocol::{HostMessage, ToolMessage};
 
@@ -13,25 +13,41 @@ use crate::symbols::short_name;
 use super::outcome::{Applied, Checked};
 use super::{APPLY_DEADLINE, Session};
 
+/// How often the wait for the program's answer checks that the program still runs.
+const POLL: Duration = Duration::from_millis(100);
+
 impl Session {
-    /// A connection `id` to the agent socket: remembered as the program's link until its hello
-    /// says which build it is.
-    pub(super) fn connected(&mut self, id: u64, stream: UnixStream) {
-        if let Some(running) = &mut self.running
-            && running.link.is_none()
-        {
-            running.link = Some((id, stream));
+    /// A connection `id` to the agent socket from process `pid`: if that is the program, it is
+    /// kept until its hello; any other process (a child that kept the socket's path, another
+    /// program of this user) is ignored and never sent a patch.
+    pub(super) fn connected(&mut self, id: u64, stream: UnixStream, pid: u32) {
+        let Some(running) = &mut self.running else {
+            return;
+        };
+        if pid == running.child.id() {
+            running.pending = Some((id, stream));
+        } else {
+            output::warn(
+                "Warning",
+                format!(
+                    "process {pid} connected to the agent socket, but the program is process {}; \
+                     ignoring it",
+                    running.child.id()
+                ),
+            );
         }
     }
 
-    /// The hello of connection `id`, from process `pid` running build `build_id`: a link of
-    /// another build is dropped.
+    /// The hello of connection `id`, from process `pid` running build `build_id`: the program's
+    /// connection becomes its link if the build is the one it was started from.
     pub(super) fn hello(&mut self, id: u64, pid: u32, build_id: &str) {
         let Some(running) = &mut self.running else {
             return;
         };
-        let ours = running.link.as_ref().is_some_and(|(link, _)| *link == id);
-        if ours && build_id != running.build.build_id {
+        let Some(pending) = running.pending.take_if(|(link, _)| *link == id) else {
+            return;
+        };
+        if build_id != running.build.build_id {
             output::warn(
                 "Warning",
                 format!(
@@ -39,8 +55,10 @@ impl Session {
                     running.build.build_id
                 ),
             );
-            running.link = None;
-        } else if ours && running.warned_silent {
+            return;
+        }
+        running.link = Some(pending);
+        if running.warned_silent {
             output::status(
                 "Connected",
                 format!("to `{}` (pid {pid})", self.project.bin),
@@ -50,10 +68,17 @@ impl Session {
 
     /// Connection `id` closed: if it was the program's link, there is none now.
     pub(super) fn disconnected(&mut self, id: u64) {
-        if let Some(running) = &mut self.running
-            && running.link.as_ref().is_some_and(|(link, _)| *link == id)
-        {
-            running.link = None;
+        if let Some(running) = &mut self.running {
+            if running.link.as_ref().is_some_and(|(link, _)| *link == id) {
+                running.link = None;
+            }
+            if running
+                .pending
+                .as_ref()
+                .is_some_and(|(link, _)| *link == id)
+            {
+                running.pending = None;
+            }
         }
     }
 
@@ -97,12 +122,38 @@ impl Session {
             running.link = None;
             return Err(format!("cannot send the patch to the program: {err}"));
         }
+        let (generation, load_micros, functions) = self.answer(link_id, number)?;
+        Ok(Applied {
+            generation,
+            functions: checked.changed.unwrap_or_else(|| display(&functions)),
+            build_ms: checked.patch.build_time.as_millis(),
+            check_ms: (checked.check_time.as_secs_f64() * 10_000.0).round() / 10.0,
+            load_ms: (load_micros as f64 / 100.0).round() / 10.0,
+        })
+    }
+
+    /// Waits (at most [`APPLY_DEADLINE`]) for the answer of connection `link_id` to patch
+    /// `number`: the generation, the load time in microseconds and the switched functions.
+    /// Messages the program sends on its own meanwhile (a rollback) are reported as they come;
+    /// a program that died is noticed within a [`POLL`].
+    fn answer(&mut self, link_id: u64, number: u64) -> Result<(u64, u64, Vec<String>), String> {
         let deadline = Instant::now() + APPLY_DEADLINE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let reply = match self.replies.recv_timeout(left) {
+            let reply = match self.replies.recv_timeout(left.min(POLL)) {
                 Ok((id, reply)) if id == link_id => reply,
                 Ok(_) => continue,
+                Err(_) if !left.is_zero() => {
+                    if let Some(Ok(Some(status))) =
+                        self.running.as_mut().map(|r| r.child.try_wait())
+                    {
+                        return Err(format!(
+                            "`{}` exited ({status}) while applying the patch",
+                            self.project.bin
+                        ));
+                    }
+                    continue;
+                }
                 Err(_) => {
                     return Err(format!(
                         "`{}` did not answer within {} s; its code may be unchanged",
@@ -117,20 +168,12 @@ impl Session {
                     generation,
                     load_micros,
                     functions,
-                } if patch_id == number => {
-                    return Ok(Applied {
-                        generation,
-                        functions: checked.changed.unwrap_or_else(|| display(&functions)),
-                        build_ms: checked.patch.build_time.as_millis(),
-                        check_ms: (checked.check_time.as_secs_f64() * 10_000.0).round() / 10.0,
-                        load_ms: (load_micros as f64 / 100.0).round() / 10.0,
-                    });
-                }
+                } if patch_id == number => return Ok((generation, load_micros, functions)),
                 HostMessage::Failed { patch_id, reason } if patch_id == number => {
                     return Err(format!("the program did not apply the patch: {reason}"));
                 }
                 other => {
-                    crate::notices::host_event(&other, &crate_name);
+                    crate::notices::host_event(&other, &self.project.crate_name);
                 }
             }
         }

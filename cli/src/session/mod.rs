@@ -10,7 +10,7 @@ mod report;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -43,8 +43,8 @@ const APPLY_DEADLINE: Duration = Duration::from_secs(30);
 enum Event {
     /// A debounced batch of changed paths, or the watcher's error.
     Files(Result<Vec<PathBuf>, String>),
-    /// A host connected to the socket.
-    Connected(u64, UnixStream),
+    /// A process of this user connected to the agent socket: connection id, stream, its pid.
+    Connected(u64, UnixStream, u32),
     /// A host said hello.
     Hello(u64, u32, String),
     /// A host's connection closed.
@@ -83,8 +83,27 @@ struct Running {
     started: Instant,
     /// Connection id and writer, once the agent connected and said hello with our build id.
     link: Option<(u64, UnixStream)>,
+    /// The program's connection before its hello: id and writer.
+    pending: Option<(u64, UnixStream)>,
     /// Whether the tool already said that the agent did not connect.
     warned_silent: bool,
+}
+
+/// Removes the directories under `sessions` (each named by the pid of its session) whose
+/// session no longer runs: a session killed before it could clean up.
+fn remove_stale_sessions(sessions: &Path) {
+    let Ok(entries) = std::fs::read_dir(sessions) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// A Unix socket listening at `path`, readable and writable by the user only.
@@ -201,6 +220,9 @@ struct Session {
     /// The hot functions (paths) of the code running now, when known.
     running_hot: Option<std::collections::BTreeSet<String>>,
     running: Option<Running>,
+    /// Why the host must be rebuilt, while a rebuild that was due has not succeeded yet: every
+    /// later change retries it instead of patching the old build.
+    pending_restart: Option<String>,
     next_patch: u64,
     /// Content hash of every watched file at the last build, to ignore events that change
     /// nothing (touches, swap-file churn, an editor rewriting the same bytes).
@@ -223,12 +245,17 @@ impl Session {
         events: &mpsc::Sender<Event>,
     ) -> anyhow::Result<Session> {
         let work = WorkDir::new(&project, &args.build)?;
-        let session_dir = work
-            .root
-            .join("sessions")
-            .join(std::process::id().to_string());
-        std::fs::create_dir_all(&session_dir)
+        let sessions = work.root.join("sessions");
+        remove_stale_sessions(&sessions);
+        let session_dir = sessions.join(std::process::id().to_string());
+        // Private: the program loads patches from here only (it checks the mode).
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&session_dir)
             .with_context(|| format!("cannot create `{}`", session_dir.display()))?;
+        std::fs::set_permissions(&session_dir, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make `{}` private", session_dir.display()))?;
         let socket = socket_dir.join("agent.sock");
         let listener = private_listener(&socket)?;
         let (replies, reply_inbox) = mpsc::channel();
@@ -259,6 +286,7 @@ impl Session {
             baseline: None,
             running_hot: None,
             running: None,
+            pending_restart: None,
             next_patch: 0,
             snapshot: HashMap::new(),
             replies: reply_inbox,
@@ -292,10 +320,11 @@ impl Session {
         );
     }
 
-    /// Stops the program, saying so.
+    /// Stops the program, saying so, and removes the session's directory (its patches).
     fn finish(&mut self) {
         let running = self.running.is_some();
         self.stop();
+        let _ = std::fs::remove_dir_all(&self.session_dir);
         if running {
             output::status("Stopped", format!("`{}` (interrupted)", self.project.bin));
         } else {
@@ -350,7 +379,7 @@ impl Session {
             Event::Files(Err(err)) => output::warn("Warning", format!("file watcher: {err}")),
             Event::Trigger(stream) => self.serve_request(stream),
             Event::Interrupt => {}
-            Event::Connected(id, stream) => self.connected(id, stream),
+            Event::Connected(id, stream, pid) => self.connected(id, stream, pid),
             Event::Hello(id, pid, build_id) => self.hello(id, pid, &build_id),
             Event::Disconnected(id) => self.disconnected(id),
         }

@@ -50,6 +50,13 @@ impl Session {
         if changed.is_empty() && !force {
             return Err(Outcome::Nothing);
         }
+        if let Some(reason) = &self.pending_restart {
+            // The last rebuild that a change called for failed: the running program is older
+            // than that change, so no patch built now would match it.
+            return Err(Outcome::Restart {
+                reason: reason.clone(),
+            });
+        }
         if let Some((path, _)) = changed.iter().find(|(_, kind)| *kind == FileKind::Build) {
             return Err(Outcome::Restart {
                 reason: format!(

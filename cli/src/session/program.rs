@@ -3,7 +3,7 @@
 //! reach the session through.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
+use std::io::{BufReader, IsTerminal};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -40,6 +40,7 @@ impl Session {
             .args(&self.program_args)
             .env(protocol::SOCKET_ENV, &self.socket)
             .env(protocol::BUILD_ID_ENV, &build.build_id)
+            .env(protocol::PATCH_DIR_ENV, &self.session_dir)
             .env("CARGO_MANIFEST_DIR", self.project.package_dir())
             .env("CARGO_PKG_NAME", &self.project.package);
         // The program's output goes through the tool line by line, so that its lines and the
@@ -55,6 +56,12 @@ impl Session {
                 }
                 Ok(())
             });
+        }
+        // Its own process group, so that stopping it stops what it started too (a server's
+        // worker processes, a `sleep` it spawned). Not when the tool reads a terminal: a program
+        // outside the terminal's foreground group would be stopped as it reads its input.
+        if !std::io::stdin().is_terminal() {
+            command.process_group(0);
         }
         let image = HostImage::read(&build.exe, self.crate_id(&build))?;
         let mut child = command
@@ -86,6 +93,7 @@ impl Session {
             image,
             started: Instant::now(),
             link: None,
+            pending: None,
             warned_silent: false,
         });
         Ok(())
@@ -173,11 +181,13 @@ impl Session {
             Ok(build) => build,
             Err(err) => {
                 output::error(&err);
+                self.pending_restart = Some(reason.to_owned());
                 let message = "the host build failed, so nothing restarted: the running program, if any, keeps its code and its state";
                 output::warn("Failed", message);
                 return Answer::new(Verdict::BuildFailed, "Failed", message);
             }
         };
+        self.pending_restart = None;
         self.stop();
         if let Err(err) = self.start(build) {
             output::error(&err);
@@ -191,29 +201,41 @@ impl Session {
         )
     }
 
-    /// Stops the running host, if any: SIGTERM, then SIGKILL after a grace period.
+    /// Stops the running host, if any, with what it started in its process group: SIGTERM,
+    /// then SIGKILL after a grace period.
     pub(super) fn stop(&mut self) {
         let Some(mut running) = self.running.take() else {
             return;
         };
-        if let Ok(pid) = i32::try_from(running.child.id()) {
-            // SAFETY: `kill` has no memory-safety preconditions; the pid is our own child, not
-            // yet reaped, so it cannot have been reused.
-            unsafe { libc::kill(pid, libc::SIGTERM) };
-        }
+        let group = !std::io::stdin().is_terminal();
+        signal(&running.child, libc::SIGTERM, group);
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = running.child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        let _ = running.child.kill();
+        // What is left of the group (the program, or children that ignored SIGTERM).
+        signal(&running.child, libc::SIGKILL, group);
         let _ = running.child.wait();
     }
 }
 
-/// Accepts agent connections; each gets a reader thread that forwards its messages.
+/// Sends `signal` to `child`, or with `group` to its whole process group (whose id is its pid).
+fn signal(child: &std::process::Child, signal: i32, group: bool) {
+    let Ok(pid) = i32::try_from(child.id()) else {
+        return;
+    };
+    // SAFETY: `kill` has no memory-safety preconditions. The pid is our own child's, and its
+    // group's id: the kernel does not reuse it while the child is unreaped or any member of the
+    // group lives, so the signal reaches nothing else.
+    unsafe { libc::kill(if group { -pid } else { pid }, signal) };
+}
+
+/// Accepts agent connections of this user's processes (checked with `SO_PEERCRED`); each gets a
+/// reader thread that forwards its messages. Lines are bounded; a malformed one is reported and
+/// skipped.
 pub(super) fn spawn_acceptor(
     listener: UnixListener,
     events: Sender<Event>,
@@ -225,32 +247,62 @@ pub(super) fn spawn_acceptor(
             for (id, stream) in listener.incoming().enumerate() {
                 let Ok(stream) = stream else { continue };
                 let id = id as u64;
+                let Ok((pid, uid)) = protocol::peer(&stream) else {
+                    continue;
+                };
+                if uid != protocol::own_uid() {
+                    output::warn(
+                        "Warning",
+                        format!("refused a connection to the agent socket from user {uid}"),
+                    );
+                    continue;
+                }
                 let Ok(reader) = stream.try_clone() else {
                     continue;
                 };
-                if events.send(Event::Connected(id, stream)).is_err() {
+                if events.send(Event::Connected(id, stream, pid)).is_err() {
                     return;
                 }
                 let events = events.clone();
                 let replies = replies.clone();
                 std::thread::spawn(move || {
-                    for line in BufReader::new(reader).lines() {
-                        let Ok(line) = line else { break };
-                        match HostMessage::decode(&line) {
-                            Ok(HostMessage::Hello { pid, build_id }) => {
-                                let _ = events.send(Event::Hello(id, pid, build_id));
-                            }
-                            Ok(answer) => {
-                                let _ = replies.send((id, answer));
-                            }
-                            Err(err) => output::warn("Warning", format!("from the program: {err}")),
-                        }
-                    }
+                    read_agent(id, reader, &events, &replies);
                     let _ = events.send(Event::Disconnected(id));
                 });
             }
         })
         .expect("cannot spawn the socket acceptor thread");
+}
+
+/// Forwards the messages of connection `id` until it closes: hellos as events, the rest as
+/// replies.
+fn read_agent(
+    id: u64,
+    stream: std::os::unix::net::UnixStream,
+    events: &Sender<Event>,
+    replies: &Sender<(u64, HostMessage)>,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    loop {
+        match protocol::read_line(&mut reader, &mut line) {
+            Ok(true) => {}
+            Ok(false) | Err(protocol::LineError::Io(_)) => return,
+            Err(err) => {
+                output::warn("Warning", format!("from the program: {err}"));
+                continue;
+            }
+        }
+        match HostMessage::decode(&line) {
+            Ok(HostMessage::Hello { pid, build_id }) => {
+                let _ = events.send(Event::Hello(id, pid, build_id));
+            }
+            Ok(answer) => {
+                let _ = replies.send((id, answer));
+            }
+            Err(err) => output::warn("Warning", format!("from the program: {err}")),
+        }
+    }
 }
 
 /// Accepts `cargo hotswap patch` requests on the control socket.
@@ -260,6 +312,10 @@ pub(super) fn spawn_control(listener: UnixListener, events: Sender<Event>) {
         .spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
+                // Only this user may drive the session (and read the compiler's diagnostics).
+                if !protocol::peer(&stream).is_ok_and(|(_, uid)| uid == protocol::own_uid()) {
+                    continue;
+                }
                 let Ok(reader) = stream.try_clone() else {
                     continue;
                 };

@@ -8,6 +8,7 @@ mod session;
 mod skeleton;
 mod state;
 mod terminal;
+mod trust;
 mod watch;
 
 use std::time::Duration;

@@ -1,0 +1,239 @@
+//! Trusting no one on the machine: the session's lock lives in a directory only the user can
+//! use, opened without following symlinks; only the program the session started is sent
+//! patches; the program's children never see the tool's variables and are stopped with it; a
+//! change that needed a rebuild is not forgotten when that rebuild fails.
+
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, status_messages};
+
+use crate::{tick_field, wait_tick, wait_tick_of_new_process};
+
+/// The path of the agent's socket in the environment `pid` was started with.
+fn agent_socket(pid: &str) -> PathBuf {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(b"HOTSWAP_AGENT_SOCKET="))
+        .map(|path| PathBuf::from(String::from_utf8_lossy(path).into_owned()))
+        .expect("the program was started with the agent's socket in its environment")
+}
+
+/// A runtime directory for one test's session locks, as `XDG_RUNTIME_DIR`.
+fn runtime_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    dir
+}
+
+/// A session directory that another user could use (mode 0755, or another owner when the tests
+/// run as root) is refused before anything is written there.
+#[test]
+fn a_lock_directory_that_is_not_private_is_refused() {
+    let project = Project::copy("gate");
+    let runtime = runtime_dir();
+    let dir = runtime.path().join("cargo-hotswap");
+    std::fs::DirBuilder::new().mode(0o755).create(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut session = project.run_with_env(&[], &[("XDG_RUNTIME_DIR", runtime.path())]);
+    assert_eq!(session.wait_exit(START_DEADLINE), Some(1));
+    let stderr = session.stderr();
+    assert!(
+        stderr.contains("is not a private directory of yours") && stderr.contains("mode 755"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    // The tests' user, as the owner of a file they made.
+    let uid = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(runtime.path()).unwrap());
+    if uid == 0 {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&dir, Some(65534), Some(65534)).unwrap();
+        let mut session = project.run_with_env(&[], &[("XDG_RUNTIME_DIR", runtime.path())]);
+        assert_eq!(session.wait_exit(START_DEADLINE), Some(1));
+        assert!(
+            session.stderr().contains("(owner 65534,"),
+            "{}",
+            session.stderr()
+        );
+    } else {
+        eprintln!("not root: the case of a directory owned by another user is not tried");
+    }
+}
+
+/// A lock file replaced by a symlink to another file is refused; the file it points to is not
+/// touched.
+#[test]
+fn a_symlinked_lock_file_is_refused_and_its_target_is_untouched() {
+    let project = Project::copy("gate");
+    let runtime = runtime_dir();
+    let env = [("XDG_RUNTIME_DIR", runtime.path())];
+    let mut first = project.run_with_env(&[], &env);
+    wait_tick(&mut first, START_DEADLINE, &["beta-one"]);
+    drop(first);
+    let locks: Vec<PathBuf> = std::fs::read_dir(runtime.path().join("cargo-hotswap"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "lock"))
+        .collect();
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    let victim = runtime.path().join("victim.txt");
+    std::fs::write(&victim, "precious\n").unwrap();
+    std::fs::remove_file(&locks[0]).unwrap();
+    std::os::unix::fs::symlink(&victim, &locks[0]).unwrap();
+    let mut second = project.run_with_env(&[], &env);
+    assert_eq!(second.wait_exit(START_DEADLINE), Some(1));
+    assert!(
+        second.stderr().contains("error: cannot open `"),
+        "{}",
+        second.stderr()
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+}
+
+/// Another process of the same user that connects to the agent's socket and says hello is
+/// ignored: the patch goes to the program the session started, and the tool reports that
+/// program's answer.
+#[test]
+fn another_process_on_the_agent_socket_is_never_sent_a_patch() {
+    let project = Project::copy("gate");
+    let mut session = project.run(&[]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let socket = agent_socket(tick_field(&first, "pid"));
+    let mut intruder = UnixStream::connect(&socket).unwrap();
+    intruder.write_all(b"hello\t1\tforged\n").unwrap();
+    session.wait_stderr(
+        EDIT_DEADLINE,
+        "connected to the agent socket, but the program is",
+    );
+    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
+    let line = wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
+    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: beta");
+    intruder
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = intruder.read_to_end(&mut received);
+    assert!(
+        received.is_empty(),
+        "the intruder received {:?}",
+        String::from_utf8_lossy(&received)
+    );
+}
+
+/// The processes whose command line is `sleep 1037`, the spawner fixture's child.
+fn sleepers() -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|entry| std::fs::read(entry.ok()?.path().join("cmdline")).ok())
+        .filter(|cmdline| cmdline == b"sleep\x001037\x00")
+        .count()
+}
+
+/// A port no one listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A program that starts a long-lived child and listens on a port: its child never sees the
+/// tool's variables; after five restarts in a row, no child of an old program is left and each
+/// new program binds the port.
+#[test]
+fn the_programs_children_stop_with_it_and_never_see_the_tools_variables() {
+    // Children of the fixture that earlier runs of this test left (a killed test kills the tool
+    // with SIGKILL, which nothing can follow up on) do not count.
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "^sleep 1037$"])
+        .status();
+    let project = Project::copy("spawner");
+    let port = free_port();
+    std::fs::write(project.path().join("port.txt"), port.to_string()).unwrap();
+    let mut session = project.run(&[]);
+    let mut last = wait_tick(&mut session, START_DEADLINE, &["word-one"]);
+    assert_eq!(tick_field(&last, "port"), port.to_string());
+    session.wait_stdout(START_DEADLINE, |out| {
+        out.contains("child-env=none").then_some(())
+    });
+    assert!(
+        !session.stdout().contains("child-env=/"),
+        "{}",
+        session.stdout()
+    );
+    let mut pids = vec![tick_field(&last, "pid").to_owned()];
+    for restart in 1..=5 {
+        project.edit(
+            "Cargo.toml",
+            "[workspace]\n",
+            &format!("[workspace]\n# restart {restart}\n"),
+        );
+        // The last tick, once it comes from a process not seen before.
+        last = session.wait_stdout(EDIT_DEADLINE, |out| {
+            out.lines()
+                .rev()
+                .find(|line| line.starts_with("tick "))
+                .filter(|line| !pids.iter().any(|pid| pid == tick_field(line, "pid")))
+                .map(str::to_owned)
+        });
+        assert_eq!(tick_field(&last, "port"), port.to_string());
+        pids.push(tick_field(&last, "pid").to_owned());
+    }
+    assert_eq!(
+        status_messages(&session.stderr(), "Restarting").len(),
+        5,
+        "{}",
+        session.stderr()
+    );
+    assert_eq!(sleepers(), 1, "only the running program's child is left");
+    // Ctrl-C ends the session, and the program's group with it.
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &session.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(session.wait_exit(EDIT_DEADLINE), Some(130));
+    let deadline = std::time::Instant::now() + EDIT_DEADLINE;
+    while sleepers() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(sleepers(), 0, "the child stops with the session");
+}
+
+/// A broken manifest fails the rebuild; the next `.rs` save is not patched against the old
+/// build but retries the rebuild; once the manifest builds, the program restarts with it.
+#[test]
+fn a_rebuild_that_failed_stays_pending_until_it_succeeds() {
+    let project = Project::copy("gate");
+    let mut session = project.run(&[]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    project.edit("Cargo.toml", "[dependencies]\n", "[dependencies\n");
+    session.wait_stderr_count(EDIT_DEADLINE, "      Failed the host build failed", 1);
+    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
+    session.wait_stderr_count(EDIT_DEADLINE, "      Failed the host build failed", 2);
+    assert!(
+        !session.stderr().contains("Patched"),
+        "{}",
+        session.stderr()
+    );
+    project.edit("Cargo.toml", "[dependencies\n", "[dependencies]\n# fixed\n");
+    wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["beta-two", "gen=0"]);
+    assert_eq!(
+        status_messages(&session.stderr(), "Restarting").len(),
+        3,
+        "{}",
+        session.stderr()
+    );
+}
