@@ -1,24 +1,11 @@
 //! The compatibility gate: refusals before loading, what is patched, what
 //! restarts, undefined symbols, and the report of changed functions.
 
-use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, status_messages};
+use hotswap_tests::{EDIT_DEADLINE, status_messages};
 
-use crate::{tick_field, wait_old_code_kept, wait_tick, wait_tick_of_new_process};
+use crate::{start_gate, tick_field, wait_old_code_kept, wait_tick, wait_tick_of_new_process};
 
 const MAIN: &str = "src/main.rs";
-
-/// Starts the gate fixture with `args` and waits for its first tick.
-fn start(args: &[&str]) -> (Project, hotswap_tests::Session, String) {
-    let project = Project::copy("gate");
-    let mut session = project.run(args);
-    let first = wait_tick(
-        &mut session,
-        START_DEADLINE,
-        &["step-one", "alpha-one", "beta-one"],
-    );
-    session.wait_stderr(START_DEADLINE, "    Watching ");
-    (project, session, first)
-}
 
 /// Waits for a tick with `parts` from the process that printed `first` (patched, not
 /// restarted), and checks that nothing was refused on the way; returns the tick.
@@ -41,7 +28,7 @@ fn wait_patched_in_place(
 /// location; with `--no-restart` the old code keeps running in the same process.
 #[test]
 fn s09_changed_signature_is_refused_and_old_code_keeps_running() {
-    let (project, mut session, first) = start(&["--no-restart"]);
+    let (project, mut session, first) = start_gate(&["--no-restart"]);
     project.edit_all(
         MAIN,
         &[
@@ -66,7 +53,7 @@ fn s09_changed_signature_is_refused_and_old_code_keeps_running() {
 /// and both sizes; by default the program restarts, saying that state is lost.
 #[test]
 fn s10_changed_layout_of_a_boundary_struct_is_refused_and_restarts() {
-    let (project, mut session, first) = start(&[]);
+    let (project, mut session, first) = start_gate(&[]);
     project.edit_all(
         MAIN,
         &[
@@ -102,7 +89,7 @@ fn s10_changed_layout_of_a_boundary_struct_is_refused_and_restarts() {
 /// owns carries on.
 #[test]
 fn s11_changed_layout_of_an_internal_struct_is_patched() {
-    let (project, mut session, first) = start(&[]);
+    let (project, mut session, first) = start_gate(&[]);
     project.edit_all(
         MAIN,
         &[
@@ -130,7 +117,7 @@ fn s11_changed_layout_of_an_internal_struct_is_patched() {
 /// and the message says why.
 #[test]
 fn s13_new_dependency_rebuilds_and_restarts_the_host() {
-    let (project, mut session, first) = start(&[]);
+    let (project, mut session, first) = start_gate(&[]);
     project.edit_all(
         "Cargo.toml",
         &[(
@@ -150,7 +137,7 @@ fn s13_new_dependency_rebuilds_and_restarts_the_host() {
 /// A patch that needs a symbol the running program lacks is refused before loading, naming it.
 #[test]
 fn undefined_symbol_is_refused_before_loading() {
-    let (project, mut session, first) = start(&["--no-restart"]);
+    let (project, mut session, first) = start_gate(&["--no-restart"]);
     project.edit(
         MAIN,
         "    \"beta-one\"\n",
@@ -171,7 +158,7 @@ fn undefined_symbol_is_refused_before_loading() {
 /// code change and sends nothing.
 #[test]
 fn changed_functions_are_reported_and_comment_edits_send_nothing() {
-    let (project, mut session, _) = start(&[]);
+    let (project, mut session, _) = start_gate(&[]);
     project.edit(MAIN, "\"beta-one\"", "\"beta-two\"");
     wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
     session.wait_stderr(EDIT_DEADLINE, "generation 1: beta");
@@ -198,7 +185,7 @@ fn changed_functions_are_reported_and_comment_edits_send_nothing() {
 /// Renaming a hot function's argument changes nothing at run time: it is patched, not refused.
 #[test]
 fn renamed_argument_is_patched() {
-    let (project, mut session, first) = start(&["--no-restart"]);
+    let (project, mut session, first) = start_gate(&["--no-restart"]);
     project.edit_all(
         MAIN,
         &[
@@ -216,7 +203,7 @@ fn renamed_argument_is_patched() {
 /// (`HashMap`'s growth, `f64::sin` from libm) is patched, not refused.
 #[test]
 fn s07_first_use_of_std_functions_in_hot_code_is_patched() {
-    let (project, mut session, first) = start(&["--no-restart"]);
+    let (project, mut session, first) = start_gate(&["--no-restart"]);
     project.edit(
         MAIN,
         "    \"beta-one\"\n",
@@ -231,7 +218,7 @@ fn s07_first_use_of_std_functions_in_hot_code_is_patched() {
 /// is rebuilt: the restore is a change.
 #[test]
 fn deleted_module_file_restored_with_its_old_content_is_rebuilt() {
-    let (project, mut session, _) = start(&["--no-restart"]);
+    let (project, mut session, _) = start_gate(&["--no-restart"]);
     std::fs::write(
         project.path().join("src/words.rs"),
         "pub fn word() -> &'static str {\n    \"beta-module\"\n}\n",
@@ -262,7 +249,7 @@ fn deleted_module_file_restored_with_its_old_content_is_rebuilt() {
 /// new code would never run. Refused, naming it, instead of a `Patched` that changes nothing.
 #[test]
 fn renamed_hot_function_is_refused() {
-    let (project, mut session, _) = start(&["--no-restart"]);
+    let (project, mut session, _) = start_gate(&["--no-restart"]);
     project.edit_all(
         MAIN,
         &[
@@ -289,7 +276,7 @@ fn renamed_hot_function_is_refused() {
 /// and its state.
 #[test]
 fn broken_manifest_keeps_the_program_running() {
-    let (project, mut session, first) = start(&[]);
+    let (project, mut session, first) = start_gate(&[]);
     project.edit("Cargo.toml", "[dependencies]\n", "[dependencies\n");
     session.wait_stderr(
         EDIT_DEADLINE,

@@ -13,7 +13,21 @@ mod watch;
 
 use std::time::Duration;
 
-use hotswap_tests::{Project, Session};
+use hotswap_tests::{Project, START_DEADLINE, Session};
+
+/// Starts the gate fixture with `args` and waits for its first tick and for the session to
+/// watch; returns the project, the session and that tick.
+pub(crate) fn start_gate(args: &[&str]) -> (Project, Session, String) {
+    let project = Project::copy("gate");
+    let mut session = project.run(args);
+    let first = wait_tick(
+        &mut session,
+        START_DEADLINE,
+        &["step-one", "alpha-one", "beta-one"],
+    );
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    (project, session, first)
+}
 
 /// Waits for a tick line (the fixtures print `tick pid=.. gen=.. ...`) containing all of
 /// `parts`; returns it.

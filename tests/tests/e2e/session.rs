@@ -49,10 +49,7 @@ fn s16_program_that_changes_its_directory_is_still_patched() {
 /// sources, and no patch built for the dead process is applied to the new one.
 #[test]
 fn s18_killed_program_restarts_from_current_sources_on_the_next_edit() {
-    let project = Project::copy("gate");
-    let mut session = project.run(&[]);
-    let first = wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (project, mut session, first) = crate::start_gate(&[]);
     let pid = tick_field(&first, "pid");
     assert!(
         Command::new("kill")

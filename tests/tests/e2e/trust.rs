@@ -103,10 +103,7 @@ fn a_symlinked_lock_file_is_refused_and_its_target_is_untouched() {
 /// program's answer.
 #[test]
 fn another_process_on_the_agent_socket_is_never_sent_a_patch() {
-    let project = Project::copy("gate");
-    let mut session = project.run(&[]);
-    let first = wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (project, mut session, first) = crate::start_gate(&[]);
     let socket = agent_socket(tick_field(&first, "pid"));
     let mut intruder = UnixStream::connect(&socket).unwrap();
     intruder.write_all(b"hello\t1\tforged\n").unwrap();
@@ -215,10 +212,7 @@ fn the_programs_children_stop_with_it_and_never_see_the_tools_variables() {
 /// build but retries the rebuild; once the manifest builds, the program restarts with it.
 #[test]
 fn a_rebuild_that_failed_stays_pending_until_it_succeeds() {
-    let project = Project::copy("gate");
-    let mut session = project.run(&[]);
-    let first = wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (project, mut session, first) = crate::start_gate(&[]);
     project.edit("Cargo.toml", "[dependencies]\n", "[dependencies\n");
     session.wait_stderr_count(EDIT_DEADLINE, "      Failed the host build failed", 1);
     project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
