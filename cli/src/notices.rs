@@ -19,9 +19,10 @@ pub(crate) fn host_event(message: &HostMessage, crate_name: &str) -> bool {
             output::warn(
                 "Rolled back",
                 format!(
-                    "hot fn `{}` panicked on its first call: {reason}{CONTINUATION}the code \
-                     before that patch runs again (generation {generation})",
-                    short_name(function, crate_name)
+                    "hot fn `{}` panicked on its first call: {}{CONTINUATION}the code before \
+                     that patch runs again (generation {generation})",
+                    output::printable(&short_name(function, crate_name)),
+                    output::printable(reason)
                 ),
             );
             true
@@ -34,10 +35,11 @@ pub(crate) fn host_event(message: &HostMessage, crate_name: &str) -> bool {
             output::warn(
                 "Panicked",
                 format!(
-                    "hot fn `{}` panicked on its first call: {reason}{CONTINUATION}the new code \
+                    "hot fn `{}` panicked on its first call: {}{CONTINUATION}the new code \
                      stays (generation {generation}); `#[hot(rollback)]` or \
                      `hotswap::set_rollback(true)` would restore the previous code",
-                    short_name(function, crate_name)
+                    output::printable(&short_name(function, crate_name)),
+                    output::printable(reason)
                 ),
             );
             true

@@ -232,22 +232,28 @@ pub(crate) enum Sink {
     Stderr,
 }
 
-/// Forwards `pipe` (the program's stdout or stderr) line by line to `sink` on a thread, so that
-/// its lines and the tool's status lines never interleave mid-line. A last line without a
-/// newline is forwarded when the pipe closes.
+/// Forwards `pipe` (the program's stdout or stderr) to `sink` on a thread: whole lines at once,
+/// so that its lines and the tool's status lines never interleave mid-line, and what is left
+/// without a newline (a prompt) as soon as nothing more is waiting in the pipe.
 pub(crate) fn forward(pipe: impl Read + Send + 'static, sink: Sink) {
     let spawned = std::thread::Builder::new()
         .name("hotswap-output".into())
         .spawn(move || {
             let mut reader = std::io::BufReader::new(pipe);
-            let mut line = Vec::new();
-            while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                let text = String::from_utf8_lossy(&line);
+            while let Ok(buffer) = reader.fill_buf() {
+                if buffer.is_empty() {
+                    break;
+                }
+                let end = buffer
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(buffer.len(), |at| at + 1);
+                let text = String::from_utf8_lossy(&buffer[..end]).into_owned();
+                reader.consume(end);
                 match sink {
                     Sink::Stdout => write_stdout(&text),
                     Sink::Stderr => write_stderr(&text),
                 }
-                line.clear();
             }
         });
     if let Err(err) = spawned {
@@ -255,5 +261,33 @@ pub(crate) fn forward(pipe: impl Read + Send + 'static, sink: Sink) {
             "Warning",
             format!("cannot forward the program's output: {err}"),
         );
+    }
+}
+
+/// `text` from the program (a panic message, a reason) as the tool shows it: control
+/// characters, newlines included, escaped, so that it cannot move the cursor, change colours or
+/// fake a status line.
+pub(crate) fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn text_from_the_program_cannot_move_the_cursor_or_fake_a_line() {
+        assert_eq!(
+            super::printable("boom\x1b[2J\n     Patched everything"),
+            "boom\\u{1b}[2J\\n     Patched everything"
+        );
+        assert_eq!(super::printable("plain `text`"), "plain `text`");
     }
 }

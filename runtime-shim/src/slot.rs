@@ -1,6 +1,6 @@
 //! The slot of a hot function: an atomic pointer to the newest body, or null for the original.
 
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// Where a hot function's dispatcher finds the body to call.
 ///
@@ -10,13 +10,16 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 /// the host's one slot through ELF interposition: even old code still running calls the newest
 /// version.
 ///
-/// A slot is *on probation* from the moment a new body is stored until that body's first call
-/// returns: the dispatcher then runs the call under `catch_unwind`, so that a panic can roll the
-/// patch back (see `hotswap::set_rollback`).
+/// A body is *on probation* from the moment a patch stores it until its first call returns: the
+/// dispatcher then runs the call under `catch_unwind`, so that a panic can roll the patch back
+/// (see `hotswap::set_rollback`). The slot remembers which body is on probation, so that the
+/// first call of an older body (one a thread loaded before the newest patch) cannot end the
+/// newest body's probation.
 #[derive(Debug)]
 pub struct Slot {
     body: AtomicPtr<()>,
-    probation: AtomicBool,
+    /// The body on probation, or null.
+    probation: AtomicPtr<()>,
 }
 
 impl Slot {
@@ -28,7 +31,7 @@ impl Slot {
     pub const fn new() -> Self {
         Self {
             body: AtomicPtr::new(std::ptr::null_mut()),
-            probation: AtomicBool::new(false),
+            probation: AtomicPtr::new(std::ptr::null_mut()),
         }
     }
 
@@ -39,18 +42,23 @@ impl Slot {
         (!body.is_null()).then_some(body.cast_const())
     }
 
-    /// Whether the body returned by the last [`Slot::get`] has not yet completed a call.
+    /// Whether `body` (returned by [`Slot::get`]) has not yet completed a call.
     ///
-    /// A `Relaxed` load: the agent sets the flag before its `Release` store of the body, so a
-    /// caller that saw the new body also sees the flag.
+    /// A `Relaxed` load: the agent marks the body before its `Release` store of it, so a caller
+    /// that saw the new body also sees the mark.
     #[inline(always)]
-    pub fn on_probation(&self) -> bool {
-        self.probation.load(Ordering::Relaxed)
+    pub fn on_probation(&self, body: *const ()) -> bool {
+        std::ptr::eq(self.probation.load(Ordering::Relaxed), body)
     }
 
-    /// Ends the probation: the new body completed a call.
-    pub fn end_probation(&self) {
-        self.probation.store(false, Ordering::Relaxed);
+    /// Ends the probation of `body`, if it is the one on probation: it completed a call.
+    pub fn end_probation(&self, body: *const ()) {
+        let _ = self.probation.compare_exchange(
+            body.cast_mut(),
+            std::ptr::null_mut(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     /// Points the slot at a new body (a `Release` store): calls that start after this see it,
@@ -72,14 +80,14 @@ impl Slot {
     /// As for [`Slot::set`].
     #[cfg(feature = "enabled")]
     pub(crate) unsafe fn replace(&self, body: *const ()) -> *const () {
-        self.probation.store(true, Ordering::Relaxed);
+        self.probation.store(body.cast_mut(), Ordering::Relaxed);
         self.body
             .swap(body.cast_mut(), Ordering::AcqRel)
             .cast_const()
     }
 
     /// Points the slot back at `old` if it still holds `new`; returns whether it did. Ends the
-    /// probation either way.
+    /// probation of `new` either way.
     ///
     /// # Safety
     ///
@@ -95,7 +103,35 @@ impl Slot {
                 Ordering::Acquire,
             )
             .is_ok();
-        self.end_probation();
+        self.end_probation(new);
         restored
+    }
+}
+
+#[cfg(all(test, feature = "enabled"))]
+mod tests {
+    use super::*;
+
+    fn older() {}
+    fn newer() {}
+
+    #[test]
+    fn an_older_bodys_first_call_keeps_the_newer_body_on_probation() {
+        static SLOT: Slot = Slot::new();
+        let (older, newer) = (older as *const (), newer as *const ());
+        // SAFETY: both are functions of the slot's (unit) signature, in this test's code.
+        unsafe {
+            SLOT.replace(older);
+            SLOT.replace(newer);
+        }
+        // A thread that loaded `older` before the second patch completes its first call.
+        SLOT.end_probation(older);
+        assert!(
+            SLOT.on_probation(newer),
+            "the newer body is still on probation"
+        );
+        assert!(!SLOT.on_probation(older));
+        SLOT.end_probation(newer);
+        assert!(!SLOT.on_probation(newer));
     }
 }

@@ -157,7 +157,7 @@ pub fn first_call<R>(
 ) -> R {
     match std::panic::catch_unwind(AssertUnwindSafe(call)) {
         Ok(value) => {
-            slot.end_probation();
+            slot.end_probation(body);
             value
         }
         Err(payload) => {
@@ -188,7 +188,7 @@ fn panicked(
         .or_else(|| payload.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "a panic without a message".to_owned());
     if !rollback {
-        slot.end_probation();
+        slot.end_probation(body);
         crate::agent::send(&HostMessage::Panicked {
             generation: crate::generation(),
             function: function.to_owned(),
@@ -204,7 +204,7 @@ fn panicked(
             .any(|(s, _, new)| std::ptr::eq(*s, slot) && std::ptr::eq(*new, body))
     }) else {
         // Another thread's first call already rolled this patch back.
-        slot.end_probation();
+        slot.end_probation(body);
         return;
     };
     let applied = history.remove(index);
@@ -258,10 +258,10 @@ mod tests {
         let start = crate::generation();
         assert_eq!(apply_now(batch(one)), start + 1);
         assert_eq!(SLOT.get(), Some(one as *const ()));
-        assert!(SLOT.on_probation());
+        assert!(SLOT.on_probation(one as *const ()));
         assert_eq!(first_call(&SLOT, one as *const (), true, "t::f", one), 1);
         assert!(
-            !SLOT.on_probation(),
+            !SLOT.on_probation(one as *const ()),
             "a returned first call ends the probation"
         );
 
@@ -287,7 +287,7 @@ mod tests {
         assert!(panicked.is_err(), "the panic continues to the caller");
         assert_eq!(SLOT.get(), Some(one as *const ()), "not rolled back");
         assert_eq!(crate::generation(), start + 3);
-        assert!(!SLOT.on_probation());
+        assert!(!SLOT.on_probation(two as *const ()));
 
         let withdrawn = apply_at_safepoint(batch(two), Duration::from_millis(20)).unwrap_err();
         assert!(withdrawn.contains("withdrawn"), "{withdrawn}");

@@ -297,7 +297,12 @@ fn merged_constant<'data>(
         RelocationKind::Relative | RelocationKind::PltRelative | RelocationKind::GotRelative => 4,
         _ => 0,
     };
-    let offset = usize::try_from((base + relocation.addend() + adjust).max(0)).ok()?;
+    // Checked: a crafted addend must not overflow (it would panic in a debug build).
+    let offset = base
+        .checked_add(relocation.addend())?
+        .checked_add(adjust)?
+        .max(0);
+    let offset = usize::try_from(offset).ok()?;
     if let Some(size) = name.strip_prefix(".rodata.cst") {
         let size: usize = size.parse().ok().filter(|size| *size > 0)?;
         let entry = offset / size * size;
@@ -433,5 +438,75 @@ mod tests {
         .map(|s| (*s).to_owned())
         .collect();
         assert_eq!(index.unreachable(&changed, "app"), ["setup", "main"]);
+    }
+
+    /// An object file of a small crate with calls, statics, constants and strings (so with
+    /// relocations of each kind the index reads), compiled once by rustc.
+    fn seed_object() -> &'static [u8] {
+        static SEED: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        SEED.get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(
+                dir.path().join("seed.rs"),
+                "pub static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);\n\
+                 #[inline(never)] pub fn helper(x: f64) -> f64 { x * 1.5 + 0.25 }\n\
+                 pub fn hot(name: &str) -> String {\n\
+                     COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);\n\
+                     format!(\"seed {name} {}\", helper(2.0))\n\
+                 }\n",
+            )
+            .unwrap();
+            let status = std::process::Command::new("rustc")
+                .args([
+                    "--crate-type=lib",
+                    "--crate-name=seed",
+                    "--edition=2024",
+                    "--emit=obj",
+                    "-Ccodegen-units=1",
+                    "-o",
+                    "seed.o",
+                    "seed.rs",
+                ])
+                .current_dir(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success(), "rustc failed to build the seed object");
+            std::fs::read(dir.path().join("seed.o")).unwrap()
+        })
+    }
+
+    #[test]
+    fn the_seed_object_is_indexed() {
+        let file = object::File::parse(seed_object()).unwrap();
+        let (mut bodies, mut statics) = (BTreeMap::new(), BTreeSet::new());
+        index_object(&file, "seed", &mut bodies, &mut statics);
+        assert!(bodies.contains_key("seed::hot"), "{:?}", bodies.keys());
+        assert!(statics.iter().any(|s| s.ends_with("COUNT")), "{statics:?}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// A corrupted object file indexes to something, or to nothing; never a panic (crafted
+        /// relocation addends and section indices included).
+        #[test]
+        fn corrupted_objects_never_panic_the_code_index(
+            flips in proptest::collection::vec(
+                (proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()),
+                1..32,
+            ),
+        ) {
+            let mut data = seed_object().to_vec();
+            let len = data.len();
+            for (at, byte) in &flips {
+                data[at.index(len)] = *byte;
+            }
+            if let Ok(file) = object::File::parse(&*data) {
+                let (mut bodies, mut statics, mut edges) =
+                    (BTreeMap::new(), BTreeSet::new(), BTreeMap::new());
+                index_object(&file, "seed", &mut bodies, &mut statics);
+                collect_edges(&file, &mut edges);
+            }
+        }
     }
 }

@@ -76,8 +76,8 @@ impl HostImage {
         // The libraries the host needs (libc, libm, libgcc_s, ...) and the dynamic loader, which
         // serves `__tls_get_addr` and is named by the program interpreter, not DT_NEEDED.
         let mut libraries = needed_libraries(&data);
-        libraries.push("ld-linux-x86-64.so.2".to_owned());
-        exports.extend(library_exports(&libraries));
+        libraries.names.push("ld-linux-x86-64.so.2".to_owned());
+        exports.extend(library_exports(&libraries, exe.parent()));
         let types =
             TypeGraph::read(&file, krate.source, krate.name, None).map_err(|e| e.to_string());
         let held = types.as_ref().map_or_else(
@@ -136,7 +136,7 @@ impl PatchImage {
             std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
         let mut image = Self::parse(&data, krate, Some(wanted))
             .with_context(|| format!("malformed patch `{}`", path.display()))?;
-        image.library_exports = library_exports(&needed_libraries(&data));
+        image.library_exports = library_exports(&needed_libraries(&data), path.parent());
         Ok(image)
     }
 
@@ -599,15 +599,24 @@ pub(crate) fn live_changes(
     }
 }
 
-/// Names that the shared libraries `names` (as in `DT_NEEDED`) export, found where the dynamic
-/// loader looks; a library that cannot be found or read adds nothing.
-fn library_exports(names: &[String]) -> HashSet<String> {
+/// The largest shared library the gate reads, in bytes: a name that leads elsewhere (a device,
+/// a huge file) is not read.
+const MAX_LIBRARY: u64 = 512 << 20;
+
+/// Names that the shared libraries `needed` (the `DT_NEEDED` names and the `DT_RUNPATH` or
+/// `DT_RPATH` directories of the file that needs them, whose own directory is `origin`) export,
+/// found where the dynamic loader looks; a library that cannot be found or read adds nothing.
+/// A name with a `/` is a path, not a library name: it is not read.
+fn library_exports(needed: &Needed, origin: Option<&Path>) -> HashSet<String> {
     let mut exports = HashSet::new();
-    for name in names {
-        let Some(path) = find_library(name) else {
+    for name in needed.names.iter().filter(|name| !name.contains('/')) {
+        let Some(path) = find_library(name, &needed.search, origin) else {
             continue;
         };
-        if let Ok(data) = std::fs::read(&path)
+        let small =
+            std::fs::metadata(&path).is_ok_and(|meta| meta.is_file() && meta.len() <= MAX_LIBRARY);
+        if small
+            && let Ok(data) = std::fs::read(&path)
             && let Ok(file) = object::File::parse(&*data)
         {
             exports.extend(defined_dynamic_symbols(&file));
@@ -625,46 +634,77 @@ fn defined_dynamic_symbols(file: &object::File<'_>) -> HashSet<String> {
         .collect()
 }
 
-/// The `DT_NEEDED` entries of an ELF file; empty for anything else.
-fn needed_libraries(data: &[u8]) -> Vec<String> {
+/// The shared libraries an ELF file needs: names and where to look first.
+#[derive(Debug, Default)]
+struct Needed {
+    /// The `DT_NEEDED` entries.
+    names: Vec<String>,
+    /// The directories of `DT_RUNPATH` (or, without it, `DT_RPATH`), as written.
+    search: Vec<String>,
+}
+
+/// The libraries an ELF file needs; none for anything else.
+fn needed_libraries(data: &[u8]) -> Needed {
     let Ok(file) = ElfFile64::<object::Endianness>::parse(data) else {
-        return Vec::new();
+        return Needed::default();
     };
     let endian = file.endian();
     let header = file.elf_header();
     let Ok(sections) = header.sections(endian, data) else {
-        return Vec::new();
+        return Needed::default();
     };
     let Ok(Some((entries, link))) = sections.dynamic(endian, data) else {
-        return Vec::new();
+        return Needed::default();
     };
     let Ok(strings) = sections.strings(endian, data, link) else {
-        return Vec::new();
+        return Needed::default();
     };
-    entries
-        .iter()
-        .filter(|entry| entry.d_tag.get(endian) == u64::from(object::elf::DT_NEEDED))
-        .filter_map(|entry| {
-            let offset = u32::try_from(entry.d_val.get(endian)).ok()?;
-            let name = strings.get(offset).ok()?;
-            Some(String::from_utf8_lossy(name).into_owned())
-        })
-        .collect()
+    let values = |tag: u32| -> Vec<String> {
+        entries
+            .iter()
+            .filter(|entry| entry.d_tag.get(endian) == u64::from(tag))
+            .filter_map(|entry| {
+                let offset = u32::try_from(entry.d_val.get(endian)).ok()?;
+                let value = strings.get(offset).ok()?;
+                Some(String::from_utf8_lossy(value).into_owned())
+            })
+            .collect()
+    };
+    let mut search = values(object::elf::DT_RUNPATH);
+    if search.is_empty() {
+        search = values(object::elf::DT_RPATH);
+    }
+    Needed {
+        names: values(object::elf::DT_NEEDED),
+        search: search
+            .iter()
+            .flat_map(|list| list.split(':').map(str::to_owned))
+            .filter(|dir| !dir.is_empty())
+            .collect(),
+    }
 }
 
-/// Where the dynamic loader would find `name` (the standard directories of x86_64 Linux).
-fn find_library(name: &str) -> Option<PathBuf> {
-    [
+/// Where the dynamic loader would find `name`: the `search` directories (`$ORIGIN` replaced by
+/// `origin`), then the standard directories of x86_64 Linux.
+fn find_library(name: &str, search: &[String], origin: Option<&Path>) -> Option<PathBuf> {
+    let origin = origin.map(|o| o.display().to_string()).unwrap_or_default();
+    let standard = [
         "/lib/x86_64-linux-gnu",
         "/usr/lib/x86_64-linux-gnu",
         "/lib64",
         "/usr/lib64",
         "/lib",
         "/usr/lib",
-    ]
-    .iter()
-    .map(|dir| Path::new(dir).join(name))
-    .find(|path| path.exists())
+    ];
+    search
+        .iter()
+        .map(|dir| {
+            dir.replace("${ORIGIN}", &origin)
+                .replace("$ORIGIN", &origin)
+        })
+        .chain(standard.iter().map(|dir| (*dir).to_owned()))
+        .map(|dir| Path::new(&dir).join(name))
+        .find(|path| path.exists())
 }
 
 #[cfg(test)]
@@ -727,6 +767,20 @@ mod tests {
             library_exports: HashSet::from(["sin".to_owned()]),
             types: TypeGraph::default(),
         }
+    }
+
+    #[test]
+    fn a_needed_library_named_by_path_is_never_read() {
+        let needed = Needed {
+            names: vec!["/dev/zero".into(), "../../etc/passwd".into()],
+            search: Vec::new(),
+        };
+        assert!(library_exports(&needed, None).is_empty());
+        let libc = Needed {
+            names: vec!["libc.so.6".into()],
+            search: vec!["$ORIGIN/nowhere".into()],
+        };
+        assert!(library_exports(&libc, Some(Path::new("/tmp"))).contains("memcpy"));
     }
 
     #[test]

@@ -141,4 +141,23 @@ mod tests {
         let long = vec![b'x'; MAX_LINE as usize + 10];
         assert!(read::<Request>(&mut &long[..]).is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any bytes from the other end: messages or errors, never a panic.
+        #[test]
+        fn any_bytes_read_as_messages_or_errors(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            let mut reader = &bytes[..];
+            for _ in 0..=bytes.len() {
+                match read::<Reply>(&mut reader) {
+                    Ok(None) | Err(_) => break,
+                    Ok(Some(_)) => {}
+                }
+            }
+            let _ = read::<Request>(&mut &bytes[..]);
+        }
+    }
 }

@@ -143,6 +143,9 @@ impl Session {
             let reply = match self.replies.recv_timeout(left.min(POLL)) {
                 Ok((id, reply)) if id == link_id => reply,
                 Ok(_) => continue,
+                Err(_) if super::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) => {
+                    return Err("interrupted while the program applied the patch".to_owned());
+                }
                 Err(_) if !left.is_zero() => {
                     if let Some(Ok(Some(status))) =
                         self.running.as_mut().map(|r| r.child.try_wait())
@@ -170,7 +173,10 @@ impl Session {
                     functions,
                 } if patch_id == number => return Ok((generation, load_micros, functions)),
                 HostMessage::Failed { patch_id, reason } if patch_id == number => {
-                    return Err(format!("the program did not apply the patch: {reason}"));
+                    return Err(format!(
+                        "the program did not apply the patch: {}",
+                        output::printable(&reason)
+                    ));
                 }
                 other => {
                     crate::notices::host_event(&other, &self.project.crate_name);

@@ -34,6 +34,10 @@ use crate::watch::{self, Filter};
 use self::files::relative;
 use self::program::{spawn_acceptor, spawn_control};
 
+/// Set by Ctrl-C (SIGINT, SIGTERM, SIGHUP), for waits that do not read the event channel (the
+/// wait for the program's answer to a patch).
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 /// How long the host may take from start to its agent's hello before the tool says so.
 const HELLO_DEADLINE: Duration = Duration::from_secs(10);
 /// How long the host may take to answer a patch.
@@ -262,6 +266,7 @@ impl Session {
         spawn_acceptor(listener, events.clone(), replies);
         let interrupt = events.clone();
         ctrlc::set_handler(move || {
+            INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
             let _ = interrupt.send(Event::Interrupt);
         })
         .context("cannot install the Ctrl-C handler")?;

@@ -316,6 +316,13 @@ pub(super) fn spawn_control(listener: UnixListener, events: Sender<Event>) {
                 if !protocol::peer(&stream).is_ok_and(|(_, uid)| uid == protocol::own_uid()) {
                     continue;
                 }
+                // A client that connects and says nothing must not hold up the next one.
+                if stream
+                    .set_read_timeout(Some(Duration::from_secs(2)))
+                    .is_err()
+                {
+                    continue;
+                }
                 let Ok(reader) = stream.try_clone() else {
                     continue;
                 };

@@ -512,7 +512,7 @@ fn dispatch(
                 let __hotswap_f = unsafe {
                     ::core::mem::transmute::<*const (), #fn_type>(__hotswap_ptr)
                 };
-                if __HOTSWAP_SLOT.on_probation() {
+                if __HOTSWAP_SLOT.on_probation(__hotswap_ptr) {
                     ::hotswap::__private::first_call(
                         &__HOTSWAP_SLOT,
                         __hotswap_ptr,

@@ -231,3 +231,140 @@ fn a_rebuild_that_failed_stays_pending_until_it_succeeds() {
         session.stderr()
     );
 }
+
+/// The value of `name` in the environment `pid` was started with.
+fn started_env(pid: &str, name: &str) -> String {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let prefix = format!("{name}=");
+    environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(prefix.as_bytes()))
+        .map(|value| String::from_utf8_lossy(value).into_owned())
+        .unwrap_or_else(|| panic!("no `{name}` in the environment of {pid}"))
+}
+
+/// A 100 MiB line and a line that is not UTF-8 sent to the agent: the program keeps running,
+/// and the next message, a patch, is applied. Here the test is the tool: it starts a host that
+/// a session built, with its own socket, and sends it a patch that session built.
+#[test]
+fn a_huge_or_malformed_line_to_the_agent_is_dropped_and_the_next_patch_applies() {
+    let (project, mut session, first) = crate::start_gate(&[]);
+    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
+    wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
+    let pid = tick_field(&first, "pid");
+    let build_id = started_env(pid, "HOTSWAP_BUILD_ID");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    let session_dir = PathBuf::from(started_env(pid, "HOTSWAP_PATCH_DIR"));
+    let ours = runtime_dir();
+    let patch = ours.path().join("patch.so");
+    std::fs::copy(session_dir.join("gate-patch-1.so"), &patch).unwrap();
+    drop(session);
+
+    let socket = ours.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let mut host = std::process::Command::new(&exe)
+        .env("HOTSWAP_AGENT_SOCKET", &socket)
+        .env("HOTSWAP_BUILD_ID", &build_id)
+        .env("HOTSWAP_PATCH_DIR", ours.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (stream, _) = listener.accept().unwrap();
+    stream.set_read_timeout(Some(EDIT_DEADLINE)).unwrap();
+    let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert!(line.starts_with("hello\t"), "{line:?}");
+    let mut writer = stream;
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..100 {
+        writer.write_all(&chunk).unwrap();
+    }
+    writer.write_all(b"\n\xff\xfe\n").unwrap();
+    let message = hotswap::protocol::ToolMessage::Patch {
+        patch_id: 1,
+        build_id,
+        path: patch,
+        functions: vec!["gate::beta".to_owned()],
+        changed: vec!["beta".to_owned()],
+    };
+    writer.write_all(message.encode().as_bytes()).unwrap();
+    line.clear();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert!(line.starts_with("applied\t1\t1\t"), "{line:?}");
+    assert_eq!(host.try_wait().unwrap(), None, "the program keeps running");
+    // Its next ticks print the patched word.
+    let mut out = std::io::BufReader::new(host.stdout.take().unwrap());
+    let mut tick = String::new();
+    let deadline = std::time::Instant::now() + EDIT_DEADLINE;
+    while !tick.contains("beta-two") && std::time::Instant::now() < deadline {
+        tick.clear();
+        std::io::BufRead::read_line(&mut out, &mut tick).unwrap();
+    }
+    assert!(
+        tick.contains("beta-two gen=1") || tick.contains("beta-two"),
+        "{tick}"
+    );
+    let _ = host.kill();
+    let _ = host.wait();
+}
+
+/// A process of another user reaches neither socket, even where the directory lets it in: the
+/// session closes its connections unanswered and says so, and goes on patching. Needs root (to
+/// act as another user with `setpriv`); skipped otherwise.
+#[test]
+fn another_user_on_the_sockets_is_rejected() {
+    let (project, mut session, first) = crate::start_gate(&[]);
+    let socket = agent_socket(tick_field(&first, "pid"));
+    let dir = socket.parent().unwrap().to_path_buf();
+    if std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&dir).unwrap()) != 0 {
+        eprintln!("not root: acting as another user is not possible here; not tried");
+        return;
+    }
+    // Open the directory and the sockets to everyone, as a careless set-up would.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for name in ["agent.sock", "control.sock"] {
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+    // As user 65534: connect, send a line, print what comes back (nothing: the connection is
+    // closed).
+    let script = "import socket, sys\n\
+                  for path in sys.argv[1:]:\n\
+                  \x20   s = socket.socket(socket.AF_UNIX)\n\
+                  \x20   s.connect(path)\n\
+                  \x20   s.settimeout(5)\n\
+                  \x20   try:\n\
+                  \x20       s.sendall(b'hello\\t1\\tforged\\n{\"request\":\"patch\"}\\n')\n\
+                  \x20       got = s.recv(100)\n\
+                  \x20   except OSError:\n\
+                  \x20       got = b''\n\
+                  \x20   print(path.rsplit('/', 1)[1], repr(got))\n";
+    let output = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            script,
+        ])
+        .arg(&socket)
+        .arg(dir.join("control.sock"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout, "agent.sock b''\ncontrol.sock b''\n");
+    session.wait_stderr(
+        EDIT_DEADLINE,
+        "refused a connection to the agent socket from user 65534",
+    );
+    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
+    let line = wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
+    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+}
