@@ -456,22 +456,11 @@ mod tests {
                  }\n",
             )
             .unwrap();
-            let status = std::process::Command::new("rustc")
-                .args([
-                    "--crate-type=lib",
-                    "--crate-name=seed",
-                    "--edition=2024",
-                    "--emit=obj",
-                    "-Ccodegen-units=1",
-                    "-o",
-                    "seed.o",
-                    "seed.rs",
-                ])
-                .current_dir(dir.path())
-                .status()
-                .unwrap();
-            assert!(status.success(), "rustc failed to build the seed object");
-            std::fs::read(dir.path().join("seed.o")).unwrap()
+            crate::check::compile_seed(
+                dir.path(),
+                &["--crate-type=lib", "--emit=obj", "-Ccodegen-units=1"],
+                "seed.o",
+            )
         })
     }
 

@@ -707,6 +707,24 @@ fn find_library(name: &str, search: &[String], origin: Option<&Path>) -> Option<
         .find(|path| path.exists())
 }
 
+/// Compiles `seed.rs` in `dir` (crate `seed`, edition 2024) with rustc and `args` into
+/// `output`, and returns its bytes: the real files the gate's readers are tested and fuzzed on.
+#[cfg(test)]
+pub(crate) fn compile_seed(dir: &Path, args: &[&str], output: &str) -> Vec<u8> {
+    let status = std::process::Command::new("rustc")
+        .args(["--crate-name=seed", "--edition=2024"])
+        .args(args)
+        .args(["-o", output, "seed.rs"])
+        .current_dir(dir)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "rustc failed to build the seed `{output}`"
+    );
+    std::fs::read(dir.join(output)).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -927,22 +945,15 @@ mod tests {
             ),
         )
         .unwrap();
-        let status = std::process::Command::new("rustc")
-            .args([
+        compile_seed(
+            dir.path(),
+            &[
                 "--crate-type=cdylib",
-                "--crate-name=seed",
-                "--edition=2024",
                 "-Cdebuginfo=2",
                 "-Clink-arg=-Wl,-z,undefs",
-                "-o",
-                "libseed.so",
-                "seed.rs",
-            ])
-            .current_dir(dir.path())
-            .status()
-            .unwrap();
-        assert!(status.success(), "rustc failed to build the seed patch");
-        std::fs::read(dir.path().join("libseed.so")).unwrap()
+            ],
+            "libseed.so",
+        )
     }
 
     /// The seed patch, built once per test binary.

@@ -13,7 +13,7 @@ mod watch;
 
 use std::time::Duration;
 
-use hotswap_tests::{Project, START_DEADLINE, Session};
+use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, Session};
 
 /// Starts the gate fixture with `args` and waits for its first tick and for the session to
 /// watch; returns the project, the session and that tick.
@@ -97,6 +97,14 @@ pub(crate) fn wait_old_code_kept(
         session.stderr()
     );
     line
+}
+
+/// In the gate fixture started as `first`: edits `beta`'s word and waits until the same process
+/// runs it (generation 1).
+pub(crate) fn patch_beta(project: &Project, session: &mut Session, first: &str) {
+    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
+    let line = wait_tick(session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
+    assert_eq!(tick_field(&line, "pid"), tick_field(first, "pid"));
 }
 
 /// The value of field `name=` in a tick line.

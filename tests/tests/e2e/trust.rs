@@ -111,9 +111,7 @@ fn another_process_on_the_agent_socket_is_never_sent_a_patch() {
         EDIT_DEADLINE,
         "connected to the agent socket, but the program is",
     );
-    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
-    let line = wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
-    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+    crate::patch_beta(&project, &mut session, &first);
     session.wait_stderr(EDIT_DEADLINE, "generation 1: beta");
     intruder
         .set_read_timeout(Some(Duration::from_millis(500)))
@@ -364,7 +362,5 @@ fn another_user_on_the_sockets_is_rejected() {
         EDIT_DEADLINE,
         "refused a connection to the agent socket from user 65534",
     );
-    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
-    let line = wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
-    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+    crate::patch_beta(&project, &mut session, &first);
 }
