@@ -2,7 +2,9 @@
 //! has them applied (see `table`). Exists only with the `enabled` feature, and starts only when
 //! the tool's environment variable names a socket.
 
-use std::io::{BufReader, Write};
+use std::fs::File;
+use std::io::{BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -121,19 +123,20 @@ fn serve(socket: &Path, build_id: &str, patch_dir: Option<&Path>) -> std::io::Re
                 patch_id,
                 build_id: patch_build,
                 path,
+                digest,
                 functions,
                 changed,
             }) => {
                 let started = Instant::now();
                 let checked = if patch_build == build_id {
-                    loadable(&path, patch_dir)
+                    open_checked(&path, patch_dir, digest)
                 } else {
                     Err(format!(
                         "the patch was built for host build `{patch_build}`, this process runs \
                          build `{build_id}`"
                     ))
                 };
-                match checked.and_then(|()| apply(&path, &functions, changed)) {
+                match checked.and_then(|file| apply(file, &functions, changed)) {
                     Ok(generation) => HostMessage::Applied {
                         patch_id,
                         generation,
@@ -153,10 +156,12 @@ fn serve(socket: &Path, build_id: &str, patch_dir: Option<&Path>) -> std::io::Re
     }
 }
 
-/// Whether the file at `path` may be loaded: a regular file (not a symlink) of this process's
-/// user, directly in the session's directory `patch_dir`, which no other user can write.
-fn loadable(path: &Path, patch_dir: Option<&Path>) -> Result<(), String> {
-    use std::os::unix::fs::MetadataExt;
+/// Opens the patch at `path` for loading, if it may be loaded: a regular file (not a symlink)
+/// of this process's user, directly in the session's directory `patch_dir`, which no other user
+/// can write, whose bytes have the `digest` the tool sent for what it checked. The file stays
+/// open, so that what is loaded (through `/proc/self/fd`) is what was read here.
+fn open_checked(path: &Path, patch_dir: Option<&Path>, digest: u64) -> Result<File, String> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let refuse = |why: &str| Err(format!("refusing to load `{}`: {why}", path.display()));
     let Some(dir) = patch_dir else {
         return refuse("the session's directory is not known");
@@ -164,31 +169,48 @@ fn loadable(path: &Path, patch_dir: Option<&Path>) -> Result<(), String> {
     if path.parent() != Some(dir) {
         return refuse("it is outside the session's directory");
     }
-    let (Ok(file), Ok(dir)) = (
-        std::fs::symlink_metadata(path),
-        std::fs::symlink_metadata(dir),
-    ) else {
-        return refuse("it cannot be read");
-    };
     let uid = protocol::own_uid();
-    if !file.file_type().is_file() || file.uid() != uid {
-        return refuse("it is not a regular file of this user");
-    }
-    if !dir.file_type().is_dir() || dir.uid() != uid || dir.mode() & 0o022 != 0 {
+    let dir_ok = std::fs::symlink_metadata(dir).is_ok_and(|meta| {
+        meta.file_type().is_dir() && meta.uid() == uid && meta.mode() & 0o022 == 0
+    });
+    if !dir_ok {
         return refuse("the session's directory is not private to this user");
     }
-    Ok(())
+    let Ok(mut file) = File::options()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    else {
+        return refuse("it cannot be opened (or is a symlink)");
+    };
+    if !file
+        .metadata()
+        .is_ok_and(|meta| meta.file_type().is_file() && meta.uid() == uid)
+    {
+        return refuse("it is not a regular file of this user");
+    }
+    let mut bytes = Vec::new();
+    if file.read_to_end(&mut bytes).is_err() || protocol::digest(&bytes) != digest {
+        return refuse("its bytes are not those cargo-hotswap checked");
+    }
+    Ok(file)
 }
 
-/// Loads the patch at `path` and has the slots of `functions` pointed at its bodies, now or at
-/// the next safe point; returns the new generation. Resolves every symbol before storing any, so
-/// a failure changes nothing.
-fn apply(path: &Path, functions: &[String], changed: Vec<String>) -> Result<u64, String> {
+/// Loads the patch open as `file` and has the slots of `functions` pointed at its bodies, now or
+/// at the next safe point; returns the new generation. Resolves every symbol before storing any,
+/// so a failure changes nothing.
+fn apply(file: File, functions: &[String], changed: Vec<String>) -> Result<u64, String> {
+    // The open file itself, whatever its name points to now.
+    let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
     // SAFETY: loading runs the patch's initialisers. The patch is the user's own crate compiled
     // by cargo-hotswap and checked before it was sent; its initialisers are the same as the
     // host's. RTLD_LOCAL keeps its symbols from interposing on anything loaded later.
-    let patch = unsafe { Library::open(Some(path), RTLD_NOW | RTLD_LOCAL) }
+    let patch = unsafe { Library::open(Some(&path), RTLD_NOW | RTLD_LOCAL) }
         .map_err(|err| format!("cannot load `{}`: {err}", path.display()))?;
+    // The loader knows the library by that name, and returns the library already loaded for a
+    // name it has seen: the descriptor stays open for the process's life (like the mapping; a
+    // patch is never unloaded), so that its number, and the next patch's name, is never reused.
+    std::mem::forget(file);
     let this = Library::this();
     let mut swaps = Vec::with_capacity(functions.len());
     for function in functions {

@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! host -> tool   hello        <pid> <build id>
-//! tool -> host   patch        <patch id> <build id> <path of the patch file>
+//! tool -> host   patch        <patch id> <build id> <path of the patch file> <digest, hex>
 //!                             <number of hot functions> <hot function>... <changed function>...
 //! host -> tool   applied      <patch id> <generation> <load time, µs> <hot function>...
 //! host -> tool   failed       <patch id> <reason>
@@ -115,6 +115,9 @@ pub enum ToolMessage {
         build_id: String,
         /// Absolute path of the patch file, never used for another patch.
         path: PathBuf,
+        /// [`digest`] of the file's bytes as the tool checked them: the agent loads the file
+        /// only if the bytes it opened have the same digest.
+        digest: u64,
         /// Paths of the hot functions the patch defines.
         functions: Vec<String>,
         /// Display names of the functions whose code changed (for `hotswap::on_patch`).
@@ -219,6 +222,15 @@ pub fn peer(stream: &UnixStream) -> std::io::Result<(u32, u32)> {
         return Err(std::io::Error::last_os_error());
     }
     Ok((u32::try_from(cred.pid).unwrap_or(0), cred.uid))
+}
+
+/// The digest of a patch file's bytes that the tool sends with it (64-bit FNV-1a): it ties the
+/// file the agent loads to the bytes the tool checked. It is no defence against a forger (only
+/// the user can write the session's directory); it catches a file that changed in between.
+pub fn digest(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// The user id of this process.
@@ -328,6 +340,7 @@ impl ToolMessage {
                 patch_id,
                 build_id,
                 path,
+                digest,
                 functions,
                 changed,
             } => {
@@ -336,6 +349,7 @@ impl ToolMessage {
                     patch_id.to_string(),
                     build_id.clone(),
                     path.to_string_lossy().into_owned(),
+                    format!("{digest:016x}"),
                     functions.len().to_string(),
                 ];
                 fields.extend(functions.iter().cloned());
@@ -356,15 +370,16 @@ impl ToolMessage {
             line: text.to_owned(),
         };
         match fields.first().map(String::as_str) {
-            Some("patch") if fields.len() >= 5 => {
-                let count: usize = fields[4].parse().map_err(|_| err())?;
-                let end = count.checked_add(5).filter(|end| *end <= fields.len());
+            Some("patch") if fields.len() >= 6 => {
+                let count: usize = fields[5].parse().map_err(|_| err())?;
+                let end = count.checked_add(6).filter(|end| *end <= fields.len());
                 let end = end.ok_or_else(err)?;
                 Ok(ToolMessage::Patch {
                     patch_id: fields[1].parse().map_err(|_| err())?,
                     build_id: fields[2].clone(),
                     path: PathBuf::from(&fields[3]),
-                    functions: fields[5..end].to_vec(),
+                    digest: u64::from_str_radix(&fields[4], 16).map_err(|_| err())?,
+                    functions: fields[6..end].to_vec(),
                     changed: fields[end..].to_vec(),
                 })
             }
@@ -468,6 +483,7 @@ mod tests {
                 patch_id: 7,
                 build_id: "b-9".into(),
                 path: PathBuf::from("/tmp/session dir/patch-7.so"),
+                digest: 0x0123_4567_89ab_cdef,
                 functions,
                 changed,
             };

@@ -116,6 +116,9 @@ pub(crate) struct PatchImage {
     pub(crate) library_exports: HashSet<String>,
     /// The types the patch's code describes.
     pub(crate) types: TypeGraph,
+    /// The digest ([`hotswap::protocol::digest`]) of the bytes checked, which the program
+    /// compares with the file it loads. Filled by [`PatchImage::read`] only.
+    pub(crate) digest: u64,
 }
 
 impl PatchImage {
@@ -137,6 +140,7 @@ impl PatchImage {
         let mut image = Self::parse(&data, krate, Some(wanted))
             .with_context(|| format!("malformed patch `{}`", path.display()))?;
         image.library_exports = library_exports(&needed_libraries(&data), path.parent());
+        image.digest = hotswap::protocol::digest(&data);
         Ok(image)
     }
 
@@ -168,6 +172,7 @@ impl PatchImage {
             undefined,
             library_exports: HashSet::new(),
             types,
+            digest: 0,
         })
     }
 }
@@ -784,6 +789,7 @@ mod tests {
             undefined: undefined.iter().map(|s| (*s).to_owned()).collect(),
             library_exports: HashSet::from(["sin".to_owned()]),
             types: TypeGraph::default(),
+            digest: 0,
         }
     }
 

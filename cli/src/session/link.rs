@@ -112,6 +112,7 @@ impl Session {
             patch_id: number,
             build_id: running.build.build_id.clone(),
             path: checked.patch.path.clone(),
+            digest: checked.digest,
             changed: checked
                 .changed
                 .clone()

@@ -53,6 +53,8 @@ pub(super) struct Checked {
     pub(super) changed: Option<Vec<String>>,
     /// The gate's time.
     pub(super) check_time: Duration,
+    /// The digest of the patch file's bytes as the gate read them.
+    pub(super) digest: u64,
     /// The hot functions the patch has: the running code's once it is applied.
     pub(super) hot: BTreeSet<String>,
 }

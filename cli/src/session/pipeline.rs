@@ -195,6 +195,7 @@ impl Session {
             functions: accepted.functions,
             changed: live.live,
             check_time: started.elapsed(),
+            digest: image.digest,
             hot: image.records.into_keys().collect(),
             patch,
         })

@@ -242,7 +242,8 @@ fn started_env(pid: &str, name: &str) -> String {
 }
 
 /// A 100 MiB line and a line that is not UTF-8 sent to the agent: the program keeps running,
-/// and the next message, a patch, is applied. Here the test is the tool: it starts a host that
+/// and the next messages are read: a patch whose bytes are not those the tool checked is
+/// refused, the patch itself is applied. Here the test is the tool: it starts a host that
 /// a session built, with its own socket, and sends it a patch that session built.
 #[test]
 fn a_huge_or_malformed_line_to_the_agent_is_dropped_and_the_next_patch_applies() {
@@ -280,17 +281,31 @@ fn a_huge_or_malformed_line_to_the_agent_is_dropped_and_the_next_patch_applies()
         writer.write_all(&chunk).unwrap();
     }
     writer.write_all(b"\n\xff\xfe\n").unwrap();
-    let message = hotswap::protocol::ToolMessage::Patch {
-        patch_id: 1,
-        build_id,
-        path: patch,
+    let digest = hotswap::protocol::digest(&std::fs::read(&patch).unwrap());
+    let message = |patch_id, digest| hotswap::protocol::ToolMessage::Patch {
+        patch_id,
+        build_id: build_id.clone(),
+        path: patch.clone(),
+        digest,
         functions: vec!["gate::beta".to_owned()],
         changed: vec!["beta".to_owned()],
     };
-    writer.write_all(message.encode().as_bytes()).unwrap();
+    // Bytes other than those the tool checked are not loaded.
+    writer
+        .write_all(message(1, digest ^ 1).encode().as_bytes())
+        .unwrap();
     line.clear();
     std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
-    assert!(line.starts_with("applied\t1\t1\t"), "{line:?}");
+    assert!(
+        line.starts_with("failed\t1\t") && line.contains("not those cargo-hotswap checked"),
+        "{line:?}"
+    );
+    writer
+        .write_all(message(2, digest).encode().as_bytes())
+        .unwrap();
+    line.clear();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert!(line.starts_with("applied\t2\t1\t"), "{line:?}");
     assert_eq!(host.try_wait().unwrap(), None, "the program keeps running");
     // Its next ticks print the patched word.
     let mut out = std::io::BufReader::new(host.stdout.take().unwrap());
