@@ -18,8 +18,29 @@ impl Session {
         self.collect_all(&mut files);
         for file in files {
             let hash = content_hash(&file);
+            if is_rust(&file)
+                && let Ok(text) = std::fs::read_to_string(&file)
+            {
+                self.texts.insert(file.clone(), text);
+            }
             self.snapshot.insert(file, hash);
         }
+    }
+
+    /// Whether every one of `paths` (changed since the snapshot) is a Rust file whose tokens
+    /// are those it had: only comments, blank lines or formatting changed, so the compiled code
+    /// is the same but for line numbers. Takes their new text into the snapshot.
+    pub(super) fn only_layout_changed(&mut self, paths: &[PathBuf]) -> bool {
+        let mut same = !paths.is_empty();
+        for path in paths {
+            let new = std::fs::read_to_string(path).ok();
+            let old = match &new {
+                Some(text) if is_rust(path) => self.texts.insert(path.clone(), text.clone()),
+                _ => self.texts.remove(path),
+            };
+            same &= matches!((old, new), (Some(old), Some(new)) if same_tokens(&old, &new));
+        }
+        same
     }
 
     /// Every file under the watched directories that the filter counts.
@@ -54,6 +75,7 @@ impl Session {
             // now, but the snapshot remembers it is gone, so that the file's return, even with
             // its old content (`git stash pop`), is a change.
             if !path.exists() {
+                self.texts.remove(&path);
                 self.snapshot.insert(path, GONE);
                 continue;
             }
@@ -85,6 +107,81 @@ pub(super) fn collect_watched(dir: &Path, filter: &Filter, out: &mut Vec<PathBuf
     }
 }
 
+/// Whether `path` is a Rust source file.
+fn is_rust(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "rs")
+}
+
+/// Whether `old` and `new` are the same Rust tokens (comments and whitespace aside; doc comments
+/// are tokens). Text that does not tokenize counts as different.
+pub(super) fn same_tokens(old: &str, new: &str) -> bool {
+    use std::str::FromStr;
+    match (
+        proc_macro2::TokenStream::from_str(old),
+        proc_macro2::TokenStream::from_str(new),
+    ) {
+        (Ok(old), Ok(new)) => tokens(old) == tokens(new),
+        _ => false,
+    }
+}
+
+/// Rust's operators of more than one character, longest first.
+const OPERATORS: &[&str] = &[
+    "<<=", ">>=", "...", "..=", "::", "->", "=>", "==", "!=", "<=", ">=", "&&", "||", "+=", "-=",
+    "*=", "/=", "%=", "^=", "&=", "|=", "<<", ">>", "..",
+];
+
+/// The tokens of `stream` as text, punctuation glued into operators as Rust reads them, so that
+/// `->&'a` and `-> &'a` give the same tokens while `&&` and `& &` do not.
+fn tokens(stream: proc_macro2::TokenStream) -> Vec<String> {
+    use proc_macro2::{Delimiter, Spacing, TokenTree};
+    let mut out = Vec::new();
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut Vec<String>| {
+        let mut rest = run.as_str();
+        while !rest.is_empty() {
+            let len = OPERATORS
+                .iter()
+                .find(|op| rest.starts_with(**op))
+                .map_or_else(
+                    || rest.chars().next().map_or(1, char::len_utf8),
+                    |op| op.len(),
+                );
+            out.push(rest[..len].to_owned());
+            rest = &rest[len..];
+        }
+        run.clear();
+    };
+    for tree in stream {
+        match tree {
+            TokenTree::Punct(punct) => {
+                run.push(punct.as_char());
+                if punct.spacing() == Spacing::Alone {
+                    flush(&mut run, &mut out);
+                }
+            }
+            TokenTree::Group(group) => {
+                flush(&mut run, &mut out);
+                let (open, close) = match group.delimiter() {
+                    Delimiter::Parenthesis => ("(", ")"),
+                    Delimiter::Brace => ("{", "}"),
+                    Delimiter::Bracket => ("[", "]"),
+                    Delimiter::None => ("", ""),
+                };
+                out.push(open.to_owned());
+                out.extend(tokens(group.stream()));
+                out.push(close.to_owned());
+            }
+            other => {
+                flush(&mut run, &mut out);
+                out.push(other.to_string());
+            }
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 /// A hash of the file's content; a missing file hashes as empty.
 pub(super) fn content_hash(path: &Path) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
@@ -107,4 +204,25 @@ pub(super) fn relative(path: &Path, base: &Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_tokens;
+
+    #[test]
+    fn comments_and_layout_are_no_change_but_tokens_are() {
+        let original = "/// Doc.\nfn alpha() -> &'static str {\n    \"alpha-one\"\n}\n";
+        assert!(same_tokens(
+            original,
+            "// A note.\n\n/// Doc.\nfn alpha()->&'static str{ \"alpha-one\" }"
+        ));
+        assert!(!same_tokens(original, &original.replace("one", "two")));
+        assert!(!same_tokens(original, &original.replace("Doc.", "Docs.")));
+        assert!(!same_tokens("a && b", "a & &b"));
+        assert!(
+            !same_tokens("fn f() {", "fn f() {}"),
+            "text that does not tokenize"
+        );
+    }
 }

@@ -231,6 +231,9 @@ struct Session {
     /// Content hash of every watched file at the last build, to ignore events that change
     /// nothing (touches, swap-file churn, an editor rewriting the same bytes).
     snapshot: HashMap<PathBuf, u64>,
+    /// The text of every Rust file at the last snapshot, to tell an edit of comments or layout
+    /// only.
+    texts: HashMap<PathBuf, String>,
     /// Answers to patches (`applied`/`failed`) from the host's agent.
     replies: Receiver<(u64, HostMessage)>,
 }
@@ -294,6 +297,7 @@ impl Session {
             pending_restart: None,
             next_patch: 0,
             snapshot: HashMap::new(),
+            texts: HashMap::new(),
             replies: reply_inbox,
         })
     }

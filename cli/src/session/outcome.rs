@@ -32,8 +32,8 @@ pub(super) enum Outcome {
     RestartOnly,
     /// No code changed: nothing was sent.
     Unchanged {
-        /// The changed files as a list for the message, empty when none changed.
-        files: String,
+        /// What the `Unchanged` line says.
+        message: String,
     },
     /// The program applied the patch.
     Applied(Applied),

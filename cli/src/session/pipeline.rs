@@ -77,10 +77,16 @@ impl Session {
                 reason: "the Rust toolchain changed since the program was built".to_owned(),
             });
         }
-        Ok(Changes {
-            paths: changed.into_iter().map(|(path, _)| path).collect(),
-            host,
-        })
+        let paths: Vec<PathBuf> = changed.into_iter().map(|(path, _)| path).collect();
+        if self.only_layout_changed(&paths) {
+            return Err(Outcome::Unchanged {
+                message: format!(
+                    "only comments or layout changed in {}; nothing to patch",
+                    self.files(&paths)
+                ),
+            });
+        }
+        Ok(Changes { paths, host })
     }
 
     /// Builds the patch; a file the patch does not compile (another crate's) calls for a
@@ -180,10 +186,13 @@ impl Session {
         }
         if live.live.as_ref().is_some_and(Vec::is_empty) {
             return Err(Outcome::Unchanged {
-                files: if changes.paths.is_empty() {
-                    String::new()
+                message: if changes.paths.is_empty() {
+                    "no code changed; nothing to patch".to_owned()
                 } else {
-                    self.files(&changes.paths)
+                    format!(
+                        "no code changed in {}; nothing to patch",
+                        self.files(&changes.paths)
+                    )
                 },
             });
         }

@@ -63,13 +63,8 @@ impl Session {
                 "Warning",
                 "the changed code takes effect only after a restart",
             ),
-            Outcome::Unchanged { files } => {
+            Outcome::Unchanged { message } => {
                 output::event(&Event::PatchUnchanged);
-                let message = if files.is_empty() {
-                    "no code changed; nothing to patch".to_owned()
-                } else {
-                    format!("no code changed in {files}; nothing to patch")
-                };
                 output::status("Unchanged", &message);
                 Answer::new(Verdict::Unchanged, "Unchanged", message)
             }

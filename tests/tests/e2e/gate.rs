@@ -182,6 +182,36 @@ fn changed_functions_are_reported_and_comment_edits_send_nothing() {
     assert_eq!(status_messages(&session.stderr(), "Patched").len(), 1);
 }
 
+/// A comment line inserted at the top of a file, then a hot function reformatted: the tokens are
+/// the same, so nothing is built or sent: `Unchanged`, no warning, the same process and
+/// generation.
+#[test]
+fn comment_lines_and_reformatting_are_unchanged_without_a_build() {
+    let (project, mut session, first) = start_gate(&[]);
+    let text = std::fs::read_to_string(project.path().join(MAIN)).unwrap();
+    std::fs::write(
+        project.path().join(MAIN),
+        format!("// A note about this file.\n\n{text}"),
+    )
+    .unwrap();
+    session.wait_stderr(EDIT_DEADLINE, "Unchanged");
+    project.edit(
+        MAIN,
+        "fn alpha() -> &'static str {\n    \"alpha-one\"\n}",
+        "fn alpha()->&'static str{\n        \"alpha-one\" }",
+    );
+    session.wait_stderr_count(EDIT_DEADLINE, "Unchanged", 2);
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Unchanged").join("\n"), @r"
+       Unchanged only comments or layout changed in `src/main.rs`; nothing to patch
+       Unchanged only comments or layout changed in `src/main.rs`; nothing to patch
+    ");
+    let stderr = session.stderr();
+    for verb in ["Patching", "Patched", "Warning"] {
+        assert!(!stderr.contains(verb), "{verb}: {stderr}");
+    }
+    wait_old_code_kept(&mut session, EDIT_DEADLINE, &first, &["alpha-one", "gen=0"]);
+}
+
 /// Renaming a hot function's argument changes nothing at run time: it is patched, not refused.
 #[test]
 fn renamed_argument_is_patched() {
