@@ -29,7 +29,10 @@ pub(super) enum Outcome {
     /// The patch could not be checked: nothing was loaded.
     Unchecked(anyhow::Error),
     /// Every changed function is one that no hot function reaches: nothing was sent.
-    RestartOnly,
+    RestartOnly {
+        /// The changed functions (display names).
+        functions: Vec<String>,
+    },
     /// No code changed: nothing was sent.
     Unchanged {
         /// What the `Unchanged` line says.

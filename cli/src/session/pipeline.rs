@@ -179,11 +179,18 @@ impl Session {
             _ => None,
         };
         let live = check::live_changes(changed, patch.code.as_ref(), crate_name);
-        super::report::restart_only(&live.restart_only);
         if live.only_restart() {
-            self.baseline = patch.code;
-            return Err(Outcome::RestartOnly);
+            // Only code that no hot function reaches changed (start-up code): a restart runs
+            // it; with `--no-restart` the change waits, and this build is the new baseline.
+            if self.no_restart {
+                super::report::restart_only(&live.restart_only);
+                self.baseline = patch.code;
+            }
+            return Err(Outcome::RestartOnly {
+                functions: live.restart_only,
+            });
         }
+        super::report::restart_only(&live.restart_only);
         if live.live.as_ref().is_some_and(Vec::is_empty) {
             return Err(Outcome::Unchanged {
                 message: if changes.paths.is_empty() {

@@ -58,10 +58,22 @@ impl Session {
                 output::error(&err);
                 self.refused(&format!("{err:#}"))
             }
-            Outcome::RestartOnly => Answer::new(
+            Outcome::RestartOnly { functions } if self.no_restart => Answer::new(
                 Verdict::Refused,
                 "Warning",
-                "the changed code takes effect only after a restart",
+                format!(
+                    "{} changed, but no hot function reaches it: the change takes effect only \
+                     after a restart",
+                    quoted(&functions)
+                ),
+            ),
+            Outcome::RestartOnly { functions } => self.restart(
+                &format!(
+                    "{} changed, and only start-up code reaches {}",
+                    quoted(&functions),
+                    if functions.len() == 1 { "it" } else { "them" }
+                ),
+                None,
             ),
             Outcome::Unchanged { message } => {
                 output::event(&Event::PatchUnchanged);

@@ -4,14 +4,19 @@
 
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, status_messages};
 
-use crate::{tick_before, tick_field, wait_first_tick, wait_tick};
+use crate::{tick_before, tick_field, wait_first_tick, wait_tick, wait_tick_of_new_process};
 
 const MAIN: &str = "src/main.rs";
 
 /// Starts the state fixture and waits for its first tick and the watcher.
 fn start() -> (Project, hotswap_tests::Session, String) {
+    start_with(&[])
+}
+
+/// Starts the state fixture with `args` and waits for its first tick.
+fn start_with(args: &[&str]) -> (Project, hotswap_tests::Session, String) {
     let project = Project::copy("state");
-    let mut session = project.run(&[]);
+    let mut session = project.run(args);
     let first = wait_tick(&mut session, START_DEADLINE, &["count-one", "gen=0"]);
     session.wait_stderr(START_DEADLINE, "    Watching ");
     (project, session, first)
@@ -197,7 +202,7 @@ fn s17_panic_on_first_call_rolls_back() {
 /// the hot change, and the warning names the other.
 #[test]
 fn s19_change_no_hot_function_reaches_needs_a_restart() {
-    let (project, mut session, first) = start();
+    let (project, mut session, first) = start_with(&["--no-restart"]);
     project.edit(MAIN, "\"banner-one\"", "\"banner-two\"");
     session.wait_stderr(EDIT_DEADLINE, "Warning");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning `banner` changed, but no hot function reaches it: the change takes effect only after a restart");
@@ -223,6 +228,27 @@ fn s19_change_no_hot_function_reaches_needs_a_restart() {
     assert!(patched[0].contains("Meter::reading"), "{patched:?}");
     assert!(!patched[0].contains("banner"), "{patched:?}");
     assert_eq!(tick_field(&patched_line, "pid"), tick_field(&first, "pid"));
+}
+
+/// An edit of code that only `main` runs at start-up (a changed start-up string): by default the
+/// program restarts with the new code on its own, saying which function forced it and that
+/// state is lost.
+#[test]
+fn s25_startup_only_edit_restarts_with_the_new_code() {
+    let (project, mut session, first) = start();
+    project.edit(MAIN, "\"banner-one\"", "\"banner-two\"");
+    wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["count-one", "gen=0"]);
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting state (`banner` changed, and only start-up code reaches it; state is lost)");
+    assert!(
+        session.stdout().contains("banner-two"),
+        "{}",
+        session.stdout()
+    );
+    assert!(
+        !session.stderr().contains("Patched"),
+        "{}",
+        session.stderr()
+    );
 }
 
 /// Waits for the first frame line of the game loop containing all of `parts`; returns it.
