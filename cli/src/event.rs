@@ -81,6 +81,17 @@ pub(crate) enum Event {
         /// Why.
         message: String,
     },
+    /// The program keeps its previous code after a refusal (`--no-restart`).
+    Kept {
+        /// The status message.
+        message: String,
+    },
+    /// Something that needs the user's attention but changes nothing (statics that start
+    /// fresh, changes that wait for a restart).
+    Warning {
+        /// The status message.
+        message: String,
+    },
 }
 
 #[cfg(test)]

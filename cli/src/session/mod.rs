@@ -234,6 +234,8 @@ struct Session {
     /// The text of every Rust file at the last snapshot, to tell an edit of comments or layout
     /// only.
     texts: HashMap<PathBuf, String>,
+    /// The statics the `Warning` has named already: each once per session.
+    warned_statics: std::collections::BTreeSet<String>,
     /// Answers to patches (`applied`/`failed`) from the host's agent.
     replies: Receiver<(u64, HostMessage)>,
 }
@@ -298,6 +300,7 @@ impl Session {
             next_patch: 0,
             snapshot: HashMap::new(),
             texts: HashMap::new(),
+            warned_statics: std::collections::BTreeSet::new(),
             replies: reply_inbox,
         })
     }

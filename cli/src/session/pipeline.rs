@@ -204,7 +204,8 @@ impl Session {
             });
         }
         if let Some(code) = &patch.code {
-            super::report::fresh_statics(&code.statics);
+            let statics = code.statics.clone();
+            self.fresh_statics(&statics);
         }
         Ok(Checked {
             number: self.next_patch,

@@ -94,14 +94,13 @@ impl Session {
     /// After a refused patch: restart, or with `--no-restart` keep the old code.
     fn refused(&mut self, why: &str) -> Answer {
         if self.no_restart {
-            output::warn(
-                "Kept",
-                format!(
-                    "`{}` runs its previous code (--no-restart); {} is checked again",
-                    self.project.bin,
-                    self.next_trigger()
-                ),
+            let message = format!(
+                "`{}` runs its previous code (--no-restart); {} is checked again",
+                self.project.bin,
+                self.next_trigger()
             );
+            output::warn("Kept", &message);
+            output::event(&Event::Kept { message });
             Answer::new(Verdict::Refused, "Refused", why)
         } else {
             self.restart(
@@ -169,25 +168,31 @@ pub(super) fn restart_only(names: &[String]) {
     } else {
         ("them", "the changes take")
     };
-    output::warn(
-        "Warning",
-        format!(
-            "{} changed, but no hot function reaches {pronoun}: {change} effect only after a \
-             restart",
-            quoted(names)
-        ),
-    );
+    warning(format!(
+        "{} changed, but no hot function reaches {pronoun}: {change} effect only after a restart",
+        quoted(names)
+    ));
 }
 
-/// Warns that the statics and thread-locals `names` of the crate start fresh in a patch.
-pub(super) fn fresh_statics(names: &BTreeSet<String>) {
-    if names.is_empty() {
-        return;
-    }
-    let names: Vec<String> = names.iter().cloned().collect();
-    output::warn(
-        "Warning",
-        format!(
+/// A `Warning` line, and its event.
+fn warning(message: String) {
+    output::warn("Warning", &message);
+    output::event(&Event::Warning { message });
+}
+
+impl Session {
+    /// Warns, once per session for each, that the statics and thread-locals `names` of the
+    /// crate start fresh in a patch.
+    pub(super) fn fresh_statics(&mut self, names: &BTreeSet<String>) {
+        let names: Vec<String> = names
+            .iter()
+            .filter(|name| self.warned_statics.insert((*name).clone()))
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            return;
+        }
+        warning(format!(
             "{} start fresh in the new code: {}",
             if names.len() == 1 {
                 "this static or thread-local of the crate will"
@@ -195,8 +200,8 @@ pub(super) fn fresh_statics(names: &BTreeSet<String>) {
                 "these statics and thread-locals of the crate will"
             },
             quoted(&names)
-        ),
-    );
+        ));
+    }
 }
 
 /// `` `a`, `b` ``.

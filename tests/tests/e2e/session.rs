@@ -170,7 +170,7 @@ fn json_events_of_a_session() {
     });
     crate::fix_and_change_alpha_signature(&project);
     session.wait_stdout(EDIT_DEADLINE, |out| {
-        out.contains("patch-refused").then_some(())
+        out.contains("\"reason\":\"kept\"").then_some(())
     });
     assert!(
         session.stderr().contains("tick pid="),
@@ -194,12 +194,14 @@ fn json_events_of_a_session() {
         {"reason":"host-started","pid":[pid]}
         {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
         {"reason":"build-finished","target":"patch","success":true,"build_ms":[ms]}
+        {"reason":"warning","message":"these statics and thread-locals of the crate will start fresh in the new code: `CALLS`, `LAST`"}
         {"reason":"patch-applied","generation":1,"functions":["beta"],"build_ms":[ms],"check_ms":[ms],"load_ms":[ms]}
         {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
         {"reason":"build-finished","target":"patch","success":false,"diagnostics":[diagnostics]}
         {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
         {"reason":"build-finished","target":"patch","success":true,"build_ms":[ms]}
         {"reason":"patch-refused","refusals":["hot fn `gate::alpha` changed its signature at src/main.rs:39\nwas `fn alpha() -> &'static str`\nnow `fn alpha(n: u8) -> &'static str`"]}
+        {"reason":"kept","message":"`gate` runs its previous code (--no-restart); the next save is checked again"}
         "#);
     });
     assert_eq!(status_messages(&session.stderr(), "Refused").len(), 1);
