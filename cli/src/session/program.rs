@@ -208,16 +208,20 @@ impl Session {
             return;
         };
         let group = !std::io::stdin().is_terminal();
-        signal(&running.child, libc::SIGTERM, group);
+        // A reaped child's pid may be reused: it is signalled only while unreaped; its group
+        // while members of the group may live.
+        let exited = |child: &mut std::process::Child| matches!(child.try_wait(), Ok(Some(_)));
+        if group || !exited(&mut running.child) {
+            signal(&running.child, libc::SIGTERM, group);
+        }
         let deadline = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = running.child.try_wait() {
-                break;
-            }
+        while Instant::now() < deadline && !exited(&mut running.child) {
             std::thread::sleep(Duration::from_millis(20));
         }
         // What is left of the group (the program, or children that ignored SIGTERM).
-        signal(&running.child, libc::SIGKILL, group);
+        if group || !exited(&mut running.child) {
+            signal(&running.child, libc::SIGKILL, group);
+        }
         let _ = running.child.wait();
     }
 }
@@ -227,9 +231,9 @@ fn signal(child: &std::process::Child, signal: i32, group: bool) {
     let Ok(pid) = i32::try_from(child.id()) else {
         return;
     };
-    // SAFETY: `kill` has no memory-safety preconditions. The pid is our own child's, and its
-    // group's id: the kernel does not reuse it while the child is unreaped or any member of the
-    // group lives, so the signal reaches nothing else.
+    // SAFETY: `kill` has no memory-safety preconditions. The pid is our own child's (the caller
+    // signals the child only while it is unreaped), and its group's id: the kernel does not
+    // reuse it while the child is unreaped or any member of the group lives.
     unsafe { libc::kill(if group { -pid } else { pid }, signal) };
 }
 
