@@ -57,11 +57,18 @@ impl Session {
                 reason: reason.clone(),
             });
         }
-        if let Some((path, _)) = changed.iter().find(|(_, kind)| *kind == FileKind::Build) {
+        // Every such file is named: the one that changed may sort after another that cargo
+        // rewrote (`Cargo.lock` before `Cargo.toml`).
+        let build: Vec<PathBuf> = changed
+            .iter()
+            .filter(|(_, kind)| *kind == FileKind::Build)
+            .map(|(path, _)| path.clone())
+            .collect();
+        if !build.is_empty() {
             return Err(Outcome::Restart {
                 reason: format!(
-                    "`{}` changed, which the patch cannot carry: the host is rebuilt",
-                    relative(path, &self.project.workspace_root)
+                    "{} changed, which the patch cannot carry: the host is rebuilt",
+                    changed_files(&build, &self.project.workspace_root)
                 ),
             });
         }
