@@ -252,6 +252,12 @@ impl Session {
         })
     }
 
+    /// Asserts that nothing the session wrote to stderr so far contains `text`.
+    pub fn assert_stderr_lacks(&self, text: &str) {
+        let stderr = self.stderr();
+        assert!(!stderr.contains(text), "`{text}` on stderr:\n{stderr}");
+    }
+
     /// Waits until the session's stderr contains `text`, or panics after `deadline`.
     pub fn wait_stderr(&mut self, deadline: Duration, text: &str) {
         self.wait_stderr_count(deadline, text, 1)

@@ -14,13 +14,8 @@ fn wait_patched_in_place(
     first: &str,
     parts: &[&str],
 ) -> String {
-    let line = wait_tick(session, EDIT_DEADLINE, parts);
-    assert_eq!(tick_field(&line, "pid"), tick_field(first, "pid"));
-    assert!(
-        !session.stderr().contains("Refused"),
-        "{}",
-        session.stderr()
-    );
+    let line = crate::wait_tick_of_same_process(session, EDIT_DEADLINE, first, parts);
+    session.assert_stderr_lacks("Refused");
     line
 }
 
@@ -295,11 +290,7 @@ fn renamed_hot_function_is_refused() {
          Refused hot fn `gate::beta` is gone from the new code (renamed or removed)
                  the running program still calls it, and would not run the code that replaced it
     ");
-    assert!(
-        !session.stderr().contains("Patched"),
-        "{}",
-        session.stderr()
-    );
+    session.assert_stderr_lacks("Patched");
 }
 
 /// A broken manifest: the rebuild fails, nothing restarts, and the running program keeps its code

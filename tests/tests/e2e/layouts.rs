@@ -67,11 +67,7 @@ fn s23_field_added_to_a_type_behind_an_alias_is_refused_and_restarts() {
         &first,
         &["shop=apple+pear", "gen=0"],
     );
-    assert!(
-        !session.stderr().contains("Patched"),
-        "{}",
-        session.stderr()
-    );
+    session.assert_stderr_lacks("Patched");
 }
 
 /// The same edit with `--no-restart`: refused, and the old code keeps running in the same

@@ -81,6 +81,19 @@ pub(crate) fn wait_tick_of_new_process(
     })
 }
 
+/// Waits for a tick line containing all of `parts`, and checks that the process that printed
+/// `first` printed it (no restart); returns it.
+pub(crate) fn wait_tick_of_same_process(
+    session: &mut Session,
+    deadline: Duration,
+    first: &str,
+    parts: &[&str],
+) -> String {
+    let line = wait_tick(session, deadline, parts);
+    assert_eq!(tick_field(&line, "pid"), tick_field(first, "pid"));
+    line
+}
+
 /// Waits for a tick line containing all of `parts` from the process that printed `first`, and
 /// checks that nothing was patched: the old code kept running in the same process.
 pub(crate) fn wait_old_code_kept(
@@ -89,13 +102,8 @@ pub(crate) fn wait_old_code_kept(
     first: &str,
     parts: &[&str],
 ) -> String {
-    let line = wait_tick(session, deadline, parts);
-    assert_eq!(tick_field(&line, "pid"), tick_field(first, "pid"));
-    assert!(
-        !session.stderr().contains("Patched"),
-        "{}",
-        session.stderr()
-    );
+    let line = wait_tick_of_same_process(session, deadline, first, parts);
+    session.assert_stderr_lacks("Patched");
     line
 }
 
@@ -103,8 +111,7 @@ pub(crate) fn wait_old_code_kept(
 /// runs it (generation 1).
 pub(crate) fn patch_beta(project: &Project, session: &mut Session, first: &str) {
     project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
-    let line = wait_tick(session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
-    assert_eq!(tick_field(&line, "pid"), tick_field(first, "pid"));
+    wait_tick_of_same_process(session, EDIT_DEADLINE, first, &["beta-two", "gen=1"]);
 }
 
 /// The value of field `name=` in a tick line.

@@ -69,11 +69,7 @@ fn s18_killed_program_restarts_from_current_sources_on_the_next_edit() {
         line.contains("gen=0"),
         "the new program runs the current source: {line}"
     );
-    assert!(
-        !session.stderr().contains("Patched"),
-        "{}",
-        session.stderr()
-    );
+    session.assert_stderr_lacks("Patched");
 }
 
 /// `cargo hotswap patch` asks a `--no-watch` session to patch; without it, edits wait.

@@ -206,11 +206,7 @@ fn s19_change_no_hot_function_reaches_needs_a_restart() {
     insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning `banner` changed, but no hot function reaches it: the change takes effect only after a restart");
     let line = wait_tick(&mut session, EDIT_DEADLINE, &["count-one"]);
     assert_eq!(tick_field(&line, "gen"), "0");
-    assert!(
-        !session.stderr().contains("Patched"),
-        "{}",
-        session.stderr()
-    );
+    session.assert_stderr_lacks("Patched");
 
     project.edit_all(
         MAIN,
@@ -242,11 +238,7 @@ fn s25_startup_only_edit_restarts_with_the_new_code() {
         "{}",
         session.stdout()
     );
-    assert!(
-        !session.stderr().contains("Patched"),
-        "{}",
-        session.stderr()
-    );
+    session.assert_stderr_lacks("Patched");
 }
 
 /// Waits for the first frame line of the game loop containing all of `parts`; returns it.

@@ -215,11 +215,7 @@ fn a_rebuild_that_failed_stays_pending_until_it_succeeds() {
     session.wait_stderr_count(EDIT_DEADLINE, "      Failed the host build failed", 1);
     project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
     session.wait_stderr_count(EDIT_DEADLINE, "      Failed the host build failed", 2);
-    assert!(
-        !session.stderr().contains("Patched"),
-        "{}",
-        session.stderr()
-    );
+    session.assert_stderr_lacks("Patched");
     project.edit("Cargo.toml", "[dependencies\n", "[dependencies]\n# fixed\n");
     wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["beta-two", "gen=0"]);
     assert_eq!(
