@@ -17,9 +17,11 @@ impl Session {
         let mut files = Vec::new();
         self.collect_all(&mut files);
         for file in files {
-            let hash = content_hash(&file);
+            // Read once: the hash, and the text of a Rust file.
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            let hash = hash_of(&bytes);
             if is_rust(&file)
-                && let Ok(text) = std::fs::read_to_string(&file)
+                && let Ok(text) = String::from_utf8(bytes)
             {
                 self.texts.insert(file.clone(), text);
             }
@@ -184,8 +186,13 @@ fn tokens(stream: proc_macro2::TokenStream) -> Vec<String> {
 
 /// A hash of the file's content; a missing file hashes as empty.
 pub(super) fn content_hash(path: &Path) -> u64 {
+    hash_of(&std::fs::read(path).unwrap_or_default())
+}
+
+/// The hash [`content_hash`] gives a file with content `bytes`.
+fn hash_of(bytes: &[u8]) -> u64 {
     let mut hasher = std::hash::DefaultHasher::new();
-    std::fs::read(path).unwrap_or_default().hash(&mut hasher);
+    bytes.hash(&mut hasher);
     hasher.finish()
 }
 
