@@ -134,6 +134,19 @@ fn sleepers() -> usize {
         .count()
 }
 
+/// The number of fixture children once it equals `expected`, or after a deadline, whatever it
+/// is then.
+fn sleepers_once_settled(expected: usize) -> usize {
+    let deadline = std::time::Instant::now() + EDIT_DEADLINE;
+    loop {
+        let count = sleepers();
+        if count == expected || std::time::Instant::now() >= deadline {
+            return count;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// A port no one listens on now.
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -191,7 +204,13 @@ fn the_programs_children_stop_with_it_and_never_see_the_tools_variables() {
         "{}",
         session.stderr()
     );
-    assert_eq!(sleepers(), 1, "only the running program's child is left");
+    // The newest child may still be `sh` about to `exec sleep`: wait until the count settles.
+    // Leaked children of the old programs would keep it above 1.
+    assert_eq!(
+        sleepers_once_settled(1),
+        1,
+        "only the running program's child is left"
+    );
     // Ctrl-C ends the session, and the program's group with it.
     let status = std::process::Command::new("kill")
         .args(["-INT", &session.pid().to_string()])
@@ -199,11 +218,11 @@ fn the_programs_children_stop_with_it_and_never_see_the_tools_variables() {
         .unwrap();
     assert!(status.success());
     assert_eq!(session.wait_exit(EDIT_DEADLINE), Some(130));
-    let deadline = std::time::Instant::now() + EDIT_DEADLINE;
-    while sleepers() > 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(sleepers(), 0, "the child stops with the session");
+    assert_eq!(
+        sleepers_once_settled(0),
+        0,
+        "the child stops with the session"
+    );
 }
 
 /// A broken manifest fails the rebuild; the next `.rs` save is not patched against the old
