@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::codes::Code;
+
 /// What a build makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -53,6 +55,8 @@ pub(crate) enum Event {
     },
     /// The program is rebuilt and restarted; its state is lost.
     HostRestarting {
+        /// The reason's code.
+        code: Code,
         /// Why.
         why: String,
     },
@@ -73,25 +77,41 @@ pub(crate) enum Event {
     PatchUnchanged,
     /// The gate refused the patch; nothing was loaded.
     PatchRefused {
-        /// Each refusal's message, its lines joined by `\n`.
-        refusals: Vec<String>,
+        /// Each refusal, its message's lines joined by `\n`.
+        refusals: Vec<Coded>,
     },
     /// The patch was sent but not applied.
     PatchFailed {
+        /// Its code.
+        code: Code,
         /// Why.
         message: String,
     },
     /// The program keeps its previous code after a refusal (`--no-restart`).
     Kept {
+        /// The first refusal's code.
+        code: Code,
         /// The status message.
         message: String,
     },
     /// Something that needs the user's attention but changes nothing (statics that start
-    /// fresh, changes that wait for a restart).
+    /// fresh, changes that wait for a restart, new code that panicked).
     Warning {
-        /// The status message.
+        /// Its code, if the catalogue has one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<Code>,
+        /// The status message, without the code.
         message: String,
     },
+}
+
+/// A message with its code from the catalogue.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub(crate) struct Coded {
+    /// The code.
+    pub(crate) code: Code,
+    /// The message, its lines joined by `\n`.
+    pub(crate) message: String,
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 mod build;
 mod check;
+mod codes;
 mod commands;
 mod control;
 mod errors;

@@ -3,6 +3,8 @@
 
 use hotswap::protocol::HostMessage;
 
+use crate::codes::Code;
+use crate::event::Event;
 use crate::output;
 use crate::output::CONTINUATION;
 use crate::symbols::short_name;
@@ -16,8 +18,9 @@ pub(crate) fn host_event(message: &HostMessage, crate_name: &str) -> bool {
             function,
             reason,
         } => {
-            output::warn(
+            told(
                 "Rolled back",
+                Code::RolledBack,
                 format!(
                     "hot fn `{}` panicked on its first call: {}{CONTINUATION}the code before \
                      that patch runs again (generation {generation})",
@@ -32,8 +35,9 @@ pub(crate) fn host_event(message: &HostMessage, crate_name: &str) -> bool {
             function,
             reason,
         } => {
-            output::warn(
+            told(
                 "Panicked",
+                Code::Panicked,
                 format!(
                     "hot fn `{}` panicked on its first call: {}{CONTINUATION}the new code \
                      stays (generation {generation}); `#[hot(rollback)]` or \
@@ -48,4 +52,13 @@ pub(crate) fn host_event(message: &HostMessage, crate_name: &str) -> bool {
             false
         }
     }
+}
+
+/// A line that the program's own message gives, with its code, and its event.
+fn told(verb: &str, code: Code, message: String) {
+    output::warn(verb, code.tag(&message));
+    output::event(&Event::Warning {
+        code: Some(code),
+        message,
+    });
 }

@@ -5,6 +5,7 @@
 //! Every line goes out whole, under one lock, so that status lines and the program's lines are
 //! never interleaved mid-line.
 
+use std::cell::RefCell;
 use std::fmt::Display;
 use std::io::{BufRead, IsTerminal, Read, Write};
 use std::sync::{Mutex, OnceLock};
@@ -12,6 +13,7 @@ use std::time::Duration;
 
 use anstyle::{AnsiColor, Effects, Style};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
 
 /// What continues a status message on its next line: a newline, then the indentation that puts
 /// the text under the message, past the 12-column verb.
@@ -84,8 +86,76 @@ pub(crate) fn progress_allowed() -> bool {
     settings.terminal && !settings.quiet
 }
 
+/// A line the tool printed on stderr, kept so that another process can print it again with
+/// its own settings: `cargo hotswap patch` prints what the session printed, line for line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub(crate) enum Printed {
+    /// A progress line ([`status`]).
+    Status {
+        /// The verb, `Patched`.
+        verb: String,
+        /// The rest, continuation lines included.
+        message: String,
+    },
+    /// A line that needs attention ([`warn`]).
+    Warn {
+        /// The verb, `Refused`.
+        verb: String,
+        /// The rest, continuation lines included.
+        message: String,
+    },
+    /// Other text (the compiler's diagnostics, an error), whole lines.
+    Text {
+        /// The text, with its newlines.
+        text: String,
+    },
+}
+
+impl Printed {
+    /// Prints the line again, with this process's settings (colour, `-q`).
+    pub(crate) fn print(&self) {
+        match self {
+            Printed::Status { verb, message } => status(verb, message),
+            Printed::Warn { verb, message } => warn(verb, message),
+            Printed::Text { text } => write_stderr(text),
+        }
+    }
+}
+
+thread_local! {
+    /// What this thread printed since [`recorded`] began, while it runs.
+    static RECORDING: RefCell<Option<Vec<Printed>>> = const { RefCell::new(None) };
+}
+
+/// Runs `f`, returning its result and every line this thread printed meanwhile (other threads'
+/// lines, the program's forwarded output among them, are not recorded).
+pub(crate) fn recorded<T>(f: impl FnOnce() -> T) -> (T, Vec<Printed>) {
+    let outer = RECORDING.with(|r| r.replace(Some(Vec::new())));
+    let result = f();
+    let lines = RECORDING.with(|r| r.replace(outer)).unwrap_or_default();
+    (result, lines)
+}
+
+/// Keeps `line` if this thread is recording.
+fn record(line: impl FnOnce() -> Printed) {
+    RECORDING.with(|r| {
+        if let Some(lines) = r.borrow_mut().as_mut() {
+            lines.push(line());
+        }
+    });
+}
+
 /// Writes `text` (whole lines) to stderr in one call, above any progress bar.
 pub(crate) fn write_stderr(text: &str) {
+    record(|| Printed::Text {
+        text: text.to_owned(),
+    });
+    emit_stderr(text);
+}
+
+/// [`write_stderr`] without recording: for lines recorded in a structured form.
+fn emit_stderr(text: &str) {
     let active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
     let write = || {
         let mut stderr = std::io::stderr().lock();
@@ -112,11 +182,16 @@ fn write_status(style: Style, verb: &str, message: &dyn Display) {
     } else {
         format!("{verb:>12} {message}\n")
     };
-    write_stderr(&line);
+    emit_stderr(&line);
 }
 
 /// A progress line: `   Compiling foo v0.1.0` (green); not shown with `-q`.
 pub(crate) fn status(verb: &str, message: impl Display) {
+    let message = message.to_string();
+    record(|| Printed::Status {
+        verb: verb.to_owned(),
+        message: message.clone(),
+    });
     if !settings().quiet {
         write_status(
             AnsiColor::Green.on_default().effects(Effects::BOLD),
@@ -139,6 +214,11 @@ pub(crate) fn detail(verb: &str, message: impl Display) {
 
 /// A line that needs attention, shown even with `-q`: `     Refused ...` (yellow).
 pub(crate) fn warn(verb: &str, message: impl Display) {
+    let message = message.to_string();
+    record(|| Printed::Warn {
+        verb: verb.to_owned(),
+        message: message.clone(),
+    });
     write_status(
         AnsiColor::Yellow.on_default().effects(Effects::BOLD),
         verb,
@@ -154,15 +234,17 @@ pub(crate) fn error(err: &anyhow::Error) {
     } else {
         (String::new(), String::new())
     };
-    let mut text = format!("{on}error{off}: {err}\n");
-    let mut causes = err.chain().skip(1).peekable();
-    if causes.peek().is_some() {
-        text.push_str("\nCaused by:\n");
-        for cause in causes {
-            text.push_str(&format!("  {cause}\n"));
+    let mut causes = String::new();
+    if err.chain().nth(1).is_some() {
+        causes.push_str("\nCaused by:\n");
+        for cause in err.chain().skip(1) {
+            causes.push_str(&format!("  {cause}\n"));
         }
     }
-    write_stderr(&text);
+    record(|| Printed::Text {
+        text: format!("error: {err}\n{causes}"),
+    });
+    emit_stderr(&format!("{on}error{off}: {err}\n{causes}"));
 }
 
 /// Writes `event` as one JSON line on stdout, with `--message-format json`. Its `reason` field

@@ -123,7 +123,12 @@ fn index_object(
         *section_hashes.entry(index).or_insert_with(|| {
             let mut hasher = DefaultHasher::new();
             if let Ok(section) = file.section_by_index(index) {
-                section.data().unwrap_or_default().hash(&mut hasher);
+                // A panic location stands for its file only: an edit that moves a function's
+                // lines does not change its code.
+                match location_file(file, &section) {
+                    Some(name) => name.hash(&mut hasher),
+                    None => section.data().unwrap_or_default().hash(&mut hasher),
+                }
             }
             hasher.finish()
         })
@@ -274,6 +279,50 @@ fn body_hash(
     }
     bytes.hash(&mut hasher);
     hasher.finish()
+}
+
+/// The file name of a `core::panic::Location` that is all of `section`, `None` if the section is
+/// not one. rustc emits each location a panic or a `#[track_caller]` call reports as its own
+/// 24-byte read-only section (`.data.rel.ro..Lanon.*`): the file name's address (one
+/// relocation, to a NUL-terminated string of merged strings), its length, then the line and
+/// the column as `u32`s (the layout of `Location` since Rust 1.88, as rustc 1.95 emits it).
+/// A section of that shape whose string is a `.rs` path of that length is taken as one; data
+/// of the user's that matches this shape exactly is compared by file name only as well.
+fn location_file<'data>(
+    file: &object::File<'data>,
+    section: &object::Section<'data, '_>,
+) -> Option<&'data [u8]> {
+    let data = section.data().ok()?;
+    if data.len() != 24 || !section.name().ok()?.starts_with(".data.rel.ro.") {
+        return None;
+    }
+    let mut relocations = section.relocations();
+    let (0, relocation) = relocations.next()? else {
+        return None;
+    };
+    if relocations.next().is_some() {
+        return None;
+    }
+    let RelocationTarget::Symbol(target) = relocation.target() else {
+        return None;
+    };
+    let target = file.symbol_by_index(target).ok()?;
+    let strings = file.section_by_index(target.section_index()?).ok()?;
+    if !strings.name().ok()?.starts_with(".rodata.str") {
+        return None;
+    }
+    let start = usize::try_from(
+        i64::try_from(target.address())
+            .ok()?
+            .checked_add(relocation.addend())?,
+    )
+    .ok()?;
+    let length = usize::try_from(u64::from_le_bytes(data[8..16].try_into().ok()?)).ok()?;
+    let name = strings
+        .data()
+        .ok()?
+        .get(start..start.checked_add(length)?)?;
+    name.ends_with(b".rs").then_some(name)
 }
 
 /// The one constant a relocation refers to in a section of merged constants, whose other
@@ -471,6 +520,32 @@ mod tests {
         index_object(&file, "seed", &mut bodies, &mut statics);
         assert!(bodies.contains_key("seed::hot"), "{:?}", bodies.keys());
         assert!(statics.iter().any(|s| s.ends_with("COUNT")), "{statics:?}");
+    }
+
+    /// The function hashes of `source` compiled by rustc as the crate `seed`.
+    fn hashes(source: &str) -> BTreeMap<String, u64> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("seed.rs"), source).unwrap();
+        crate::check::compile_seed(
+            dir.path(),
+            &["--crate-type=lib", "--emit=obj", "-Ccodegen-units=1"],
+            "seed.o",
+        );
+        CodeIndex::read_dir(dir.path(), "seed").unwrap().functions
+    }
+
+    /// Moving a function's lines changes its panic locations' line numbers, not its code;
+    /// a changed message or a new panic is a change.
+    #[test]
+    fn panic_locations_that_only_moved_are_no_change() {
+        let body = "pub fn first(v: &[u32], i: usize) -> u32 { v[i] + Some(1).unwrap() }\n\
+                    pub fn second(v: Option<u32>) -> u32 { v.expect(\"second\") }\n";
+        let before = hashes(body);
+        let moved = hashes(&format!("// a comment\n\n   {body}"));
+        assert_eq!(before, moved);
+        let edited = hashes(&body.replace("\"second\"", "\"2nd\""));
+        assert_eq!(before["seed::first"], edited["seed::first"]);
+        assert_ne!(before["seed::second"], edited["seed::second"]);
     }
 
     proptest::proptest! {

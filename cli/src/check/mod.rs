@@ -25,6 +25,7 @@ use anyhow::Context;
 use object::read::elf::{ElfFile64, FileHeader};
 use object::{Object, ObjectSymbol};
 
+use crate::codes::Code;
 use crate::output::CONTINUATION;
 
 use self::dwarf::{Reach, RootKind, TypeGraph};
@@ -243,6 +244,20 @@ pub(crate) enum Refusal {
         /// The missing symbols, demangled.
         symbols: Vec<String>,
     },
+}
+
+impl Refusal {
+    /// The refusal's entry in the catalogue of rude edits.
+    pub(crate) fn code(&self) -> Code {
+        match self {
+            Refusal::Signature { .. } => Code::SignatureChanged,
+            Refusal::Layout { .. } | Refusal::TypeLayout { .. } => Code::LayoutChanged,
+            Refusal::PersistLayout { .. } => Code::PersistedLayoutChanged,
+            Refusal::Unchecked { .. } => Code::Unchecked,
+            Refusal::Gone { .. } => Code::HotFunctionGone,
+            Refusal::Unresolved { .. } => Code::UnresolvedSymbol,
+        }
+    }
 }
 
 impl fmt::Display for Refusal {

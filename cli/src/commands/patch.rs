@@ -5,7 +5,6 @@ use clap::Args;
 
 use crate::control::protocol::Verdict;
 use crate::errors::CliError;
-use crate::output;
 use crate::project::Project;
 
 use super::{OutputArgs, TargetArgs};
@@ -19,20 +18,15 @@ pub(crate) struct PatchArgs {
     pub(crate) output: OutputArgs,
 }
 
-/// Prints the session's answer as the session printed it; fails, with the exit code of its
-/// verdict, if the program does not run the current code.
+/// Asks the session to patch; prints, line for line, what the session printed meanwhile; fails,
+/// with the exit code of its verdict, if the program does not run the current code.
 pub(super) fn patch(args: &PatchArgs) -> Result<(), CliError> {
     args.output.init(false);
     let project = Project::load(&args.target.selection())?;
-    let (verdict, verb, message) = crate::control::request_patch(&project)?;
-    if verdict.is_success() {
-        output::status(&verb, message);
-        return Ok(());
+    match crate::control::request_patch(&project)? {
+        verdict if verdict.is_success() => Ok(()),
+        Verdict::BuildFailed => Err(CliError::BuildFailed),
+        Verdict::Refused => Err(CliError::Refused),
+        _ => Err(CliError::NotApplied),
     }
-    output::warn(&verb, message);
-    Err(match verdict {
-        Verdict::BuildFailed => CliError::BuildFailed,
-        Verdict::Refused => CliError::Refused,
-        _ => CliError::NotApplied,
-    })
 }

@@ -148,15 +148,14 @@ fn read_session(file: &mut File) -> Option<(u32, PathBuf)> {
     Some((pid, PathBuf::from(lines.next()?)))
 }
 
-/// `cargo hotswap patch`: asks the session running `project` to rebuild and patch now, shows
-/// the compiler's diagnostics it sends, and returns its answer: the verdict, the status line's
-/// verb and its message.
+/// `cargo hotswap patch`: asks the session running `project` to rebuild and patch now, prints
+/// the lines the session printed meanwhile as they arrive, and returns its verdict.
 ///
 /// # Errors
 ///
 /// [`CliError::NoSession`] when no session runs `project`; [`CliError::Failed`] when it cannot
 /// be reached or does not answer.
-pub(crate) fn request_patch(project: &Project) -> Result<(Verdict, String, String), CliError> {
+pub(crate) fn request_patch(project: &Project) -> Result<Verdict, CliError> {
     let path = lock_path(project)?;
     let mut file = open_lock(&path, false).ok();
     let running = file.as_ref().is_some_and(|f| !try_flock(f));
@@ -192,12 +191,8 @@ pub(crate) fn request_patch(project: &Project) -> Result<(Verdict, String, Strin
         let reply = protocol::read(&mut reader)
             .with_context(|| format!("the session (pid {pid}) did not answer"))?;
         match reply {
-            Some(Reply::Diagnostic { line }) => crate::output::write_stderr(&format!("{line}\n")),
-            Some(Reply::Answer {
-                verdict,
-                verb,
-                message,
-            }) => return Ok((verdict, verb, message)),
+            Some(Reply::Line { line }) => line.print(),
+            Some(Reply::Answer { verdict }) => return Ok(verdict),
             None => return Err(anyhow!("the session (pid {pid}) did not answer").into()),
         }
     }

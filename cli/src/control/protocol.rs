@@ -1,13 +1,15 @@
 //! The control protocol between `cargo hotswap patch` (the client) and a `cargo hotswap run`
 //! session, over the session's control socket: one JSON object a line, each at most
-//! [`MAX_LINE`] bytes. The client sends one [`Request`]; the session replies with any number of
-//! [`Reply::Diagnostic`] lines, then one [`Reply::Answer`].
+//! [`MAX_LINE`] bytes. The client sends one [`Request`]; the session replies with every line it
+//! printed while serving it ([`Reply::Line`]), then one [`Reply::Answer`].
 
 use std::io::{BufRead, Read};
 
 use anyhow::{Context, bail};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::output::Printed;
 
 /// The longest line either side reads, in bytes (newline included): a longer one is an error,
 /// not an allocation.
@@ -53,19 +55,16 @@ impl Verdict {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "kebab-case")]
 pub(crate) enum Reply {
-    /// One line of the compiler's diagnostics, shown before the answer.
-    Diagnostic {
-        /// The line, without its newline.
-        line: String,
+    /// A line the session printed while it served the request (a status line, the compiler's
+    /// diagnostics), for the client to print again.
+    Line {
+        /// The line.
+        line: Printed,
     },
-    /// The outcome, and the status message the session printed for it.
+    /// How the request ended; the last reply.
     Answer {
-        /// How the request ended.
+        /// The outcome.
         verdict: Verdict,
-        /// The status line's verb, `Patched`.
-        verb: String,
-        /// The rest of the status line, continuation lines included.
-        message: String,
     },
 }
 
@@ -116,13 +115,19 @@ mod tests {
     #[test]
     fn messages_round_trip() {
         round_trip(Request::Patch);
-        round_trip(Reply::Diagnostic {
-            line: "error: expected expression, found `}`".into(),
+        round_trip(Reply::Line {
+            line: Printed::Text {
+                text: "error: expected expression, found `}`\n".into(),
+            },
+        });
+        round_trip(Reply::Line {
+            line: Printed::Warn {
+                verb: "Refused".into(),
+                message: "hot fn `a` changed its signature\n             was `fn a()`".into(),
+            },
         });
         round_trip(Reply::Answer {
             verdict: Verdict::Refused,
-            verb: "Refused".into(),
-            message: "hot fn `a` changed its signature\n             was `fn a()`".into(),
         });
     }
 

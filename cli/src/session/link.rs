@@ -58,6 +58,7 @@ impl Session {
             return;
         }
         running.link = Some(pending);
+        running.connected = true;
         if running.warned_silent {
             output::status(
                 "Connected",

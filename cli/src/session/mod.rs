@@ -23,6 +23,7 @@ use hotswap::protocol::{self, HostMessage};
 use crate::build::host::{self, BuildOptions, Host, WorkDir};
 use crate::check::HostImage;
 use crate::check::code::CodeIndex;
+use crate::codes::Code;
 use crate::control::protocol::{self as control, Reply, Verdict};
 use crate::errors::CliError;
 use crate::event::Event as Report;
@@ -40,6 +41,9 @@ static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBoo
 
 /// How long the host may take from start to its agent's hello before the tool says so.
 const HELLO_DEADLINE: Duration = Duration::from_secs(10);
+/// How long the tool waits, after the program exited, for its connection to close, so that
+/// what it sent before it exited (a rollback) is told before its exit.
+const LAST_WORDS: Duration = Duration::from_millis(500);
 /// How long the host may take to answer a patch.
 const APPLY_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -59,25 +63,6 @@ enum Event {
     Interrupt,
 }
 
-/// What `cargo hotswap patch` answers: how the request ended, and the status line the session
-/// printed for it.
-#[derive(Debug)]
-struct Answer {
-    verdict: Verdict,
-    verb: &'static str,
-    message: String,
-}
-
-impl Answer {
-    fn new(verdict: Verdict, verb: &'static str, message: impl Into<String>) -> Answer {
-        Answer {
-            verdict,
-            verb,
-            message: message.into(),
-        }
-    }
-}
-
 /// The host process of the session and its connection.
 struct Running {
     child: Child,
@@ -91,6 +76,12 @@ struct Running {
     pending: Option<(u64, UnixStream)>,
     /// Whether the tool already said that the agent did not connect.
     warned_silent: bool,
+    /// Whether the program's agent ever said hello: a program that did is never said to have
+    /// not connected.
+    connected: bool,
+    /// When the tool first saw that the program exited, while its connection was still open:
+    /// what the program sent before it exited (a rollback) is told first.
+    exit_seen: Option<Instant>,
 }
 
 /// Removes the directories under `sessions` (each named by the pid of its session) whose
@@ -211,10 +202,8 @@ struct Session {
     /// `--no-watch`: only `cargo hotswap patch` triggers a patch.
     no_watch: bool,
     /// Whether a `cargo hotswap patch` request is being served: rustc's diagnostics are then
-    /// captured for its answer.
+    /// captured, to be printed (and recorded for the request) as one text.
     serving_request: bool,
-    /// rustc's diagnostics of the last failed patch build, if they were captured.
-    last_diagnostics: String,
     /// Which changed paths count.
     filter: Filter,
     /// When to build.
@@ -226,7 +215,7 @@ struct Session {
     running: Option<Running>,
     /// Why the host must be rebuilt, while a rebuild that was due has not succeeded yet: every
     /// later change retries it instead of patching the old build.
-    pending_restart: Option<String>,
+    pending_restart: Option<(Code, String)>,
     next_patch: u64,
     /// Content hash of every watched file at the last build, to ignore events that change
     /// nothing (touches, swap-file churn, an editor rewriting the same bytes).
@@ -290,7 +279,6 @@ impl Session {
             no_restart: args.policy.no_restart,
             no_watch: args.policy.no_watch,
             serving_request: false,
-            last_diagnostics: String::new(),
             filter,
             scheduler: Scheduler::new(QUIET, MAX_WAIT),
             baseline: None,
@@ -366,8 +354,8 @@ impl Session {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
-            self.check_host();
             self.host_events();
+            self.check_host();
         }
     }
 
@@ -398,30 +386,25 @@ impl Session {
     }
 
     /// Serves a `cargo hotswap patch` request on `stream`: compares every watched file with the
-    /// snapshot, rebuilds and patches, and replies with the compiler's diagnostics and the answer.
+    /// snapshot, rebuilds and patches, and replies with every line the session printed
+    /// meanwhile (the compiler's diagnostics, the status lines), then the verdict.
     fn serve_request(&mut self, mut stream: UnixStream) {
         // Every watched file is compared with the snapshot: with `--no-watch` nothing
         // else saw the edits. Even with none, the patch is built: the user asked.
         let mut files = Vec::new();
         self.collect_all(&mut files);
         self.serving_request = true;
-        self.last_diagnostics.clear();
-        let outcome = self.rebuild(files, true);
-        self.serving_request = false;
-        // rustc's diagnostics first, a line each, then the answer.
-        let answer = outcome
-            .unwrap_or_else(|| Answer::new(Verdict::Unchanged, "Unchanged", "nothing to patch"));
-        let replies = self
-            .last_diagnostics
-            .lines()
-            .map(|line| Reply::Diagnostic {
-                line: line.to_owned(),
+        let (verdict, lines) = output::recorded(|| {
+            self.rebuild(files, true).unwrap_or_else(|| {
+                output::status("Unchanged", "nothing to patch");
+                Verdict::Unchanged
             })
-            .chain(std::iter::once(Reply::Answer {
-                verdict: answer.verdict,
-                verb: answer.verb.to_owned(),
-                message: answer.message,
-            }));
+        });
+        self.serving_request = false;
+        let replies = lines
+            .into_iter()
+            .map(|line| Reply::Line { line })
+            .chain(std::iter::once(Reply::Answer { verdict }));
         for reply in replies {
             if stream
                 .write_all(control::encode(&reply).as_bytes())
@@ -438,7 +421,15 @@ impl Session {
             return;
         };
         match running.child.try_wait() {
+            Ok(Some(_))
+                if running.link.is_some()
+                    && running.exit_seen.get_or_insert_with(Instant::now).elapsed()
+                        < LAST_WORDS =>
+            {
+                // Its connection is still open: what it sent before it exited is read first.
+            }
             Ok(Some(status)) => {
+                self.host_events();
                 output::event(&Report::HostExited {
                     status: status.to_string(),
                 });
@@ -452,13 +443,13 @@ impl Session {
                 self.running = None;
             }
             Ok(None) => {
-                if running.link.is_none()
+                if !running.connected
                     && !running.warned_silent
                     && running.started.elapsed() > HELLO_DEADLINE
                 {
                     running.warned_silent = true;
-                    output::warn(
-                        "Warning",
+                    report::warning(
+                        Code::NeverConnected,
                         format!(
                             "`{}` (pid {}) never connected to cargo-hotswap, so edits cannot be \
                              applied to it\nhelp: the program must link the `hotswap` crate, and \

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::build::patch::Patch;
 use crate::check::Refusal;
+use crate::codes::Code;
 
 /// How a run of the pipeline ended.
 #[derive(Debug)]
@@ -14,6 +15,8 @@ pub(super) enum Outcome {
     Nothing,
     /// A change that a patch cannot carry: the host is rebuilt and the program restarted.
     Restart {
+        /// The reason's code.
+        code: Code,
         /// Why, for the `Restarting` line.
         reason: String,
     },

@@ -8,6 +8,8 @@ use std::time::Instant;
 use crate::build::host::{self, Host};
 use crate::build::patch::{self, Patch, PatchBuildError};
 use crate::check::{self, PatchImage};
+use crate::codes::Code;
+use crate::control::protocol::Verdict;
 use crate::event::{Event, Target};
 use crate::output;
 use crate::watch::FileKind;
@@ -27,8 +29,8 @@ struct Changes {
 impl Session {
     /// Reacts to a batch of changed paths: restart, patch, or nothing. With `force` (asked by
     /// `cargo hotswap patch`), builds a patch even if no file changed. Returns what
-    /// `cargo hotswap patch` answers, if anything happened.
-    pub(super) fn rebuild(&mut self, paths: Vec<PathBuf>, force: bool) -> Option<super::Answer> {
+    /// verdict `cargo hotswap patch` answers, if anything happened.
+    pub(super) fn rebuild(&mut self, paths: Vec<PathBuf>, force: bool) -> Option<Verdict> {
         let outcome = match self.stages(paths, force) {
             Ok(outcome) | Err(outcome) => outcome,
         };
@@ -50,10 +52,11 @@ impl Session {
         if changed.is_empty() && !force {
             return Err(Outcome::Nothing);
         }
-        if let Some(reason) = &self.pending_restart {
+        if let Some((code, reason)) = &self.pending_restart {
             // The last rebuild that a change called for failed: the running program is older
             // than that change, so no patch built now would match it.
             return Err(Outcome::Restart {
+                code: *code,
                 reason: reason.clone(),
             });
         }
@@ -66,6 +69,7 @@ impl Session {
             .collect();
         if !build.is_empty() {
             return Err(Outcome::Restart {
+                code: Code::BuildFile,
                 reason: format!(
                     "{} changed, which the patch cannot carry: the host is rebuilt",
                     changed_files(&build, &self.project.workspace_root)
@@ -75,12 +79,14 @@ impl Session {
         let Some(running) = &self.running else {
             // The host exited: build and start it again, from the current sources.
             return Err(Outcome::Restart {
+                code: Code::NotRunning,
                 reason: "the program is not running".to_owned(),
             });
         };
         let host = running.build.clone();
         if host::toolchain_stamp(&host.capture) != host.toolchain {
             return Err(Outcome::Restart {
+                code: Code::Toolchain,
                 reason: "the Rust toolchain changed since the program was built".to_owned(),
             });
         }
@@ -147,6 +153,7 @@ impl Session {
             .collect();
         if !outside.is_empty() {
             return Err(Outcome::Restart {
+                code: Code::OutsideCrate,
                 reason: format!(
                     "{} {} outside the `{}` bin crate, and only that crate is patched yet",
                     outside.join(", "),

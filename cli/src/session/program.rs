@@ -17,12 +17,13 @@ use hotswap::protocol::{self, HostMessage};
 use crate::build::host::{self, Host};
 use crate::build::patch;
 use crate::check::{CrateId, HostImage, PatchImage};
+use crate::codes::Code;
 use crate::control::protocol::{self as control, Request, Verdict};
 use crate::event::Event as Report;
 use crate::output;
 
 use super::files::{content_hash, relative};
-use super::{Answer, Event, Running, Session};
+use super::{Event, Running, Session};
 
 impl Session {
     /// What the gate needs to know of the crate `build` compiled: its name and root source.
@@ -95,6 +96,8 @@ impl Session {
             link: None,
             pending: None,
             warned_silent: false,
+            connected: false,
+            exit_seen: None,
         });
         Ok(())
     }
@@ -161,18 +164,22 @@ impl Session {
         extra
     }
 
-    /// Rebuilds the host and, if that succeeds, replaces the running program with it. `hint`
-    /// goes on a line of its own.
-    pub(super) fn restart(&mut self, reason: &str, hint: Option<&str>) -> Answer {
+    /// Rebuilds the host and, if that succeeds, replaces the running program with it; `code`
+    /// and `reason` say why. `hint` goes on a line of its own.
+    pub(super) fn restart(&mut self, code: Code, reason: &str, hint: Option<&str>) -> Verdict {
         let hint = hint
             .map(|h| format!("{}{h}", output::CONTINUATION))
             .unwrap_or_default();
         output::event(&Report::HostRestarting {
+            code,
             why: reason.to_owned(),
         });
         output::warn(
             "Restarting",
-            format!("{} ({reason}; state is lost){hint}", self.project.bin),
+            code.tag(format_args!(
+                "{} ({reason}; state is lost){hint}",
+                self.project.bin
+            )),
         );
         self.snapshot_sources();
         let build = host::build(&self.project, &self.options, &self.work);
@@ -181,24 +188,23 @@ impl Session {
             Ok(build) => build,
             Err(err) => {
                 output::error(&err);
-                self.pending_restart = Some(reason.to_owned());
-                let message = "the host build failed, so nothing restarted: the running program, if any, keeps its code and its state";
-                output::warn("Failed", message);
-                return Answer::new(Verdict::BuildFailed, "Failed", message);
+                self.pending_restart = Some((code, reason.to_owned()));
+                output::warn(
+                    "Failed",
+                    "the host build failed, so nothing restarted: the running program, if any, \
+                     keeps its code and its state",
+                );
+                return Verdict::BuildFailed;
             }
         };
         self.pending_restart = None;
         self.stop();
         if let Err(err) = self.start(build) {
             output::error(&err);
-            return Answer::new(Verdict::Failed, "Failed", format!("{err:#}"));
+            return Verdict::Failed;
         }
         self.build_baseline();
-        Answer::new(
-            Verdict::Restarted,
-            "Restarted",
-            format!("{} ({reason})", self.project.bin),
-        )
+        Verdict::Restarted
     }
 
     /// Stops the running host, if any, with what it started in its process group: SIGTERM,

@@ -1,26 +1,28 @@
-//! Telling how a run of the pipeline ended: status lines for people, an [`Event`] for
-//! `--message-format json`, and the [`Answer`] that `cargo hotswap patch` prints.
+//! Telling how a run of the pipeline ended: status lines for people (with the code of the
+//! catalogue, [`Code`], where one applies), an [`Event`] for `--message-format json`, and the
+//! [`Verdict`] that decides `cargo hotswap patch`'s exit code.
 
 use std::collections::BTreeSet;
 
+use crate::check::Refusal;
+use crate::codes::Code;
 use crate::control::protocol::Verdict;
-use crate::event::{Event, Target};
+use crate::event::{Coded, Event, Target};
 use crate::output;
 use crate::output::CONTINUATION;
 
+use super::Session;
 use super::outcome::{Applied, Outcome};
-use super::{Answer, Session};
 
 impl Session {
     /// Reports `outcome` (a refusal or a restart-worthy change also acts on it: restart, or
-    /// keep the old code); returns the answer for `cargo hotswap patch`, `None` for nothing.
-    pub(super) fn report(&mut self, outcome: Outcome) -> Option<Answer> {
+    /// keep the old code); returns the verdict for `cargo hotswap patch`, `None` for nothing.
+    pub(super) fn report(&mut self, outcome: Outcome) -> Option<Verdict> {
         Some(match outcome {
             Outcome::Nothing => return None,
-            Outcome::Restart { reason } => self.restart(&reason, None),
+            Outcome::Restart { code, reason } => self.restart(code, &reason, None),
             Outcome::BuildFailed { diagnostics } => {
                 output::write_stderr(&diagnostics);
-                self.last_diagnostics.clone_from(&diagnostics);
                 output::event(&Event::BuildFinished {
                     target: Target::Patch,
                     success: false,
@@ -28,46 +30,51 @@ impl Session {
                     diagnostics: Some(diagnostics),
                 });
                 // Named as cargo names it: the package.
-                let message = format!(
-                    "could not compile `{}`; the running program keeps its code until {}",
-                    self.project.package,
-                    self.next_trigger()
+                output::warn(
+                    "Failed",
+                    format!(
+                        "could not compile `{}`; the running program keeps its code until {}",
+                        self.project.package,
+                        self.next_trigger()
+                    ),
                 );
-                output::warn("Failed", &message);
-                Answer::new(Verdict::BuildFailed, "Failed", message)
+                Verdict::BuildFailed
             }
             Outcome::BuildError(err) => {
-                let err = err.context("the patch build failed");
-                output::error(&err);
-                Answer::new(Verdict::Failed, "Failed", format!("{err:#}"))
+                output::error(&err.context("the patch build failed"));
+                Verdict::Failed
             }
             Outcome::Refused(refusals) => {
-                let messages: Vec<String> = refusals.iter().map(ToString::to_string).collect();
                 output::event(&Event::PatchRefused {
-                    refusals: messages
+                    refusals: refusals
                         .iter()
-                        .map(|m| m.replace(CONTINUATION, "\n"))
+                        .map(|refusal| Coded {
+                            code: refusal.code(),
+                            message: refusal.to_string().replace(CONTINUATION, "\n"),
+                        })
                         .collect(),
                 });
-                for message in &messages {
-                    output::warn("Refused", message);
+                for refusal in &refusals {
+                    output::warn("Refused", refusal.code().tag(refusal));
                 }
-                self.refused(&messages.join("\n     Refused "))
+                self.refused(refusals.first().map_or(Code::Unchecked, Refusal::code))
             }
             Outcome::Unchecked(err) => {
-                output::error(&err);
-                self.refused(&format!("{err:#}"))
+                let message =
+                    format!("{err:#}{CONTINUATION}nothing is loaded that the gate could not check");
+                output::event(&Event::PatchRefused {
+                    refusals: vec![Coded {
+                        code: Code::Unchecked,
+                        message: message.replace(CONTINUATION, "\n"),
+                    }],
+                });
+                output::warn("Refused", Code::Unchecked.tag(message));
+                self.refused(Code::Unchecked)
             }
-            Outcome::RestartOnly { functions } if self.no_restart => Answer::new(
-                Verdict::Refused,
-                "Warning",
-                format!(
-                    "{} changed, but no hot function reaches it: the change takes effect only \
-                     after a restart",
-                    quoted(&functions)
-                ),
-            ),
+            // The pipeline warned already: the change waits for a restart.
+            Outcome::RestartOnly { .. } if self.no_restart => Verdict::Refused,
             Outcome::RestartOnly { functions } => self.restart(
+                Code::StartupOnly,
                 &format!(
                     "{} changed, and only start-up code reaches {}",
                     quoted(&functions),
@@ -78,21 +85,23 @@ impl Session {
             Outcome::Unchanged { message } => {
                 output::event(&Event::PatchUnchanged);
                 output::status("Unchanged", &message);
-                Answer::new(Verdict::Unchanged, "Unchanged", message)
+                Verdict::Unchanged
             }
             Outcome::Applied(applied) => patched(applied),
             Outcome::NotApplied(message) => {
                 output::event(&Event::PatchFailed {
+                    code: Code::NotApplied,
                     message: message.clone(),
                 });
-                output::warn("Refused", &message);
-                Answer::new(Verdict::Refused, "Refused", message)
+                output::warn("Refused", Code::NotApplied.tag(message));
+                Verdict::Refused
             }
         })
     }
 
-    /// After a refused patch: restart, or with `--no-restart` keep the old code.
-    fn refused(&mut self, why: &str) -> Answer {
+    /// After a refused patch (`code`, the first refusal's): restart, or with `--no-restart`
+    /// keep the old code.
+    fn refused(&mut self, code: Code) -> Verdict {
         if self.no_restart {
             let message = format!(
                 "`{}` runs its previous code (--no-restart); {} is checked again",
@@ -100,18 +109,15 @@ impl Session {
                 self.next_trigger()
             );
             output::warn("Kept", &message);
-            output::event(&Event::Kept { message });
-            Answer::new(Verdict::Refused, "Refused", why)
+            output::event(&Event::Kept { code, message });
+            Verdict::Refused
         } else {
             self.restart(
+                code,
                 "the patch was refused",
                 Some("pass `--no-restart` to keep the old code running instead"),
             );
-            Answer::new(
-                Verdict::Refused,
-                "Refused",
-                format!("{why}{CONTINUATION}the program was restarted (state is lost)"),
-            )
+            Verdict::Refused
         }
     }
 
@@ -126,7 +132,7 @@ impl Session {
 }
 
 /// The `Patched` line and event of a patch the program applied.
-fn patched(applied: Applied) -> Answer {
+fn patched(applied: Applied) -> Verdict {
     let Applied {
         generation,
         functions,
@@ -154,11 +160,11 @@ fn patched(applied: Applied) -> Answer {
         load_ms,
     });
     output::status("Patched", &message);
-    Answer::new(Verdict::Applied, "Patched", message)
+    Verdict::Applied
 }
 
 /// Warns that `names`, functions whose code changed, are reached by no hot function, so the
-/// running program never runs their new code.
+/// running program never runs their new code: it waits for a restart.
 pub(super) fn restart_only(names: &[String]) {
     if names.is_empty() {
         return;
@@ -168,16 +174,23 @@ pub(super) fn restart_only(names: &[String]) {
     } else {
         ("them", "the changes take")
     };
-    warning(format!(
-        "{} changed, but no hot function reaches {pronoun}: {change} effect only after a restart",
-        quoted(names)
-    ));
+    warning(
+        Code::StartupOnly,
+        format!(
+            "{} changed, but no hot function reaches {pronoun}: {change} effect only after a \
+             restart",
+            quoted(names)
+        ),
+    );
 }
 
-/// A `Warning` line, and its event.
-fn warning(message: String) {
-    output::warn("Warning", &message);
-    output::event(&Event::Warning { message });
+/// A `Warning` line with its code, and its event.
+pub(crate) fn warning(code: Code, message: String) {
+    output::warn("Warning", code.tag(&message));
+    output::event(&Event::Warning {
+        code: Some(code),
+        message,
+    });
 }
 
 impl Session {
@@ -192,15 +205,18 @@ impl Session {
         if names.is_empty() {
             return;
         }
-        warning(format!(
-            "{} start fresh in the new code: {}",
-            if names.len() == 1 {
-                "this static or thread-local of the crate will"
-            } else {
-                "these statics and thread-locals of the crate will"
-            },
-            quoted(&names)
-        ));
+        warning(
+            Code::FreshStatics,
+            format!(
+                "{} start fresh in the new code: {}",
+                if names.len() == 1 {
+                    "this static or thread-local of the crate will"
+                } else {
+                    "these statics and thread-locals of the crate will"
+                },
+                quoted(&names)
+            ),
+        );
     }
 }
 

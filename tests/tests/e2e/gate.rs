@@ -36,7 +36,7 @@ fn s09_changed_signature_is_refused_and_old_code_keeps_running() {
     );
     session.wait_stderr(EDIT_DEADLINE, "Kept");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
-         Refused hot fn `gate::alpha` changed its signature at src/main.rs:39
+         Refused [HS0101] hot fn `gate::alpha` changed its signature at src/main.rs:39
                  was `fn alpha() -> &'static str`
                  now `fn alpha(times: u32) -> &'static str`
     ");
@@ -65,11 +65,11 @@ fn s10_changed_layout_of_a_boundary_struct_is_refused_and_restarts() {
     );
     session.wait_stderr(EDIT_DEADLINE, "Restarting");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
-         Refused `State` changed layout (24 -> 32 bytes) at src/main.rs:30
+         Refused [HS0102] `State` changed layout (24 -> 32 bytes) at src/main.rs:30
                  hot fn `fn step(state: &mut State) -> String` would get it with the old layout from the running program
     ");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @r"
-      Restarting gate (the patch was refused; state is lost)
+      Restarting [HS0102] gate (the patch was refused; state is lost)
                  pass `--no-restart` to keep the old code running instead
     ");
     wait_tick_of_new_process(
@@ -121,7 +121,7 @@ fn s13_new_dependency_rebuilds_and_restarts_the_host() {
         )],
     );
     session.wait_stderr(EDIT_DEADLINE, "Restarting");
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting gate (`Cargo.toml` changed, which the patch cannot carry: the host is rebuilt; state is lost)");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0301] gate (`Cargo.toml` changed, which the patch cannot carry: the host is rebuilt; state is lost)");
     let restarted = wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["gen=0"]);
     // The restarted host contains the new dependency, so a patch may now call it.
     project.edit(MAIN, "\"beta-one\"", "gate_extra::word()");
@@ -142,7 +142,7 @@ fn undefined_symbol_is_refused_before_loading() {
     );
     session.wait_stderr(EDIT_DEADLINE, "Kept");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
-         Refused the patch needs a symbol the running program does not contain:
+         Refused [HS0105] the patch needs a symbol the running program does not contain:
                  `hotswap_test_absent_symbol`
     ");
     let line = wait_tick(&mut session, EDIT_DEADLINE, &["beta-one"]);
@@ -164,7 +164,7 @@ fn changed_functions_are_reported_and_comment_edits_send_nothing() {
         "{patched:?}"
     );
     assert!(patched[0].ends_with(" generation 1: beta"), "{patched:?}");
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning these statics and thread-locals of the crate will start fresh in the new code: `CALLS`, `LAST`");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning [HS0501] these statics and thread-locals of the crate will start fresh in the new code: `CALLS`, `LAST`");
 
     project.edit(
         MAIN,
@@ -287,7 +287,7 @@ fn renamed_hot_function_is_refused() {
     );
     session.wait_stderr(EDIT_DEADLINE, "        Kept ");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
-         Refused hot fn `gate::beta` is gone from the new code (renamed or removed)
+         Refused [HS0104] hot fn `gate::beta` is gone from the new code (renamed or removed)
                  the running program still calls it, and would not run the code that replaced it
     ");
     session.assert_stderr_lacks("Patched");

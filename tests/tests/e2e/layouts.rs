@@ -54,11 +54,11 @@ fn s23_field_added_to_a_type_behind_an_alias_is_refused_and_restarts() {
     add_price_to_item(&project);
     session.wait_stderr(EDIT_DEADLINE, "Restarting");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
-         Refused `Item` changed layout at src/main.rs:12: field `price: u64` added at offset 24; size 24 -> 32 bytes
+         Refused [HS0102] `Item` changed layout at src/main.rs:12: field `price: u64` added at offset 24; size 24 -> 32 bytes
                  the running program holds it: hot fn `describe(shop: &Shop)` -> `shop: &Arc<Mutex<Vec<Item>>>` -> `Item`
     ");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @r"
-      Restarting layouts (the patch was refused; state is lost)
+      Restarting [HS0102] layouts (the patch was refused; state is lost)
                  pass `--no-restart` to keep the old code running instead
     ");
     wait_tick_of_new_process(
@@ -128,15 +128,15 @@ fn every_held_type_is_checked_through_containers_pointers_statics_and_same_size_
     );
     session.wait_stderr(EDIT_DEADLINE, "Kept");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
-         Refused `Pair` changed layout at src/main.rs:49: field `right` moved from offset 8 to 0; field `left` moved from offset 0 to 8
+         Refused [HS0102] `Pair` changed layout at src/main.rs:49: field `right` moved from offset 8 to 0; field `left` moved from offset 0 to 8
                  the running program holds it: hot fn `gauges(gauges: &Gauges)` -> `gauges: &(Pair, Reading)` -> `Pair`
-         Refused `Reading` changed layout at src/main.rs:55: field `value` changed type `u32` -> `f32`
+         Refused [HS0102] `Reading` changed layout at src/main.rs:55: field `value` changed type `u32` -> `f32`
                  the running program holds it: hot fn `gauges(gauges: &Gauges)` -> `gauges: &(Pair, Reading)` -> `Reading`
-         Refused `Price` changed layout at src/main.rs:20: field `tax: u8` added at offset 8; size 8 -> 16 bytes
+         Refused [HS0102] `Price` changed layout at src/main.rs:20: field `tax: u8` added at offset 8; size 8 -> 16 bytes
                  the running program holds it: hot fn `price(prices: &Prices)` -> `prices: &HashMap<u32, Price>` -> `Price`
-         Refused `Entry` changed layout at src/main.rs:40: field `rank: u8` added at offset 16; size 16 -> 24 bytes
+         Refused [HS0102] `Entry` changed layout at src/main.rs:40: field `rank: u8` added at offset 16; size 16 -> 24 bytes
                  the running program holds it: static `REGISTRY` -> `Mutex<Vec<Entry>>` -> `Entry`
-         Refused `Part` changed layout at src/main.rs:29: field `batch: u32` added at offset 4; size 4 -> 8 bytes
+         Refused [HS0102] `Part` changed layout at src/main.rs:29: field `batch: u32` added at offset 4; size 4 -> 8 bytes
                  the running program holds it: hot fn `spare(machine: &Machine)` -> `machine: &Machine` -> `Machine.spare` -> `Part`
     ");
     wait_old_code_kept(

@@ -4,6 +4,7 @@
 
 mod gate;
 mod layouts;
+mod reports;
 mod session;
 mod skeleton;
 mod state;

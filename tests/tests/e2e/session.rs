@@ -62,7 +62,7 @@ fn s18_killed_program_restarts_from_current_sources_on_the_next_edit() {
     project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
     session.wait_stderr(
         EDIT_DEADLINE,
-        "  Restarting gate (the program is not running; state is lost)",
+        "  Restarting [HS0303] gate (the program is not running; state is lost)",
     );
     let line = wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["beta-two"]);
     assert!(
@@ -94,8 +94,19 @@ fn patch_command_patches_a_no_watch_session() {
     let output = patch();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
+    // What the session printed, line for line: the warning too.
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(
+        lines[0], "    Patching gate (`src/main.rs` changed)",
+        "{stderr}"
+    );
+    assert_eq!(
+        lines[1],
+        "     Warning [HS0501] these statics and thread-locals of the crate will start fresh in \
+         the new code: `CALLS`, `LAST`"
+    );
     assert!(
-        stderr.starts_with("     Patched 1 function in "),
+        lines[2].starts_with("     Patched 1 function in "),
         "{stderr}"
     );
     assert!(
@@ -108,7 +119,10 @@ fn patch_command_patches_a_no_watch_session() {
     let output = patch();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
-    assert_eq!(stderr, "   Unchanged no code changed; nothing to patch\n");
+    assert_eq!(
+        stderr,
+        "    Patching gate (no file changed)\n   Unchanged no code changed; nothing to patch\n"
+    );
     // A compile error: the request shows rustc's diagnostics and fails with exit code 4.
     project.edit("src/main.rs", "\"beta-two\"", "\"beta-two\" +");
     let output = patch();
@@ -130,13 +144,18 @@ fn patch_command_patches_a_no_watch_session() {
     let output = patch();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
-    assert_eq!(
-        stderr,
-        "     Refused hot fn `gate::alpha` changed its signature at src/main.rs:39\n             \
-         was `fn alpha() -> &'static str`\n             \
-         now `fn alpha(n: u8) -> &'static str`\n             \
-         the program was restarted (state is lost)\n"
+    assert!(
+        stderr.starts_with(
+            "    Patching gate (`src/main.rs` changed)\n     \
+             Refused [HS0101] hot fn `gate::alpha` changed its signature at src/main.rs:39\n             \
+             was `fn alpha() -> &'static str`\n             \
+             now `fn alpha(n: u8) -> &'static str`\n  \
+             Restarting [HS0101] gate (the patch was refused; state is lost)\n             \
+             pass `--no-restart` to keep the old code running instead\n"
+        ),
+        "{stderr}"
     );
+    assert!(stderr.contains("     Running `"), "{stderr}");
     drop(session);
     // Without a session, the command says so and fails with exit code 5.
     let output = patch();
@@ -149,8 +168,9 @@ fn patch_command_patches_a_no_watch_session() {
     );
 }
 
-/// `--message-format json`: one JSON object per event on stdout for a session with one good
-/// edit, one compile error and one refused edit; the program's own output goes to stderr.
+/// `--message-format json`: one JSON object per event on stdout, codes included, for a session
+/// with one of each outcome (applied, compile error, refused and kept, unchanged after a build
+/// and without one, start-up code waiting, restart); the program's own output goes to stderr.
 #[test]
 fn json_events_of_a_session() {
     let project = Project::copy("gate");
@@ -167,6 +187,37 @@ fn json_events_of_a_session() {
     crate::fix_and_change_alpha_signature(&project);
     session.wait_stdout(EDIT_DEADLINE, |out| {
         out.contains("\"reason\":\"kept\"").then_some(())
+    });
+    // Back to the running code: built, and no code changed.
+    project.edit_all(
+        "src/main.rs",
+        &[
+            (
+                "fn alpha(n: u8) -> &'static str {\n    let _ = n;",
+                "fn alpha() -> &'static str {",
+            ),
+            ("            alpha(1),", "            alpha(),"),
+        ],
+    );
+    session.wait_stdout(EDIT_DEADLINE, |out| {
+        out.contains("patch-unchanged").then_some(())
+    });
+    // A comment: not even built.
+    project.edit("src/main.rs", "fn main() {", "// The loop.\nfn main() {");
+    session.wait_stdout(EDIT_DEADLINE, |out| {
+        (out.matches("patch-unchanged").count() == 2).then_some(())
+    });
+    // Start-up code: waits for a restart (`--no-restart`).
+    project.edit("src/main.rs", "label: \"state\"", "label: \"state-two\"");
+    session.wait_stdout(EDIT_DEADLINE, |out| out.contains("HS0201").then_some(()));
+    // The manifest: a restart, whatever the policy.
+    project.edit(
+        "Cargo.toml",
+        "[dependencies]\n",
+        "[dependencies]\n# restart\n",
+    );
+    session.wait_stdout(EDIT_DEADLINE, |out| {
+        (out.matches("host-started").count() == 2).then_some(())
     });
     assert!(
         session.stderr().contains("tick pid="),
@@ -190,14 +241,25 @@ fn json_events_of_a_session() {
         {"reason":"host-started","pid":[pid]}
         {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
         {"reason":"build-finished","target":"patch","success":true,"build_ms":[ms]}
-        {"reason":"warning","message":"these statics and thread-locals of the crate will start fresh in the new code: `CALLS`, `LAST`"}
+        {"reason":"warning","code":"HS0501","message":"these statics and thread-locals of the crate will start fresh in the new code: `CALLS`, `LAST`"}
         {"reason":"patch-applied","generation":1,"functions":["beta"],"build_ms":[ms],"check_ms":[ms],"load_ms":[ms]}
         {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
         {"reason":"build-finished","target":"patch","success":false,"diagnostics":[diagnostics]}
         {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
         {"reason":"build-finished","target":"patch","success":true,"build_ms":[ms]}
-        {"reason":"patch-refused","refusals":["hot fn `gate::alpha` changed its signature at src/main.rs:39\nwas `fn alpha() -> &'static str`\nnow `fn alpha(n: u8) -> &'static str`"]}
-        {"reason":"kept","message":"`gate` runs its previous code (--no-restart); the next save is checked again"}
+        {"reason":"patch-refused","refusals":[{"code":"HS0101","message":"hot fn `gate::alpha` changed its signature at src/main.rs:39\nwas `fn alpha() -> &'static str`\nnow `fn alpha(n: u8) -> &'static str`"}]}
+        {"reason":"kept","code":"HS0101","message":"`gate` runs its previous code (--no-restart); the next save is checked again"}
+        {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
+        {"reason":"build-finished","target":"patch","success":true,"build_ms":[ms]}
+        {"reason":"patch-unchanged"}
+        {"reason":"patch-unchanged"}
+        {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
+        {"reason":"build-finished","target":"patch","success":true,"build_ms":[ms]}
+        {"reason":"warning","code":"HS0201","message":"`main` changed, but no hot function reaches it: the change takes effect only after a restart"}
+        {"reason":"host-restarting","code":"HS0301","why":"`Cargo.toml` changed, which the patch cannot carry: the host is rebuilt"}
+        {"reason":"build-started","target":"host"}
+        {"reason":"build-finished","target":"host","success":true,"build_ms":[ms]}
+        {"reason":"host-started","pid":[pid]}
         "#);
     });
     assert_eq!(status_messages(&session.stderr(), "Refused").len(), 1);

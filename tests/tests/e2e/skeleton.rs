@@ -160,7 +160,7 @@ fn edit_in_lib_target_restarts_with_the_reason() {
     project.edit("src/lib.rs", "\"lib-one\"", "\"lib-two\"");
     session.wait_stderr(
         EDIT_DEADLINE,
-        "Restarting probe (`src/lib.rs` is outside the `probe` bin crate, and only that crate is \
+        "Restarting [HS0202] probe (`src/lib.rs` is outside the `probe` bin crate, and only that crate is \
          patched yet; state is lost)",
     );
     let line = wait_tick(&mut session, EDIT_DEADLINE, &["lib=lib-two", "gen=0"]);
@@ -181,7 +181,7 @@ fn edit_in_workspace_member_restarts_with_the_reason() {
     project.edit("util/src/lib.rs", "\"util-one\"", "\"util-two\"");
     session.wait_stderr(
         EDIT_DEADLINE,
-        "Restarting probe (`util/src/lib.rs` is outside the `probe` bin crate",
+        "Restarting [HS0202] probe (`util/src/lib.rs` is outside the `probe` bin crate",
     );
     let line = wait_tick(&mut session, EDIT_DEADLINE, &["util=util-two"]);
     assert_ne!(

@@ -60,7 +60,7 @@ fn s08_persisted_counter_continues_and_plain_static_is_warned() {
         assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
     }
     // Once a session, not on every patch.
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning this static or thread-local of the crate will start fresh in the new code: `PLAIN`");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning [HS0501] this static or thread-local of the crate will start fresh in the new code: `PLAIN`");
 }
 
 /// A hot method marked inside an impl block, and every kind of receiver of a whole hot impl
@@ -164,7 +164,7 @@ fn s17_panic_on_first_call_rolls_back() {
         "the host's panic hook did not report the panic: {stderr}"
     );
     insta::assert_snapshot!(status_messages(&stderr, "Rolled back").join("\n"), @r"
-     Rolled back hot fn `risky` panicked on its first call: risky-boom
+     Rolled back [HS0601] hot fn `risky` panicked on its first call: risky-boom
                  the code before that patch runs again (generation 2)
     ");
 
@@ -190,7 +190,7 @@ fn s17_panic_on_first_call_rolls_back() {
             .then_some(())
     });
     insta::assert_snapshot!(status_messages(&session.stderr(), "Panicked").join("\n"), @r"
-        Panicked hot fn `fragile` panicked on its first call: fragile-boom
+        Panicked [HS0602] hot fn `fragile` panicked on its first call: fragile-boom
                  the new code stays (generation 3); `#[hot(rollback)]` or `hotswap::set_rollback(true)` would restore the previous code
     ");
 }
@@ -203,7 +203,7 @@ fn s19_change_no_hot_function_reaches_needs_a_restart() {
     let (project, mut session, first) = start_with(&["--no-restart"]);
     project.edit(MAIN, "\"banner-one\"", "\"banner-two\"");
     session.wait_stderr(EDIT_DEADLINE, "Warning");
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning `banner` changed, but no hot function reaches it: the change takes effect only after a restart");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning [HS0201] `banner` changed, but no hot function reaches it: the change takes effect only after a restart");
     let line = wait_tick(&mut session, EDIT_DEADLINE, &["count-one"]);
     assert_eq!(tick_field(&line, "gen"), "0");
     session.assert_stderr_lacks("Patched");
@@ -232,7 +232,7 @@ fn s25_startup_only_edit_restarts_with_the_new_code() {
     let (project, mut session, first) = start();
     project.edit(MAIN, "\"banner-one\"", "\"banner-two\"");
     wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["count-one", "gen=0"]);
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting state (`banner` changed, and only start-up code reaches it; state is lost)");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] state (`banner` changed, and only start-up code reaches it; state is lost)");
     assert!(
         session.stdout().contains("banner-two"),
         "{}",
@@ -364,7 +364,7 @@ fn persisted_static_with_a_changed_layout_is_refused() {
     );
     session.wait_stderr(EDIT_DEADLINE, "Restarting");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
-         Refused persisted static `state::TOTALS` changed layout (16 -> 24 bytes)
+         Refused [HS0103] persisted static `state::TOTALS` changed layout (16 -> 24 bytes)
                  the running program's value has the old layout; rename the static to start it fresh instead
     ");
     crate::wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["gen=0"]);

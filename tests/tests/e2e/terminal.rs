@@ -60,7 +60,7 @@ fn transcript_of_a_session_outside_a_terminal() {
                  Running `[host]` (pid [pid])
                 Watching src (1 package)
                 Patching gate (`src/main.rs` changed)
-                 Warning these statics and thread-locals of the crate will start fresh in the new code: `CALLS`, `LAST`
+                 Warning [HS0501] these statics and thread-locals of the crate will start fresh in the new code: `CALLS`, `LAST`
                  Patched 1 function in [ms] (build [ms], check [ms], load [ms]) generation 1: beta
                 Patching gate (`src/main.rs` changed)
             error: expected expression, found `}`
@@ -73,7 +73,7 @@ fn transcript_of_a_session_outside_a_terminal() {
 
                   Failed could not compile `gate`; the running program keeps its code until the next save
                 Patching gate (`src/main.rs` changed)
-                 Refused hot fn `gate::alpha` changed its signature at src/main.rs:39
+                 Refused [HS0101] hot fn `gate::alpha` changed its signature at src/main.rs:39
                          was `fn alpha() -> &'static str`
                          now `fn alpha(n: u8) -> &'static str`
                     Kept `gate` runs its previous code (--no-restart); the next save is checked again
