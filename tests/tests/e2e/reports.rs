@@ -26,8 +26,8 @@ fn wait_served(session: &mut Session, path: &str, body: &str) -> String {
 }
 
 /// A new route in the time service's request handling, which only start-up code (`main`'s
-/// accept loop) reaches: the program restarts on its own, naming the function and the code,
-/// and serves the new route; nothing is patched.
+/// accept loop) reaches, and a new log level set in `main`: the program restarts on its own,
+/// naming the functions and the code, and serves the new route; nothing is patched.
 #[test]
 fn a_new_route_restarts_the_server_which_then_serves_it() {
     let project = Project::copy("time-service");
@@ -35,14 +35,19 @@ fn a_new_route_restarts_the_server_which_then_serves_it() {
     let addr = session.wait_listening();
     session.wait_stderr(START_DEADLINE, "    Watching ");
     let old_pid = get(&addr, "/pid").unwrap();
-    project.edit(
+    project.edit_all(
         MAIN,
-        "        \"/pid\" =>",
-        "        \"/hello\" => (\"200 OK\", \"hello\".to_owned()),\n        \"/pid\" =>",
+        &[
+            (
+                "        \"/pid\" =>",
+                "        \"/hello\" => (\"200 OK\", \"hello\".to_owned()),\n        \"/pid\" =>",
+            ),
+            ("LevelFilter::Info", "LevelFilter::Debug"),
+        ],
     );
     let addr = wait_served(&mut session, "/hello", "hello");
     assert_ne!(get(&addr, "/pid").unwrap(), old_pid);
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] time-service (`respond` changed, and only start-up code reaches it; state is lost)");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] time-service (`main`, `respond` changed, and only start-up code reaches them; state is lost)");
     session.assert_stderr_lacks("Patched");
 }
 
