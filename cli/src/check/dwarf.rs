@@ -168,19 +168,7 @@ impl TypeGraph {
         crate_name: &str,
         wanted: Option<&HashSet<String>>,
     ) -> Result<TypeGraph, DwarfError> {
-        let endian = if file.is_little_endian() {
-            RunTimeEndian::Little
-        } else {
-            RunTimeEndian::Big
-        };
-        let sections = gimli::DwarfSections::load(|id| -> Result<Cow<'_, [u8]>, DwarfError> {
-            match file.section_by_name(id.name()) {
-                Some(section) => section
-                    .uncompressed_data()
-                    .map_err(|err| DwarfError::Malformed(format!("`{}`: {err}", id.name()))),
-                None => Ok(Cow::Borrowed(&[][..])),
-            }
-        })?;
+        let (sections, endian) = sections(file)?;
         let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
         let prefix = format!("{crate_source}/@/");
         let mut graph = TypeGraph {
@@ -289,6 +277,102 @@ struct Die {
     count: Option<u64>,
     has_location: bool,
     children: Vec<UnitOffset>,
+}
+
+/// The DWARF sections of a file, each borrowed or decompressed.
+type Sections<'data> = gimli::DwarfSections<Cow<'data, [u8]>>;
+
+/// The DWARF sections of `file` (decompressed where needed), and its byte order.
+fn sections<'data>(
+    file: &object::File<'data>,
+) -> Result<(Sections<'data>, RunTimeEndian), DwarfError> {
+    let endian = if file.is_little_endian() {
+        RunTimeEndian::Little
+    } else {
+        RunTimeEndian::Big
+    };
+    let sections = gimli::DwarfSections::load(|id| -> Result<Cow<'data, [u8]>, DwarfError> {
+        match file.section_by_name(id.name()) {
+            Some(section) => section
+                .uncompressed_data()
+                .map_err(|err| DwarfError::Malformed(format!("`{}`: {err}", id.name()))),
+            None => Ok(Cow::Borrowed(&[][..])),
+        }
+    })?;
+    Ok((sections, endian))
+}
+
+/// Where the functions of the crate `crate_id` in `file` are declared: demangled name (without
+/// its hash, `app::main::{{closure}}`) -> `(source file as rustc names it, line)`, from each
+/// subprogram's `DW_AT_decl_file` and `DW_AT_decl_line`. Of several functions with one name
+/// (a function's closures), the first line is kept. Only `wanted` names are looked up.
+///
+/// # Errors
+///
+/// When the debug info cannot be parsed.
+pub(crate) fn function_lines(
+    file: &object::File<'_>,
+    crate_source: &str,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<HashMap<String, (String, u64)>, DwarfError> {
+    let (sections, endian) = sections(file)?;
+    let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
+    let prefix = format!("{crate_source}/@/");
+    let mut lines: HashMap<String, (String, u64)> = HashMap::new();
+    let mut headers = dwarf.units();
+    while let Some(header) = headers.next()? {
+        let unit = dwarf.unit(header)?;
+        if !unit
+            .name
+            .is_some_and(|name| name.slice().starts_with(prefix.as_bytes()))
+        {
+            continue;
+        }
+        let mut entries = unit.entries();
+        while let Some((_, entry)) = entries.next_dfs()? {
+            if entry.tag() != gimli::DW_TAG_subprogram {
+                continue;
+            }
+            let Some(linkage) = entry.attr_value(gimli::DW_AT_linkage_name)? else {
+                continue;
+            };
+            let name =
+                crate::symbols::demangle(&dwarf.attr_string(&unit, linkage)?.to_string_lossy());
+            if !wanted(&name) {
+                continue;
+            }
+            let (Some(AttributeValue::FileIndex(index)), Some(line)) = (
+                entry.attr_value(gimli::DW_AT_decl_file)?,
+                entry
+                    .attr_value(gimli::DW_AT_decl_line)?
+                    .and_then(|v| v.udata_value()),
+            ) else {
+                continue;
+            };
+            let Some(header) = unit.line_program.as_ref().map(|program| program.header()) else {
+                continue;
+            };
+            let Some(entry) = header.file(index) else {
+                continue;
+            };
+            // The file's name, under its directory (relative to where rustc ran, or absolute).
+            let mut path = std::path::PathBuf::new();
+            if let Some(directory) = entry.directory(header) {
+                path.push(&*dwarf.attr_string(&unit, directory)?.to_string_lossy());
+            }
+            path.push(
+                &*dwarf
+                    .attr_string(&unit, entry.path_name())?
+                    .to_string_lossy(),
+            );
+            let path = path.to_string_lossy().into_owned();
+            let known = lines.entry(name).or_insert_with(|| (path.clone(), line));
+            if line < known.1 {
+                *known = (path, line);
+            }
+        }
+    }
+    Ok(lines)
 }
 
 /// Reads one compilation unit.

@@ -33,7 +33,7 @@ pub(super) enum Outcome {
     Unchecked(anyhow::Error),
     /// Every changed function is one that no hot function reaches: nothing was sent.
     RestartOnly {
-        /// The changed functions (display names).
+        /// The changed functions, quoted, with where each is declared.
         functions: Vec<String>,
     },
     /// No code changed: nothing was sent.

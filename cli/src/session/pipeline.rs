@@ -193,18 +193,19 @@ impl Session {
             _ => None,
         };
         let live = check::live_changes(changed, patch.code.as_ref(), crate_name);
+        let restart_only = self.located(&patch, &changes.host, &live.restart_only);
         if live.only_restart() {
             // Only code that no hot function reaches changed (start-up code): a restart runs
             // it; with `--no-restart` the change waits, and this build is the new baseline.
             if self.no_restart {
-                super::report::restart_only(&live.restart_only);
+                super::report::restart_only(&restart_only);
                 self.baseline = patch.code;
             }
             return Err(Outcome::RestartOnly {
-                functions: live.restart_only,
+                functions: restart_only,
             });
         }
-        super::report::restart_only(&live.restart_only);
+        super::report::restart_only(&restart_only);
         if live.live.as_ref().is_some_and(Vec::is_empty) {
             return Err(Outcome::Unchanged {
                 message: if changes.paths.is_empty() {
@@ -244,6 +245,42 @@ impl Session {
             }
             Err(message) => Outcome::NotApplied(message),
         }
+    }
+
+    /// The functions `names` (display names) as messages show them, quoted, each with where the
+    /// patch's debug info says it is declared: `` `main::{closure}` at src/main.rs:41 ``.
+    fn located(&self, patch: &Patch, host: &Host, names: &[String]) -> Vec<String> {
+        if names.is_empty() {
+            return Vec::new();
+        }
+        let crate_name = &self.project.crate_name;
+        let shown = |name: &str| check::code::display_name(name, crate_name);
+        let lines = std::fs::read(&patch.path).ok().and_then(|data| {
+            let file = object::File::parse(&*data).ok()?;
+            check::dwarf::function_lines(&file, self.crate_id(host).source, &|name| {
+                shown(name).is_some_and(|shown| names.contains(&shown))
+            })
+            .ok()
+        });
+        let mut at: std::collections::HashMap<String, (String, u64)> = Default::default();
+        for (name, (file, line)) in lines.into_iter().flatten() {
+            if let Some(shown) = shown(&name) {
+                let known = at.entry(shown).or_insert_with(|| (file.clone(), line));
+                if line < known.1 {
+                    *known = (file, line);
+                }
+            }
+        }
+        names
+            .iter()
+            .map(|name| match at.get(name) {
+                Some((file, line)) => {
+                    let file = relative(Path::new(file), &self.project.workspace_root);
+                    format!("`{name}` at {file}:{line}")
+                }
+                None => format!("`{name}`"),
+            })
+            .collect()
     }
 
     /// The changed files as a list for messages, or `no file`.

@@ -77,7 +77,7 @@ impl Session {
                 Code::StartupOnly,
                 &format!(
                     "{} changed, and only start-up code reaches {}",
-                    quoted(&functions),
+                    functions.join(", "),
                     if functions.len() == 1 { "it" } else { "them" }
                 ),
                 None,
@@ -163,8 +163,9 @@ fn patched(applied: Applied) -> Verdict {
     Verdict::Applied
 }
 
-/// Warns that `names`, functions whose code changed, are reached by no hot function, so the
-/// running program never runs their new code: it waits for a restart.
+/// Warns that `names`, functions whose code changed (quoted, as [`Session::located`] shows
+/// them), are reached by no hot function, so the running program never runs their new code: it
+/// waits for a restart.
 pub(super) fn restart_only(names: &[String]) {
     if names.is_empty() {
         return;
@@ -179,7 +180,7 @@ pub(super) fn restart_only(names: &[String]) {
         format!(
             "{} changed, but no hot function reaches {pronoun}: {change} effect only after a \
              restart",
-            quoted(names)
+            names.join(", ")
         ),
     );
 }

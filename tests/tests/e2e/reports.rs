@@ -47,7 +47,7 @@ fn a_new_route_restarts_the_server_which_then_serves_it() {
     );
     let addr = wait_served(&mut session, "/hello", "hello");
     assert_ne!(get(&addr, "/pid").unwrap(), old_pid);
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] time-service (`main`, `respond` changed, and only start-up code reaches them; state is lost)");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] time-service (`main` at src/main.rs:74, `respond` at src/main.rs:25 changed, and only start-up code reaches them; state is lost)");
     session.assert_stderr_lacks("Patched");
 }
 
@@ -62,7 +62,7 @@ fn an_edit_of_main_waits_for_a_restart_with_one_line_under_no_restart() {
     let pid = get(&addr, "/pid").unwrap();
     project.edit(MAIN, "LevelFilter::Info", "LevelFilter::Debug");
     session.wait_stderr(EDIT_DEADLINE, "     Warning ");
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning [HS0201] `main` changed, but no hot function reaches it: the change takes effect only after a restart");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning [HS0201] `main` at src/main.rs:73 changed, but no hot function reaches it: the change takes effect only after a restart");
     assert_eq!(get(&addr, "/pid").unwrap(), pid);
     for verb in ["Restarting", "Patched", "Refused"] {
         session.assert_stderr_lacks(verb);

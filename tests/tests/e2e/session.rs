@@ -255,7 +255,7 @@ fn json_events_of_a_session() {
         {"reason":"patch-unchanged"}
         {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
         {"reason":"build-finished","target":"patch","success":true,"build_ms":[ms]}
-        {"reason":"warning","code":"HS0201","message":"`main` changed, but no hot function reaches it: the change takes effect only after a restart"}
+        {"reason":"warning","code":"HS0201","message":"`main` at src/main.rs:50 changed, but no hot function reaches it: the change takes effect only after a restart"}
         {"reason":"host-restarting","code":"HS0301","why":"`Cargo.toml` changed, which the patch cannot carry: the host is rebuilt"}
         {"reason":"build-started","target":"host"}
         {"reason":"build-finished","target":"host","success":true,"build_ms":[ms]}

@@ -203,7 +203,7 @@ fn s19_change_no_hot_function_reaches_needs_a_restart() {
     let (project, mut session, first) = start_with(&["--no-restart"]);
     project.edit(MAIN, "\"banner-one\"", "\"banner-two\"");
     session.wait_stderr(EDIT_DEADLINE, "Warning");
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning [HS0201] `banner` changed, but no hot function reaches it: the change takes effect only after a restart");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning [HS0201] `banner` at src/main.rs:107 changed, but no hot function reaches it: the change takes effect only after a restart");
     let line = wait_tick(&mut session, EDIT_DEADLINE, &["count-one"]);
     assert_eq!(tick_field(&line, "gen"), "0");
     session.assert_stderr_lacks("Patched");
@@ -232,7 +232,7 @@ fn s25_startup_only_edit_restarts_with_the_new_code() {
     let (project, mut session, first) = start();
     project.edit(MAIN, "\"banner-one\"", "\"banner-two\"");
     wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["count-one", "gen=0"]);
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] state (`banner` changed, and only start-up code reaches it; state is lost)");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] state (`banner` at src/main.rs:107 changed, and only start-up code reaches it; state is lost)");
     assert!(
         session.stdout().contains("banner-two"),
         "{}",
