@@ -67,10 +67,23 @@ pub(crate) fn is_allocator_shim(path: &Path) -> bool {
 
 /// A hot function's path without the crate's own name, as messages show it: `render::frame`.
 pub(crate) fn short_name(path: &str, crate_name: &str) -> String {
-    path.strip_prefix(crate_name)
-        .and_then(|rest| rest.strip_prefix("::"))
-        .unwrap_or(path)
-        .to_owned()
+    as_written(
+        path.strip_prefix(crate_name)
+            .and_then(|rest| rest.strip_prefix("::"))
+            .unwrap_or(path),
+    )
+}
+
+/// A hot function's path as written: a trait method's, which `#[hot]` exports as
+/// `Price$as$Display::fmt` (a linker's version script takes no `<` or space), becomes
+/// `<Price as Display>::fmt`; any other path is unchanged.
+pub(crate) fn as_written(path: &str) -> String {
+    if let Some((owner, method)) = path.rsplit_once("::")
+        && let Some((ty, tr)) = owner.split_once("$as$")
+    {
+        return format!("<{ty} as {tr}>::{method}");
+    }
+    path.to_owned()
 }
 
 /// A symbol's name as people read it: demangled, without the legacy scheme's hash

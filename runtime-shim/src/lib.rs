@@ -39,21 +39,32 @@
 //! # assert_eq!(Counter::new().bump(), 1);
 //! ```
 //!
-//! A method's slot is named after the type: `<module path>::Counter::bump`. `#[hot]` on a method
-//! without it on the block is an error that says so, because a method's attribute cannot see
-//! the type it belongs to.
+//! A method's slot is named after the type: `<module path>::Counter::bump`
+//! (`<module path>::Counter$as$Display::fmt` in a trait impl). `#[hot]` on a method without it
+//! on the block is an error that says so, because a method's attribute cannot see the type it
+//! belongs to. Blocks with lifetime parameters (`impl<'a> App<'a>`) and trait impls
+//! (`impl Display for Money`) are hot like inherent ones.
+//!
+//! `async fn` is hot as written: each call runs the newest body, whose future is boxed (one
+//! allocation per call) and `Send`; a future created before a patch finishes on its own code.
+//!
+//! ```
+//! #[hotswap::hot]
+//! async fn greet(name: String) -> String {
+//!     format!("hello, {name}")
+//! }
+//! # drop(greet("ada".into()));
+//! ```
 //!
 //! # What cannot be hot
 //!
 //! Each of these is a compile error that says what to write instead:
 //!
-//! * generic functions and generic `impl` blocks (each instantiation is separate code): write a
-//!   non-generic hot function for the types you use, and call it;
-//! * `async fn`: a running future's state machine belongs to the code that created it; make a
-//!   non-async hot function do the work and call it from the async one;
-//! * trait impls (callers reach them through code the running program compiled, static dispatch
-//!   or vtables): make the trait method call a hot inherent method or function;
-//! * `const fn`, `extern "C" fn`, `impl Trait` in arguments or return type.
+//! * generic functions, generic methods and generic `impl` blocks (each instantiation is separate
+//!   code): write a non-generic hot function for the types you use, and call it;
+//! * an `async fn` with named lifetime parameters: elide them;
+//! * `const fn`, `extern "C" fn`, `impl Trait` in arguments or return type (the error names the
+//!   concrete type to return, such as axum's `Response` for `impl IntoResponse`).
 //!
 //! # State across patches
 //!
@@ -177,5 +188,5 @@ pub mod __private {
     pub use crate::record::{Part, record, record_len};
     pub use crate::slot::Slot;
     #[cfg(feature = "enabled")]
-    pub use crate::table::first_call;
+    pub use crate::table::{BoxFuture, first_call, first_poll};
 }

@@ -3,9 +3,12 @@
 //! panics on its first call.
 
 use std::any::Any;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::control::{self, PatchInfo};
@@ -169,6 +172,65 @@ pub fn first_call<R>(
                 &*payload,
             );
             std::panic::resume_unwind(payload)
+        }
+    }
+}
+
+/// A hot `async fn`'s future, boxed as every version of its body returns it.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The first future of `body`, a hot `async fn`'s body that a patch stored in `slot`: polled
+/// under `catch_unwind` until it completes, so that a panic anywhere in it (before or after an
+/// `.await`) is handled as [`first_call`] handles one. One more allocation, on this call only.
+pub fn first_poll<'a, T: 'a>(
+    slot: &'static Slot,
+    body: *const (),
+    rollback: bool,
+    function: &'static str,
+    future: BoxFuture<'a, T>,
+) -> BoxFuture<'a, T> {
+    Box::pin(FirstPoll {
+        slot,
+        body: body.addr(),
+        rollback,
+        function,
+        future,
+    })
+}
+
+/// See [`first_poll`].
+struct FirstPoll<'a, T> {
+    slot: &'static Slot,
+    /// The body's address (a number, so that the future stays `Send`).
+    body: usize,
+    rollback: bool,
+    function: &'static str,
+    future: BoxFuture<'a, T>,
+}
+
+impl<T> Future for FirstPoll<'_, T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        // Every field is `Unpin` (the inner future is boxed), so this is a plain `&mut`.
+        let this = &mut *self;
+        let body = std::ptr::without_provenance::<()>(this.body);
+        match std::panic::catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx))) {
+            Ok(Poll::Ready(value)) => {
+                this.slot.end_probation(body);
+                Poll::Ready(value)
+            }
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => {
+                panicked(
+                    this.slot,
+                    body,
+                    this.rollback || control::rollback_enabled(),
+                    this.function,
+                    &*payload,
+                );
+                std::panic::resume_unwind(payload)
+            }
         }
     }
 }

@@ -406,13 +406,35 @@ pub fn collect(pipe: impl Read + Send + 'static, name: &'static str) -> Collecte
 ///
 /// Any connection or protocol failure, or a status other than 200, as a message.
 pub fn get(addr: &str, path: &str) -> Result<String, String> {
+    request(addr, "GET", path, None)
+}
+
+/// `POST path` with the JSON `body` over a fresh connection to `addr`; the answer's body
+/// without its trailing newline.
+///
+/// # Errors
+///
+/// Any connection or protocol failure, or a status other than 2xx, as a message.
+pub fn post(addr: &str, path: &str, body: &str) -> Result<String, String> {
+    request(addr, "POST", path, Some(body))
+}
+
+/// One HTTP/1.1 request with `connection: close`; the answer's body if its status is 2xx.
+fn request(addr: &str, method: &str, path: &str, body: Option<&str>) -> Result<String, String> {
     let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
+    let body_headers = body.map_or_else(String::new, |body| {
+        format!(
+            "content-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        )
+    });
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n{body_headers}\r\n{}",
+        body.unwrap_or("")
     )
     .map_err(|e| format!("write: {e}"))?;
     let mut response = String::new();
@@ -422,7 +444,7 @@ pub fn get(addr: &str, path: &str) -> Result<String, String> {
     let (head, body) = response
         .split_once("\r\n\r\n")
         .ok_or_else(|| format!("malformed response {response:?}"))?;
-    if !head.starts_with("HTTP/1.1 200") {
+    if !head.starts_with("HTTP/1.1 2") {
         return Err(format!("status {head:?}"));
     }
     Ok(body.trim_end_matches('\n').to_owned())

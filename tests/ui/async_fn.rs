@@ -1,8 +1,8 @@
 #[hotswap::hot]
-async fn fetch() -> u32 {
-    1
+async fn longest<'a>(a: &'a str, b: &'a str) -> &'a str {
+    if b.len() > a.len() { b } else { a }
 }
 
 fn main() {
-    let _ = fetch();
+    drop(longest("a", "bc"));
 }

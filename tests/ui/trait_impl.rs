@@ -1,12 +1,16 @@
+trait Visit {
+    fn visit<T: std::fmt::Debug>(&self, item: T) -> String;
+}
+
 struct Ball;
 
 #[hotswap::hot]
-impl std::fmt::Display for Ball {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "o")
+impl Visit for Ball {
+    fn visit<T: std::fmt::Debug>(&self, item: T) -> String {
+        format!("{item:?}")
     }
 }
 
 fn main() {
-    println!("{}", Ball);
+    println!("{}", Ball.visit(1));
 }

@@ -386,10 +386,15 @@ pub(crate) fn display_name(demangled: &str, crate_name: &str) -> Option<String> 
         && (at == 0 || name[..at].ends_with("::"))
     {
         let rest = &name[at + BODY.len()..];
-        let function = rest.split("::").next().unwrap_or(rest).to_owned();
-        name = format!("{}{function}", &name[..at]);
+        let function = rest.split("::").next().unwrap_or(rest);
+        let owner = &name[..at];
+        // A trait method's body is named after the trait too: `fmt__as__Display`.
+        name = match function.split_once("__as__") {
+            Some((method, tr)) => format!("<{} as {tr}>::{method}", owner.trim_end_matches("::")),
+            None => format!("{owner}{function}"),
+        };
     }
-    Some(name.replace("{{closure}}", "{closure}"))
+    Some(crate::symbols::as_written(&name).replace("{{closure}}", "{closure}"))
 }
 
 /// The path of a static or thread-local as the user wrote it: `COUNTER`, `state::CACHE`.
@@ -406,8 +411,30 @@ fn static_name(demangled: &str, crate_name: &str) -> Option<String> {
         return None;
     }
     // A `thread_local!` is `NAME::{{constant}}::{{closure}}::VAL` and the like.
-    let path = path.split("::{{").next().unwrap_or(path);
-    Some(path.to_owned())
+    if let Some((name, _)) = path.split_once("::{{constant}}") {
+        return Some(name.to_owned());
+    }
+    // A static declared in a function, `update::{{closure}}::CACHE`, is named by where it is;
+    // one that a macro declares there (`__CALLSITE` of `tracing::info!`, by the `__` that
+    // marks generated names) is not the user's to know about.
+    let segments: Vec<&str> = path.split("::").filter(|s| !s.starts_with("{{")).collect();
+    let (name, scope) = segments.split_last()?;
+    if name.starts_with("__")
+        || scope
+            .iter()
+            .any(|s| s.starts_with("__") && !s.starts_with("__hotswap_impl_"))
+    {
+        return None;
+    }
+    let scope: Vec<&str> = scope
+        .iter()
+        .map(|s| s.strip_prefix("__hotswap_impl_").unwrap_or(s))
+        .collect();
+    Some(if scope.is_empty() {
+        (*name).to_owned()
+    } else {
+        format!("{}::{name}", scope.join("::"))
+    })
 }
 
 #[cfg(test)]
@@ -426,6 +453,18 @@ mod tests {
         assert_eq!(
             name("app::Counter::__hotswap_impl_bump::{{closure}}"),
             Some("Counter::bump".into())
+        );
+        assert_eq!(
+            name("app::Money::__hotswap_impl_fmt__as__Display"),
+            Some("<Money as Display>::fmt".into())
+        );
+        assert_eq!(
+            name("__hotswap_impl$app::Money$as$Display::fmt"),
+            Some("<Money as Display>::fmt".into())
+        );
+        assert_eq!(
+            name("app::__hotswap_impl_fetch::{{closure}}"),
+            Some("fetch".into())
         );
         assert_eq!(
             name("app::main::{{closure}}"),
@@ -447,6 +486,25 @@ mod tests {
             Some("CACHE".into())
         );
         assert_eq!(static_name("app::f::__HOTSWAP_SLOT", "app"), None);
+        assert_eq!(
+            static_name(
+                "app::__hotswap_impl_create::{{closure}}::__CALLSITE::META",
+                "app"
+            ),
+            None
+        );
+        assert_eq!(
+            static_name("app::__hotswap_impl_create::{{closure}}::__CALLSITE", "app"),
+            None
+        );
+        assert_eq!(
+            static_name("app::main::{{closure}}::SEEN", "app"),
+            Some("main::SEEN".into())
+        );
+        assert_eq!(
+            static_name("app::__hotswap_impl_tick::HITS", "app"),
+            Some("tick::HITS".into())
+        );
         assert_eq!(static_name("log::LOGGER", "app"), None);
         assert_eq!(
             static_name("__hotswap_persist$app::HITS$00ff00ff00ff00ff", "app"),

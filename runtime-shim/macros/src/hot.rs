@@ -30,7 +30,7 @@ pub(crate) fn hot(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(other) => {
             let err = syn::Error::new_spanned(
                 other,
-                "`#[hot]` applies to functions and inherent `impl` blocks: \
+                "`#[hot]` applies to functions and `impl` blocks: \
                  `#[hotswap::hot] fn name(..) { .. }`",
             )
             .to_compile_error();
@@ -71,14 +71,14 @@ fn hot_fn(options: Options, func: syn::ItemFn) -> TokenStream {
         errors.push(syn::Error::new_spanned(
             receiver,
             "`#[hot]` on a method goes on its `impl` block: write `#[hotswap::hot]` above \
-             `impl Type { .. }`, which makes every method hot, or only those marked `#[hot]` \
-             inside it (trait impls are not supported)",
+             `impl Type { .. }` (or `impl Trait for Type { .. }`), which makes every method \
+             hot, or only those marked `#[hot]` inside it",
         ));
     } else if mentions_self(&func.sig) {
         errors.push(syn::Error::new_spanned(
             &func.sig,
             "`#[hot]` on an associated function goes on its `impl` block: write \
-             `#[hotswap::hot]` above `impl Type { .. }` (trait impls are not supported)",
+             `#[hotswap::hot]` above `impl Type { .. }` (or `impl Trait for Type { .. }`)",
         ));
     }
     if !errors.is_empty() {
@@ -91,14 +91,6 @@ fn hot_fn(options: Options, func: syn::ItemFn) -> TokenStream {
 /// `#[hot]` on an `impl` block: every method is hot, or only those marked `#[hot]`.
 fn hot_impl(options: Options, mut block: ItemImpl) -> TokenStream {
     let mut errors = Vec::new();
-    if let Some((_, path, _)) = &block.trait_ {
-        errors.push(syn::Error::new_spanned(
-            path,
-            "`#[hot]` does not support trait impls: callers reach a trait method through code \
-             the running program compiled (static dispatch or a vtable); make the trait method \
-             call a hot inherent method or a hot function, and mark that one",
-        ));
-    }
     for param in &block.generics.params {
         if !matches!(param, GenericParam::Lifetime(_)) {
             errors.push(syn::Error::new_spanned(
@@ -192,13 +184,14 @@ fn mentions_self(sig: &Signature) -> bool {
 /// Every reason why `sig` cannot be a hot function, each pointing at the offending tokens.
 fn validate(sig: &Signature) -> Vec<syn::Error> {
     let mut errors = Vec::new();
-    if let Some(token) = &sig.asyncness {
+    if sig.asyncness.is_some()
+        && let Some(lifetime) = sig.generics.lifetimes().next()
+    {
         errors.push(syn::Error::new_spanned(
-            token,
-            "`#[hot]` does not support `async fn`: a future's state machine is laid out by the \
-             code that created it, so it cannot switch code while it runs; make a non-async hot \
-             function that does the work and call it from the async one (each call then runs \
-             the newest code)",
+            lifetime,
+            "`#[hot]` on an `async fn` needs its lifetimes elided (`&self`, `&str`): every \
+             version of the body returns a boxed future that borrows its arguments for one \
+             lifetime, which a named lifetime of the function cannot be",
         ));
     }
     if let Some(token) = &sig.constness {
@@ -229,8 +222,15 @@ fn validate(sig: &Signature) -> Vec<syn::Error> {
         if !matches!(param, GenericParam::Lifetime(_)) {
             errors.push(syn::Error::new_spanned(
                 param,
-                "`#[hot]` does not support generic functions: each instantiation is separate \
-                 code; make a non-generic hot function for the types you use and call it",
+                if sig.receiver().is_some() {
+                    "`#[hot]` does not support generic methods: each instantiation is separate \
+                     code; mark the block's other methods one by one with `#[hot]`, and make \
+                     this one call a non-generic hot method for the types you use"
+                } else {
+                    "`#[hot]` does not support generic functions: each instantiation is \
+                     separate code; make a non-generic hot function for the types you use and \
+                     call it"
+                },
             ));
         }
     }
@@ -256,11 +256,67 @@ fn validate(sig: &Signature) -> Vec<syn::Error> {
     {
         errors.push(syn::Error::new_spanned(
             ty,
-            "`#[hot]` does not support `impl Trait` return types (the patch's hidden type \
-             may differ from the host's): return a `Box<dyn Trait>` instead",
+            format!(
+                "`#[hot]` does not support `impl Trait` return types (the patch's hidden type \
+                 may differ from the host's): {}",
+                concrete_alternative(ty)
+            ),
         ));
     }
     errors
+}
+
+/// What to return instead of `ty`, an `impl Trait` type, for the traits people return most.
+fn concrete_alternative(ty: &syn::Type) -> String {
+    let text = crate_tidy(&ty.to_token_stream().to_string());
+    let traits: Vec<&str> = text
+        .trim_start_matches("impl ")
+        .split('+')
+        .map(|bound| bound.trim())
+        .collect();
+    let named = |name: &str| {
+        traits.iter().any(|bound| {
+            let path = bound.split('<').next().unwrap_or(bound);
+            path.rsplit("::").next() == Some(name)
+        })
+    };
+    if named("IntoResponse") {
+        "return `axum::response::Response`, and end the body with `.into_response()`".to_owned()
+    } else if named("Responder") {
+        "return `actix_web::HttpResponse`".to_owned()
+    } else if named("Widget") {
+        "return the widget's own type (`Paragraph<'a>`, `List<'a>`, `Table<'a>`)".to_owned()
+    } else if named("Iterator") || named("DoubleEndedIterator") || named("ExactSizeIterator") {
+        "return a `Vec<_>` (collect it), or a `Box<dyn Iterator<Item = _>>`".to_owned()
+    } else if named("Future") {
+        "write an `async fn` instead, which `#[hot]` supports".to_owned()
+    } else if named("Fn") || named("FnMut") || named("FnOnce") {
+        format!(
+            "return a `Box<dyn {}>`",
+            traits[0].trim_start_matches("impl ")
+        )
+    } else if named("Display") || named("ToString") || named("Into") && text.contains("String") {
+        "return a `String`".to_owned()
+    } else if named("Error") {
+        "return a `Box<dyn std::error::Error + Send + Sync>`".to_owned()
+    } else {
+        format!(
+            "return a concrete type, or a `Box<dyn {}>`",
+            traits.join(" + ")
+        )
+    }
+}
+
+/// [`crate::record::tidy`] where the record module is compiled, the plain text elsewhere.
+fn crate_tidy(text: &str) -> String {
+    text.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace(" :: ", "::")
+        .replace(" < ", "<")
+        .replace(" <", "<")
+        .replace("< ", "<")
+        .replace(" >", ">")
 }
 
 /// Whether `ty` mentions `impl Trait` anywhere (found textually, which is exact for types).
@@ -290,7 +346,7 @@ fn expand_fn(options: Options, func: syn::ItemFn) -> TokenStream {
     } = func;
     let name = sig.ident.to_string();
     let impl_name = format_ident!("__hotswap_impl_{}", sig.ident, span = sig.ident.span());
-    let mut impl_sig = sig.clone();
+    let (mut impl_sig, block) = body_of(&sig, *block);
     impl_sig.ident = impl_name.clone();
     let lint_attrs = lint_attrs(&attrs);
     let dispatch = dispatch(&sig, &name, None, options, &quote!(#impl_name));
@@ -318,14 +374,23 @@ fn expand_fn(options: Options, func: syn::ItemFn) -> TokenStream {
 }
 
 /// The expansion of a hot `impl` block: each hot method becomes a dispatcher and a hidden,
-/// exported associated function holding the body.
+/// exported associated function holding the body. In an inherent `impl` block the bodies sit
+/// next to their dispatchers; in a trait impl (where every item must belong to the trait) they
+/// go to an inherent `impl` block of the same type and generics, named after the trait too
+/// (`__hotswap_impl_fmt__as__Display`), so that `Display::fmt` and `Debug::fmt` do not clash.
 #[cfg(feature = "enabled")]
 fn expand_impl(mut block: ItemImpl, hot: &[(usize, Options)]) -> TokenStream {
     use quote::format_ident;
 
     let self_ty = (*block.self_ty).clone();
-    let type_name = crate::record::tidy(&self_ty.to_token_stream().to_string());
+    let type_name = type_key(&self_ty);
+    let trait_name = block
+        .trait_
+        .as_ref()
+        .and_then(|(_, path, _)| path.segments.last())
+        .map(|segment| segment.ident.clone());
     let mut items = Vec::with_capacity(block.items.len() + hot.len());
+    let mut bodies: Vec<ImplItem> = Vec::new();
     for (index, item) in std::mem::take(&mut block.items).into_iter().enumerate() {
         let Some((_, options)) = hot.iter().find(|(i, _)| *i == index) else {
             items.push(item);
@@ -335,13 +400,25 @@ fn expand_impl(mut block: ItemImpl, hot: &[(usize, Options)]) -> TokenStream {
             items.push(item);
             continue;
         };
-        let path = format!("{type_name}::{}", method.sig.ident);
-        let impl_name = format_ident!(
-            "__hotswap_impl_{}",
-            method.sig.ident,
-            span = method.sig.ident.span()
-        );
-        let mut impl_sig = method.sig.clone();
+        let method_name = &method.sig.ident;
+        let (path, impl_name) = match &trait_name {
+            // Exported names go into the linker's version script, which takes no `<`, space
+            // or quote: `<Price as Display>::fmt` is written `Price$as$Display::fmt`.
+            Some(trait_name) => (
+                format!("{type_name}$as${trait_name}::{method_name}"),
+                format_ident!(
+                    "__hotswap_impl_{}__as__{}",
+                    method_name,
+                    trait_name,
+                    span = method_name.span()
+                ),
+            ),
+            None => (
+                format!("{type_name}::{method_name}"),
+                format_ident!("__hotswap_impl_{}", method_name, span = method_name.span()),
+            ),
+        };
+        let (mut impl_sig, user_block) = body_of(&method.sig, method.block.clone());
         impl_sig.ident = impl_name.clone();
         let lint_attrs = lint_attrs(&method.attrs);
         let dispatch = dispatch(
@@ -356,7 +433,6 @@ fn expand_impl(mut block: ItemImpl, hot: &[(usize, Options)]) -> TokenStream {
         let defaultness = &method.defaultness;
         let dispatcher_sig = dispatch.sig;
         let body = dispatch.body;
-        let user_block = &method.block;
         let dispatcher: ImplItem = syn::parse_quote! {
             #(#attrs)*
             #vis #defaultness #dispatcher_sig {
@@ -368,14 +444,170 @@ fn expand_impl(mut block: ItemImpl, hot: &[(usize, Options)]) -> TokenStream {
             // host and every patch (checked by the gate).
             #[unsafe(export_name = concat!("__hotswap_impl$", module_path!(), "::", #path))]
             #[doc(hidden)]
+            #[allow(non_snake_case)]
             #(#lint_attrs)*
             #impl_sig #user_block
         };
         items.push(dispatcher);
-        items.push(exported);
+        bodies.push(exported);
+    }
+    if trait_name.is_none() {
+        items.append(&mut bodies);
     }
     block.items = items;
-    quote! { #block }
+    if trait_name.is_none() || bodies.is_empty() {
+        return quote! { #block };
+    }
+    let (impl_generics, _, _) = block.generics.split_for_impl();
+    quote! {
+        #block
+
+        #[doc(hidden)]
+        impl #impl_generics #self_ty {
+            #(#bodies)*
+        }
+    }
+}
+
+/// The `impl` block's type as exported names spell it: its path without generic arguments
+/// (`Summary<'a>` -> `Summary`, `crate::model::Item` -> `crate::model::Item`); any other type
+/// with every character a linker's version script does not take replaced by `_`.
+#[cfg(feature = "enabled")]
+fn type_key(ty: &syn::Type) -> String {
+    if let syn::Type::Path(path) = ty
+        && path.qself.is_none()
+    {
+        return path
+            .path
+            .segments
+            .iter()
+            .map(|segment| segment.ident.to_string())
+            .collect::<Vec<_>>()
+            .join("::");
+    }
+    crate::record::tidy(&ty.to_token_stream().to_string())
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || c == ':' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The signature and block of a hot function's exported body. For a plain function, the
+/// user's own. For an `async fn`, a plain function returning the body's future boxed
+/// (`BoxFuture<'life, T>`: every version of the body has this one type, whatever its state
+/// machine), with every elided lifetime of the arguments named `'__hotswap_life`, the one the
+/// future borrows them for (`'static` when there is none).
+#[cfg(feature = "enabled")]
+fn body_of(sig: &Signature, block: syn::Block) -> (Signature, Box<syn::Block>) {
+    if sig.asyncness.is_none() {
+        return (sig.clone(), Box::new(block));
+    }
+    let (impl_sig, _) = async_signature(sig);
+    let output = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => quote!(#ty),
+    };
+    let block: syn::Block = syn::parse_quote! {{
+        ::std::boxed::Box::pin(async move {
+            // The annotation makes `?` and `return` in the body convert to the declared type.
+            #[allow(unreachable_code, clippy::let_and_return)]
+            let __hotswap_ret: #output = #block;
+            __hotswap_ret
+        })
+    }};
+    (impl_sig, Box::new(block))
+}
+
+/// The plain signature of an `async fn`'s exported body (see [`body_of`]), and whether it has
+/// the lifetime `'__hotswap_life` (then the pointer type is higher-ranked over it).
+#[cfg(feature = "enabled")]
+fn async_signature(sig: &Signature) -> (Signature, bool) {
+    use syn::visit_mut::VisitMut;
+
+    let mut impl_sig = sig.clone();
+    impl_sig.asyncness = None;
+    let mut named = NameElided {
+        lifetime: syn::Lifetime::new("'__hotswap_life", proc_macro2::Span::call_site()),
+        found: false,
+    };
+    for input in &mut impl_sig.inputs {
+        match input {
+            FnArg::Receiver(receiver) => {
+                if let Some((_, lifetime)) = &mut receiver.reference
+                    && lifetime.is_none()
+                {
+                    *lifetime = Some(named.lifetime.clone());
+                    named.found = true;
+                }
+                named.visit_type_mut(&mut receiver.ty);
+            }
+            FnArg::Typed(typed) => named.visit_type_mut(&mut typed.ty),
+        }
+    }
+    // The output's elided lifetimes are the arguments' one lifetime (the only way the
+    // function compiled), so they are named too.
+    let output = match &sig.output {
+        ReturnType::Default => quote!(()),
+        ReturnType::Type(_, ty) => {
+            let mut ty = (**ty).clone();
+            if named.found {
+                named.visit_type_mut(&mut ty);
+            }
+            quote!(#ty)
+        }
+    };
+    let bound = if named.found {
+        impl_sig
+            .generics
+            .params
+            .push(GenericParam::Lifetime(syn::LifetimeParam::new(
+                named.lifetime.clone(),
+            )));
+        named.lifetime.clone()
+    } else {
+        syn::Lifetime::new("'static", proc_macro2::Span::call_site())
+    };
+    impl_sig.output = syn::parse_quote!(-> ::hotswap::__private::BoxFuture<#bound, #output>);
+    (impl_sig, named.found)
+}
+
+/// Names every elided lifetime of a type (`&T`, `'_`) outside `fn` pointer types and `Fn(..)`
+/// bounds (where elision means something else).
+#[cfg(feature = "enabled")]
+struct NameElided {
+    lifetime: syn::Lifetime,
+    found: bool,
+}
+
+#[cfg(feature = "enabled")]
+impl syn::visit_mut::VisitMut for NameElided {
+    fn visit_type_reference_mut(&mut self, reference: &mut syn::TypeReference) {
+        if reference.lifetime.is_none() {
+            reference.lifetime = Some(self.lifetime.clone());
+            self.found = true;
+        }
+        syn::visit_mut::visit_type_reference_mut(self, reference);
+    }
+
+    fn visit_lifetime_mut(&mut self, lifetime: &mut syn::Lifetime) {
+        if lifetime.ident == "_" {
+            *lifetime = self.lifetime.clone();
+            self.found = true;
+        }
+    }
+
+    fn visit_type_bare_fn_mut(&mut self, _: &mut syn::TypeBareFn) {}
+
+    fn visit_parenthesized_generic_arguments_mut(
+        &mut self,
+        _: &mut syn::ParenthesizedGenericArguments,
+    ) {
+    }
 }
 
 /// The attributes of the user's function that must also apply to its body: lint levels.
@@ -476,23 +708,40 @@ fn dispatch(
     options: Options,
     original: &TokenStream,
 ) -> Dispatch {
-    let (dispatcher_sig, args, arg_types) = plain_arguments(sig, self_ty);
-    let output = match &sig.output {
-        ReturnType::Default => quote!(),
-        ReturnType::Type(arrow, ty) => {
-            let ty = crate::record::replace_self(ty, self_ty);
-            quote!(#arrow #ty)
-        }
+    use syn::visit_mut::VisitMut;
+
+    let (dispatcher_sig, args, mut arg_types) = plain_arguments(sig, self_ty);
+    let mut output = match &sig.output {
+        ReturnType::Default => None,
+        ReturnType::Type(_, ty) => Some(crate::record::replace_self(ty, self_ty)),
     };
+    // A method's elided output lifetimes are its receiver's: the pointer type, where `Self`'s
+    // own lifetimes (`App<'a>`) are inputs too, must say so.
+    let mut binder = None;
+    if let Some(FnArg::Receiver(receiver)) = sig.inputs.first()
+        && matches!(receiver.reference, Some((_, None)))
+        && let Some(syn::Type::Reference(first)) = arg_types.first_mut()
+    {
+        let mut named = NameElided {
+            lifetime: syn::Lifetime::new("'__hotswap_self", proc_macro2::Span::call_site()),
+            found: true,
+        };
+        first.lifetime = Some(named.lifetime.clone());
+        if let Some(output) = &mut output {
+            named.visit_type_mut(output);
+        }
+        binder = Some(quote!(for<'__hotswap_self>));
+    }
+    let output = output.map(|ty| quote!(-> #ty));
     let unsafety = &sig.unsafety;
     // Named lifetimes are the dispatcher's own parameters, in scope in its body: the pointer
     // type uses them as they are (a `for<'a>` would shadow them, E0496); elided ones make the
     // pointer type higher-ranked by themselves.
-    let fn_type = quote! { #unsafety fn(#(#arg_types),*) #output };
+    let fn_type = quote! { #binder #unsafety fn(#(#arg_types),*) #output };
     let record = crate::record::record_items(sig, path, self_ty);
     let rollback = options.rollback;
     let (direct, through, in_closure) = calls(unsafety.is_some(), original, &args);
-    let body = quote! {
+    let slot = quote! {
         #record
 
         // SAFETY: the name is unique to this hot function; the host and every patch define it
@@ -502,6 +751,57 @@ fn dispatch(
         #[unsafe(export_name = concat!("__hotswap_slot$", module_path!(), "::", #path))]
         #[doc(hidden)]
         static __HOTSWAP_SLOT: ::hotswap::__private::Slot = ::hotswap::__private::Slot::new();
+    };
+    if sig.asyncness.is_some() {
+        // The body returns its future boxed; the pointer type is that of the exported body.
+        let (body_sig, higher_ranked) = async_signature(sig);
+        let (_, _, body_types) = plain_arguments(&body_sig, self_ty);
+        let body_output = match &body_sig.output {
+            ReturnType::Default => quote!(),
+            ReturnType::Type(arrow, ty) => {
+                let ty = crate::record::replace_self(ty, self_ty);
+                quote!(#arrow #ty)
+            }
+        };
+        let binder = higher_ranked.then(|| quote!(for<'__hotswap_life>));
+        let fn_type = quote! { #binder #unsafety fn(#(#body_types),*) #body_output };
+        let body = quote! {
+            #slot
+
+            // The future is chosen and created here, at the call, so each call runs the newest
+            // code; nothing but the future is kept across the `.await`.
+            let __hotswap_future = match __HOTSWAP_SLOT.get() {
+                ::core::option::Option::None => #direct,
+                ::core::option::Option::Some(__hotswap_ptr) => {
+                    // SAFETY: the agent stores into this slot only the address of the exported
+                    // body of this same hot function, taken from a patch whose signature check
+                    // passed, so the pointer has exactly this type.
+                    let __hotswap_f = unsafe {
+                        ::core::mem::transmute::<*const (), #fn_type>(__hotswap_ptr)
+                    };
+                    let __hotswap_future = #through;
+                    if __HOTSWAP_SLOT.on_probation(__hotswap_ptr) {
+                        ::hotswap::__private::first_poll(
+                            &__HOTSWAP_SLOT,
+                            __hotswap_ptr,
+                            #rollback,
+                            concat!(module_path!(), "::", #path),
+                            __hotswap_future,
+                        )
+                    } else {
+                        __hotswap_future
+                    }
+                }
+            };
+            __hotswap_future.await
+        };
+        return Dispatch {
+            sig: dispatcher_sig,
+            body,
+        };
+    }
+    let body = quote! {
+        #slot
 
         match __HOTSWAP_SLOT.get() {
             ::core::option::Option::None => #direct,

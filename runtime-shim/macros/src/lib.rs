@@ -18,7 +18,8 @@ mod persist;
 )]
 mod record;
 
-/// Marks a function, or the methods of an inherent `impl` block, as *hot functions*: entry
+/// Marks a function (`async fn` included), or the methods of an `impl` block (inherent or trait
+/// impl), as *hot functions*: entry
 /// points whose code is replaced when `cargo hotswap run` applies a patch. On an `impl` block,
 /// every method is hot, or only those marked `#[hot]` inside it. `#[hot(rollback)]` restores the
 /// previous code when new code panics on its first call. See the `hotswap` crate for the full
@@ -32,9 +33,9 @@ mod record;
 ///
 /// # Errors
 ///
-/// A compile error, pointing at the reason, for generic functions and `impl` blocks, `async fn`,
-/// `const fn`, non-Rust ABIs, `impl Trait` in a signature, trait impls, and a method marked
-/// outside a hot `impl` block.
+/// A compile error, pointing at the reason, for generic functions, methods and `impl` blocks,
+/// `async fn` with named lifetimes, `const fn`, non-Rust ABIs, `impl Trait` in a signature, and
+/// a method marked outside a hot `impl` block.
 #[proc_macro_attribute]
 pub fn hot(args: TokenStream, item: TokenStream) -> TokenStream {
     hot::hot(args.into(), item.into()).into()

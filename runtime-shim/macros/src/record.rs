@@ -33,7 +33,10 @@ pub(crate) fn record_items(sig: &Signature, name: &str, self_ty: Option<&Type>) 
     parts.push(quote_spanned!(line_span=> ::hotswap::__private::Part::Num(line!() as usize)));
     parts.push(quote!(::hotswap::__private::Part::Str("\n")));
     for ty in mentioned_types(sig) {
-        let ty = replace_self(&ty, self_ty);
+        // `Self` may stand for a type with the `impl` block's lifetimes (`App<'a>`), which an
+        // item inside a method cannot name (E0401): they become `'static` too.
+        let mut ty = replace_self(&ty, self_ty);
+        StaticLifetimes.visit_type_mut(&mut ty);
         let text = format!("type {} ", tidy(&ty.to_token_stream().to_string()));
         let span = ty.span();
         parts.push(quote!(::hotswap::__private::Part::Str(#text)));

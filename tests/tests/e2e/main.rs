@@ -4,6 +4,7 @@
 
 mod gate;
 mod layouts;
+mod programs;
 mod reports;
 mod session;
 mod skeleton;

@@ -59,15 +59,23 @@ fn shouter() -> Box<dyn Fn(&str) -> String> {
 // ANCHOR_END: dyn
 
 // ANCHOR: async
-/// The hot part of an async handler: plain code, called from the async function.
+/// An async handler, marked as it is written: each call runs the newest body.
 #[hotswap::hot]
-fn render_page(user: &str, unread: usize) -> String {
+async fn handle(user: String) -> String {
+    let unread = fetch_unread(&user).await;
     format!("{user}: {unread} unread")
 }
 
-async fn handle(user: String) -> String {
-    let unread = fetch_unread(&user).await;
-    render_page(&user, unread)
+/// Borrowed arguments and a receiver work too.
+struct Inbox {
+    owner: String,
+}
+
+#[hotswap::hot]
+impl Inbox {
+    async fn greet(&self, visitor: &str) -> String {
+        format!("{visitor} visits {}", self.owner)
+    }
 }
 // ANCHOR_END: async
 
@@ -89,17 +97,34 @@ struct Counter {
     count: u64,
 }
 
+/// Every method of the block is hot.
+#[hotswap::hot]
 impl Counter {
-    /// The method stays; its body moves to a hot free function.
     fn tick(&mut self) -> u64 {
-        tick_counter(self)
+        self.count += 1;
+        self.count
     }
 }
 
+/// A trait impl: its methods are hot, and callers reach them as before (through a generic, a
+/// `dyn Display` or `format!`).
 #[hotswap::hot]
-fn tick_counter(counter: &mut Counter) -> u64 {
-    counter.count += 1;
-    counter.count
+impl std::fmt::Display for Counter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ticks", self.count)
+    }
+}
+
+/// A type that borrows, with its lifetime on the block.
+struct Page<'a> {
+    title: &'a str,
+}
+
+#[hotswap::hot]
+impl<'a> Page<'a> {
+    fn heading(&self) -> String {
+        format!("# {}", self.title)
+    }
 }
 // ANCHOR_END: method
 
@@ -132,6 +157,12 @@ fn main() {
     println!("{}", unsafe { read_counter(&counter_value) });
     println!("{}", shouter()("quiet"));
     println!("{}", block_on(handle("ada".to_owned())));
+    let inbox = Inbox {
+        owner: "ada".to_owned(),
+    };
+    println!("{}", block_on(inbox.greet("bob")));
     println!("{}", total(&[1u8, 2, 3]));
     println!("{}", counter.tick());
+    println!("{counter}");
+    println!("{}", Page { title: "hot" }.heading());
 }
