@@ -479,3 +479,46 @@ fn find_manifests(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Continuous `GET` requests from a few client threads, each on a fresh connection, until
+/// [`Load::stop`].
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    clients: Vec<std::thread::JoinHandle<()>>,
+    answers: std::sync::mpsc::Receiver<Result<String, String>>,
+}
+
+impl Load {
+    /// Starts `clients` threads requesting `GET path` from `addr` in a loop.
+    pub fn start(addr: &str, path: &str, clients: usize) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (sender, answers) = std::sync::mpsc::channel();
+        let clients = (0..clients)
+            .map(|_| {
+                let (stop, addr, path) = (stop.clone(), addr.to_owned(), path.to_owned());
+                let sender = sender.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        if sender.send(get(&addr, &path)).is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            clients,
+            answers,
+        }
+    }
+
+    /// Stops the clients; every answer they got, in order of arrival.
+    pub fn stop(self) -> Vec<Result<String, String>> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for client in self.clients {
+            client.join().expect("a client thread panicked");
+        }
+        self.answers.try_iter().collect()
+    }
+}

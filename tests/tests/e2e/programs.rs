@@ -2,9 +2,6 @@
 //! `#[hot]` as written (no sync twins), with a trait impl (`Display`) and an `impl<'a>` block
 //! marked too.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, Session, get, post};
@@ -46,19 +43,7 @@ fn async_handlers_are_patched_under_load_with_requests_in_flight() {
     let pid = get(&addr, "/pid").unwrap();
     post(&addr, "/todos", r#"{"title":"keep me","cost":250}"#).unwrap();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (sender, answers) = mpsc::channel();
-    let clients: Vec<_> = (0..3)
-        .map(|_| {
-            let (stop, addr, sender) = (Arc::clone(&stop), addr.clone(), sender.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    sender.send(get(&addr, "/greeting")).unwrap();
-                }
-            })
-        })
-        .collect();
-    drop(sender);
+    let load = hotswap_tests::Load::start(&addr, "/greeting", 3);
 
     // A request that awaits for five seconds, started before the first patch.
     let in_flight = {
@@ -94,11 +79,7 @@ fn async_handlers_are_patched_under_load_with_requests_in_flight() {
         "the request was still in flight when the first patch took effect"
     );
     assert_eq!(get(&addr, "/slow").as_deref(), Ok("slow answer two"));
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().unwrap();
-    }
-    let answers: Vec<_> = answers.iter().collect();
+    let answers = load.stop();
     let failed: Vec<_> = answers.iter().filter(|a| a.is_err()).collect();
     assert!(failed.is_empty(), "failed requests: {failed:?}");
     for answer in answers.iter().flatten() {

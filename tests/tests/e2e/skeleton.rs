@@ -1,9 +1,6 @@
 //! The walking skeleton: the time service patched while serving, compile errors, logging and
 //! `TypeId`s across the boundary, edits outside the bin crate, zero cost when off.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, get, status_messages};
@@ -42,17 +39,7 @@ fn s01_time_service_is_patched_while_serving_continuously() {
     let first = wait_time_prefix(&addr, "The time is ");
     let pid = get(&addr, "/pid").unwrap();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (sender, answers) = mpsc::channel();
-    let client = {
-        let stop = Arc::clone(&stop);
-        let addr = addr.clone();
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                sender.send(get(&addr, "/time")).unwrap();
-            }
-        })
-    };
+    let load = hotswap_tests::Load::start(&addr, "/time", 1);
 
     project.edit(FORMAT_TIME, "\"The time is ", "\"Time now: ");
     wait_time_prefix(&addr, "Time now: ");
@@ -63,9 +50,7 @@ fn s01_time_service_is_patched_while_serving_continuously() {
     let last = wait_time_prefix(&addr, "The time is ");
     session.wait_stderr(EDIT_DEADLINE, "generation 3: format_time");
 
-    stop.store(true, Ordering::Relaxed);
-    client.join().unwrap();
-    let answers: Vec<_> = answers.try_iter().collect();
+    let answers = load.stop();
     let failures: Vec<_> = answers.iter().filter(|a| a.is_err()).collect();
     assert!(failures.is_empty(), "failed requests: {failures:?}");
     assert!(
@@ -269,19 +254,7 @@ fn s22_service_under_load_through_20_patches_and_refusals() {
     session.wait_stderr(START_DEADLINE, "    Watching ");
     let pid = get(&addr, "/pid").unwrap();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (sender, answers) = mpsc::channel();
-    let clients: Vec<_> = (0..3)
-        .map(|_| {
-            let (stop, addr, sender) = (Arc::clone(&stop), addr.clone(), sender.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    sender.send(get(&addr, "/time")).unwrap();
-                }
-            })
-        })
-        .collect();
-    drop(sender);
+    let load = hotswap_tests::Load::start(&addr, "/time", 3);
 
     let mut current = "The time is ".to_owned();
     for n in 1..=20 {
@@ -323,11 +296,7 @@ fn s22_service_under_load_through_20_patches_and_refusals() {
         }
     }
     session.wait_stderr(EDIT_DEADLINE, "generation 20: format_time");
-    stop.store(true, Ordering::Relaxed);
-    for client in clients {
-        client.join().unwrap();
-    }
-    let answers: Vec<_> = answers.iter().collect();
+    let answers = load.stop();
     let failures: Vec<_> = answers.iter().filter(|a| a.is_err()).collect();
     assert!(failures.is_empty(), "failed requests: {failures:?}");
     for answer in answers.iter().flatten() {
