@@ -20,6 +20,7 @@ mod process;
 mod project;
 mod session;
 mod symbols;
+mod terminal;
 mod watch;
 
 use std::process::ExitCode;

@@ -80,10 +80,11 @@ pub(crate) fn json() -> bool {
     settings().json
 }
 
-/// Whether progress bars may be drawn: stderr is a terminal and `-q` was not given.
+/// Whether progress bars may be drawn: stderr is a terminal that no full-screen program holds,
+/// and `-q` was not given.
 pub(crate) fn progress_allowed() -> bool {
     let settings = settings();
-    settings.terminal && !settings.quiet
+    settings.terminal && !settings.quiet && !crate::terminal::full_screen()
 }
 
 /// A line the tool printed on stderr, kept so that another process can print it again with
@@ -154,8 +155,13 @@ pub(crate) fn write_stderr(text: &str) {
     emit_stderr(text);
 }
 
-/// [`write_stderr`] without recording: for lines recorded in a structured form.
+/// [`write_stderr`] without recording: for lines recorded in a structured form. While a
+/// full-screen program holds the terminal, the text is kept for later instead (see
+/// [`crate::terminal`]).
 fn emit_stderr(text: &str) {
+    if crate::terminal::hold(text) {
+        return;
+    }
     let active = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
     let write = || {
         let mut stderr = std::io::stderr().lock();

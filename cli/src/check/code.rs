@@ -21,8 +21,10 @@ pub(crate) struct CodeIndex {
     pub(crate) functions: BTreeMap<String, u64>,
     /// Mutable statics and thread-locals the crate defines, by demangled path.
     pub(crate) statics: BTreeSet<String>,
-    /// Demangled symbol -> the symbols its code or data refers to (calls, function pointers,
-    /// vtables), found through its relocations.
+    /// Symbol (as the object file names it, mangled: one per instantiation of a generic) ->
+    /// the symbols its code or data refers to (calls, function pointers, vtables), found
+    /// through its relocations. Demangled names would merge every instantiation of a generic
+    /// function (`FnOnce::call_once`) into one, and with it the callers of each.
     pub(crate) edges: BTreeMap<String, BTreeSet<String>>,
 }
 
@@ -87,7 +89,7 @@ impl CodeIndex {
         }
         let live: BTreeSet<String> = reached
             .iter()
-            .filter_map(|name| display_name(name, crate_name))
+            .filter_map(|name| display_name(&crate::symbols::demangle(name), crate_name))
             .collect();
         changed
             .iter()
@@ -182,7 +184,7 @@ fn collect_edges(file: &object::File<'_>, edges: &mut BTreeMap<String, BTreeSet<
         let (Ok(name), Some(index)) = (symbol.name(), symbol.section_index()) else {
             continue;
         };
-        let name = crate::symbols::demangle(name);
+        let name = name.to_owned();
         in_section.entry(index).or_default().push(name.clone());
         defined.push((name, index, symbol.address(), symbol.size()));
     }
@@ -216,7 +218,7 @@ fn collect_edges(file: &object::File<'_>, edges: &mut BTreeMap<String, BTreeSet<
             } else if let Ok(target) = target.name()
                 && !target.is_empty()
             {
-                targets.insert(crate::symbols::demangle(target));
+                targets.insert(target.to_owned());
             }
         }
     }

@@ -147,6 +147,7 @@ pub(crate) fn run(args: RunOptions) -> Result<(), CliError> {
         return Err(anyhow::anyhow!("cargo-hotswap supports Linux on x86_64 only, for now").into());
     }
     let project = Project::load(&args.selection)?;
+    crate::terminal::save();
     // The sockets live in a private temporary directory: socket paths are limited to 108 bytes,
     // and the directory's mode (0700, whatever the umask) keeps other users out; the sockets
     // themselves are 0600 too.
@@ -430,6 +431,7 @@ impl Session {
             }
             Ok(Some(status)) => {
                 self.host_events();
+                crate::terminal::restore();
                 output::event(&Report::HostExited {
                     status: status.to_string(),
                 });

@@ -271,8 +271,19 @@ impl Session {
                 }
             }
         }
+        // A closure changes with the function around it: `main::{closure}` is told as `main`'s
+        // when that changed too.
+        let outermost = |name: &&String| {
+            !names.iter().any(|outer| {
+                outer != *name
+                    && name
+                        .strip_prefix(outer.as_str())
+                        .is_some_and(|rest| rest.starts_with("::{closure}"))
+            })
+        };
         names
             .iter()
+            .filter(outermost)
             .map(|name| match at.get(name) {
                 Some((file, line)) => {
                     let file = relative(Path::new(file), &self.project.workspace_root);

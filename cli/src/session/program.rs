@@ -44,9 +44,12 @@ impl Session {
             .env(protocol::PATCH_DIR_ENV, &self.session_dir)
             .env("CARGO_MANIFEST_DIR", self.project.package_dir())
             .env("CARGO_PKG_NAME", &self.project.package);
-        // The program's output goes through the tool line by line, so that its lines and the
-        // status lines never cross; with JSON events on stdout, its stdout goes to stderr.
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        // In a terminal, the program gets it (see `crate::terminal`). Elsewhere its output goes
+        // through the tool line by line, so that its lines and the status lines never cross;
+        // with JSON events on stdout, its stdout goes to stderr.
+        if !crate::terminal::program_gets_terminal() {
+            command.stdout(Stdio::piped()).stderr(Stdio::piped());
+        }
         // SAFETY: the closure runs in the child between fork and exec and only calls `prctl`,
         // which is async-signal-safe. It ties the host's life to this process, so that a killed
         // session never leaves an orphaned host behind.
@@ -229,6 +232,8 @@ impl Session {
             signal(&running.child, libc::SIGKILL, group);
         }
         let _ = running.child.wait();
+        // A full-screen program stopped from outside cannot put the terminal back itself.
+        crate::terminal::restore();
     }
 }
 

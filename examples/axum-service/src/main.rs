@@ -38,6 +38,7 @@ struct NewTodo {
     cost: Price,
 }
 
+// ANCHOR: summary
 /// An amount in cents.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 struct Price(u64);
@@ -73,6 +74,8 @@ impl<'a> Summary<'a> {
         out
     }
 }
+
+// ANCHOR_END: summary
 
 /// `GET /todos`: every todo, as JSON.
 #[hotswap::hot]

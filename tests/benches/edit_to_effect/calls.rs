@@ -23,6 +23,10 @@ type Pick = fn(&Round) -> f64;
 struct Round {
     direct: f64,
     hot: f64,
+    /// An `async fn` created and polled to its end.
+    direct_async: f64,
+    /// The same as a hot `async fn` (its future boxed).
+    hot_async: f64,
 }
 
 /// Measures the call costs and adds them to the table.
@@ -81,6 +85,24 @@ pub fn run(bench: &Bench, table: &mut Table) {
     for (label, rounds, pick) in rows {
         table.samples(label, Unit::Ns, &column(rounds, pick));
     }
+    let async_rows: [(&str, &[Round], Pick); 3] = [
+        (
+            "cargo run: an async fn, created and polled to its end",
+            &plain,
+            |r| r.direct_async,
+        ),
+        ("host, after a patch: the same async fn", &after, |r| {
+            r.direct_async
+        }),
+        (
+            "host, after a patch: the #[hot] async fn (boxed future)",
+            &after,
+            |r| r.hot_async,
+        ),
+    ];
+    for (label, rounds, pick) in async_rows {
+        table.samples(label, Unit::Ns, &column(rounds, pick));
+    }
     let median = |rounds: &[Round], pick: Pick| -> f64 {
         table::median(&column(rounds, pick)).unwrap_or(f64::NAN)
     };
@@ -90,6 +112,13 @@ pub fn run(bench: &Bench, table: &mut Table) {
             "{:+.2} ns before any patch, {:+.2} ns after (medians)",
             median(&before, |r| r.hot) - median(&before, |r| r.direct),
             median(&after, |r| r.hot) - median(&after, |r| r.direct),
+        ),
+    );
+    table.text(
+        "hot async fn (its future boxed) against the plain async fn, same host",
+        format!(
+            "{:+.2} ns per call after a patch (medians)",
+            median(&after, |r| r.hot_async) - median(&after, |r| r.direct_async)
         ),
     );
     table.text(
@@ -154,6 +183,8 @@ fn rounds(process: &mut Process, generation: u64, label: &str) -> Vec<Round> {
         Some(Round {
             direct: field("direct=")?,
             hot: field("hot=")?,
+            direct_async: field("direct_async=")?,
+            hot_async: field("hot_async=")?,
         })
     };
     // The first matching line may take a release build (or a patch) to arrive.
