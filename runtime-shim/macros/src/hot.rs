@@ -276,7 +276,7 @@ fn concrete_alternative(ty: &syn::Type) -> String {
         .collect();
     let named = |name: &str| {
         traits.iter().any(|bound| {
-            let path = bound.split('<').next().unwrap_or(bound);
+            let path = bound.split(['<', '(']).next().unwrap_or(bound).trim();
             path.rsplit("::").next() == Some(name)
         })
     };
@@ -317,6 +317,7 @@ fn crate_tidy(text: &str) -> String {
         .replace(" <", "<")
         .replace("< ", "<")
         .replace(" >", ">")
+        .replace(" (", "(")
 }
 
 /// Whether `ty` mentions `impl Trait` anywhere (found textually, which is exact for types).
@@ -842,4 +843,45 @@ fn expand_fn(_: Options, func: syn::ItemFn) -> TokenStream {
 #[cfg(not(feature = "enabled"))]
 fn expand_impl(block: ItemImpl, _: &[(usize, Options)]) -> TokenStream {
     quote! { #block }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::concrete_alternative;
+
+    fn hint(ty: &str) -> String {
+        concrete_alternative(&syn::parse_str(ty).unwrap())
+    }
+
+    #[test]
+    fn impl_trait_hints_name_the_concrete_type_for_common_traits() {
+        assert_eq!(
+            hint("impl axum::response::IntoResponse"),
+            "return `axum::response::Response`, and end the body with `.into_response()`"
+        );
+        assert_eq!(hint("impl IntoResponse + Send"), hint("impl IntoResponse"));
+        assert_eq!(
+            hint("impl Iterator<Item = u32>"),
+            "return a `Vec<_>` (collect it), or a `Box<dyn Iterator<Item = _>>`"
+        );
+        assert_eq!(hint("impl std::fmt::Display"), "return a `String`");
+        assert_eq!(hint("impl Into<String>"), "return a `String`");
+        assert_eq!(
+            hint("impl Fn(u8) -> u8"),
+            "return a `Box<dyn Fn(u8) -> u8>`"
+        );
+        assert_eq!(
+            hint("impl Future<Output = ()>"),
+            "write an `async fn` instead, which `#[hot]` supports"
+        );
+        assert_eq!(
+            hint("impl Widget"),
+            "return the widget's own type (`Paragraph<'a>`, `List<'a>`, `Table<'a>`)"
+        );
+        assert_eq!(hint("impl Responder"), "return `actix_web::HttpResponse`");
+        assert_eq!(
+            hint("impl Shape"),
+            "return a concrete type, or a `Box<dyn Shape>`"
+        );
+    }
 }
