@@ -174,12 +174,21 @@ fn emit_stderr(text: &str) {
     }
 }
 
-/// Writes `text` (whole lines) to stdout in one call.
+/// Writes `text` (whole lines) to stdout in one call. When whoever read stdout is gone (a broken
+/// pipe, as after `| head`), the tool ends as on SIGTERM: it stops the program and exits, without
+/// a panic or an error message.
 fn write_stdout(text: &str) {
     let _guard = ACTIVE.lock().unwrap_or_else(|e| e.into_inner());
     let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes());
-    let _ = stdout.flush();
+    let written = stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush());
+    if written.is_err_and(|err| err.kind() == std::io::ErrorKind::BrokenPipe) {
+        // SAFETY: `raise` has no memory-safety preconditions; the session's SIGTERM handler
+        // turns it into an orderly end, and without a session the default action ends the
+        // process.
+        unsafe { libc::raise(libc::SIGTERM) };
+    }
 }
 
 fn write_status(style: Style, verb: &str, message: &dyn Display) {

@@ -6,6 +6,13 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use cargo_metadata::{Metadata, MetadataCommand, Package, Target};
 
+/// The runtime's package name on the registry (its library is named `hotswap`).
+pub(crate) const RUNTIME_PACKAGE: &str = "cargo-hotswap-runtime";
+/// The runtime's macros' package name.
+pub(crate) const MACROS_PACKAGE: &str = "cargo-hotswap-macros";
+/// The runtime's feature that the tool sets for its builds: slots, records and the agent.
+pub(crate) const INTERNAL_FEATURE: &str = "_cargo-hotswap";
+
 /// The selected bin target and everything the session derives from the project layout.
 #[derive(Debug)]
 pub(crate) struct Project {
@@ -31,6 +38,9 @@ pub(crate) struct Project {
     /// About how many units cargo builds for the bin (each package once, each build script
     /// twice: compiled and run), for the progress bar.
     pub(crate) units_estimate: u64,
+    /// The runtime dependency as the package's manifest names it (its key, `hotswap` when
+    /// renamed): `--features <runtime_dep>/_cargo-hotswap` sets the internal feature.
+    pub(crate) runtime_dep: String,
 }
 
 /// Which program, as cargo selects it (`-p`, `--bin`, `--manifest-path`, `--target-dir`).
@@ -67,19 +77,19 @@ impl Project {
             .context("cannot read the project with `cargo metadata`")?;
         let package = select_package(&metadata, args)?;
         let target = select_bin(package, args.bin.as_deref())?;
-        if !package
+        let Some(runtime_dep) = package
             .dependencies
             .iter()
-            .any(|dep| dep.rename.as_deref().unwrap_or(&dep.name) == "hotswap")
-        {
+            .find(|dep| dep.name == RUNTIME_PACKAGE)
+            .map(|dep| dep.rename.clone().unwrap_or_else(|| dep.name.clone()))
+        else {
             bail!(
-                "package `{}` does not depend on the `hotswap` crate, so its program cannot \
-                 receive patches\nhelp: add it with `cargo add hotswap --path \
-                 <cargo-hotswap>/runtime-shim` (it is not on crates.io yet) and mark hot functions \
-                 with `#[hotswap::hot]`",
+                "package `{}` does not depend on `{RUNTIME_PACKAGE}`, so its program cannot \
+                 receive patches\nhelp: run `cargo hotswap init` to add it, then mark hot \
+                 functions with `#[hotswap::hot]`",
                 package.name
             );
-        }
+        };
         let target_dir = match &args.target_dir {
             Some(dir) => std::path::absolute(dir)
                 .with_context(|| format!("cannot resolve `{}`", dir.display()))?,
@@ -96,6 +106,7 @@ impl Project {
             workspace_root: metadata.workspace_root.clone().into_std_path_buf(),
             local_package_dirs: local_package_dirs(&metadata, package),
             units_estimate: units_estimate(&metadata, package),
+            runtime_dep,
         })
     }
 
@@ -215,7 +226,7 @@ fn local_package_dirs(metadata: &Metadata, package: &Package) -> Vec<PathBuf> {
         };
         // Registry and git packages have a source; local ones (path, workspace) do not. The
         // runtime itself is never patched, even when it is a path dependency.
-        if pkg.source.is_some() || ["hotswap", "hotswap-macros"].contains(&pkg.name.as_str()) {
+        if pkg.source.is_some() || [RUNTIME_PACKAGE, MACROS_PACKAGE].contains(&pkg.name.as_str()) {
             continue;
         }
         if let Some(dir) = pkg.manifest_path.parent() {

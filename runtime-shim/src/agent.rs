@@ -1,5 +1,5 @@
 //! The agent: a thread in the host that receives patches from `cargo hotswap run`, loads them and
-//! has them applied (see `table`). Exists only with the `enabled` feature, and starts only when
+//! has them applied (see `table`). Exists only with the internal `_cargo-hotswap` feature, and starts only when
 //! the tool's environment variable names a socket.
 
 use std::fs::File;

@@ -2,7 +2,7 @@
 //! [`safepoint`]), what runs after one ([`on_patch`]), and whether a panic on the first call of
 //! new code restores the previous code ([`set_rollback`]).
 //!
-//! Every function here exists in every build. Without cargo-hotswap (the `enabled` feature off)
+//! Every function here exists in every build. Without cargo-hotswap (its internal `_cargo-hotswap` feature off)
 //! they do nothing: [`safepoint`] is an empty inline function and [`on_patch`] drops its
 //! callback, so a program calls them unconditionally.
 
@@ -63,7 +63,7 @@ pub fn apply_mode() -> ApplyMode {
 /// In [`ApplyMode::Immediate`] it only returns.
 #[inline(always)]
 pub fn safepoint() {
-    #[cfg(feature = "enabled")]
+    #[cfg(feature = "_cargo-hotswap")]
     crate::table::safepoint();
 }
 
@@ -98,11 +98,11 @@ pub struct PatchInfo {
 }
 
 /// A registered [`on_patch`] callback.
-#[cfg(feature = "enabled")]
+#[cfg(feature = "_cargo-hotswap")]
 type Callback = std::sync::Arc<dyn Fn(&PatchInfo) + Send + Sync>;
 
 /// The callbacks registered with [`on_patch`], in order.
-#[cfg(feature = "enabled")]
+#[cfg(feature = "_cargo-hotswap")]
 static CALLBACKS: std::sync::Mutex<Vec<Callback>> = std::sync::Mutex::new(Vec::new());
 
 /// Registers `callback` to run in this process after every applied patch and every rollback,
@@ -119,18 +119,18 @@ static CALLBACKS: std::sync::Mutex<Vec<Callback>> = std::sync::Mutex::new(Vec::n
 ///
 /// Without cargo-hotswap, the callback is dropped: there will be no patch.
 pub fn on_patch(callback: impl Fn(&PatchInfo) + Send + Sync + 'static) {
-    #[cfg(feature = "enabled")]
+    #[cfg(feature = "_cargo-hotswap")]
     CALLBACKS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push(std::sync::Arc::new(callback));
-    #[cfg(not(feature = "enabled"))]
+    #[cfg(not(feature = "_cargo-hotswap"))]
     drop(callback);
 }
 
 /// Runs every [`on_patch`] callback with `info`, outside the lock, so a callback may register
 /// another.
-#[cfg(feature = "enabled")]
+#[cfg(feature = "_cargo-hotswap")]
 pub(crate) fn run_callbacks(info: &PatchInfo) {
     let callbacks = CALLBACKS
         .lock()

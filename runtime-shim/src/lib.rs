@@ -4,8 +4,9 @@
 //!
 //! # Use
 //!
-//! Depend on this crate and mark the entry points of the code you want to edit live with
-//! [`#[hot]`](hot) (free functions, or the methods of an inherent `impl` block):
+//! Depend on this crate (the package `cargo-hotswap-runtime`, whose library is `hotswap`:
+//! `cargo hotswap init` adds it) and mark the entry points of the code you want to edit live with
+//! [`#[hot]`](hot) (functions, `async fn` included, or the methods of an `impl` block):
 //!
 //! ```
 //! #[hotswap::hot]
@@ -142,8 +143,8 @@
 //! # Cost
 //!
 //! Without cargo-hotswap (a plain `cargo build` or `cargo run`), `#[hot]` expands to exactly the
-//! function as written and no agent exists: the `enabled` feature that turns both on is set only
-//! by `cargo hotswap run`. With it, a hot call costs one atomic load and an indirect call.
+//! function as written and no agent exists: the internal `_cargo-hotswap` feature that turns both
+//! on is set only by `cargo hotswap run`, never by you. With it, a hot call costs one atomic load and an indirect call.
 //!
 //! # Platforms
 //!
@@ -158,13 +159,13 @@ pub use control::{
     set_rollback,
 };
 
-#[cfg(feature = "enabled")]
+#[cfg(feature = "_cargo-hotswap")]
 mod agent;
 mod control;
 pub mod protocol;
 pub mod record;
 mod slot;
-#[cfg(feature = "enabled")]
+#[cfg(feature = "_cargo-hotswap")]
 mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -187,6 +188,6 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 pub mod __private {
     pub use crate::record::{Part, record, record_len};
     pub use crate::slot::Slot;
-    #[cfg(feature = "enabled")]
+    #[cfg(feature = "_cargo-hotswap")]
     pub use crate::table::{BoxFuture, first_call, first_poll};
 }

@@ -123,6 +123,16 @@ impl Project {
         Project { dir }
     }
 
+    /// A new, empty temporary directory for a project the test writes itself (with
+    /// `cargo new`, say), named `hotswap-<name>-<unique>`.
+    pub fn empty(name: &str) -> Project {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("hotswap-{name}-"))
+            .tempdir()
+            .expect("cannot create a temporary directory");
+        Project { dir }
+    }
+
     /// The project's root directory.
     pub fn path(&self) -> &Path {
         self.dir.path()

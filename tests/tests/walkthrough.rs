@@ -57,6 +57,7 @@ fn cli_reference_shows_the_help_the_tool_prints() {
         (&["hotswap", "--help"][..], "cli/help.txt"),
         (&["hotswap", "run", "--help"][..], "cli/run-help.txt"),
         (&["hotswap", "patch", "--help"][..], "cli/patch-help.txt"),
+        (&["hotswap", "init", "--help"][..], "cli/init-help.txt"),
     ] {
         let output = Command::new(cargo_hotswap()).args(args).output().unwrap();
         assert!(output.status.success(), "`cargo {}` failed", args.join(" "));
@@ -70,7 +71,7 @@ fn cli_reference_shows_the_help_the_tool_prints() {
 }
 
 /// The chapter on hot functions shows listings from `book/listings/hot-functions`: the accepted
-/// forms build and run, with and without cargo-hotswap's expansion (`hotswap/enabled`, which
+/// forms build and run, with and without cargo-hotswap's expansion (`cargo-hotswap-runtime/_cargo-hotswap`, which
 /// `cargo hotswap run` sets), and each rejected form fails with the errors its `.stderr` file
 /// shows.
 #[test]
@@ -99,7 +100,10 @@ fn hot_function_listings_build_and_rejected_forms_fail_as_shown() {
             .output()
             .unwrap()
     };
-    for args in [&["run"][..], &["run", "--features", "hotswap/enabled"][..]] {
+    for args in [
+        &["run"][..],
+        &["run", "--features", "cargo-hotswap-runtime/_cargo-hotswap"][..],
+    ] {
         let output = cargo(args);
         assert!(
             output.status.success(),

@@ -335,7 +335,11 @@ fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> any
         .arg(&project.bin)
         .arg("--message-format=json-render-diagnostics")
         .arg("--features")
-        .arg("hotswap/enabled");
+        .arg(format!(
+            "{}/{}",
+            project.runtime_dep,
+            crate::project::INTERNAL_FEATURE
+        ));
     if let Some(inner) = std::env::var_os("RUSTC_WRAPPER") {
         command.env(capture::INNER_WRAPPER_ENV, inner);
     }

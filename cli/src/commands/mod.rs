@@ -2,6 +2,7 @@
 //! the plain options that an operation takes (the session, the patch request), and the exit code
 //! of what it returns. Nothing below this module knows about clap.
 
+mod init;
 mod patch;
 mod run;
 
@@ -14,6 +15,7 @@ use crate::errors::{CliError, EXIT_CODES};
 use crate::output::{self, ColorChoice};
 use crate::project::Selection;
 
+use self::init::InitArgs;
 use self::patch::PatchArgs;
 use self::run::RunArgs;
 
@@ -29,7 +31,7 @@ use self::run::RunArgs;
 )]
 enum Cargo {
     /// Hot-patch a running Rust program
-    #[command(subcommand)]
+    #[command(subcommand, arg_required_else_help = true)]
     Hotswap(Command),
     /// Alias of `hotswap` subcommands, for `cargo-hotswap run ..` called directly
     #[command(flatten)]
@@ -46,6 +48,9 @@ enum Command {
     /// Ask the running `cargo hotswap run` session to rebuild and patch now
     #[command(after_help = EXIT_CODES.as_str())]
     Patch(PatchArgs),
+    /// Add the cargo-hotswap runtime to a package's dependencies
+    #[command(after_help = EXIT_CODES.as_str())]
+    Init(InitArgs),
 }
 
 /// The help's headings, as cargo's.
@@ -86,9 +91,9 @@ pub(crate) struct OutputArgs {
     /// Do not print cargo-hotswap's status messages (warnings and errors still show)
     #[arg(short, long, conflicts_with = "verbose")]
     pub(crate) quiet: bool,
-    /// Coloring
-    #[arg(long, value_name = "WHEN", value_enum, default_value = "auto")]
-    pub(crate) color: ColorChoice,
+    /// Coloring (default: `CARGO_TERM_COLOR`, else auto)
+    #[arg(long, value_name = "WHEN", value_enum)]
+    pub(crate) color: Option<ColorChoice>,
 }
 
 impl TargetArgs {
@@ -106,7 +111,14 @@ impl TargetArgs {
 impl OutputArgs {
     /// Sets up the output for the rest of the process.
     fn init(&self, json: bool) {
-        output::init(self.color, self.quiet, self.verbose, json);
+        // As cargo: the flag, else `CARGO_TERM_COLOR`, else auto.
+        let color = self.color.unwrap_or_else(|| {
+            std::env::var("CARGO_TERM_COLOR")
+                .ok()
+                .and_then(|value| clap::ValueEnum::from_str(value.trim(), true).ok())
+                .unwrap_or_default()
+        });
+        output::init(color, self.quiet, self.verbose, json);
     }
 }
 
@@ -118,6 +130,7 @@ pub(crate) fn main() -> ExitCode {
     let result = match command {
         Command::Run(args) => run::run(args),
         Command::Patch(args) => patch::patch(&args),
+        Command::Init(args) => init::init(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -454,7 +454,7 @@ impl Session {
                         Code::NeverConnected,
                         format!(
                             "`{}` (pid {}) never connected to cargo-hotswap, so edits cannot be \
-                             applied to it\nhelp: the program must link the `hotswap` crate, and \
+                             applied to it\nhelp: the program must link `cargo-hotswap-runtime`, and \
                              must pass its environment (`{}`) on if it re-executes itself",
                             self.project.bin,
                             running.child.id(),

@@ -8,9 +8,9 @@ use proc_macro::TokenStream;
 
 mod hot;
 mod persist;
-#[cfg(any(feature = "enabled", test))]
+#[cfg(any(feature = "_cargo-hotswap", test))]
 #[cfg_attr(
-    not(feature = "enabled"),
+    not(feature = "_cargo-hotswap"),
     expect(
         dead_code,
         reason = "unit tests cover the record without the expansion using it"
@@ -25,7 +25,7 @@ mod record;
 /// previous code when new code panics on its first call. See the `hotswap` crate for the full
 /// documentation.
 ///
-/// In a build not made by cargo-hotswap (the `enabled` feature off) the item is emitted exactly
+/// In a build not made by cargo-hotswap (its internal `_cargo-hotswap` feature off) the item is emitted exactly
 /// as written (without the inner markers). In a cargo-hotswap host build each hot function is
 /// called through a slot (one atomic load and an indirect call), and its body is exported under
 /// a stable name derived from its module path (and type), so that the host finds the new body in

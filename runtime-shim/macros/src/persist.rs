@@ -62,7 +62,7 @@ pub(crate) fn persist(input: TokenStream) -> TokenStream {
 
 /// A stable hash (FNV-1a, 64 bits) of the type's tokens without whitespace, in hex.
 #[cfg_attr(
-    not(any(feature = "enabled", test)),
+    not(any(feature = "_cargo-hotswap", test)),
     expect(dead_code, reason = "only the hot-patching expansion names statics")
 )]
 fn type_hash(ty: &syn::Type) -> String {
@@ -80,7 +80,7 @@ fn type_hash(ty: &syn::Type) -> String {
 }
 
 /// The expansion when cargo-hotswap builds the host or a patch.
-#[cfg(feature = "enabled")]
+#[cfg(feature = "_cargo-hotswap")]
 fn expand(item: ItemStatic) -> TokenStream {
     let name = item.ident.to_string();
     let hash = type_hash(&item.ty);
@@ -105,7 +105,7 @@ fn expand(item: ItemStatic) -> TokenStream {
 }
 
 /// The expansion in every other build: the plain static.
-#[cfg(not(feature = "enabled"))]
+#[cfg(not(feature = "_cargo-hotswap"))]
 fn expand(item: ItemStatic) -> TokenStream {
     quote! { #item }
 }

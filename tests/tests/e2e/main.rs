@@ -7,6 +7,7 @@ mod layouts;
 mod programs;
 mod reports;
 mod session;
+mod setup;
 mod skeleton;
 mod state;
 mod terminal;
