@@ -234,6 +234,17 @@ impl Session {
         self.child.id()
     }
 
+    /// Sends SIGINT to the tool, as Ctrl-C in its terminal does, and returns its exit code once
+    /// it has exited (`None` for a signal or after `deadline`).
+    pub fn interrupt(&mut self, deadline: Duration) -> Option<i32> {
+        let status = Command::new("kill")
+            .args(["-INT", &self.pid().to_string()])
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -INT {} failed", self.pid());
+        self.wait_exit(deadline)
+    }
+
     /// Everything the session (the tool and its program) wrote to stdout so far.
     pub fn stdout(&self) -> String {
         self.stdout.text()

@@ -127,18 +127,27 @@ fn capture_if_selected(rustc: &std::ffi::OsStr, args: &[std::ffi::OsString]) -> 
             .collect(),
         cwd: std::env::current_dir().context("cannot read the current directory")?,
     };
-    let file = PathBuf::from(file);
-    let tmp = file.with_extension("tmp");
     // The environment may hold secrets (tokens): the file is the user's alone.
+    write_private(&PathBuf::from(file), &serde_json::to_vec_pretty(&capture)?)
+}
+
+/// Writes `bytes` to `file`, readable and writable by the user only (mode 0600 whatever the
+/// umask), whole or not at all: through a new temporary file renamed over it.
+///
+/// # Errors
+///
+/// When the temporary file cannot be created or written, or renamed; the message names it.
+pub(crate) fn write_private(file: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = file.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&tmp)
-        .and_then(|mut out| out.write_all(&serde_json::to_vec_pretty(&capture)?))
+        .and_then(|mut out| out.write_all(bytes))
         .with_context(|| format!("cannot write `{}`", tmp.display()))?;
-    std::fs::rename(&tmp, &file).with_context(|| format!("cannot write `{}`", file.display()))
+    std::fs::rename(&tmp, file).with_context(|| format!("cannot write `{}`", file.display()))
 }
 
 /// Runs `command` with inherited stdio and returns its exit code.

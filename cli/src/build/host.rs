@@ -84,6 +84,12 @@ impl WorkDir {
     pub(crate) fn capture_file(&self) -> PathBuf {
         self.root.join("rustc-command.json")
     }
+
+    /// What the host in this directory was built from (see `host_stamp`), written once it is
+    /// linked.
+    fn stamp_file(&self) -> PathBuf {
+        self.root.join("host-stamp")
+    }
 }
 
 /// A built host, and what patches against it need.
@@ -143,6 +149,24 @@ fn build_host(
 ) -> anyhow::Result<Host> {
     let capture = capture(project, options, work)?;
     let cargo_time = started.elapsed();
+    let stamp = host_stamp(work);
+    let exe = work.root.join(&project.bin);
+    if stamp.is_some() && stamp == std::fs::read_to_string(work.stamp_file()).ok() && exe.is_file()
+    {
+        // cargo found the bin fresh (the capture is the one the host was built from) and this
+        // tool built that host: it is reused, with no rlib replay and no link.
+        output::detail("Fresh", format!("`{}`", exe.display()));
+        output::status(
+            "Finished",
+            format!(
+                "host in {:.2}s (unchanged since its last build)",
+                started.elapsed().as_secs_f64()
+            ),
+        );
+        return Ok(host(exe, capture));
+    }
+    // A host half written by an interrupted build must not pass for a fresh one.
+    let _ = std::fs::remove_file(work.stamp_file());
     let crate_name = capture
         .option("--crate-name")
         .context("the captured rustc command has no `--crate-name`")?
@@ -162,21 +186,57 @@ fn build_host(
             link_started.elapsed().as_secs_f64()
         ),
     );
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
+    if let Some(stamp) = host_stamp(work) {
+        crate::build::capture::write_private(&work.stamp_file(), stamp.as_bytes())
+            .context("cannot record the host's build")?;
+    }
     output::status(
         "Finished",
         format!("host in {:.2}s", started.elapsed().as_secs_f64()),
     );
-    Ok(Host {
+    Ok(host(exe, capture))
+}
+
+/// The [`Host`] of `exe`, built from `capture`, with a new build id.
+fn host(exe: PathBuf, capture: Capture) -> Host {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    Host {
         exe,
         real_linker: capture.option("-C linker").unwrap_or("cc").to_owned(),
         toolchain: toolchain_stamp(&capture),
         capture,
         build_id: format!("{nanos:x}"),
-    })
+    }
+}
+
+/// What a host was built from, as one line: the captured rustc command of the bin (its bytes
+/// and modification time: cargo rewrites it whenever it compiles the bin, which it does when
+/// the bin's sources, flags or dependencies changed) and this tool's executable (its size and
+/// modification time: another version of the tool links another host). `None` when one of them
+/// cannot be read.
+fn host_stamp(work: &WorkDir) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let capture = work.capture_file();
+    let tool = std::env::current_exe().ok()?;
+    let (capture_meta, tool_meta) = (capture.metadata().ok()?, tool.metadata().ok()?);
+    let bytes = std::fs::read(&capture).ok()?;
+    let times = format!(
+        "{} {} {} {} {}",
+        capture_meta.mtime(),
+        capture_meta.mtime_nsec(),
+        tool_meta.len(),
+        tool_meta.mtime(),
+        tool_meta.mtime_nsec()
+    );
+    let hash = crate::project::stable_hash(&[
+        &bytes,
+        times.as_bytes(),
+        tool.as_os_str().as_encoded_bytes(),
+    ]);
+    Some(format!("{hash:016x} {times}\n"))
 }
 
 /// Step 1: cargo builds the bin while the rustc wrapper records its command; returns the record.

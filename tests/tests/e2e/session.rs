@@ -314,3 +314,41 @@ fn session_files_are_private_to_the_user_under_umask_000() {
     let capture = exe.parent().unwrap().join("rustc-command.json");
     assert_eq!(mode(&capture), 0o600, "{}", capture.display());
 }
+
+/// A second `cargo hotswap run` of a project that did not change reuses the host the first one
+/// built: cargo compiles nothing, the tool replays no rlib and links no host, and the reused
+/// host is patched like a new one. An edit made between two sessions builds a new host.
+#[test]
+fn an_unchanged_project_starts_on_the_host_of_its_last_session() {
+    let (project, mut session, _) = crate::start_gate(&["-v"]);
+    let stderr = session.stderr();
+    assert!(
+        stderr.contains("--crate-type rlib") && stderr.contains("      Linked `"),
+        "the first session builds its host:\n{stderr}"
+    );
+    assert_eq!(session.interrupt(EDIT_DEADLINE), Some(130));
+
+    let mut session = project.run(&["-v"]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let stderr = session.stderr();
+    assert!(
+        stderr.contains("(unchanged since its last build)\n"),
+        "{stderr}"
+    );
+    for built in ["   Compiling gate", "--crate-type rlib", "      Linked `"] {
+        assert!(!stderr.contains(built), "`{built}` in\n{stderr}");
+    }
+    crate::patch_beta(&project, &mut session, &first);
+    assert_eq!(session.interrupt(EDIT_DEADLINE), Some(130));
+
+    // The edit above is in the sources now: the next host is built again, with it.
+    let mut session = project.run(&["-v"]);
+    wait_tick(&mut session, START_DEADLINE, &["beta-two", "gen=0"]);
+    let stderr = session.stderr();
+    assert!(stderr.contains("   Compiling gate"), "{stderr}");
+    assert!(
+        !stderr.contains("unchanged since its last build"),
+        "{stderr}"
+    );
+}

@@ -212,12 +212,7 @@ fn the_programs_children_stop_with_it_and_never_see_the_tools_variables() {
         "only the running program's child is left"
     );
     // Ctrl-C ends the session, and the program's group with it.
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &session.pid().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert_eq!(session.wait_exit(EDIT_DEADLINE), Some(130));
+    assert_eq!(session.interrupt(EDIT_DEADLINE), Some(130));
     assert_eq!(
         sleepers_once_settled(0),
         0,
