@@ -30,8 +30,10 @@ pub(crate) enum Code {
     Unchecked,
     /// Only code that no hot function reaches changed (start-up code).
     StartupOnly,
-    /// A changed file belongs to a crate that is not patched.
+    /// A changed file belongs to no crate that a patch rebuilds.
     OutsideCrate,
+    /// A local procedural macro crate changed.
+    ProcMacro,
     /// A manifest, lockfile, build script or cargo configuration changed.
     BuildFile,
     /// The Rust toolchain changed since the program was built.
@@ -53,7 +55,7 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, in catalogue order.
     #[cfg(test)]
-    pub(crate) const ALL: [Code; 16] = [
+    pub(crate) const ALL: [Code; 17] = [
         Code::SignatureChanged,
         Code::LayoutChanged,
         Code::PersistedLayoutChanged,
@@ -62,6 +64,7 @@ impl Code {
         Code::Unchecked,
         Code::StartupOnly,
         Code::OutsideCrate,
+        Code::ProcMacro,
         Code::BuildFile,
         Code::Toolchain,
         Code::NotRunning,
@@ -83,6 +86,7 @@ impl Code {
             Code::Unchecked => "HS0106",
             Code::StartupOnly => "HS0201",
             Code::OutsideCrate => "HS0202",
+            Code::ProcMacro => "HS0203",
             Code::BuildFile => "HS0301",
             Code::Toolchain => "HS0302",
             Code::NotRunning => "HS0303",
@@ -105,7 +109,8 @@ impl Code {
             Code::UnresolvedSymbol => "unresolved symbol",
             Code::Unchecked => "layouts cannot be checked",
             Code::StartupOnly => "start-up code changed",
-            Code::OutsideCrate => "file outside the patched crate",
+            Code::OutsideCrate => "file outside the patched crates",
+            Code::ProcMacro => "procedural macro changed",
             Code::BuildFile => "manifest or build script changed",
             Code::Toolchain => "toolchain changed",
             Code::NotRunning => "program not running",

@@ -29,6 +29,10 @@ pub(crate) enum Event {
         /// The changed files (absolute paths), for a patch.
         #[serde(skip_serializing_if = "Option::is_none")]
         files: Option<Vec<PathBuf>>,
+        /// The local library crates a patch compiles again besides the bin, in dependency
+        /// order; absent when none.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        crates: Vec<String>,
     },
     /// A build ended.
     BuildFinished {
@@ -124,7 +128,8 @@ mod tests {
         assert_eq!(
             line(Event::BuildStarted {
                 target: Target::Host,
-                files: None
+                files: None,
+                crates: Vec::new(),
             }),
             r#"{"reason":"build-started","target":"host"}"#
         );

@@ -35,12 +35,26 @@ pub(crate) struct Project {
     /// Root directories of the local (path and workspace) packages the bin depends on, itself
     /// included.
     pub(crate) local_package_dirs: Vec<PathBuf>,
+    /// The library targets of those packages (the bin's own package's included): what a patch
+    /// may rebuild besides the bin.
+    pub(crate) local_libs: Vec<LocalLib>,
     /// About how many units cargo builds for the bin (each package once, each build script
     /// twice: compiled and run), for the progress bar.
     pub(crate) units_estimate: u64,
     /// The runtime dependency as the package's manifest names it (its key, `hotswap` when
     /// renamed): `--features <runtime_dep>/_cargo-hotswap` sets the internal feature.
     pub(crate) runtime_dep: String,
+}
+
+/// The library target of a local package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LocalLib {
+    /// The package's name, `shop-core`.
+    pub(crate) package: String,
+    /// The library's crate name, `shop_core` (or whatever `[lib] name` says).
+    pub(crate) crate_name: String,
+    /// The package's root directory.
+    pub(crate) dir: PathBuf,
 }
 
 /// Which program, as cargo selects it (`-p`, `--bin`, `--manifest-path`, `--target-dir`).
@@ -95,6 +109,7 @@ impl Project {
                 .with_context(|| format!("cannot resolve `{}`", dir.display()))?,
             None => metadata.target_directory.clone().into_std_path_buf(),
         };
+        let locals = local_packages(&metadata, package);
         Ok(Project {
             cargo,
             manifest_path: package.manifest_path.clone().into_std_path_buf(),
@@ -104,7 +119,8 @@ impl Project {
             bin_src: target.src_path.clone().into_std_path_buf(),
             target_dir,
             workspace_root: metadata.workspace_root.clone().into_std_path_buf(),
-            local_package_dirs: local_package_dirs(&metadata, package),
+            local_package_dirs: locals.iter().map(|(dir, _)| dir.clone()).collect(),
+            local_libs: locals.into_iter().filter_map(|(_, lib)| lib).collect(),
             units_estimate: units_estimate(&metadata, package),
             runtime_dep,
         })
@@ -211,9 +227,12 @@ fn units_estimate(metadata: &Metadata, package: &Package) -> u64 {
     units
 }
 
-/// Root directories of `package` and of every local package it depends on, transitively.
-fn local_package_dirs(metadata: &Metadata, package: &Package) -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
+/// The root directory of `package` and of every local package it depends on, transitively,
+/// each with its library target, if it has one. Registry and git packages have a source;
+/// local ones (path, workspace) do not. The runtime itself is never patched, even when it is a
+/// path dependency.
+fn local_packages(metadata: &Metadata, package: &Package) -> Vec<(PathBuf, Option<LocalLib>)> {
+    let mut found = Vec::new();
     let mut queue = vec![&package.id];
     let mut seen = std::collections::HashSet::new();
     let resolve = metadata.resolve.as_ref();
@@ -224,19 +243,38 @@ fn local_package_dirs(metadata: &Metadata, package: &Package) -> Vec<PathBuf> {
         let Some(pkg) = metadata.packages.iter().find(|p| &p.id == id) else {
             continue;
         };
-        // Registry and git packages have a source; local ones (path, workspace) do not. The
-        // runtime itself is never patched, even when it is a path dependency.
         if pkg.source.is_some() || [RUNTIME_PACKAGE, MACROS_PACKAGE].contains(&pkg.name.as_str()) {
             continue;
         }
-        if let Some(dir) = pkg.manifest_path.parent() {
-            dirs.push(dir.to_path_buf().into_std_path_buf());
-        }
+        let Some(dir) = pkg.manifest_path.parent() else {
+            continue;
+        };
+        let dir = dir.to_path_buf().into_std_path_buf();
+        let lib = pkg
+            .targets
+            .iter()
+            .find(|t| t.is_lib() || t.is_rlib() || t.is_proc_macro())
+            .map(|t| LocalLib {
+                package: pkg.name.to_string(),
+                crate_name: t.name.replace('-', "_"),
+                dir: dir.clone(),
+            });
+        found.push((dir, lib));
         if let Some(node) = resolve.and_then(|r| r.nodes.iter().find(|n| &n.id == id)) {
-            queue.extend(node.dependencies.iter());
+            // Dev-dependencies are not part of the program.
+            queue.extend(
+                node.deps
+                    .iter()
+                    .filter(|dep| {
+                        dep.dep_kinds
+                            .iter()
+                            .any(|k| k.kind != cargo_metadata::DependencyKind::Development)
+                    })
+                    .map(|dep| &dep.pkg),
+            );
         }
     }
-    dirs
+    found
 }
 
 /// A hash of `parts` that stays the same across Rust releases and runs (FNV-1a over the bytes,

@@ -116,6 +116,7 @@ impl Project {
                     "version = \"0.1.0\"",
                     &format!("version = \"0.1.0-{unique}\""),
                 )
+                .replace("path = \"../../../../runtime-shim\"", &absolute)
                 .replace("path = \"../../../runtime-shim\"", &absolute)
                 .replace("path = \"../../runtime-shim\"", &absolute);
             std::fs::write(&manifest, text).unwrap();

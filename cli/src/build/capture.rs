@@ -18,6 +18,10 @@ pub(crate) const CAPTURE_MANIFEST_DIR_ENV: &str = "HOTSWAP_CAPTURE_MANIFEST_DIR"
 pub(crate) const CAPTURE_BIN_ENV: &str = "HOTSWAP_CAPTURE_BIN";
 /// A `RUSTC_WRAPPER` the user had set, which the wrapper then calls in turn.
 pub(crate) const INNER_WRAPPER_ENV: &str = "HOTSWAP_INNER_RUSTC_WRAPPER";
+/// The directory where the wrapper writes the captures of local library crates, one file each.
+pub(crate) const CAPTURE_LIBS_DIR_ENV: &str = "HOTSWAP_CAPTURE_LIBS_DIR";
+/// `CARGO_MANIFEST_DIR` of every local package whose library is captured, one per line.
+pub(crate) const CAPTURE_LOCAL_DIRS_ENV: &str = "HOTSWAP_CAPTURE_LOCAL_DIRS";
 
 /// One rustc invocation as cargo made it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,6 +58,62 @@ impl Capture {
     /// The crate's root source file as rustc was given it (`src/main.rs`).
     pub(crate) fn source(&self) -> Option<&str> {
         super::args::source(&self.args)
+    }
+
+    /// The crate's name, `--crate-name` (`time_service`).
+    pub(crate) fn crate_name(&self) -> &str {
+        self.option("--crate-name").unwrap_or("unknown")
+    }
+
+    /// The name of the package the crate belongs to (`CARGO_PKG_NAME`), or else its crate name.
+    pub(crate) fn package(&self) -> &str {
+        self.env
+            .iter()
+            .find(|(key, _)| key == "CARGO_PKG_NAME")
+            .map_or_else(|| self.crate_name(), |(_, value)| value.as_str())
+    }
+
+    /// What names this compile's outputs: the crate name and `-C extra-filename`
+    /// (`leaf-1f2e3d4c5b6a7988`). The library is `lib<stem>.rlib`, its dep-info `<stem>.d`.
+    pub(crate) fn stem(&self) -> String {
+        format!(
+            "{}{}",
+            self.crate_name(),
+            self.option("-C extra-filename").unwrap_or("")
+        )
+    }
+
+    /// Whether this compiles a procedural macro crate.
+    pub(crate) fn is_proc_macro(&self) -> bool {
+        super::args::walk(&self.args).any(|(arg, _)| {
+            arg == super::args::Arg::Option {
+                name: "--crate-type",
+                value: "proc-macro",
+            }
+        })
+    }
+
+    /// The `--extern` values (`name=path`, `noprelude:name=path`) as `(name, path)`; a value
+    /// without a path is left out.
+    pub(crate) fn externs(&self) -> Vec<(&str, &str)> {
+        super::args::walk(&self.args)
+            .filter_map(|(arg, _)| match arg {
+                super::args::Arg::Option {
+                    name: "--extern",
+                    value,
+                } => {
+                    let (left, path) = value.split_once('=')?;
+                    Some((left.rsplit(':').next().unwrap_or(left), path))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The dep-info file cargo had rustc write next to the outputs: the crate's source files.
+    pub(crate) fn dep_info(&self) -> Option<PathBuf> {
+        let out_dir = self.option("--out-dir")?;
+        Some(self.cwd.join(out_dir).join(format!("{}.d", self.stem())))
     }
 
     /// A `Command` running the captured rustc with `args`, in the captured directory and
@@ -97,28 +157,49 @@ pub(crate) fn rustc_wrapper_main() -> ExitCode {
     exec(command)
 }
 
-/// Writes the capture if this invocation compiles the selected bin target.
+/// Writes the capture if this invocation compiles the selected bin target, or the library of
+/// a local package (to its own file in the libraries' directory, named after its outputs, so
+/// that the captures of every configuration are kept).
 fn capture_if_selected(rustc: &std::ffi::OsStr, args: &[std::ffi::OsString]) -> anyhow::Result<()> {
-    let Some(file) = std::env::var_os(CAPTURE_FILE_ENV) else {
+    let Some(bin_file) = std::env::var_os(CAPTURE_FILE_ENV) else {
         return Ok(());
     };
     let env = |key: &str| std::env::var_os(key);
-    let selected = env("CARGO_BIN_NAME").is_some()
+    let Some(args) = args
+        .iter()
+        .map(|a| a.to_str().map(str::to_owned))
+        .collect::<Option<Vec<_>>>()
+    else {
+        // Not a compile cargo-hotswap replays: its paths would not survive a round trip.
+        return Ok(());
+    };
+    let crate_types: Vec<&str> = super::args::walk(&args)
+        .filter_map(|(arg, _)| match arg {
+            super::args::Arg::Option {
+                name: "--crate-type",
+                value,
+            } => Some(value),
+            _ => None,
+        })
+        .collect();
+    let test = args.iter().any(|a| a == "--test");
+    let bin = env("CARGO_BIN_NAME").is_some()
         && env("CARGO_BIN_NAME") == env(CAPTURE_BIN_ENV)
         && env("CARGO_MANIFEST_DIR") == env(CAPTURE_MANIFEST_DIR_ENV)
-        && args.iter().any(|a| a == "bin" || a == "--crate-type=bin")
-        && !args.iter().any(|a| a == "--test");
-    if !selected {
+        && crate_types.contains(&"bin")
+        && !test;
+    let local = env("CARGO_MANIFEST_DIR").is_some_and(|dir| {
+        env(CAPTURE_LOCAL_DIRS_ENV)
+            .is_some_and(|dirs| dirs.to_string_lossy().lines().any(|d| *d == *dir))
+    });
+    let library = local
+        && !test
+        && crate_types
+            .iter()
+            .any(|t| ["lib", "rlib", "proc-macro"].contains(t));
+    if !bin && !library {
         return Ok(());
     }
-    let args = args
-        .iter()
-        .map(|a| {
-            a.to_str()
-                .map(str::to_owned)
-                .with_context(|| format!("argument `{}` is not UTF-8", a.to_string_lossy()))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
     let capture = Capture {
         rustc: PathBuf::from(rustc),
         args,
@@ -127,8 +208,17 @@ fn capture_if_selected(rustc: &std::ffi::OsStr, args: &[std::ffi::OsString]) -> 
             .collect(),
         cwd: std::env::current_dir().context("cannot read the current directory")?,
     };
+    let file = if bin {
+        PathBuf::from(bin_file)
+    } else if let Some(dir) = env(CAPTURE_LIBS_DIR_ENV) {
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create `{}`", Path::new(&dir).display()))?;
+        Path::new(&dir).join(format!("{}.json", capture.stem()))
+    } else {
+        return Ok(());
+    };
     // The environment may hold secrets (tokens): the file is the user's alone.
-    write_private(&PathBuf::from(file), &serde_json::to_vec_pretty(&capture)?)
+    write_private(&file, &serde_json::to_vec_pretty(&capture)?)
 }
 
 /// Writes `bytes` to `file`, readable and writable by the user only (mode 0600 whatever the

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use cargo_metadata::Message;
 
 use crate::build::capture::{self, Capture};
+use crate::build::crates::{LocalCrates, stem_of};
 use crate::build::shim::{extern_args, extern_name, link_options, main_return_type, shim_source};
 use crate::build::{link, replay};
 use crate::event::{Event, Target};
@@ -41,6 +42,10 @@ pub(crate) struct WorkDir {
     /// cargo's target directory for host builds: `<target>/hotswap/build`, shared by all bins so
     /// that dependencies compile once, and apart from the user's own `cargo build` cache.
     pub(crate) cargo_target_dir: PathBuf,
+    /// The captures of local library crates, `<target>/hotswap/captures/<stem>.json`: shared
+    /// like the compiles they describe, and kept, so that a crate cargo finds fresh still has
+    /// its command.
+    pub(crate) captures_dir: PathBuf,
 }
 
 impl WorkDir {
@@ -77,6 +82,7 @@ impl WorkDir {
         Ok(WorkDir {
             root,
             cargo_target_dir: hotswap_dir.join("build"),
+            captures_dir: hotswap_dir.join("captures"),
         })
     }
 
@@ -105,6 +111,8 @@ pub(crate) struct Host {
     pub(crate) real_linker: String,
     /// Identifies the toolchain that built the host (see [`toolchain_stamp`]).
     pub(crate) toolchain: Option<(std::time::SystemTime, u64)>,
+    /// The local library crates the host links, which patches may rebuild.
+    pub(crate) locals: LocalCrates,
 }
 
 /// The modification time and size of the captured rustc (a toolchain update replaces it): a
@@ -129,6 +137,7 @@ pub(crate) fn build(
     output::event(&Event::BuildStarted {
         target: Target::Host,
         files: None,
+        crates: Vec::new(),
     });
     let result = build_host(project, options, work, started);
     output::event(&Event::BuildFinished {
@@ -163,7 +172,7 @@ fn build_host(
                 started.elapsed().as_secs_f64()
             ),
         );
-        return Ok(host(exe, capture));
+        return Ok(host(exe, capture, work));
     }
     // A host half written by an interrupted build must not pass for a fresh one.
     let _ = std::fs::remove_file(work.stamp_file());
@@ -194,11 +203,11 @@ fn build_host(
         "Finished",
         format!("host in {:.2}s", started.elapsed().as_secs_f64()),
     );
-    Ok(host(exe, capture))
+    Ok(host(exe, capture, work))
 }
 
 /// The [`Host`] of `exe`, built from `capture`, with a new build id.
-fn host(exe: PathBuf, capture: Capture) -> Host {
+fn host(exe: PathBuf, capture: Capture, work: &WorkDir) -> Host {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
@@ -207,6 +216,7 @@ fn host(exe: PathBuf, capture: Capture) -> Host {
         exe,
         real_linker: capture.option("-C linker").unwrap_or("cc").to_owned(),
         toolchain: toolchain_stamp(&capture),
+        locals: LocalCrates::read(&capture, &work.captures_dir),
         capture,
         build_id: format!("{nanos:x}"),
     }
@@ -239,15 +249,26 @@ fn host_stamp(work: &WorkDir) -> Option<String> {
     Some(format!("{hash:016x} {times}\n"))
 }
 
-/// Step 1: cargo builds the bin while the rustc wrapper records its command; returns the record.
+/// Step 1: cargo builds the bin while the rustc wrapper records its command, and those of the
+/// local library crates; returns the bin's.
 fn capture(project: &Project, options: &BuildOptions, work: &WorkDir) -> anyhow::Result<Capture> {
     let capture_file = work.capture_file();
-    cargo_build(project, options, work)?;
+    let libraries = cargo_build(project, options, work)?;
+    // A crate cargo found fresh ran no rustc, so nothing was captured for it if its capture was
+    // removed (or this tool never saw it built): clean those packages in our private target
+    // directory and build once more.
+    let mut stale: Vec<&str> = libraries
+        .iter()
+        .filter(|(_, stem)| !work.captures_dir.join(format!("{stem}.json")).exists())
+        .map(|(package, _)| package.as_str())
+        .collect();
     if !capture_file.exists() {
-        // The bin was fresh, so rustc did not run and nothing was captured (a capture from an
-        // earlier session was removed). Clean the package in our private target directory and
-        // build once more.
-        let mut clean = cargo_command(project, options, work, "clean");
+        stale.push(&project.package);
+    }
+    if !stale.is_empty() {
+        stale.sort_unstable();
+        stale.dedup();
+        let mut clean = cargo_command(project, options, work, "clean", &stale);
         clean.stdout(Stdio::null()).stderr(Stdio::null());
         run(clean)?;
         cargo_build(project, options, work)?;
@@ -387,9 +408,15 @@ fn link_host(
     Ok(exe)
 }
 
-/// `cargo build` of the bin, with this executable as rustc wrapper capturing its command.
-fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> anyhow::Result<()> {
-    let mut command = cargo_command(project, options, work, "build");
+/// `cargo build` of the bin, with this executable as rustc wrapper capturing its command and
+/// those of the local library crates. Returns the local library crates cargo built or found
+/// fresh, as `(package name, output stem)`.
+fn cargo_build(
+    project: &Project,
+    options: &BuildOptions,
+    work: &WorkDir,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut command = cargo_command(project, options, work, "build", &[&project.package]);
     command
         .arg("--bin")
         .arg(&project.bin)
@@ -411,6 +438,8 @@ fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> any
         .env(capture::CAPTURE_FILE_ENV, work.capture_file())
         .env(capture::CAPTURE_BIN_ENV, &project.bin)
         .env(capture::CAPTURE_MANIFEST_DIR_ENV, project.package_dir())
+        .env(capture::CAPTURE_LIBS_DIR_ENV, &work.captures_dir)
+        .env(capture::CAPTURE_LOCAL_DIRS_ENV, local_dirs(project))
         .stdout(Stdio::piped());
     // On a terminal, a progress bar from cargo's JSON messages, with cargo's own lines printed
     // above it; elsewhere cargo's lines as they come.
@@ -427,10 +456,20 @@ fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> any
     }
     let stdout = child.stdout.take().expect("piped");
     let mut success = None;
+    let mut libraries = Vec::new();
     for message in Message::parse_stream(std::io::BufReader::new(stdout)) {
         match message {
             Ok(Message::BuildFinished(finished)) => success = Some(finished.success),
             Ok(Message::CompilerArtifact(artifact)) => {
+                let local = project.local_libs.iter().find(|lib| {
+                    artifact.manifest_path.parent().map(|p| p.as_std_path()) == Some(&lib.dir)
+                        && artifact.target.name.replace('-', "_") == lib.crate_name
+                });
+                if let Some(lib) = local
+                    && let Some(stem) = artifact.filenames.iter().find_map(|f| stem_of(f.as_str()))
+                {
+                    libraries.push((lib.package.clone(), stem.to_owned()));
+                }
                 if let Some(bar) = &bar {
                     bar.inc(1);
                     bar.set_message(artifact.target.name.clone());
@@ -454,25 +493,37 @@ fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> any
             project.package
         );
     }
-    Ok(())
+    Ok(libraries)
 }
 
-/// `cargo <subcommand>` for the package, with the build options, in our target directory.
+/// The root directories of the local packages, one per line, for the rustc wrapper.
+fn local_dirs(project: &Project) -> std::ffi::OsString {
+    let mut dirs = std::ffi::OsString::new();
+    for dir in &project.local_package_dirs {
+        dirs.push(dir);
+        dirs.push("\n");
+    }
+    dirs
+}
+
+/// `cargo <subcommand>` for `packages` (`-p` each), with the build options, in our target
+/// directory.
 fn cargo_command(
     project: &Project,
     options: &BuildOptions,
     work: &WorkDir,
     subcommand: &str,
+    packages: &[&str],
 ) -> Command {
     let mut command = Command::new(&project.cargo);
     command
         .arg(subcommand)
         .arg("--manifest-path")
-        .arg(&project.manifest_path)
-        .arg("-p")
-        .arg(&project.package)
-        .arg("--target-dir")
-        .arg(&work.cargo_target_dir);
+        .arg(&project.manifest_path);
+    for package in packages {
+        command.arg("-p").arg(package);
+    }
+    command.arg("--target-dir").arg(&work.cargo_target_dir);
     if let Some(profile) = &options.profile {
         command.arg("--profile").arg(profile);
     }

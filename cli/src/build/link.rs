@@ -23,6 +23,9 @@ pub(crate) const LOG_ENV: &str = "HOTSWAP_LINK_LOG";
 /// Patch mode: a directory to copy the crate's own objects into, for the gate to read (rustc
 /// deletes them after the link).
 pub(crate) const OBJECTS_DIR_ENV: &str = "HOTSWAP_OBJECTS_DIR";
+/// Patch mode: the file names of the rlibs the patch rebuilt (local library crates), one per
+/// line: they are linked whole, while every other rlib is left to the host.
+pub(crate) const PATCH_RLIBS_ENV: &str = "HOTSWAP_PATCH_RLIBS";
 
 /// Which link this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +49,7 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
     let args: Vec<String> = args.into_iter().flatten().collect();
     let args = match mode {
         Mode::Host => host_args(args),
-        Mode::Patch => patch_args(args),
+        Mode::Patch => patch_args(args, &std::env::var(PATCH_RLIBS_ENV).unwrap_or_default()),
     };
     if mode == Mode::Patch
         && let Some(dir) = std::env::var_os(OBJECTS_DIR_ENV)
@@ -85,13 +88,34 @@ fn host_args(args: Vec<String>) -> Vec<String> {
     out
 }
 
-/// Patch mode: keep the crate's own objects and the system libraries, drop everything the host
-/// already has.
-fn patch_args(args: Vec<String>) -> Vec<String> {
+/// Patch mode: keep the crate's own objects, the rebuilt rlibs (`rebuilt`: file names, one per
+/// line; linked whole) and the system libraries, drop everything the host already has.
+fn patch_args(args: Vec<String>, rebuilt: &str) -> Vec<String> {
+    let rebuilt = |arg: &str| {
+        Path::new(arg)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|name| rebuilt.lines().any(|r| r == name))
+    };
     let mut args: Vec<String> = args
         .into_iter()
+        .flat_map(|arg| {
+            if arg.ends_with(".rlib") && rebuilt(&arg) {
+                vec![
+                    "-Wl,--whole-archive".to_owned(),
+                    arg,
+                    "-Wl,--no-whole-archive".to_owned(),
+                ]
+            } else {
+                vec![arg]
+            }
+        })
         .filter(|arg| {
             if arg.ends_with(".rlib") {
+                return rebuilt(arg);
+            }
+            // rustc asks that every symbol its export list names be defined (see below).
+            if arg == "-Wl,--no-undefined-version" {
                 return false;
             }
             if arg.ends_with(".o") && !arg.starts_with('-') {
@@ -110,6 +134,10 @@ fn patch_args(args: Vec<String>) -> Vec<String> {
     if !args.iter().any(|a| a.contains("--gc-sections")) {
         args.push("-Wl,--gc-sections".to_owned());
     }
+    // The export list names the exported hot functions of every local library crate, which the
+    // patch defines only when it rebuilt that crate; the others are the host's, and an export
+    // the patch lacks is no error (LLD's default, and rustc's flag, say otherwise).
+    args.push("-Wl,--undefined-version".to_owned());
     args
 }
 
@@ -181,13 +209,20 @@ mod tests {
 
     #[test]
     fn patch_mode_drops_rlibs_and_symbols_object() {
-        let out = patch_args(args(
-            "-m64 /tmp/rustcX/symbols.o /t/app.app.1-cgu.0.rcgu.o /t/deps/liblog.rlib -shared -lc",
-        ));
+        let out = patch_args(
+            args(
+                "-m64 /tmp/rustcX/symbols.o /t/app.app.1-cgu.0.rcgu.o /t/deps/liblog.rlib \
+                 /w/view/libleaf-1.rlib -Wl,--no-undefined-version -shared -lc",
+            ),
+            "libmid-2.rlib\nlibleaf-1.rlib\n",
+        );
         // The object does not exist, so it cannot be the allocator shim: kept.
         assert_eq!(
             out,
-            args("-m64 /t/app.app.1-cgu.0.rcgu.o -shared -lc -Wl,--gc-sections")
+            args(
+                "-m64 /t/app.app.1-cgu.0.rcgu.o -Wl,--whole-archive /w/view/libleaf-1.rlib \
+                 -Wl,--no-whole-archive -shared -lc -Wl,--gc-sections -Wl,--undefined-version"
+            )
         );
     }
 

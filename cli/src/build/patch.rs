@@ -6,9 +6,36 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::build::crates::{LocalCrate, Replaced, make_view, rewire};
 use crate::build::host::{Host, WorkDir, read_dep_info, self_exe};
 use crate::build::{link, replay};
 use crate::check::code::CodeIndex;
+
+/// What a patch rebuilds besides the bin: local library crates.
+#[derive(Debug, Default)]
+pub(crate) struct LibPlan<'a> {
+    /// The crates whose code the patch carries, in dependency order: those an edit reached,
+    /// those above them, and those an earlier patch of the running program carried.
+    pub(crate) crates: Vec<&'a LocalCrate>,
+    /// The stems of the crates to compile again (their sources changed, or a crate below them
+    /// was compiled again); the others' rlibs from the last patch serve as they are.
+    pub(crate) compile: std::collections::BTreeSet<String>,
+}
+
+/// A library crate as a patch rebuilt it.
+#[derive(Debug, Clone)]
+pub(crate) struct BuiltLib {
+    /// Its crate name, `leaf`.
+    pub(crate) name: String,
+    /// Its outputs' name (see [`crate::build::capture::Capture::stem`]).
+    pub(crate) stem: String,
+    /// Whether this patch compiled it (else its rlib is the last patch's).
+    pub(crate) compiled: bool,
+    /// Its source files as compiled (dep-info).
+    pub(crate) sources: Vec<PathBuf>,
+    /// Its functions and statics; `None` if they could not be read.
+    pub(crate) code: Option<CodeIndex>,
+}
 
 /// A patch file ready to be sent to the host.
 #[derive(Debug)]
@@ -24,16 +51,18 @@ pub(crate) struct Patch {
     pub(crate) code: Option<CodeIndex>,
     /// rustc's warnings, when they were captured (`capture_output`); empty otherwise.
     pub(crate) messages: String,
+    /// The library crates the patch carries, in dependency order.
+    pub(crate) libs: Vec<BuiltLib>,
 }
 
 /// Why a patch build did not produce a patch.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PatchBuildError {
     /// rustc reported errors; its diagnostics were shown on stderr.
-    #[error("could not compile `{crate_name}`")]
+    #[error("could not compile `{package}`")]
     Compile {
-        /// The crate that failed.
-        crate_name: String,
+        /// The package whose crate failed, as cargo names it.
+        package: String,
         /// rustc's rendered diagnostics, when they were captured (`capture_output`); else they were
         /// shown on stderr already.
         diagnostics: String,
@@ -60,9 +89,36 @@ pub(crate) fn build(
     session_dir: &Path,
     number: u64,
     capture_output: bool,
+    plan: &LibPlan<'_>,
 ) -> Result<Patch, PatchBuildError> {
     let started = Instant::now();
     let capture = &host.capture;
+    let view = work.root.join("view");
+    let replaced: Replaced = plan
+        .crates
+        .iter()
+        .map(|krate| (krate.stem.clone(), lib_rlib(work, &krate.stem)))
+        .collect();
+    if !replaced.is_empty() {
+        make_view(&capture.args, &replaced, &view)?;
+    }
+    let mut messages = String::new();
+    let mut libs = Vec::with_capacity(plan.crates.len());
+    for krate in &plan.crates {
+        let compiled = plan.compile.contains(&krate.stem) || !replaced[&krate.stem].is_file();
+        if compiled {
+            messages.push_str(&compile_lib(krate, work, &replaced, &view, capture_output)?);
+        }
+        let rlib = &replaced[&krate.stem];
+        let dep_info = rlib.with_file_name(format!("{}.d", krate.stem));
+        libs.push(BuiltLib {
+            name: krate.name().to_owned(),
+            stem: krate.stem.clone(),
+            compiled,
+            sources: read_dep_info(&dep_info, &krate.capture.cwd)?,
+            code: CodeIndex::read_rlib(rlib, krate.name()).ok(),
+        });
+    }
     let crate_name = capture.option("--crate-name").unwrap_or("patch").to_owned();
     let out_dir = work.root.join("patch");
     std::fs::create_dir_all(&out_dir)
@@ -73,7 +129,11 @@ pub(crate) fn build(
     let output = out_dir.join(format!("lib{crate_name}{extra}.so"));
     let dep_info = out_dir.join(format!("{crate_name}{extra}.d"));
 
-    let args = patch_args(&capture.args, &work.root, &out_dir)?;
+    let args = rewire(
+        &patch_args(&capture.args, &work.root, &out_dir)?,
+        &replaced,
+        &view,
+    );
     let objects_dir = out_dir.join("objects");
     let _ = std::fs::remove_dir_all(&objects_dir);
     std::fs::create_dir_all(&objects_dir)
@@ -83,6 +143,13 @@ pub(crate) fn build(
         .env(crate::ROLE_ENV, "link-patch")
         .env(link::OBJECTS_DIR_ENV, &objects_dir)
         .env(link::REAL_LINKER_ENV, &host.real_linker)
+        .env(
+            link::PATCH_RLIBS_ENV,
+            replaced
+                .values()
+                .filter_map(|rlib| Some(format!("{}\n", rlib.file_name()?.to_str()?)))
+                .collect::<String>(),
+        )
         .stdout(std::process::Stdio::null());
     command.stderr(if capture_output {
         std::process::Stdio::piped()
@@ -90,12 +157,11 @@ pub(crate) fn build(
         std::process::Stdio::inherit()
     });
     let result = crate::process::output(&mut command)?;
-    let messages = String::from_utf8_lossy(&result.stderr).into_owned();
+    messages.push_str(&String::from_utf8_lossy(&result.stderr));
     if !result.status.success() {
-        let diagnostics = messages;
         return Err(PatchBuildError::Compile {
-            crate_name,
-            diagnostics,
+            package: capture.package().to_owned(),
+            diagnostics: messages,
         });
     }
     let build_time = started.elapsed();
@@ -114,7 +180,70 @@ pub(crate) fn build(
         build_time,
         code,
         messages,
+        libs,
     })
+}
+
+/// Where a patch puts the rlib of the library crate `stem`.
+fn lib_rlib(work: &WorkDir, stem: &str) -> PathBuf {
+    work.root
+        .join("crates")
+        .join(stem)
+        .join(format!("lib{stem}.rlib"))
+}
+
+/// Compiles the library crate `krate` again as an rlib, with its captured command (same
+/// `-C metadata`, so the same symbols as the host's), against the rebuilt crates `replaced`
+/// (found through `view`), incremental in its own directory. Returns rustc's messages when
+/// `capture_output`, else shows them.
+///
+/// # Errors
+///
+/// [`PatchBuildError::Compile`] when rustc rejects the code, else [`PatchBuildError::Other`].
+fn compile_lib(
+    krate: &LocalCrate,
+    work: &WorkDir,
+    replaced: &Replaced,
+    view: &Path,
+    capture_output: bool,
+) -> Result<String, PatchBuildError> {
+    let rlib = &replaced[&krate.stem];
+    let out_dir = rlib.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create `{}`", out_dir.display()))?;
+    let mut args = rewire(&replay::base_args(&krate.capture.args), replaced, view);
+    args.extend(["--crate-type", "rlib", "--emit=dep-info,link", "--out-dir"].map(String::from));
+    args.push(out_dir.to_string_lossy().into_owned());
+    if crate::output::color() {
+        args.push("--color=always".into());
+    }
+    replay::push_codegen(
+        &mut args,
+        format!(
+            "incremental={}",
+            work.root.join("incremental").join(&krate.stem).display()
+        ),
+    );
+    let mut command = krate.capture.command(&args);
+    command.stdout(std::process::Stdio::null());
+    command.stderr(if capture_output {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::inherit()
+    });
+    crate::output::detail(
+        "Running",
+        format!("`{}`", crate::process::command_line(&command)),
+    );
+    let result = crate::process::output(&mut command)?;
+    let messages = String::from_utf8_lossy(&result.stderr).into_owned();
+    if !result.status.success() {
+        return Err(PatchBuildError::Compile {
+            package: krate.capture.package().to_owned(),
+            diagnostics: messages,
+        });
+    }
+    Ok(messages)
 }
 
 /// The replay of `captured` as a thin cdylib patch into `out_dir`, incremental under `work_root`.

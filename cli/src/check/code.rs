@@ -35,20 +35,60 @@ impl CodeIndex {
     ///
     /// When the directory or a file cannot be read, or a file is not an object file.
     pub(crate) fn read_dir(dir: &Path, crate_name: &str) -> anyhow::Result<CodeIndex> {
-        let mut bodies: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-        let mut statics = BTreeSet::new();
-        let mut edges = BTreeMap::new();
         let mut paths: Vec<_> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read `{}`", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "o"))
             .collect();
         paths.sort();
+        let mut objects = Vec::with_capacity(paths.len());
         for path in paths {
             let data = std::fs::read(&path)
                 .with_context(|| format!("cannot read `{}`", path.display()))?;
-            let file = object::File::parse(&*data)
-                .with_context(|| format!("`{}` is not an object file", path.display()))?;
+            objects.push((path.display().to_string(), data));
+        }
+        Self::index(
+            objects.iter().map(|(n, d)| (n.as_str(), d.as_slice())),
+            crate_name,
+        )
+    }
+
+    /// Indexes every object file (`*.o` member) of the rlib at `path`.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or is not an archive, or a member is not an object file.
+    pub(crate) fn read_rlib(path: &Path, crate_name: &str) -> anyhow::Result<CodeIndex> {
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let archive = object::read::archive::ArchiveFile::parse(&*data)
+            .with_context(|| format!("`{}` is not an rlib", path.display()))?;
+        let mut objects = Vec::new();
+        for member in archive.members() {
+            let member = member.with_context(|| format!("malformed rlib `{}`", path.display()))?;
+            let name = String::from_utf8_lossy(member.name()).into_owned();
+            if name.ends_with(".o") {
+                let bytes = member
+                    .data(&*data)
+                    .with_context(|| format!("malformed rlib `{}`", path.display()))?;
+                objects.push((name, bytes));
+            }
+        }
+        objects.sort_by(|a, b| a.0.cmp(&b.0));
+        Self::index(objects.iter().map(|(n, d)| (n.as_str(), *d)), crate_name)
+    }
+
+    /// Indexes the object files `objects`, each `(name for messages, bytes)`.
+    fn index<'d>(
+        objects: impl Iterator<Item = (&'d str, &'d [u8])>,
+        crate_name: &str,
+    ) -> anyhow::Result<CodeIndex> {
+        let mut bodies: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let mut statics = BTreeSet::new();
+        let mut edges = BTreeMap::new();
+        for (name, data) in objects {
+            let file = object::File::parse(data)
+                .with_context(|| format!("`{name}` is not an object file"))?;
             index_object(&file, crate_name, &mut bodies, &mut statics);
             collect_edges(&file, &mut edges);
         }
@@ -68,9 +108,20 @@ impl CodeIndex {
         })
     }
 
+    /// Adds the references of `other` (another crate's code in the same patch) to this index's,
+    /// so that [`CodeIndex::unreachable`] follows calls across crates.
+    pub(crate) fn add_edges(&mut self, other: &CodeIndex) {
+        for (from, to) in &other.edges {
+            self.edges
+                .entry(from.clone())
+                .or_default()
+                .extend(to.iter().cloned());
+        }
+    }
+
     /// Those of `changed` (display names) that no hot function's body reaches: their new code
     /// runs only in a restarted program (for example what only `main` calls at start-up).
-    pub(crate) fn unreachable(&self, changed: &[String], crate_name: &str) -> Vec<String> {
+    pub(crate) fn unreachable(&self, changed: &[String], crates: &Crates) -> Vec<String> {
         let mut reached: BTreeSet<&str> = BTreeSet::new();
         let mut stack: Vec<&str> = self
             .edges
@@ -89,7 +140,7 @@ impl CodeIndex {
         }
         let live: BTreeSet<String> = reached
             .iter()
-            .filter_map(|name| display_name(&crate::symbols::demangle(name), crate_name))
+            .filter_map(|name| crates.display(&crate::symbols::demangle(name)))
             .collect();
         changed
             .iter()
@@ -100,11 +151,11 @@ impl CodeIndex {
 
     /// Functions of the crate whose body differs from `previous` or is new, as display names
     /// (see [`display_name`]), sorted and without duplicates.
-    pub(crate) fn changed_since(&self, previous: &CodeIndex, crate_name: &str) -> Vec<String> {
+    pub(crate) fn changed_since(&self, previous: &CodeIndex, crates: &Crates) -> Vec<String> {
         let mut changed = BTreeSet::new();
         for (name, hash) in &self.functions {
             if previous.functions.get(name) != Some(hash)
-                && let Some(display) = display_name(name, crate_name)
+                && let Some(display) = crates.display(name)
             {
                 changed.insert(display);
             }
@@ -367,6 +418,45 @@ fn merged_constant<'data>(
     }
 }
 
+/// The crates whose code a patch holds, for naming their functions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Crates {
+    /// The bin crate's name: its functions are shown without it.
+    pub(crate) bin: String,
+    /// The library crates the patch rebuilds: their functions are shown with their name.
+    pub(crate) libs: Vec<String>,
+}
+
+impl Crates {
+    /// The patch of the bin crate `bin` alone.
+    #[cfg(test)]
+    pub(crate) fn bin(bin: &str) -> Crates {
+        Crates {
+            bin: bin.to_owned(),
+            libs: Vec::new(),
+        }
+    }
+
+    /// How the function `demangled` is shown (see [`display_name`]): `render::frame` for the
+    /// bin's, `leaf::word` for a rebuilt library's; `None` for code of no crate of the patch.
+    pub(crate) fn display(&self, demangled: &str) -> Option<String> {
+        display_name(demangled, &self.bin).or_else(|| {
+            self.libs
+                .iter()
+                .find_map(|lib| display_name(demangled, lib).map(|name| qualified(lib, &name)))
+        })
+    }
+}
+
+/// `name` (shown without its crate) with the crate `lib` in front: `leaf::word`, and for a
+/// trait method `<leaf::Price as Display>::fmt`.
+pub(crate) fn qualified(lib: &str, name: &str) -> String {
+    match name.strip_prefix('<') {
+        Some(rest) => format!("<{lib}::{rest}"),
+        None => format!("{lib}::{name}"),
+    }
+}
+
 /// How a function is shown to the user: without the crate's name, and a hot function's body as
 /// the hot function itself. `None` for code that is not the crate's own (instantiations of
 /// dependencies' generics, the standard library).
@@ -546,7 +636,10 @@ mod tests {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        assert_eq!(index.unreachable(&changed, "app"), ["setup", "main"]);
+        assert_eq!(
+            index.unreachable(&changed, &Crates::bin("app")),
+            ["setup", "main"]
+        );
     }
 
     /// An object file of a small crate with calls, statics, constants and strings (so with

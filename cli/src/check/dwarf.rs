@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use gimli::{AttributeValue, EndianSlice, RunTimeEndian, UnitOffset};
 use object::{Object, ObjectSection};
 
+use crate::check::CrateId;
+
 /// How deep the reader follows the tree of debugging entries or a chain of unnamed types before
 /// it calls the section malformed (rustc's nesting is a few levels of modules and types).
 const MAX_DEPTH: usize = 256;
@@ -134,8 +136,8 @@ pub(crate) struct Root {
 /// The types and roots of one file (host or patch), read from its DWARF.
 #[derive(Debug, Default)]
 pub(crate) struct TypeGraph {
-    /// The crate whose types these are: those named `<crate>::...` are its own.
-    pub(crate) crate_name: String,
+    /// The crates whose types these are: those named `<crate>::...` are their own.
+    pub(crate) crate_names: Vec<String>,
     /// Every named type, by qualified name (the first description wins: they are all equal).
     pub(crate) types: HashMap<String, TypeDef>,
     /// What the program holds, hot functions first (by path), then statics (by name).
@@ -153,26 +155,25 @@ pub(crate) struct Reach<'g> {
 }
 
 impl TypeGraph {
-    /// Reads the types and roots of the compilation units of the crate whose root source file is
-    /// `crate_source` (as rustc was given it, `src/main.rs`) and whose name is `crate_name`.
+    /// Reads the types and roots of the compilation units of the crates `crates` (each unit is
+    /// named after its crate's root source file as rustc was given it, `src/main.rs`).
     /// With `wanted`, only the structs, unions and enums named there are read, and no roots
     /// (what a patch is checked for: the types the running program holds).
     ///
     /// # Errors
     ///
-    /// [`DwarfError::Missing`] when no compilation unit of the crate has debug info,
-    /// [`DwarfError::Malformed`] when a section cannot be parsed.
+    /// [`DwarfError::Missing`] when no compilation unit of the first crate (the bin) has debug
+    /// info, [`DwarfError::Malformed`] when a section cannot be parsed.
     pub(crate) fn read(
         file: &object::File<'_>,
-        crate_source: &str,
-        crate_name: &str,
+        crates: &[CrateId<'_>],
         wanted: Option<&HashSet<String>>,
     ) -> Result<TypeGraph, DwarfError> {
         let (sections, endian) = sections(file)?;
         let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
-        let prefix = format!("{crate_source}/@/");
+        let prefixes: Vec<String> = crates.iter().map(|c| format!("{}/@/", c.source)).collect();
         let mut graph = TypeGraph {
-            crate_name: crate_name.to_owned(),
+            crate_names: crates.iter().map(|c| c.name.to_owned()).collect(),
             ..TypeGraph::default()
         };
         let mut found = false;
@@ -184,17 +185,19 @@ impl TypeGraph {
                 break;
             }
             let unit = dwarf.unit(header)?;
-            let belongs = unit
-                .name
-                .is_some_and(|name| name.slice().starts_with(prefix.as_bytes()));
-            if !belongs {
+            let Some(at) = unit.name.and_then(|name| {
+                prefixes
+                    .iter()
+                    .position(|p| name.slice().starts_with(p.as_bytes()))
+            }) else {
                 continue;
-            }
-            found = true;
-            UnitReader::new(&dwarf, &unit)?.read_into(&mut graph, crate_name, wanted)?;
+            };
+            found |= at == 0;
+            UnitReader::new(&dwarf, &unit)?.read_into(&mut graph, crates[at].name, wanted)?;
         }
         if !found {
-            return Err(DwarfError::Missing(crate_name.to_owned()));
+            let bin = crates.first().map_or("", |c| c.name);
+            return Err(DwarfError::Missing(bin.to_owned()));
         }
         graph
             .roots
@@ -203,10 +206,13 @@ impl TypeGraph {
         Ok(graph)
     }
 
-    /// Whether `name` is a type the crate defines (its own code, which a patch rebuilds).
+    /// Whether `name` is a type one of the crates defines (their own code, which a patch
+    /// rebuilds).
     pub(crate) fn defines(&self, name: &str) -> bool {
-        name.strip_prefix(self.crate_name.as_str())
-            .is_some_and(|rest| rest.starts_with("::"))
+        self.crate_names.iter().any(|krate| {
+            name.strip_prefix(krate.as_str())
+                .is_some_and(|rest| rest.starts_with("::"))
+        })
     }
 
     /// Every type reachable from the roots, each with its shortest path from a root, in the
@@ -312,20 +318,22 @@ fn sections<'data>(
 /// When the debug info cannot be parsed.
 pub(crate) fn function_lines(
     file: &object::File<'_>,
-    crate_source: &str,
+    crates: &[CrateId<'_>],
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<HashMap<String, (String, u64)>, DwarfError> {
     let (sections, endian) = sections(file)?;
     let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
-    let prefix = format!("{crate_source}/@/");
+    let prefixes: Vec<String> = crates.iter().map(|c| format!("{}/@/", c.source)).collect();
     let mut lines: HashMap<String, (String, u64)> = HashMap::new();
     let mut headers = dwarf.units();
     while let Some(header) = headers.next()? {
         let unit = dwarf.unit(header)?;
-        if !unit
-            .name
-            .is_some_and(|name| name.slice().starts_with(prefix.as_bytes()))
-        {
+        let ours = unit.name.is_some_and(|name| {
+            prefixes
+                .iter()
+                .any(|p| name.slice().starts_with(p.as_bytes()))
+        });
+        if !ours {
             continue;
         }
         let mut entries = unit.entries();

@@ -66,7 +66,7 @@ impl HostImage {
     ///
     /// When the executable cannot be read or parsed. Debug info that cannot be read is not an
     /// error here: every patch is then refused, saying why.
-    pub(crate) fn read(exe: &Path, krate: CrateId<'_>) -> anyhow::Result<HostImage> {
+    pub(crate) fn read(exe: &Path, crates: &[CrateId<'_>]) -> anyhow::Result<HostImage> {
         let data =
             std::fs::read(exe).with_context(|| format!("cannot read `{}`", exe.display()))?;
         let file = object::File::parse(&*data)
@@ -79,8 +79,7 @@ impl HostImage {
         let mut libraries = needed_libraries(&data);
         libraries.names.push("ld-linux-x86-64.so.2".to_owned());
         exports.extend(library_exports(&libraries, exe.parent()));
-        let types =
-            TypeGraph::read(&file, krate.source, krate.name, None).map_err(|e| e.to_string());
+        let types = TypeGraph::read(&file, crates, None).map_err(|e| e.to_string());
         let held = types.as_ref().map_or_else(
             |_| HashSet::new(),
             |graph| {
@@ -133,12 +132,12 @@ impl PatchImage {
     /// info.
     pub(crate) fn read(
         path: &Path,
-        krate: CrateId<'_>,
+        crates: &[CrateId<'_>],
         wanted: &HashSet<String>,
     ) -> anyhow::Result<PatchImage> {
         let data =
             std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-        let mut image = Self::parse(&data, krate, Some(wanted))
+        let mut image = Self::parse(&data, crates, Some(wanted))
             .with_context(|| format!("malformed patch `{}`", path.display()))?;
         image.library_exports = library_exports(&needed_libraries(&data), path.parent());
         image.digest = hotswap::protocol::digest(&data);
@@ -152,11 +151,11 @@ impl PatchImage {
     /// When the bytes are not an object file or hold malformed records or debug info.
     pub(crate) fn parse(
         data: &[u8],
-        krate: CrateId<'_>,
+        crates: &[CrateId<'_>],
         wanted: Option<&HashSet<String>>,
     ) -> anyhow::Result<PatchImage> {
         let file = object::File::parse(data).context("not an object file")?;
-        let types = TypeGraph::read(&file, krate.source, krate.name, wanted)
+        let types = TypeGraph::read(&file, crates, wanted)
             .context("the types it uses cannot be checked")?;
         let records = records::read(&file)?;
         let layouts = records::read_layouts(&file)?;
@@ -597,7 +596,7 @@ impl LiveChanges {
 pub(crate) fn live_changes(
     changed: Option<Vec<String>>,
     code: Option<&code::CodeIndex>,
-    crate_name: &str,
+    crates: &code::Crates,
 ) -> LiveChanges {
     let (changed, code) = match (changed, code) {
         (Some(changed), Some(code)) => (changed, code),
@@ -608,7 +607,7 @@ pub(crate) fn live_changes(
             };
         }
     };
-    let restart_only = code.unreachable(&changed, crate_name);
+    let restart_only = code.unreachable(&changed, crates);
     let live = changed
         .into_iter()
         .filter(|name| !restart_only.contains(name))
@@ -919,7 +918,7 @@ mod tests {
 
     #[test]
     fn changes_no_hot_function_reaches_are_split_off() {
-        let unknown = live_changes(Some(vec!["a".into()]), None, "app");
+        let unknown = live_changes(Some(vec!["a".into()]), None, &code::Crates::bin("app"));
         assert_eq!(unknown.live, Some(vec!["a".to_owned()]));
         assert!(!unknown.only_restart());
     }
@@ -985,7 +984,7 @@ mod tests {
 
     #[test]
     fn the_seed_patch_is_read_whole() {
-        let image = PatchImage::parse(seed(), SEED, None).unwrap();
+        let image = PatchImage::parse(seed(), &[SEED], None).unwrap();
         assert_eq!(
             image.records["seed::f"].types[1],
             ("State".to_owned(), 24, 8)
@@ -1042,7 +1041,7 @@ mod tests {
                     data[at.index(len)] = *byte;
                 }
             }
-            let _ = PatchImage::parse(&data, SEED, None);
+            let _ = PatchImage::parse(&data, &[SEED], None);
         }
 
         /// Corrupted debug info in a patch is an error that says the types cannot be checked,
@@ -1061,7 +1060,7 @@ mod tests {
             for (at, byte) in &flips {
                 data[bytes[at.index(bytes.len())]] = *byte;
             }
-            if let Err(err) = PatchImage::parse(&data, SEED, None) {
+            if let Err(err) = PatchImage::parse(&data, &[SEED], None) {
                 let text = format!("{err:#}");
                 proptest::prop_assert!(!text.is_empty());
             }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use hotswap::protocol::{self, HostMessage};
 
+use crate::build::crates::LocalCrates;
 use crate::build::host::{self, BuildOptions, Host, WorkDir};
 use crate::check::HostImage;
 use crate::check::code::CodeIndex;
@@ -70,6 +71,8 @@ struct Running {
     /// The host's records and exports, for the gate.
     image: HostImage,
     started: Instant,
+    /// The local library crates whose code patches carry into this program.
+    libs: LibState,
     /// Connection id and writer, once the agent connected and said hello with our build id.
     link: Option<(u64, UnixStream)>,
     /// The program's connection before its hello: id and writer.
@@ -82,6 +85,62 @@ struct Running {
     /// When the tool first saw that the program exited, while its connection was still open:
     /// what the program sent before it exited (a rollback) is told first.
     exit_seen: Option<Instant>,
+}
+
+/// The local library crates of the running program that patches rebuilt, with what the
+/// program runs of each.
+#[derive(Debug, Default)]
+struct LibState {
+    /// The stems of the crates the running code has from a patch: every later patch carries
+    /// them too (else its calls into them would reach the host's old code).
+    carried: std::collections::BTreeSet<String>,
+    /// The code the program runs of each crate (by stem): cargo's rlib until a patch rebuilt
+    /// it, to tell which functions the next rebuild changes.
+    code: HashMap<String, CodeIndex>,
+    /// The source files of each crate (by stem) as its last rebuild listed them, which may add
+    /// files to cargo's list.
+    sources: HashMap<String, Vec<PathBuf>>,
+}
+
+impl LibState {
+    /// The crates (indexes into `locals`) whose sources include `path`.
+    fn owners(&self, locals: &LocalCrates, path: &Path) -> Vec<usize> {
+        (0..locals.crates.len())
+            .filter(|at| {
+                let krate = &locals.crates[*at];
+                self.sources
+                    .get(&krate.stem)
+                    .unwrap_or(&krate.sources)
+                    .iter()
+                    .any(|source| source == path)
+            })
+            .collect()
+    }
+
+    /// The code the program runs of the crate `stem`: its last rebuild's, or cargo's rlib's;
+    /// `None` when that cannot be read.
+    fn code(&self, locals: &LocalCrates, stem: &str) -> Option<CodeIndex> {
+        if let Some(code) = self.code.get(stem) {
+            return Some(code.clone());
+        }
+        let krate = locals.crates.iter().find(|krate| krate.stem == stem)?;
+        CodeIndex::read_rlib(&krate.cargo_rlib()?, krate.name()).ok()
+    }
+
+    /// Takes in the crates a patch rebuilt: their code is the running code's from now on, and
+    /// with `carried` (the patch was applied) every later patch carries them.
+    fn rebuilt(&mut self, libs: &[crate::build::patch::BuiltLib], carried: bool) {
+        for lib in libs.iter().filter(|lib| lib.compiled) {
+            match &lib.code {
+                Some(code) => self.code.insert(lib.stem.clone(), code.clone()),
+                None => self.code.remove(&lib.stem),
+            };
+            self.sources.insert(lib.stem.clone(), lib.sources.clone());
+        }
+        if carried {
+            self.carried.extend(libs.iter().map(|lib| lib.stem.clone()));
+        }
+    }
 }
 
 /// Removes the directories under `sessions` (each named by the pid of its session) whose

@@ -22,6 +22,8 @@ pub(super) enum Outcome {
     },
     /// rustc rejected the patch; the program keeps its code.
     BuildFailed {
+        /// The package whose crate failed to compile.
+        package: String,
         /// rustc's diagnostics, when they were captured (else they were shown).
         diagnostics: String,
     },

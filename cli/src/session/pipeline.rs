@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::build::host::{self, Host};
-use crate::build::patch::{self, Patch, PatchBuildError};
+use crate::build::patch::{self, LibPlan, Patch, PatchBuildError};
+use crate::check::code::Crates;
 use crate::check::{self, PatchImage};
 use crate::codes::Code;
 use crate::control::protocol::Verdict;
@@ -102,14 +103,71 @@ impl Session {
         Ok(Changes { paths, host })
     }
 
-    /// Builds the patch; a file the patch does not compile (another crate's) calls for a
-    /// restart.
+    /// Builds the patch: the bin crate, and the local library crates the changes reach (with
+    /// every crate above them, and those an earlier patch carried). A file that no crate of the
+    /// patch is built from, or one of a procedural macro crate, calls for a restart.
     fn build_patch(&mut self, changes: &Changes) -> Result<Patch, Outcome> {
         let number = self.next_patch + 1;
+        let running = self.running.as_ref().expect("the changes stage saw it");
+        let locals = &changes.host.locals;
+        let owned: Vec<usize> = changes
+            .paths
+            .iter()
+            .flat_map(|path| running.libs.owners(locals, path))
+            .collect();
+        let dirty = locals.dependents(&owned);
+        if let Some(proc_macro) = dirty
+            .iter()
+            .map(|at| &locals.crates[*at])
+            .find(|krate| krate.capture.is_proc_macro())
+        {
+            return Err(Outcome::Restart {
+                code: Code::ProcMacro,
+                reason: format!(
+                    "{} changed the procedural macro crate `{}`, whose expansions are compiled \
+                     into the host: the host is rebuilt",
+                    self.files(&changes.paths),
+                    proc_macro.name()
+                ),
+            });
+        }
+        let plan = LibPlan {
+            crates: locals
+                .crates
+                .iter()
+                .enumerate()
+                .filter(|(at, krate)| {
+                    dirty.contains(at) || running.libs.carried.contains(&krate.stem)
+                })
+                .map(|(_, krate)| krate)
+                .collect(),
+            compile: dirty
+                .iter()
+                .map(|at| locals.crates[*at].stem.clone())
+                .collect(),
+        };
+        let rebuilding = if plan.compile.is_empty() {
+            String::new()
+        } else {
+            let mut names: Vec<String> = plan
+                .crates
+                .iter()
+                .filter(|krate| plan.compile.contains(&krate.stem))
+                .map(|krate| krate.name().to_owned())
+                .collect();
+            // A package's library and bin share a crate name unless one is renamed.
+            let bin = &self.project.crate_name;
+            names.push(if names.contains(bin) {
+                format!("{bin} (bin)")
+            } else {
+                bin.clone()
+            });
+            format!("; rebuilding {}", names.join(", "))
+        };
         output::status(
             "Patching",
             format!(
-                "{} ({} changed)",
+                "{} ({} changed{rebuilding})",
                 self.project.bin,
                 self.files(&changes.paths)
             ),
@@ -117,6 +175,12 @@ impl Session {
         output::event(&Event::BuildStarted {
             target: Target::Patch,
             files: Some(changes.paths.clone()),
+            crates: plan
+                .crates
+                .iter()
+                .filter(|krate| plan.compile.contains(&krate.stem))
+                .map(|krate| krate.name().to_owned())
+                .collect(),
         });
         // rustc's output is captured for the JSON event, and on a terminal so that it does not
         // cross the spinner; it is shown right after.
@@ -128,12 +192,19 @@ impl Session {
             &self.session_dir,
             number,
             capture,
+            &plan,
         );
         output::finish(spinner);
         let patch = match result {
             Ok(patch) => patch,
-            Err(PatchBuildError::Compile { diagnostics, .. }) => {
-                return Err(Outcome::BuildFailed { diagnostics });
+            Err(PatchBuildError::Compile {
+                package,
+                diagnostics,
+            }) => {
+                return Err(Outcome::BuildFailed {
+                    package,
+                    diagnostics,
+                });
             }
             Err(PatchBuildError::Other(err)) => return Err(Outcome::BuildError(err)),
         };
@@ -148,14 +219,17 @@ impl Session {
         let outside: Vec<_> = changes
             .paths
             .iter()
-            .filter(|path| !patch.sources.contains(path))
+            .filter(|path| {
+                !patch.sources.contains(path)
+                    && !patch.libs.iter().any(|lib| lib.sources.contains(path))
+            })
             .map(|path| format!("`{}`", relative(path, &self.project.workspace_root)))
             .collect();
         if !outside.is_empty() {
             return Err(Outcome::Restart {
                 code: Code::OutsideCrate,
                 reason: format!(
-                    "{} {} outside the `{}` bin crate, and only that crate is patched yet",
+                    "{} {} not part of any crate of `{}` that a patch rebuilds",
                     outside.join(", "),
                     if outside.len() == 1 { "is" } else { "are" },
                     self.project.bin
@@ -172,7 +246,7 @@ impl Session {
         let running = self.running.as_ref().expect("the changes stage saw it");
         let image = PatchImage::read(
             &patch.path,
-            self.crate_id(&changes.host),
+            &self.crate_ids(&changes.host),
             &running.image.held,
         )
         .map_err(|err| Outcome::Unchecked(err.context("cannot check the patch")))?;
@@ -187,19 +261,45 @@ impl Session {
                 return Err(Outcome::Refused(refusals));
             }
         };
-        let crate_name = &self.project.crate_name;
-        let changed = match (&patch.code, &self.baseline) {
-            (Some(new), Some(old)) => Some(new.changed_since(old, crate_name)),
+        let crates = Crates {
+            bin: self.project.crate_name.clone(),
+            libs: patch.libs.iter().map(|lib| lib.name.clone()).collect(),
+        };
+        let mut changed = match (&patch.code, &self.baseline) {
+            (Some(new), Some(old)) => Some(new.changed_since(old, &crates)),
             _ => None,
         };
-        let live = check::live_changes(changed, patch.code.as_ref(), crate_name);
-        let restart_only = self.located(&patch, &changes.host, &live.restart_only);
+        let mut code = patch.code.clone();
+        for lib in &patch.libs {
+            if let (Some(code), Some(new)) = (&mut code, &lib.code) {
+                code.add_edges(new);
+            }
+            if !lib.compiled {
+                continue;
+            }
+            let old = running.libs.code(&changes.host.locals, &lib.stem);
+            match (&mut changed, &lib.code, old) {
+                (Some(changed), Some(new), Some(old)) => {
+                    changed.extend(new.changed_since(&old, &crates));
+                }
+                _ => changed = None,
+            }
+        }
+        if let Some(changed) = &mut changed {
+            changed.sort();
+            changed.dedup();
+        }
+        let live = check::live_changes(changed, code.as_ref(), &crates);
+        let restart_only = self.located(&patch, &changes.host, &live.restart_only, &crates);
         if live.only_restart() {
             // Only code that no hot function reaches changed (start-up code): a restart runs
             // it; with `--no-restart` the change waits, and this build is the new baseline.
             if self.no_restart {
                 super::report::restart_only(&restart_only);
                 self.baseline = patch.code;
+                if let Some(running) = &mut self.running {
+                    running.libs.rebuilt(&patch.libs, false);
+                }
             }
             return Err(Outcome::RestartOnly {
                 functions: restart_only,
@@ -219,7 +319,11 @@ impl Session {
             });
         }
         if let Some(code) = &patch.code {
-            let statics = code.statics.clone();
+            let mut statics = code.statics.clone();
+            for lib in patch.libs.iter().filter(|lib| lib.compiled) {
+                let of_lib = lib.code.iter().flat_map(|code| &code.statics);
+                statics.extend(of_lib.map(|name| check::code::qualified(&lib.name, name)));
+            }
             self.fresh_statics(&statics);
         }
         Ok(Checked {
@@ -236,10 +340,14 @@ impl Session {
     /// Sends a checked patch to the program and waits for its answer.
     fn send(&mut self, checked: Checked) -> Outcome {
         let code = checked.patch.code.clone();
+        let libs = checked.patch.libs.clone();
         let hot = checked.hot.clone();
         match self.apply(checked) {
             Ok(applied) => {
                 self.baseline = code;
+                if let Some(running) = &mut self.running {
+                    running.libs.rebuilt(&libs, true);
+                }
                 self.running_hot = Some(hot);
                 Outcome::Applied(applied)
             }
@@ -249,15 +357,20 @@ impl Session {
 
     /// The functions `names` (display names) as messages show them, quoted, each with where the
     /// patch's debug info says it is declared: `` `main::{closure}` at src/main.rs:41 ``.
-    fn located(&self, patch: &Patch, host: &Host, names: &[String]) -> Vec<String> {
+    fn located(
+        &self,
+        patch: &Patch,
+        host: &Host,
+        names: &[String],
+        crates: &Crates,
+    ) -> Vec<String> {
         if names.is_empty() {
             return Vec::new();
         }
-        let crate_name = &self.project.crate_name;
-        let shown = |name: &str| check::code::display_name(name, crate_name);
+        let shown = |name: &str| crates.display(name);
         let lines = std::fs::read(&patch.path).ok().and_then(|data| {
             let file = object::File::parse(&*data).ok()?;
-            check::dwarf::function_lines(&file, self.crate_id(host).source, &|name| {
+            check::dwarf::function_lines(&file, &self.crate_ids(host), &|name| {
                 shown(name).is_some_and(|shown| names.contains(&shown))
             })
             .ok()

@@ -26,12 +26,21 @@ use super::files::{content_hash, relative};
 use super::{Event, Running, Session};
 
 impl Session {
-    /// What the gate needs to know of the crate `build` compiled: its name and root source.
-    pub(super) fn crate_id<'a>(&'a self, build: &'a Host) -> CrateId<'a> {
-        CrateId {
+    /// What the gate needs to know of the crates `build` compiled: the bin first, then the local
+    /// library crates (not the procedural macros, which the program does not contain), each
+    /// with its name and root source.
+    pub(super) fn crate_ids<'a>(&'a self, build: &'a Host) -> Vec<CrateId<'a>> {
+        let bin = CrateId {
             name: &self.project.crate_name,
             source: build.capture.source().unwrap_or("src/main.rs"),
-        }
+        };
+        let libs = build.locals.crates.iter().filter_map(|krate| {
+            (!krate.capture.is_proc_macro()).then_some(CrateId {
+                name: krate.name(),
+                source: krate.capture.source()?,
+            })
+        });
+        std::iter::once(bin).chain(libs).collect()
     }
 
     /// Starts the host executable of `build` with the session's environment.
@@ -67,7 +76,7 @@ impl Session {
         if !std::io::stdin().is_terminal() {
             command.process_group(0);
         }
-        let image = HostImage::read(&build.exe, self.crate_id(&build))?;
+        let image = HostImage::read(&build.exe, &self.crate_ids(&build))?;
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot run `{}`", build.exe.display()))?;
@@ -96,6 +105,7 @@ impl Session {
             build,
             image,
             started: Instant::now(),
+            libs: super::LibState::default(),
             link: None,
             pending: None,
             warned_silent: false,
@@ -113,14 +123,21 @@ impl Session {
             return Vec::new();
         };
         let build = running.build.clone();
-        let (baseline, extra) = match patch::build(&build, &self.work, &self.session_dir, 0, true) {
+        let no_libs = patch::LibPlan::default();
+        let built = patch::build(&build, &self.work, &self.session_dir, 0, true, &no_libs);
+        let (baseline, extra) = match built {
             Ok(patch) => {
-                let extra: Vec<PathBuf> = patch
+                // The library crates' too: `include_str!` in any crate of the program.
+                let libraries = build.locals.crates.iter().flat_map(|krate| &krate.sources);
+                let mut extra: Vec<PathBuf> = patch
                     .sources
                     .iter()
+                    .chain(libraries)
                     .filter(|p| p.extension().is_none_or(|e| e != "rs"))
                     .cloned()
                     .collect();
+                extra.sort();
+                extra.dedup();
                 // A save since the host's build may have reached this build but not the host:
                 // then the baseline is not the running code, and the next patch is compared
                 // with nothing.
@@ -133,7 +150,8 @@ impl Session {
                     .running
                     .as_ref()
                     .and_then(|r| {
-                        PatchImage::read(&patch.path, self.crate_id(&r.build), &HashSet::new()).ok()
+                        PatchImage::read(&patch.path, &self.crate_ids(&r.build), &HashSet::new())
+                            .ok()
                     })
                     .filter(|_| current)
                     .map(|image| image.records.keys().cloned().collect());

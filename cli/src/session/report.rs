@@ -21,7 +21,10 @@ impl Session {
         Some(match outcome {
             Outcome::Nothing => return None,
             Outcome::Restart { code, reason } => self.restart(code, &reason, None),
-            Outcome::BuildFailed { diagnostics } => {
+            Outcome::BuildFailed {
+                package,
+                diagnostics,
+            } => {
                 output::write_stderr(&diagnostics);
                 output::event(&Event::BuildFinished {
                     target: Target::Patch,
@@ -33,8 +36,7 @@ impl Session {
                 output::warn(
                     "Failed",
                     format!(
-                        "could not compile `{}`; the running program keeps its code until {}",
-                        self.project.package,
+                        "could not compile `{package}`; the running program keeps its code until {}",
                         self.next_trigger()
                     ),
                 );

@@ -2,6 +2,7 @@
 //! edits on disk, real sockets. Each asserts what a user would see. One binary, one module per
 //! capability.
 
+mod crates;
 mod gate;
 mod layouts;
 mod programs;

@@ -1,5 +1,6 @@
 //! The walking skeleton: the time service patched while serving, compile errors, logging and
-//! `TypeId`s across the boundary, edits outside the bin crate, zero cost when off.
+//! `TypeId`s across the boundary, edits in library crates that only start-up code reaches, zero
+//! cost when off.
 
 use std::time::Duration;
 
@@ -134,20 +135,18 @@ fn s06_patched_code_logs_to_host_logger_and_downcasts_host_values() {
     );
 }
 
-/// An edit in the package's lib target is not silently ignored: the tool says it needs a
-/// restart, restarts, and the new program runs the new lib code.
+/// An edit in the package's lib target, to a function only `main` calls, is built and then
+/// restarted with the reason (only start-up code reaches it), naming the function with its crate
+/// and where it is; the new program runs the new lib code.
 #[test]
-fn edit_in_lib_target_restarts_with_the_reason() {
+fn lib_function_only_main_calls_restarts_naming_it() {
     let project = Project::copy("probe");
     let mut session = project.run(&[]);
     let first = wait_tick(&mut session, START_DEADLINE, &["lib=lib-one"]);
 
     project.edit("src/lib.rs", "\"lib-one\"", "\"lib-two\"");
-    session.wait_stderr(
-        EDIT_DEADLINE,
-        "Restarting [HS0202] probe (`src/lib.rs` is outside the `probe` bin crate, and only that crate is \
-         patched yet; state is lost)",
-    );
+    session.wait_stderr(EDIT_DEADLINE, "  Restarting [HS0201] probe (");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] probe (`lib_word` at src/lib.rs:4 changed, and only start-up code reaches it; state is lost)");
     let line = wait_tick(&mut session, EDIT_DEADLINE, &["lib=lib-two", "gen=0"]);
     assert_ne!(
         tick_field(&line, "pid"),
@@ -156,18 +155,17 @@ fn edit_in_lib_target_restarts_with_the_reason() {
     );
 }
 
-/// An edit in another workspace member is not silently ignored either.
+/// The same for another workspace member: the `Patching` line names the crates rebuilt.
 #[test]
-fn edit_in_workspace_member_restarts_with_the_reason() {
+fn workspace_member_function_only_main_calls_restarts_naming_it() {
     let project = Project::copy("probe");
     let mut session = project.run(&[]);
     let first = wait_tick(&mut session, START_DEADLINE, &["util=util-one"]);
 
     project.edit("util/src/lib.rs", "\"util-one\"", "\"util-two\"");
-    session.wait_stderr(
-        EDIT_DEADLINE,
-        "Restarting [HS0202] probe (`util/src/lib.rs` is outside the `probe` bin crate",
-    );
+    session.wait_stderr(EDIT_DEADLINE, "  Restarting [HS0201] probe (");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Patching").join("\n"), @"    Patching probe (`util/src/lib.rs` changed; rebuilding probe_util, probe, probe (bin))");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] probe (`probe_util::word` at util/src/lib.rs:4 changed, and only start-up code reaches it; state is lost)");
     let line = wait_tick(&mut session, EDIT_DEADLINE, &["util=util-two"]);
     assert_ne!(
         tick_field(&line, "pid"),
