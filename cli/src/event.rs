@@ -134,6 +134,14 @@ mod tests {
             r#"{"reason":"build-started","target":"host"}"#
         );
         assert_eq!(
+            line(Event::BuildStarted {
+                target: Target::Patch,
+                files: Some(vec!["/w/leaf/src/lib.rs".into()]),
+                crates: vec!["leaf".into(), "mid".into()],
+            }),
+            r#"{"reason":"build-started","target":"patch","files":["/w/leaf/src/lib.rs"],"crates":["leaf","mid"]}"#
+        );
+        assert_eq!(
             line(Event::BuildFinished {
                 target: Target::Patch,
                 success: false,

@@ -1,9 +1,10 @@
 //! The rustc wrapper: during the host's cargo build, records the exact rustc command line and
-//! environment of the selected bin crate, so that the rlib replay and every patch compile with
-//! the same `-C metadata`, `--extern`s and flags, hence the same mangled symbols and `TypeId`s.
+//! environment of the selected bin crate and of every local library crate, so that the rlib
+//! replays and every patch compile with the same `-C metadata`, `--extern`s and flags, hence the
+//! same mangled symbols and `TypeId`s.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
@@ -211,7 +212,10 @@ fn capture_if_selected(rustc: &std::ffi::OsStr, args: &[std::ffi::OsString]) -> 
     let file = if bin {
         PathBuf::from(bin_file)
     } else if let Some(dir) = env(CAPTURE_LIBS_DIR_ENV) {
-        std::fs::create_dir_all(&dir)
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
             .with_context(|| format!("cannot create `{}`", Path::new(&dir).display()))?;
         Path::new(&dir).join(format!("{}.json", capture.stem()))
     } else {

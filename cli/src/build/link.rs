@@ -9,9 +9,10 @@
 //!   added, so the host contains and exports every symbol a later patch may need. Only
 //!   `compiler_builtins` is left as it is: its symbols are weak intrinsics every object may
 //!   define.
-//! * Patch mode: only the crate's own objects are linked. Every `.rlib`, rustc's `symbols.o`
-//!   and the allocator shim are dropped; references to them stay undefined (`-z undefs` is the
-//!   default for `-shared`) and bind to the host when the patch is loaded.
+//! * Patch mode: only the crate's own objects are linked, and the rlibs of the local library
+//!   crates the patch rebuilt (whole). Every other `.rlib`, rustc's `symbols.o` and the
+//!   allocator shim are dropped; references to them stay undefined (`-z undefs` is the default
+//!   for `-shared`) and bind to the host when the patch is loaded.
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
