@@ -34,6 +34,8 @@ pub struct Edits {
     debounce: Vec<f64>,
     before_rustc: Vec<f64>,
     rustc: Vec<f64>,
+    /// Local library crates compiled again before the bin, per edit (a workspace's).
+    libraries: Vec<f64>,
     link: Vec<f64>,
     after_rustc: Vec<f64>,
     check: Vec<f64>,
@@ -135,6 +137,18 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
             |r| r.is_rustc_of("cdylib") && r.success,
             "successful patch rustc run",
         );
+        // The local library crates the patch compiled again first (a workspace's), in order.
+        let libraries: Vec<&Invocation> = records
+            .iter()
+            .filter(|r| r.is_rustc_of("rlib") && r.success)
+            .collect();
+        let first_rustc_start = libraries
+            .iter()
+            .map(|r| r.start_ns)
+            .chain([rustc.start_ns])
+            .min()
+            .unwrap_or(rustc.start_ns);
+        let libraries_ms: f64 = libraries.iter().map(|r| r.ms()).sum();
         edits.failed_builds += records
             .iter()
             .filter(|r| r.is_rustc_of("cdylib") && !r.success)
@@ -153,7 +167,11 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
         }
 
         let effect = ms(stamp - written);
-        let floor = replay_floor(bench, rustc, &dirs.floor, &floor_log, n);
+        let floor = libraries
+            .iter()
+            .map(|library| replay_floor(bench, library, &dirs.floor, &floor_log, None))
+            .sum::<f64>()
+            + replay_floor(bench, rustc, &dirs.floor, &floor_log, Some(n));
         if n == 0 {
             edits.first_effect.push(effect);
             edits.first_floor.push(floor);
@@ -173,8 +191,9 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
         edits.debounce.push(ms(patching_at.saturating_sub(written)));
         edits
             .before_rustc
-            .push(ms(rustc.start_ns.saturating_sub(patching_at)));
-        edits.rustc.push(rustc.ms() - link.ms());
+            .push(ms(first_rustc_start.saturating_sub(patching_at)));
+        edits.rustc.push(libraries_ms + rustc.ms() - link.ms());
+        edits.libraries.push(libraries.len() as f64);
         edits.link.push(link.ms());
         let load = patched.load_ms;
         let check = patched.check_ms;
@@ -335,10 +354,16 @@ fn patch_kib(link: &Invocation) -> Option<f64> {
         .map(|m| m.len() as f64 / 1024.0)
 }
 
-/// Replays the patch's rustc command alone (same arguments, environment and directory), into
-/// the floor's own output and incremental directories; checks that the result holds edit `n`'s
-/// text; returns the wall time in ms.
-fn replay_floor(bench: &Bench, patch: &Invocation, floor: &Path, log: &Path, n: usize) -> f64 {
+/// Replays one rustc command of a patch alone (same arguments, environment and directory), into
+/// the floor's own output and incremental directories; with `check`, checks that the result (the
+/// patch itself) holds edit `check`'s text; returns the wall time in ms.
+fn replay_floor(
+    bench: &Bench,
+    patch: &Invocation,
+    floor: &Path,
+    log: &Path,
+    check: Option<usize>,
+) -> f64 {
     let out_dir = floor.join("out");
     let incremental = floor.join("incremental");
     std::fs::create_dir_all(&out_dir).expect("cannot create the floor's directory");
@@ -382,6 +407,9 @@ fn replay_floor(bench: &Bench, patch: &Invocation, floor: &Path, log: &Path, n: 
         "the floor's replay failed:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    let Some(n) = check else {
+        return elapsed;
+    };
     let built = newest_with_extension(&out_dir, "so").expect("the floor's replay wrote a .so");
     let bytes = std::fs::read(&built).expect("cannot read the floor's output");
     let marker = fixture::marker(n);
@@ -485,10 +513,17 @@ impl Edits {
             &self.before_rustc,
         );
         table.samples(
-            "  rustc (patch compile, without link)",
+            "  rustc (library crates and patch, without link)",
             Unit::Ms,
             &self.rustc,
         );
+        if self.libraries.iter().any(|n| *n > 0.0) {
+            table.samples(
+                "    library crates compiled again",
+                Unit::Count,
+                &self.libraries,
+            );
+        }
         table.samples("  link (patch, real linker)", Unit::Ms, &self.link);
         table.samples("  check (compatibility gate)", Unit::Ms, &self.check);
         table.samples(
@@ -500,7 +535,7 @@ impl Edits {
         table.samples("  build as the tool reports it", Unit::Ms, &self.tool_build);
         table.samples("  patch size", Unit::KiB, &self.patch_kib);
         table.samples(
-            "bare floor (patch rustc command alone)",
+            "bare floor (the patch's rustc commands alone)",
             Unit::Ms,
             &self.floor,
         );

@@ -5,8 +5,14 @@ use std::process::Command;
 
 /// A project the benchmark runs and edits.
 pub struct Fixture {
-    /// Its name under `examples/` or `tests/fixtures/`.
+    /// Its name in the table and under `<target>/bench/`.
     pub name: &'static str,
+    /// The project it is made from, under `examples/` or `tests/fixtures/`.
+    pub source: &'static str,
+    /// What turns a copy of `source` into this fixture, if anything.
+    pub generate: Option<fn(&Path)>,
+    /// Whether its cold and warm starts are measured (each a build of every dependency).
+    pub starts: bool,
     /// The bin target.
     pub bin: &'static str,
     /// The bin target's crate name.
@@ -23,6 +29,9 @@ pub struct Fixture {
 pub const FIXTURES: &[Fixture] = &[
     Fixture {
         name: "time-service",
+        source: "time-service",
+        generate: None,
+        starts: true,
         bin: "time-service",
         crate_name: "time_service",
         file: "src/main.rs",
@@ -31,13 +40,98 @@ pub const FIXTURES: &[Fixture] = &[
     },
     Fixture {
         name: "medium",
+        source: "medium",
+        generate: None,
+        starts: true,
         bin: "stockroom",
         crate_name: "stockroom",
         file: "src/report.rs",
-        line: r#"    format!("Stockroom at {clock}: {items} items, {low} low on stock, worth {value}")"#,
+        line: STATUS_LINE,
+        path: "/status",
+    },
+    Fixture {
+        name: "medium-workspace",
+        source: "medium",
+        generate: Some(split_status_line),
+        starts: false,
+        bin: "stockroom",
+        crate_name: "stockroom",
+        file: "crates/wording/src/lib.rs",
+        line: STATUS_LINE,
         path: "/status",
     },
 ];
+
+/// The line of the medium fixture's hot function that the benchmark edits.
+const STATUS_LINE: &str =
+    r#"    format!("Stockroom at {clock}: {items} items, {low} low on stock, worth {value}")"#;
+
+/// Makes a copy of the medium fixture a workspace whose status line comes from a library two
+/// crates below the bin: `stockroom` (the bin's package) -> `phrasing` -> `wording`, which holds
+/// the line. An edit of `wording` is what users of a workspace make most: it rebuilds `wording`,
+/// `phrasing` and the bin.
+fn split_status_line(project: &Path) {
+    let write = |relative: &str, text: &str| {
+        let path = project.join(relative);
+        std::fs::create_dir_all(path.parent().expect("a file has a parent"))
+            .expect("cannot create a fixture directory");
+        std::fs::write(&path, text).expect("cannot write a fixture file");
+    };
+    let crate_manifest = |name: &str, dependencies: &str| {
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\
+             publish = false\n\n[dependencies]\n{dependencies}"
+        )
+    };
+    write("crates/wording/Cargo.toml", &crate_manifest("wording", ""));
+    write(
+        "crates/wording/src/lib.rs",
+        &format!(
+            "//! The words of the status line.\n\n\
+             /// The status line from its parts.\n\
+             pub fn status(\n    clock: &str,\n    items: &dyn std::fmt::Display,\n    \
+             low: &dyn std::fmt::Display,\n    value: &dyn std::fmt::Display,\n) -> String {{\n\
+             {STATUS_LINE}\n}}\n"
+        ),
+    );
+    write(
+        "crates/phrasing/Cargo.toml",
+        &crate_manifest("phrasing", "wording = { path = \"../wording\" }\n"),
+    );
+    write(
+        "crates/phrasing/src/lib.rs",
+        "//! Phrases of the service, from the words of `wording`.\n\n\
+         /// The status line for a clock reading and the store's numbers.\n\
+         pub fn status(clock: &str, items: usize, low: usize, value: &dyn std::fmt::Display) -> String {\n    \
+         wording::status(clock, &items, &low, value)\n}\n",
+    );
+    let manifest = project.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).expect("cannot read the manifest");
+    let text = text
+        .replacen(
+            "[workspace]\n",
+            "[workspace]\nmembers = [\"crates/*\"]\n",
+            1,
+        )
+        .replacen(
+            "[dependencies]\n",
+            "[dependencies]\nphrasing = { path = \"crates/phrasing\" }\n",
+            1,
+        );
+    std::fs::write(&manifest, text).expect("cannot write the manifest");
+    let report = project.join("src/report.rs");
+    let text = std::fs::read_to_string(&report).expect("cannot read `src/report.rs`");
+    assert!(
+        text.contains(STATUS_LINE),
+        "the medium fixture's status line moved"
+    );
+    let text = text.replacen(
+        STATUS_LINE,
+        "    phrasing::status(&clock, items, low, &value)",
+        1,
+    );
+    std::fs::write(&report, text).expect("cannot write `src/report.rs`");
+}
 
 /// The line of edit number `n`: the original text prefixed with `bench-<n> <nanoseconds>`,
 /// where the new code itself reads the clock when it runs. A one-line edit, as a user makes.

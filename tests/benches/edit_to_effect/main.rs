@@ -1,8 +1,9 @@
 //! The benchmark of cargo-hotswap: what users feel, next to the alternatives.
 //!
 //! `cargo bench -p hotswap-tests --bench edit_to_effect` builds the tool (release, as
-//! `cargo install` would), then, on copies of `examples/time-service` and the medium fixture
-//! (`tests/fixtures/medium`, about 2,000 lines and 260 crates):
+//! `cargo install` would), then, on copies of `examples/time-service`, the medium fixture
+//! (`tests/fixtures/medium`, about 2,000 lines and 260 crates) and the medium fixture made a
+//! workspace whose edited line is two crates below the bin (`medium-workspace`):
 //!
 //! 1. starts `cargo run` and `cargo hotswap run` until each answers its first request, cold
 //!    (empty target directory) and warm;
@@ -20,7 +21,7 @@
 //! Environment: `HOTSWAP_BENCH_RUNS` (measured edits and warm starts per fixture, default 10),
 //! `HOTSWAP_BENCH_PATCHES` (patches of the memory soak, default 100), `HOTSWAP_BENCH_COLD=0`
 //! (skip cold starts, which rebuild every dependency), `HOTSWAP_BENCH_ONLY` (comma-separated
-//! subset of `time-service`, `medium`, `calls`).
+//! subset of `time-service`, `medium`, `medium-workspace`, `calls`).
 
 mod calls;
 mod edits;
@@ -271,7 +272,10 @@ fn main() -> ExitCode {
 /// All measurements of one fixture, on one copy of it.
 fn run_fixture(bench: &Bench, fixture: &Fixture, table: &mut Table) {
     eprintln!("bench: {}: copying and fetching", fixture.name);
-    let project = hotswap_tests::Project::copy(fixture.name);
+    let project = hotswap_tests::Project::copy(fixture.source);
+    if let Some(generate) = fixture.generate {
+        generate(project.path());
+    }
     let dirs = fixture::Dirs::new(&bench.root, fixture);
     fixture::fetch(project.path());
     let crates = fixture::crate_count(project.path());
@@ -280,8 +284,12 @@ fn run_fixture(bench: &Bench, fixture: &Fixture, table: &mut Table) {
         "{} ({lines} lines of Rust, {crates} crates in the graph)",
         fixture.name
     ));
-    let start = startup::run(bench, fixture, &project, &dirs);
+    let start = fixture
+        .starts
+        .then(|| startup::run(bench, fixture, &project, &dirs));
     let edits = edits::run(bench, fixture, &project, &dirs);
     edits.report(table, fixture);
-    start.report(table);
+    if let Some(start) = start {
+        start.report(table);
+    }
 }

@@ -13,6 +13,8 @@ pub enum Unit {
     KiB,
     /// A ratio.
     Ratio,
+    /// A number of things.
+    Count,
 }
 
 /// One line of the table.
@@ -135,5 +137,6 @@ pub fn format(unit: Unit, value: f64) -> String {
         Unit::KiB if value.abs() >= 10.0 * 1024.0 => format!("{:.1} MiB", value / 1024.0),
         Unit::KiB => format!("{value:.0} KiB"),
         Unit::Ratio => format!("{value:.2}x"),
+        Unit::Count => format!("{value:.0}"),
     }
 }
