@@ -170,20 +170,38 @@ pub(crate) fn rewire(args: &[String], replaced: &Replaced, view: &Path) -> Vec<S
     out
 }
 
-/// Fills `view` (emptied first) with a symbolic link to every file of the `-L dependency=`
-/// directories of `args` but the replaced crates' outputs, and one to each replaced rlib.
+/// Fills `view` with a symbolic link to every file of the `-L dependency=` directories of `args`
+/// but the replaced crates' outputs, and one to each replaced rlib. A view made for the same
+/// crates from directories that did not change since (their modification times: cargo adds
+/// and removes files there, it does not rewrite them in place under the same name without a
+/// new host build) is kept as it is.
 ///
 /// # Errors
 ///
 /// When a directory cannot be read or created, or a link cannot be made; the message names it.
 pub(crate) fn make_view(args: &[String], replaced: &Replaced, view: &Path) -> anyhow::Result<()> {
     use anyhow::Context;
+    use std::os::unix::fs::MetadataExt;
+    let dirs: Vec<&str> = super::args::walk(args)
+        .filter_map(|(arg, _)| match arg {
+            super::args::Arg::Option { name: "-L", value } => value.strip_prefix("dependency="),
+            _ => None,
+        })
+        .collect();
+    let mut stamp = String::new();
+    for dir in &dirs {
+        let meta = std::fs::metadata(dir).with_context(|| format!("cannot read `{dir}`"))?;
+        stamp.push_str(&format!("{dir} {} {}\n", meta.mtime(), meta.mtime_nsec()));
+    }
+    for (stem, rlib) in replaced {
+        stamp.push_str(&format!("{stem} {}\n", rlib.display()));
+    }
+    let stamp_file = view.join(".hotswap-view");
+    if std::fs::read_to_string(&stamp_file).is_ok_and(|old| old == stamp) {
+        return Ok(());
+    }
     let _ = std::fs::remove_dir_all(view);
     std::fs::create_dir_all(view).with_context(|| format!("cannot create `{}`", view.display()))?;
-    let dirs = super::args::walk(args).filter_map(|(arg, _)| match arg {
-        super::args::Arg::Option { name: "-L", value } => value.strip_prefix("dependency="),
-        _ => None,
-    });
     for dir in dirs {
         let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read `{dir}`"))?;
         for entry in entries.flatten() {
@@ -205,7 +223,8 @@ pub(crate) fn make_view(args: &[String], replaced: &Replaced, view: &Path) -> an
         std::os::unix::fs::symlink(rlib, &link)
             .with_context(|| format!("cannot link `{}`", link.display()))?;
     }
-    Ok(())
+    std::fs::write(&stamp_file, stamp)
+        .with_context(|| format!("cannot write `{}`", stamp_file.display()))
 }
 
 #[cfg(test)]

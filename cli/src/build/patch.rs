@@ -33,7 +33,8 @@ pub(crate) struct BuiltLib {
     pub(crate) compiled: bool,
     /// Its source files as compiled (dep-info).
     pub(crate) sources: Vec<PathBuf>,
-    /// Its functions and statics; `None` if they could not be read.
+    /// Its functions and statics, when this patch compiled it (else the session has them
+    /// from the patch that did); `None` if they could not be read.
     pub(crate) code: Option<CodeIndex>,
 }
 
@@ -116,7 +117,9 @@ pub(crate) fn build(
             stem: krate.stem.clone(),
             compiled,
             sources: read_dep_info(&dep_info, &krate.capture.cwd)?,
-            code: CodeIndex::read_rlib(rlib, krate.name()).ok(),
+            code: compiled
+                .then(|| CodeIndex::read_rlib(rlib, krate.name()).ok())
+                .flatten(),
         });
     }
     let crate_name = capture.option("--crate-name").unwrap_or("patch").to_owned();

@@ -107,48 +107,41 @@ impl CodeIndex {
             edges,
         })
     }
+}
 
-    /// Adds the references of `other` (another crate's code in the same patch) to this index's,
-    /// so that [`CodeIndex::unreachable`] follows calls across crates.
-    pub(crate) fn add_edges(&mut self, other: &CodeIndex) {
-        for (from, to) in &other.edges {
-            self.edges
-                .entry(from.clone())
-                .or_default()
-                .extend(to.iter().cloned());
+/// Those of `changed` (display names) that no hot function's body reaches in `code` (the
+/// indexes of every crate of one patch: calls are followed across them): their new code runs
+/// only in a restarted program (for example what only `main` calls at start-up).
+pub(crate) fn unreachable(code: &[&CodeIndex], changed: &[String], crates: &Crates) -> Vec<String> {
+    let mut reached: BTreeSet<&str> = BTreeSet::new();
+    let mut stack: Vec<&str> = code
+        .iter()
+        .flat_map(|index| index.edges.keys().chain(index.functions.keys()))
+        .filter(|name| name.starts_with(hotswap::protocol::IMPL_PREFIX))
+        .map(String::as_str)
+        .collect();
+    while let Some(name) = stack.pop() {
+        if !reached.insert(name) {
+            continue;
         }
-    }
-
-    /// Those of `changed` (display names) that no hot function's body reaches: their new code
-    /// runs only in a restarted program (for example what only `main` calls at start-up).
-    pub(crate) fn unreachable(&self, changed: &[String], crates: &Crates) -> Vec<String> {
-        let mut reached: BTreeSet<&str> = BTreeSet::new();
-        let mut stack: Vec<&str> = self
-            .edges
-            .keys()
-            .chain(self.functions.keys())
-            .filter(|name| name.starts_with(hotswap::protocol::IMPL_PREFIX))
-            .map(String::as_str)
-            .collect();
-        while let Some(name) = stack.pop() {
-            if !reached.insert(name) {
-                continue;
-            }
-            if let Some(targets) = self.edges.get(name) {
+        for index in code {
+            if let Some(targets) = index.edges.get(name) {
                 stack.extend(targets.iter().map(String::as_str));
             }
         }
-        let live: BTreeSet<String> = reached
-            .iter()
-            .filter_map(|name| crates.display(&crate::symbols::demangle(name)))
-            .collect();
-        changed
-            .iter()
-            .filter(|name| !live.contains(*name))
-            .cloned()
-            .collect()
     }
+    let live: BTreeSet<String> = reached
+        .iter()
+        .filter_map(|name| crates.display(&crate::symbols::demangle(name)))
+        .collect();
+    changed
+        .iter()
+        .filter(|name| !live.contains(*name))
+        .cloned()
+        .collect()
+}
 
+impl CodeIndex {
     /// Functions of the crate whose body differs from `previous` or is new, as display names
     /// (see [`display_name`]), sorted and without duplicates.
     pub(crate) fn changed_since(&self, previous: &CodeIndex, crates: &Crates) -> Vec<String> {
@@ -637,7 +630,7 @@ mod tests {
         .map(|s| (*s).to_owned())
         .collect();
         assert_eq!(
-            index.unreachable(&changed, &Crates::bin("app")),
+            unreachable(&[&index], &changed, &Crates::bin("app")),
             ["setup", "main"]
         );
     }

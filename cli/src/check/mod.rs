@@ -592,10 +592,10 @@ impl LiveChanges {
 }
 
 /// Splits the changed functions (display names, if known) by whether a hot function reaches
-/// them in `code`.
+/// them in `code` (the indexes of every crate of the patch, if known).
 pub(crate) fn live_changes(
     changed: Option<Vec<String>>,
-    code: Option<&code::CodeIndex>,
+    code: Option<&[&code::CodeIndex]>,
     crates: &code::Crates,
 ) -> LiveChanges {
     let (changed, code) = match (changed, code) {
@@ -607,7 +607,7 @@ pub(crate) fn live_changes(
             };
         }
     };
-    let restart_only = code.unreachable(&changed, crates);
+    let restart_only = code::unreachable(code, &changed, crates);
     let live = changed
         .into_iter()
         .filter(|name| !restart_only.contains(name))

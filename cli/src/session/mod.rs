@@ -119,12 +119,13 @@ impl LibState {
 
     /// The code the program runs of the crate `stem`: its last rebuild's, or cargo's rlib's;
     /// `None` when that cannot be read.
-    fn code(&self, locals: &LocalCrates, stem: &str) -> Option<CodeIndex> {
+    fn code(&self, locals: &LocalCrates, stem: &str) -> Option<std::borrow::Cow<'_, CodeIndex>> {
         if let Some(code) = self.code.get(stem) {
-            return Some(code.clone());
+            return Some(std::borrow::Cow::Borrowed(code));
         }
         let krate = locals.crates.iter().find(|krate| krate.stem == stem)?;
-        CodeIndex::read_rlib(&krate.cargo_rlib()?, krate.name()).ok()
+        let code = CodeIndex::read_rlib(&krate.cargo_rlib()?, krate.name()).ok()?;
+        Some(std::borrow::Cow::Owned(code))
     }
 
     /// Takes in the crates a patch rebuilt: their code is the running code's from now on, and

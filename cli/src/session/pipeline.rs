@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::build::host::{self, Host};
 use crate::build::patch::{self, LibPlan, Patch, PatchBuildError};
-use crate::check::code::Crates;
+use crate::check::code::{CodeIndex, Crates};
 use crate::check::{self, PatchImage};
 use crate::codes::Code;
 use crate::control::protocol::Verdict;
@@ -269,14 +269,7 @@ impl Session {
             (Some(new), Some(old)) => Some(new.changed_since(old, &crates)),
             _ => None,
         };
-        let mut code = patch.code.clone();
-        for lib in &patch.libs {
-            if let (Some(code), Some(new)) = (&mut code, &lib.code) {
-                code.add_edges(new);
-            }
-            if !lib.compiled {
-                continue;
-            }
+        for lib in patch.libs.iter().filter(|lib| lib.compiled) {
             let old = running.libs.code(&changes.host.locals, &lib.stem);
             match (&mut changed, &lib.code, old) {
                 (Some(changed), Some(new), Some(old)) => {
@@ -289,7 +282,17 @@ impl Session {
             changed.sort();
             changed.dedup();
         }
-        let live = check::live_changes(changed, code.as_ref(), &crates);
+        // Calls are followed across the crates of the patch.
+        let code: Option<Vec<&CodeIndex>> = patch.code.as_ref().map(|bin| {
+            std::iter::once(bin)
+                .chain(patch.libs.iter().filter_map(|lib| {
+                    lib.code
+                        .as_ref()
+                        .or_else(|| running.libs.code.get(&lib.stem))
+                }))
+                .collect()
+        });
+        let live = check::live_changes(changed, code.as_deref(), &crates);
         let restart_only = self.located(&patch, &changes.host, &live.restart_only, &crates);
         if live.only_restart() {
             // Only code that no hot function reaches changed (start-up code): a restart runs
