@@ -212,16 +212,7 @@ fn units_estimate(metadata: &Metadata, package: &Package) -> u64 {
             .is_some_and(|p| p.targets.iter().any(|t| t.is_custom_build()));
         units += if has_build_script { 3 } else { 1 };
         if let Some(node) = resolve.nodes.iter().find(|n| &n.id == id) {
-            queue.extend(
-                node.deps
-                    .iter()
-                    .filter(|dep| {
-                        dep.dep_kinds
-                            .iter()
-                            .any(|k| k.kind != cargo_metadata::DependencyKind::Development)
-                    })
-                    .map(|dep| &dep.pkg),
-            );
+            queue.extend(program_deps(node));
         }
     }
     units
@@ -261,20 +252,23 @@ fn local_packages(metadata: &Metadata, package: &Package) -> Vec<(PathBuf, Optio
             });
         found.push((dir, lib));
         if let Some(node) = resolve.and_then(|r| r.nodes.iter().find(|n| &n.id == id)) {
-            // Dev-dependencies are not part of the program.
-            queue.extend(
-                node.deps
-                    .iter()
-                    .filter(|dep| {
-                        dep.dep_kinds
-                            .iter()
-                            .any(|k| k.kind != cargo_metadata::DependencyKind::Development)
-                    })
-                    .map(|dep| &dep.pkg),
-            );
+            queue.extend(program_deps(node));
         }
     }
     found
+}
+
+/// The packages `node` depends on as part of the program: normal and build dependencies, not
+/// dev-dependencies.
+fn program_deps(node: &cargo_metadata::Node) -> impl Iterator<Item = &cargo_metadata::PackageId> {
+    node.deps
+        .iter()
+        .filter(|dep| {
+            dep.dep_kinds
+                .iter()
+                .any(|k| k.kind != cargo_metadata::DependencyKind::Development)
+        })
+        .map(|dep| &dep.pkg)
 }
 
 /// A hash of `parts` that stays the same across Rust releases and runs (FNV-1a over the bytes,

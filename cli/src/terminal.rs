@@ -50,9 +50,9 @@ pub(crate) fn save() {
 }
 
 /// Whether the program gets the tool's terminal as its stdin, stdout and stderr: the tool's
-/// stdout is a terminal (and carries no JSON events).
-pub(crate) fn program_gets_terminal() -> bool {
-    std::io::stdout().is_terminal() && !crate::output::json()
+/// stdout is a terminal, and `json_events` (the tool's `--message-format json`) is off.
+pub(crate) fn program_gets_terminal(json_events: bool) -> bool {
+    std::io::stdout().is_terminal() && !json_events
 }
 
 /// Whether a full-screen program holds the terminal now: canonical input is off while the

@@ -7,8 +7,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+
 use crate::build::capture::Capture;
-use crate::build::host::read_dep_info;
 
 /// One local library crate as cargo compiled it for the host.
 #[derive(Debug, Clone)]
@@ -180,7 +181,6 @@ pub(crate) fn rewire(args: &[String], replaced: &Replaced, view: &Path) -> Vec<S
 ///
 /// When a directory cannot be read or created, or a link cannot be made; the message names it.
 pub(crate) fn make_view(args: &[String], replaced: &Replaced, view: &Path) -> anyhow::Result<()> {
-    use anyhow::Context;
     use std::os::unix::fs::MetadataExt;
     let dirs: Vec<&str> = super::args::walk(args)
         .filter_map(|(arg, _)| match arg {
@@ -227,8 +227,42 @@ pub(crate) fn make_view(args: &[String], replaced: &Replaced, view: &Path) -> an
         .with_context(|| format!("cannot write `{}`", stamp_file.display()))
 }
 
+/// Source files listed by a rustc dep-info file (Makefile syntax, `\ ` escapes a space), made
+/// absolute against `cwd`, the directory rustc ran in.
+///
+/// # Errors
+///
+/// When the file cannot be read.
+pub(crate) fn read_dep_info(path: &Path, cwd: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    let mut sources = Vec::new();
+    let first = text.lines().find(|l| !l.is_empty() && !l.starts_with('#'));
+    if let Some((_, deps)) = first.and_then(|line| line.split_once(": ")) {
+        let mut current = String::new();
+        let mut chars = deps.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => current.extend(chars.next()),
+                ' ' => {
+                    if !current.is_empty() {
+                        sources.push(cwd.join(std::mem::take(&mut current)));
+                    }
+                }
+                c => current.push(c),
+            }
+        }
+        if !current.is_empty() {
+            sources.push(cwd.join(current));
+        }
+    }
+    Ok(sources)
+}
+
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
     use crate::build::args::split as args;
 
@@ -264,5 +298,21 @@ mod tests {
             )
         );
         assert_eq!(rewire(&out, &Replaced::new(), Path::new("/x")), out);
+    }
+
+    #[test]
+    fn dep_info_lists_sources() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(
+            b"/t/deps/app-1: src/main.rs /p/src/a\\ b.rs\n\nsrc/main.rs:\n# env-dep:X=1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            read_dep_info(file.path(), Path::new("/p")).unwrap(),
+            vec![
+                PathBuf::from("/p/src/main.rs"),
+                PathBuf::from("/p/src/a b.rs")
+            ]
+        );
     }
 }

@@ -461,15 +461,7 @@ fn cargo_build(
         match message {
             Ok(Message::BuildFinished(finished)) => success = Some(finished.success),
             Ok(Message::CompilerArtifact(artifact)) => {
-                let local = project.local_libs.iter().find(|lib| {
-                    artifact.manifest_path.parent().map(|p| p.as_std_path()) == Some(&lib.dir)
-                        && artifact.target.name.replace('-', "_") == lib.crate_name
-                });
-                if let Some(lib) = local
-                    && let Some(stem) = artifact.filenames.iter().find_map(|f| stem_of(f.as_str()))
-                {
-                    libraries.push((lib.package.clone(), stem.to_owned()));
-                }
+                libraries.extend(local_library(project, &artifact));
                 if let Some(bar) = &bar {
                     bar.inc(1);
                     bar.set_message(artifact.target.name.clone());
@@ -494,6 +486,22 @@ fn cargo_build(
         );
     }
     Ok(libraries)
+}
+
+/// The package and output stem of `artifact` when it is the library of a local package.
+fn local_library(
+    project: &Project,
+    artifact: &cargo_metadata::Artifact,
+) -> Option<(String, String)> {
+    let lib = project.local_libs.iter().find(|lib| {
+        artifact.manifest_path.parent().map(|p| p.as_std_path()) == Some(&lib.dir)
+            && artifact.target.name.replace('-', "_") == lib.crate_name
+    })?;
+    let stem = artifact
+        .filenames
+        .iter()
+        .find_map(|f| stem_of(f.as_str()))?;
+    Some((lib.package.clone(), stem.to_owned()))
 }
 
 /// The root directories of the local packages, one per line, for the rustc wrapper.
@@ -541,62 +549,7 @@ fn cargo_command(
     command
 }
 
-/// Source files listed by a rustc dep-info file (Makefile syntax, `\ ` escapes a space), made
-/// absolute against `cwd`, the directory rustc ran in.
-///
-/// # Errors
-///
-/// When the file cannot be read.
-pub(crate) fn read_dep_info(path: &Path, cwd: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read `{}`", path.display()))?;
-    let mut sources = Vec::new();
-    let first = text.lines().find(|l| !l.is_empty() && !l.starts_with('#'));
-    if let Some((_, deps)) = first.and_then(|line| line.split_once(": ")) {
-        let mut current = String::new();
-        let mut chars = deps.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                '\\' => current.extend(chars.next()),
-                ' ' => {
-                    if !current.is_empty() {
-                        sources.push(cwd.join(std::mem::take(&mut current)));
-                    }
-                }
-                c => current.push(c),
-            }
-        }
-        if !current.is_empty() {
-            sources.push(cwd.join(current));
-        }
-    }
-    Ok(sources)
-}
-
 /// This executable, which rustc calls as linker wrapper and cargo as rustc wrapper.
 pub(crate) fn self_exe() -> anyhow::Result<PathBuf> {
     std::env::current_exe().context("cannot locate the cargo-hotswap executable")
-}
-
-#[cfg(test)]
-mod tests {
-    use std::io::Write;
-
-    use super::*;
-
-    #[test]
-    fn dep_info_lists_sources() {
-        let mut file = tempfile::NamedTempFile::new().unwrap();
-        file.write_all(
-            b"/t/deps/app-1: src/main.rs /p/src/a\\ b.rs\n\nsrc/main.rs:\n# env-dep:X=1\n",
-        )
-        .unwrap();
-        assert_eq!(
-            read_dep_info(file.path(), Path::new("/p")).unwrap(),
-            vec![
-                PathBuf::from("/p/src/main.rs"),
-                PathBuf::from("/p/src/a b.rs")
-            ]
-        );
-    }
 }

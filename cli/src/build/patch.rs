@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::build::crates::{LocalCrate, Replaced, make_view, rewire};
-use crate::build::host::{Host, WorkDir, read_dep_info, self_exe};
+use crate::build::capture::Capture;
+use crate::build::crates::{LocalCrate, Replaced, make_view, read_dep_info, rewire};
+use crate::build::host::{Host, WorkDir, self_exe};
 use crate::build::{link, replay};
 use crate::check::code::CodeIndex;
 
@@ -95,33 +96,7 @@ pub(crate) fn build(
     let started = Instant::now();
     let capture = &host.capture;
     let view = work.root.join("view");
-    let replaced: Replaced = plan
-        .crates
-        .iter()
-        .map(|krate| (krate.stem.clone(), lib_rlib(work, &krate.stem)))
-        .collect();
-    if !replaced.is_empty() {
-        make_view(&capture.args, &replaced, &view)?;
-    }
-    let mut messages = String::new();
-    let mut libs = Vec::with_capacity(plan.crates.len());
-    for krate in &plan.crates {
-        let compiled = plan.compile.contains(&krate.stem) || !replaced[&krate.stem].is_file();
-        if compiled {
-            messages.push_str(&compile_lib(krate, work, &replaced, &view, capture_output)?);
-        }
-        let rlib = &replaced[&krate.stem];
-        let dep_info = rlib.with_file_name(format!("{}.d", krate.stem));
-        libs.push(BuiltLib {
-            name: krate.name().to_owned(),
-            stem: krate.stem.clone(),
-            compiled,
-            sources: read_dep_info(&dep_info, &krate.capture.cwd)?,
-            code: compiled
-                .then(|| CodeIndex::read_rlib(rlib, krate.name()).ok())
-                .flatten(),
-        });
-    }
+    let (replaced, libs, mut messages) = build_libs(plan, work, capture, &view, capture_output)?;
     let crate_name = capture.option("--crate-name").unwrap_or("patch").to_owned();
     let out_dir = work.root.join("patch");
     std::fs::create_dir_all(&out_dir)
@@ -152,29 +127,27 @@ pub(crate) fn build(
                 .values()
                 .filter_map(|rlib| Some(format!("{}\n", rlib.file_name()?.to_str()?)))
                 .collect::<String>(),
-        )
-        .stdout(std::process::Stdio::null());
-    command.stderr(if capture_output {
-        std::process::Stdio::piped()
-    } else {
-        std::process::Stdio::inherit()
-    });
-    let result = crate::process::output(&mut command)?;
-    messages.push_str(&String::from_utf8_lossy(&result.stderr));
-    if !result.status.success() {
-        return Err(PatchBuildError::Compile {
-            package: capture.package().to_owned(),
-            diagnostics: messages,
-        });
-    }
+        );
+    // On failure too, the library crates' warnings come first.
+    let bin =
+        run_rustc(&mut command, capture_output, capture.package()).map_err(|err| match err {
+            PatchBuildError::Compile {
+                package,
+                diagnostics,
+            } => PatchBuildError::Compile {
+                package,
+                diagnostics: format!("{messages}{diagnostics}"),
+            },
+            other => other,
+        })?;
+    messages.push_str(&bin);
     let build_time = started.elapsed();
 
-    let path = session_dir.join(format!("{crate_name}-patch-{number}.so"));
-    let tmp = session_dir.join(format!(".{crate_name}-patch-{number}.so.tmp"));
-    std::fs::copy(&output, &tmp)
-        .with_context(|| format!("cannot copy `{}` to `{}`", output.display(), tmp.display()))?;
-    std::fs::rename(&tmp, &path)
-        .with_context(|| format!("cannot rename `{}` to `{}`", tmp.display(), path.display()))?;
+    let path = publish(
+        &output,
+        session_dir,
+        &format!("{crate_name}-patch-{number}.so"),
+    )?;
     let sources = read_dep_info(&dep_info, &capture.cwd)?;
     let code = CodeIndex::read_dir(&objects_dir, &crate_name).ok();
     Ok(Patch {
@@ -185,6 +158,62 @@ pub(crate) fn build(
         messages,
         libs,
     })
+}
+
+/// The library crates of `plan`, each compiled again if it must be (in order, against the
+/// ones before it, found through `view`): their rlibs by stem, what the patch knows of each, and
+/// rustc's messages when `capture_output`.
+///
+/// # Errors
+///
+/// [`PatchBuildError::Compile`] when rustc rejects a crate, else [`PatchBuildError::Other`].
+fn build_libs(
+    plan: &LibPlan<'_>,
+    work: &WorkDir,
+    capture: &Capture,
+    view: &Path,
+    capture_output: bool,
+) -> Result<(Replaced, Vec<BuiltLib>, String), PatchBuildError> {
+    let replaced: Replaced = plan
+        .crates
+        .iter()
+        .map(|krate| (krate.stem.clone(), lib_rlib(work, &krate.stem)))
+        .collect();
+    if !replaced.is_empty() {
+        make_view(&capture.args, &replaced, view)?;
+    }
+    let mut messages = String::new();
+    let mut libs = Vec::with_capacity(plan.crates.len());
+    for krate in &plan.crates {
+        let rlib = &replaced[&krate.stem];
+        let compiled = plan.compile.contains(&krate.stem) || !rlib.is_file();
+        if compiled {
+            messages.push_str(&compile_lib(krate, work, &replaced, view, capture_output)?);
+        }
+        let dep_info = rlib.with_file_name(format!("{}.d", krate.stem));
+        libs.push(BuiltLib {
+            name: krate.name().to_owned(),
+            stem: krate.stem.clone(),
+            compiled,
+            sources: read_dep_info(&dep_info, &krate.capture.cwd)?,
+            code: compiled
+                .then(|| CodeIndex::read_rlib(rlib, krate.name()).ok())
+                .flatten(),
+        });
+    }
+    Ok((replaced, libs, messages))
+}
+
+/// Copies the built patch `output` to `name` in `session_dir`, through a temporary name, so
+/// that the program never sees a half-written file; returns the new path.
+fn publish(output: &Path, session_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    let path = session_dir.join(name);
+    let tmp = session_dir.join(format!(".{name}.tmp"));
+    std::fs::copy(output, &tmp)
+        .with_context(|| format!("cannot copy `{}` to `{}`", output.display(), tmp.display()))?;
+    std::fs::rename(&tmp, &path)
+        .with_context(|| format!("cannot rename `{}` to `{}`", tmp.display(), path.display()))?;
+    Ok(path)
 }
 
 /// Where a patch puts the rlib of the library crate `stem`.
@@ -214,39 +243,73 @@ fn compile_lib(
     let out_dir = rlib.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create `{}`", out_dir.display()))?;
-    let mut args = rewire(&replay::base_args(&krate.capture.args), replaced, view);
-    args.extend(["--crate-type", "rlib", "--emit=dep-info,link", "--out-dir"].map(String::from));
-    args.push(out_dir.to_string_lossy().into_owned());
-    if crate::output::color() {
-        args.push("--color=always".into());
-    }
-    replay::push_codegen(
-        &mut args,
-        format!(
-            "incremental={}",
-            work.root.join("incremental").join(&krate.stem).display()
-        ),
+    let incremental = work.root.join("incremental").join(&krate.stem);
+    let args = rewire(
+        &replay_args(&krate.capture.args, "rlib", out_dir, &incremental),
+        replaced,
+        view,
     );
     let mut command = krate.capture.command(&args);
+    crate::output::detail(
+        "Running",
+        format!("`{}`", crate::process::command_line(&command)),
+    );
+    run_rustc(&mut command, capture_output, krate.capture.package())
+}
+
+/// Runs the rustc `command` (stdout discarded; stderr returned when `capture_output`, else
+/// shown) and returns its messages.
+///
+/// # Errors
+///
+/// [`PatchBuildError::Compile`] naming `package` when rustc fails, with its messages, else
+/// [`PatchBuildError::Other`] when it cannot run.
+fn run_rustc(
+    command: &mut std::process::Command,
+    capture_output: bool,
+    package: &str,
+) -> Result<String, PatchBuildError> {
     command.stdout(std::process::Stdio::null());
     command.stderr(if capture_output {
         std::process::Stdio::piped()
     } else {
         std::process::Stdio::inherit()
     });
-    crate::output::detail(
-        "Running",
-        format!("`{}`", crate::process::command_line(&command)),
-    );
-    let result = crate::process::output(&mut command)?;
+    let result = crate::process::output(command)?;
     let messages = String::from_utf8_lossy(&result.stderr).into_owned();
     if !result.status.success() {
         return Err(PatchBuildError::Compile {
-            package: krate.capture.package().to_owned(),
+            package: package.to_owned(),
             diagnostics: messages,
         });
     }
     Ok(messages)
+}
+
+/// `captured` replayed as a `crate_type` into `out_dir` (with its dep-info), incremental in
+/// `incremental`, with rustc's messages coloured when the tool's are.
+fn replay_args(
+    captured: &[String],
+    crate_type: &str,
+    out_dir: &Path,
+    incremental: &Path,
+) -> Vec<String> {
+    let mut args = replay::base_args(captured);
+    args.extend(
+        [
+            "--crate-type",
+            crate_type,
+            "--emit=dep-info,link",
+            "--out-dir",
+        ]
+        .map(String::from),
+    );
+    args.push(out_dir.to_string_lossy().into_owned());
+    if crate::output::color() {
+        args.push("--color=always".into());
+    }
+    replay::push_codegen(&mut args, format!("incremental={}", incremental.display()));
+    args
 }
 
 /// The replay of `captured` as a thin cdylib patch into `out_dir`, incremental under `work_root`.
@@ -255,23 +318,11 @@ fn patch_args(
     work_root: &Path,
     out_dir: &Path,
 ) -> anyhow::Result<Vec<String>> {
-    let mut args = replay::base_args(captured);
-    args.extend(["--crate-type".to_owned(), "cdylib".to_owned()]);
-    args.extend(["--emit=dep-info,link".to_owned(), "--out-dir".to_owned()]);
-    args.push(out_dir.to_string_lossy().into_owned());
+    let incremental = work_root.join("incremental/patch");
+    let mut args = replay_args(captured, "cdylib", out_dir, &incremental);
     // `main` and everything only it reaches are unused in a cdylib; the host build has shown
     // the crate's real dead-code warnings already.
     args.push("-Adead_code".into());
-    if crate::output::color() {
-        args.push("--color=always".into());
-    }
-    replay::push_codegen(
-        &mut args,
-        format!(
-            "incremental={}",
-            work_root.join("incremental/patch").display()
-        ),
-    );
     replay::push_codegen(&mut args, format!("linker={}", self_exe()?.display()));
     // Without it, the patch's calls to its own exported functions would bind to the host's old
     // code (ELF interposition).

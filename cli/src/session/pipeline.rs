@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::build::host::{self, Host};
 use crate::build::patch::{self, LibPlan, Patch, PatchBuildError};
 use crate::check::code::{CodeIndex, Crates};
-use crate::check::{self, PatchImage};
+use crate::check::{self, LiveChanges, PatchImage};
 use crate::codes::Code;
 use crate::control::protocol::Verdict;
 use crate::event::{Event, Target};
@@ -108,80 +108,8 @@ impl Session {
     /// patch is built from, or one of a procedural macro crate, calls for a restart.
     fn build_patch(&mut self, changes: &Changes) -> Result<Patch, Outcome> {
         let number = self.next_patch + 1;
-        let running = self.running.as_ref().expect("the changes stage saw it");
-        let locals = &changes.host.locals;
-        let owned: Vec<usize> = changes
-            .paths
-            .iter()
-            .flat_map(|path| running.libs.owners(locals, path))
-            .collect();
-        let dirty = locals.dependents(&owned);
-        if let Some(proc_macro) = dirty
-            .iter()
-            .map(|at| &locals.crates[*at])
-            .find(|krate| krate.capture.is_proc_macro())
-        {
-            return Err(Outcome::Restart {
-                code: Code::ProcMacro,
-                reason: format!(
-                    "{} changed the procedural macro crate `{}`, whose expansions are compiled \
-                     into the host: the host is rebuilt",
-                    self.files(&changes.paths),
-                    proc_macro.name()
-                ),
-            });
-        }
-        let plan = LibPlan {
-            crates: locals
-                .crates
-                .iter()
-                .enumerate()
-                .filter(|(at, krate)| {
-                    dirty.contains(at) || running.libs.carried.contains(&krate.stem)
-                })
-                .map(|(_, krate)| krate)
-                .collect(),
-            compile: dirty
-                .iter()
-                .map(|at| locals.crates[*at].stem.clone())
-                .collect(),
-        };
-        let rebuilding = if plan.compile.is_empty() {
-            String::new()
-        } else {
-            let mut names: Vec<String> = plan
-                .crates
-                .iter()
-                .filter(|krate| plan.compile.contains(&krate.stem))
-                .map(|krate| krate.name().to_owned())
-                .collect();
-            // A package's library and bin share a crate name unless one is renamed.
-            let bin = &self.project.crate_name;
-            names.push(if names.contains(bin) {
-                format!("{bin} (bin)")
-            } else {
-                bin.clone()
-            });
-            format!("; rebuilding {}", names.join(", "))
-        };
-        output::status(
-            "Patching",
-            format!(
-                "{} ({} changed{rebuilding})",
-                self.project.bin,
-                self.files(&changes.paths)
-            ),
-        );
-        output::event(&Event::BuildStarted {
-            target: Target::Patch,
-            files: Some(changes.paths.clone()),
-            crates: plan
-                .crates
-                .iter()
-                .filter(|krate| plan.compile.contains(&krate.stem))
-                .map(|krate| krate.name().to_owned())
-                .collect(),
-        });
+        let plan = self.lib_plan(changes)?;
+        self.announce_patch(changes, &plan);
         // rustc's output is captured for the JSON event, and on a terminal so that it does not
         // cross the spinner; it is shown right after.
         let capture = output::json() || output::progress_allowed() || self.serving_request;
@@ -216,6 +144,92 @@ impl Session {
             diagnostics: None,
         });
         self.next_patch = number;
+        self.inside_patch(changes, &patch)?;
+        Ok(patch)
+    }
+
+    /// The local library crates the patch for `changes` carries and compiles, or the restart
+    /// that an edit of a procedural macro crate (or of a crate one depends on) calls for.
+    fn lib_plan<'h>(&self, changes: &'h Changes) -> Result<LibPlan<'h>, Outcome> {
+        let running = self.running.as_ref().expect("the changes stage saw it");
+        let locals = &changes.host.locals;
+        let owned: Vec<usize> = changes
+            .paths
+            .iter()
+            .flat_map(|path| running.libs.owners(locals, path))
+            .collect();
+        let dirty = locals.dependents(&owned);
+        if let Some(proc_macro) = dirty
+            .iter()
+            .map(|at| &locals.crates[*at])
+            .find(|krate| krate.capture.is_proc_macro())
+        {
+            return Err(Outcome::Restart {
+                code: Code::ProcMacro,
+                reason: format!(
+                    "{} changed the procedural macro crate `{}`, whose expansions are compiled \
+                     into the host: the host is rebuilt",
+                    self.files(&changes.paths),
+                    proc_macro.name()
+                ),
+            });
+        }
+        Ok(LibPlan {
+            crates: locals
+                .crates
+                .iter()
+                .enumerate()
+                .filter(|(at, krate)| {
+                    dirty.contains(at) || running.libs.carried.contains(&krate.stem)
+                })
+                .map(|(_, krate)| krate)
+                .collect(),
+            compile: dirty
+                .iter()
+                .map(|at| locals.crates[*at].stem.clone())
+                .collect(),
+        })
+    }
+
+    /// Says that a patch builds: the `Patching` line, with the crates compiled again, and the
+    /// `build-started` event.
+    fn announce_patch(&self, changes: &Changes, plan: &LibPlan<'_>) {
+        let compiled: Vec<String> = plan
+            .crates
+            .iter()
+            .filter(|krate| plan.compile.contains(&krate.stem))
+            .map(|krate| krate.name().to_owned())
+            .collect();
+        let rebuilding = if compiled.is_empty() {
+            String::new()
+        } else {
+            // A package's library and bin share a crate name unless one is renamed.
+            let bin = &self.project.crate_name;
+            let bin = if compiled.contains(bin) {
+                format!("{bin} (bin)")
+            } else {
+                bin.clone()
+            };
+            format!("; rebuilding {}, {bin}", compiled.join(", "))
+        };
+        output::status(
+            "Patching",
+            format!(
+                "{} ({} changed{rebuilding})",
+                self.project.bin,
+                self.files(&changes.paths)
+            ),
+        );
+        output::event(&Event::BuildStarted {
+            target: Target::Patch,
+            files: Some(changes.paths.clone()),
+            crates: compiled,
+        });
+    }
+
+    /// Whether every changed file is one the patch was built from; else the restart it calls
+    /// for.
+    fn inside_patch(&self, changes: &Changes, patch: &Patch) -> Result<(), Outcome> {
         let outside: Vec<_> = changes
             .paths
             .iter()
@@ -225,18 +239,18 @@ impl Session {
             })
             .map(|path| format!("`{}`", relative(path, &self.project.workspace_root)))
             .collect();
-        if !outside.is_empty() {
-            return Err(Outcome::Restart {
-                code: Code::OutsideCrate,
-                reason: format!(
-                    "{} {} not part of any crate of `{}` that a patch rebuilds",
-                    outside.join(", "),
-                    if outside.len() == 1 { "is" } else { "are" },
-                    self.project.bin
-                ),
-            });
+        if outside.is_empty() {
+            return Ok(());
         }
-        Ok(patch)
+        Err(Outcome::Restart {
+            code: Code::OutsideCrate,
+            reason: format!(
+                "{} {} not part of any crate of `{}` that a patch rebuilds",
+                outside.join(", "),
+                if outside.len() == 1 { "is" } else { "are" },
+                self.project.bin
+            ),
+        })
     }
 
     /// Checks the patch against the running program (see [`check`]) and tells which functions
@@ -265,34 +279,7 @@ impl Session {
             bin: self.project.crate_name.clone(),
             libs: patch.libs.iter().map(|lib| lib.name.clone()).collect(),
         };
-        let mut changed = match (&patch.code, &self.baseline) {
-            (Some(new), Some(old)) => Some(new.changed_since(old, &crates)),
-            _ => None,
-        };
-        for lib in patch.libs.iter().filter(|lib| lib.compiled) {
-            let old = running.libs.code(&changes.host.locals, &lib.stem);
-            match (&mut changed, &lib.code, old) {
-                (Some(changed), Some(new), Some(old)) => {
-                    changed.extend(new.changed_since(&old, &crates));
-                }
-                _ => changed = None,
-            }
-        }
-        if let Some(changed) = &mut changed {
-            changed.sort();
-            changed.dedup();
-        }
-        // Calls are followed across the crates of the patch.
-        let code: Option<Vec<&CodeIndex>> = patch.code.as_ref().map(|bin| {
-            std::iter::once(bin)
-                .chain(patch.libs.iter().filter_map(|lib| {
-                    lib.code
-                        .as_ref()
-                        .or_else(|| running.libs.code.get(&lib.stem))
-                }))
-                .collect()
-        });
-        let live = check::live_changes(changed, code.as_deref(), &crates);
+        let live = self.live_changes(changes, &patch, &crates);
         let restart_only = self.located(&patch, &changes.host, &live.restart_only, &crates);
         if live.only_restart() {
             // Only code that no hot function reaches changed (start-up code): a restart runs
@@ -338,6 +325,40 @@ impl Session {
             hot: image.records.into_keys().collect(),
             patch,
         })
+    }
+
+    /// The functions whose code `patch` changes since the running code (in every crate it
+    /// compiled), split by whether a hot function reaches them: calls are followed across the
+    /// crates of the patch.
+    fn live_changes(&self, changes: &Changes, patch: &Patch, crates: &Crates) -> LiveChanges {
+        let running = self.running.as_ref().expect("the changes stage saw it");
+        let mut changed = match (&patch.code, &self.baseline) {
+            (Some(new), Some(old)) => Some(new.changed_since(old, crates)),
+            _ => None,
+        };
+        for lib in patch.libs.iter().filter(|lib| lib.compiled) {
+            let old = running.libs.code(&changes.host.locals, &lib.stem);
+            match (&mut changed, &lib.code, old) {
+                (Some(changed), Some(new), Some(old)) => {
+                    changed.extend(new.changed_since(&old, crates));
+                }
+                _ => changed = None,
+            }
+        }
+        if let Some(changed) = &mut changed {
+            changed.sort();
+            changed.dedup();
+        }
+        let code: Option<Vec<&CodeIndex>> = patch.code.as_ref().map(|bin| {
+            std::iter::once(bin)
+                .chain(patch.libs.iter().filter_map(|lib| {
+                    lib.code
+                        .as_ref()
+                        .or_else(|| running.libs.code.get(&lib.stem))
+                }))
+                .collect()
+        });
+        check::live_changes(changed, code.as_deref(), crates)
     }
 
     /// Sends a checked patch to the program and waits for its answer.

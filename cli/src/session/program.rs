@@ -56,7 +56,7 @@ impl Session {
         // In a terminal, the program gets it (see `crate::terminal`). Elsewhere its output goes
         // through the tool line by line, so that its lines and the status lines never cross;
         // with JSON events on stdout, its stdout goes to stderr.
-        if !crate::terminal::program_gets_terminal() {
+        if !crate::terminal::program_gets_terminal(output::json()) {
             command.stdout(Stdio::piped()).stderr(Stdio::piped());
         }
         // SAFETY: the closure runs in the child between fork and exec and only calls `prctl`,

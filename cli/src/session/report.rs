@@ -24,24 +24,7 @@ impl Session {
             Outcome::BuildFailed {
                 package,
                 diagnostics,
-            } => {
-                output::write_stderr(&diagnostics);
-                output::event(&Event::BuildFinished {
-                    target: Target::Patch,
-                    success: false,
-                    build_ms: None,
-                    diagnostics: Some(diagnostics),
-                });
-                // Named as cargo names it: the package.
-                output::warn(
-                    "Failed",
-                    format!(
-                        "could not compile `{package}`; the running program keeps its code until {}",
-                        self.next_trigger()
-                    ),
-                );
-                Verdict::BuildFailed
-            }
+            } => self.build_failed(&package, diagnostics),
             Outcome::BuildError(err) => {
                 output::error(&err.context("the patch build failed"));
                 Verdict::Failed
@@ -99,6 +82,26 @@ impl Session {
                 Verdict::Refused
             }
         })
+    }
+
+    /// After a patch build that rustc refused: its diagnostics, and that the program keeps
+    /// its code. `package` is named as cargo names it.
+    fn build_failed(&self, package: &str, diagnostics: String) -> Verdict {
+        output::write_stderr(&diagnostics);
+        output::event(&Event::BuildFinished {
+            target: Target::Patch,
+            success: false,
+            build_ms: None,
+            diagnostics: Some(diagnostics),
+        });
+        output::warn(
+            "Failed",
+            format!(
+                "could not compile `{package}`; the running program keeps its code until {}",
+                self.next_trigger()
+            ),
+        );
+        Verdict::BuildFailed
     }
 
     /// After a refused patch (`code`, the first refusal's): restart, or with `--no-restart`

@@ -218,6 +218,13 @@ fn validate(sig: &Signature) -> Vec<syn::Error> {
             "`#[hot]` cannot apply to a variadic function",
         ));
     }
+    validate_generics(sig, &mut errors);
+    errors
+}
+
+/// Adds to `errors` what makes `sig` generic beyond lifetimes: type and const parameters,
+/// `where` clauses, `impl Trait` arguments and return types.
+fn validate_generics(sig: &Signature, errors: &mut Vec<syn::Error>) {
     for param in &sig.generics.params {
         if !matches!(param, GenericParam::Lifetime(_)) {
             errors.push(syn::Error::new_spanned(
@@ -263,7 +270,6 @@ fn validate(sig: &Signature) -> Vec<syn::Error> {
             ),
         ));
     }
-    errors
 }
 
 /// What to return instead of `ty`, an `impl Trait` type, for the traits people return most.
