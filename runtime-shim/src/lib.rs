@@ -186,6 +186,13 @@ static GENERATION: AtomicU64 = AtomicU64::new(0);
 /// Items used by the code that `#[hot]` generates. Not a public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    // The generated code names these through this crate, not as `::core::..` or `::std::..`: a
+    // dependency of the user's crate may be named `core` (a workspace member, say) and take
+    // that name over.
+    pub use std::boxed::Box;
+    pub use std::mem::{align_of, size_of, transmute};
+    pub use std::option::Option;
+
     pub use crate::record::{Part, record, record_len};
     pub use crate::slot::Slot;
     #[cfg(feature = "_cargo-hotswap")]

@@ -430,6 +430,16 @@ impl Crates {
         }
     }
 
+    /// Whether a crate of the patch has the name of a crate of the standard library (`core`,
+    /// `alloc`, `std`, ...): symbol names do not tell its functions from the standard
+    /// library's, so the changed functions cannot be named.
+    pub(crate) fn ambiguous(&self) -> bool {
+        const SYSROOT: [&str; 6] = ["core", "alloc", "std", "proc_macro", "test", "panic_unwind"];
+        std::iter::once(&self.bin)
+            .chain(&self.libs)
+            .any(|name| SYSROOT.contains(&name.as_str()))
+    }
+
     /// How the function `demangled` is shown (see [`display_name`]): `render::frame` for the
     /// bin's, `leaf::word` for a rebuilt library's; `None` for code of no crate of the patch.
     pub(crate) fn display(&self, demangled: &str) -> Option<String> {

@@ -344,10 +344,16 @@ impl fmt::Display for Refusal {
 
 /// Fills in where each type of a [`Refusal::TypeLayout`] is defined, from the `.rs` files under
 /// `dir`, as a path relative to `base`.
-pub(crate) fn locate_types(refusals: &mut [Refusal], dir: &Path, base: &Path) {
+pub(crate) fn locate_types(refusals: &mut [Refusal], dirs: &[(String, PathBuf)], base: &Path) {
     for refusal in refusals {
         if let Refusal::TypeLayout { path, location, .. } = refusal {
-            *location = locate::definition(path, dir, base);
+            let krate = path.split("::").next().unwrap_or_default();
+            let dir = dirs
+                .iter()
+                .find(|(name, _)| name == krate)
+                .or(dirs.first())
+                .map(|(_, dir)| dir);
+            *location = dir.and_then(|dir| locate::definition(path, dir, base));
         }
     }
 }
@@ -465,17 +471,25 @@ pub(crate) fn check(
     refusals.extend(persisted_refusals(host, patch));
     match &host.types {
         Ok(old) => {
-            // What the records already refused is not said twice: a type a hot signature
-            // spells, and the type of a persisted static.
-            let mut said: HashSet<&str> = HashSet::new();
-            for refusal in &refusals {
-                match refusal {
-                    Refusal::Layout { ty, .. } => said.insert(ty),
-                    Refusal::PersistLayout { name, .. } => said.insert(name),
-                    _ => false,
-                };
-            }
+            // What the records already refused is not said twice: the type of a persisted
+            // static. A type that a hot signature spells is told with what the debug info says
+            // of it (fields, where it is defined) rather than by its size alone.
+            let said: HashSet<&str> = refusals
+                .iter()
+                .filter_map(|refusal| match refusal {
+                    Refusal::PersistLayout { name, .. } => Some(name.as_str()),
+                    _ => None,
+                })
+                .collect();
             let found = layout_refusals(old, &patch.types, &host.records, &said);
+            let detailed: HashSet<String> = found
+                .iter()
+                .filter_map(|refusal| match refusal {
+                    Refusal::TypeLayout { ty, .. } => Some(ty.clone()),
+                    _ => None,
+                })
+                .collect();
+            refusals.retain(|r| !matches!(r, Refusal::Layout { ty, .. } if detailed.contains(ty)));
             refusals.extend(found);
         }
         Err(reason) => refusals.push(Refusal::Unchecked {

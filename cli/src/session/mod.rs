@@ -100,12 +100,16 @@ struct LibState {
     /// The source files of each crate (by stem) as its last rebuild listed them, which may add
     /// files to cargo's list.
     sources: HashMap<String, Vec<PathBuf>>,
+    /// The bin crate's source files, as its last patch build listed them.
+    bin_sources: Vec<PathBuf>,
 }
 
 impl LibState {
-    /// The crates (indexes into `locals`) whose sources include `path`.
+    /// The crates (indexes into `locals`) whose sources include `path`; for a `.rs` file that no
+    /// crate was built from (a new module, or one that failed to build), the crates whose root
+    /// source file's directory holds it.
     fn owners(&self, locals: &LocalCrates, path: &Path) -> Vec<usize> {
-        (0..locals.crates.len())
+        let built_from: Vec<usize> = (0..locals.crates.len())
             .filter(|at| {
                 let krate = &locals.crates[*at];
                 self.sources
@@ -113,6 +117,23 @@ impl LibState {
                     .unwrap_or(&krate.sources)
                     .iter()
                     .any(|source| source == path)
+            })
+            .collect();
+        let unknown = built_from.is_empty() && !self.bin_sources.iter().any(|s| s == path);
+        if !unknown || path.extension().is_none_or(|e| e != "rs") {
+            return built_from;
+        }
+        (0..locals.crates.len())
+            .filter(|at| {
+                let krate = &locals.crates[*at];
+                krate.capture.source().is_some_and(|root| {
+                    krate
+                        .capture
+                        .cwd
+                        .join(root)
+                        .parent()
+                        .is_some_and(|dir| path.starts_with(dir))
+                })
             })
             .collect()
     }

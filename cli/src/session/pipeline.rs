@@ -144,6 +144,13 @@ impl Session {
             diagnostics: None,
         });
         self.next_patch = number;
+        if let Some(running) = &mut self.running {
+            running.libs.bin_sources.clone_from(&patch.sources);
+        }
+        // A file that a crate started to include during the session is watched from now on.
+        let libraries = patch.libs.iter().flat_map(|lib| &lib.sources);
+        let read = super::program::read_files(patch.sources.iter().chain(libraries));
+        self.track_read_files(&read);
         self.inside_patch(changes, &patch)?;
         Ok(patch)
     }
@@ -227,8 +234,9 @@ impl Session {
         });
     }
 
-    /// Whether every changed file is one the patch was built from; else the restart it calls
-    /// for.
+    /// Warns about changed files that no crate of the patch was built from (a `.rs` file that
+    /// no `mod` declares yet, another target's file): their changes are not patched. When no
+    /// changed file is part of the program, nothing is.
     fn inside_patch(&self, changes: &Changes, patch: &Patch) -> Result<(), Outcome> {
         let outside: Vec<_> = changes
             .paths
@@ -242,15 +250,33 @@ impl Session {
         if outside.is_empty() {
             return Ok(());
         }
-        Err(Outcome::Restart {
-            code: Code::OutsideCrate,
-            reason: format!(
-                "{} {} not part of any crate of `{}` that a patch rebuilds",
-                outside.join(", "),
+        let files = outside.join(", ");
+        super::report::warning(
+            Code::OutsideCrate,
+            format!(
+                "{files} {} not part of any crate of `{}` (no `mod` declares {}, or {} another \
+                 target's): {} not patched",
                 if outside.len() == 1 { "is" } else { "are" },
-                self.project.bin
+                self.project.bin,
+                if outside.len() == 1 { "it" } else { "them" },
+                if outside.len() == 1 {
+                    "it is"
+                } else {
+                    "they are"
+                },
+                if outside.len() == 1 {
+                    "its changes are"
+                } else {
+                    "their changes are"
+                },
             ),
-        })
+        );
+        if outside.len() == changes.paths.len() {
+            return Err(Outcome::Unchanged {
+                message: "no crate of the program changed; nothing to patch".to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// Checks the patch against the running program (see [`check`]) and tells which functions
@@ -269,7 +295,7 @@ impl Session {
             Err(mut refusals) => {
                 check::locate_types(
                     &mut refusals,
-                    &self.source_dir(),
+                    &self.source_dirs(&changes.host),
                     &self.project.workspace_root,
                 );
                 return Err(Outcome::Refused(refusals));
@@ -310,7 +336,11 @@ impl Session {
         }
         if let Some(code) = &patch.code {
             let mut statics = code.statics.clone();
-            for lib in patch.libs.iter().filter(|lib| lib.compiled) {
+            for lib in patch
+                .libs
+                .iter()
+                .filter(|lib| lib.compiled && !crates.ambiguous())
+            {
                 let of_lib = lib.code.iter().flat_map(|code| &code.statics);
                 statics.extend(of_lib.map(|name| check::code::qualified(&lib.name, name)));
             }
@@ -333,7 +363,8 @@ impl Session {
     fn live_changes(&self, changes: &Changes, patch: &Patch, crates: &Crates) -> LiveChanges {
         let running = self.running.as_ref().expect("the changes stage saw it");
         let mut changed = match (&patch.code, &self.baseline) {
-            (Some(new), Some(old)) => Some(new.changed_since(old, crates)),
+            (Some(new), Some(old)) if !crates.ambiguous() => Some(new.changed_since(old, crates)),
+            // Unknown: the patch is sent, and every hot function counts as changed.
             _ => None,
         };
         for lib in patch.libs.iter().filter(|lib| lib.compiled) {
@@ -440,18 +471,26 @@ impl Session {
         }
     }
 
-    /// The directory whose `.rs` files define the crate's types: the package's `src`.
-    fn source_dir(&self) -> PathBuf {
+    /// The directories whose `.rs` files define each crate's types, by crate name: the bin's
+    /// package's `src` first, then each local library crate's root source file's directory.
+    fn source_dirs(&self, host: &Host) -> Vec<(String, PathBuf)> {
         let package_dir = self
             .project
             .manifest_path
             .parent()
             .unwrap_or(Path::new("."));
         let src = package_dir.join("src");
-        if src.is_dir() {
+        let bin = if src.is_dir() {
             src
         } else {
             package_dir.to_path_buf()
-        }
+        };
+        let libs = host.locals.crates.iter().filter_map(|krate| {
+            let root = krate.capture.cwd.join(krate.capture.source()?);
+            Some((krate.name().to_owned(), root.parent()?.to_path_buf()))
+        });
+        std::iter::once((self.project.crate_name.clone(), bin))
+            .chain(libs)
+            .collect()
     }
 }

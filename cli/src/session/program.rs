@@ -25,6 +25,17 @@ use crate::output;
 use super::files::{content_hash, relative};
 use super::{Event, Running, Session};
 
+/// The files among `sources` (a build's dep-info) that are not `*.rs` files, sorted, once each.
+pub(super) fn read_files<'p>(sources: impl Iterator<Item = &'p PathBuf>) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = sources
+        .filter(|p| p.extension().is_none_or(|e| e != "rs"))
+        .cloned()
+        .collect();
+    files.sort();
+    files.dedup();
+    files
+}
+
 impl Session {
     /// What the gate needs to know of the crates `build` compiled: the bin first, then the local
     /// library crates (not the procedural macros, which the program does not contain), each
@@ -129,15 +140,10 @@ impl Session {
             Ok(patch) => {
                 // The library crates' too: `include_str!` in any crate of the program.
                 let libraries = build.locals.crates.iter().flat_map(|krate| &krate.sources);
-                let mut extra: Vec<PathBuf> = patch
-                    .sources
-                    .iter()
-                    .chain(libraries)
-                    .filter(|p| p.extension().is_none_or(|e| e != "rs"))
-                    .cloned()
-                    .collect();
-                extra.sort();
-                extra.dedup();
+                let extra = read_files(patch.sources.iter().chain(libraries));
+                if let Some(running) = &mut self.running {
+                    running.libs.bin_sources.clone_from(&patch.sources);
+                }
                 // A save since the host's build may have reached this build but not the host:
                 // then the baseline is not the running code, and the next patch is compared
                 // with nothing.
@@ -176,13 +182,20 @@ impl Session {
             }
         };
         self.baseline = baseline;
-        for file in &extra {
+        self.filter.set_extra_sources(Vec::new());
+        self.track_read_files(&extra);
+        extra
+    }
+
+    /// Counts `files` (besides `*.rs` files, what the compiler read: `include_str!` and the
+    /// like) as sources from now on, with their content as it is now.
+    pub(super) fn track_read_files(&mut self, files: &[PathBuf]) {
+        for file in files {
             self.snapshot
                 .entry(file.clone())
                 .or_insert_with(|| content_hash(file));
         }
-        self.filter.set_extra_sources(extra.clone());
-        extra
+        self.filter.add_extra_sources(files);
     }
 
     /// Rebuilds the host and, if that succeeds, replaces the running program with it; `code`

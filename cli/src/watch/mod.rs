@@ -59,6 +59,15 @@ impl Filter {
         self.extra_sources = sources;
     }
 
+    /// Also counts these files as sources, besides those counted already.
+    pub(crate) fn add_extra_sources(&mut self, sources: &[PathBuf]) {
+        for source in sources {
+            if !self.extra_sources.contains(source) {
+                self.extra_sources.push(source.clone());
+            }
+        }
+    }
+
     /// Classifies a path, or `None` if changes to it are ignored.
     pub(crate) fn classify(&self, path: &Path) -> Option<FileKind> {
         let kind = classify(path, &self.target_dir).or_else(|| {

@@ -520,7 +520,7 @@ fn body_of(sig: &Signature, block: syn::Block) -> (Signature, Box<syn::Block>) {
         ReturnType::Type(_, ty) => quote!(#ty),
     };
     let block: syn::Block = syn::parse_quote! {{
-        ::std::boxed::Box::pin(async move {
+        ::hotswap::__private::Box::pin(async move {
             // The annotation makes `?` and `return` in the body convert to the declared type.
             #[allow(unreachable_code, clippy::let_and_return)]
             let __hotswap_ret: #output = #block;
@@ -778,13 +778,13 @@ fn dispatch(
             // The future is chosen and created here, at the call, so each call runs the newest
             // code; nothing but the future is kept across the `.await`.
             let __hotswap_future = match __HOTSWAP_SLOT.get() {
-                ::core::option::Option::None => #direct,
-                ::core::option::Option::Some(__hotswap_ptr) => {
+                ::hotswap::__private::Option::None => #direct,
+                ::hotswap::__private::Option::Some(__hotswap_ptr) => {
                     // SAFETY: the agent stores into this slot only the address of the exported
                     // body of this same hot function, taken from a patch whose signature check
                     // passed, so the pointer has exactly this type.
                     let __hotswap_f = unsafe {
-                        ::core::mem::transmute::<*const (), #fn_type>(__hotswap_ptr)
+                        ::hotswap::__private::transmute::<*const (), #fn_type>(__hotswap_ptr)
                     };
                     let __hotswap_future = #through;
                     if __HOTSWAP_SLOT.on_probation(__hotswap_ptr) {
@@ -811,13 +811,13 @@ fn dispatch(
         #slot
 
         match __HOTSWAP_SLOT.get() {
-            ::core::option::Option::None => #direct,
-            ::core::option::Option::Some(__hotswap_ptr) => {
+            ::hotswap::__private::Option::None => #direct,
+            ::hotswap::__private::Option::Some(__hotswap_ptr) => {
                 // SAFETY: the agent stores into this slot only the address of the exported body
                 // of this same hot function, taken from a patch whose signature check passed,
                 // so the pointer has exactly this type.
                 let __hotswap_f = unsafe {
-                    ::core::mem::transmute::<*const (), #fn_type>(__hotswap_ptr)
+                    ::hotswap::__private::transmute::<*const (), #fn_type>(__hotswap_ptr)
                 };
                 if __HOTSWAP_SLOT.on_probation(__hotswap_ptr) {
                     ::hotswap::__private::first_call(

@@ -97,8 +97,8 @@ fn expand(item: ItemStatic) -> TokenStream {
             // file; no code refers to it.
             #[unsafe(export_name = concat!("__hotswap_layout$", module_path!(), "::", #name, "$", #hash))]
             static __HOTSWAP_LAYOUT: [u64; 2] = [
-                ::core::mem::size_of::<#ty>() as u64,
-                ::core::mem::align_of::<#ty>() as u64,
+                ::hotswap::__private::size_of::<#ty>() as u64,
+                ::hotswap::__private::align_of::<#ty>() as u64,
             ];
         };
     }

@@ -41,11 +41,11 @@ pub(crate) fn record_items(sig: &Signature, name: &str, self_ty: Option<&Type>) 
         let span = ty.span();
         parts.push(quote!(::hotswap::__private::Part::Str(#text)));
         parts.push(
-            quote_spanned!(span=> ::hotswap::__private::Part::Num(::core::mem::size_of::<#ty>())),
+            quote_spanned!(span=> ::hotswap::__private::Part::Num(::hotswap::__private::size_of::<#ty>())),
         );
         parts.push(quote!(::hotswap::__private::Part::Str(" ")));
         parts.push(
-            quote_spanned!(span=> ::hotswap::__private::Part::Num(::core::mem::align_of::<#ty>())),
+            quote_spanned!(span=> ::hotswap::__private::Part::Num(::hotswap::__private::align_of::<#ty>())),
         );
         parts.push(quote!(::hotswap::__private::Part::Str("\n")));
     }

@@ -172,3 +172,55 @@ fn a_broken_member_keeps_the_program_and_a_macro_crate_restarts_it() {
     let line = wait_tick(&mut session, EDIT_DEADLINE, &["macro=quiet", "mid-two"]);
     assert_ne!(tick_field(&line, "pid"), tick_field(&first, "pid"));
 }
+
+/// A library named `core`, like the standard library's crate, which it hides from the crates
+/// that depend on it: the host builds (the generated code never names `::core`), and an edit
+/// of it is patched; its functions cannot be told from the standard library's by their
+/// symbols, so the hot functions are listed instead of them.
+#[test]
+fn a_library_named_core_is_patched() {
+    let project = Project::copy("libbin");
+    project.edit("Cargo.toml", "name = \"shop_logic\"", "name = \"core\"");
+    let main = project.path().join("src/main.rs");
+    let text = std::fs::read_to_string(&main).unwrap();
+    std::fs::write(&main, text.replace("shop_logic::", "core::")).unwrap();
+    let mut session = project.run(&[]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["label-one"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    project.edit("src/lib.rs", "\"label-one\"", "\"label-two\"");
+    wait_tick_of_same_process(&mut session, EDIT_DEADLINE, &first, &["label-two", "gen=1"]);
+    insta::assert_snapshot!(patched(&session.stderr()), @"generation 1: core::price, line");
+}
+
+/// A module file saved before any `mod` declares it is not part of the program: a warning,
+/// and nothing is patched. Once a `mod` line declares it, it is; a text file that it starts to
+/// include is watched from then on.
+#[test]
+fn a_new_module_and_a_newly_included_file_are_patched() {
+    let (project, mut session, first) = start("libbin", &["label-one"]);
+    std::fs::write(
+        project.path().join("src/extra.rs"),
+        "/// A new module.\npub fn word() -> &'static str {\n    \"extra-one\"\n}\n",
+    )
+    .unwrap();
+    session.wait_stderr(EDIT_DEADLINE, "   Unchanged ");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning [HS0202] `src/extra.rs` is not part of any crate of `shop-server` (no `mod` declares it, or it is another target's): its changes are not patched");
+    project.edit_all(
+        "src/lib.rs",
+        &[
+            ("use std::sync", "mod extra;\n\nuse std::sync"),
+            ("    \"label-one\"", "    extra::word()"),
+        ],
+    );
+    wait_tick_of_same_process(&mut session, EDIT_DEADLINE, &first, &["extra-one", "gen=1"]);
+    std::fs::write(project.path().join("src/extra.txt"), "text-one\n").unwrap();
+    project.edit(
+        "src/extra.rs",
+        "    \"extra-one\"",
+        "    include_str!(\"extra.txt\").trim_end()",
+    );
+    wait_tick_of_same_process(&mut session, EDIT_DEADLINE, &first, &["text-one", "gen=2"]);
+    project.edit("src/extra.txt", "text-one", "text-two");
+    wait_tick_of_same_process(&mut session, EDIT_DEADLINE, &first, &["text-two", "gen=3"]);
+    session.assert_stderr_lacks("Restarting");
+}

@@ -65,8 +65,8 @@ fn s10_changed_layout_of_a_boundary_struct_is_refused_and_restarts() {
     );
     session.wait_stderr(EDIT_DEADLINE, "Restarting");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
-         Refused [HS0102] `State` changed layout (24 -> 32 bytes) at src/main.rs:30
-                 hot fn `fn step(state: &mut State) -> String` would get it with the old layout from the running program
+         Refused [HS0102] `State` changed layout at src/main.rs:17: field `extra: u64` added at offset 24; size 24 -> 32 bytes
+                 the running program holds it: hot fn `step(state: &mut State)` -> `state: &mut State` -> `State`
     ");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @r"
       Restarting [HS0102] gate (the patch was refused; state is lost)
