@@ -38,6 +38,10 @@ pub(crate) struct Project {
     /// The library targets of those packages (the bin's own package's included): what a patch
     /// may rebuild besides the bin.
     pub(crate) local_libs: Vec<LocalLib>,
+    /// Root directories of the local packages that a build script runs: build-dependencies of
+    /// the program's packages, and what they depend on. Their edits change what build scripts
+    /// output, which only a new host build runs.
+    pub(crate) build_script_dirs: Vec<PathBuf>,
     /// About how many units cargo builds for the bin (each package once, each build script
     /// twice: compiled and run), for the progress bar.
     pub(crate) units_estimate: u64,
@@ -121,6 +125,7 @@ impl Project {
             workspace_root: metadata.workspace_root.clone().into_std_path_buf(),
             local_package_dirs: locals.iter().map(|(dir, _)| dir.clone()).collect(),
             local_libs: locals.into_iter().filter_map(|(_, lib)| lib).collect(),
+            build_script_dirs: build_script_dirs(&metadata, package),
             units_estimate: units_estimate(&metadata, package),
             runtime_dep,
         })
@@ -256,6 +261,51 @@ fn local_packages(metadata: &Metadata, package: &Package) -> Vec<(PathBuf, Optio
         }
     }
     found
+}
+
+/// The root directories of the local packages that some build script of `package`'s
+/// dependency graph runs: its build-dependencies (through any package of the graph), and
+/// theirs, transitively.
+fn build_script_dirs(metadata: &Metadata, package: &Package) -> Vec<PathBuf> {
+    let Some(resolve) = &metadata.resolve else {
+        return Vec::new();
+    };
+    let node = |id: &cargo_metadata::PackageId| resolve.nodes.iter().find(|n| &n.id == id);
+    let mut program = vec![&package.id];
+    let mut seen = std::collections::HashSet::new();
+    let mut scripts = Vec::new();
+    while let Some(id) = program.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let Some(node) = node(id) else { continue };
+        program.extend(program_deps(node));
+        scripts.extend(node.deps.iter().filter_map(|dep| {
+            dep.dep_kinds
+                .iter()
+                .any(|k| k.kind == cargo_metadata::DependencyKind::Build)
+                .then_some(&dep.pkg)
+        }));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut dirs = Vec::new();
+    while let Some(id) = scripts.pop() {
+        if !seen.insert(id) {
+            continue;
+        }
+        let local = metadata
+            .packages
+            .iter()
+            .find(|p| &p.id == id)
+            .filter(|p| p.source.is_none());
+        if let Some(dir) = local.and_then(|p| p.manifest_path.parent()) {
+            dirs.push(dir.to_path_buf().into_std_path_buf());
+        }
+        if let Some(node) = node(id) {
+            scripts.extend(program_deps(node));
+        }
+    }
+    dirs
 }
 
 /// The packages `node` depends on as part of the program: normal and build dependencies, not

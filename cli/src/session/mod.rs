@@ -91,9 +91,13 @@ struct Running {
 /// program runs of each.
 #[derive(Debug, Default)]
 struct LibState {
-    /// The stems of the crates the running code has from a patch: every later patch carries
-    /// them too (else its calls into them would reach the host's old code).
+    /// The stems of the crates that patches built: every later patch carries them too (else
+    /// its calls into them would reach the host's old code, or a change the gate refused
+    /// would go unchecked).
     carried: std::collections::BTreeSet<String>,
+    /// The stems of the crates whose last compile failed, or that a failed patch build was to
+    /// compile: the next patch compiles them again, whatever file its save changed.
+    unbuilt: std::collections::BTreeSet<String>,
     /// The code the program runs of each crate (by stem): cargo's rlib until a patch rebuilt
     /// it, to tell which functions the next rebuild changes.
     code: HashMap<String, CodeIndex>,
@@ -149,18 +153,26 @@ impl LibState {
         Some(std::borrow::Cow::Owned(code))
     }
 
-    /// Takes in the crates a patch rebuilt: their code is the running code's from now on, and
-    /// with `carried` (the patch was applied) every later patch carries them.
-    fn rebuilt(&mut self, libs: &[crate::build::patch::BuiltLib], carried: bool) {
+    /// Takes in the crates of a patch that was built: every later patch carries them, and
+    /// their sources are the ones this build read.
+    fn built(&mut self, libs: &[crate::build::patch::BuiltLib]) {
+        self.unbuilt.clear();
+        for lib in libs {
+            self.carried.insert(lib.stem.clone());
+            if lib.compiled {
+                self.sources.insert(lib.stem.clone(), lib.sources.clone());
+            }
+        }
+    }
+
+    /// Takes in the crates of a patch that the program runs now (or, with `--no-restart`, whose
+    /// start-up-only changes wait): their code is the running code's from now on.
+    fn rebuilt(&mut self, libs: &[crate::build::patch::BuiltLib]) {
         for lib in libs.iter().filter(|lib| lib.compiled) {
             match &lib.code {
                 Some(code) => self.code.insert(lib.stem.clone(), code.clone()),
                 None => self.code.remove(&lib.stem),
             };
-            self.sources.insert(lib.stem.clone(), lib.sources.clone());
-        }
-        if carried {
-            self.carried.extend(libs.iter().map(|lib| lib.stem.clone()));
         }
     }
 }

@@ -123,6 +123,12 @@ impl Session {
             &plan,
         );
         output::finish(spinner);
+        if let Some(running) = &mut self.running {
+            match &result {
+                Ok(patch) => running.libs.built(&patch.libs),
+                Err(_) => running.libs.unbuilt.extend(plan.compile.iter().cloned()),
+            }
+        }
         let patch = match result {
             Ok(patch) => patch,
             Err(PatchBuildError::Compile {
@@ -160,10 +166,13 @@ impl Session {
     fn lib_plan<'h>(&self, changes: &'h Changes) -> Result<LibPlan<'h>, Outcome> {
         let running = self.running.as_ref().expect("the changes stage saw it");
         let locals = &changes.host.locals;
+        let unbuilt = (0..locals.crates.len())
+            .filter(|at| running.libs.unbuilt.contains(&locals.crates[*at].stem));
         let owned: Vec<usize> = changes
             .paths
             .iter()
             .flat_map(|path| running.libs.owners(locals, path))
+            .chain(unbuilt)
             .collect();
         let dirty = locals.dependents(&owned);
         if let Some(proc_macro) = dirty
@@ -178,6 +187,25 @@ impl Session {
                      into the host: the host is rebuilt",
                     self.files(&changes.paths),
                     proc_macro.name()
+                ),
+            });
+        }
+        if let Some(script_input) = dirty.iter().map(|at| &locals.crates[*at]).find(|krate| {
+            krate.capture.env.iter().any(|(key, dir)| {
+                key == "CARGO_MANIFEST_DIR"
+                    && self
+                        .project
+                        .build_script_dirs
+                        .iter()
+                        .any(|d| d.as_os_str() == dir.as_str())
+            })
+        }) {
+            return Err(Outcome::Restart {
+                code: Code::BuildFile,
+                reason: format!(
+                    "{} changed the crate `{}`, which a build script runs: the host is rebuilt",
+                    self.files(&changes.paths),
+                    script_input.name()
                 ),
             });
         }
@@ -314,7 +342,7 @@ impl Session {
                 super::report::restart_only(&restart_only);
                 self.baseline = patch.code;
                 if let Some(running) = &mut self.running {
-                    running.libs.rebuilt(&patch.libs, false);
+                    running.libs.rebuilt(&patch.libs);
                 }
             }
             return Err(Outcome::RestartOnly {
@@ -401,7 +429,7 @@ impl Session {
             Ok(applied) => {
                 self.baseline = code;
                 if let Some(running) = &mut self.running {
-                    running.libs.rebuilt(&libs, true);
+                    running.libs.rebuilt(&libs);
                 }
                 self.running_hot = Some(hot);
                 Outcome::Applied(applied)

@@ -224,3 +224,29 @@ fn a_new_module_and_a_newly_included_file_are_patched() {
     wait_tick_of_same_process(&mut session, EDIT_DEADLINE, &first, &["text-two", "gen=3"]);
     session.assert_stderr_lacks("Restarting");
 }
+
+/// A library edit that breaks a crate above it is not forgotten: a save elsewhere builds both
+/// again (and fails the same way, as `cargo build` would, rather than patching against the
+/// old library), and the fix patches every change at once.
+#[test]
+fn a_library_edit_that_broke_another_crate_is_built_again_until_it_compiles() {
+    let (project, mut session, first) = start("workspace", &["other=other-one"]);
+    project.edit("leaf/src/lib.rs", "pub fn word()", "pub fn word2()");
+    session.wait_stderr_count(EDIT_DEADLINE, "      Failed could not compile `mid`;", 1);
+    project.edit("other/src/lib.rs", "other-one", "other-two");
+    session.wait_stderr_count(EDIT_DEADLINE, "      Failed could not compile `mid`;", 2);
+    project.edit("mid/src/lib.rs", "leaf::word()", "leaf::word2()");
+    wait_tick_of_same_process(
+        &mut session,
+        EDIT_DEADLINE,
+        &first,
+        &["other=other-two", "gen=1"],
+    );
+    let stderr = session.stderr();
+    insta::assert_snapshot!(status_messages(&stderr, "Patching").join("\n"), @r"
+        Patching app (`leaf/src/lib.rs` changed; rebuilding leaf, mid, app)
+        Patching app (`other/src/lib.rs` changed; rebuilding leaf, mid, other, app)
+        Patching app (`mid/src/lib.rs` changed; rebuilding leaf, mid, other, app)
+    ");
+    insta::assert_snapshot!(patched(&stderr), @"generation 1: leaf::word2, mid::describe, other::name");
+}
