@@ -549,7 +549,14 @@ fn cargo_command(
     command
 }
 
-/// This executable, which rustc calls as linker wrapper and cargo as rustc wrapper.
+/// This executable, which rustc calls as linker wrapper and cargo as rustc wrapper. When a new
+/// build or install replaced the file while this process runs, the kernel still serves the
+/// running one as `/proc/<pid>/exe`, which then stands for it (the wrappers must be this
+/// version, which built the host).
 pub(crate) fn self_exe() -> anyhow::Result<PathBuf> {
-    std::env::current_exe().context("cannot locate the cargo-hotswap executable")
+    let exe = std::env::current_exe().context("cannot locate the cargo-hotswap executable")?;
+    if exe.as_os_str().to_string_lossy().ends_with(" (deleted)") {
+        return Ok(PathBuf::from(format!("/proc/{}/exe", std::process::id())));
+    }
+    Ok(exe)
 }

@@ -393,6 +393,25 @@ fn layout_refusals(
     refusals
 }
 
+/// `refusals` without those of an enum's variants (the debug info describes each variant as a
+/// type of its own, `Speed::Fast`) when the enum itself is refused: the enum's refusal says it.
+fn without_variants(refusals: Vec<Refusal>) -> Vec<Refusal> {
+    let enums: Vec<String> = refusals
+        .iter()
+        .filter_map(|refusal| match refusal {
+            Refusal::TypeLayout { path, .. } => Some(format!("{path}::")),
+            _ => None,
+        })
+        .collect();
+    refusals
+        .into_iter()
+        .filter(|refusal| {
+            !matches!(refusal, Refusal::TypeLayout { path, .. }
+                if enums.iter().any(|prefix| path.starts_with(prefix.as_str())))
+        })
+        .collect()
+}
+
 /// How the running program reaches a type, as the user wrote it where possible:
 /// ``hot fn `describe(shop: &Shop)` -> `shop: &Arc<Mutex<Vec<Item>>>` -> `Item` ``. Types of the
 /// crate on the way are named with the field the path leaves them by (`Machine.spare`).
@@ -490,7 +509,7 @@ pub(crate) fn check(
                 })
                 .collect();
             refusals.retain(|r| !matches!(r, Refusal::Layout { ty, .. } if detailed.contains(ty)));
-            refusals.extend(found);
+            refusals.extend(without_variants(found));
         }
         Err(reason) => refusals.push(Refusal::Unchecked {
             reason: format!("the running program: {reason}"),
@@ -777,6 +796,31 @@ mod tests {
             ""
         };
         format!("{unsafety}fn({}){tail}", types.join(", "))
+    }
+
+    #[test]
+    fn an_enums_variants_are_not_refused_besides_it() {
+        let refusal = |path: &str| Refusal::TypeLayout {
+            ty: path.rsplit("::").next().unwrap().to_owned(),
+            path: path.to_owned(),
+            changes: vec!["size 2 -> 40 bytes".to_owned()],
+            held: String::new(),
+            location: None,
+        };
+        let kept = without_variants(vec![
+            refusal("cart::Speed"),
+            refusal("cart::Speed::Fast"),
+            refusal("cart::Speed::Slow"),
+            refusal("cart::Speedometer"),
+        ]);
+        let paths: Vec<&str> = kept
+            .iter()
+            .map(|r| match r {
+                Refusal::TypeLayout { path, .. } => path.as_str(),
+                _ => "",
+            })
+            .collect();
+        assert_eq!(paths, ["cart::Speed", "cart::Speedometer"]);
     }
 
     #[test]
