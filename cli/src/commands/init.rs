@@ -43,7 +43,7 @@ enum Done {
 /// Adds the runtime to the chosen package's manifest and prints the next steps.
 pub(super) fn init(args: &InitArgs) -> Result<(), CliError> {
     args.output.init(false);
-    let manifest = chosen_manifest(args)?;
+    let (manifest, has_bin) = chosen_manifest(args)?;
     let relative = manifest
         .strip_prefix(std::env::current_dir().unwrap_or_default())
         .unwrap_or(&manifest)
@@ -73,19 +73,26 @@ pub(super) fn init(args: &InitArgs) -> Result<(), CliError> {
                 "Adding",
                 format!("`{RUNTIME_PACKAGE}` ({source}) to the dependencies of `{relative}`"),
             );
-            output::write_stderr(
+            let run = if has_bin {
+                "Run the program with `cargo hotswap run`, edit, save."
+            } else {
+                "Run the program that uses this library with `cargo hotswap run -p <its \
+                 package>`, edit, save."
+            };
+            output::write_stderr(&format!(
                 "\nNext:\n  1. Mark the functions whose edits should take effect at once:\n\
-                 \n       #[hotswap::hot]\n       fn handle(request: &Request) -> Response { .. }\n\
-                 \n  2. Run the program with `cargo hotswap run`, edit, save.\n",
-            );
+                 \n       #[hotswap::hot]\n       fn handle(request: &Request) -> Response {{ .. }}\n\
+                 \n  2. {run}\n",
+            ));
         }
     }
     Ok(())
 }
 
-/// The manifest of the package to set up: `-p`, else the package of `--manifest-path` or of the
-/// current directory; a workspace root without a package of its own needs `-p`.
-fn chosen_manifest(args: &InitArgs) -> anyhow::Result<PathBuf> {
+/// The manifest of the package to set up (`-p`, else the package of `--manifest-path` or of the
+/// current directory; a workspace root without a package of its own needs `-p`), and whether
+/// that package has a bin target.
+fn chosen_manifest(args: &InitArgs) -> anyhow::Result<(PathBuf, bool)> {
     let mut command = MetadataCommand::new();
     command.no_deps();
     if let Some(cargo) = std::env::var_os("CARGO") {
@@ -126,7 +133,8 @@ fn chosen_manifest(args: &InitArgs) -> anyhow::Result<PathBuf> {
             ),
         },
     };
-    Ok(package.manifest_path.clone().into_std_path_buf())
+    let has_bin = package.targets.iter().any(|t| t.is_bin());
+    Ok((package.manifest_path.clone().into_std_path_buf(), has_bin))
 }
 
 /// Adds `cargo-hotswap-runtime` to `[dependencies]` of `manifest` (a path dependency on `path`,
