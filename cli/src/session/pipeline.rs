@@ -329,12 +329,21 @@ impl Session {
                 return Err(Outcome::Refused(refusals));
             }
         };
+        let checked = started.elapsed();
         let crates = Crates {
             bin: self.project.crate_name.clone(),
             libs: patch.libs.iter().map(|lib| lib.name.clone()).collect(),
         };
         let live = self.live_changes(changes, &patch, &crates);
         let restart_only = self.located(&patch, &changes.host, &live.restart_only, &crates);
+        output::detail(
+            "Timing",
+            format!(
+                "gate: patch read and checked {:.1} ms, changed functions {:.1} ms",
+                checked.as_secs_f64() * 1e3,
+                (started.elapsed() - checked).as_secs_f64() * 1e3
+            ),
+        );
         if live.only_restart() {
             // Only code that no hot function reaches changed (start-up code): a restart runs
             // it; with `--no-restart` the change waits, and this build is the new baseline.
