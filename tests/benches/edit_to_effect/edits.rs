@@ -43,6 +43,8 @@ pub struct Edits {
     tool_build: Vec<f64>,
     patch_kib: Vec<f64>,
     floor: Vec<f64>,
+    /// The floor without the tool's own extra flags.
+    honest_floor: Vec<f64>,
     first_floor: Vec<f64>,
     floor_link: Vec<f64>,
     restart: Vec<f64>,
@@ -167,11 +169,16 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
         }
 
         let effect = ms(stamp - written);
-        let floor = libraries
-            .iter()
-            .map(|library| replay_floor(bench, library, &dirs.floor, &floor_log, None))
-            .sum::<f64>()
-            + replay_floor(bench, rustc, &dirs.floor, &floor_log, Some(n));
+        let floor_of = |kind: Floor| {
+            let dir = (dirs.floor.as_path(), kind);
+            libraries
+                .iter()
+                .map(|library| replay_floor(bench, library, dir, &floor_log, None))
+                .sum::<f64>()
+                + replay_floor(bench, rustc, dir, &floor_log, Some(n))
+        };
+        let floor = floor_of(Floor::Bare);
+        let honest_floor = floor_of(Floor::Honest);
         if n == 0 {
             edits.first_effect.push(effect);
             edits.first_floor.push(floor);
@@ -207,6 +214,7 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
         edits.tool_build.extend(patched.build_ms);
         edits.patch_kib.extend(patch_kib(link));
         edits.floor.push(floor);
+        edits.honest_floor.push(honest_floor);
         edits.floor_link.extend(
             wrap::read_since(&floor_log, &mut offsets.floor)
                 .iter()
@@ -354,23 +362,46 @@ fn patch_kib(link: &Invocation) -> Option<f64> {
         .map(|m| m.len() as f64 / 1024.0)
 }
 
-/// Replays one rustc command of a patch alone (same arguments, environment and directory), into
-/// the floor's own output and incremental directories; with `check`, checks that the result (the
-/// patch itself) holds edit `check`'s text; returns the wall time in ms.
+/// Which floor a replay measures.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Floor {
+    /// The tool's own rustc commands, as they ran.
+    Bare,
+    /// The same without the tool's extra `-C link-dead-code`: what no patching tool can avoid.
+    Honest,
+}
+
+/// Replays one rustc command of a patch alone (same arguments, environment and directory, and
+/// for the honest floor without `-C link-dead-code`), into the floor's own output and
+/// incremental directories; with `check`, checks that the result (the patch itself) holds edit
+/// `check`'s text; returns the wall time in ms.
 fn replay_floor(
     bench: &Bench,
     patch: &Invocation,
-    floor: &Path,
+    (floor, kind): (&Path, Floor),
     log: &Path,
     check: Option<usize>,
 ) -> f64 {
+    let floor = match kind {
+        Floor::Bare => floor.to_path_buf(),
+        Floor::Honest => floor.join("honest"),
+    };
     let out_dir = floor.join("out");
     let incremental = floor.join("incremental");
     std::fs::create_dir_all(&out_dir).expect("cannot create the floor's directory");
     let mut args = Vec::with_capacity(patch.args.len());
     let mut iter = patch.args.iter();
     while let Some(arg) = iter.next() {
-        if arg == "--out-dir" {
+        let dead_code = arg == "-C"
+            && iter
+                .as_slice()
+                .first()
+                .is_some_and(|kv| kv == "link-dead-code");
+        if kind == Floor::Honest && (dead_code || arg == "-Clink-dead-code") {
+            if dead_code {
+                iter.next();
+            }
+        } else if arg == "--out-dir" {
             iter.next();
             args.push(arg.clone());
             args.push(out_dir.display().to_string());
@@ -541,6 +572,11 @@ impl Edits {
         );
         table.samples("  its link", Unit::Ms, &self.floor_link);
         table.samples(
+            "honest floor (the same without -C link-dead-code)",
+            Unit::Ms,
+            &self.honest_floor,
+        );
+        table.samples(
             "restart loop (cargo build + start + answer)",
             Unit::Ms,
             &self.restart,
@@ -580,6 +616,12 @@ impl Edits {
                     met(&self.floor_goal)
                 ),
             );
+            if let Some(honest) = table::median(&self.honest_floor) {
+                table.text(
+                    "edit -> effect / honest floor (medians)",
+                    table::format(Unit::Ratio, effect / honest),
+                );
+            }
             let ratio = table::format(Unit::Ratio, effect / restart);
             table.text(
                 "edit -> effect / restart loop (medians)",
