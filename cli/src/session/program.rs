@@ -87,7 +87,6 @@ impl Session {
         if !std::io::stdin().is_terminal() {
             command.process_group(0);
         }
-        let image = HostImage::read(&build.exe, &self.crate_ids(&build))?;
         let mut child = command
             .spawn()
             .with_context(|| format!("cannot run `{}`", build.exe.display()))?;
@@ -111,6 +110,16 @@ impl Session {
                 child.id()
             ),
         );
+        // The program starts while the gate reads what it holds (the host's debug info, which
+        // takes a while for a large program); only patches wait for it.
+        let image = match HostImage::read(&build.exe, &self.crate_ids(&build)) {
+            Ok(image) => image,
+            Err(err) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(err);
+            }
+        };
         self.running = Some(Running {
             child,
             build,
