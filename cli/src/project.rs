@@ -200,67 +200,48 @@ fn select_bin<'p>(package: &'p Package, name: Option<&str>) -> anyhow::Result<&'
 /// The packages `package` depends on, transitively (normal and build dependencies, as resolved),
 /// counted as cargo's units: one each, two more for a build script.
 fn units_estimate(metadata: &Metadata, package: &Package) -> u64 {
-    let Some(resolve) = &metadata.resolve else {
+    if metadata.resolve.is_none() {
         return 1;
-    };
-    let mut queue = vec![&package.id];
-    let mut seen = std::collections::HashSet::new();
-    let mut units = 0;
-    while let Some(id) = queue.pop() {
-        if !seen.insert(id) {
-            continue;
-        }
-        let has_build_script = metadata
-            .packages
-            .iter()
-            .find(|p| &p.id == id)
-            .is_some_and(|p| p.targets.iter().any(|t| t.is_custom_build()));
-        units += if has_build_script { 3 } else { 1 };
-        if let Some(node) = resolve.nodes.iter().find(|n| &n.id == id) {
-            queue.extend(program_deps(node));
-        }
     }
-    units
+    walk(metadata, vec![&package.id], |_| true)
+        .iter()
+        .map(|p| {
+            let has_build_script = p.targets.iter().any(|t| t.is_custom_build());
+            if has_build_script { 3 } else { 1 }
+        })
+        .sum()
 }
 
-/// The root directory of `package` and of every local package it depends on, transitively,
-/// each with its library target, if it has one. Registry and git packages have a source;
-/// local ones (path, workspace) do not. The runtime itself is never patched, even when it is a
-/// path dependency.
+/// Whether `package` is local (a path or workspace package: registry and git packages have a
+/// source) and not the runtime, which is never patched, even when it is a path dependency.
+fn is_local(package: &Package) -> bool {
+    package.source.is_none() && ![RUNTIME_PACKAGE, MACROS_PACKAGE].contains(&package.name.as_str())
+}
+
+/// The root directory of `package` and of every local package it depends on through local
+/// packages, each with its library target, if it has one.
 fn local_packages(metadata: &Metadata, package: &Package) -> Vec<(PathBuf, Option<LocalLib>)> {
-    let mut found = Vec::new();
-    let mut queue = vec![&package.id];
-    let mut seen = std::collections::HashSet::new();
-    let resolve = metadata.resolve.as_ref();
-    while let Some(id) = queue.pop() {
-        if !seen.insert(id) {
-            continue;
-        }
-        let Some(pkg) = metadata.packages.iter().find(|p| &p.id == id) else {
-            continue;
-        };
-        if pkg.source.is_some() || [RUNTIME_PACKAGE, MACROS_PACKAGE].contains(&pkg.name.as_str()) {
-            continue;
-        }
-        let Some(dir) = pkg.manifest_path.parent() else {
-            continue;
-        };
-        let dir = dir.to_path_buf().into_std_path_buf();
-        let lib = pkg
-            .targets
-            .iter()
-            .find(|t| t.is_lib() || t.is_rlib() || t.is_proc_macro())
-            .map(|t| LocalLib {
-                package: pkg.name.to_string(),
-                crate_name: t.name.replace('-', "_"),
-                dir: dir.clone(),
-            });
-        found.push((dir, lib));
-        if let Some(node) = resolve.and_then(|r| r.nodes.iter().find(|n| &n.id == id)) {
-            queue.extend(program_deps(node));
-        }
-    }
-    found
+    walk(metadata, vec![&package.id], is_local)
+        .into_iter()
+        .filter(|pkg| is_local(pkg))
+        .filter_map(|pkg| {
+            let dir = pkg
+                .manifest_path
+                .parent()?
+                .to_path_buf()
+                .into_std_path_buf();
+            let lib = pkg
+                .targets
+                .iter()
+                .find(|t| t.is_lib() || t.is_rlib() || t.is_proc_macro())
+                .map(|t| LocalLib {
+                    package: pkg.name.to_string(),
+                    crate_name: t.name.replace('-', "_"),
+                    dir: dir.clone(),
+                });
+            Some((dir, lib))
+        })
+        .collect()
 }
 
 /// The root directories of the local packages that some build script of `package`'s
@@ -270,42 +251,54 @@ fn build_script_dirs(metadata: &Metadata, package: &Package) -> Vec<PathBuf> {
     let Some(resolve) = &metadata.resolve else {
         return Vec::new();
     };
-    let node = |id: &cargo_metadata::PackageId| resolve.nodes.iter().find(|n| &n.id == id);
-    let mut program = vec![&package.id];
-    let mut seen = std::collections::HashSet::new();
-    let mut scripts = Vec::new();
-    while let Some(id) = program.pop() {
-        if !seen.insert(id) {
-            continue;
-        }
-        let Some(node) = node(id) else { continue };
-        program.extend(program_deps(node));
-        scripts.extend(node.deps.iter().filter_map(|dep| {
+    let scripts: Vec<&cargo_metadata::PackageId> = walk(metadata, vec![&package.id], |_| true)
+        .iter()
+        .filter_map(|p| resolve.nodes.iter().find(|n| n.id == p.id))
+        .flat_map(|node| &node.deps)
+        .filter(|dep| {
             dep.dep_kinds
                 .iter()
                 .any(|k| k.kind == cargo_metadata::DependencyKind::Build)
-                .then_some(&dep.pkg)
-        }));
-    }
+        })
+        .map(|dep| &dep.pkg)
+        .collect();
+    walk(metadata, scripts, |_| true)
+        .into_iter()
+        .filter(|p| p.source.is_none())
+        .filter_map(|p| Some(p.manifest_path.parent()?.to_path_buf().into_std_path_buf()))
+        .collect()
+}
+
+/// The packages reached from `roots` through the program's dependencies (see
+/// [`program_deps`]), each once, roots included; the dependencies of a package are followed
+/// only where `descend` says so.
+fn walk<'m>(
+    metadata: &'m Metadata,
+    mut queue: Vec<&'m cargo_metadata::PackageId>,
+    descend: impl Fn(&Package) -> bool,
+) -> Vec<&'m Package> {
     let mut seen = std::collections::HashSet::new();
-    let mut dirs = Vec::new();
-    while let Some(id) = scripts.pop() {
+    let mut found = Vec::new();
+    while let Some(id) = queue.pop() {
         if !seen.insert(id) {
             continue;
         }
-        let local = metadata
-            .packages
-            .iter()
-            .find(|p| &p.id == id)
-            .filter(|p| p.source.is_none());
-        if let Some(dir) = local.and_then(|p| p.manifest_path.parent()) {
-            dirs.push(dir.to_path_buf().into_std_path_buf());
+        let Some(package) = metadata.packages.iter().find(|p| &p.id == id) else {
+            continue;
+        };
+        found.push(package);
+        if !descend(package) {
+            continue;
         }
-        if let Some(node) = node(id) {
-            scripts.extend(program_deps(node));
+        let node = metadata
+            .resolve
+            .as_ref()
+            .and_then(|r| r.nodes.iter().find(|n| &n.id == id));
+        if let Some(node) = node {
+            queue.extend(program_deps(node));
         }
     }
-    dirs
+    found
 }
 
 /// The packages `node` depends on as part of the program: normal and build dependencies, not

@@ -61,54 +61,47 @@ pub(crate) fn stem_of(path: &str) -> Option<&str> {
 }
 
 impl LocalCrates {
-    /// The local crates that `bin` links, transitively, among the captures in `dir`. A crate
-    /// whose capture is missing or unreadable is left out (with the crates only it leads to).
+    /// The local crates that `bin` links, transitively, among the captures in `dir`
+    /// (`<stem>.json`: only the ones reached are read). A crate whose capture is missing or
+    /// unreadable is left out (with the crates only it leads to).
     pub(crate) fn read(bin: &Capture, dir: &Path) -> LocalCrates {
-        let mut captures: HashMap<String, Capture> = HashMap::new();
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "json")
-                && let Ok(capture) = Capture::read(&path)
-            {
-                captures.insert(capture.stem(), capture);
-            }
-        }
         let mut found = LocalCrates::default();
         let mut index: HashMap<String, Option<usize>> = HashMap::new();
         for (_, path) in bin.externs() {
             if let Some(stem) = stem_of(path) {
-                found.visit(stem, &captures, &mut index);
+                found.visit(stem, dir, &mut index);
             }
         }
         found
     }
 
     /// Adds the crate `stem` after the crates it depends on (depth first); returns its index, or
-    /// `None` when it is not a local crate.
+    /// `None` when it is not a local crate (no capture of it in `dir`).
     fn visit(
         &mut self,
         stem: &str,
-        captures: &HashMap<String, Capture>,
+        dir: &Path,
         index: &mut HashMap<String, Option<usize>>,
     ) -> Option<usize> {
         if let Some(known) = index.get(stem) {
             return *known;
         }
-        let capture = captures.get(stem)?;
-        // A cycle is impossible between crates; the mark only guards against a corrupt capture.
+        // Registry crates have no capture; a cycle is impossible between crates, and the mark
+        // also guards against a corrupt capture.
         index.insert(stem.to_owned(), None);
+        let capture = Capture::read(&dir.join(format!("{stem}.json"))).ok()?;
         let deps = capture
             .externs()
             .into_iter()
             .filter_map(|(_, path)| stem_of(path))
-            .filter_map(|dep| self.visit(dep, captures, index))
+            .filter_map(|dep| self.visit(dep, dir, index))
             .collect();
         let sources = capture
             .dep_info()
             .and_then(|d| read_dep_info(&d, &capture.cwd).ok())
             .unwrap_or_default();
         self.crates.push(LocalCrate {
-            capture: capture.clone(),
+            capture,
             stem: stem.to_owned(),
             deps,
             sources,
