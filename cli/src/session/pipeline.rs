@@ -371,6 +371,21 @@ impl Session {
                 },
             });
         }
+        self.patch_statics(&patch, &crates);
+        Ok(Checked {
+            number: self.next_patch,
+            functions: accepted.functions,
+            changed: live.live,
+            check_time: started.elapsed(),
+            digest: image.digest,
+            hot: image.records.into_keys().collect(),
+            patch,
+        })
+    }
+
+    /// Warns about the statics and thread-locals of the crates `patch` compiled, which start
+    /// fresh in it.
+    fn patch_statics(&mut self, patch: &Patch, crates: &Crates) {
         if let Some(code) = &patch.code {
             let mut statics = code.statics.clone();
             for lib in patch
@@ -383,15 +398,6 @@ impl Session {
             }
             self.fresh_statics(&statics);
         }
-        Ok(Checked {
-            number: self.next_patch,
-            functions: accepted.functions,
-            changed: live.live,
-            check_time: started.elapsed(),
-            digest: image.digest,
-            hot: image.records.into_keys().collect(),
-            patch,
-        })
     }
 
     /// The functions whose code `patch` changes since the running code (in every crate it
