@@ -10,8 +10,8 @@ use cargo_metadata::{Metadata, MetadataCommand, Package, Target};
 pub(crate) const RUNTIME_PACKAGE: &str = "cargo-hotswap-runtime";
 /// The runtime's macros' package name.
 pub(crate) const MACROS_PACKAGE: &str = "cargo-hotswap-macros";
-/// The runtime's feature that the tool sets for its builds: slots, records and the agent.
-pub(crate) const INTERNAL_FEATURE: &str = "_cargo-hotswap";
+/// The runtime's library name: what the bin's code calls it unless the dependency is renamed.
+const RUNTIME_LIB: &str = "hotswap";
 
 /// The selected bin target and everything the session derives from the project layout.
 #[derive(Debug)]
@@ -45,9 +45,9 @@ pub(crate) struct Project {
     /// About how many units cargo builds for the bin (each package once, each build script
     /// twice: compiled and run), for the progress bar.
     pub(crate) units_estimate: u64,
-    /// The runtime dependency as the package's manifest names it (its key, `hotswap` when
-    /// renamed): `--features <runtime_dep>/_cargo-hotswap` sets the internal feature.
-    pub(crate) runtime_dep: String,
+    /// The runtime's crate name in the bin's code: `hotswap`, or the dependency's key with `_`
+    /// for `-` when the manifest renames it. The host shim starts the agent through it.
+    pub(crate) runtime_crate: String,
 }
 
 /// The library target of a local package.
@@ -95,11 +95,15 @@ impl Project {
             .context("cannot read the project with `cargo metadata`")?;
         let package = select_package(&metadata, args)?;
         let target = select_bin(package, args.bin.as_deref())?;
-        let Some(runtime_dep) = package
+        let Some(runtime_crate) = package
             .dependencies
             .iter()
             .find(|dep| dep.name == RUNTIME_PACKAGE)
-            .map(|dep| dep.rename.clone().unwrap_or_else(|| dep.name.clone()))
+            .map(|dep| {
+                dep.rename
+                    .as_deref()
+                    .map_or_else(|| RUNTIME_LIB.to_owned(), |name| name.replace('-', "_"))
+            })
         else {
             bail!(
                 "package `{}` does not depend on `{RUNTIME_PACKAGE}`, so its program cannot \
@@ -127,7 +131,7 @@ impl Project {
             local_libs: locals.into_iter().filter_map(|(_, lib)| lib).collect(),
             build_script_dirs: build_script_dirs(&metadata, package),
             units_estimate: units_estimate(&metadata, package),
-            runtime_dep,
+            runtime_crate,
         })
     }
 

@@ -1,6 +1,7 @@
 //! The agent: a thread in the host that receives patches from `cargo hotswap run`, loads them and
-//! has them applied (see `table`). Exists only with the internal `_cargo-hotswap` feature, and starts only when
-//! the tool's environment variable names a socket.
+//! has them applied (see `table`). Linked only into the executable that cargo-hotswap links, whose
+//! generated `main` calls [`start`]; it starts only when the tool's environment variable names a
+//! socket.
 
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
@@ -36,22 +37,19 @@ pub(crate) fn send(message: &HostMessage) {
     }
 }
 
-/// Runs [`start`] before `main`, so that the program is patchable from its first line.
-///
-/// The host is linked with this crate's rlib whole (`--whole-archive`), so this entry of
-/// `.init_array` is kept even though nothing refers to it.
-#[used]
-// SAFETY: an `.init_array` entry is called by the dynamic loader (or the C runtime) once, before
-// `main`, with no arguments: exactly the `extern "C" fn()` stored here. `start` only reads the
-// environment and spawns a thread, reporting failures without panicking, so nothing unwinds into
-// the loader and nothing runs that needs `main`'s set-up.
-#[unsafe(link_section = ".init_array")]
-static START: extern "C" fn() = start;
-
 /// Starts the agent thread if `cargo hotswap run` launched this process; otherwise does nothing.
 /// Removes the tool's variables from the environment first, so that no child of the program
 /// inherits them (and connects, or is taken for the program).
-extern "C" fn start() {
+///
+/// Called only by the executable that cargo-hotswap links (the host), from an `.init_array`
+/// entry of its generated `main`, so that the program is patchable from its first line: a plain
+/// build never refers to it, and the linker leaves the agent out.
+///
+/// # Safety
+///
+/// Must run before the program starts any thread (it removes environment variables), as an
+/// `.init_array` entry does.
+pub unsafe fn start() {
     let Some(socket) = std::env::var_os(protocol::SOCKET_ENV) else {
         return;
     };
@@ -62,8 +60,8 @@ extern "C" fn start() {
         protocol::BUILD_ID_ENV,
         protocol::PATCH_DIR_ENV,
     ] {
-        // SAFETY: this runs from `.init_array`, before `main` and before this crate starts any
-        // thread; nothing else reads or writes the environment concurrently.
+        // SAFETY: the caller runs this before the program starts any thread (the contract of
+        // `start`), so nothing else reads or writes the environment concurrently.
         unsafe { std::env::remove_var(name) };
     }
     let spawned = std::thread::Builder::new()

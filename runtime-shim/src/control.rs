@@ -2,9 +2,9 @@
 //! [`safepoint`]), what runs after one ([`on_patch`]), and whether a panic on the first call of
 //! new code restores the previous code ([`set_rollback`]).
 //!
-//! Every function here exists in every build. Without cargo-hotswap (its internal `_cargo-hotswap` feature off)
-//! they do nothing: [`safepoint`] is an empty inline function and [`on_patch`] drops its
-//! callback, so a program calls them unconditionally.
+//! Every function here exists in every build. Without cargo-hotswap they do nothing that shows:
+//! [`safepoint`] is one atomic load and [`on_patch`] keeps a callback that is never called, so a
+//! program calls them unconditionally.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -59,11 +59,11 @@ pub fn apply_mode() -> ApplyMode {
 /// agent has loaded is applied here, by the calling thread, and the [`on_patch`] callbacks run
 /// on it before `safepoint` returns.
 ///
-/// Costs one atomic load when no patch is waiting, and nothing at all without cargo-hotswap.
+/// Costs one atomic load when no patch is waiting (always so without cargo-hotswap).
 /// In [`ApplyMode::Immediate`] it only returns.
 #[inline(always)]
 pub fn safepoint() {
-    #[cfg(feature = "_cargo-hotswap")]
+    #[cfg(target_os = "linux")]
     crate::table::safepoint();
 }
 
@@ -98,11 +98,11 @@ pub struct PatchInfo {
 }
 
 /// A registered [`on_patch`] callback.
-#[cfg(feature = "_cargo-hotswap")]
+#[cfg(target_os = "linux")]
 type Callback = std::sync::Arc<dyn Fn(&PatchInfo) + Send + Sync>;
 
 /// The callbacks registered with [`on_patch`], in order.
-#[cfg(feature = "_cargo-hotswap")]
+#[cfg(target_os = "linux")]
 static CALLBACKS: std::sync::Mutex<Vec<Callback>> = std::sync::Mutex::new(Vec::new());
 
 /// Registers `callback` to run in this process after every applied patch and every rollback,
@@ -117,20 +117,20 @@ static CALLBACKS: std::sync::Mutex<Vec<Callback>> = std::sync::Mutex::new(Vec::n
 /// });
 /// ```
 ///
-/// Without cargo-hotswap, the callback is dropped: there will be no patch.
+/// Without cargo-hotswap, the callback is kept and never called: there will be no patch.
 pub fn on_patch(callback: impl Fn(&PatchInfo) + Send + Sync + 'static) {
-    #[cfg(feature = "_cargo-hotswap")]
+    #[cfg(target_os = "linux")]
     CALLBACKS
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .push(std::sync::Arc::new(callback));
-    #[cfg(not(feature = "_cargo-hotswap"))]
+    #[cfg(not(target_os = "linux"))]
     drop(callback);
 }
 
 /// Runs every [`on_patch`] callback with `info`, outside the lock, so a callback may register
 /// another.
-#[cfg(feature = "_cargo-hotswap")]
+#[cfg(target_os = "linux")]
 pub(crate) fn run_callbacks(info: &PatchInfo) {
     let callbacks = CALLBACKS
         .lock()

@@ -143,8 +143,12 @@
 //! # Cost
 //!
 //! Without cargo-hotswap (a plain `cargo build` or `cargo run`), `#[hot]` expands to exactly the
-//! function as written and no agent exists: the internal `_cargo-hotswap` feature that turns both
-//! on is set only by `cargo hotswap run`, never by you. With it, a hot call costs one atomic load and an indirect call.
+//! function as written and the agent is not linked: the macros read an environment variable that
+//! only `cargo hotswap run` sets for its builds, and only the executable it links starts the
+//! agent. This crate itself compiles the same either way, so switching between `cargo build` and
+//! `cargo hotswap run` recompiles only your crates that use the macros, never this crate or the
+//! other dependencies. In a build by cargo-hotswap a hot call costs one atomic load and an
+//! indirect call.
 //!
 //! # Platforms
 //!
@@ -159,13 +163,13 @@ pub use control::{
     set_rollback,
 };
 
-#[cfg(feature = "_cargo-hotswap")]
+#[cfg(target_os = "linux")]
 mod agent;
 mod control;
 pub mod protocol;
 pub mod record;
 mod slot;
-#[cfg(feature = "_cargo-hotswap")]
+#[cfg(target_os = "linux")]
 mod table;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -193,8 +197,11 @@ pub mod __private {
     pub use std::mem::{align_of, size_of, transmute};
     pub use std::option::Option;
 
+    #[cfg(target_os = "linux")]
+    pub use crate::agent::start as start_agent;
     pub use crate::record::{Part, record, record_len};
     pub use crate::slot::Slot;
-    #[cfg(feature = "_cargo-hotswap")]
+    #[cfg(target_os = "linux")]
     pub use crate::table::{BoxFuture, first_call, first_poll};
+    pub use std::option_env;
 }

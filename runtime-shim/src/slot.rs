@@ -78,7 +78,7 @@ impl Slot {
     /// # Safety
     ///
     /// As for [`Slot::set`].
-    #[cfg(feature = "_cargo-hotswap")]
+    #[cfg(target_os = "linux")]
     pub(crate) unsafe fn replace(&self, body: *const ()) -> *const () {
         self.probation.store(body.cast_mut(), Ordering::Relaxed);
         self.body
@@ -92,7 +92,7 @@ impl Slot {
     /// # Safety
     ///
     /// `old` must be null or satisfy the contract of [`Slot::set`].
-    #[cfg(feature = "_cargo-hotswap")]
+    #[cfg(target_os = "linux")]
     pub(crate) unsafe fn restore(&self, new: *const (), old: *const ()) -> bool {
         let restored = self
             .body
@@ -108,7 +108,7 @@ impl Slot {
     }
 }
 
-#[cfg(all(test, feature = "_cargo-hotswap"))]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 

@@ -71,9 +71,9 @@ fn cli_reference_shows_the_help_the_tool_prints() {
 }
 
 /// The chapter on hot functions shows listings from `book/listings/hot-functions`: the accepted
-/// forms build and run, with and without cargo-hotswap's expansion (`cargo-hotswap-runtime/_cargo-hotswap`, which
-/// `cargo hotswap run` sets), and each rejected form fails with the errors its `.stderr` file
-/// shows.
+/// forms build and run, with and without cargo-hotswap's expansion (the variable
+/// `CARGO_HOTSWAP_HOST_BUILD=1`, which `cargo hotswap run` sets for its builds), and each rejected
+/// form fails with the errors its `.stderr` file shows.
 #[test]
 fn hot_function_listings_build_and_rejected_forms_fail_as_shown() {
     let listing = workspace_root().join("book/listings/hot-functions");
@@ -91,24 +91,22 @@ fn hot_function_listings_build_and_rejected_forms_fail_as_shown() {
         std::fs::create_dir_all(dir.path().join(file).parent().unwrap()).unwrap();
         std::fs::write(dir.path().join(file), text).unwrap();
     }
-    let cargo = |args: &[&str]| {
+    let cargo_with = |args: &[&str], host_build: &str| {
         Command::new(hotswap_tests::cargo())
             .args(args)
             .current_dir(dir.path())
             .env_remove("CARGO_TARGET_DIR")
             .env_remove("CARGO_BUILD_TARGET_DIR")
+            .env("CARGO_HOTSWAP_HOST_BUILD", host_build)
             .output()
             .unwrap()
     };
-    for args in [
-        &["run"][..],
-        &["run", "--features", "cargo-hotswap-runtime/_cargo-hotswap"][..],
-    ] {
-        let output = cargo(args);
+    let cargo = |args: &[&str]| cargo_with(args, "");
+    for host_build in ["", "1"] {
+        let output = cargo_with(&["run"], host_build);
         assert!(
             output.status.success(),
-            "`cargo {}` of the listing failed:\n{}",
-            args.join(" "),
+            "`CARGO_HOTSWAP_HOST_BUILD={host_build} cargo run` of the listing failed:\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
     }

@@ -134,7 +134,10 @@ impl Capture {
 }
 
 /// Entry point in the rustc-wrapper role: `cargo-hotswap <rustc> <args>...`. Forwards to rustc
-/// (through the user's own wrapper, if any) and records the selected bin's command first.
+/// (through the user's own wrapper, if any) and, once it succeeded, records the command of the
+/// selected bin or of a local library: a capture is newer than the outputs of the compile it
+/// describes, and one older than them was overtaken by a compile this wrapper did not see (a
+/// `cargo build` of the user's own, in the same target directory).
 pub(crate) fn rustc_wrapper_main() -> ExitCode {
     let mut argv = std::env::args_os().skip(1);
     let Some(rustc) = argv.next() else {
@@ -142,10 +145,6 @@ pub(crate) fn rustc_wrapper_main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let args: Vec<_> = argv.collect();
-    if let Err(err) = capture_if_selected(&rustc, &args) {
-        eprintln!("error: cargo-hotswap could not record the rustc command: {err:#}");
-        return ExitCode::FAILURE;
-    }
     let mut command = match std::env::var_os(INNER_WRAPPER_ENV).filter(|w| !w.is_empty()) {
         Some(inner) => {
             let mut command = Command::new(inner);
@@ -155,7 +154,15 @@ pub(crate) fn rustc_wrapper_main() -> ExitCode {
         None => Command::new(&rustc),
     };
     command.args(&args);
-    exec(command)
+    let code = exec(command);
+    if code != ExitCode::SUCCESS {
+        return code;
+    }
+    if let Err(err) = capture_if_selected(&rustc, &args) {
+        eprintln!("error: cargo-hotswap could not record the rustc command: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    code
 }
 
 /// Writes the capture if this invocation compiles the selected bin target, or the library of

@@ -19,6 +19,10 @@ use crate::process::{command_line, path_arg, run, run_quiet};
 
 use crate::project::Project;
 
+/// The variable that has the runtime's macros expand `#[hot]` and `persist!` for a build of
+/// cargo-hotswap's (slots, records, exported names); the macros crate documents it.
+pub(crate) const HOST_BUILD_ENV: &str = "CARGO_HOTSWAP_HOST_BUILD";
+
 /// Build settings that select a distinct host build (and work directory).
 #[derive(Debug, Clone, Default, Hash)]
 pub(crate) struct BuildOptions {
@@ -39,8 +43,9 @@ pub(crate) struct BuildOptions {
 pub(crate) struct WorkDir {
     /// The directory itself.
     pub(crate) root: PathBuf,
-    /// cargo's target directory for host builds: `<target>/hotswap/build`, shared by all bins so
-    /// that dependencies compile once, and apart from the user's own `cargo build` cache.
+    /// cargo's target directory for host builds: the project's own, so that dependencies
+    /// compiled by the user's `cargo build` serve the host too (nothing of the tool's changes
+    /// their fingerprints: see `cargo_build`).
     pub(crate) cargo_target_dir: PathBuf,
     /// The captures of local library crates, `<target>/hotswap/captures/<stem>.json`: shared
     /// like the compiles they describe, and kept, so that a crate cargo finds fresh still has
@@ -81,7 +86,7 @@ impl WorkDir {
             .with_context(|| format!("cannot create `{}`", root.display()))?;
         Ok(WorkDir {
             root,
-            cargo_target_dir: hotswap_dir.join("build"),
+            cargo_target_dir: project.target_dir.clone(),
             captures_dir: hotswap_dir.join("captures"),
         })
     }
@@ -253,16 +258,26 @@ fn host_stamp(work: &WorkDir) -> Option<String> {
 /// local library crates; returns the bin's.
 fn capture(project: &Project, options: &BuildOptions, work: &WorkDir) -> anyhow::Result<Capture> {
     let capture_file = work.capture_file();
-    let libraries = cargo_build(project, options, work)?;
+    let built = cargo_build(project, options, work)?;
     // A crate cargo found fresh ran no rustc, so nothing was captured for it if its capture was
-    // removed (or this tool never saw it built): clean those packages in our private target
-    // directory and build once more.
-    let mut stale: Vec<&str> = libraries
+    // removed, or this tool never saw it built, or the user's own `cargo build` compiled it last
+    // (its output is newer than the capture): clean those packages and build once more.
+    let mut stale: Vec<&str> = built
+        .libraries
         .iter()
-        .filter(|(_, stem)| !work.captures_dir.join(format!("{stem}.json")).exists())
-        .map(|(package, _)| package.as_str())
+        .filter(|lib| {
+            !captured_after(
+                &work.captures_dir.join(format!("{}.json", lib.stem)),
+                &lib.output,
+            )
+        })
+        .map(|lib| lib.package.as_str())
         .collect();
-    if !capture_file.exists() {
+    if built
+        .bin
+        .as_ref()
+        .is_none_or(|bin| !captured_after(&capture_file, bin))
+    {
         stale.push(&project.package);
     }
     if !stale.is_empty() {
@@ -274,6 +289,20 @@ fn capture(project: &Project, options: &BuildOptions, work: &WorkDir) -> anyhow:
         cargo_build(project, options, work)?;
     }
     Capture::read(&capture_file)
+}
+
+/// Whether `capture` exists and was written after `output` (the wrapper writes a capture once
+/// the compile succeeded).
+fn captured_after(capture: &Path, output: &Path) -> bool {
+    let modified = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|meta| meta.modified())
+            .ok()
+    };
+    match (modified(capture), modified(output)) {
+        (Some(capture), Some(output)) => capture >= output,
+        _ => false,
+    }
 }
 
 /// Step 2: the crate replayed as an rlib, keeping the private `main` as a global symbol;
@@ -341,6 +370,7 @@ fn write_shim(
         shim_source(
             crate_name,
             &extern_names,
+            &project.runtime_crate,
             &main_symbol,
             return_type.as_deref(),
         ),
@@ -408,25 +438,41 @@ fn link_host(
     Ok(exe)
 }
 
+/// What a `cargo build` of the bin built or found fresh.
+struct Built {
+    /// The local library crates.
+    libraries: Vec<BuiltLibrary>,
+    /// The bin's executable, when cargo named it.
+    bin: Option<PathBuf>,
+}
+
+/// A local library crate that cargo built or found fresh.
+struct BuiltLibrary {
+    /// Its package's name.
+    package: String,
+    /// Its output stem (`libleaf-0123abcd`), which names its capture.
+    stem: String,
+    /// Its rlib (or other output), whose time tells whether the capture describes it.
+    output: PathBuf,
+}
+
 /// `cargo build` of the bin, with this executable as rustc wrapper capturing its command and
-/// those of the local library crates. Returns the local library crates cargo built or found
-/// fresh, as `(package name, output stem)`.
-fn cargo_build(
-    project: &Project,
-    options: &BuildOptions,
-    work: &WorkDir,
-) -> anyhow::Result<Vec<(String, String)>> {
+/// those of the local library crates.
+///
+/// Nothing here changes a fingerprint cargo keeps for a dependency, so the project's own target
+/// directory serves: cargo's fingerprints do not cover `RUSTC_WRAPPER` (measured: a build
+/// through a pass-through wrapper after a plain one finds every unit fresh), and the wrapper
+/// passes every command through unchanged. The runtime's macros read the variable
+/// `CARGO_HOTSWAP_HOST_BUILD`, which cargo tracks only for the crates that expand them (through
+/// `option_env!` in the expansion), so only those are rebuilt when switching between `cargo
+/// build` and `cargo hotswap run`.
+fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> anyhow::Result<Built> {
     let mut command = cargo_command(project, options, work, "build", &[&project.package]);
     command
         .arg("--bin")
         .arg(&project.bin)
         .arg("--message-format=json-render-diagnostics")
-        .arg("--features")
-        .arg(format!(
-            "{}/{}",
-            project.runtime_dep,
-            crate::project::INTERNAL_FEATURE
-        ));
+        .env(HOST_BUILD_ENV, "1");
     if let Some(inner) = std::env::var_os("RUSTC_WRAPPER") {
         command.env(capture::INNER_WRAPPER_ENV, inner);
     }
@@ -456,12 +502,21 @@ fn cargo_build(
     }
     let stdout = child.stdout.take().expect("piped");
     let mut success = None;
-    let mut libraries = Vec::new();
+    let mut built = Built {
+        libraries: Vec::new(),
+        bin: None,
+    };
     for message in Message::parse_stream(std::io::BufReader::new(stdout)) {
         match message {
             Ok(Message::BuildFinished(finished)) => success = Some(finished.success),
             Ok(Message::CompilerArtifact(artifact)) => {
-                libraries.extend(local_library(project, &artifact));
+                built.libraries.extend(local_library(project, &artifact));
+                if artifact.target.is_bin()
+                    && artifact.target.name == project.bin
+                    && artifact.manifest_path.as_std_path() == project.manifest_path
+                {
+                    built.bin = artifact.executable.map(|exe| exe.into_std_path_buf());
+                }
                 if let Some(bar) = &bar {
                     bar.inc(1);
                     bar.set_message(artifact.target.name.clone());
@@ -485,23 +540,24 @@ fn cargo_build(
             project.package
         );
     }
-    Ok(libraries)
+    Ok(built)
 }
 
-/// The package and output stem of `artifact` when it is the library of a local package.
-fn local_library(
-    project: &Project,
-    artifact: &cargo_metadata::Artifact,
-) -> Option<(String, String)> {
+/// `artifact` when it is the library of a local package.
+fn local_library(project: &Project, artifact: &cargo_metadata::Artifact) -> Option<BuiltLibrary> {
     let lib = project.local_libs.iter().find(|lib| {
         artifact.manifest_path.parent().map(|p| p.as_std_path()) == Some(&lib.dir)
             && artifact.target.name.replace('-', "_") == lib.crate_name
     })?;
-    let stem = artifact
+    let (output, stem) = artifact
         .filenames
         .iter()
-        .find_map(|f| stem_of(f.as_str()))?;
-    Some((lib.package.clone(), stem.to_owned()))
+        .find_map(|f| Some((f, stem_of(f.as_str())?)))?;
+    Some(BuiltLibrary {
+        package: lib.package.clone(),
+        stem: stem.to_owned(),
+        output: output.clone().into_std_path_buf(),
+    })
 }
 
 /// The root directories of the local packages, one per line, for the rustc wrapper.

@@ -338,12 +338,16 @@ fn contains_impl_trait(ty: &syn::Type) -> bool {
     walk(quote!(#ty))
 }
 
-/// The expansion of a hot free function when cargo-hotswap builds the host or a patch: a
-/// dispatcher with the user's signature whose body holds the slot, the record and the exported
-/// body.
-#[cfg(feature = "_cargo-hotswap")]
-fn expand_fn(options: Options, func: syn::ItemFn) -> TokenStream {
+/// The expansion of a hot free function: in a build that cargo-hotswap makes (see
+/// [`crate::host_build`]), a dispatcher with the user's signature whose body holds the slot, the
+/// record and the exported body; in every other build, exactly the plain item.
+fn expand_fn(options: Options, mut func: syn::ItemFn) -> TokenStream {
     use quote::format_ident;
+
+    crate::track(&mut func.block);
+    if !crate::host_build() {
+        return quote! { #func };
+    }
 
     let syn::ItemFn {
         attrs,
@@ -380,14 +384,21 @@ fn expand_fn(options: Options, func: syn::ItemFn) -> TokenStream {
     }
 }
 
-/// The expansion of a hot `impl` block: each hot method becomes a dispatcher and a hidden,
-/// exported associated function holding the body. In an inherent `impl` block the bodies sit
+/// The expansion of a hot `impl` block (in a build that cargo-hotswap makes; in every other
+/// build, the plain block without its `#[hot]` markers): each hot method becomes a dispatcher
+/// and a hidden, exported associated function holding the body. In an inherent `impl` block the bodies sit
 /// next to their dispatchers; in a trait impl (where every item must belong to the trait) they
 /// go to an inherent `impl` block of the same type and generics, named after the trait too
 /// (`__hotswap_impl_fmt__as__Display`), so that `Display::fmt` and `Debug::fmt` do not clash.
-#[cfg(feature = "_cargo-hotswap")]
 fn expand_impl(mut block: ItemImpl, hot: &[(usize, Options)]) -> TokenStream {
     use quote::format_ident;
+
+    if let Some(ImplItem::Fn(method)) = hot.first().map(|(index, _)| &mut block.items[*index]) {
+        crate::track(&mut method.block);
+    }
+    if !crate::host_build() {
+        return quote! { #block };
+    }
 
     let self_ty = (*block.self_ty).clone();
     let type_name = type_key(&self_ty);
@@ -479,7 +490,6 @@ fn expand_impl(mut block: ItemImpl, hot: &[(usize, Options)]) -> TokenStream {
 /// The `impl` block's type as exported names spell it: its path without generic arguments
 /// (`Summary<'a>` -> `Summary`, `crate::model::Item` -> `crate::model::Item`); any other type
 /// with every character a linker's version script does not take replaced by `_`.
-#[cfg(feature = "_cargo-hotswap")]
 fn type_key(ty: &syn::Type) -> String {
     if let syn::Type::Path(path) = ty
         && path.qself.is_none()
@@ -509,7 +519,6 @@ fn type_key(ty: &syn::Type) -> String {
 /// (`BoxFuture<'life, T>`: every version of the body has this one type, whatever its state
 /// machine), with every elided lifetime of the arguments named `'__hotswap_life`, the one the
 /// future borrows them for (`'static` when there is none).
-#[cfg(feature = "_cargo-hotswap")]
 fn body_of(sig: &Signature, block: syn::Block) -> (Signature, Box<syn::Block>) {
     if sig.asyncness.is_none() {
         return (sig.clone(), Box::new(block));
@@ -532,7 +541,6 @@ fn body_of(sig: &Signature, block: syn::Block) -> (Signature, Box<syn::Block>) {
 
 /// The plain signature of an `async fn`'s exported body (see [`body_of`]), and whether it has
 /// the lifetime `'__hotswap_life` (then the pointer type is higher-ranked over it).
-#[cfg(feature = "_cargo-hotswap")]
 fn async_signature(sig: &Signature) -> (Signature, bool) {
     use syn::visit_mut::VisitMut;
 
@@ -585,13 +593,11 @@ fn async_signature(sig: &Signature) -> (Signature, bool) {
 
 /// Names every elided lifetime of a type (`&T`, `'_`) outside `fn` pointer types and `Fn(..)`
 /// bounds (where elision means something else).
-#[cfg(feature = "_cargo-hotswap")]
 struct NameElided {
     lifetime: syn::Lifetime,
     found: bool,
 }
 
-#[cfg(feature = "_cargo-hotswap")]
 impl syn::visit_mut::VisitMut for NameElided {
     fn visit_type_reference_mut(&mut self, reference: &mut syn::TypeReference) {
         if reference.lifetime.is_none() {
@@ -618,7 +624,6 @@ impl syn::visit_mut::VisitMut for NameElided {
 }
 
 /// The attributes of the user's function that must also apply to its body: lint levels.
-#[cfg(feature = "_cargo-hotswap")]
 fn lint_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
     attrs
         .iter()
@@ -628,7 +633,6 @@ fn lint_attrs(attrs: &[Attribute]) -> Vec<&Attribute> {
 
 /// A dispatcher: its signature (the user's, with plain argument names) and the statements of its
 /// body (slot, record, and the call through the slot or to the original body).
-#[cfg(feature = "_cargo-hotswap")]
 struct Dispatch {
     sig: Signature,
     body: TokenStream,
@@ -637,7 +641,6 @@ struct Dispatch {
 /// The dispatcher's signature, with plain argument names (`__hotswap_arg0`, ...) and `mut
 /// self` without its `mut`; the arguments as the dispatcher passes them on; and their types,
 /// `Self` replaced by `self_ty`.
-#[cfg(feature = "_cargo-hotswap")]
 fn plain_arguments(
     sig: &Signature,
     self_ty: Option<&syn::Type>,
@@ -673,7 +676,6 @@ fn plain_arguments(
 /// The three calls a dispatcher makes with `args`: of the body compiled in (`original`), of the
 /// slot's function, and of the slot's function in a closure; in `unsafe` blocks for an
 /// `unsafe fn`.
-#[cfg(feature = "_cargo-hotswap")]
 fn calls(
     unsafety: bool,
     original: &TokenStream,
@@ -707,7 +709,6 @@ fn calls(
 /// The dispatcher of the hot function `sig` whose path below the module is `path` (`name` or
 /// `Type::name`). `self_ty` replaces `Self` in the items the body defines; `original` is the
 /// path of the body compiled into this build.
-#[cfg(feature = "_cargo-hotswap")]
 fn dispatch(
     sig: &Signature,
     path: &str,
@@ -837,18 +838,6 @@ fn dispatch(
         sig: dispatcher_sig,
         body,
     }
-}
-
-/// The expansion in every other build: exactly the plain item.
-#[cfg(not(feature = "_cargo-hotswap"))]
-fn expand_fn(_: Options, func: syn::ItemFn) -> TokenStream {
-    quote! { #func }
-}
-
-/// The expansion in every other build: the plain block, without the `#[hot]` markers.
-#[cfg(not(feature = "_cargo-hotswap"))]
-fn expand_impl(block: ItemImpl, _: &[(usize, Options)]) -> TokenStream {
-    quote! { #block }
 }
 
 #[cfg(test)]

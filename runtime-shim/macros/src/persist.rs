@@ -57,14 +57,10 @@ pub(crate) fn persist(input: TokenStream) -> TokenStream {
         }
         out.extend(expand(item));
     }
-    out
+    crate::tracked(out)
 }
 
 /// A stable hash (FNV-1a, 64 bits) of the type's tokens without whitespace, in hex.
-#[cfg_attr(
-    not(any(feature = "_cargo-hotswap", test)),
-    expect(dead_code, reason = "only the hot-patching expansion names statics")
-)]
 fn type_hash(ty: &syn::Type) -> String {
     let text: String = quote!(#ty)
         .to_string()
@@ -79,9 +75,12 @@ fn type_hash(ty: &syn::Type) -> String {
     format!("{hash:016x}")
 }
 
-/// The expansion when cargo-hotswap builds the host or a patch.
-#[cfg(feature = "_cargo-hotswap")]
+/// The expansion: in a build that cargo-hotswap makes (see [`crate::host_build`]), the static
+/// under a stable exported name and its layout record; in every other build, the plain static.
 fn expand(item: ItemStatic) -> TokenStream {
+    if !crate::host_build() {
+        return quote! { #item };
+    }
     let name = item.ident.to_string();
     let hash = type_hash(&item.ty);
     let ty = &item.ty;
@@ -102,12 +101,6 @@ fn expand(item: ItemStatic) -> TokenStream {
             ];
         };
     }
-}
-
-/// The expansion in every other build: the plain static.
-#[cfg(not(feature = "_cargo-hotswap"))]
-fn expand(item: ItemStatic) -> TokenStream {
-    quote! { #item }
 }
 
 #[cfg(test)]

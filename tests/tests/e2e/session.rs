@@ -315,6 +315,57 @@ fn session_files_are_private_to_the_user_under_umask_000() {
     assert_eq!(mode(&capture), 0o600, "{}", capture.display());
 }
 
+/// The dependencies a `cargo build` compiled serve `cargo hotswap run` as they are, and the
+/// other way round: switching between the two compiles the project's own crate (its `#[hot]`
+/// expansion differs, and cargo says so), never a registry crate (`log`) or the runtime. The
+/// session still patches the program.
+#[test]
+fn a_cargo_build_and_a_session_compile_no_dependency_of_each_other() {
+    let project = Project::copy("time-service");
+    let cargo_build = || {
+        let output = Command::new(hotswap_tests::cargo())
+            .args(["build", "-v", "--manifest-path"])
+            .arg(project.path().join("Cargo.toml"))
+            .env("CARGO_TARGET_DIR", hotswap_tests::fixtures_target_dir())
+            .env_remove("CARGO_HOTSWAP_HOST_BUILD")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{stderr}");
+        stderr
+    };
+    let compiled = |stderr: &str| -> Vec<String> {
+        stderr
+            .lines()
+            .filter_map(|line| line.trim_start().strip_prefix("Compiling "))
+            .map(|unit| unit.split(' ').next().unwrap_or(unit).to_owned())
+            .collect()
+    };
+    cargo_build();
+
+    let mut session = project.run(&[]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    assert_eq!(
+        compiled(&session.stderr()),
+        ["time-service"],
+        "{}",
+        session.stderr()
+    );
+    project.edit("src/main.rs", "The time is", "It is");
+    session.wait_stderr(EDIT_DEADLINE, "     Patched ");
+    let answer = hotswap_tests::get(&addr, "/time").unwrap();
+    assert!(answer.starts_with("It is "), "{answer}");
+    assert_eq!(session.interrupt(EDIT_DEADLINE), Some(130));
+
+    let after = cargo_build();
+    assert_eq!(compiled(&after), ["time-service"], "{after}");
+    assert!(
+        after.contains("the environment variable CARGO_HOTSWAP_HOST_BUILD changed"),
+        "{after}"
+    );
+}
+
 /// A second `cargo hotswap run` of a project that did not change reuses the host the first one
 /// built: cargo compiles nothing, the tool replays no rlib and links no host, and the reused
 /// host is patched like a new one. An edit made between two sessions builds a new host.
