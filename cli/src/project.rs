@@ -10,8 +10,6 @@ use cargo_metadata::{Metadata, MetadataCommand, Package, Target};
 pub(crate) const RUNTIME_PACKAGE: &str = "cargo-hotswap-runtime";
 /// The runtime's macros' package name.
 pub(crate) const MACROS_PACKAGE: &str = "cargo-hotswap-macros";
-/// The runtime's library name: what the bin's code calls it unless the dependency is renamed.
-const RUNTIME_LIB: &str = "hotswap";
 
 /// The selected bin target and everything the session derives from the project layout.
 #[derive(Debug)]
@@ -26,8 +24,6 @@ pub(crate) struct Project {
     pub(crate) bin: String,
     /// The bin target's crate name (`-` replaced by `_`).
     pub(crate) crate_name: String,
-    /// The bin target's root source file.
-    pub(crate) bin_src: PathBuf,
     /// The workspace's target directory (`--target-dir`, `CARGO_TARGET_DIR`, `build.target-dir`).
     pub(crate) target_dir: PathBuf,
     /// The workspace root.
@@ -45,9 +41,6 @@ pub(crate) struct Project {
     /// About how many units cargo builds for the bin (each package once, each build script
     /// twice: compiled and run), for the progress bar.
     pub(crate) units_estimate: u64,
-    /// The runtime's crate name in the bin's code: `hotswap`, or the dependency's key with `_`
-    /// for `-` when the manifest renames it. The host shim starts the agent through it.
-    pub(crate) runtime_crate: String,
 }
 
 /// The library target of a local package.
@@ -95,16 +88,11 @@ impl Project {
             .context("cannot read the project with `cargo metadata`")?;
         let package = select_package(&metadata, args)?;
         let target = select_bin(package, args.bin.as_deref())?;
-        let Some(runtime_crate) = package
+        if !package
             .dependencies
             .iter()
-            .find(|dep| dep.name == RUNTIME_PACKAGE)
-            .map(|dep| {
-                dep.rename
-                    .as_deref()
-                    .map_or_else(|| RUNTIME_LIB.to_owned(), |name| name.replace('-', "_"))
-            })
-        else {
+            .any(|dep| dep.name == RUNTIME_PACKAGE)
+        {
             bail!(
                 "package `{}` does not depend on `{RUNTIME_PACKAGE}`, so its program cannot \
                  receive patches\nhelp: run `cargo hotswap init` to add it, then mark hot \
@@ -124,14 +112,12 @@ impl Project {
             package: package.name.to_string(),
             bin: target.name.clone(),
             crate_name: target.name.replace('-', "_"),
-            bin_src: target.src_path.clone().into_std_path_buf(),
             target_dir,
             workspace_root: metadata.workspace_root.clone().into_std_path_buf(),
             local_package_dirs: locals.iter().map(|(dir, _)| dir.clone()).collect(),
             local_libs: locals.into_iter().filter_map(|(_, lib)| lib).collect(),
             build_script_dirs: build_script_dirs(&metadata, package),
             units_estimate: units_estimate(&metadata, package),
-            runtime_crate,
         })
     }
 

@@ -126,6 +126,23 @@ pub(crate) fn source(args: &[String]) -> Option<&str> {
     })
 }
 
+/// The `--extern` values (`name=path`, `noprelude:name=path`) as `(name, path)`; a value
+/// without a path is left out.
+pub(crate) fn externs(args: &[String]) -> Vec<(&str, &str)> {
+    walk(args)
+        .filter_map(|(arg, _)| match arg {
+            Arg::Option {
+                name: "--extern",
+                value,
+            } => {
+                let (left, path) = value.split_once('=')?;
+                Some((left.rsplit(':').next().unwrap_or(left), path))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// Every codegen option's `key[=value]`.
 pub(crate) fn codegen_options(args: &[String]) -> impl Iterator<Item = &str> {
     walk(args).filter_map(|(arg, _)| match arg {

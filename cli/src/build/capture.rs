@@ -17,6 +17,9 @@ pub(crate) const CAPTURE_FILE_ENV: &str = "HOTSWAP_CAPTURE_FILE";
 pub(crate) const CAPTURE_MANIFEST_DIR_ENV: &str = "HOTSWAP_CAPTURE_MANIFEST_DIR";
 /// Name of the bin target whose compile is captured (`CARGO_BIN_NAME`).
 pub(crate) const CAPTURE_BIN_ENV: &str = "HOTSWAP_CAPTURE_BIN";
+/// The host's work directory: the selected bin's compile builds the host (see
+/// [`crate::build::compile`]). Without it, the bin is compiled as cargo asks.
+pub(crate) const HOST_DIR_ENV: &str = "HOTSWAP_HOST_DIR";
 /// A `RUSTC_WRAPPER` the user had set, which the wrapper then calls in turn.
 pub(crate) const INNER_WRAPPER_ENV: &str = "HOTSWAP_INNER_RUSTC_WRAPPER";
 /// The directory where the wrapper writes the captures of local library crates, one file each.
@@ -97,18 +100,7 @@ impl Capture {
     /// The `--extern` values (`name=path`, `noprelude:name=path`) as `(name, path)`; a value
     /// without a path is left out.
     pub(crate) fn externs(&self) -> Vec<(&str, &str)> {
-        super::args::walk(&self.args)
-            .filter_map(|(arg, _)| match arg {
-                super::args::Arg::Option {
-                    name: "--extern",
-                    value,
-                } => {
-                    let (left, path) = value.split_once('=')?;
-                    Some((left.rsplit(':').next().unwrap_or(left), path))
-                }
-                _ => None,
-            })
-            .collect()
+        super::args::externs(&self.args)
     }
 
     /// The dep-info file cargo had rustc write next to the outputs: the crate's source files.
@@ -134,10 +126,11 @@ impl Capture {
 }
 
 /// Entry point in the rustc-wrapper role: `cargo-hotswap <rustc> <args>...`. Forwards to rustc
-/// (through the user's own wrapper, if any) and, once it succeeded, records the command of the
-/// selected bin or of a local library: a capture is newer than the outputs of the compile it
-/// describes, and one older than them was overtaken by a compile this wrapper did not see (a
-/// `cargo build` of the user's own, in the same target directory).
+/// (through the user's own wrapper, if any); the selected bin's compile builds the host instead
+/// of the plain executable (see [`crate::build::compile`]). Once the compile succeeded,
+/// records the command of the selected bin or of a local library: a capture is newer than the
+/// outputs of the compile it describes, and one older than them was overtaken by a compile this
+/// wrapper did not see (a `cargo build` of the user's own, in the same target directory).
 pub(crate) fn rustc_wrapper_main() -> ExitCode {
     let mut argv = std::env::args_os().skip(1);
     let Some(rustc) = argv.next() else {
@@ -145,6 +138,14 @@ pub(crate) fn rustc_wrapper_main() -> ExitCode {
         return ExitCode::FAILURE;
     };
     let args: Vec<_> = argv.collect();
+    // Not a compile cargo-hotswap replays when an argument is not UTF-8: its paths would not
+    // survive a round trip.
+    let utf8: Option<Vec<String>> = args.iter().map(|a| a.to_str().map(str::to_owned)).collect();
+    let selected = utf8.as_deref().and_then(selected);
+    let host_dir = std::env::var_os(HOST_DIR_ENV);
+    if let (Some(Selected::Bin(file)), Some(args), Some(dir)) = (&selected, &utf8, &host_dir) {
+        return host_compile(&rustc, args, file, Path::new(dir));
+    }
     let mut command = match std::env::var_os(INNER_WRAPPER_ENV).filter(|w| !w.is_empty()) {
         Some(inner) => {
             let mut command = Command::new(inner);
@@ -158,30 +159,55 @@ pub(crate) fn rustc_wrapper_main() -> ExitCode {
     if code != ExitCode::SUCCESS {
         return code;
     }
-    if let Err(err) = capture_if_selected(&rustc, &args) {
+    let (Some(selected), Some(args)) = (selected, utf8) else {
+        return code;
+    };
+    let written = capture_of(&rustc, args).and_then(|capture| match selected {
+        Selected::Bin(file) => write_private(&file, &serde_json::to_vec_pretty(&capture)?),
+        Selected::Library(dir) => write_library_capture(&capture, &dir),
+    });
+    if let Err(err) = written {
         eprintln!("error: cargo-hotswap could not record the rustc command: {err:#}");
         return ExitCode::FAILURE;
     }
     code
 }
 
-/// Writes the capture if this invocation compiles the selected bin target, or the library of
-/// a local package (to its own file in the libraries' directory, named after its outputs, so
-/// that the captures of every configuration are kept).
-fn capture_if_selected(rustc: &std::ffi::OsStr, args: &[std::ffi::OsString]) -> anyhow::Result<()> {
-    let Some(bin_file) = std::env::var_os(CAPTURE_FILE_ENV) else {
-        return Ok(());
-    };
+/// The selected bin's compile in a host build: the host is built in `work_root` (see
+/// [`crate::build::compile::host`]) and the command recorded in `file` once it is.
+fn host_compile(
+    rustc: &std::ffi::OsStr,
+    args: &[String],
+    file: &Path,
+    work_root: &Path,
+) -> ExitCode {
+    let result = capture_of(rustc, args.to_vec()).and_then(|capture| {
+        let code = crate::build::compile::host(&capture, work_root)?;
+        if code == ExitCode::SUCCESS {
+            write_private(file, &serde_json::to_vec_pretty(&capture)?)?;
+        }
+        Ok(code)
+    });
+    result.unwrap_or_else(|err| {
+        eprintln!("error: cargo-hotswap could not build the host: {err:#}");
+        ExitCode::FAILURE
+    })
+}
+
+/// A compile whose command the wrapper records.
+enum Selected {
+    /// The selected bin target's; the capture goes to this file.
+    Bin(PathBuf),
+    /// A local library crate's; the capture goes to this directory, named after its outputs.
+    Library(PathBuf),
+}
+
+/// Whether this invocation (`args`) compiles the selected bin target, or the library of a local
+/// package, and where its capture goes. `None` outside a host build.
+fn selected(args: &[String]) -> Option<Selected> {
+    let bin_file = std::env::var_os(CAPTURE_FILE_ENV)?;
     let env = |key: &str| std::env::var_os(key);
-    let Some(args) = args
-        .iter()
-        .map(|a| a.to_str().map(str::to_owned))
-        .collect::<Option<Vec<_>>>()
-    else {
-        // Not a compile cargo-hotswap replays: its paths would not survive a round trip.
-        return Ok(());
-    };
-    let crate_types: Vec<&str> = super::args::walk(&args)
+    let crate_types: Vec<&str> = super::args::walk(args)
         .filter_map(|(arg, _)| match arg {
             super::args::Arg::Option {
                 name: "--crate-type",
@@ -196,6 +222,9 @@ fn capture_if_selected(rustc: &std::ffi::OsStr, args: &[std::ffi::OsString]) -> 
         && env("CARGO_MANIFEST_DIR") == env(CAPTURE_MANIFEST_DIR_ENV)
         && crate_types.contains(&"bin")
         && !test;
+    if bin {
+        return Some(Selected::Bin(PathBuf::from(bin_file)));
+    }
     let local = env("CARGO_MANIFEST_DIR").is_some_and(|dir| {
         env(CAPTURE_LOCAL_DIRS_ENV)
             .is_some_and(|dirs| dirs.to_string_lossy().lines().any(|d| *d == *dir))
@@ -205,31 +234,36 @@ fn capture_if_selected(rustc: &std::ffi::OsStr, args: &[std::ffi::OsString]) -> 
         && crate_types
             .iter()
             .any(|t| ["lib", "rlib", "proc-macro"].contains(t));
-    if !bin && !library {
-        return Ok(());
-    }
-    let capture = Capture {
+    let dir = env(CAPTURE_LIBS_DIR_ENV)?;
+    library.then(|| Selected::Library(PathBuf::from(dir)))
+}
+
+/// The capture of `args`, run with `rustc` in this process's directory and environment (minus
+/// this tool's variables and `RUSTC_WRAPPER`).
+fn capture_of(rustc: &std::ffi::OsStr, args: Vec<String>) -> anyhow::Result<Capture> {
+    Ok(Capture {
         rustc: PathBuf::from(rustc),
         args,
         env: std::env::vars()
             .filter(|(k, _)| !k.starts_with("HOTSWAP_") && k != "RUSTC_WRAPPER")
             .collect(),
         cwd: std::env::current_dir().context("cannot read the current directory")?,
-    };
-    let file = if bin {
-        PathBuf::from(bin_file)
-    } else if let Some(dir) = env(CAPTURE_LIBS_DIR_ENV) {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)
-            .with_context(|| format!("cannot create `{}`", Path::new(&dir).display()))?;
-        Path::new(&dir).join(format!("{}.json", capture.stem()))
-    } else {
-        return Ok(());
-    };
+    })
+}
+
+/// Writes the capture of a local library crate into `dir`, named after its outputs, so that the
+/// captures of every configuration are kept.
+fn write_library_capture(capture: &Capture, dir: &Path) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create `{}`", dir.display()))?;
     // The environment may hold secrets (tokens): the file is the user's alone.
-    write_private(&file, &serde_json::to_vec_pretty(&capture)?)
+    write_private(
+        &dir.join(format!("{}.json", capture.stem())),
+        &serde_json::to_vec_pretty(capture)?,
+    )
 }
 
 /// Writes `bytes` to `file`, readable and writable by the user only (mode 0600 whatever the

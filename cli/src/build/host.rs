@@ -11,11 +11,10 @@ use cargo_metadata::Message;
 
 use crate::build::capture::{self, Capture};
 use crate::build::crates::{LocalCrates, stem_of};
-use crate::build::shim::{extern_args, extern_name, link_options, main_return_type, shim_source};
-use crate::build::{link, replay};
+use crate::build::link;
 use crate::event::{Event, Target};
 use crate::output;
-use crate::process::{command_line, path_arg, run, run_quiet};
+use crate::process::{command_line, run};
 
 use crate::project::Project;
 
@@ -96,6 +95,11 @@ impl WorkDir {
         self.root.join("rustc-command.json")
     }
 
+    /// Where the linker wrapper writes the host's link command, with `-v`.
+    fn link_log(&self) -> PathBuf {
+        self.root.join("link-command.txt")
+    }
+
     /// What the host in this directory was built from (see `host_stamp`), written once it is
     /// linked.
     fn stamp_file(&self) -> PathBuf {
@@ -154,21 +158,20 @@ pub(crate) fn build(
     result
 }
 
-/// [`build`] without its events: the four steps in order.
+/// [`build`] without its events: cargo builds the bin, whose compile (in the rustc wrapper, see
+/// [`compile_host`]) links the host; the host is then taken into the work directory, or the one
+/// there reused when cargo found the bin fresh.
 fn build_host(
     project: &Project,
     options: &BuildOptions,
     work: &WorkDir,
     started: Instant,
 ) -> anyhow::Result<Host> {
-    let capture = capture(project, options, work)?;
-    let cargo_time = started.elapsed();
-    let stamp = host_stamp(work);
     let exe = work.root.join(&project.bin);
-    if stamp.is_some() && stamp == std::fs::read_to_string(work.stamp_file()).ok() && exe.is_file()
-    {
-        // cargo found the bin fresh (the capture is the one the host was built from) and this
-        // tool built that host: it is reused, with no rlib replay and no link.
+    let built = capture(project, options, work, &exe)?;
+    let Some(cargo_exe) = built.exe.filter(|_| built.rebuilt) else {
+        // cargo found the bin fresh, its capture is the one the host was built from, and this
+        // tool built that host: it is reused, with no compile and no link.
         output::detail("Fresh", format!("`{}`", exe.display()));
         output::status(
             "Finished",
@@ -177,29 +180,16 @@ fn build_host(
                 started.elapsed().as_secs_f64()
             ),
         );
-        return Ok(host(exe, capture, work));
-    }
-    // A host half written by an interrupted build must not pass for a fresh one.
+        return Ok(host(exe, built.capture, work));
+    };
+    // A host half installed must not pass for a fresh one.
     let _ = std::fs::remove_file(work.stamp_file());
-    let crate_name = capture
-        .option("--crate-name")
-        .context("the captured rustc command has no `--crate-name`")?
-        .to_owned();
-    let replay_started = Instant::now();
-    let rlib = replay_rlib(&capture, work, &crate_name)?;
-    let replay_time = replay_started.elapsed();
-    let link_started = Instant::now();
-    let shim = write_shim(project, work, &capture, &rlib, &crate_name)?;
-    let exe = link_host(project, work, &capture, &shim, &rlib)?;
-    output::detail(
-        "Timing",
-        format!(
-            "cargo build {:.2}s, rlib replay {:.2}s, host shim and link {:.2}s",
-            cargo_time.as_secs_f64(),
-            replay_time.as_secs_f64(),
-            link_started.elapsed().as_secs_f64()
-        ),
-    );
+    install(&cargo_exe, &exe)?;
+    if output::verbose()
+        && let Ok(linker) = std::fs::read_to_string(work.link_log())
+    {
+        output::detail("Linked", format!("`{}`", linker.trim_end()));
+    }
     if let Some(stamp) = host_stamp(work) {
         crate::build::capture::write_private(&work.stamp_file(), stamp.as_bytes())
             .context("cannot record the host's build")?;
@@ -208,7 +198,16 @@ fn build_host(
         "Finished",
         format!("host in {:.2}s", started.elapsed().as_secs_f64()),
     );
-    Ok(host(exe, capture, work))
+    Ok(host(exe, built.capture, work))
+}
+
+/// Makes `to` the host cargo linked at `from`: a hard link (the same file, so that a later
+/// `cargo build` replacing `from` leaves the session's host alone), or a copy where links fail.
+fn install(from: &Path, to: &Path) -> anyhow::Result<()> {
+    let _ = std::fs::remove_file(to);
+    std::fs::hard_link(from, to)
+        .or_else(|_| std::fs::copy(from, to).map(drop))
+        .with_context(|| format!("cannot copy `{}` to `{}`", from.display(), to.display()))
 }
 
 /// The [`Host`] of `exe`, built from `capture`, with a new build id.
@@ -254,10 +253,29 @@ fn host_stamp(work: &WorkDir) -> Option<String> {
     Some(format!("{hash:016x} {times}\n"))
 }
 
-/// Step 1: cargo builds the bin while the rustc wrapper records its command, and those of the
-/// local library crates; returns the bin's.
-fn capture(project: &Project, options: &BuildOptions, work: &WorkDir) -> anyhow::Result<Capture> {
+/// What the host's cargo build gave.
+struct HostBuild {
+    /// The bin's captured command.
+    capture: Capture,
+    /// The bin's executable in cargo's target directory, when cargo named it.
+    exe: Option<PathBuf>,
+    /// Whether the bin was compiled (and the host linked) in this build.
+    rebuilt: bool,
+}
+
+/// cargo builds the bin while the rustc wrapper records its command, and those of the local
+/// library crates; when cargo finds the bin fresh, the host `exe` of the last build must still
+/// be there, from the same capture and tool, or the bin is built again.
+fn capture(
+    project: &Project,
+    options: &BuildOptions,
+    work: &WorkDir,
+    exe: &Path,
+) -> anyhow::Result<HostBuild> {
     let capture_file = work.capture_file();
+    let saved_stamp = std::fs::read_to_string(work.stamp_file()).ok();
+    let build_started = SystemTime::now();
+    let rebuilt = || captured_after(&capture_file, Some(build_started));
     let built = cargo_build(project, options, work)?;
     // A crate cargo found fresh ran no rustc, so nothing was captured for it if its capture was
     // removed, or this tool never saw it built, or the user's own `cargo build` compiled it last
@@ -268,174 +286,53 @@ fn capture(project: &Project, options: &BuildOptions, work: &WorkDir) -> anyhow:
         .filter(|lib| {
             !captured_after(
                 &work.captures_dir.join(format!("{}.json", lib.stem)),
-                &lib.output,
+                modified(&lib.output),
             )
         })
         .map(|lib| lib.package.as_str())
         .collect();
-    if built
-        .bin
-        .as_ref()
-        .is_none_or(|bin| !captured_after(&capture_file, bin))
-    {
+    let reusable = || {
+        built
+            .bin
+            .as_ref()
+            .is_some_and(|bin| captured_after(&capture_file, modified(bin)))
+            && saved_stamp.is_some()
+            && host_stamp(work) == saved_stamp
+            && exe.is_file()
+    };
+    if !rebuilt() && !reusable() {
         stale.push(&project.package);
     }
+    let mut bin = built.bin.clone();
     if !stale.is_empty() {
         stale.sort_unstable();
         stale.dedup();
         let mut clean = cargo_command(project, options, work, "clean", &stale);
         clean.stdout(Stdio::null()).stderr(Stdio::null());
         run(clean)?;
-        cargo_build(project, options, work)?;
+        bin = cargo_build(project, options, work)?.bin;
     }
-    Capture::read(&capture_file)
+    Ok(HostBuild {
+        capture: Capture::read(&capture_file)?,
+        exe: bin,
+        rebuilt: rebuilt(),
+    })
 }
 
-/// Whether `capture` exists and was written after `output` (the wrapper writes a capture once
-/// the compile succeeded).
-fn captured_after(capture: &Path, output: &Path) -> bool {
-    let modified = |path: &Path| {
-        std::fs::metadata(path)
-            .and_then(|meta| meta.modified())
-            .ok()
-    };
-    match (modified(capture), modified(output)) {
-        (Some(capture), Some(output)) => capture >= output,
+/// Whether `capture` exists and was written at or after `time` (the wrapper writes a capture
+/// once the compile succeeded, so a capture older than the compile's output does not describe it).
+fn captured_after(capture: &Path, time: Option<SystemTime>) -> bool {
+    match (modified(capture), time) {
+        (Some(capture), Some(time)) => capture >= time,
         _ => false,
     }
 }
 
-/// Step 2: the crate replayed as an rlib, keeping the private `main` as a global symbol;
-/// returns the rlib's path.
-fn replay_rlib(capture: &Capture, work: &WorkDir, crate_name: &str) -> anyhow::Result<PathBuf> {
-    let rlib_dir = work.root.join("rlib");
-    let mut args = replay::base_args(&capture.args);
-    args.extend(
-        [
-            "--crate-type",
-            "rlib",
-            "--emit=link",
-            "--cap-lints=allow",
-            "--out-dir",
-        ]
-        .map(String::from),
-    );
-    args.push(path_arg(&rlib_dir));
-    replay::push_codegen(&mut args, "link-dead-code");
-    replay::push_codegen(&mut args, "lto=off");
-    // Incremental only where cargo used it (dev profiles): in an optimised build it splits the
-    // crate into many codegen units and costs the host its inlining.
-    if capture.option("-C incremental").is_some() {
-        replay::push_codegen(
-            &mut args,
-            format!(
-                "incremental={}",
-                work.root.join("incremental/rlib").display()
-            ),
-        );
-    }
-    let mut command = capture.command(&args);
-    run_quiet(
-        command.stdout(Stdio::null()),
-        "replaying the crate as an rlib",
-    )?;
-    let extra = capture.option("-C extra-filename").unwrap_or("");
-    Ok(rlib_dir.join(format!("lib{crate_name}{extra}.rlib")))
-}
-
-/// Step 3: the shim, whose `main` calls the crate's `main` through its mangled name; returns
-/// the shim's source file.
-fn write_shim(
-    project: &Project,
-    work: &WorkDir,
-    capture: &Capture,
-    rlib: &Path,
-    crate_name: &str,
-) -> anyhow::Result<PathBuf> {
-    let main_symbol = crate::symbols::find_main_symbol(rlib, crate_name)?;
-    let return_type = main_return_type(&project.bin_src)?;
-    let shim_dir = work.root.join("shim");
-    std::fs::create_dir_all(&shim_dir)
-        .with_context(|| format!("cannot create `{}`", shim_dir.display()))?;
-    let shim = shim_dir.join("main.rs");
-    let externs = extern_args(&capture.args);
-    let extern_names: Vec<&str> = externs
-        .iter()
-        .skip(1)
-        .step_by(2)
-        .map(|a| extern_name(a))
-        .collect();
-    std::fs::write(
-        &shim,
-        shim_source(
-            crate_name,
-            &extern_names,
-            &project.runtime_crate,
-            &main_symbol,
-            return_type.as_deref(),
-        ),
-    )
-    .with_context(|| format!("cannot write `{}`", shim.display()))?;
-    Ok(shim)
-}
-
-/// Step 4: the shim linked through the linker wrapper in host mode, with the crate's rlib and
-/// every dependency whole; returns the executable's path.
-fn link_host(
-    project: &Project,
-    work: &WorkDir,
-    capture: &Capture,
-    shim: &Path,
-    rlib: &Path,
-) -> anyhow::Result<PathBuf> {
-    let exe = work.root.join(&project.bin);
-    let mut args: Vec<String> = [
-        "--crate-name",
-        "hotswap_host",
-        "--crate-type",
-        "bin",
-        "--edition",
-        "2021",
-        "--cap-lints=allow",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.push(path_arg(shim));
-    args.push("-o".into());
-    args.push(path_arg(&exe));
-    // The crate's rlib is linked whole as a native library rather than named with `--extern`:
-    // a package's bin and lib targets share a crate name, and an `--extern` for the bin would
-    // hide the lib from every crate that depends on it. The bin's own dependencies are named
-    // with its captured `--extern`s, so that rustc links them (and theirs).
-    args.push("-L".into());
-    args.push(format!(
-        "native={}",
-        rlib.parent().unwrap_or(Path::new(".")).display()
-    ));
-    args.push("-l".into());
-    args.push(format!(
-        "static:+whole-archive,+verbatim={}",
-        rlib.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    args.extend(extern_args(&capture.args));
-    args.extend(link_options(&capture.args));
-    replay::push_codegen(&mut args, format!("linker={}", self_exe()?.display()));
-    let mut command = capture.command(&args);
-    command.env(crate::ROLE_ENV, "link-host").env(
-        link::REAL_LINKER_ENV,
-        capture.option("-C linker").unwrap_or("cc"),
-    );
-    let log = work.root.join("link-command.txt");
-    if output::verbose() {
-        command.env(link::LOG_ENV, &log);
-    }
-    run_quiet(command.stdout(Stdio::null()), "linking the host")?;
-    if output::verbose()
-        && let Ok(linker) = std::fs::read_to_string(&log)
-    {
-        output::detail("Linked", format!("`{}`", linker.trim_end()));
-    }
-    Ok(exe)
+/// When `path` was last modified; `None` when it cannot be read.
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path)
+        .and_then(|meta| meta.modified())
+        .ok()
 }
 
 /// What a `cargo build` of the bin built or found fresh.
@@ -486,7 +383,11 @@ fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> any
         .env(capture::CAPTURE_MANIFEST_DIR_ENV, project.package_dir())
         .env(capture::CAPTURE_LIBS_DIR_ENV, &work.captures_dir)
         .env(capture::CAPTURE_LOCAL_DIRS_ENV, local_dirs(project))
+        .env(capture::HOST_DIR_ENV, &work.root)
         .stdout(Stdio::piped());
+    if output::verbose() {
+        command.env(link::LOG_ENV, work.link_log());
+    }
     // On a terminal, a progress bar from cargo's JSON messages, with cargo's own lines printed
     // above it; elsewhere cargo's lines as they come.
     let bar = output::progress_bar("Building", project.units_estimate);

@@ -3,6 +3,7 @@
 
 pub(crate) mod args;
 pub(crate) mod capture;
+pub(crate) mod compile;
 pub(crate) mod crates;
 pub(crate) mod host;
 pub(crate) mod link;

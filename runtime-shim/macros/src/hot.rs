@@ -342,12 +342,17 @@ fn contains_impl_trait(ty: &syn::Type) -> bool {
 /// [`crate::host_build`]), a dispatcher with the user's signature whose body holds the slot, the
 /// record and the exported body; in every other build, exactly the plain item.
 fn expand_fn(options: Options, mut func: syn::ItemFn) -> TokenStream {
-    use quote::format_ident;
-
     crate::track(&mut func.block);
     if !crate::host_build() {
         return quote! { #func };
     }
+    slotted_fn(options, func)
+}
+
+/// [`expand_fn`] in a build that cargo-hotswap makes.
+fn slotted_fn(options: Options, func: syn::ItemFn) -> TokenStream {
+    use quote::format_ident;
+
 
     let syn::ItemFn {
         attrs,
@@ -391,14 +396,19 @@ fn expand_fn(options: Options, mut func: syn::ItemFn) -> TokenStream {
 /// go to an inherent `impl` block of the same type and generics, named after the trait too
 /// (`__hotswap_impl_fmt__as__Display`), so that `Display::fmt` and `Debug::fmt` do not clash.
 fn expand_impl(mut block: ItemImpl, hot: &[(usize, Options)]) -> TokenStream {
-    use quote::format_ident;
-
     if let Some(ImplItem::Fn(method)) = hot.first().map(|(index, _)| &mut block.items[*index]) {
         crate::track(&mut method.block);
     }
     if !crate::host_build() {
         return quote! { #block };
     }
+    slotted_impl(block, hot)
+}
+
+/// [`expand_impl`] in a build that cargo-hotswap makes.
+fn slotted_impl(mut block: ItemImpl, hot: &[(usize, Options)]) -> TokenStream {
+    use quote::format_ident;
+
 
     let self_ty = (*block.self_ty).clone();
     let type_name = type_key(&self_ty);

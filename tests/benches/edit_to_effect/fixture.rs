@@ -49,6 +49,8 @@ pub const FIXTURES: &[Fixture] = &[
         line: STATUS_LINE,
         path: "/status",
     },
+    grown("medium-10k", grow_to_10k),
+    grown("medium-40k", grow_to_40k),
     Fixture {
         name: "medium-workspace",
         source: "medium",
@@ -62,9 +64,116 @@ pub const FIXTURES: &[Fixture] = &[
     },
 ];
 
+/// The medium fixture grown by `generate`, edited where the medium fixture is.
+const fn grown(name: &'static str, generate: fn(&Path)) -> Fixture {
+    Fixture {
+        name,
+        source: "medium",
+        generate: Some(generate),
+        starts: false,
+        bin: "stockroom",
+        crate_name: "stockroom",
+        file: "src/report.rs",
+        line: STATUS_LINE,
+        path: "/status",
+    }
+}
+
 /// The line of the medium fixture's hot function that the benchmark edits.
 const STATUS_LINE: &str =
     r#"    format!("Stockroom at {clock}: {items} items, {low} low on stock, worth {value}")"#;
+
+/// Grows a copy of the medium fixture (about 2,300 lines) to about 10,000 lines of Rust.
+fn grow_to_10k(project: &Path) {
+    grow(project, 10_000);
+}
+
+/// Grows a copy of the medium fixture to about 40,000 lines of Rust.
+fn grow_to_40k(project: &Path) {
+    grow(project, 40_000);
+}
+
+/// Adds generated modules to the medium fixture's one crate until its sources hold about
+/// `lines` lines: `src/bulk/part_NN.rs`, each a hundred functions with loops, branches, string
+/// building and a serde-derived record type, all of which `main` reaches (a checksum logged at
+/// start), so that a build compiles them as it would a program's own code.
+fn grow(project: &Path, lines: usize) {
+    let mut have = source_lines(project);
+    let bulk = project.join("src/bulk");
+    std::fs::create_dir_all(&bulk).expect("cannot create `src/bulk`");
+    let mut parts = Vec::new();
+    while have < lines {
+        let part = parts.len();
+        let text = bulk_part(part);
+        have += text.lines().count();
+        std::fs::write(bulk.join(format!("part_{part:02}.rs")), text)
+            .expect("cannot write a generated module");
+        parts.push(part);
+    }
+    let mut module = String::from(
+        "//! Generated workload: the fixture grown to a size (see the benchmark's `fixture.rs`).\n\n",
+    );
+    for part in &parts {
+        module.push_str(&format!("mod part_{part:02};\n"));
+    }
+    module.push_str(
+        "\n/// Runs every generated function once; their results folded into one number.\n\
+         pub fn checksum(seed: u64) -> u64 {\n    let words = [\"alpha\", \"beta\", \"gamma\", \"delta\"];\n    \
+         let mut acc = seed;\n",
+    );
+    for part in &parts {
+        module.push_str(&format!("    acc ^= part_{part:02}::run(acc, &words);\n"));
+    }
+    module.push_str("    acc\n}\n");
+    std::fs::write(bulk.join("mod.rs"), module).expect("cannot write `src/bulk/mod.rs`");
+    let main = project.join("src/main.rs");
+    let text = std::fs::read_to_string(&main).expect("cannot read `src/main.rs`");
+    let hook = "    tracing::info!(items = store.item_count(), \"catalogue generated\");\n";
+    assert!(
+        text.contains("mod auth;\n") && text.contains(hook),
+        "the medium fixture's `main.rs` changed"
+    );
+    let text = text.replacen("mod auth;\n", "mod auth;\nmod bulk;\n", 1).replacen(
+        hook,
+        &format!("{hook}    tracing::info!(checksum = bulk::checksum(args.seed), \"bulk workload\");\n"),
+        1,
+    );
+    std::fs::write(&main, text).expect("cannot write `src/main.rs`");
+}
+
+/// One generated module of [`grow`]: a hundred functions, each with its record type, and `run`,
+/// which calls them all.
+fn bulk_part(part: usize) -> String {
+    let mut text = format!("//! Generated workload, part {part}.\n\n");
+    let mut run = String::from(
+        "/// Calls every function of this part once.\npub fn run(seed: u64, words: &[&str]) -> u64 {\n    let mut acc = seed;\n",
+    );
+    for i in 0..100 {
+        let n = part * 100 + i;
+        let (k, r, m, c, d) = (2 * n + 3, n % 61 + 1, n % 13 + 2, n % 5, n % 97 + 3);
+        text.push_str(&format!(
+            "/// A record of step {n}.\n\
+             #[derive(Debug, Clone, serde::Serialize)]\n\
+             pub struct Record{n} {{\n    pub id: u64,\n    pub label: String,\n    pub weight: f64,\n}}\n\n\
+             /// Step {n} of the workload.\n\
+             pub fn step_{n}(seed: u64, words: &[&str]) -> (u64, String) {{\n    \
+             let mut acc = seed.wrapping_mul({k}).rotate_left({r});\n    \
+             let mut text = String::with_capacity(16);\n    \
+             for (n, word) in words.iter().enumerate() {{\n        \
+             acc ^= (word.len() as u64) << (n % 7);\n        \
+             if acc % {m} == {c} {{\n            text.push_str(word);\n        }} else {{\n            \
+             text.push(char::from(b'a' + (acc % 26) as u8));\n        }}\n    }}\n    \
+             let record = Record{n} {{\n        id: acc,\n        label: text.clone(),\n        \
+             weight: (acc % 1000) as f64 / {d}.0,\n    }};\n    \
+             let summary = format!(\"{{}}:{{:.2}}\", record.label, record.weight);\n    \
+             (record.id ^ summary.len() as u64, summary)\n}}\n\n"
+        ));
+        run.push_str(&format!("    acc ^= step_{n}(acc, words).0;\n"));
+    }
+    run.push_str("    acc\n}\n");
+    text.push_str(&run);
+    text
+}
 
 /// Makes a copy of the medium fixture a workspace whose status line comes from a library two
 /// crates below the bin: `stockroom` (the bin's package) -> `phrasing` -> `wording`, which holds

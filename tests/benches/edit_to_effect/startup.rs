@@ -19,15 +19,25 @@ pub struct Startup {
     cold_hotswap: Vec<f64>,
     warm_plain: Vec<f64>,
     warm_hotswap: Vec<f64>,
-    /// Warm `cargo hotswap run`: start to the rlib replay (cargo metadata, the fresh cargo build,
-    /// reading the capture).
-    warm_cargo: Vec<f64>,
-    /// Warm: the crate replayed as an rlib.
-    warm_rlib: Vec<f64>,
-    /// Warm: the shim compiled and linked.
-    warm_shim: Vec<f64>,
-    /// Warm: the host link alone.
-    warm_host_link: Vec<f64>,
+    /// `cargo hotswap run` in the target directory of the `cargo run`s, right after them.
+    after_build: Vec<f64>,
+    /// Crates outside the project that rustc compiled in that start.
+    after_build_foreign: Vec<f64>,
+    /// A `cargo build` right after that session.
+    build_after: Vec<f64>,
+    /// Crates outside the project that rustc compiled in that build.
+    build_after_foreign: Vec<f64>,
+    /// What the tool added to that target directory, KiB.
+    added_kib: Vec<f64>,
+    /// The bin compiled as the host's rlib, beside cargo's check of it (a cold or after-build
+    /// start).
+    host_rlib: Vec<f64>,
+    /// The check beside it.
+    host_check: Vec<f64>,
+    /// The host shim compiled and linked.
+    host_shim: Vec<f64>,
+    /// Of which the host link.
+    host_link: Vec<f64>,
     /// Size of the host executable, KiB.
     host_kib: Vec<f64>,
     /// Size of the plain executable, KiB.
@@ -35,7 +45,8 @@ pub struct Startup {
 }
 
 /// Starts the fixture `bench.runs` times each way, warm, after one cold start each way (if
-/// `bench.cold`).
+/// `bench.cold`); then once with cargo-hotswap in the plain target directory, right after its
+/// `cargo run`s, and a `cargo build` after that.
 pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> Startup {
     let mut startup = Startup::default();
     let log = dirs.logs.join("startup.jsonl");
@@ -53,11 +64,13 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
             fixture,
             cargo_run(bench, project, dirs, &log),
         ));
+        wrap::read_since(&log, &mut offset);
         startup.cold_hotswap.push(to_ready(
             bench,
             fixture,
             bench.hotswap(project.path(), &dirs.hotswap, &log, &[]),
         ));
+        startup.host_phases(&wrap::read_since(&log, &mut offset));
     } else {
         // Builds whatever is missing, untimed.
         to_ready(bench, fixture, cargo_run(bench, project, dirs, &log));
@@ -78,18 +91,16 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
             fixture,
             cargo_run(bench, project, dirs, &log),
         ));
-        wrap::read_since(&log, &mut offset);
-        let started = now_ns();
         startup.warm_hotswap.push(to_ready(
             bench,
             fixture,
             bench.hotswap(project.path(), &dirs.hotswap, &log, &[]),
         ));
-        startup.host_phases(&wrap::read_since(&log, &mut offset), started);
     }
     startup
         .plain_kib
         .extend(size_kib(&dirs.plain.join("debug").join(fixture.bin)));
+    startup.after_build(bench, fixture, project, dirs, &log, &mut offset);
     startup
 }
 
@@ -117,25 +128,69 @@ fn to_ready(bench: &Bench, fixture: &Fixture, command: Command) -> f64 {
 }
 
 impl Startup {
-    /// Splits a warm `cargo hotswap run` start into the host build's steps, from the wrappers'
-    /// records.
-    fn host_phases(&mut self, records: &[Invocation], started: u64) {
+    /// `cargo hotswap run` in the target directory that the `cargo run`s built, then a
+    /// `cargo build` there: the time to the first answer, the crates from outside the project
+    /// compiled by each, and the disk the tool added.
+    fn after_build(
+        &mut self,
+        bench: &Bench,
+        fixture: &Fixture,
+        project: &Project,
+        dirs: &Dirs,
+        log: &Path,
+        offset: &mut u64,
+    ) {
+        eprintln!(
+            "bench: {}: cargo hotswap run after cargo build, and back",
+            fixture.name
+        );
+        let before = disk_bytes(&dirs.plain);
+        wrap::read_since(log, offset);
+        self.after_build.push(to_ready(
+            bench,
+            fixture,
+            bench.hotswap(project.path(), &dirs.plain, log, &[]),
+        ));
+        let records = wrap::read_since(log, offset);
+        self.after_build_foreign
+            .push(foreign_compiles(&records, project.path()));
+        self.host_phases(&records);
+        self.added_kib
+            .push((disk_bytes(&dirs.plain).saturating_sub(before)) as f64 / 1024.0);
+        let started = now_ns();
+        let status = bench
+            .cargo("build", project.path(), &dirs.plain, log)
+            .arg("--quiet")
+            .status()
+            .expect("cannot run `cargo build`");
+        assert!(status.success(), "`cargo build` after the session failed");
+        self.build_after
+            .push((now_ns().saturating_sub(started)) as f64 / 1e6);
+        self.build_after_foreign.push(foreign_compiles(
+            &wrap::read_since(log, offset),
+            project.path(),
+        ));
+    }
+
+    /// The host's compile (the bin as an rlib, beside cargo's check of it) and its shim and
+    /// link, from the wrappers' records of a start that built the host.
+    fn host_phases(&mut self, records: &[Invocation]) {
         let rlib = records
             .iter()
             .find(|r| r.is_rustc_of("rlib") && r.args.iter().any(|a| a == "link-dead-code"));
+        let check = records
+            .iter()
+            .find(|r| r.is_rustc_of("bin") && r.args.iter().any(|a| a.contains("metadata=")));
         let shim = records.iter().find(|r| r.compiles("hotswap_host"));
-        if let Some(rlib) = rlib {
-            self.warm_cargo
-                .push((rlib.start_ns.saturating_sub(started)) as f64 / 1e6);
-            self.warm_rlib.push(rlib.ms());
-        }
+        self.host_rlib.extend(rlib.map(Invocation::ms));
+        self.host_check.extend(check.map(Invocation::ms));
         if let Some(shim) = shim {
-            self.warm_shim.push(shim.ms());
+            self.host_shim.push(shim.ms());
             let link = records.iter().find(|r| {
                 r.link_output().is_some() && r.start_ns >= shim.start_ns && r.end_ns <= shim.end_ns
             });
             if let Some(link) = link {
-                self.warm_host_link.push(link.ms());
+                self.host_link.push(link.ms());
                 self.host_kib.extend(link.link_output().and_then(size_kib));
             }
         }
@@ -164,13 +219,46 @@ impl Startup {
             &self.warm_hotswap,
         );
         table.samples(
-            "  tool start, cargo metadata, cargo build (fresh)",
+            "  host build: the bin compiled as an rlib",
             Unit::Ms,
-            &self.warm_cargo,
+            &self.host_rlib,
         );
-        table.samples("  rlib replay", Unit::Ms, &self.warm_rlib);
-        table.samples("  host shim compile + link", Unit::Ms, &self.warm_shim);
-        table.samples("    of which the host link", Unit::Ms, &self.warm_host_link);
+        table.samples(
+            "  host build: cargo's check of the bin, beside it",
+            Unit::Ms,
+            &self.host_check,
+        );
+        table.samples(
+            "  host build: shim compiled and linked",
+            Unit::Ms,
+            &self.host_shim,
+        );
+        table.samples("    of which the host link", Unit::Ms, &self.host_link);
+        table.samples(
+            "first cargo hotswap run after cargo build -> first answer",
+            Unit::Ms,
+            &self.after_build,
+        );
+        table.samples(
+            "  crates from outside the project compiled",
+            Unit::Count,
+            &self.after_build_foreign,
+        );
+        table.samples(
+            "  disk the tool added to the target directory",
+            Unit::KiB,
+            &self.added_kib,
+        );
+        table.samples(
+            "cargo build after that session",
+            Unit::Ms,
+            &self.build_after,
+        );
+        table.samples(
+            "  crates from outside the project compiled",
+            Unit::Count,
+            &self.build_after_foreign,
+        );
         table.samples("executable size: plain", Unit::KiB, &self.plain_kib);
         table.samples("executable size: host", Unit::KiB, &self.host_kib);
     }
@@ -181,4 +269,38 @@ fn size_kib(path: &Path) -> Option<f64> {
     std::fs::metadata(path)
         .ok()
         .map(|m| m.len() as f64 / 1024.0)
+}
+
+/// How many rustc runs among `records` compiled a crate from outside the project at `project`
+/// (a registry crate, or the runtime): cargo runs rustc in the package's directory.
+fn foreign_compiles(records: &[Invocation], project: &Path) -> f64 {
+    records
+        .iter()
+        .filter(|r| r.tool == wrap::Tool::Rustc && r.option("--crate-name").is_some())
+        .filter(|r| !r.cwd.starts_with(project))
+        .count() as f64
+}
+
+/// The bytes of the files under `dir`, each file once however many links it has.
+fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() && seen.insert((meta.dev(), meta.ino())) {
+                total += meta.len();
+            }
+        }
+    }
+    total
 }
