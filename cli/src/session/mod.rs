@@ -30,7 +30,7 @@ use crate::errors::CliError;
 use crate::event::Event as Report;
 use crate::output;
 use crate::project::{Project, Selection};
-use crate::watch::scheduler::{MAX_WAIT, QUIET, Scheduler};
+use crate::watch::scheduler::{MAX_WAIT, QUIET, SETTLE, Scheduler};
 use crate::watch::{self, Filter};
 
 use self::files::relative;
@@ -51,7 +51,7 @@ const APPLY_DEADLINE: Duration = Duration::from_secs(30);
 /// Something the session reacts to.
 enum Event {
     /// A debounced batch of changed paths, or the watcher's error.
-    Files(Result<Vec<PathBuf>, String>),
+    Files(Result<watch::FileEvent, String>),
     /// A process of this user connected to the agent socket: connection id, stream, its pid.
     Connected(u64, UnixStream, u32),
     /// A host said hello.
@@ -374,7 +374,7 @@ impl Session {
             no_watch: args.policy.no_watch,
             serving_request: false,
             filter,
-            scheduler: Scheduler::new(QUIET, MAX_WAIT),
+            scheduler: Scheduler::new(QUIET, SETTLE, MAX_WAIT),
             baseline: None,
             running_hot: None,
             running: None,
@@ -463,12 +463,14 @@ impl Session {
     /// Handles a connection event or a watcher error.
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Files(Ok(paths)) => {
-                let relevant: Vec<PathBuf> = paths
+            Event::Files(Ok(event)) => {
+                let relevant: Vec<PathBuf> = event
+                    .paths
                     .into_iter()
                     .filter(|p| self.filter.classify(p).is_some())
                     .collect();
-                self.scheduler.events(Instant::now(), relevant);
+                self.scheduler
+                    .events(Instant::now(), relevant, event.written);
             }
             Event::Files(Err(err)) => output::warn("Warning", format!("file watcher: {err}")),
             Event::Trigger(stream) => self.serve_request(stream),

@@ -17,6 +17,15 @@ use notify::{EventKind, RecursiveMode, Watcher};
 /// How often `--poll` looks at the files.
 const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
+/// Files that may have changed, as one watcher event gives them.
+#[derive(Debug)]
+pub(crate) struct FileEvent {
+    /// The files.
+    pub(crate) paths: Vec<PathBuf>,
+    /// Whether they were closed after writing (a complete write; inotify's `IN_CLOSE_WRITE`).
+    pub(crate) written: bool,
+}
+
 /// What a changed file means for the running program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FileKind {
@@ -132,7 +141,7 @@ impl SourceWatcher {
 
 /// Watches each package's `src/` recursively and its root (manifest, `build.rs`), the workspace
 /// root (`Cargo.lock`) and `.cargo/` non-recursively; sends the paths of every event that may
-/// change a file (not reads). With `poll`, compares the files every 200 ms instead of asking
+/// change a file (not reads), and of files closed after writing. With `poll`, compares the files every 200 ms instead of asking
 /// the kernel (for file systems where inotify does not work, or when its limit is reached).
 ///
 /// # Errors
@@ -143,11 +152,21 @@ pub(crate) fn watch(
     package_dirs: &[PathBuf],
     workspace_root: &Path,
     poll: bool,
-    send: impl Fn(Result<Vec<PathBuf>, String>) + Send + 'static,
+    send: impl Fn(Result<FileEvent, String>) + Send + 'static,
 ) -> anyhow::Result<SourceWatcher> {
+    use notify::event::{AccessKind, AccessMode};
     let handler = move |result: notify::Result<notify::Event>| match result {
-        Ok(event) if !matches!(event.kind, EventKind::Access(_)) => send(Ok(event.paths)),
-        Ok(_) => {}
+        Ok(event) => match event.kind {
+            EventKind::Access(AccessKind::Close(AccessMode::Write)) => send(Ok(FileEvent {
+                paths: event.paths,
+                written: true,
+            })),
+            EventKind::Access(_) => {}
+            _ => send(Ok(FileEvent {
+                paths: event.paths,
+                written: false,
+            })),
+        },
         Err(err) => send(Err(err.to_string())),
     };
     let mut watcher: Box<dyn Watcher + Send> = if poll {

@@ -353,7 +353,6 @@ fn expand_fn(options: Options, mut func: syn::ItemFn) -> TokenStream {
 fn slotted_fn(options: Options, func: syn::ItemFn) -> TokenStream {
     use quote::format_ident;
 
-
     let syn::ItemFn {
         attrs,
         vis,
@@ -408,7 +407,6 @@ fn expand_impl(mut block: ItemImpl, hot: &[(usize, Options)]) -> TokenStream {
 /// [`expand_impl`] in a build that cargo-hotswap makes.
 fn slotted_impl(mut block: ItemImpl, hot: &[(usize, Options)]) -> TokenStream {
     use quote::format_ident;
-
 
     let self_ty = (*block.self_ty).clone();
     let type_name = type_key(&self_ty);

@@ -281,12 +281,15 @@ pub struct Dirs {
 }
 
 impl Dirs {
-    /// The directories of `fixture` (the floor's and the logs emptied).
+    /// The directories of `fixture` (the floor's and the logs emptied). The target directories
+    /// are those of every fixture made from the same project, so that its dependencies compile
+    /// once for all of them (each copy's own crates have a version of their own).
     pub fn new(root: &Path, fixture: &Fixture) -> Dirs {
         let base = root.join(fixture.name);
+        let shared = root.join(fixture.source);
         let dirs = Dirs {
-            hotswap: base.join("hotswap"),
-            plain: base.join("plain"),
+            hotswap: shared.join("hotswap"),
+            plain: shared.join("plain"),
             floor: base.join("floor"),
             logs: base.join("logs"),
         };

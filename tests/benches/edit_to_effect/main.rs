@@ -21,7 +21,7 @@
 //! Environment: `HOTSWAP_BENCH_RUNS` (measured edits and warm starts per fixture, default 10),
 //! `HOTSWAP_BENCH_PATCHES` (patches of the memory soak, default 100), `HOTSWAP_BENCH_COLD=0`
 //! (skip cold starts, which rebuild every dependency), `HOTSWAP_BENCH_ONLY` (comma-separated
-//! subset of `time-service`, `medium`, `medium-workspace`, `calls`).
+//! subset of `time-service`, `medium`, `medium-10k`, `medium-40k`, `medium-workspace`, `calls`).
 
 mod calls;
 mod edits;

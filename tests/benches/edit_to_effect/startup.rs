@@ -8,7 +8,7 @@ use hotswap_tests::{Project, START_DEADLINE};
 
 use crate::fixture::{Dirs, Fixture};
 use crate::process::{self, Process};
-use crate::table::{Table, Unit};
+use crate::table::{self, Table, Unit};
 use crate::wrap::{self, Invocation};
 use crate::{Bench, now_ns};
 
@@ -196,8 +196,39 @@ impl Startup {
         }
     }
 
-    /// Adds the rows to the table.
+    /// Adds the rows to the table, with the start goals' verdicts (warm within 1.2x `cargo run`,
+    /// cold within 1.1x, medians).
     pub fn report(&self, table: &mut Table) {
+        self.rows(table);
+        for (label, hotswap, plain, goal) in [
+            (
+                "cold start: cargo hotswap run / cargo run",
+                &self.cold_hotswap,
+                &self.cold_plain,
+                1.1,
+            ),
+            (
+                "warm start: cargo hotswap run / cargo run",
+                &self.warm_hotswap,
+                &self.warm_plain,
+                1.2,
+            ),
+        ] {
+            if let (Some(hotswap), Some(plain)) = (table::median(hotswap), table::median(plain)) {
+                table.text(
+                    label,
+                    format!(
+                        "{}; goal <= {goal}x: {}",
+                        table::format(Unit::Ratio, hotswap / plain),
+                        crate::edits::verdict(hotswap <= goal * plain)
+                    ),
+                );
+            }
+        }
+    }
+
+    /// The measured rows.
+    fn rows(&self, table: &mut Table) {
         table.samples(
             "cold start -> first answer: cargo run",
             Unit::Ms,
