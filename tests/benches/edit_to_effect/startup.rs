@@ -303,11 +303,14 @@ fn size_kib(path: &Path) -> Option<f64> {
 }
 
 /// How many rustc runs among `records` compiled a crate from outside the project at `project`
-/// (a registry crate, or the runtime): cargo runs rustc in the package's directory.
+/// (a registry crate, or the runtime): cargo runs rustc in the package's directory. cargo's
+/// probes of the target (`rustc - --crate-name ___ --print=file-names`, run again whenever the
+/// rustc wrapper changes) compile nothing and do not count.
 fn foreign_compiles(records: &[Invocation], project: &Path) -> f64 {
     records
         .iter()
-        .filter(|r| r.tool == wrap::Tool::Rustc && r.option("--crate-name").is_some())
+        .filter(|r| r.tool == wrap::Tool::Rustc)
+        .filter(|r| r.option("--crate-name").is_some_and(|name| name != "___"))
         .filter(|r| !r.cwd.starts_with(project))
         .count() as f64
 }
