@@ -1,7 +1,8 @@
 //! The rustc wrapper: during the host's cargo build, records the exact rustc command line and
-//! environment of the selected bin crate and of every local library crate, so that the rlib
-//! replays and every patch compile with the same `-C metadata`, `--extern`s and flags, hence the
-//! same mangled symbols and `TypeId`s.
+//! environment of the selected bin crate and of every local library crate, so that the host's
+//! rlib, the library replays and every patch compile with the same `-C metadata`, `--extern`s and
+//! flags, hence the same mangled symbols and `TypeId`s. For the selected bin it also builds the
+//! host in place of the bin (see [`crate::build::compile`]).
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

@@ -1,6 +1,7 @@
-//! Building the host: cargo builds the bin while the rustc wrapper captures its
-//! command; the command is replayed as an rlib; a generated shim executable calls the crate's
-//! `main` and is linked through the linker wrapper in host mode.
+//! Building the host: cargo builds the bin in the project's target directory while the rustc
+//! wrapper captures its command and builds the host in place of the bin (see
+//! [`crate::build::compile`]); the host is then taken into the work directory, or the one there
+//! reused when cargo found the bin fresh.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
