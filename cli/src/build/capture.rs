@@ -164,7 +164,7 @@ pub(crate) fn rustc_wrapper_main() -> ExitCode {
         return code;
     };
     let written = capture_of(&rustc, args).and_then(|capture| match selected {
-        Selected::Bin(file) => write_private(&file, &serde_json::to_vec_pretty(&capture)?),
+        Selected::Bin(file) => write_capture(&file, &capture),
         Selected::Library(dir) => write_library_capture(&capture, &dir),
     });
     if let Err(err) = written {
@@ -185,7 +185,7 @@ fn host_compile(
     let result = capture_of(rustc, args.to_vec()).and_then(|capture| {
         let code = crate::build::compile::host(&capture, work_root)?;
         if code == ExitCode::SUCCESS {
-            write_private(file, &serde_json::to_vec_pretty(&capture)?)?;
+            write_capture(file, &capture)?;
         }
         Ok(code)
     });
@@ -260,11 +260,13 @@ fn write_library_capture(capture: &Capture, dir: &Path) -> anyhow::Result<()> {
         .mode(0o700)
         .create(dir)
         .with_context(|| format!("cannot create `{}`", dir.display()))?;
-    // The environment may hold secrets (tokens): the file is the user's alone.
-    write_private(
-        &dir.join(format!("{}.json", capture.stem())),
-        &serde_json::to_vec_pretty(capture)?,
-    )
+    write_capture(&dir.join(format!("{}.json", capture.stem())), capture)
+}
+
+/// Writes `capture` to `file` as JSON. The environment may hold secrets (tokens): the file is
+/// the user's alone.
+fn write_capture(file: &Path, capture: &Capture) -> anyhow::Result<()> {
+    write_private(file, &serde_json::to_vec_pretty(capture)?)
 }
 
 /// Writes `bytes` to `file`, readable and writable by the user only (mode 0600 whatever the
@@ -286,10 +288,16 @@ pub(crate) fn write_private(file: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::rename(&tmp, file).with_context(|| format!("cannot write `{}`", file.display()))
 }
 
+/// The exit code that passes `status` on: its own, or 101 (rustc's for an internal error) when a
+/// signal ended the process.
+pub(crate) fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    ExitCode::from(status.code().unwrap_or(101).clamp(0, 255) as u8)
+}
+
 /// Runs `command` with inherited stdio and returns its exit code.
 pub(crate) fn exec(mut command: Command) -> ExitCode {
     match command.status() {
-        Ok(status) => ExitCode::from(status.code().unwrap_or(101).clamp(0, 255) as u8),
+        Ok(status) => exit_code(status),
         Err(err) => {
             eprintln!(
                 "error: cannot run `{}`: {err}",

@@ -33,24 +33,21 @@ use crate::build::host::HOST_BUILD_ENV;
 /// When rustc cannot be run, the `rlib` compile fails where the check did not, or the shim
 /// cannot be written or linked; the message says which, with rustc's output.
 pub(crate) fn host(capture: &Capture, work_root: &Path) -> anyhow::Result<ExitCode> {
-    let crate_name = capture.crate_name().to_owned();
     let mut check = capture.command(&check_args(capture, work_root));
     check.stdout(Stdio::inherit()).stderr(Stdio::inherit());
     let mut check = check
         .spawn()
         .with_context(|| format!("cannot run `{}`", capture.rustc.display()))?;
-    let rlib = compile_rlib(capture, work_root, &crate_name);
+    let rlib = compile_rlib(capture, work_root);
     let status = check
         .wait()
         .with_context(|| format!("cannot wait for `{}`", capture.rustc.display()))?;
     if !status.success() {
-        return Ok(ExitCode::from(
-            status.code().unwrap_or(101).clamp(1, 255) as u8
-        ));
+        return Ok(crate::build::capture::exit_code(status));
     }
     let rlib = rlib?;
     mark_dep_info(capture)?;
-    let shim = write_shim(capture, work_root, &rlib, &crate_name)?;
+    let shim = write_shim(capture, work_root, &rlib)?;
     link_host(capture, &shim, &rlib)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -85,21 +82,22 @@ fn check_args(capture: &Capture, work_root: &Path) -> Vec<String> {
         "--emit=dep-info,metadata={}",
         work_root.join("check.rmeta").display()
     ));
-    if capture.option("-C incremental").is_some() {
-        replay::push_codegen(
-            &mut out,
-            format!(
-                "incremental={}",
-                work_root.join("incremental/check").display()
-            ),
-        );
-    }
+    push_incremental(&mut out, capture, &work_root.join("incremental/check"));
     out
+}
+
+/// Appends `-C incremental=<dir>` when cargo compiled incrementally (dev profiles): in an
+/// optimised build incremental compilation splits the crate into many codegen units and costs
+/// the host its inlining. The host's compiles keep caches of their own, apart from cargo's.
+fn push_incremental(args: &mut Vec<String>, capture: &Capture, dir: &Path) {
+    if capture.option("-C incremental").is_some() {
+        replay::push_codegen(args, format!("incremental={}", dir.display()));
+    }
 }
 
 /// The crate compiled as an rlib into `<work_root>/rlib`, keeping the private `main` as a global
 /// symbol (`-C link-dead-code`), quietly (the check shows the diagnostics); returns its path.
-fn compile_rlib(capture: &Capture, work_root: &Path, crate_name: &str) -> anyhow::Result<PathBuf> {
+fn compile_rlib(capture: &Capture, work_root: &Path) -> anyhow::Result<PathBuf> {
     let rlib_dir = work_root.join("rlib");
     let mut rlib_args = replay::base_args(&capture.args);
     rlib_args.extend(
@@ -115,23 +113,12 @@ fn compile_rlib(capture: &Capture, work_root: &Path, crate_name: &str) -> anyhow
     rlib_args.push(path_arg(&rlib_dir));
     replay::push_codegen(&mut rlib_args, "link-dead-code");
     replay::push_codegen(&mut rlib_args, "lto=off");
-    // Incremental only where cargo used it (dev profiles): in an optimised build it splits the
-    // crate into many codegen units and costs the host its inlining.
-    if capture.option("-C incremental").is_some() {
-        replay::push_codegen(
-            &mut rlib_args,
-            format!(
-                "incremental={}",
-                work_root.join("incremental/rlib").display()
-            ),
-        );
-    }
+    push_incremental(&mut rlib_args, capture, &work_root.join("incremental/rlib"));
     run_quiet(
         capture.command(&rlib_args).stdout(Stdio::null()),
         "compiling the crate as the host's rlib",
     )?;
-    let extra = capture.option("-C extra-filename").unwrap_or("");
-    Ok(rlib_dir.join(format!("lib{crate_name}{extra}.rlib")))
+    Ok(rlib_dir.join(format!("lib{}.rlib", capture.stem())))
 }
 
 /// Adds `CARGO_HOTSWAP_HOST_BUILD=1` to the environment dependencies in the bin's dep-info file,
@@ -157,12 +144,8 @@ fn mark_dep_info(capture: &Capture) -> anyhow::Result<()> {
 
 /// The shim, whose `main` starts the runtime's agent and calls the crate's `main` through its
 /// mangled name; returns the shim's source file.
-fn write_shim(
-    capture: &Capture,
-    work_root: &Path,
-    rlib: &Path,
-    crate_name: &str,
-) -> anyhow::Result<PathBuf> {
+fn write_shim(capture: &Capture, work_root: &Path, rlib: &Path) -> anyhow::Result<PathBuf> {
+    let crate_name = capture.crate_name();
     let main_symbol = crate::symbols::find_main_symbol(rlib, crate_name)?;
     let source = capture
         .source()

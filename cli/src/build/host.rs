@@ -160,7 +160,7 @@ pub(crate) fn build(
 }
 
 /// [`build`] without its events: cargo builds the bin, whose compile (in the rustc wrapper, see
-/// [`compile_host`]) links the host; the host is then taken into the work directory, or the one
+/// [`crate::build::compile`]) builds the host; the host is then taken into the work directory, or the one
 /// there reused when cargo found the bin fresh.
 fn build_host(
     project: &Project,
