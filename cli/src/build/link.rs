@@ -129,7 +129,7 @@ fn patch_args(args: Vec<String>, rebuilt: &str) -> Vec<String> {
             true
         })
         .collect();
-    // The patch is compiled with `-C link-dead-code`, so that its objects hold every function
+    // A full patch is compiled with `-C link-dead-code`, so that its objects hold every function
     // (the gate needs the code only start-up reaches, to say that it changed); rustc then omits
     // `--gc-sections`. The patch file itself needs only what its exported hot functions reach.
     if !args.iter().any(|a| a.contains("--gc-sections")) {

@@ -39,6 +39,28 @@ pub(crate) struct BuiltLib {
     pub(crate) code: Option<CodeIndex>,
 }
 
+/// How much of the bin crate a patch build compiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// What the exported hot functions reach, as a cdylib compiles it: the patch itself.
+    Fast,
+    /// Every function (`-C link-dead-code`), also those only `main` reaches, so that the code
+    /// index sees edits of start-up code; built when the source diff cannot tell that the
+    /// fast build is complete.
+    Full,
+}
+
+impl Mode {
+    /// The build's directory under the work directory, and its incremental cache's name: the
+    /// two modes compile different code, and each keeps its own cache warm.
+    fn dir(self) -> &'static str {
+        match self {
+            Mode::Fast => "patch",
+            Mode::Full => "patch-full",
+        }
+    }
+}
+
 /// A patch file ready to be sent to the host.
 #[derive(Debug)]
 pub(crate) struct Patch {
@@ -55,6 +77,14 @@ pub(crate) struct Patch {
     pub(crate) messages: String,
     /// The library crates the patch carries, in dependency order.
     pub(crate) libs: Vec<BuiltLib>,
+    /// How much of the bin crate it compiled.
+    pub(crate) mode: Mode,
+    /// For a [`Mode::Full`] patch, the code index of the fast build of the same sources (what
+    /// the hot functions reach); `None` for a fast patch.
+    pub(crate) reached: Option<CodeIndex>,
+    /// Whether `reached` was compiled from the same sources as this patch (no save came between
+    /// the two builds); when not, what changed is told from this patch's code alone.
+    pub(crate) same_sources: bool,
 }
 
 /// Why a patch build did not produce a patch.
@@ -74,7 +104,7 @@ pub(crate) enum PatchBuildError {
     Other(#[from] anyhow::Error),
 }
 
-/// Builds patch number `number` against `host` and copies it into `session_dir`. With
+/// Builds patch number `number` against `host` in `mode` and copies it into `session_dir`. With
 /// `capture_output`, rustc's output is returned (in the patch or the error) instead of shown.
 ///
 /// The build always writes the same output path (a fresh `-o` per patch would halve rustc's
@@ -92,13 +122,14 @@ pub(crate) fn build(
     number: u64,
     capture_output: bool,
     plan: &LibPlan<'_>,
+    mode: Mode,
 ) -> Result<Patch, PatchBuildError> {
     let started = Instant::now();
     let capture = &host.capture;
     let view = work.root.join("view");
     let (replaced, libs, mut messages) = build_libs(plan, work, capture, &view, capture_output)?;
     let crate_name = capture.option("--crate-name").unwrap_or("patch").to_owned();
-    let out_dir = work.root.join("patch");
+    let out_dir = work.root.join(mode.dir());
     std::fs::create_dir_all(&out_dir)
         .with_context(|| format!("cannot create `{}`", out_dir.display()))?;
     // rustc names the outputs after the crate and `-C extra-filename`; with `--out-dir`, its
@@ -108,7 +139,7 @@ pub(crate) fn build(
     let dep_info = out_dir.join(format!("{crate_name}{extra}.d"));
 
     let args = rewire(
-        &patch_args(&capture.args, &work.root, &out_dir)?,
+        &patch_args(&capture.args, &work.root, &out_dir, mode)?,
         &replaced,
         &view,
     );
@@ -143,10 +174,11 @@ pub(crate) fn build(
     messages.push_str(&bin);
     let build_time = started.elapsed();
 
+    let suffix = if mode == Mode::Full { "-full" } else { "" };
     let path = publish(
         &output,
         session_dir,
-        &format!("{crate_name}-patch-{number}.so"),
+        &format!("{crate_name}-patch-{number}{suffix}.so"),
     )?;
     let sources = read_dep_info(&dep_info, &capture.cwd)?;
     let code = CodeIndex::read_dir(&objects_dir, &crate_name).ok();
@@ -157,6 +189,9 @@ pub(crate) fn build(
         code,
         messages,
         libs,
+        mode,
+        reached: None,
+        same_sources: true,
     })
 }
 
@@ -312,13 +347,15 @@ fn replay_args(
     args
 }
 
-/// The replay of `captured` as a thin cdylib patch into `out_dir`, incremental under `work_root`.
+/// The replay of `captured` as a thin cdylib patch into `out_dir`, incremental under `work_root`,
+/// compiling what `mode` says.
 fn patch_args(
     captured: &[String],
     work_root: &Path,
     out_dir: &Path,
+    mode: Mode,
 ) -> anyhow::Result<Vec<String>> {
-    let incremental = work_root.join("incremental/patch");
+    let incremental = work_root.join("incremental").join(mode.dir());
     let mut args = replay_args(captured, "cdylib", out_dir, &incremental);
     // `main` and everything only it reaches are unused in a cdylib; the host build has shown
     // the crate's real dead-code warnings already.
@@ -329,6 +366,8 @@ fn patch_args(
     replay::push_codegen(&mut args, "link-arg=-Wl,-Bsymbolic-functions");
     // Compile every function of the crate, also those only `main` reaches, which a cdylib would
     // leave out: the code index must see their edits to say that they need a restart.
-    replay::push_codegen(&mut args, "link-dead-code");
+    if mode == Mode::Full {
+        replay::push_codegen(&mut args, "link-dead-code");
+    }
     Ok(args)
 }

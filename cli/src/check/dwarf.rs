@@ -13,7 +13,8 @@
 //! they are read. Reading is bounded: a malformed section is an error, never a panic.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
 
 use gimli::{AttributeValue, EndianSlice, RunTimeEndian, UnitOffset};
 use object::{Object, ObjectSection};
@@ -323,19 +324,8 @@ pub(crate) fn function_lines(
 ) -> Result<HashMap<String, (String, u64)>, DwarfError> {
     let (sections, endian) = sections(file)?;
     let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
-    let prefixes: Vec<String> = crates.iter().map(|c| format!("{}/@/", c.source)).collect();
     let mut lines: HashMap<String, (String, u64)> = HashMap::new();
-    let mut headers = dwarf.units();
-    while let Some(header) = headers.next()? {
-        let unit = dwarf.unit(header)?;
-        let ours = unit.name.is_some_and(|name| {
-            prefixes
-                .iter()
-                .any(|p| name.slice().starts_with(p.as_bytes()))
-        });
-        if !ours {
-            continue;
-        }
+    for unit in crate_units(&dwarf, crates)? {
         let mut entries = unit.entries();
         while let Some((_, entry)) = entries.next_dfs()? {
             if entry.tag() != gimli::DW_TAG_subprogram {
@@ -349,30 +339,9 @@ pub(crate) fn function_lines(
             if !wanted(&name) {
                 continue;
             }
-            let (Some(AttributeValue::FileIndex(index)), Some(line)) = (
-                entry.attr_value(gimli::DW_AT_decl_file)?,
-                entry
-                    .attr_value(gimli::DW_AT_decl_line)?
-                    .and_then(|v| v.udata_value()),
-            ) else {
+            let Some((path, line)) = declared_at(&dwarf, &unit, entry)? else {
                 continue;
             };
-            let Some(header) = unit.line_program.as_ref().map(|program| program.header()) else {
-                continue;
-            };
-            let Some(entry) = header.file(index) else {
-                continue;
-            };
-            // The file's name, under its directory (relative to where rustc ran, or absolute).
-            let mut path = std::path::PathBuf::new();
-            if let Some(directory) = entry.directory(header) {
-                path.push(&*dwarf.attr_string(&unit, directory)?.to_string_lossy());
-            }
-            path.push(
-                &*dwarf
-                    .attr_string(&unit, entry.path_name())?
-                    .to_string_lossy(),
-            );
             let path = path.to_string_lossy().into_owned();
             let known = lines.entry(name).or_insert_with(|| (path.clone(), line));
             if line < known.1 {
@@ -381,6 +350,104 @@ pub(crate) fn function_lines(
         }
     }
     Ok(lines)
+}
+
+/// The lines where the functions that `file` defines code for (not closures) are declared, by
+/// source file (as rustc names it, joined to the unit's directory when relative): each
+/// subprogram with code (`DW_AT_low_pc` or `DW_AT_ranges`) of the crates' units, its name and
+/// declaration read through `DW_AT_specification` (methods are declared in their type).
+///
+/// # Errors
+///
+/// When the debug info cannot be parsed.
+pub(crate) fn defined_lines(
+    file: &object::File<'_>,
+    crates: &[CrateId<'_>],
+) -> Result<HashMap<PathBuf, BTreeSet<u64>>, DwarfError> {
+    let (sections, endian) = sections(file)?;
+    let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
+    let mut lines: HashMap<PathBuf, BTreeSet<u64>> = HashMap::new();
+    for unit in crate_units(&dwarf, crates)? {
+        let mut entries = unit.entries();
+        while let Some((_, entry)) = entries.next_dfs()? {
+            let has_code = entry.attr_value(gimli::DW_AT_low_pc)?.is_some()
+                || entry.attr_value(gimli::DW_AT_ranges)?.is_some();
+            if entry.tag() != gimli::DW_TAG_subprogram || !has_code {
+                continue;
+            }
+            let declaration = match entry.attr_value(gimli::DW_AT_specification)? {
+                Some(AttributeValue::UnitRef(offset)) => unit.entry(offset)?,
+                _ => entry.clone(),
+            };
+            let closure = match declaration.attr_value(gimli::DW_AT_name)? {
+                Some(name) => dwarf.attr_string(&unit, name)?.starts_with(b"{"),
+                None => true,
+            };
+            if closure {
+                continue;
+            }
+            if let Some((mut path, line)) = declared_at(&dwarf, &unit, &declaration)? {
+                if path.is_relative()
+                    && let Some(dir) = unit.comp_dir
+                {
+                    path = Path::new(&*dir.to_string_lossy()).join(path);
+                }
+                lines.entry(path).or_default().insert(line);
+            }
+        }
+    }
+    Ok(lines)
+}
+
+/// The compilation units of `crates` in `dwarf` (rustc names each `<source>/@/<cgu>`).
+fn crate_units<'data>(
+    dwarf: &gimli::Dwarf<Reader<'data>>,
+    crates: &[CrateId<'_>],
+) -> Result<Vec<gimli::Unit<Reader<'data>>>, DwarfError> {
+    let prefixes: Vec<String> = crates.iter().map(|c| format!("{}/@/", c.source)).collect();
+    let mut units = Vec::new();
+    let mut headers = dwarf.units();
+    while let Some(header) = headers.next()? {
+        let unit = dwarf.unit(header)?;
+        let ours = unit.name.is_some_and(|name| {
+            prefixes
+                .iter()
+                .any(|p| name.slice().starts_with(p.as_bytes()))
+        });
+        if ours {
+            units.push(unit);
+        }
+    }
+    Ok(units)
+}
+
+/// The `DW_AT_decl_file` (under its directory: relative to where rustc ran, or absolute) and
+/// `DW_AT_decl_line` of `entry`, if it has both.
+fn declared_at(
+    dwarf: &gimli::Dwarf<Reader<'_>>,
+    unit: &gimli::Unit<Reader<'_>>,
+    entry: &gimli::DebuggingInformationEntry<'_, '_, Reader<'_>>,
+) -> Result<Option<(PathBuf, u64)>, DwarfError> {
+    let (Some(AttributeValue::FileIndex(index)), Some(line)) = (
+        entry.attr_value(gimli::DW_AT_decl_file)?,
+        entry
+            .attr_value(gimli::DW_AT_decl_line)?
+            .and_then(|v| v.udata_value()),
+    ) else {
+        return Ok(None);
+    };
+    let Some(header) = unit.line_program.as_ref().map(|program| program.header()) else {
+        return Ok(None);
+    };
+    let Some(file) = header.file(index) else {
+        return Ok(None);
+    };
+    let mut path = PathBuf::new();
+    if let Some(directory) = file.directory(header) {
+        path.push(&*dwarf.attr_string(unit, directory)?.to_string_lossy());
+    }
+    path.push(&*dwarf.attr_string(unit, file.path_name())?.to_string_lossy());
+    Ok(Some((path, line)))
 }
 
 /// Reads one compilation unit.

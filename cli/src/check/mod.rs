@@ -16,6 +16,7 @@ pub(crate) mod code;
 pub(crate) mod dwarf;
 pub(crate) mod locate;
 pub(crate) mod records;
+pub(crate) mod source;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;

@@ -4,6 +4,7 @@
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
+use crate::check::source::ChangedFn;
 use crate::watch::{FileKind, Filter};
 
 use super::Session;
@@ -40,9 +41,42 @@ impl Session {
                 Some(text) if is_rust(path) => self.texts.insert(path.clone(), text.clone()),
                 _ => self.texts.remove(path),
             };
-            same &= matches!((old, new), (Some(old), Some(new)) if same_tokens(&old, &new));
+            same &= matches!((&old, new), (Some(old), Some(new)) if same_tokens(old, &new));
+            self.keep_base_text(path, old);
         }
         same
+    }
+
+    /// Remembers `old`, the text `path` had before its first change since the baselines were
+    /// built (`None`: no text, a file that is not Rust or did not exist).
+    fn keep_base_text(&mut self, path: &Path, old: Option<String>) {
+        if self.since_base.insert(path.to_path_buf())
+            && let Some(old) = old
+        {
+            self.base_texts.insert(path.to_path_buf(), old);
+        }
+    }
+
+    /// Takes the current texts as those the baselines were built from.
+    pub(super) fn rebase_texts(&mut self) {
+        self.since_base.clear();
+        self.base_texts.clear();
+    }
+
+    /// The function items changed since the baselines were built, with their files, when only
+    /// function items of Rust files changed; `None` when something else did (another item, a
+    /// file that is not Rust, one that appeared or went), which only a build with every function
+    /// compiled can judge.
+    pub(super) fn changed_fns(&self) -> Option<Vec<(PathBuf, ChangedFn)>> {
+        let mut changed = Vec::new();
+        for path in &self.since_base {
+            let (Some(old), Some(new)) = (self.base_texts.get(path), self.texts.get(path)) else {
+                return None;
+            };
+            let functions = crate::check::source::changed_fns(old, new)?;
+            changed.extend(functions.into_iter().map(|f| (path.clone(), f)));
+        }
+        Some(changed)
     }
 
     /// Every file under the watched directories that the filter counts.
@@ -77,7 +111,8 @@ impl Session {
             // now, but the snapshot remembers it is gone, so that the file's return, even with
             // its old content (`git stash pop`), is a change.
             if !path.exists() {
-                self.texts.remove(&path);
+                let old = self.texts.remove(&path);
+                self.keep_base_text(&path, old);
                 self.snapshot.insert(path, GONE);
                 continue;
             }

@@ -302,8 +302,18 @@ struct Session {
     filter: Filter,
     /// When to build.
     scheduler: Scheduler,
-    /// The code of the version running now, to tell which functions a patch changes.
+    /// The code of the version running now, every function compiled (a [`Mode::Full`](crate::build::patch::Mode::Full)
+    /// build), to tell which functions a patch changes that no hot function reaches.
     baseline: Option<CodeIndex>,
+    /// The code of the version running now that the hot functions reach (fast builds, merged:
+    /// a function keeps the hash of the last fast build that compiled it), to tell which of
+    /// them a patch changes.
+    fast_baseline: Option<CodeIndex>,
+    /// The text of the Rust files the baselines were built from, where it differs from
+    /// `texts`: compared item by item, it tells whether a fast patch build is complete.
+    base_texts: HashMap<PathBuf, String>,
+    /// The files changed since the baselines were built (every batch's), to be compared.
+    since_base: std::collections::BTreeSet<PathBuf>,
     /// The hot functions (paths) of the code running now, when known.
     running_hot: Option<std::collections::BTreeSet<String>>,
     running: Option<Running>,
@@ -376,6 +386,9 @@ impl Session {
             filter,
             scheduler: Scheduler::new(QUIET, SETTLE, MAX_WAIT),
             baseline: None,
+            fast_baseline: None,
+            base_texts: HashMap::new(),
+            since_base: std::collections::BTreeSet::new(),
             running_hot: None,
             running: None,
             pending_restart: None,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::build::host::{self, Host};
-use crate::build::patch::{self, LibPlan, Patch, PatchBuildError};
+use crate::build::patch::{self, LibPlan, Mode, Patch, PatchBuildError};
 use crate::check::code::{CodeIndex, Crates};
 use crate::check::{self, LiveChanges, PatchImage};
 use crate::codes::Code;
@@ -121,6 +121,7 @@ impl Session {
             number,
             capture,
             &plan,
+            Mode::Fast,
         );
         output::finish(spinner);
         if let Some(running) = &mut self.running {
@@ -142,6 +143,7 @@ impl Session {
             }
             Err(PatchBuildError::Other(err)) => return Err(Outcome::BuildError(err)),
         };
+        let patch = self.complete(changes, patch, &plan)?;
         output::write_stderr(&patch.messages);
         output::event(&Event::BuildFinished {
             target: Target::Patch,
@@ -159,6 +161,99 @@ impl Session {
         self.track_read_files(&read);
         self.inside_patch(changes, &patch)?;
         Ok(patch)
+    }
+
+    /// `fast` when the source diff shows that it holds every changed function (see
+    /// [`crate::check::source`]), else a [`Mode::Full`] build of the same sources, which
+    /// carries `fast`'s code index as what the hot functions reach.
+    fn complete(
+        &self,
+        changes: &Changes,
+        fast: Patch,
+        plan: &LibPlan<'_>,
+    ) -> Result<Patch, Outcome> {
+        let Some(reason) = self.incomplete(&changes.host, &fast) else {
+            return Ok(fast);
+        };
+        output::detail(
+            "Compiling",
+            format!("every function of `{}`: {reason}", self.project.crate_name),
+        );
+        // The library crates are built already: the fast build's serve.
+        let built = LibPlan {
+            crates: plan.crates.clone(),
+            compile: Default::default(),
+        };
+        let spinner = output::spinner("Compiling", &self.project.crate_name);
+        // Its warnings are the fast build's, shown already; its errors are returned.
+        let result = patch::build(
+            &changes.host,
+            &self.work,
+            &self.session_dir,
+            self.next_patch + 1,
+            true,
+            &built,
+            Mode::Full,
+        );
+        output::finish(spinner);
+        let mut full = result.map_err(|err| match err {
+            PatchBuildError::Compile {
+                package,
+                diagnostics,
+            } => Outcome::BuildFailed {
+                package,
+                diagnostics,
+            },
+            PatchBuildError::Other(err) => Outcome::BuildError(err),
+        })?;
+        full.messages = fast.messages;
+        full.libs = fast.libs;
+        full.build_time += fast.build_time;
+        full.reached = fast.code;
+        // A save during the two builds may have reached the second only.
+        full.same_sources = full
+            .sources
+            .iter()
+            .chain(full.libs.iter().flat_map(|lib| &lib.sources))
+            .all(|path| {
+                // Files the session does not watch (a build script's output) are not compared.
+                self.snapshot
+                    .get(path)
+                    .is_none_or(|hash| *hash == super::files::content_hash(path))
+            });
+        Ok(full)
+    }
+
+    /// Why the fast patch `fast` may lack a changed function, `None` if it holds them all: every
+    /// file changed since the baselines differs in function items only, and each changed
+    /// function is compiled into the patch (its debug info declares it on the function's lines).
+    /// A function the hot functions do not reach is not compiled, and only a build with every
+    /// function compiled tells that it changed.
+    fn incomplete(&self, host: &Host, fast: &Patch) -> Option<String> {
+        let Some(functions) = self.changed_fns() else {
+            return Some("an item other than a function changed".to_owned());
+        };
+        if functions.is_empty() {
+            return None;
+        }
+        let defined = std::fs::read(&fast.path).ok().and_then(|data| {
+            let file = object::File::parse(&*data).ok()?;
+            check::dwarf::defined_lines(&file, &self.crate_ids(host)).ok()
+        });
+        let Some(defined) = defined else {
+            return Some("the patch's debug info cannot be read".to_owned());
+        };
+        let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
+        let defined: std::collections::HashMap<PathBuf, _> = defined
+            .into_iter()
+            .map(|(path, lines)| (canonical(&path), lines))
+            .collect();
+        functions.into_iter().find_map(|(path, function)| {
+            let compiled = defined
+                .get(&canonical(&path))
+                .is_some_and(|lines| lines.range(function.lines.clone()).next().is_some());
+            (!compiled).then(|| format!("no hot function reaches `{}`", function.name))
+        })
     }
 
     /// The local library crates the patch for `changes` carries and compiles, or the restart
@@ -349,7 +444,7 @@ impl Session {
             // it; with `--no-restart` the change waits, and this build is the new baseline.
             if self.no_restart {
                 super::report::restart_only(&restart_only);
-                self.baseline = patch.code;
+                self.advance_baselines(patch.mode, patch.code, patch.reached);
                 if let Some(running) = &mut self.running {
                     running.libs.rebuilt(&patch.libs);
                 }
@@ -405,11 +500,8 @@ impl Session {
     /// crates of the patch.
     fn live_changes(&self, changes: &Changes, patch: &Patch, crates: &Crates) -> LiveChanges {
         let running = self.running.as_ref().expect("the changes stage saw it");
-        let mut changed = match (&patch.code, &self.baseline) {
-            (Some(new), Some(old)) if !crates.ambiguous() => Some(new.changed_since(old, crates)),
-            // Unknown: the patch is sent, and every hot function counts as changed.
-            _ => None,
-        };
+        // Unknown (`None`): the patch is sent, and every hot function counts as changed.
+        let mut changed = self.bin_changes(patch, crates);
         for lib in patch.libs.iter().filter(|lib| lib.compiled) {
             let old = running.libs.code(&changes.host.locals, &lib.stem);
             match (&mut changed, &lib.code, old) {
@@ -435,14 +527,69 @@ impl Session {
         check::live_changes(changed, code.as_deref(), crates)
     }
 
+    /// The functions of the bin crate whose code `patch` changes, `None` if unknown. What the
+    /// hot functions reach is compared with the fast baseline; in a [`Mode::Full`] patch, the
+    /// functions its fast build did not compile with the full baseline.
+    fn bin_changes(&self, patch: &Patch, crates: &Crates) -> Option<Vec<String>> {
+        if crates.ambiguous() {
+            return None;
+        }
+        let code = patch.code.as_ref()?;
+        let Some(reached) = &patch.reached else {
+            return Some(code.changed_since(self.fast_baseline.as_ref()?, crates));
+        };
+        if !patch.same_sources {
+            // The fast build may hold older code: everything is compared with the full baseline,
+            // which may name functions that an earlier fast patch changed already (never fewer).
+            return Some(code.changed_since(self.baseline.as_ref()?, crates));
+        }
+        let mut changed = reached.changed_since(self.fast_baseline.as_ref()?, crates);
+        let compiled: std::collections::BTreeSet<String> = reached
+            .functions
+            .keys()
+            .filter_map(|name| crates.display(name))
+            .collect();
+        let others = code.changed_since(self.baseline.as_ref()?, crates);
+        changed.extend(others.into_iter().filter(|name| !compiled.contains(name)));
+        Some(changed)
+    }
+
+    /// Takes the code a patch build of `mode` read (`code`, and for a [`Mode::Full`] build the
+    /// fast build's `reached`) as the running code's: the patch was applied, or its change
+    /// waits for a restart. The fast baseline keeps the functions the build did not compile.
+    fn advance_baselines(
+        &mut self,
+        mode: Mode,
+        code: Option<CodeIndex>,
+        reached: Option<CodeIndex>,
+    ) {
+        let fast = match mode {
+            Mode::Fast => code,
+            Mode::Full => {
+                self.baseline = code;
+                reached
+            }
+        };
+        self.fast_baseline = match (self.fast_baseline.take(), fast) {
+            (Some(mut base), Some(new)) => {
+                base.functions.extend(new.functions);
+                Some(base)
+            }
+            (_, new) => new,
+        };
+        self.rebase_texts();
+    }
+
     /// Sends a checked patch to the program and waits for its answer.
     fn send(&mut self, checked: Checked) -> Outcome {
+        let mode = checked.patch.mode;
         let code = checked.patch.code.clone();
+        let reached = checked.patch.reached.clone();
         let libs = checked.patch.libs.clone();
         let hot = checked.hot.clone();
         match self.apply(checked) {
             Ok(applied) => {
-                self.baseline = code;
+                self.advance_baselines(mode, code, reached);
                 if let Some(running) = &mut self.running {
                     running.libs.rebuilt(&libs);
                 }

@@ -135,31 +135,54 @@ impl Session {
         Ok(())
     }
 
-    /// Builds a patch from the unchanged sources right after a host starts: its code is the
-    /// baseline that later patches are compared with, and it warms rustc's incremental cache.
-    /// Returns the crate's source files besides `*.rs` (from dep-info), which are watched too.
+    /// Builds patches from the unchanged sources right after a host starts, a fast one and one
+    /// with every function compiled (see [`patch::Mode`]): their code is the baseline that later
+    /// patches are compared with, and they warm rustc's incremental caches. Returns the crate's
+    /// source files besides `*.rs` (from dep-info), which are watched too.
     pub(super) fn build_baseline(&mut self) -> Vec<PathBuf> {
         let Some(running) = &self.running else {
             return Vec::new();
         };
         let build = running.build.clone();
         let no_libs = patch::LibPlan::default();
-        let built = patch::build(&build, &self.work, &self.session_dir, 0, true, &no_libs);
-        let (baseline, extra) = match built {
-            Ok(patch) => {
+        let mut extra = Vec::new();
+        let (mut fast, mut full) = (None, None);
+        for mode in [patch::Mode::Fast, patch::Mode::Full] {
+            let built = patch::build(
+                &build,
+                &self.work,
+                &self.session_dir,
+                0,
+                true,
+                &no_libs,
+                mode,
+            );
+            let patch = match built {
+                Ok(patch) => patch,
+                Err(err) => {
+                    self.baseline_failed(&err);
+                    break;
+                }
+            };
+            if mode == patch::Mode::Fast {
                 // The library crates' too: `include_str!` in any crate of the program.
                 let libraries = build.locals.crates.iter().flat_map(|krate| &krate.sources);
-                let extra = read_files(patch.sources.iter().chain(libraries));
+                extra = read_files(patch.sources.iter().chain(libraries));
                 if let Some(running) = &mut self.running {
                     running.libs.bin_sources.clone_from(&patch.sources);
                 }
-                // A save since the host's build may have reached this build but not the host:
-                // then the baseline is not the running code, and the next patch is compared
-                // with nothing.
-                let current = patch
-                    .sources
-                    .iter()
-                    .all(|path| self.snapshot.get(path) == Some(&content_hash(path)));
+            }
+            // A save since the host's build may have reached this build but not the host:
+            // then the baseline is not the running code, and the next patch is compared
+            // with nothing.
+            let current = patch
+                .sources
+                .iter()
+                .all(|path| self.snapshot.get(path) == Some(&content_hash(path)));
+            if !current {
+                break;
+            }
+            if mode == patch::Mode::Fast {
                 // The hot functions the running code has, for the gate (renamed or removed ones).
                 self.running_hot = self
                     .running
@@ -168,32 +191,37 @@ impl Session {
                         PatchImage::read(&patch.path, &self.crate_ids(&r.build), &HashSet::new())
                             .ok()
                     })
-                    .filter(|_| current)
                     .map(|image| image.records.keys().cloned().collect());
-                (if current { patch.code } else { None }, extra)
+                fast = patch.code;
+            } else {
+                full = patch.code;
             }
-            Err(err) => {
-                // A save during this build is the likely cause, and its own patch build is next
-                // and reports it; otherwise, say so.
-                let mut files = Vec::new();
-                self.collect_all(&mut files);
-                let unchanged = files
-                    .iter()
-                    .all(|path| self.snapshot.get(path) == Some(&content_hash(path)));
-                if unchanged {
-                    output::warn(
-                        "Warning",
-                        format!("cannot build a first patch from the unchanged sources: {err}"),
-                    );
-                }
-                self.running_hot = None;
-                (None, Vec::new())
-            }
-        };
-        self.baseline = baseline;
+        }
+        if fast.is_none() {
+            self.running_hot = None;
+        }
+        self.fast_baseline = fast;
+        self.baseline = full;
+        self.rebase_texts();
         self.filter.set_extra_sources(Vec::new());
         self.track_read_files(&extra);
         extra
+    }
+
+    /// Warns that a baseline could not be built from the unchanged sources, unless a save
+    /// since the host's build is the likely cause (its own patch build is next and reports it).
+    fn baseline_failed(&self, err: &patch::PatchBuildError) {
+        let mut files = Vec::new();
+        self.collect_all(&mut files);
+        let unchanged = files
+            .iter()
+            .all(|path| self.snapshot.get(path) == Some(&content_hash(path)));
+        if unchanged {
+            output::warn(
+                "Warning",
+                format!("cannot build a first patch from the unchanged sources: {err}"),
+            );
+        }
     }
 
     /// Counts `files` (besides `*.rs` files, what the compiler read: `include_str!` and the

@@ -69,6 +69,65 @@ fn an_edit_of_main_waits_for_a_restart_with_one_line_under_no_restart() {
     }
 }
 
+/// Patches compile only what the hot functions reach, yet start-up edits are still told apart,
+/// whatever patches came before: a hot function's edit is patched alone; then an edit of `main`
+/// (which no such patch compiles) waits for a restart naming `main` only, not the function
+/// patched before; then a new `const` that the hot function reads (an item other than a
+/// function, which only a build of every function can judge) is patched, naming that function
+/// only, and nothing is said about `main` again.
+#[test]
+fn start_up_edits_are_told_apart_after_patches_of_either_build() {
+    let project = Project::copy("time-service");
+    let mut session = project.run(&["--no-restart"]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let pid = get(&addr, "/pid").unwrap();
+    project.edit(MAIN, "\"The time is ", "\"Time: ");
+    wait_served_prefix(&mut session, &addr, "Time: ");
+    project.edit(MAIN, "LevelFilter::Info", "LevelFilter::Debug");
+    session.wait_stderr(EDIT_DEADLINE, "     Warning ");
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "#[hotswap::hot]\nfn format_time",
+                "const LABEL: &str = \"Clock\";\n\n#[hotswap::hot]\nfn format_time",
+            ),
+            ("\"Time: ", "\"{LABEL}: "),
+        ],
+    );
+    wait_served_prefix(&mut session, &addr, "Clock: ");
+    assert_eq!(get(&addr, "/pid").unwrap(), pid);
+    let patched: Vec<String> = status_messages(&session.stderr(), "Patched")
+        .iter()
+        .map(|line| {
+            line.rsplit_once(") ")
+                .map_or(line.clone(), |(_, end)| end.to_owned())
+        })
+        .collect();
+    assert_eq!(
+        patched,
+        ["generation 1: format_time", "generation 2: format_time"],
+        "{}",
+        session.stderr()
+    );
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning [HS0201] `main` at src/main.rs:73 changed, but no hot function reaches it: the change takes effect only after a restart");
+    session.assert_stderr_lacks("Restarting");
+}
+
+/// Waits until the time service at `addr` answers `/time` with a text starting with `prefix`.
+fn wait_served_prefix(session: &mut Session, addr: &str, prefix: &str) {
+    let end = std::time::Instant::now() + EDIT_DEADLINE;
+    while !get(addr, "/time").is_ok_and(|answer| answer.starts_with(prefix)) {
+        assert!(
+            std::time::Instant::now() < end,
+            "`/time` never answered `{prefix}...`\n{}",
+            session.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// The gate fixture with `beta` rolled back when new code panics on its first call.
 fn gate_with_rollback() -> Project {
     let project = Project::copy("gate");
