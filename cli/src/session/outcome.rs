@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::build::patch::Patch;
+use crate::build::patch::{Patch, PatchBuildError};
 use crate::check::Refusal;
 use crate::codes::Code;
 
@@ -80,4 +80,20 @@ pub(super) struct Applied {
     pub(super) check_ms: f64,
     /// The program's time to load and switch, in milliseconds, rounded to tenths.
     pub(super) load_ms: f64,
+}
+
+impl From<PatchBuildError> for Outcome {
+    /// A patch build that failed ends the run: rustc's errors, or what else went wrong.
+    fn from(err: PatchBuildError) -> Outcome {
+        match err {
+            PatchBuildError::Compile {
+                package,
+                diagnostics,
+            } => Outcome::BuildFailed {
+                package,
+                diagnostics,
+            },
+            PatchBuildError::Other(err) => Outcome::BuildError(err),
+        }
+    }
 }

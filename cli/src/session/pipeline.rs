@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::build::host::{self, Host};
-use crate::build::patch::{self, LibPlan, Mode, Patch, PatchBuildError};
+use crate::build::patch::{self, LibPlan, Mode, Patch};
 use crate::check::code::{CodeIndex, Crates};
 use crate::check::{self, LiveChanges, PatchImage};
 use crate::codes::Code;
@@ -130,20 +130,7 @@ impl Session {
                 Err(_) => running.libs.unbuilt.extend(plan.compile.iter().cloned()),
             }
         }
-        let patch = match result {
-            Ok(patch) => patch,
-            Err(PatchBuildError::Compile {
-                package,
-                diagnostics,
-            }) => {
-                return Err(Outcome::BuildFailed {
-                    package,
-                    diagnostics,
-                });
-            }
-            Err(PatchBuildError::Other(err)) => return Err(Outcome::BuildError(err)),
-        };
-        let patch = self.complete(changes, patch, &plan)?;
+        let patch = self.complete(changes, result?, &plan)?;
         output::write_stderr(&patch.messages);
         output::event(&Event::BuildFinished {
             target: Target::Patch,
@@ -196,16 +183,7 @@ impl Session {
             Mode::Full,
         );
         output::finish(spinner);
-        let mut full = result.map_err(|err| match err {
-            PatchBuildError::Compile {
-                package,
-                diagnostics,
-            } => Outcome::BuildFailed {
-                package,
-                diagnostics,
-            },
-            PatchBuildError::Other(err) => Outcome::BuildError(err),
-        })?;
+        let mut full = result?;
         full.messages = fast.messages;
         full.libs = fast.libs;
         full.build_time += fast.build_time;
