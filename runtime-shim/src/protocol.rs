@@ -224,12 +224,36 @@ pub fn peer(stream: &UnixStream) -> std::io::Result<(u32, u32)> {
     Ok((u32::try_from(cred.pid).unwrap_or(0), cred.uid))
 }
 
-/// The digest of a patch file's bytes that the tool sends with it (64-bit FNV-1a): it ties the
-/// file the agent loads to the bytes the tool checked. It is no defence against a forger (only
-/// the user can write the session's directory); it catches a file that changed in between.
+/// The digest of a patch file's bytes that the tool sends with it: FNV-1a's offset basis and
+/// prime applied to 64-bit little-endian words (the tail byte by byte), each step folded with
+/// `h ^= h >> 32` so that a word's high bits reach the low ones. It ties the file the agent loads
+/// to the bytes the tool checked. It is no defence against a forger (only the user can write the
+/// session's directory); it catches a file that changed in between. Word-wise, it reads a
+/// 4 MiB patch in a few milliseconds even where the runtime is compiled without optimisation.
 pub fn digest(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    const PRIME: u64 = 0x0000_0100_0000_01b3;
+    let mut hash = 0xcbf2_9ce4_8422_2325 ^ bytes.len() as u64;
+    let words = bytes.len() / 8 * 8;
+    // Indexing, casts and shifts, no iterator, closure or conversion call: the runtime is
+    // usually compiled without optimisation (a dev profile), where a call per byte or word would
+    // cost several times the loop itself.
+    let mut at = 0;
+    while at < words {
+        let b = &bytes[at..at + 8];
+        let word = b[0] as u64
+            | (b[1] as u64) << 8
+            | (b[2] as u64) << 16
+            | (b[3] as u64) << 24
+            | (b[4] as u64) << 32
+            | (b[5] as u64) << 40
+            | (b[6] as u64) << 48
+            | (b[7] as u64) << 56;
+        hash = (hash ^ word).wrapping_mul(PRIME);
+        hash ^= hash >> 32;
+        at += 8;
+    }
+    bytes[words..].iter().fold(hash, |hash, byte| {
+        (hash ^ u64::from(*byte)).wrapping_mul(PRIME)
     })
 }
 
@@ -489,6 +513,23 @@ mod tests {
             };
             assert_eq!(ToolMessage::decode(&message.encode()), Ok(message));
         }
+    }
+
+    #[test]
+    fn any_changed_bit_or_length_changes_the_digest() {
+        let bytes: Vec<u8> = (0..4099_u32).map(|i| (i * 7 % 251) as u8).collect();
+        let original = digest(&bytes);
+        // A bit of every position in a word, and the bytes of the tail.
+        for at in [0, 7, 8, 1000, 4095, 4096, 4098] {
+            for bit in [0, 3, 7] {
+                let mut changed = bytes.clone();
+                changed[at] ^= 1 << bit;
+                assert_ne!(digest(&changed), original, "byte {at}, bit {bit}");
+            }
+        }
+        assert_ne!(digest(&bytes[..4098]), original);
+        assert_ne!(digest(&[0; 8]), digest(&[0; 16]));
+        assert_eq!(digest(&bytes), original);
     }
 
     #[test]

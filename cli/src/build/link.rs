@@ -142,7 +142,9 @@ fn patch_args(args: Vec<String>, rebuilt: &str) -> Vec<String> {
     args
 }
 
-/// Copies every object file among `args` into `dir`.
+/// Hard-links (or, across file systems, copies) every object file among `args` into `dir`. A
+/// link costs nothing whatever the object's size, and keeps the identity of the objects rustc
+/// took from its incremental cache, which lets the code index skip them.
 fn keep_objects(args: &[String], dir: &Path) -> Result<(), String> {
     for arg in args
         .iter()
@@ -153,6 +155,9 @@ fn keep_objects(args: &[String], dir: &Path) -> Result<(), String> {
             continue;
         };
         let to = dir.join(name);
+        if std::fs::hard_link(from, &to).is_ok() {
+            continue;
+        }
         std::fs::copy(from, &to).map_err(|err| {
             format!(
                 "cannot copy `{}` to `{}`: {err}",

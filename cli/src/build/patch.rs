@@ -104,12 +104,24 @@ pub(crate) enum PatchBuildError {
     Other(#[from] anyhow::Error),
 }
 
-/// Builds patch number `number` against `host` in `mode` and copies it into `session_dir`. With
-/// `capture_output`, rustc's output is returned (in the patch or the error) instead of shown.
+/// Which patch a build makes, and how.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Job {
+    /// The patch's number in the session (its file name's), 0 for a baseline.
+    pub(crate) number: u64,
+    /// How much of the bin crate it compiles.
+    pub(crate) mode: Mode,
+    /// Whether rustc's output is returned (in the patch or the error) rather than shown.
+    pub(crate) capture_output: bool,
+}
+
+/// Builds the patch of `job` against `host` and moves it into `session_dir`.
+/// `published` is called with the patch file's path as soon as it is in place, before the code
+/// index is read (work that needs only the file can start beside it).
 ///
 /// The build always writes the same output path (a fresh `-o` per patch would halve rustc's
-/// incremental reuse); the copy gets the fresh name, written under a temporary name first and
-/// renamed into place, so the host never sees a half-written file.
+/// incremental reuse); the file is then renamed to its fresh name (copied under a temporary
+/// name first when that fails), so the host never sees a half-written file.
 ///
 /// # Errors
 ///
@@ -119,11 +131,15 @@ pub(crate) fn build(
     host: &Host,
     work: &WorkDir,
     session_dir: &Path,
-    number: u64,
-    capture_output: bool,
     plan: &LibPlan<'_>,
-    mode: Mode,
+    job: Job,
+    published: &mut dyn FnMut(&Path),
 ) -> Result<Patch, PatchBuildError> {
+    let Job {
+        number,
+        mode,
+        capture_output,
+    } = job;
     let started = Instant::now();
     let capture = &host.capture;
     let view = work.root.join("view");
@@ -144,7 +160,7 @@ pub(crate) fn build(
         &view,
     );
     let objects_dir = out_dir.join("objects");
-    let _ = std::fs::remove_dir_all(&objects_dir);
+    clear_aside(&objects_dir);
     std::fs::create_dir_all(&objects_dir)
         .with_context(|| format!("cannot create `{}`", objects_dir.display()))?;
     let mut command = capture.command(&args);
@@ -180,6 +196,7 @@ pub(crate) fn build(
         session_dir,
         &format!("{crate_name}-patch-{number}{suffix}.so"),
     )?;
+    published(&path);
     let sources = read_dep_info(&dep_info, &capture.cwd)?;
     let code = CodeIndex::read_dir(&objects_dir, &crate_name).ok();
     Ok(Patch {
@@ -239,16 +256,55 @@ fn build_libs(
     Ok((replaced, libs, messages))
 }
 
-/// Copies the built patch `output` to `name` in `session_dir`, through a temporary name, so
-/// that the program never sees a half-written file; returns the new path.
+/// Moves the built patch `output` to `name` in `session_dir` (or, across file systems, copies
+/// it there through a temporary name), so that the program never sees a half-written file;
+/// returns the new path. The next build links a new `output`.
 fn publish(output: &Path, session_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
     let path = session_dir.join(name);
+    if std::fs::rename(output, &path).is_ok() {
+        return Ok(path);
+    }
     let tmp = session_dir.join(format!(".{name}.tmp"));
     std::fs::copy(output, &tmp)
         .with_context(|| format!("cannot copy `{}` to `{}`", output.display(), tmp.display()))?;
     std::fs::rename(&tmp, &path)
         .with_context(|| format!("cannot rename `{}` to `{}`", tmp.display(), path.display()))?;
     Ok(path)
+}
+
+/// Removes the directory `dir` (the last build's objects: hundreds of files in a large crate)
+/// without waiting for it: renamed aside at once, deleted on another thread, with what an earlier
+/// session that ended first left aside (one session at a time uses a work directory). Best
+/// effort: what cannot be renamed is removed in place.
+fn clear_aside(dir: &Path) {
+    static ASIDE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let number = ASIDE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = format!("{}-", std::process::id());
+    let aside = dir.with_extension(format!("old-{pid}{number}"));
+    if std::fs::rename(dir, &aside).is_err() {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return;
+    };
+    let (parent, stale) = (
+        parent.to_path_buf(),
+        format!("{}.old-", name.to_string_lossy()),
+    );
+    std::thread::spawn(move || {
+        let _ = std::fs::remove_dir_all(&aside);
+        let earlier = std::fs::read_dir(&parent).into_iter().flatten().flatten();
+        for entry in earlier {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name
+                .strip_prefix(&stale)
+                .is_some_and(|rest| !rest.starts_with(&pid))
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    });
 }
 
 /// Where a patch puts the rlib of the library crate `stem`.

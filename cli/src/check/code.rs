@@ -4,9 +4,11 @@
 //! the changes that no hot function reaches). Read from the crate's own object files, which the
 //! linker wrapper keeps for each patch.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use anyhow::Context;
 use object::{
@@ -29,7 +31,10 @@ pub(crate) struct CodeIndex {
 }
 
 impl CodeIndex {
-    /// Indexes every object file in `dir`.
+    /// Indexes every object file in `dir`, reading only the objects that are not the same files
+    /// as at the last call for `dir` and `crate_name` (see [`ObjectId`]): an edit makes rustc
+    /// write the objects of the codegen units it compiled again, and the other units' objects
+    /// are the incremental cache's files, hard linked.
     ///
     /// # Errors
     ///
@@ -41,16 +46,30 @@ impl CodeIndex {
             .filter(|p| p.extension().is_some_and(|e| e == "o"))
             .collect();
         paths.sort();
-        let mut objects = Vec::with_capacity(paths.len());
+        let cache_key = (dir.to_path_buf(), crate_name.to_owned());
+        let mut cache = PARTS_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = cache.remove(&cache_key).unwrap_or_default();
+        let mut kept = HashMap::with_capacity(paths.len());
+        let mut parts = Vec::with_capacity(paths.len());
         for path in paths {
-            let data = std::fs::read(&path)
-                .with_context(|| format!("cannot read `{}`", path.display()))?;
-            objects.push((path.display().to_string(), data));
+            let id = ObjectId::of(&path)?;
+            let part = match previous.get(&id) {
+                Some(part) => Arc::clone(part),
+                None => {
+                    let data = std::fs::read(&path)
+                        .with_context(|| format!("cannot read `{}`", path.display()))?;
+                    Arc::new(ObjectPart::read(
+                        &path.display().to_string(),
+                        &data,
+                        crate_name,
+                    )?)
+                }
+            };
+            kept.insert(id, Arc::clone(&part));
+            parts.push(part);
         }
-        Self::index(
-            objects.iter().map(|(n, d)| (n.as_str(), d.as_slice())),
-            crate_name,
-        )
+        cache.insert(cache_key, kept);
+        Ok(Self::merge(parts.iter().map(|p| &**p)))
     }
 
     /// Indexes every object file (`*.o` member) of the rlib at `path`.
@@ -83,14 +102,30 @@ impl CodeIndex {
         objects: impl Iterator<Item = (&'d str, &'d [u8])>,
         crate_name: &str,
     ) -> anyhow::Result<CodeIndex> {
-        let mut bodies: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        let parts = objects
+            .map(|(name, data)| ObjectPart::read(name, data, crate_name))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Self::merge(parts.iter()))
+    }
+
+    /// The index of the objects whose contributions are `parts`.
+    fn merge<'p>(parts: impl Iterator<Item = &'p ObjectPart>) -> CodeIndex {
+        let mut bodies: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
         let mut statics = BTreeSet::new();
-        let mut edges = BTreeMap::new();
-        for (name, data) in objects {
-            let file = object::File::parse(data)
-                .with_context(|| format!("`{name}` is not an object file"))?;
-            index_object(&file, crate_name, &mut bodies, &mut statics);
-            collect_edges(&file, &mut edges);
+        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for part in parts {
+            for (name, hashes) in &part.bodies {
+                bodies.entry(name).or_default().extend(hashes);
+            }
+            statics.extend(part.statics.iter().cloned());
+            for (name, targets) in &part.edges {
+                match edges.get_mut(name) {
+                    Some(known) => known.extend(targets.iter().cloned()),
+                    None => {
+                        edges.insert(name.clone(), targets.clone());
+                    }
+                }
+            }
         }
         let functions = bodies
             .into_iter()
@@ -98,16 +133,77 @@ impl CodeIndex {
                 hashes.sort_unstable();
                 let mut hasher = DefaultHasher::new();
                 hashes.hash(&mut hasher);
-                (name, hasher.finish())
+                (name.to_owned(), hasher.finish())
             })
             .collect();
-        Ok(CodeIndex {
+        CodeIndex {
             functions,
             statics,
             edges,
+        }
+    }
+}
+
+/// What one object file contributes to a [`CodeIndex`].
+#[derive(Debug, Default)]
+struct ObjectPart {
+    /// Demangled function name -> the hash of each of its bodies in this object.
+    bodies: BTreeMap<String, Vec<u64>>,
+    statics: BTreeSet<String>,
+    edges: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl ObjectPart {
+    /// Reads the object file `data` (`name` for messages) of the crate `crate_name`.
+    ///
+    /// # Errors
+    ///
+    /// When `data` is not an object file.
+    fn read(name: &str, data: &[u8], crate_name: &str) -> anyhow::Result<ObjectPart> {
+        let file =
+            object::File::parse(data).with_context(|| format!("`{name}` is not an object file"))?;
+        let mut part = ObjectPart::default();
+        index_object(&file, crate_name, &mut part.bodies, &mut part.statics);
+        collect_edges(&file, &mut part.edges);
+        Ok(part)
+    }
+}
+
+/// Which file an object is, to tell the objects of reused codegen units (the same inode as at the
+/// last patch: rustc hard-links them out of its incremental cache, the linker wrapper hard-links
+/// them again) from those rustc wrote anew. Size and modification time (ns) guard against an
+/// inode number reused by another file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct ObjectId {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+}
+
+impl ObjectId {
+    /// The identity of the file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// When its metadata cannot be read.
+    fn of(path: &Path) -> anyhow::Result<ObjectId> {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        Ok(ObjectId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
         })
     }
 }
+
+/// Objects directory and crate -> what each object file read at the last [`CodeIndex::read_dir`]
+/// contributed: the next call reads only the files that are not among them. Each call keeps only
+/// the objects it saw, so the cache holds one build per directory.
+type PartsCache = HashMap<(PathBuf, String), HashMap<ObjectId, Arc<ObjectPart>>>;
+static PARTS_CACHE: LazyLock<Mutex<PartsCache>> = LazyLock::new(Default::default);
 
 /// Those of `changed` (display names) that no hot function's body reaches in `code` (the
 /// indexes of every crate of one patch: calls are followed across them): their new code runs
@@ -676,6 +772,34 @@ mod tests {
         index_object(&file, "seed", &mut bodies, &mut statics);
         assert!(bodies.contains_key("seed::hot"), "{:?}", bodies.keys());
         assert!(statics.iter().any(|s| s.ends_with("COUNT")), "{statics:?}");
+    }
+
+    /// An object that is the same file as at the last read is taken from the cache; one
+    /// written anew is read again, and one that is gone no longer counts.
+    #[test]
+    fn objects_are_read_again_only_when_they_are_other_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let seed = seed_object();
+        std::fs::write(dir.path().join("a.o"), seed).unwrap();
+        let first = CodeIndex::read_dir(dir.path(), "seed").unwrap();
+        assert!(first.functions.contains_key("seed::hot"));
+        // A second object: read, merged with the cached first.
+        std::fs::copy(dir.path().join("a.o"), dir.path().join("b.o")).unwrap();
+        let both = CodeIndex::read_dir(dir.path(), "seed").unwrap();
+        assert_eq!(
+            both.functions.keys().collect::<Vec<_>>(),
+            first.functions.keys().collect::<Vec<_>>()
+        );
+        assert_ne!(
+            both.functions["seed::hot"], first.functions["seed::hot"],
+            "two bodies now"
+        );
+        // The first replaced by a file that is no object: read again, so an error.
+        std::fs::remove_file(dir.path().join("a.o")).unwrap();
+        std::fs::write(dir.path().join("a.o"), b"not an object").unwrap();
+        assert!(CodeIndex::read_dir(dir.path(), "seed").is_err());
+        std::fs::remove_file(dir.path().join("a.o")).unwrap();
+        assert_eq!(CodeIndex::read_dir(dir.path(), "seed").unwrap(), first);
     }
 
     /// The function hashes of `source` compiled by rustc as the crate `seed`.

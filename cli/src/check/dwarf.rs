@@ -194,6 +194,18 @@ impl TypeGraph {
                 continue;
             };
             found |= at == 0;
+            if let Some(wanted) = wanted {
+                let mut tree = unit.entries_tree(None)?;
+                let mut names = NameScan {
+                    dwarf: &dwarf,
+                    unit: &unit,
+                    wanted,
+                    known: &graph.types,
+                };
+                if !names.any_wanted(tree.root()?, "", 0)? {
+                    continue;
+                }
+            }
             UnitReader::new(&dwarf, &unit)?.read_into(&mut graph, crates[at].name, wanted)?;
         }
         if !found {
@@ -355,7 +367,10 @@ pub(crate) fn function_lines(
 /// The lines where the functions that `file` defines code for (not closures) are declared, by
 /// source file (as rustc names it, joined to the unit's directory when relative): each
 /// subprogram with code (`DW_AT_low_pc` or `DW_AT_ranges`) of the crates' units, its name and
-/// declaration read through `DW_AT_specification` (methods are declared in their type).
+/// declaration read through `DW_AT_specification` (methods are declared in their type). Only
+/// files for which `wanted` holds are read, and only the units whose file table names one (a
+/// declaration's `DW_AT_decl_file` is an index into that table), which spares most of the
+/// debug info.
 ///
 /// # Errors
 ///
@@ -363,16 +378,24 @@ pub(crate) fn function_lines(
 pub(crate) fn defined_lines(
     file: &object::File<'_>,
     crates: &[CrateId<'_>],
+    wanted: &mut dyn FnMut(&Path) -> bool,
 ) -> Result<HashMap<PathBuf, BTreeSet<u64>>, DwarfError> {
     let (sections, endian) = sections(file)?;
     let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
     let mut lines: HashMap<PathBuf, BTreeSet<u64>> = HashMap::new();
     for unit in crate_units(&dwarf, crates)? {
+        if !names_a_wanted_file(&dwarf, &unit, wanted)? {
+            continue;
+        }
         let mut entries = unit.entries();
         while let Some((_, entry)) = entries.next_dfs()? {
+            // The tag first: looking up an attribute reads the entry's attributes.
+            if entry.tag() != gimli::DW_TAG_subprogram {
+                continue;
+            }
             let has_code = entry.attr_value(gimli::DW_AT_low_pc)?.is_some()
                 || entry.attr_value(gimli::DW_AT_ranges)?.is_some();
-            if entry.tag() != gimli::DW_TAG_subprogram || !has_code {
+            if !has_code {
                 continue;
             }
             let declaration = match entry.attr_value(gimli::DW_AT_specification)? {
@@ -386,17 +409,40 @@ pub(crate) fn defined_lines(
             if closure {
                 continue;
             }
-            if let Some((mut path, line)) = declared_at(&dwarf, &unit, &declaration)? {
-                if path.is_relative()
-                    && let Some(dir) = unit.comp_dir
-                {
-                    path = Path::new(&*dir.to_string_lossy()).join(path);
+            if let Some((path, line)) = declared_at(&dwarf, &unit, &declaration)? {
+                let path = under_comp_dir(&unit, path);
+                if wanted(&path) {
+                    lines.entry(path).or_default().insert(line);
                 }
-                lines.entry(path).or_default().insert(line);
             }
         }
     }
     Ok(lines)
+}
+
+/// Whether the line program's file table of `unit` names a file for which `wanted` holds.
+fn names_a_wanted_file(
+    dwarf: &gimli::Dwarf<Reader<'_>>,
+    unit: &gimli::Unit<Reader<'_>>,
+    wanted: &mut dyn FnMut(&Path) -> bool,
+) -> Result<bool, DwarfError> {
+    let Some(header) = unit.line_program.as_ref().map(|program| program.header()) else {
+        return Ok(false);
+    };
+    for file in header.file_names() {
+        if wanted(&under_comp_dir(unit, file_path(dwarf, unit, header, file)?)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `path` joined to the compilation directory of `unit` when it is relative.
+fn under_comp_dir(unit: &gimli::Unit<Reader<'_>>, path: PathBuf) -> PathBuf {
+    match unit.comp_dir {
+        Some(dir) if path.is_relative() => Path::new(&*dir.to_string_lossy()).join(path),
+        _ => path,
+    }
 }
 
 /// The compilation units of `crates` in `dwarf` (rustc names each `<source>/@/<cgu>`).
@@ -442,12 +488,98 @@ fn declared_at(
     let Some(file) = header.file(index) else {
         return Ok(None);
     };
+    Ok(Some((file_path(dwarf, unit, header, file)?, line)))
+}
+
+/// The path of `file`, an entry of `unit`'s line program `header`: its directory, then its name.
+fn file_path(
+    dwarf: &gimli::Dwarf<Reader<'_>>,
+    unit: &gimli::Unit<Reader<'_>>,
+    header: &gimli::LineProgramHeader<Reader<'_>>,
+    file: &gimli::FileEntry<Reader<'_>>,
+) -> Result<PathBuf, DwarfError> {
     let mut path = PathBuf::new();
     if let Some(directory) = file.directory(header) {
         path.push(&*dwarf.attr_string(unit, directory)?.to_string_lossy());
     }
     path.push(&*dwarf.attr_string(unit, file.path_name())?.to_string_lossy());
-    Ok(Some((path, line)))
+    Ok(path)
+}
+
+/// A quick look through one compilation unit for a wanted type not read yet: names and tags
+/// only, skipping what the full reader ([`UnitReader`]) skips, so that the units that only
+/// repeat known types, or describe none that is wanted, are not read in full.
+struct NameScan<'a, 'data> {
+    dwarf: &'a gimli::Dwarf<Reader<'data>>,
+    unit: &'a gimli::Unit<Reader<'data>>,
+    wanted: &'a HashSet<String>,
+    known: &'a HashMap<String, TypeDef>,
+}
+
+impl<'data> NameScan<'_, 'data> {
+    /// Whether `node` or an entry below it (inside `scope`) is a structure, union or enumeration
+    /// whose qualified name is wanted and not known.
+    fn any_wanted(
+        &mut self,
+        node: gimli::EntriesTreeNode<'_, '_, '_, Reader<'data>>,
+        scope: &str,
+        depth: usize,
+    ) -> Result<bool, DwarfError> {
+        nesting_allowed(depth)?;
+        let entry = node.entry();
+        let tag = entry.tag();
+        let nested_scope = match tag {
+            gimli::DW_TAG_namespace
+            | gimli::DW_TAG_structure_type
+            | gimli::DW_TAG_union_type
+            | gimli::DW_TAG_enumeration_type => {
+                let name = match entry.attr_value(gimli::DW_AT_name)? {
+                    Some(value) => self.dwarf.attr_string(self.unit, value)?.to_string_lossy(),
+                    None => "".into(),
+                };
+                let qualified = join(scope, &name);
+                if tag != gimli::DW_TAG_namespace
+                    && self.wanted.contains(&qualified)
+                    && !self.known.contains_key(&qualified)
+                {
+                    return Ok(true);
+                }
+                qualified
+            }
+            // As the full reader: of functions, only a hot function's body is read inside.
+            gimli::DW_TAG_subprogram => {
+                let hot_body = match entry.attr_value(gimli::DW_AT_linkage_name)? {
+                    Some(value) => self
+                        .dwarf
+                        .attr_string(self.unit, value)?
+                        .starts_with(BODY_PREFIX.as_bytes()),
+                    None => false,
+                };
+                if !hot_body {
+                    return Ok(false);
+                }
+                scope.to_owned()
+            }
+            _ => scope.to_owned(),
+        };
+        let mut children = node.children();
+        while let Some(child) = children.next()? {
+            if self.any_wanted(child, &nested_scope, depth + 1)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// An error when entries nest `depth` deep, beyond [`MAX_DEPTH`].
+fn nesting_allowed(depth: usize) -> Result<(), DwarfError> {
+    if depth > MAX_DEPTH {
+        return Err(DwarfError::Malformed(
+            "debugging entries nest too deeply".to_owned(),
+        ));
+    }
+    Ok(())
 }
 
 /// Reads one compilation unit.
@@ -486,11 +618,7 @@ impl<'a, 'data> UnitReader<'a, 'data> {
         in_function: bool,
         depth: usize,
     ) -> Result<UnitOffset, DwarfError> {
-        if depth > MAX_DEPTH {
-            return Err(DwarfError::Malformed(
-                "debugging entries nest too deeply".to_owned(),
-            ));
-        }
+        nesting_allowed(depth)?;
         let entry = node.entry();
         let offset = entry.offset();
         let mut die = self.die(entry)?;

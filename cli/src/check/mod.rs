@@ -178,6 +178,56 @@ impl PatchImage {
     }
 }
 
+/// A [`PatchImage::read`] started on another thread as soon as the patch file is in place, so
+/// that it runs beside the code index and the source diff rather than after them.
+#[derive(Debug)]
+pub(crate) struct ReadAhead {
+    path: PathBuf,
+    reader: std::thread::JoinHandle<anyhow::Result<PatchImage>>,
+}
+
+impl ReadAhead {
+    /// Starts reading the patch at `path` as [`PatchImage::read`] does.
+    pub(crate) fn start(path: &Path, crates: &[CrateId<'_>], wanted: &HashSet<String>) -> Self {
+        let owned: Vec<(String, String)> = crates
+            .iter()
+            .map(|c| (c.name.to_owned(), c.source.to_owned()))
+            .collect();
+        let (file, wanted) = (path.to_path_buf(), wanted.clone());
+        let reader = std::thread::spawn(move || {
+            let crates: Vec<CrateId<'_>> = owned
+                .iter()
+                .map(|(name, source)| CrateId { name, source })
+                .collect();
+            PatchImage::read(&file, &crates, &wanted)
+        });
+        ReadAhead {
+            path: path.to_path_buf(),
+            reader,
+        }
+    }
+
+    /// The image of the patch at `path`: `ahead`'s if it read that file, else read now.
+    ///
+    /// # Errors
+    ///
+    /// As [`PatchImage::read`].
+    pub(crate) fn take(
+        ahead: Option<ReadAhead>,
+        path: &Path,
+        crates: &[CrateId<'_>],
+        wanted: &HashSet<String>,
+    ) -> anyhow::Result<PatchImage> {
+        match ahead {
+            Some(ahead) if ahead.path == path => ahead
+                .reader
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the reader of the patch panicked"))),
+            _ => PatchImage::read(path, crates, wanted),
+        }
+    }
+}
+
 /// Why a patch cannot be applied to the running host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Refusal {

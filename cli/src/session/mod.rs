@@ -309,6 +309,8 @@ struct Session {
     /// a function keeps the hash of the last fast build that compiled it), to tell which of
     /// them a patch changes.
     fast_baseline: Option<CodeIndex>,
+    /// The gate's reading of the last fast patch, started as soon as the file was in place.
+    read_ahead: Option<crate::check::ReadAhead>,
     /// The text of the Rust files the baselines were built from, where it differs from
     /// `texts`: compared item by item, it tells whether a fast patch build is complete.
     base_texts: HashMap<PathBuf, String>,
@@ -387,6 +389,7 @@ impl Session {
             scheduler: Scheduler::new(QUIET, SETTLE, MAX_WAIT),
             baseline: None,
             fast_baseline: None,
+            read_ahead: None,
             base_texts: HashMap::new(),
             since_base: std::collections::BTreeSet::new(),
             running_hot: None,

@@ -2,13 +2,14 @@
 //! restart: one function per stage (changes -> build -> gate -> send), each handing the next
 //! what it needs or ending the run with an [`Outcome`], which [`Session::report`] then tells.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::build::host::{self, Host};
-use crate::build::patch::{self, LibPlan, Mode, Patch};
+use crate::build::patch::{self, Job, LibPlan, Mode, Patch};
 use crate::check::code::{CodeIndex, Crates};
-use crate::check::{self, LiveChanges, PatchImage};
+use crate::check::{self, LiveChanges, ReadAhead};
 use crate::codes::Code;
 use crate::control::protocol::Verdict;
 use crate::event::{Event, Target};
@@ -114,15 +115,21 @@ impl Session {
         // cross the spinner; it is shown right after.
         let capture = output::json() || output::progress_allowed() || self.serving_request;
         let spinner = output::spinner("Compiling", &self.project.crate_name);
+        let (ids, mut read_ahead) = (self.crate_ids(&changes.host), None);
+        let held = self.running.as_ref().map(|running| &running.image.held);
         let result = patch::build(
             &changes.host,
             &self.work,
             &self.session_dir,
-            number,
-            capture,
             &plan,
-            Mode::Fast,
+            Job {
+                number,
+                mode: Mode::Fast,
+                capture_output: capture,
+            },
+            &mut |path| read_ahead = held.map(|held| ReadAhead::start(path, &ids, held)),
         );
+        self.read_ahead = read_ahead;
         output::finish(spinner);
         if let Some(running) = &mut self.running {
             match &result {
@@ -177,10 +184,13 @@ impl Session {
             &changes.host,
             &self.work,
             &self.session_dir,
-            self.next_patch + 1,
-            true,
             &built,
-            Mode::Full,
+            Job {
+                number: self.next_patch + 1,
+                mode: Mode::Full,
+                capture_output: true,
+            },
+            &mut |_| {},
         );
         output::finish(spinner);
         let mut full = result?;
@@ -214,15 +224,23 @@ impl Session {
         if functions.is_empty() {
             return None;
         }
+        // Paths as the debug info names them -> the changed file they are, if any.
+        let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
+        let changed: HashSet<PathBuf> = functions.iter().map(|(path, _)| canonical(path)).collect();
+        let mut seen: HashMap<PathBuf, bool> = HashMap::new();
+        let mut wanted = |path: &Path| {
+            *seen
+                .entry(path.to_path_buf())
+                .or_insert_with(|| changed.contains(&canonical(path)))
+        };
         let defined = std::fs::read(&fast.path).ok().and_then(|data| {
             let file = object::File::parse(&*data).ok()?;
-            check::dwarf::defined_lines(&file, &self.crate_ids(host)).ok()
+            check::dwarf::defined_lines(&file, &self.crate_ids(host), &mut wanted).ok()
         });
         let Some(defined) = defined else {
             return Some("the patch's debug info cannot be read".to_owned());
         };
-        let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
-        let defined: std::collections::HashMap<PathBuf, _> = defined
+        let defined: HashMap<PathBuf, _> = defined
             .into_iter()
             .map(|(path, lines)| (canonical(&path), lines))
             .collect();
@@ -384,8 +402,10 @@ impl Session {
     /// changed; a patch that changes nothing the program runs goes no further.
     fn gate(&mut self, changes: &Changes, patch: Patch) -> Result<Checked, Outcome> {
         let started = Instant::now();
+        let ahead = self.read_ahead.take();
         let running = self.running.as_ref().expect("the changes stage saw it");
-        let image = PatchImage::read(
+        let image = ReadAhead::take(
+            ahead,
             &patch.path,
             &self.crate_ids(&changes.host),
             &running.image.held,

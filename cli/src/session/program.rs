@@ -152,10 +152,13 @@ impl Session {
                 &build,
                 &self.work,
                 &self.session_dir,
-                0,
-                true,
                 &no_libs,
-                mode,
+                patch::Job {
+                    number: 0,
+                    mode,
+                    capture_output: true,
+                },
+                &mut |_| {},
             );
             let patch = match built {
                 Ok(patch) => patch,

@@ -21,8 +21,9 @@ use std::time::{Duration, Instant};
 pub(crate) const QUIET: Duration = Duration::from_millis(50);
 /// Settle period: how long a batch waits after a file was closed after writing, when no other
 /// event came after it. Most editors end a save so (and the benchmark's edits do), which takes
-/// most of the quiet period off edit-to-effect.
-pub(crate) const SETTLE: Duration = Duration::from_millis(10);
+/// the quiet period off edit-to-effect. A save's other events follow the close within
+/// microseconds; a few milliseconds let them in and keep one save one build.
+pub(crate) const SETTLE: Duration = Duration::from_millis(3);
 /// Maximum wait: a batch is ready this long after its first event, however busy the disk.
 pub(crate) const MAX_WAIT: Duration = Duration::from_millis(1000);
 

@@ -558,7 +558,7 @@ impl Edits {
         table.samples("  link (patch, real linker)", Unit::Ms, &self.link);
         table.samples("  check (compatibility gate)", Unit::Ms, &self.check);
         table.samples(
-            "  tool after rustc (copy, object index, IPC)",
+            "  tool after rustc (object index, source diff, IPC)",
             Unit::Ms,
             &self.after_rustc,
         );

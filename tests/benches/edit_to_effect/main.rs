@@ -211,8 +211,9 @@ const NOTES: &[&str] = &[
     "phases come from the tool's status lines (read as they arrive) and from pass-through rustc \
      and linker wrappers that every build here goes through, with or without cargo-hotswap.",
     "check: the compatibility gate as the tool times it (records, type layouts from DWARF, \
-     undefined symbols, changed functions); \"tool after rustc\" is the rest between rustc's \
-     exit and the `Patched` line.",
+     undefined symbols, changed functions), the part that runs after the code index and the \
+     source diff (it starts reading the patch beside them); \"tool after rustc\" is the rest \
+     between rustc's exit and the `Patched` line.",
     "restart loop: incremental cargo build of the bin, then a fresh process until its first \
      answer; no file watcher (cargo-watch would add its own debounce).",
 ];

@@ -170,8 +170,12 @@ fn the_packaged_runtime_builds_and_patches() {
         let crate_file = packages
             .join("package")
             .join(format!("{name}-{}.crate", env!("CARGO_PKG_VERSION")));
+        // `-m`: the files get the time of unpacking, not the package's. The target directory is
+        // shared between runs, and cargo judges a path dependency's freshness by its files'
+        // times: packaged times would let a build of an older runtime pass for this one.
         let status = Command::new("tar")
-            .arg("xzf")
+            .arg("-m")
+            .arg("-xzf")
             .arg(&crate_file)
             .arg("-C")
             .arg(&unpacked)

@@ -145,19 +145,17 @@ fn s04_one_save_with_many_events_builds_once() {
 #[test]
 fn s21_saves_during_a_build_give_exactly_one_more_build() {
     let (project, mut session) = start();
-    // A constant that takes rustc seconds to evaluate makes this build slow.
-    project.edit_all(
+    // A constant that takes rustc seconds to evaluate makes this build slow. It is in the hot
+    // function's body, so that only the hot function changes: the patch is the one build
+    // (an item outside it would call for a second build with every function compiled, which
+    // would read the later saves).
+    project.edit(
         "src/main.rs",
-        &[
-            (
-                "fn main() {",
-                "#[allow(long_running_const_eval)]\nconst _: u64 = {\n    let mut i = 0u64;\n    \
-                 let mut acc = 0u64;\n    while i < 1_500_000 {\n        acc = \
-                 acc.wrapping_mul(31).wrapping_add(i);\n        i += 1;\n    }\n    acc\n};\n\nfn \
-                 main() {",
-            ),
-            ("\"beta-one\"", "\"beta-two\""),
-        ],
+        "    \"beta-one\"",
+        "    #[allow(long_running_const_eval)]\n    const _: u64 = {\n        let mut i = 0u64;\n\
+         \x20       let mut acc = 0u64;\n        while i < 1_500_000 {\n            acc = \
+         acc.wrapping_mul(31).wrapping_add(i);\n            i += 1;\n        }\n        acc\n\
+         \x20   };\n    \"beta-two\"",
     );
     // rustc has read the sources once it reports the slow constant: these saves are too late
     // for this build.
@@ -172,6 +170,43 @@ fn s21_saves_during_a_build_give_exactly_one_more_build() {
         !session.stdout().contains("beta-three"),
         "an intermediate save was built"
     );
+}
+
+/// A save that lands between the two builds of one patch (a new item outside any function
+/// calls for the second, with every function compiled, and it reads the files as they are
+/// then): the patch is applied, the save is built again once after it, and no intermediate
+/// save ever runs. Which of the two patches first shows the last save depends on when rustc
+/// reads the files, so both are accepted.
+#[test]
+fn a_save_between_the_two_builds_of_a_patch_is_built_once_more() {
+    let (project, mut session) = start();
+    project.edit_all(
+        "src/main.rs",
+        &[
+            (
+                "fn main() {",
+                "#[allow(long_running_const_eval)]\nconst _: u64 = {\n    let mut i = 0u64;\n    \
+                 let mut acc = 0u64;\n    while i < 1_500_000 {\n        acc = \
+                 acc.wrapping_mul(31).wrapping_add(i);\n        i += 1;\n    }\n    acc\n};\n\nfn \
+                 main() {",
+            ),
+            ("\"beta-one\"", "\"beta-two\""),
+        ],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "constant evaluation is taking a long time");
+    project.edit("src/main.rs", "\"beta-two\"", "\"beta-three\"");
+    project.edit("src/main.rs", "\"beta-three\"", "\"beta-four\"");
+    wait_tick(&mut session, EDIT_DEADLINE, &["beta-four"]);
+    session.wait_stderr(EDIT_DEADLINE, "generation 2");
+    let stderr = session.stderr();
+    assert_eq!(status_messages(&stderr, "Patching").len(), 2, "{stderr}");
+    assert!(!stderr.contains("Restarting"), "{stderr}");
+    assert!(
+        !session.stdout().contains("beta-three"),
+        "an intermediate save was built"
+    );
+    let line = wait_tick(&mut session, EDIT_DEADLINE, &["gen=2"]);
+    assert!(line.contains("beta-four"), "{line}");
 }
 
 /// `--poll` (for file systems without inotify) sees a save and patches it, once.
