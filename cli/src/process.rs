@@ -1,7 +1,7 @@
 //! Running child processes (cargo, rustc, the linker): one place that shows a command with `-v`,
 //! names it when it cannot start, and shows its stderr when it fails.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use anyhow::{Context, bail};
@@ -76,4 +76,16 @@ pub(crate) fn output(command: &mut Command) -> anyhow::Result<Output> {
 /// A path as a command-line argument.
 pub(crate) fn path_arg(path: &Path) -> String {
     path.to_string_lossy().into_owned()
+}
+
+/// This executable, which rustc calls as linker wrapper and cargo as rustc wrapper. When a new
+/// build or install replaced the file while this process runs, the kernel still serves the
+/// running one as `/proc/<pid>/exe`, which then stands for it (the wrappers must be this
+/// version, which built the host).
+pub(crate) fn self_exe() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot locate the cargo-hotswap executable")?;
+    if exe.as_os_str().to_string_lossy().ends_with(" (deleted)") {
+        return Ok(PathBuf::from(format!("/proc/{}/exe", std::process::id())));
+    }
+    Ok(exe)
 }

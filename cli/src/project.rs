@@ -80,6 +80,9 @@ impl Project {
             .unwrap_or_else(|| PathBuf::from("cargo"));
         let mut command = MetadataCommand::new();
         command.cargo_path(&cargo);
+        for (key, value) in crate::build::capture::rustc_wrapper_env()? {
+            command.env(key, value);
+        }
         if let Some(path) = &args.manifest_path {
             command.manifest_path(path);
         }

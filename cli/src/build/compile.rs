@@ -231,7 +231,7 @@ fn link_host(capture: &Capture, shim: &Path, rlib: &Path) -> anyhow::Result<()> 
     link_args.extend(link_options(&capture.args));
     replay::push_codegen(
         &mut link_args,
-        format!("linker={}", crate::build::host::self_exe()?.display()),
+        format!("linker={}", crate::process::self_exe()?.display()),
     );
     let mut command = capture.command(&link_args);
     command.env(crate::ROLE_ENV, "link-host").env(

@@ -371,14 +371,12 @@ fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> any
         .arg(&project.bin)
         .arg("--message-format=json-render-diagnostics")
         .env(HOST_BUILD_ENV, "1");
-    if let Some(inner) = std::env::var_os("RUSTC_WRAPPER") {
-        command.env(capture::INNER_WRAPPER_ENV, inner);
+    for (key, value) in capture::rustc_wrapper_env()? {
+        command.env(key, value);
     }
     command
         .arg("--color")
         .arg(if output::color() { "always" } else { "never" })
-        .env("RUSTC_WRAPPER", self_exe()?)
-        .env(crate::ROLE_ENV, "rustc")
         .env(capture::CAPTURE_FILE_ENV, work.capture_file())
         .env(capture::CAPTURE_BIN_ENV, &project.bin)
         .env(capture::CAPTURE_MANIFEST_DIR_ENV, project.package_dir())
@@ -505,16 +503,4 @@ fn cargo_command(
         }
     }
     command
-}
-
-/// This executable, which rustc calls as linker wrapper and cargo as rustc wrapper. When a new
-/// build or install replaced the file while this process runs, the kernel still serves the
-/// running one as `/proc/<pid>/exe`, which then stands for it (the wrappers must be this
-/// version, which built the host).
-pub(crate) fn self_exe() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe().context("cannot locate the cargo-hotswap executable")?;
-    if exe.as_os_str().to_string_lossy().ends_with(" (deleted)") {
-        return Ok(PathBuf::from(format!("/proc/{}/exe", std::process::id())));
-    }
-    Ok(exe)
 }

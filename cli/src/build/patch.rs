@@ -8,9 +8,10 @@ use anyhow::Context;
 
 use crate::build::capture::Capture;
 use crate::build::crates::{LocalCrate, Replaced, make_view, read_dep_info, rewire};
-use crate::build::host::{Host, WorkDir, self_exe};
+use crate::build::host::{Host, WorkDir};
 use crate::build::{link, replay};
 use crate::check::code::CodeIndex;
+use crate::process::self_exe;
 
 /// What a patch rebuilds besides the bin: local library crates.
 #[derive(Debug, Default)]
