@@ -168,6 +168,8 @@ mod agent;
 mod control;
 pub mod protocol;
 pub mod record;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod redirect;
 mod slot;
 #[cfg(target_os = "linux")]
 mod table;

@@ -349,17 +349,35 @@ fn only<'a>(
     found[0]
 }
 
-/// Size of the patch the link wrote, in KiB.
+/// Size of the patch the link wrote, in KiB: the tool moves it from the link's output
+/// (`<work>/patch/lib<crate>.so`) to the session's directory (`<work>/sessions/<pid>/`), where
+/// it is the newest patch file.
 fn patch_kib(link: &Invocation) -> Option<f64> {
     let output = link.link_output()?;
-    let path = if output.is_absolute() {
+    let output = if output.is_absolute() {
         output.to_path_buf()
     } else {
         link.cwd.join(output)
     };
-    std::fs::metadata(path)
-        .ok()
-        .map(|m| m.len() as f64 / 1024.0)
+    let sessions = output.parent()?.parent()?.join("sessions");
+    let newest = std::fs::read_dir(sessions)
+        .ok()?
+        .flatten()
+        .flat_map(|session| {
+            std::fs::read_dir(session.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .filter(|file| file.file_name().to_string_lossy().contains("-patch-"))
+        .filter_map(|file| {
+            Some((
+                file.metadata().ok()?.modified().ok()?,
+                file.metadata().ok()?,
+            ))
+        })
+        .max_by_key(|(modified, _)| *modified)?;
+    Some(newest.1.len() as f64 / 1024.0)
 }
 
 /// Which floor a replay measures.
