@@ -61,7 +61,7 @@ impl Session {
             Outcome::RestartOnly { functions } => self.restart(
                 Code::StartupOnly,
                 &format!(
-                    "{} changed, and only start-up code reaches {}",
+                    "{} changed, and no hot function reaches {}",
                     functions.join(", "),
                     if functions.len() == 1 { "it" } else { "them" }
                 ),

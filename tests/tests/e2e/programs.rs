@@ -120,7 +120,7 @@ fn a_route_added_in_async_main_restarts_the_service() {
         (get(addr, "/ping").as_deref() == Ok("pong")).then(|| addr.to_owned())
     });
     assert_ne!(get(&addr, "/pid").unwrap(), pid);
-    insta::assert_snapshot!(hotswap_tests::status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] axum-service (`main::{closure}` at src/main.rs:137 changed, and only start-up code reaches it; state is lost)");
+    insta::assert_snapshot!(hotswap_tests::status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] axum-service (`main::{closure}` at src/main.rs:137 changed, and no hot function reaches it; state is lost)");
     session.assert_stderr_lacks("     Patched ");
 }
 

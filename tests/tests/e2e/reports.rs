@@ -47,7 +47,7 @@ fn a_new_route_restarts_the_server_which_then_serves_it() {
     );
     let addr = wait_served(&mut session, "/hello", "hello");
     assert_ne!(get(&addr, "/pid").unwrap(), old_pid);
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] time-service (`main` at src/main.rs:74, `respond` at src/main.rs:25 changed, and only start-up code reaches them; state is lost)");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] time-service (`main` at src/main.rs:74, `respond` at src/main.rs:25 changed, and no hot function reaches them; state is lost)");
     session.assert_stderr_lacks("Patched");
 }
 

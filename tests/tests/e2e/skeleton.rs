@@ -146,7 +146,7 @@ fn lib_function_only_main_calls_restarts_naming_it() {
 
     project.edit("src/lib.rs", "\"lib-one\"", "\"lib-two\"");
     session.wait_stderr(EDIT_DEADLINE, "  Restarting [HS0201] probe (");
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] probe (`lib_word` at src/lib.rs:4 changed, and only start-up code reaches it; state is lost)");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] probe (`lib_word` at src/lib.rs:4 changed, and no hot function reaches it; state is lost)");
     let line = wait_tick(&mut session, EDIT_DEADLINE, &["lib=lib-two", "gen=0"]);
     assert_ne!(
         tick_field(&line, "pid"),
@@ -165,7 +165,7 @@ fn workspace_member_function_only_main_calls_restarts_naming_it() {
     project.edit("util/src/lib.rs", "\"util-one\"", "\"util-two\"");
     session.wait_stderr(EDIT_DEADLINE, "  Restarting [HS0201] probe (");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Patching").join("\n"), @"    Patching probe (`util/src/lib.rs` changed; rebuilding probe_util, probe, probe (bin))");
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] probe (`probe_util::word` at util/src/lib.rs:4 changed, and only start-up code reaches it; state is lost)");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] probe (`probe_util::word` at util/src/lib.rs:4 changed, and no hot function reaches it; state is lost)");
     let line = wait_tick(&mut session, EDIT_DEADLINE, &["util=util-two"]);
     assert_ne!(
         tick_field(&line, "pid"),

@@ -232,7 +232,7 @@ fn s25_startup_only_edit_restarts_with_the_new_code() {
     let (project, mut session, first) = start();
     project.edit(MAIN, "\"banner-one\"", "\"banner-two\"");
     wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["count-one", "gen=0"]);
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] state (`banner` at src/main.rs:107 changed, and only start-up code reaches it; state is lost)");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Restarting").join("\n"), @"  Restarting [HS0201] state (`banner` at src/main.rs:107 changed, and no hot function reaches it; state is lost)");
     assert!(
         session.stdout().contains("banner-two"),
         "{}",
