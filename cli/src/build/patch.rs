@@ -261,6 +261,11 @@ fn build_libs(
 /// it there through a temporary name), so that the program never sees a half-written file;
 /// returns the new path. The next build links a new `output`.
 fn publish(output: &Path, session_dir: &Path, name: &str) -> anyhow::Result<PathBuf> {
+    // The session's directory goes with the work directory (`cargo clean` during a session):
+    // made again, private, as the session made it.
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(session_dir)
+        .with_context(|| format!("cannot create `{}`", session_dir.display()))?;
     let path = session_dir.join(name);
     if std::fs::rename(output, &path).is_ok() {
         return Ok(path);
