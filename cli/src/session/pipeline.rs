@@ -33,10 +33,35 @@ impl Session {
     /// `cargo hotswap patch`), builds a patch even if no file changed. Returns what
     /// verdict `cargo hotswap patch` answers, if anything happened.
     pub(super) fn rebuild(&mut self, paths: Vec<PathBuf>, force: bool) -> Option<Verdict> {
+        let number = self.next_patch + 1;
         let outcome = match self.stages(paths, force) {
             Ok(outcome) | Err(outcome) => outcome,
         };
+        // A patch that was not sent is never loaded: its files go (a session would otherwise
+        // keep every build's, 4 MiB each for a mid-sized crate). One sent but not confirmed
+        // stays: the program may load it yet.
+        if !matches!(outcome, Outcome::Applied(_) | Outcome::NotApplied(_)) {
+            self.discard_patch_files(number);
+        }
         self.report(outcome)
+    }
+
+    /// Removes the files of patch number `number` (fast and full builds) from the session's
+    /// directory. Best effort: a file left behind goes with the directory when the session ends.
+    pub(super) fn discard_patch_files(&self, number: u64) {
+        let (fast, full) = (
+            format!("-patch-{number}.so"),
+            format!("-patch-{number}-full.so"),
+        );
+        let Ok(entries) = std::fs::read_dir(&self.session_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(&fast) || name.ends_with(&full) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// The stages in order; `Err` is an outcome that ends the run early.
@@ -194,6 +219,9 @@ impl Session {
         );
         output::finish(spinner);
         let mut full = result?;
+        // The fast patch is never sent now (its gate reading, if started, keeps its own open
+        // file).
+        let _ = std::fs::remove_file(&fast.path);
         full.messages = fast.messages;
         full.libs = fast.libs;
         full.build_time += fast.build_time;

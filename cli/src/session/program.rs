@@ -200,6 +200,8 @@ impl Session {
                 full = patch.code;
             }
         }
+        // The baselines are read; their patch files are never sent.
+        self.discard_patch_files(0);
         if fast.is_none() {
             self.running_hot = None;
         }

@@ -403,3 +403,38 @@ fn an_unchanged_project_starts_on_the_host_of_its_last_session() {
         "{stderr}"
     );
 }
+
+/// The session's directory keeps the patches the program loaded, and no other: the baselines
+/// built at the start, a save that changes no code and a refused patch leave no file there
+/// (each is about the size of the crate's debug info).
+#[test]
+fn only_applied_patches_stay_in_the_session_directory() {
+    let (project, mut session, first) = crate::start_gate(&["--no-restart"]);
+    crate::patch_beta(&project, &mut session, &first);
+    project.edit("src/main.rs", "fn beta()", "// A comment.\nfn beta()");
+    session.wait_stderr(EDIT_DEADLINE, "   Unchanged ");
+    // A hot function's new signature is refused; `--no-restart` keeps the program.
+    project.edit(
+        "src/main.rs",
+        "fn beta() -> &'static str",
+        "fn beta() -> String",
+    );
+    project.edit("src/main.rs", "\"beta-two\"", "\"beta-three\".to_owned()");
+    session.wait_stderr(EDIT_DEADLINE, "     Refused [HS0101]");
+    let pattern = hotswap_tests::fixtures_target_dir().join("hotswap/debug");
+    let sessions: Vec<_> = std::fs::read_dir(&pattern)
+        .unwrap()
+        .flatten()
+        .map(|dir| dir.path().join("sessions").join(session.pid().to_string()))
+        .filter(|dir| dir.is_dir())
+        .collect();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let mut files: Vec<String> = std::fs::read_dir(&sessions[0])
+        .unwrap()
+        .flatten()
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".so"))
+        .collect();
+    files.sort();
+    assert_eq!(files, ["gate-patch-1.so"], "{}", session.stderr());
+}
