@@ -172,7 +172,7 @@ impl TypeGraph {
     ) -> Result<TypeGraph, DwarfError> {
         let (sections, endian) = sections(file)?;
         let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
-        let prefixes: Vec<String> = crates.iter().map(|c| format!("{}/@/", c.source)).collect();
+        let prefixes = unit_prefixes(crates);
         let mut graph = TypeGraph {
             crate_names: crates.iter().map(|c| c.name.to_owned()).collect(),
             ..TypeGraph::default()
@@ -186,11 +186,7 @@ impl TypeGraph {
                 break;
             }
             let unit = dwarf.unit(header)?;
-            let Some(at) = unit.name.and_then(|name| {
-                prefixes
-                    .iter()
-                    .position(|p| name.slice().starts_with(p.as_bytes()))
-            }) else {
+            let Some(at) = crate_of(&unit, &prefixes) else {
                 continue;
             };
             found |= at == 0;
@@ -450,21 +446,31 @@ fn crate_units<'data>(
     dwarf: &gimli::Dwarf<Reader<'data>>,
     crates: &[CrateId<'_>],
 ) -> Result<Vec<gimli::Unit<Reader<'data>>>, DwarfError> {
-    let prefixes: Vec<String> = crates.iter().map(|c| format!("{}/@/", c.source)).collect();
+    let prefixes = unit_prefixes(crates);
     let mut units = Vec::new();
     let mut headers = dwarf.units();
     while let Some(header) = headers.next()? {
         let unit = dwarf.unit(header)?;
-        let ours = unit.name.is_some_and(|name| {
-            prefixes
-                .iter()
-                .any(|p| name.slice().starts_with(p.as_bytes()))
-        });
-        if ours {
+        if crate_of(&unit, &prefixes).is_some() {
             units.push(unit);
         }
     }
     Ok(units)
+}
+
+/// The prefix of the names of the compilation units of each of `crates`, in order: rustc names
+/// each unit `<crate root source>/@/<codegen unit>`.
+fn unit_prefixes(crates: &[CrateId<'_>]) -> Vec<String> {
+    crates.iter().map(|c| format!("{}/@/", c.source)).collect()
+}
+
+/// Which crate `unit` belongs to: the index of its name's prefix among `prefixes` (see
+/// [`unit_prefixes`]), `None` for another crate's unit.
+fn crate_of(unit: &gimli::Unit<Reader<'_>>, prefixes: &[String]) -> Option<usize> {
+    let name = unit.name?;
+    prefixes
+        .iter()
+        .position(|p| name.slice().starts_with(p.as_bytes()))
 }
 
 /// The `DW_AT_decl_file` (under its directory: relative to where rustc ran, or absolute) and
@@ -529,10 +535,7 @@ impl<'data> NameScan<'_, 'data> {
         let entry = node.entry();
         let tag = entry.tag();
         let nested_scope = match tag {
-            gimli::DW_TAG_namespace
-            | gimli::DW_TAG_structure_type
-            | gimli::DW_TAG_union_type
-            | gimli::DW_TAG_enumeration_type => {
+            tag if opens_scope(tag) => {
                 let name = match entry.attr_value(gimli::DW_AT_name)? {
                     Some(value) => self.dwarf.attr_string(self.unit, value)?.to_string_lossy(),
                     None => "".into(),
@@ -549,10 +552,7 @@ impl<'data> NameScan<'_, 'data> {
             // As the full reader: of functions, only a hot function's body is read inside.
             gimli::DW_TAG_subprogram => {
                 let hot_body = match entry.attr_value(gimli::DW_AT_linkage_name)? {
-                    Some(value) => self
-                        .dwarf
-                        .attr_string(self.unit, value)?
-                        .starts_with(BODY_PREFIX.as_bytes()),
+                    Some(value) => is_hot_body(&self.dwarf.attr_string(self.unit, value)?),
                     None => false,
                 };
                 if !hot_body {
@@ -570,6 +570,25 @@ impl<'data> NameScan<'_, 'data> {
         }
         Ok(false)
     }
+}
+
+/// Whether the entries below one of tag `tag` are named inside it (`module::Type::Variant`):
+/// namespaces, structures, unions and enumerations. The full reader ([`UnitReader`]) and the
+/// quick one ([`NameScan`]) must name types alike.
+fn opens_scope(tag: gimli::DwTag) -> bool {
+    matches!(
+        tag,
+        gimli::DW_TAG_namespace
+            | gimli::DW_TAG_structure_type
+            | gimli::DW_TAG_union_type
+            | gimli::DW_TAG_enumeration_type
+    )
+}
+
+/// Whether `linkage_name` is that of a hot function's exported body, the only function whose
+/// entries below it the readers read (its parameters are roots).
+fn is_hot_body(linkage_name: &[u8]) -> bool {
+    linkage_name.starts_with(BODY_PREFIX.as_bytes())
 }
 
 /// An error when entries nest `depth` deep, beyond [`MAX_DEPTH`].
@@ -624,12 +643,10 @@ impl<'a, 'data> UnitReader<'a, 'data> {
         let mut die = self.die(entry)?;
         die.scope = scope.to_owned();
         die.in_function = in_function;
-        let nested_scope = match die.tag {
-            gimli::DW_TAG_namespace
-            | gimli::DW_TAG_structure_type
-            | gimli::DW_TAG_union_type
-            | gimli::DW_TAG_enumeration_type => join(scope, die.name.as_deref().unwrap_or("")),
-            _ => scope.to_owned(),
+        let nested_scope = if opens_scope(die.tag) {
+            join(scope, die.name.as_deref().unwrap_or(""))
+        } else {
+            scope.to_owned()
         };
         let nested_in_function = in_function
             || matches!(
@@ -641,7 +658,7 @@ impl<'a, 'data> UnitReader<'a, 'data> {
         let hot_body = die
             .linkage_name
             .as_deref()
-            .is_some_and(|name| name.starts_with(BODY_PREFIX));
+            .is_some_and(|name| is_hot_body(name.as_bytes()));
         if die.tag == gimli::DW_TAG_subprogram && !hot_body {
             self.order.push(offset);
             self.dies.insert(offset, die);
@@ -688,7 +705,7 @@ impl<'a, 'data> UnitReader<'a, 'data> {
                 // the unit) are not copied.
                 gimli::DW_AT_linkage_name => {
                     let name = self.dwarf.attr_string(self.unit, value)?;
-                    if name.slice().starts_with(BODY_PREFIX.as_bytes()) {
+                    if is_hot_body(name.slice()) {
                         die.linkage_name = Some(name.to_string_lossy().into_owned());
                     }
                 }
