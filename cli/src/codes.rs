@@ -28,6 +28,9 @@ pub(crate) enum Code {
     UnresolvedSymbol,
     /// The layouts could not be read, so the patch could not be checked.
     Unchecked,
+    /// A redirected closure's or `async fn`'s state (captures, locals across an `.await`)
+    /// changed its layout.
+    StateLayoutChanged,
     /// Only code that no hot function reaches changed (start-up code).
     StartupOnly,
     /// A changed file belongs to no crate that a patch rebuilds.
@@ -55,13 +58,14 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, in catalogue order.
     #[cfg(test)]
-    pub(crate) const ALL: [Code; 17] = [
+    pub(crate) const ALL: [Code; 18] = [
         Code::SignatureChanged,
         Code::LayoutChanged,
         Code::PersistedLayoutChanged,
         Code::HotFunctionGone,
         Code::UnresolvedSymbol,
         Code::Unchecked,
+        Code::StateLayoutChanged,
         Code::StartupOnly,
         Code::OutsideCrate,
         Code::ProcMacro,
@@ -84,6 +88,7 @@ impl Code {
             Code::HotFunctionGone => "HS0104",
             Code::UnresolvedSymbol => "HS0105",
             Code::Unchecked => "HS0106",
+            Code::StateLayoutChanged => "HS0107",
             Code::StartupOnly => "HS0201",
             Code::OutsideCrate => "HS0202",
             Code::ProcMacro => "HS0203",
@@ -108,6 +113,7 @@ impl Code {
             Code::HotFunctionGone => "hot function gone",
             Code::UnresolvedSymbol => "unresolved symbol",
             Code::Unchecked => "layouts cannot be checked",
+            Code::StateLayoutChanged => "closure or async state changed",
             Code::StartupOnly => "start-up code changed",
             Code::OutsideCrate => "file outside the patched crates",
             Code::ProcMacro => "procedural macro changed",

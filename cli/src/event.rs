@@ -76,6 +76,10 @@ pub(crate) enum Event {
         check_ms: f64,
         /// The program's time to load the patch and switch.
         load_ms: f64,
+        /// How long the program's threads were stopped to redirect function entries
+        /// (`--redirect`), in hundredths.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pause_ms: Option<f64>,
     },
     /// No code changed: nothing was sent.
     PatchUnchanged,

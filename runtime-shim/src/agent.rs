@@ -3,6 +3,8 @@
 //! generated `main` calls [`start`]; it starts only when the tool's environment variable names a
 //! socket.
 
+use std::collections::BTreeSet;
+use std::ffi::c_void;
 use std::fs::File;
 use std::io::{BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -14,13 +16,19 @@ use std::time::{Duration, Instant};
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
 use crate::control::{self, ApplyMode};
-use crate::protocol::{self, HostMessage, LineError, ToolMessage};
+use crate::protocol::{self, HostMessage, LineError, Redirect, ToolMessage};
+#[cfg(target_arch = "x86_64")]
+use crate::redirect::{self, Entry};
 use crate::slot::Slot;
 use crate::table::{self, Batch, Swap};
 
 /// How long a patch waits for `hotswap::safepoint()` in [`ApplyMode::SafePoints`]; shorter than
 /// the tool's wait for an answer, so that the tool hears why.
 const SAFEPOINT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a redirection waits for the program's threads to stop, and separately for none of
+/// them to be inside an entry's first bytes; shorter than the tool's wait for an answer.
+const REDIRECT_BOUND: Duration = Duration::from_secs(2);
 
 /// The connection to the tool, shared by the agent's answers and the reports of other threads
 /// (a panic on the first call of new code).
@@ -123,6 +131,7 @@ fn serve(socket: &Path, build_id: &str, patch_dir: Option<&Path>) -> std::io::Re
                 path,
                 digest,
                 functions,
+                redirects,
                 changed,
             }) => {
                 let started = Instant::now();
@@ -134,12 +143,18 @@ fn serve(socket: &Path, build_id: &str, patch_dir: Option<&Path>) -> std::io::Re
                          build `{build_id}`"
                     ))
                 };
-                match checked.and_then(|file| apply(file, &functions, changed)) {
-                    Ok(generation) => HostMessage::Applied {
+                let applied =
+                    checked.and_then(|file| apply(file, patch_id, &functions, &redirects, changed));
+                match applied {
+                    Ok((generation, redirected)) => HostMessage::Applied {
                         patch_id,
                         generation,
                         load_micros: u64::try_from(started.elapsed().as_micros())
                             .unwrap_or(u64::MAX),
+                        pause_micros: redirected.map_or(0, |pause| {
+                            u64::try_from(pause.as_micros()).unwrap_or(u64::MAX)
+                        }),
+                        redirected: redirects.len() as u64,
                         functions,
                     },
                     Err(reason) => HostMessage::Failed { patch_id, reason },
@@ -194,10 +209,18 @@ fn open_checked(path: &Path, patch_dir: Option<&Path>, digest: u64) -> Result<Fi
     Ok(file)
 }
 
-/// Loads the patch open as `file` and has the slots of `functions` pointed at its bodies, now or
-/// at the next safe point; returns the new generation. Resolves every symbol before storing any,
-/// so a failure changes nothing.
-fn apply(file: File, functions: &[String], changed: Vec<String>) -> Result<u64, String> {
+/// Loads the patch open as `file` (the tool's patch `patch_id`), redirects the entries of
+/// `redirects` into it at once, and has the slots of `functions` pointed at its bodies, now or
+/// at the next safe point; returns the new generation and what the redirection cost. Resolves
+/// every symbol and checks every entry before writing any, so a failure changes nothing (but
+/// that the patch stays loaded, unused).
+fn apply(
+    file: File,
+    patch_id: u64,
+    functions: &[String],
+    redirects: &[Redirect],
+    changed: Vec<String>,
+) -> Result<(u64, Option<Duration>), String> {
     // The open file itself, whatever its name points to now.
     let path = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
     // SAFETY: loading runs the patch's initialisers. The patch is the user's own crate compiled
@@ -239,11 +262,156 @@ fn apply(file: File, functions: &[String], changed: Vec<String>) -> Result<u64, 
         });
     }
     // Never `dlclose`: trait objects, closures, thread-local destructors and code still running
-    // may point into any version. Leaked before any slot points into it.
-    std::mem::forget(patch);
+    // may point into any version. Leaked before any slot or entry points into it.
+    let patch_map = link_map(patch.into_raw())?;
+    MODULES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push((patch_id, patch_map as usize));
+    let redirected = if redirects.is_empty() {
+        None
+    } else {
+        Some(redirect_into(patch_map, redirects)?)
+    };
     let batch = Batch { swaps, changed };
-    match control::apply_mode() {
-        ApplyMode::Immediate => Ok(table::apply_now(batch)),
-        ApplyMode::SafePoints => table::apply_at_safepoint(batch, SAFEPOINT_TIMEOUT),
+    let generation = match control::apply_mode() {
+        ApplyMode::Immediate => table::apply_now(batch),
+        ApplyMode::SafePoints => table::apply_at_safepoint(batch, SAFEPOINT_TIMEOUT)?,
+    };
+    Ok((generation, redirected))
+}
+
+/// The start of glibc's `struct link_map` (`<link.h>`): the module's load bias, which added to
+/// an address of its file gives the address in memory.
+#[repr(C)]
+struct LinkMap {
+    l_addr: usize,
+}
+
+/// `dladdr1`'s request for the link map of the module holding an address (glibc's `<dlfcn.h>`).
+const RTLD_DL_LINKMAP: libc::c_int = 2;
+
+/// The loaded patches whose entries a later patch may redirect: (patch id, link map address).
+static MODULES: Mutex<Vec<(u64, usize)>> = Mutex::new(Vec::new());
+
+/// The entries redirected so far (addresses in memory): they hold a jump, not their file's bytes.
+static REDIRECTED: Mutex<BTreeSet<usize>> = Mutex::new(BTreeSet::new());
+
+/// The link map of the module loaded as `handle` (a `dlopen` handle).
+fn link_map(handle: *mut c_void) -> Result<*const LinkMap, String> {
+    let mut map: *mut c_void = std::ptr::null_mut();
+    // SAFETY: `handle` is a live `dlopen` handle (never closed); `RTLD_DI_LINKMAP` stores one
+    // pointer into `map`.
+    let failed = unsafe {
+        libc::dlinfo(
+            handle,
+            libc::RTLD_DI_LINKMAP,
+            (&raw mut map).cast::<c_void>(),
+        )
+    } != 0;
+    if failed || map.is_null() {
+        return Err("the loader does not tell where the patch is loaded".to_owned());
     }
+    Ok(map.cast::<LinkMap>().cast_const())
+}
+
+/// Whether `address` lies in a loaded segment of the module whose link map is `map`.
+fn inside(map: *const LinkMap, address: usize) -> bool {
+    // SAFETY: `Dl_info` is plain data, valid zeroed.
+    let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
+    let mut found: *mut c_void = std::ptr::null_mut();
+    // SAFETY: `dladdr1` only looks `address` up among the loaded modules' segments (it never
+    // reads it) and writes `info` and one pointer into `found`.
+    let known = unsafe {
+        libc::dladdr1(
+            address as *const c_void,
+            &mut info,
+            &mut found,
+            RTLD_DL_LINKMAP,
+        )
+    } != 0;
+    known && std::ptr::eq(found.cast_const().cast::<LinkMap>(), map)
+}
+
+/// Whether memory at `address` holds `bytes`, every byte of it in a loaded segment of `map`.
+fn holds(map: *const LinkMap, address: usize, bytes: &[u8]) -> bool {
+    if bytes.is_empty() || !inside(map, address) || !inside(map, address + bytes.len() - 1) {
+        return false;
+    }
+    // SAFETY: both ends lie in one module's loaded segments (checked above), which are mapped
+    // readable for the process's life (modules are never unloaded).
+    let memory = unsafe { std::slice::from_raw_parts(address as *const u8, bytes.len()) };
+    memory == bytes
+}
+
+/// Entry redirection is written for x86_64 only.
+#[cfg(not(target_arch = "x86_64"))]
+fn redirect_into(_: *const LinkMap, _: &[Redirect]) -> Result<Duration, String> {
+    Err("entry redirection is supported on x86_64 only".to_owned())
+}
+
+/// Redirects the entries of `redirects` into the patch whose link map is `patch`, after
+/// checking each (its module is loaded, both addresses lie in it, and memory holds the bytes
+/// the tool read from the files, or a jump an earlier redirection wrote); returns how long the
+/// program's other threads were stopped.
+#[cfg(target_arch = "x86_64")]
+fn redirect_into(patch: *const LinkMap, redirects: &[Redirect]) -> Result<Duration, String> {
+    let host = link_map(Library::this().into_raw())?;
+    let modules = MODULES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let mut redirected = REDIRECTED.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut entries = Vec::with_capacity(redirects.len());
+    for (n, r) in redirects.iter().enumerate() {
+        let from = if r.from == 0 {
+            host
+        } else {
+            let known = modules.iter().find(|(id, _)| *id == r.from);
+            let Some(&(_, map)) = known else {
+                return Err(format!("patch {} is not loaded in this process", r.from));
+            };
+            map as *const LinkMap
+        };
+        // SAFETY: `from` and `patch` are link maps of loaded modules, never unloaded.
+        let (from_bias, patch_bias) = unsafe { ((*from).l_addr, (*patch).l_addr) };
+        let at = usize::try_from(r.at)
+            .ok()
+            .and_then(|at| at.checked_add(from_bias));
+        let to = usize::try_from(r.to)
+            .ok()
+            .and_then(|to| to.checked_add(patch_bias));
+        let (Some(at), Some(to), Ok(size)) = (at, to, usize::try_from(r.size)) else {
+            return Err(format!("entry {n} of the patch is out of range"));
+        };
+        let end_inside = size > 0 && inside(from, at + size - 1);
+        let entry_ok = end_inside && (redirected.contains(&at) || holds(from, at, &r.at_bytes));
+        if !entry_ok {
+            return Err(format!(
+                "entry {n} of the patch ({:#x} in {}) does not hold the code cargo-hotswap read",
+                r.at,
+                if r.from == 0 {
+                    "the executable".to_owned()
+                } else {
+                    format!("patch {}", r.from)
+                }
+            ));
+        }
+        if !holds(patch, to, &r.to_bytes) {
+            return Err(format!(
+                "entry {n} of the patch: its new body at {:#x} does not hold the code \
+                 cargo-hotswap read",
+                r.to
+            ));
+        }
+        entries.push(Entry { at, size, to });
+    }
+    // SAFETY: each entry starts a function of this process (its module's symbol table gave it,
+    // and memory holds its bytes or the jump written there before), and each target is the
+    // patch's body of the same function, compiled from the same signature by the gate's rules;
+    // the patch is never unloaded.
+    let done = unsafe { redirect::redirect(&entries, REDIRECT_BOUND) }
+        .map_err(|err| format!("cannot redirect the changed functions: {err}"))?;
+    redirected.extend(entries.iter().map(|entry| entry.at));
+    Ok(done.pause)
 }

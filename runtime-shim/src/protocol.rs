@@ -8,8 +8,10 @@
 //! ```text
 //! host -> tool   hello        <pid> <build id>
 //! tool -> host   patch        <patch id> <build id> <path of the patch file> <digest, hex>
-//!                             <number of hot functions> <hot function>... <changed function>...
-//! host -> tool   applied      <patch id> <generation> <load time, µs> <hot function>...
+//!                             <number of hot functions> <hot function>...
+//!                             <number of redirections> <redirection>... <changed function>...
+//! host -> tool   applied      <patch id> <generation> <load time, µs> <pause, µs>
+//!                             <redirected entries> <hot function>...
 //! host -> tool   failed       <patch id> <reason>
 //! host -> tool   rolled-back  <generation> <hot function> <reason>
 //! host -> tool   panicked     <generation> <hot function> <reason>
@@ -20,6 +22,9 @@
 //!
 //! A hot function is named by its path as `module_path!()` spells it, for example
 //! `time_service::format_time`; [`impl_symbol`] and [`slot_symbol`] give its exported symbols.
+//!
+//! A redirection is one field, `<from>:<at>:<size>:<to>:<at bytes>:<to bytes>` (see
+//! [`Redirect`]): numbers in hex, bytes as hex pairs.
 
 use std::fmt;
 use std::io::BufRead;
@@ -72,6 +77,11 @@ pub enum HostMessage {
         generation: u64,
         /// Time from receiving the message to the last slot store, in microseconds.
         load_micros: u64,
+        /// How long the program's other threads were stopped to redirect entries, in
+        /// microseconds (0 when none were redirected).
+        pause_micros: u64,
+        /// How many function entries now jump into the patch.
+        redirected: u64,
         /// Paths of the hot functions whose slots were swapped.
         functions: Vec<String>,
     },
@@ -120,9 +130,73 @@ pub enum ToolMessage {
         digest: u64,
         /// Paths of the hot functions the patch defines.
         functions: Vec<String>,
+        /// Function entries to redirect into the patch (entry redirection, see [`Redirect`]).
+        redirects: Vec<Redirect>,
         /// Display names of the functions whose code changed (for `hotswap::on_patch`).
         changed: Vec<String>,
     },
+}
+
+/// One function entry that a patch redirects: calls of the function at `at` in the module
+/// `from` continue at `to` in the patch. Addresses are as the files' symbol tables give them;
+/// the agent adds each module's load bias. The expected bytes guard against a wrong address:
+/// the agent writes only where memory holds `at_bytes` (or a jump it wrote itself) and jumps
+/// only to where memory holds `to_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirect {
+    /// The module holding the entry: 0 for the executable, else the id of an earlier patch.
+    pub from: u64,
+    /// The function's address in `from`'s file (its symbol's value).
+    pub at: u64,
+    /// The function's size in bytes (its symbol's size).
+    pub size: u64,
+    /// The new body's address in the patch file (its symbol's value).
+    pub to: u64,
+    /// The entry's first bytes as `from`'s file holds them (at most 8, at most `size`).
+    pub at_bytes: Vec<u8>,
+    /// The new body's first bytes as the patch file holds them (at most 8).
+    pub to_bytes: Vec<u8>,
+}
+
+impl Redirect {
+    /// The redirection as one protocol field.
+    fn encode(&self) -> String {
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        format!(
+            "{}:{:x}:{:x}:{:x}:{}:{}",
+            self.from,
+            self.at,
+            self.size,
+            self.to,
+            hex(&self.at_bytes),
+            hex(&self.to_bytes)
+        )
+    }
+
+    /// Parses one protocol field; `None` if it is not a redirection.
+    fn decode(field: &str) -> Option<Redirect> {
+        let parts: Vec<&str> = field.split(':').collect();
+        let [from, at, size, to, at_bytes, to_bytes] = parts[..] else {
+            return None;
+        };
+        let bytes = |text: &str| -> Option<Vec<u8>> {
+            if !text.len().is_multiple_of(2) || text.len() > 16 {
+                return None;
+            }
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+                .collect()
+        };
+        Some(Redirect {
+            from: from.parse().ok()?,
+            at: u64::from_str_radix(at, 16).ok()?,
+            size: u64::from_str_radix(size, 16).ok()?,
+            to: u64::from_str_radix(to, 16).ok()?,
+            at_bytes: bytes(at_bytes)?,
+            to_bytes: bytes(to_bytes)?,
+        })
+    }
 }
 
 /// Why a line could not be read; after [`LineError::TooLong`] and [`LineError::NotUtf8`] the
@@ -286,6 +360,8 @@ impl HostMessage {
                 patch_id,
                 generation,
                 load_micros,
+                pause_micros,
+                redirected,
                 functions,
             } => {
                 let mut fields = vec![
@@ -293,6 +369,8 @@ impl HostMessage {
                     patch_id.to_string(),
                     generation.to_string(),
                     load_micros.to_string(),
+                    pause_micros.to_string(),
+                    redirected.to_string(),
                 ];
                 fields.extend(functions.iter().cloned());
                 line(&fields)
@@ -331,11 +409,13 @@ impl HostMessage {
                 pid: u32::try_from(num(1)?).map_err(|_| err())?,
                 build_id: fields[2].clone(),
             }),
-            Some("applied") if fields.len() >= 4 => Ok(HostMessage::Applied {
+            Some("applied") if fields.len() >= 6 => Ok(HostMessage::Applied {
                 patch_id: num(1)?,
                 generation: num(2)?,
                 load_micros: num(3)?,
-                functions: fields[4..].to_vec(),
+                pause_micros: num(4)?,
+                redirected: num(5)?,
+                functions: fields[6..].to_vec(),
             }),
             Some("failed") if fields.len() == 3 => Ok(HostMessage::Failed {
                 patch_id: num(1)?,
@@ -366,6 +446,7 @@ impl ToolMessage {
                 path,
                 digest,
                 functions,
+                redirects,
                 changed,
             } => {
                 let mut fields = vec![
@@ -377,6 +458,8 @@ impl ToolMessage {
                     functions.len().to_string(),
                 ];
                 fields.extend(functions.iter().cloned());
+                fields.push(redirects.len().to_string());
+                fields.extend(redirects.iter().map(Redirect::encode));
                 fields.extend(changed.iter().cloned());
                 line(&fields)
             }
@@ -395,16 +478,26 @@ impl ToolMessage {
         };
         match fields.first().map(String::as_str) {
             Some("patch") if fields.len() >= 6 => {
-                let count: usize = fields[5].parse().map_err(|_| err())?;
-                let end = count.checked_add(6).filter(|end| *end <= fields.len());
-                let end = end.ok_or_else(err)?;
+                // A count field, then that many fields: their range.
+                let counted = |at: usize| -> Result<std::ops::Range<usize>, ProtocolError> {
+                    let count: usize =
+                        fields.get(at).ok_or_else(err)?.parse().map_err(|_| err())?;
+                    let end = count.checked_add(at + 1).filter(|end| *end <= fields.len());
+                    Ok(at + 1..end.ok_or_else(err)?)
+                };
+                let functions = counted(5)?;
+                let redirects = counted(functions.end)?;
                 Ok(ToolMessage::Patch {
                     patch_id: fields[1].parse().map_err(|_| err())?,
                     build_id: fields[2].clone(),
                     path: PathBuf::from(&fields[3]),
                     digest: u64::from_str_radix(&fields[4], 16).map_err(|_| err())?,
-                    functions: fields[6..end].to_vec(),
-                    changed: fields[end..].to_vec(),
+                    redirects: fields[redirects.clone()]
+                        .iter()
+                        .map(|field| Redirect::decode(field).ok_or_else(err))
+                        .collect::<Result<_, _>>()?,
+                    changed: fields[redirects.end..].to_vec(),
+                    functions: fields[functions].to_vec(),
                 })
             }
             _ => Err(err()),
@@ -468,6 +561,8 @@ mod tests {
                 patch_id: 3,
                 generation: 2,
                 load_micros: 180,
+                pause_micros: 310,
+                redirected: 4,
                 functions: vec!["app::a".into(), "app::m::b".into()],
             },
             HostMessage::Failed {
@@ -494,14 +589,24 @@ mod tests {
 
     #[test]
     fn tool_messages_round_trip() {
-        for (functions, changed) in [
+        let redirect = |from: u64, size: u64| Redirect {
+            from,
+            at: 0x0184_89a0,
+            size,
+            to: 0xe8a0,
+            at_bytes: vec![0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x10][..size.min(8) as usize]
+                .to_vec(),
+            to_bytes: vec![0x50, 0x48, 0x8d, 0x05],
+        };
+        for (functions, redirects, changed) in [
             (
                 vec!["app::render".into()],
+                vec![redirect(0, 0x1f0), redirect(3, 2)],
                 vec!["render".into(), "draw".into()],
             ),
-            (vec![], vec!["main".into()]),
-            (vec!["app::a".into(), "app::b".into()], vec![]),
-            (vec![], vec![]),
+            (vec![], vec![redirect(0, 1)], vec!["main".into()]),
+            (vec!["app::a".into(), "app::b".into()], vec![], vec![]),
+            (vec![], vec![], vec![]),
         ] {
             let message = ToolMessage::Patch {
                 patch_id: 7,
@@ -509,6 +614,7 @@ mod tests {
                 path: PathBuf::from("/tmp/session dir/patch-7.so"),
                 digest: 0x0123_4567_89ab_cdef,
                 functions,
+                redirects,
                 changed,
             };
             assert_eq!(ToolMessage::decode(&message.encode()), Ok(message));
@@ -589,6 +695,9 @@ mod tests {
             "patch",
             "patch\t1\tb\t/p\t2\tapp::a",
             "patch\t1\tb\t/p\tx",
+            "patch\t1\tb\t/p\t2\t0\t1\t0:10:5:20:55:5",
+            "patch\t1\tb\t/p\t2\t0\t1\t0:10:5:20:5:50",
+            "patch\t1\tb\t/p\t2\t0\t1\t0:10:5:20:000000000000000000:50",
             "rolled-back\t1\tapp::a",
             "bye\t1\n",
         ] {

@@ -26,10 +26,6 @@
 //! 0.2 to 0.4 ms (median) and no wrong result in 245 million checked calls over 1,000
 //! redirections of functions that eight threads called in tight loops.
 
-// The agent does not call this module yet: the tool's annotation-free mode, which will, is being
-// built. Until then its tests are its only callers.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::ffi::c_void;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicUsize, Ordering};
@@ -70,9 +66,11 @@ pub(crate) struct Entry {
 pub(crate) struct Redirected {
     /// From the first stop signal sent to the release of every thread, for the stop that wrote.
     pub(crate) pause: Duration,
-    /// How many threads were stopped for it.
+    /// How many threads were stopped for it (the tests read it).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) threads: usize,
     /// How many times the world was stopped (more than once when a thread was inside an entry).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) attempts: u32,
 }
 
@@ -172,11 +170,10 @@ pub(crate) unsafe fn redirect(
         // process's code, which is mapped and readable.
         unsafe { check_room(entry)? };
     }
-    let island = Island::near(entries)?;
     let jumps: Vec<(usize, [u8; JUMP_LEN])> = entries
         .iter()
-        .enumerate()
-        .map(|(i, entry)| (entry.at, jump(entry.at, island.trampoline(i))))
+        .zip(trampolines(entries)?)
+        .map(|(entry, trampoline)| (entry.at, jump(entry.at, trampoline)))
         .collect();
     let tasks = TaskDir::open()?;
     let (started, mut wait) = (Instant::now(), RETRY_AFTER);
@@ -498,6 +495,30 @@ impl Drop for TaskDir {
 /// may run through a trampoline at any time after).
 struct Island {
     base: usize,
+}
+
+/// Maps islands for `entries` and returns the trampoline of each, in order: one island for each
+/// group of entries within 1 GiB of each other (the executable's entries and an earlier
+/// patch's are far apart).
+fn trampolines(entries: &[Entry]) -> Result<Vec<usize>, RedirectError> {
+    let mut order: Vec<usize> = (0..entries.len()).collect();
+    order.sort_by_key(|&i| entries[i].at);
+    let mut trampolines = vec![0; entries.len()];
+    let mut start = 0;
+    while start < order.len() {
+        let low = entries[order[start]].at;
+        let end = order[start..]
+            .iter()
+            .position(|&i| entries[i].at - low > REACH / 2)
+            .map_or(order.len(), |n| start + n);
+        let group: Vec<Entry> = order[start..end].iter().map(|&i| entries[i]).collect();
+        let island = Island::near(&group)?;
+        for (k, &i) in order[start..end].iter().enumerate() {
+            trampolines[i] = island.trampoline(k);
+        }
+        start = end;
+    }
+    Ok(trampolines)
 }
 
 impl Island {

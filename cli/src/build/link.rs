@@ -27,6 +27,9 @@ pub(crate) const OBJECTS_DIR_ENV: &str = "HOTSWAP_OBJECTS_DIR";
 /// Patch mode: the file names of the rlibs the patch rebuilt (local library crates), one per
 /// line: they are linked whole, while every other rlib is left to the host.
 pub(crate) const PATCH_RLIBS_ENV: &str = "HOTSWAP_PATCH_RLIBS";
+/// Patch mode: set when the patch keeps every function of its objects (entry redirection
+/// jumps to any of them), not only what its exported hot functions reach.
+pub(crate) const KEEP_CODE_ENV: &str = "HOTSWAP_KEEP_CODE";
 
 /// Which link this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,8 +134,10 @@ fn patch_args(args: Vec<String>, rebuilt: &str) -> Vec<String> {
         .collect();
     // A full patch is compiled with `-C link-dead-code`, so that its objects hold every function
     // (the gate needs the code only start-up reaches, to say that it changed); rustc then omits
-    // `--gc-sections`. The patch file itself needs only what its exported hot functions reach.
-    if !args.iter().any(|a| a.contains("--gc-sections")) {
+    // `--gc-sections`. The patch file itself needs only what its exported hot functions reach,
+    // unless entries are redirected into it.
+    let keep_code = std::env::var_os(KEEP_CODE_ENV).is_some();
+    if !keep_code && !args.iter().any(|a| a.contains("--gc-sections")) {
         args.push("-Wl,--gc-sections".to_owned());
     }
     // The export list names the exported hot functions of every local library crate, which the

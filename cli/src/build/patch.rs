@@ -114,6 +114,9 @@ pub(crate) struct Job {
     pub(crate) mode: Mode,
     /// Whether rustc's output is returned (in the patch or the error) rather than shown.
     pub(crate) capture_output: bool,
+    /// Whether the patch file keeps every function compiled (entry redirection may jump to
+    /// any), not only what its exported hot functions reach.
+    pub(crate) keep_code: bool,
 }
 
 /// Builds the patch of `job` against `host` and moves it into `session_dir`.
@@ -140,6 +143,7 @@ pub(crate) fn build(
         number,
         mode,
         capture_output,
+        keep_code,
     } = job;
     let started = Instant::now();
     let capture = &host.capture;
@@ -169,6 +173,8 @@ pub(crate) fn build(
         .env(crate::ROLE_ENV, "link-patch")
         .env(link::OBJECTS_DIR_ENV, &objects_dir)
         .env(link::REAL_LINKER_ENV, &host.real_linker)
+        .env_remove(link::KEEP_CODE_ENV)
+        .envs(keep_code.then_some((link::KEEP_CODE_ENV, "1")))
         .env(
             link::PATCH_RLIBS_ENV,
             replaced

@@ -14,6 +14,7 @@
 
 pub(crate) mod code;
 pub(crate) mod dwarf;
+pub(crate) mod entries;
 pub(crate) mod locate;
 pub(crate) mod records;
 pub(crate) mod source;
@@ -294,6 +295,17 @@ pub(crate) enum Refusal {
         /// The missing symbols, demangled.
         symbols: Vec<String>,
     },
+    /// The state of a closure or `async fn` whose code is redirected changed its layout: the
+    /// running program's closures and suspended futures would be resumed by code that reads
+    /// them with the new layout.
+    StateLayout {
+        /// The function whose closure or future it is, as messages show it: `handle`.
+        function: String,
+        /// The state's type as the debug info names it, `{async_fn_env#0}`.
+        state: String,
+        /// What changed, in order: fields, variants (an `.await` is a variant), size, alignment.
+        changes: Vec<String>,
+    },
 }
 
 impl Refusal {
@@ -306,6 +318,7 @@ impl Refusal {
             Refusal::Unchecked { .. } => Code::Unchecked,
             Refusal::Gone { .. } => Code::HotFunctionGone,
             Refusal::Unresolved { .. } => Code::UnresolvedSymbol,
+            Refusal::StateLayout { .. } => Code::StateLayoutChanged,
         }
     }
 }
@@ -389,8 +402,137 @@ impl fmt::Display for Refusal {
                 }
                 Ok(())
             }
+            Refusal::StateLayout {
+                function,
+                state,
+                changes,
+            } => {
+                let (what, effect) = if state.starts_with("{closure") {
+                    (
+                        "closure",
+                        "closures the running program made would be called by code that reads \
+                         their captures with the new layout",
+                    )
+                } else {
+                    (
+                        "future",
+                        "futures the running program has not finished would be resumed by code \
+                         that reads them with the new layout (an `.await` added or removed, or \
+                         what is kept across one changed)",
+                    )
+                };
+                write!(
+                    f,
+                    "`{function}` changed the layout of its {what} (`{state}`): {}{CONTINUATION}\
+                     {effect}",
+                    changes.join("; ")
+                )
+            }
         }
     }
+}
+
+/// The names the debug info gives the state types of closures (their captures) and of
+/// coroutines (an `async fn`'s or `async` block's future: one variant per suspension point,
+/// with the locals it keeps across it), each followed by `#` and an index.
+const STATE_TYPES: [&str; 4] = [
+    "{closure_env#",
+    "{async_fn_env#",
+    "{async_block_env#",
+    "{coroutine_env#",
+];
+
+/// The states of the closures and coroutines among `redirected` (functions of the crate
+/// `krate`, by display name: `handle::{closure}`) whose layout differs between the running
+/// program's types `old` and the patch file at `patch`. A closure is named after the function
+/// it is written in; its state types are found in that function's namespace (for a method of
+/// a trait impl, every namespace of that name: more are compared than needed, never fewer). A
+/// state that only the running program has, or only the patch, is not compared.
+///
+/// # Errors
+///
+/// When the patch's debug info cannot be read.
+pub(crate) fn state_refusals(
+    old: &TypeGraph,
+    patch: &Path,
+    crates: &[CrateId<'_>],
+    krate: &str,
+    redirected: &BTreeSet<String>,
+) -> anyhow::Result<Vec<Refusal>> {
+    // The function each closure is written in, and the namespace its states are in.
+    let owners: BTreeMap<String, String> = redirected
+        .iter()
+        .filter_map(|name| {
+            let owner = &name[..name.find("::{closure}")?];
+            let last = owner.rsplit("::").next().unwrap_or(owner);
+            let last = last.trim_end_matches('>');
+            Some((format!("::{last}::"), owner.to_owned()))
+        })
+        .collect();
+    let own = format!("{krate}::");
+    let state_of = |name: &str| -> Option<(String, String)> {
+        if !name.starts_with(&own) {
+            return None;
+        }
+        owners.iter().find_map(|(namespace, owner)| {
+            let at = name.find(namespace.as_str())? + namespace.len();
+            let rest = &name[at..];
+            STATE_TYPES
+                .iter()
+                .any(|state| rest.starts_with(state))
+                .then(|| (owner.clone(), rest.to_owned()))
+        })
+    };
+    let wanted: HashSet<String> = old
+        .types
+        .keys()
+        .filter(|name| state_of(name).is_some())
+        .cloned()
+        .collect();
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let data =
+        std::fs::read(patch).with_context(|| format!("cannot read `{}`", patch.display()))?;
+    let file = object::File::parse(&*data)
+        .with_context(|| format!("`{}` is not an object file", patch.display()))?;
+    let new = TypeGraph::read(&file, crates, Some(&wanted))?;
+    let mut names: Vec<&String> = wanted.iter().collect();
+    names.sort();
+    // One refusal per state: a future's variants are types of their own
+    // (`{async_fn_env#0}::Suspend0`), told as part of it.
+    let mut refusals: Vec<Refusal> = Vec::new();
+    for name in names {
+        let (Some(before), Some(after)) = (old.types.get(name), new.types.get(name)) else {
+            continue;
+        };
+        let changes = dwarf::changes(before, after);
+        if changes.is_empty() {
+            continue;
+        }
+        let (function, state) = state_of(name).expect("wanted states only");
+        let (state, part) = match state.find("}::") {
+            Some(at) => (state[..=at].to_owned(), Some(state[at + 3..].to_owned())),
+            None => (state, None),
+        };
+        let changes = changes.into_iter().map(|change| match &part {
+            Some(part) => format!("`{part}`: {change}"),
+            None => change,
+        });
+        match refusals.last_mut() {
+            Some(Refusal::StateLayout {
+                function: f,
+                state: s,
+                changes: known,
+            }) if *f == function && *s == state => known.extend(changes),
+            _ => refusals.push(Refusal::StateLayout {
+                function,
+                state,
+                changes: changes.collect(),
+            }),
+        }
+    }
+    Ok(refusals)
 }
 
 /// Fills in where each type of a [`Refusal::TypeLayout`] is defined, from the `.rs` files under

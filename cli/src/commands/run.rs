@@ -38,6 +38,9 @@ pub(crate) struct RunArgs {
     /// Compare the files periodically instead of using inotify
     #[arg(long, conflicts_with = "no_watch", help_heading = PATCHING)]
     pub(crate) poll: bool,
+    /// Patch every changed function, not only what `#[hot]` functions reach (experimental)
+    #[arg(long, help_heading = PATCHING)]
+    pub(crate) redirect: bool,
     /// The output format for events: `json` adds one JSON object per event on stdout (the
     /// program's stdout then goes to stderr)
     #[arg(long, value_name = "FMT", value_enum, default_value = "human")]
@@ -68,6 +71,7 @@ pub(super) fn run(args: RunArgs) -> Result<(), CliError> {
             no_restart: args.no_restart,
             no_watch: args.no_watch,
             poll: args.poll,
+            redirect: args.redirect,
         },
         program_args: args.args,
     })

@@ -16,6 +16,15 @@ use super::{APPLY_DEADLINE, Session};
 /// How often the wait for the program's answer checks that the program still runs.
 const POLL: Duration = Duration::from_millis(100);
 
+/// The program's confirmation of a patch (see [`HostMessage::Applied`]).
+struct Answer {
+    generation: u64,
+    load_micros: u64,
+    pause_micros: u64,
+    redirected: u64,
+    functions: Vec<String>,
+}
+
 impl Session {
     /// A connection `id` to the agent socket from process `pid`: if that is the program, it is
     /// kept until its hello; any other process (a child that kept the socket's path, another
@@ -90,7 +99,10 @@ impl Session {
     ///
     /// Why the patch is not applied: no program or link, a failed send, no answer in time, or
     /// the program's own refusal.
-    pub(super) fn apply(&mut self, checked: Checked) -> Result<Applied, String> {
+    pub(super) fn apply(
+        &mut self,
+        mut checked: Checked,
+    ) -> Result<(Applied, super::redirect::Planned), String> {
         let crate_name = self.project.crate_name.clone();
         let Some(running) = &mut self.running else {
             return Err("the program is not running".to_owned());
@@ -119,26 +131,32 @@ impl Session {
                 .clone()
                 .unwrap_or_else(|| display(&checked.functions)),
             functions: checked.functions,
+            redirects: std::mem::take(&mut checked.planned.redirects),
         };
         if let Err(err) = stream.write_all(message.encode().as_bytes()) {
             running.link = None;
             return Err(format!("cannot send the patch to the program: {err}"));
         }
-        let (generation, load_micros, functions) = self.answer(link_id, number)?;
-        Ok(Applied {
-            generation,
-            functions: checked.changed.unwrap_or_else(|| display(&functions)),
+        let answer = self.answer(link_id, number)?;
+        let applied = Applied {
+            generation: answer.generation,
+            functions: checked
+                .changed
+                .unwrap_or_else(|| display(&answer.functions)),
             build_ms: checked.patch.build_time.as_millis(),
             check_ms: (checked.check_time.as_secs_f64() * 10_000.0).round() / 10.0,
-            load_ms: (load_micros as f64 / 100.0).round() / 10.0,
-        })
+            load_ms: (answer.load_micros as f64 / 100.0).round() / 10.0,
+            pause_ms: (answer.redirected > 0)
+                .then(|| (answer.pause_micros as f64 / 10.0).round() / 100.0),
+        };
+        Ok((applied, checked.planned))
     }
 
     /// Waits (at most [`APPLY_DEADLINE`]) for the answer of connection `link_id` to patch
     /// `number`: the generation, the load time in microseconds and the switched functions.
     /// Messages the program sends on its own meanwhile (a rollback) are reported as they come;
     /// a program that died is noticed within a [`POLL`].
-    fn answer(&mut self, link_id: u64, number: u64) -> Result<(u64, u64, Vec<String>), String> {
+    fn answer(&mut self, link_id: u64, number: u64) -> Result<Answer, String> {
         let deadline = Instant::now() + APPLY_DEADLINE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -172,8 +190,18 @@ impl Session {
                     patch_id,
                     generation,
                     load_micros,
+                    pause_micros,
+                    redirected,
                     functions,
-                } if patch_id == number => return Ok((generation, load_micros, functions)),
+                } if patch_id == number => {
+                    return Ok(Answer {
+                        generation,
+                        load_micros,
+                        pause_micros,
+                        redirected,
+                        functions,
+                    });
+                }
                 HostMessage::Failed { patch_id, reason } if patch_id == number => {
                     return Err(format!(
                         "the program did not apply the patch: {}",

@@ -6,6 +6,7 @@ mod link;
 mod outcome;
 mod pipeline;
 mod program;
+mod redirect;
 mod report;
 
 use std::collections::HashMap;
@@ -227,6 +228,9 @@ pub(crate) struct Policy {
     /// `--poll`: compare the files periodically, where inotify does not work (network file
     /// systems, some containers).
     pub(crate) poll: bool,
+    /// `--redirect`: every changed function of the bin crate takes effect, by entry
+    /// redirection, not only what hot functions reach.
+    pub(crate) redirect: bool,
 }
 
 /// Runs a session until it is interrupted, which ends it with [`CliError::Interrupted`].
@@ -331,6 +335,8 @@ struct Session {
     texts: HashMap<PathBuf, String>,
     /// The statics the `Warning` has named already: each once per session.
     warned_statics: std::collections::BTreeSet<String>,
+    /// `--redirect`: the running program's entries, and which a patch redirects.
+    redirection: Option<self::redirect::Redirection>,
     /// Answers to patches (`applied`/`failed`) from the host's agent.
     replies: Receiver<(u64, HostMessage)>,
 }
@@ -399,6 +405,10 @@ impl Session {
             snapshot: HashMap::new(),
             texts: HashMap::new(),
             warned_statics: std::collections::BTreeSet::new(),
+            redirection: args
+                .policy
+                .redirect
+                .then(self::redirect::Redirection::default),
             replies: reply_inbox,
         })
     }

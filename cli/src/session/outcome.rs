@@ -65,6 +65,8 @@ pub(super) struct Checked {
     pub(super) digest: u64,
     /// The hot functions the patch has: the running code's once it is applied.
     pub(super) hot: BTreeSet<String>,
+    /// The entries it redirects (`--redirect`).
+    pub(super) planned: super::redirect::Planned,
 }
 
 /// A patch the program applied, as it confirmed it.
@@ -80,6 +82,9 @@ pub(super) struct Applied {
     pub(super) check_ms: f64,
     /// The program's time to load and switch, in milliseconds, rounded to tenths.
     pub(super) load_ms: f64,
+    /// How long the program's threads were stopped to redirect entries, in milliseconds
+    /// rounded to hundredths; `None` when none were redirected.
+    pub(super) pause_ms: Option<f64>,
 }
 
 impl From<PatchBuildError> for Outcome {

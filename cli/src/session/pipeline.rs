@@ -21,11 +21,11 @@ use super::files::{changed_files, relative};
 use super::outcome::{Checked, Outcome};
 
 /// What the changes stage hands on: the changed files and the build the program runs.
-struct Changes {
+pub(super) struct Changes {
     /// The changed files.
     paths: Vec<PathBuf>,
     /// The running program's host build, whose command a patch replays.
-    host: Host,
+    pub(super) host: Host,
 }
 
 impl Session {
@@ -149,8 +149,14 @@ impl Session {
             &plan,
             Job {
                 number,
-                mode: Mode::Fast,
+                // Redirection needs every changed function compiled.
+                mode: if self.redirection.is_some() {
+                    Mode::Full
+                } else {
+                    Mode::Fast
+                },
                 capture_output: capture,
+                keep_code: self.redirection.is_some(),
             },
             &mut |path| read_ahead = held.map(|held| ReadAhead::start(path, &ids, held)),
         );
@@ -191,6 +197,9 @@ impl Session {
         fast: Patch,
         plan: &LibPlan<'_>,
     ) -> Result<Patch, Outcome> {
+        if fast.mode == Mode::Full {
+            return Ok(fast);
+        }
         let Some(reason) = self.incomplete(&changes.host, &fast) else {
             return Ok(fast);
         };
@@ -214,6 +223,7 @@ impl Session {
                 number: self.next_patch + 1,
                 mode: Mode::Full,
                 capture_output: true,
+                keep_code: false,
             },
             &mut |_| {},
         );
@@ -455,7 +465,16 @@ impl Session {
             bin: self.project.crate_name.clone(),
             libs: patch.libs.iter().map(|lib| lib.name.clone()).collect(),
         };
-        let live = self.live_changes(changes, &patch, &crates);
+        let mut live = self.live_changes(changes, &patch, &crates);
+        if self.redirection.is_some() {
+            // Every changed function runs its new code but `main`.
+            let mut changed = live.live.take().unwrap_or_default();
+            changed.append(&mut live.restart_only);
+            changed.sort();
+            live.restart_only = self.runs_once(&changed);
+            changed.retain(|name| !live.restart_only.contains(name));
+            live.live = Some(changed);
+        }
         let restart_only = self.located(&patch, &changes.host, &live.restart_only, &crates);
         output::detail(
             "Timing",
@@ -493,13 +512,23 @@ impl Session {
             });
         }
         self.patch_statics(&patch, &crates);
+        let hot: std::collections::BTreeSet<String> = image.records.keys().cloned().collect();
+        let planned = self
+            .plan_redirects(&patch, &crates, &hot)
+            .map_err(|reason| {
+                Outcome::Unchecked(anyhow::anyhow!(
+                    "cannot find the entries to redirect: {reason}"
+                ))
+            })?;
+        self.check_states(changes, &patch, &planned)?;
         Ok(Checked {
             number: self.next_patch,
             functions: accepted.functions,
             changed: live.live,
             check_time: started.elapsed(),
             digest: image.digest,
-            hot: image.records.into_keys().collect(),
+            hot,
+            planned,
             patch,
         })
     }
@@ -562,7 +591,11 @@ impl Session {
         }
         let code = patch.code.as_ref()?;
         let Some(reached) = &patch.reached else {
-            return Some(code.changed_since(self.fast_baseline.as_ref()?, crates));
+            let base = match patch.mode {
+                Mode::Fast => &self.fast_baseline,
+                Mode::Full => &self.baseline,
+            };
+            return Some(code.changed_since(base.as_ref()?, crates));
         };
         if !patch.same_sources {
             // The fast build may hold older code: everything is compared with the full baseline,
@@ -613,8 +646,12 @@ impl Session {
         let reached = checked.patch.reached.clone();
         let libs = checked.patch.libs.clone();
         let hot = checked.hot.clone();
+        let number = checked.number;
         match self.apply(checked) {
-            Ok(applied) => {
+            Ok((applied, planned)) => {
+                if let Some(redirection) = &mut self.redirection {
+                    redirection.applied(number, planned);
+                }
                 self.advance_baselines(mode, code, reached);
                 if let Some(running) = &mut self.running {
                     running.libs.rebuilt(&libs);

@@ -157,6 +157,8 @@ impl Session {
                     number: 0,
                     mode,
                     capture_output: true,
+                    // A baseline is never sent.
+                    keep_code: false,
                 },
                 &mut |_| {},
             );
@@ -206,6 +208,9 @@ impl Session {
             self.running_hot = None;
         }
         self.fast_baseline = fast;
+        if let Some(redirection) = &mut self.redirection {
+            *redirection = super::redirect::Redirection::started(full.clone());
+        }
         self.baseline = full;
         self.rebase_texts();
         self.filter.set_extra_sources(Vec::new());

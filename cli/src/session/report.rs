@@ -144,10 +144,12 @@ fn patched(applied: Applied) -> Verdict {
         build_ms,
         check_ms,
         load_ms,
+        pause_ms,
     } = applied;
+    let pause = pause_ms.map_or(String::new(), |ms| format!(", pause {ms:.2}"));
     let message = format!(
-        "{} {} in {} ms (build {build_ms}, check {check_ms:.1}, load {load_ms:.1}) generation \
-         {generation}: {}",
+        "{} {} in {} ms (build {build_ms}, check {check_ms:.1}, load {load_ms:.1}{pause}) \
+         generation {generation}: {}",
         functions.len(),
         if functions.len() == 1 {
             "function"
@@ -163,6 +165,7 @@ fn patched(applied: Applied) -> Verdict {
         build_ms,
         check_ms,
         load_ms,
+        pause_ms,
     });
     output::status("Patched", &message);
     Verdict::Applied

@@ -6,6 +6,7 @@ mod crates;
 mod gate;
 mod layouts;
 mod programs;
+mod redirect;
 mod reports;
 mod session;
 mod setup;
@@ -139,4 +140,22 @@ pub(crate) fn fix_and_change_alpha_signature(project: &Project) {
             ("            alpha(),", "            alpha(1),"),
         ],
     );
+}
+
+/// Waits until `GET /time` answers with a body starting with `prefix`.
+pub(crate) fn wait_time_prefix(addr: &str, prefix: &str) -> String {
+    let end = std::time::Instant::now() + EDIT_DEADLINE;
+    loop {
+        let answer = hotswap_tests::get(addr, "/time");
+        if let Ok(body) = &answer
+            && body.starts_with(prefix)
+        {
+            return body.clone();
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "`/time` never answered with `{prefix}`; last answer: {answer:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

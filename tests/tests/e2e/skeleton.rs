@@ -1,32 +1,11 @@
 //! The walking skeleton: the time service patched while serving, compile errors, logging and
 //! `TypeId`s across the boundary, edits in library crates that only start-up code reaches, zero
 //! cost when off.
-
-use std::time::Duration;
-
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, get, status_messages};
 
-use crate::{tick_field, wait_tick};
+use crate::{tick_field, wait_tick, wait_time_prefix};
 
 const FORMAT_TIME: &str = "src/main.rs";
-
-/// Waits until `GET /time` answers with a body starting with `prefix`.
-fn wait_time_prefix(addr: &str, prefix: &str) -> String {
-    let end = std::time::Instant::now() + EDIT_DEADLINE;
-    loop {
-        let answer = get(addr, "/time");
-        if let Ok(body) = &answer
-            && body.starts_with(prefix)
-        {
-            return body.clone();
-        }
-        assert!(
-            std::time::Instant::now() < end,
-            "`/time` never answered with `{prefix}`; last answer: {answer:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 /// The main job: the time service keeps serving, from the same process, while its time format
 /// is edited three times (the third edit reverts to the original text); a client issuing

@@ -298,6 +298,7 @@ fn a_huge_or_malformed_line_to_the_agent_is_dropped_and_the_next_patch_applies()
         path: patch.clone(),
         digest,
         functions: vec!["gate::beta".to_owned()],
+        redirects: Vec::new(),
         changed: vec!["beta".to_owned()],
     };
     // Bytes other than those the tool checked are not loaded.

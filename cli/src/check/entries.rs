@@ -1,0 +1,180 @@
+//! Entry redirection, the tool's side: which function entries of the running program (its
+//! executable and the patches loaded before) a patch redirects into itself.
+//!
+//! Functions are matched by their mangled names, which are the same in the host and in a
+//! patch: the host compiles the bin crate as an rlib and a patch as a cdylib, with the same
+//! `-C metadata`, and neither crate type is an executable, so rustc gives both the same crate
+//! hash, and every function (every instance of a generic one) the same symbol.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::Context;
+use hotswap::protocol::Redirect;
+use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+
+/// How many of a function's first bytes the agent compares with the file's before it writes.
+const GUARD_BYTES: u64 = 8;
+
+/// A function as its file's symbol table gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Function {
+    /// Its address in the file (the symbol's value; the agent adds the load bias).
+    pub(crate) address: u64,
+    /// Its size in bytes.
+    pub(crate) size: u64,
+    /// Its first bytes (at most [`GUARD_BYTES`], at most `size`).
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// The functions one module (the executable or a patch) defines, by mangled name.
+#[derive(Debug, Default)]
+pub(crate) struct Functions {
+    by_name: HashMap<String, Function>,
+}
+
+impl Functions {
+    /// Reads the functions with code (`STT_FUNC`, defined, non-empty) of the ELF file at `path`
+    /// from its symbol table (local symbols included), keeping those whose mangled name `keep`
+    /// accepts. The file is read piecemeal (a debug executable may be hundreds of megabytes):
+    /// its headers, symbol and string tables, and the first bytes of each kept function.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be opened or is not an object file.
+    pub(crate) fn read(path: &Path, keep: &dyn Fn(&str) -> bool) -> anyhow::Result<Functions> {
+        let file = std::fs::File::open(path)
+            .with_context(|| format!("cannot open `{}`", path.display()))?;
+        let cache = object::ReadCache::new(file);
+        let object = object::File::parse(&cache)
+            .with_context(|| format!("`{}` is not an object file", path.display()))?;
+        let mut by_name = HashMap::new();
+        for symbol in object.symbols() {
+            if symbol.kind() != SymbolKind::Text || !symbol.is_definition() || symbol.size() == 0 {
+                continue;
+            }
+            let Ok(name) = symbol.name() else { continue };
+            if !keep(name) {
+                continue;
+            }
+            let Some(index) = symbol.section_index() else {
+                continue;
+            };
+            let (address, size) = (symbol.address(), symbol.size());
+            let bytes = object
+                .section_by_index(index)
+                .ok()
+                .and_then(|section| section.data_range(address, size.min(GUARD_BYTES)).ok()?)
+                .map(<[u8]>::to_vec);
+            if let Some(bytes) = bytes {
+                by_name.insert(
+                    name.to_owned(),
+                    Function {
+                        address,
+                        size,
+                        bytes,
+                    },
+                );
+            }
+        }
+        Ok(Functions { by_name })
+    }
+
+    /// The function with the mangled name `name`, if the module defines it.
+    pub(crate) fn get(&self, name: &str) -> Option<&Function> {
+        self.by_name.get(name)
+    }
+
+    /// The mangled names of every function.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+}
+
+/// The redirections that make the functions of `patch` that `wanted` accepts (by mangled name)
+/// the ones that run: the same function's entry in each module of `modules` (`(0, the
+/// executable)`, then `(patch id, its functions)` for every patch loaded before) jumps to the
+/// patch's. A function that a module lacks (new in the patch) needs no entry there.
+pub(crate) fn redirects(
+    patch: &Functions,
+    wanted: &dyn Fn(&str) -> bool,
+    modules: &[(u64, &Functions)],
+) -> Vec<Redirect> {
+    let mut names: Vec<&str> = patch.names().filter(|name| wanted(name)).collect();
+    names.sort_unstable();
+    let mut redirects = Vec::new();
+    for name in names {
+        let new = &patch.by_name[name];
+        for (from, module) in modules {
+            if let Some(old) = module.get(name) {
+                redirects.push(Redirect {
+                    from: *from,
+                    at: old.address,
+                    size: old.size,
+                    to: new.address,
+                    at_bytes: old.bytes.clone(),
+                    to_bytes: new.bytes.clone(),
+                });
+            }
+        }
+    }
+    redirects
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn module(functions: &[(&str, u64)]) -> Functions {
+        Functions {
+            by_name: functions
+                .iter()
+                .map(|(name, address)| {
+                    let function = Function {
+                        address: *address,
+                        size: 0x40,
+                        bytes: address.to_le_bytes().to_vec(),
+                    };
+                    ((*name).to_owned(), function)
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn each_wanted_function_is_redirected_in_every_module_that_has_it() {
+        let host = module(&[("f", 0x1000), ("g", 0x2000), ("main", 0x3000)]);
+        let earlier = module(&[("f", 0x500), ("g", 0x600)]);
+        let patch = module(&[("f", 0x10), ("g", 0x20), ("h", 0x30), ("main", 0x40)]);
+        let wanted = |name: &str| ["f", "h"].contains(&name);
+        let redirects = redirects(&patch, &wanted, &[(0, &host), (3, &earlier)]);
+        let found: Vec<(u64, u64, u64)> = redirects.iter().map(|r| (r.from, r.at, r.to)).collect();
+        // `h` is new: nothing calls an older copy of it. `g` and `main` are not wanted.
+        assert_eq!(found, [(0, 0x1000, 0x10), (3, 0x500, 0x10)]);
+        assert_eq!(redirects[0].at_bytes, 0x1000_u64.to_le_bytes());
+        assert_eq!(redirects[0].to_bytes, 0x10_u64.to_le_bytes());
+        assert_eq!(redirects[1].size, 0x40);
+    }
+
+    /// A function of this test executable, found by name.
+    #[inline(never)]
+    fn a_function_this_test_reads() -> u64 {
+        std::hint::black_box(41) + 1
+    }
+
+    #[test]
+    fn a_function_is_read_with_the_bytes_it_has_in_memory() {
+        assert_eq!(a_function_this_test_reads(), 42);
+        let exe = std::env::current_exe().unwrap();
+        let functions =
+            Functions::read(&exe, &|name| name.contains("a_function_this_test_reads")).unwrap();
+        let names: Vec<&str> = functions.names().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        let function = functions.get(names[0]).unwrap();
+        assert!(function.size >= 8, "{function:?}");
+        let code = a_function_this_test_reads as fn() -> u64 as usize as *const u8;
+        // SAFETY: the function's first 8 bytes are mapped, readable code (it is longer).
+        let memory = unsafe { std::slice::from_raw_parts(code, 8) };
+        assert_eq!(function.bytes, memory);
+    }
+}

@@ -1,0 +1,195 @@
+//! Entry redirection (`--redirect`): every changed function of the bin crate takes effect, not
+//! only what hot functions reach. Each patch is a build with every function compiled; the
+//! entries of the functions that changed since the program started (in the executable, and in
+//! every patch loaded before, whose own calls stay inside it) jump to the new patch's.
+
+use std::collections::BTreeSet;
+
+use hotswap::protocol::Redirect;
+
+use crate::build::patch::Patch;
+use crate::check::code::{CodeIndex, Crates};
+use crate::check::entries::{self, Functions};
+use crate::check::{self, Refusal};
+use crate::symbols::{demangle, short_name};
+
+use super::Session;
+use super::outcome::Outcome;
+
+/// The display name of the function that runs once: its new code takes effect only on a
+/// restart, whatever is redirected.
+const MAIN: &str = "main";
+
+/// What the session knows of the running program's entries.
+#[derive(Debug, Default)]
+pub(super) struct Redirection {
+    /// The bin crate's code as the running program was started with it (the baseline built
+    /// from the host's sources), `None` if it could not be built.
+    host_code: Option<CodeIndex>,
+    /// The executable's functions of the local crates, read at the first patch.
+    host: Option<Functions>,
+    /// The functions of each patch the program loaded, by patch number.
+    applied: Vec<(u64, Functions)>,
+    /// The functions (display names) redirected so far: every later patch redirects them
+    /// again, so that one changed and changed back leaves no entry in an older patch.
+    names: BTreeSet<String>,
+}
+
+/// The entries a checked patch redirects, and what to remember once it is applied.
+#[derive(Debug, Default)]
+pub(super) struct Planned {
+    /// The redirections, for the patch message.
+    pub(super) redirects: Vec<Redirect>,
+    /// The patch's functions, kept to redirect their entries later.
+    functions: Option<Functions>,
+    /// The functions (display names) the redirections make run.
+    names: BTreeSet<String>,
+}
+
+impl Planned {
+    /// Whether a closure or an `async` body is among the redirected functions.
+    fn has_closures(&self) -> bool {
+        self.names.iter().any(|name| name.contains("::{closure}"))
+    }
+}
+
+impl Redirection {
+    /// The state for a program started from code `host_code` (no patch loaded yet).
+    pub(super) fn started(host_code: Option<CodeIndex>) -> Redirection {
+        Redirection {
+            host_code,
+            ..Redirection::default()
+        }
+    }
+
+    /// Records that patch `number`, planned as `planned`, was applied.
+    pub(super) fn applied(&mut self, number: u64, planned: Planned) {
+        self.names.extend(planned.names);
+        if let Some(functions) = planned.functions {
+            self.applied.push((number, functions));
+        }
+    }
+}
+
+impl Session {
+    /// The changed functions of `patch` that the running program cannot run after a
+    /// redirection: `main` (its frame runs the old code until it returns).
+    pub(super) fn runs_once(&self, changed: &[String]) -> Vec<String> {
+        changed
+            .iter()
+            .filter(|name| name.as_str() == MAIN)
+            .cloned()
+            .collect()
+    }
+
+    /// Refuses `planned` when a redirected closure's or `async` body's state changed its
+    /// layout since the program started (see [`check::state_refusals`]): the running
+    /// program's closures and unfinished futures would be misread.
+    pub(super) fn check_states(
+        &self,
+        changes: &super::pipeline::Changes,
+        patch: &Patch,
+        planned: &Planned,
+    ) -> Result<(), Outcome> {
+        if !planned.has_closures() {
+            return Ok(());
+        }
+        let running = self.running.as_ref().expect("the changes stage saw it");
+        let old = match &running.image.types {
+            Ok(old) => old,
+            Err(reason) => {
+                return Err(Outcome::Refused(vec![Refusal::Unchecked {
+                    reason: reason.clone(),
+                }]));
+            }
+        };
+        let refusals = check::state_refusals(
+            old,
+            &patch.path,
+            &self.crate_ids(&changes.host),
+            &self.project.crate_name,
+            &planned.names,
+        )
+        .map_err(|err| Outcome::Unchecked(err.context("cannot check the patch")))?;
+        if refusals.is_empty() {
+            Ok(())
+        } else {
+            Err(Outcome::Refused(refusals))
+        }
+    }
+
+    /// The entries `patch` redirects in `--redirect` mode: those of every function of the bin
+    /// crate whose code differs from the program's start (or that an earlier patch
+    /// redirected), but `main` and the hot functions `hot` (paths; their slots switch them).
+    ///
+    /// # Errors
+    ///
+    /// Why the entries cannot be found: the code of the start or of the patch is unknown, or
+    /// the executable or the patch cannot be read.
+    pub(super) fn plan_redirects(
+        &mut self,
+        patch: &Patch,
+        crates: &Crates,
+        hot: &BTreeSet<String>,
+    ) -> Result<Planned, String> {
+        let crate_name = self.project.crate_name.clone();
+        let Some(running) = &self.running else {
+            return Err("the program is not running".to_owned());
+        };
+        let pid = running.child.id();
+        let local: Vec<String> = std::iter::once(crate_name.clone())
+            .chain(
+                running
+                    .build
+                    .locals
+                    .crates
+                    .iter()
+                    .map(|c| c.name().to_owned()),
+            )
+            .collect();
+        let Some(redirection) = &mut self.redirection else {
+            return Ok(Planned::default());
+        };
+        let (Some(start), Some(code)) = (&redirection.host_code, &patch.code) else {
+            return Err(
+                "the code of the running program or of the patch could not be read".to_owned(),
+            );
+        };
+        let hot: BTreeSet<String> = hot.iter().map(|h| short_name(h, &crate_name)).collect();
+        let mut names: BTreeSet<String> = code
+            .changed_since(start, crates)
+            .into_iter()
+            .chain(redirection.names.iter().cloned())
+            .filter(|name| name != MAIN && !hot.contains(name))
+            .collect();
+        // A closure of a hot function shows as the hot function: its body's own.
+        names.retain(|name| !hot.iter().any(|h| name.starts_with(&format!("{h}::"))));
+        if names.is_empty() {
+            return Ok(Planned::default());
+        }
+        if redirection.host.is_none() {
+            // The running image itself, even if its file was replaced since.
+            let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
+            let keep = |name: &str| local.iter().any(|krate| name.contains(krate.as_str()));
+            let host = Functions::read(&exe, &keep).map_err(|err| format!("{err:#}"))?;
+            redirection.host = Some(host);
+        }
+        let functions =
+            Functions::read(&patch.path, &|_| true).map_err(|err| format!("{err:#}"))?;
+        let wanted = |mangled: &str| {
+            crates
+                .display(&demangle(mangled))
+                .is_some_and(|name| names.contains(&name))
+        };
+        let host = redirection.host.as_ref().expect("read above");
+        let modules: Vec<(u64, &Functions)> = std::iter::once((0, host))
+            .chain(redirection.applied.iter().map(|(n, f)| (*n, f)))
+            .collect();
+        let redirects = entries::redirects(&functions, &wanted, &modules);
+        Ok(Planned {
+            redirects,
+            functions: Some(functions),
+            names,
+        })
+    }
+}

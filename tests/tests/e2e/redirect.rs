@@ -1,0 +1,133 @@
+//! Entry redirection (`cargo hotswap run --redirect`): a program without `#[hot]` marks, every
+//! changed function patched in the same process.
+
+use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, get, status_messages};
+
+use crate::wait_time_prefix;
+
+const MAIN: &str = "src/main.rs";
+
+/// Removes every `#[hotswap::hot]` line of `src/main.rs` (before the session starts).
+fn remove_marks(project: &Project) {
+    let path = project.path().join(MAIN);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("#[hotswap::hot]\n"));
+    std::fs::write(&path, text.replace("#[hotswap::hot]\n", "")).unwrap();
+}
+
+/// The time service with its one `#[hot]` mark removed, under `--redirect` and continuous
+/// requests: an edit of the time format, a new route in `respond` (which no hot function
+/// reaches) and the format edited back each take effect in the same process; no request
+/// fails, every answer is one version's whole answer, and each `Patched` line tells how long
+/// the program's threads were stopped. An edit of `main`, which is running, restarts.
+#[test]
+fn a_program_without_hot_marks_is_patched_by_entry_redirection() {
+    let project = Project::copy("time-service");
+    remove_marks(&project);
+    let mut session = project.run(&["--redirect"]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    wait_time_prefix(&addr, "The time is ");
+    let pid = get(&addr, "/pid").unwrap();
+    let load = hotswap_tests::Load::start(&addr, "/time", 2);
+
+    project.edit(MAIN, "\"The time is ", "\"Time now: ");
+    wait_time_prefix(&addr, "Time now: ");
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: format_time");
+    project.edit(
+        MAIN,
+        "\"/pid\" => ",
+        "\"/hello\" => (\"200 OK\", \"hello there\".to_owned()),\n        \"/pid\" => ",
+    );
+    session.wait_stderr(EDIT_DEADLINE, "generation 2: respond");
+    assert_eq!(get(&addr, "/hello").as_deref(), Ok("hello there"));
+    // `format_time` again: its entry in the executable and in the first patch jump to the
+    // third patch's.
+    project.edit(MAIN, "\"Time now: ", "\"The time is ");
+    wait_time_prefix(&addr, "The time is ");
+    session.wait_stderr(EDIT_DEADLINE, "generation 3: format_time");
+
+    let answers = load.stop();
+    let failures: Vec<_> = answers.iter().filter(|a| a.is_err()).collect();
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(answers.len() > 10, "only {} requests", answers.len());
+    for answer in answers.iter().flatten() {
+        assert!(
+            ["The time is ", "Time now: "]
+                .iter()
+                .any(|p| answer.starts_with(p) && answer.ends_with(" UTC")),
+            "unexpected answer {answer:?}"
+        );
+    }
+    assert_eq!(get(&addr, "/pid").unwrap(), pid, "the process changed");
+    assert_eq!(get(&addr, "/hello").as_deref(), Ok("hello there"));
+    let patched = status_messages(&session.stderr(), "Patched");
+    assert_eq!(patched.len(), 3, "{patched:?}");
+    for line in &patched {
+        assert!(line.contains(", pause "), "{line}");
+    }
+
+    // `main` runs its loop until the program ends: only a restart runs its new code.
+    project.edit(
+        MAIN,
+        "println!(\"listening on",
+        "println!(\"now listening on",
+    );
+    session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0201]");
+    let restarted = session.wait_stdout(START_DEADLINE, |out| {
+        out.lines()
+            .find_map(|l| l.strip_prefix("now listening on http://"))
+            .map(str::to_owned)
+    });
+    assert_ne!(get(&restarted, "/pid").unwrap(), pid);
+}
+
+/// The axum example with all its `#[hot]` marks removed, under `--redirect`: an edit of an `async
+/// fn` handler's body (no new `.await`) is patched in the same process and the service keeps
+/// its state; adding an `.await` changes the layout of the handler's future, which unfinished
+/// requests hold, so the patch is refused with HS0107, naming the handler, and the program
+/// restarts.
+#[test]
+fn an_async_handler_is_redirected_and_a_new_await_is_refused() {
+    let project = Project::copy("axum-service");
+    remove_marks(&project);
+    let mut session = project.run(&["--redirect"]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let pid = get(&addr, "/pid").unwrap();
+    hotswap_tests::post(&addr, "/todos", r#"{"title":"keep me","cost":250}"#).unwrap();
+
+    project.edit(MAIN, "\"Hello from the todo service\"", "\"Hello again\"");
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: greeting::{closure}");
+    assert_eq!(get(&addr, "/greeting").as_deref(), Ok("Hello again"));
+    assert_eq!(get(&addr, "/pid").unwrap(), pid);
+    assert!(get(&addr, "/todos").unwrap().contains("keep me"));
+
+    project.edit(
+        MAIN,
+        "\"Hello again\".to_owned()",
+        "tokio::task::yield_now().await;\n    \"Hello once more\".to_owned()",
+    );
+    session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0107]");
+    let refused = status_messages(&session.stderr(), "Refused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].starts_with(
+            "     Refused [HS0107] `greeting` changed the layout of its future \
+             (`{async_fn_env#0}`): "
+        ) && refused[0].contains("variant `4` added"),
+        "{}",
+        refused[0]
+    );
+    let restarted = session.wait_stdout(START_DEADLINE, |out| {
+        out.lines()
+            .filter_map(|l| l.strip_prefix("listening on http://"))
+            .nth(1)
+            .map(str::to_owned)
+    });
+    assert_eq!(
+        get(&restarted, "/greeting").as_deref(),
+        Ok("Hello once more")
+    );
+    assert_ne!(get(&restarted, "/pid").unwrap(), pid);
+}
