@@ -31,6 +31,8 @@ pub(crate) enum Code {
     /// A redirected closure's or `async fn`'s state (captures, locals across an `.await`)
     /// changed its layout.
     StateLayoutChanged,
+    /// A function to redirect uses a static in a way a patch cannot share (`static mut`).
+    StaticUnshared,
     /// Only code that no hot function reaches changed (start-up code).
     StartupOnly,
     /// A changed file belongs to no crate that a patch rebuilds.
@@ -58,7 +60,7 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, in catalogue order.
     #[cfg(test)]
-    pub(crate) const ALL: [Code; 18] = [
+    pub(crate) const ALL: [Code; 19] = [
         Code::SignatureChanged,
         Code::LayoutChanged,
         Code::PersistedLayoutChanged,
@@ -66,6 +68,7 @@ impl Code {
         Code::UnresolvedSymbol,
         Code::Unchecked,
         Code::StateLayoutChanged,
+        Code::StaticUnshared,
         Code::StartupOnly,
         Code::OutsideCrate,
         Code::ProcMacro,
@@ -89,6 +92,7 @@ impl Code {
             Code::UnresolvedSymbol => "HS0105",
             Code::Unchecked => "HS0106",
             Code::StateLayoutChanged => "HS0107",
+            Code::StaticUnshared => "HS0108",
             Code::StartupOnly => "HS0201",
             Code::OutsideCrate => "HS0202",
             Code::ProcMacro => "HS0203",
@@ -114,6 +118,7 @@ impl Code {
             Code::UnresolvedSymbol => "unresolved symbol",
             Code::Unchecked => "layouts cannot be checked",
             Code::StateLayoutChanged => "closure or async state changed",
+            Code::StaticUnshared => "static cannot be shared",
             Code::StartupOnly => "start-up code changed",
             Code::OutsideCrate => "file outside the patched crates",
             Code::ProcMacro => "procedural macro changed",

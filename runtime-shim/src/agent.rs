@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
 
 use crate::control::{self, ApplyMode};
-use crate::protocol::{self, HostMessage, LineError, Redirect, ToolMessage};
+use crate::protocol::{self, Bind, HostMessage, LineError, Redirect, ToolMessage};
 #[cfg(target_arch = "x86_64")]
 use crate::redirect::{self, Entry};
 use crate::slot::Slot;
@@ -132,6 +132,7 @@ fn serve(socket: &Path, build_id: &str, patch_dir: Option<&Path>) -> std::io::Re
                 digest,
                 functions,
                 redirects,
+                binds,
                 changed,
             }) => {
                 let started = Instant::now();
@@ -143,8 +144,13 @@ fn serve(socket: &Path, build_id: &str, patch_dir: Option<&Path>) -> std::io::Re
                          build `{build_id}`"
                     ))
                 };
-                let applied =
-                    checked.and_then(|file| apply(file, patch_id, &functions, &redirects, changed));
+                let applied = checked.and_then(|file| {
+                    let entries = Entries {
+                        redirects: &redirects,
+                        binds: &binds,
+                    };
+                    apply(file, patch_id, &functions, entries, changed)
+                });
                 match applied {
                     Ok((generation, redirected)) => HostMessage::Applied {
                         patch_id,
@@ -209,16 +215,25 @@ fn open_checked(path: &Path, patch_dir: Option<&Path>, digest: u64) -> Result<Fi
     Ok(file)
 }
 
-/// Loads the patch open as `file` (the tool's patch `patch_id`), redirects the entries of
-/// `redirects` into it at once, and has the slots of `functions` pointed at its bodies, now or
-/// at the next safe point; returns the new generation and what the redirection cost. Resolves
-/// every symbol and checks every entry before writing any, so a failure changes nothing (but
-/// that the patch stays loaded, unused).
+/// What a patch changes besides slots: the running program's function entries that jump into
+/// it, and its GOT entries that point at the running program's statics.
+#[derive(Clone, Copy)]
+struct Entries<'a> {
+    redirects: &'a [Redirect],
+    binds: &'a [Bind],
+}
+
+/// Loads the patch open as `file` (the tool's patch `patch_id`), points its GOT entries of
+/// `entries` at the running program's statics, redirects the function entries of `entries`
+/// into it at once, and has the slots of `functions` pointed at its bodies, now or at the next
+/// safe point; returns the new generation and what the redirection cost. Resolves every symbol
+/// and checks every entry before writing any, so a failure changes nothing in the running
+/// code (the patch stays loaded, unused).
 fn apply(
     file: File,
     patch_id: u64,
     functions: &[String],
-    redirects: &[Redirect],
+    entries: Entries<'_>,
     changed: Vec<String>,
 ) -> Result<(u64, Option<Duration>), String> {
     // The open file itself, whatever its name points to now.
@@ -268,10 +283,13 @@ fn apply(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push((patch_id, patch_map as usize));
-    let redirected = if redirects.is_empty() {
+    // Before any of the patch's code can run (the loader ran no code of the crate's own: Rust
+    // statics need no initialiser).
+    bind_statics(patch_map, entries.binds)?;
+    let redirected = if entries.redirects.is_empty() {
         None
     } else {
-        Some(redirect_into(patch_map, redirects)?)
+        Some(redirect_into(patch_map, entries.redirects)?)
     };
     let batch = Batch { swaps, changed };
     let generation = match control::apply_mode() {
@@ -344,6 +362,90 @@ fn holds(map: *const LinkMap, address: usize, bytes: &[u8]) -> bool {
     memory == bytes
 }
 
+/// The link map of the module `from` (0: the executable, else a loaded patch's id).
+fn module(from: u64) -> Result<*const LinkMap, String> {
+    if from == 0 {
+        return link_map(Library::this().into_raw());
+    }
+    let modules = MODULES.lock().unwrap_or_else(PoisonError::into_inner);
+    match modules.iter().find(|(id, _)| *id == from) {
+        Some(&(_, map)) => Ok(map as *const LinkMap),
+        None => Err(format!("patch {from} is not loaded in this process")),
+    }
+}
+
+/// Points the GOT entries of `binds` in the patch whose link map is `patch` at the running
+/// program's statics, after checking each (the entry lies in the patch and holds the patch's
+/// own static, the static lies in its module). The GOT is read-only once loaded (RELRO): each
+/// page is made writable for the store, then read-only again.
+fn bind_statics(patch: *const LinkMap, binds: &[Bind]) -> Result<(), String> {
+    let mut stores = Vec::with_capacity(binds.len());
+    // SAFETY: `patch` is the link map of a loaded module, never unloaded.
+    let patch_bias = unsafe { (*patch).l_addr };
+    for (n, bind) in binds.iter().enumerate() {
+        let from = module(bind.from)?;
+        // SAFETY: as above, for `from`.
+        let from_bias = unsafe { (*from).l_addr };
+        let at = |base: usize, offset: u64| usize::try_from(offset).ok()?.checked_add(base);
+        let (Some(slot), Some(value), Some(target), Ok(size)) = (
+            at(patch_bias, bind.slot),
+            at(patch_bias, bind.value),
+            at(from_bias, bind.at),
+            usize::try_from(bind.size),
+        ) else {
+            return Err(format!("static {n} of the patch is out of range"));
+        };
+        if !holds(patch, slot, &value.to_ne_bytes()) {
+            return Err(format!(
+                "static {n} of the patch: its GOT entry at {:#x} does not hold the address \
+                 cargo-hotswap read",
+                bind.slot
+            ));
+        }
+        if size == 0 || !inside(from, target) || !inside(from, target + size - 1) {
+            return Err(format!(
+                "static {n} of the patch: {:#x} is not a static of the running program",
+                bind.at
+            ));
+        }
+        stores.push((slot, target));
+    }
+    let page = page_size();
+    for (slot, target) in stores {
+        let start = slot & !(page - 1);
+        let pages = (slot + std::mem::size_of::<usize>()).div_ceil(page) * page - start;
+        // SAFETY: `start..start + pages` are whole pages of the patch's GOT (checked above to
+        // lie in its loaded segments); making them writable and back read-only changes nothing
+        // else.
+        let writable = unsafe {
+            libc::mprotect(
+                start as *mut c_void,
+                pages,
+                libc::PROT_READ | libc::PROT_WRITE,
+            )
+        };
+        if writable != 0 {
+            return Err(format!(
+                "cannot make the patch's GOT writable: {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        // SAFETY: the slot is an aligned GOT entry of the patch (the loader stored an address
+        // there), writable now; no code of the patch runs yet.
+        unsafe { std::ptr::write_volatile(slot as *mut usize, target) };
+        // SAFETY: as above.
+        unsafe { libc::mprotect(start as *mut c_void, pages, libc::PROT_READ) };
+    }
+    Ok(())
+}
+
+/// The system's page size, in bytes.
+fn page_size() -> usize {
+    // SAFETY: `sysconf` reads a constant of the system.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
 /// Entry redirection is written for x86_64 only.
 #[cfg(not(target_arch = "x86_64"))]
 fn redirect_into(_: *const LinkMap, _: &[Redirect]) -> Result<Duration, String> {
@@ -356,23 +458,10 @@ fn redirect_into(_: *const LinkMap, _: &[Redirect]) -> Result<Duration, String> 
 /// program's other threads were stopped.
 #[cfg(target_arch = "x86_64")]
 fn redirect_into(patch: *const LinkMap, redirects: &[Redirect]) -> Result<Duration, String> {
-    let host = link_map(Library::this().into_raw())?;
-    let modules = MODULES
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
     let mut redirected = REDIRECTED.lock().unwrap_or_else(PoisonError::into_inner);
     let mut entries = Vec::with_capacity(redirects.len());
     for (n, r) in redirects.iter().enumerate() {
-        let from = if r.from == 0 {
-            host
-        } else {
-            let known = modules.iter().find(|(id, _)| *id == r.from);
-            let Some(&(_, map)) = known else {
-                return Err(format!("patch {} is not loaded in this process", r.from));
-            };
-            map as *const LinkMap
-        };
+        let from = module(r.from)?;
         // SAFETY: `from` and `patch` are link maps of loaded modules, never unloaded.
         let (from_bias, patch_bias) = unsafe { ((*from).l_addr, (*patch).l_addr) };
         let at = usize::try_from(r.at)

@@ -9,7 +9,8 @@
 //! host -> tool   hello        <pid> <build id>
 //! tool -> host   patch        <patch id> <build id> <path of the patch file> <digest, hex>
 //!                             <number of hot functions> <hot function>...
-//!                             <number of redirections> <redirection>... <changed function>...
+//!                             <number of redirections> <redirection>...
+//!                             <number of bindings> <binding>... <changed function>...
 //! host -> tool   applied      <patch id> <generation> <load time, µs> <pause, µs>
 //!                             <redirected entries> <hot function>...
 //! host -> tool   failed       <patch id> <reason>
@@ -24,7 +25,8 @@
 //! `time_service::format_time`; [`impl_symbol`] and [`slot_symbol`] give its exported symbols.
 //!
 //! A redirection is one field, `<from>:<at>:<size>:<to>:<at bytes>:<to bytes>` (see
-//! [`Redirect`]): numbers in hex, bytes as hex pairs.
+//! [`Redirect`]): numbers in hex, bytes as hex pairs. A binding is one field,
+//! `<slot>:<value>:<from>:<at>:<size>` (see [`Bind`]), numbers in hex but `from`.
 
 use std::fmt;
 use std::io::BufRead;
@@ -132,6 +134,8 @@ pub enum ToolMessage {
         functions: Vec<String>,
         /// Function entries to redirect into the patch (entry redirection, see [`Redirect`]).
         redirects: Vec<Redirect>,
+        /// GOT entries of the patch to point at the running program's statics (see [`Bind`]).
+        binds: Vec<Bind>,
         /// Display names of the functions whose code changed (for `hotswap::on_patch`).
         changed: Vec<String>,
     },
@@ -156,6 +160,51 @@ pub struct Redirect {
     pub at_bytes: Vec<u8>,
     /// The new body's first bytes as the patch file holds them (at most 8).
     pub to_bytes: Vec<u8>,
+}
+
+/// One GOT entry of the patch that is made to point at a static of the running program, so
+/// that the patch's code shares it instead of using its own fresh copy: the entry at `slot` in
+/// the patch, which the loader set to the patch's own static at `value`, is set to the static
+/// at `at` (`size` bytes) in the module `from`. Addresses are as the files give them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// The GOT entry's address in the patch file.
+    pub slot: u64,
+    /// The address in the patch file of the patch's own static, which the entry holds once
+    /// loaded: the agent rebinds only an entry that holds it.
+    pub value: u64,
+    /// The module whose static the entry is to point at: 0 for the executable, else the id
+    /// of an earlier patch.
+    pub from: u64,
+    /// The static's address in `from`'s file.
+    pub at: u64,
+    /// The static's size in bytes, the same in both.
+    pub size: u64,
+}
+
+impl Bind {
+    /// The binding as one protocol field.
+    fn encode(&self) -> String {
+        format!(
+            "{:x}:{:x}:{}:{:x}:{:x}",
+            self.slot, self.value, self.from, self.at, self.size
+        )
+    }
+
+    /// Parses one protocol field; `None` if it is not a binding.
+    fn decode(field: &str) -> Option<Bind> {
+        let parts: Vec<&str> = field.split(':').collect();
+        let [slot, value, from, at, size] = parts[..] else {
+            return None;
+        };
+        Some(Bind {
+            slot: u64::from_str_radix(slot, 16).ok()?,
+            value: u64::from_str_radix(value, 16).ok()?,
+            from: from.parse().ok()?,
+            at: u64::from_str_radix(at, 16).ok()?,
+            size: u64::from_str_radix(size, 16).ok()?,
+        })
+    }
 }
 
 impl Redirect {
@@ -447,6 +496,7 @@ impl ToolMessage {
                 digest,
                 functions,
                 redirects,
+                binds,
                 changed,
             } => {
                 let mut fields = vec![
@@ -460,6 +510,8 @@ impl ToolMessage {
                 fields.extend(functions.iter().cloned());
                 fields.push(redirects.len().to_string());
                 fields.extend(redirects.iter().map(Redirect::encode));
+                fields.push(binds.len().to_string());
+                fields.extend(binds.iter().map(Bind::encode));
                 fields.extend(changed.iter().cloned());
                 line(&fields)
             }
@@ -487,6 +539,7 @@ impl ToolMessage {
                 };
                 let functions = counted(5)?;
                 let redirects = counted(functions.end)?;
+                let binds = counted(redirects.end)?;
                 Ok(ToolMessage::Patch {
                     patch_id: fields[1].parse().map_err(|_| err())?,
                     build_id: fields[2].clone(),
@@ -496,7 +549,11 @@ impl ToolMessage {
                         .iter()
                         .map(|field| Redirect::decode(field).ok_or_else(err))
                         .collect::<Result<_, _>>()?,
-                    changed: fields[redirects.end..].to_vec(),
+                    binds: fields[binds.clone()]
+                        .iter()
+                        .map(|field| Bind::decode(field).ok_or_else(err))
+                        .collect::<Result<_, _>>()?,
+                    changed: fields[binds.end..].to_vec(),
                     functions: fields[functions].to_vec(),
                 })
             }
@@ -598,15 +655,29 @@ mod tests {
                 .to_vec(),
             to_bytes: vec![0x50, 0x48, 0x8d, 0x05],
         };
-        for (functions, redirects, changed) in [
+        let bind = Bind {
+            slot: 0x3ff8,
+            value: 0x5010,
+            from: 2,
+            at: 0x0123_4560,
+            size: 8,
+        };
+        for (functions, redirects, binds, changed) in [
             (
                 vec!["app::render".into()],
                 vec![redirect(0, 0x1f0), redirect(3, 2)],
+                vec![bind.clone()],
                 vec!["render".into(), "draw".into()],
             ),
-            (vec![], vec![redirect(0, 1)], vec!["main".into()]),
-            (vec!["app::a".into(), "app::b".into()], vec![], vec![]),
-            (vec![], vec![], vec![]),
+            (vec![], vec![redirect(0, 1)], vec![], vec!["main".into()]),
+            (
+                vec!["app::a".into(), "app::b".into()],
+                vec![],
+                vec![],
+                vec![],
+            ),
+            (vec![], vec![], vec![bind.clone(), bind.clone()], vec![]),
+            (vec![], vec![], vec![], vec![]),
         ] {
             let message = ToolMessage::Patch {
                 patch_id: 7,
@@ -615,6 +686,7 @@ mod tests {
                 digest: 0x0123_4567_89ab_cdef,
                 functions,
                 redirects,
+                binds,
                 changed,
             };
             assert_eq!(ToolMessage::decode(&message.encode()), Ok(message));
@@ -695,9 +767,12 @@ mod tests {
             "patch",
             "patch\t1\tb\t/p\t2\tapp::a",
             "patch\t1\tb\t/p\tx",
-            "patch\t1\tb\t/p\t2\t0\t1\t0:10:5:20:55:5",
-            "patch\t1\tb\t/p\t2\t0\t1\t0:10:5:20:5:50",
-            "patch\t1\tb\t/p\t2\t0\t1\t0:10:5:20:000000000000000000:50",
+            "patch\t1\tb\t/p\t2\t0\t1\t0:10:5:20:55:5\t0",
+            "patch\t1\tb\t/p\t2\t0\t1\t0:10:5:20:5:50\t0",
+            "patch\t1\tb\t/p\t2\t0\t1\t0:10:5:20:000000000000000000:50\t0",
+            "patch\t1\tb\t/p\t2\t0\t0\t1\t10:20:x:30:8",
+            "patch\t1\tb\t/p\t2\t0\t0\t2\t10:20:0:30:8",
+            "patch\t1\tb\t/p\t2\t0\t0",
             "rolled-back\t1\tapp::a",
             "bye\t1\n",
         ] {

@@ -55,12 +55,27 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
         Mode::Host => host_args(args),
         Mode::Patch => patch_args(args, &std::env::var(PATCH_RLIBS_ENV).unwrap_or_default()),
     };
+    let mut args = args;
     if mode == Mode::Patch
         && let Some(dir) = std::env::var_os(OBJECTS_DIR_ENV)
-        && let Err(err) = keep_objects(&args, Path::new(&dir))
     {
-        eprintln!("error: cargo-hotswap linker wrapper: {err}");
-        return ExitCode::FAILURE;
+        // The objects as rustc wrote them are kept (the code index compares them); the patch
+        // links rewritten copies when entries are redirected into it.
+        let dir = Path::new(&dir);
+        let shared = keep_objects(&args, dir).and_then(|()| {
+            if std::env::var_os(KEEP_CODE_ENV).is_some() {
+                super::statics::share(args.clone(), &shared_objects_dir(dir))
+            } else {
+                Ok(args.clone())
+            }
+        });
+        match shared {
+            Ok(shared) => args = shared,
+            Err(err) => {
+                eprintln!("error: cargo-hotswap linker wrapper: {err}");
+                return ExitCode::FAILURE;
+            }
+        }
     }
     let linker = std::env::var_os(REAL_LINKER_ENV).unwrap_or_else(|| "cc".into());
     let mut command = Command::new(linker);
@@ -145,6 +160,12 @@ fn patch_args(args: Vec<String>, rebuilt: &str) -> Vec<String> {
     // the patch lacks is no error (LLD's default, and rustc's flag, say otherwise).
     args.push("-Wl,--undefined-version".to_owned());
     args
+}
+
+/// Where the objects rewritten to share statics (see [`super::statics`]) are written, for the
+/// objects kept in `objects_dir`.
+pub(crate) fn shared_objects_dir(objects_dir: &Path) -> std::path::PathBuf {
+    objects_dir.with_file_name("shared-objects")
 }
 
 /// Hard-links (or, across file systems, copies) every object file among `args` into `dir`. A

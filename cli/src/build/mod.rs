@@ -10,3 +10,4 @@ pub(crate) mod link;
 pub(crate) mod patch;
 pub(crate) mod replay;
 pub(crate) mod shim;
+pub(crate) mod statics;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use crate::build::capture::Capture;
 use crate::build::crates::{LocalCrate, Replaced, make_view, read_dep_info, rewire};
 use crate::build::host::{Host, WorkDir};
-use crate::build::{link, replay};
+use crate::build::{link, replay, statics};
 use crate::check::code::CodeIndex;
 use crate::process::self_exe;
 
@@ -86,6 +86,10 @@ pub(crate) struct Patch {
     /// Whether `reached` was compiled from the same sources as this patch (no save came between
     /// the two builds); when not, what changed is told from this patch's code alone.
     pub(crate) same_sources: bool,
+    /// For a patch that keeps every function (entry redirection), the references of its code
+    /// to the crate's mutable statics that could not be made to go through the GOT:
+    /// `(function, static, why)`, mangled (see [`statics`]).
+    pub(crate) unshared: Vec<(String, String, String)>,
 }
 
 /// Why a patch build did not produce a patch.
@@ -206,6 +210,11 @@ pub(crate) fn build(
     published(&path);
     let sources = read_dep_info(&dep_info, &capture.cwd)?;
     let code = CodeIndex::read_dir(&objects_dir, &crate_name).ok();
+    let unshared = if keep_code {
+        statics::read_unshared(&link::shared_objects_dir(&objects_dir))
+    } else {
+        Vec::new()
+    };
     Ok(Patch {
         path,
         sources,
@@ -216,6 +225,7 @@ pub(crate) fn build(
         mode,
         reached: None,
         same_sources: true,
+        unshared,
     })
 }
 

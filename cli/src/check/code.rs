@@ -589,7 +589,7 @@ pub(crate) fn display_name(demangled: &str, crate_name: &str) -> Option<String> 
 }
 
 /// The path of a static or thread-local as the user wrote it: `COUNTER`, `state::CACHE`.
-fn static_name(demangled: &str, crate_name: &str) -> Option<String> {
+pub(crate) fn static_name(demangled: &str, crate_name: &str) -> Option<String> {
     // `persist!` statics are shared with the host by interposition.
     if demangled.starts_with(hotswap::record::PERSIST_PREFIX)
         || demangled.starts_with(hotswap::record::LAYOUT_PREFIX)

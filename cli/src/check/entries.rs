@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use hotswap::protocol::Redirect;
-use object::{Object, ObjectSection, ObjectSymbol, SymbolKind};
+use object::{Object, ObjectSection, ObjectSymbol, SectionKind, SymbolKind};
 
 /// How many of a function's first bytes the agent compares with the file's before it writes.
 const GUARD_BYTES: u64 = 8;
@@ -27,17 +27,23 @@ pub(crate) struct Function {
     pub(crate) bytes: Vec<u8>,
 }
 
-/// The functions one module (the executable or a patch) defines, by mangled name.
+/// The functions and mutable statics one module (the executable or a patch) defines, by
+/// mangled name.
 #[derive(Debug, Default)]
 pub(crate) struct Functions {
     by_name: HashMap<String, Function>,
+    /// Mutable statics: mangled name -> (address, size).
+    statics: HashMap<String, (u64, u64)>,
+    /// The same, by address.
+    statics_at: HashMap<u64, String>,
 }
 
 impl Functions {
-    /// Reads the functions with code (`STT_FUNC`, defined, non-empty) of the ELF file at `path`
-    /// from its symbol table (local symbols included), keeping those whose mangled name `keep`
-    /// accepts. The file is read piecemeal (a debug executable may be hundreds of megabytes):
-    /// its headers, symbol and string tables, and the first bytes of each kept function.
+    /// Reads the functions with code (`STT_FUNC`, defined, non-empty) and the mutable statics
+    /// (`STT_OBJECT` in writable data, not thread-local) of the ELF file at `path` from its
+    /// symbol table (local symbols included), keeping those whose mangled name `keep` accepts.
+    /// The file is read piecemeal (a debug executable may be hundreds of megabytes): its
+    /// headers, symbol and string tables, and the first bytes of each kept function.
     ///
     /// # Errors
     ///
@@ -48,9 +54,9 @@ impl Functions {
         let cache = object::ReadCache::new(file);
         let object = object::File::parse(&cache)
             .with_context(|| format!("`{}` is not an object file", path.display()))?;
-        let mut by_name = HashMap::new();
+        let mut functions = Functions::default();
         for symbol in object.symbols() {
-            if symbol.kind() != SymbolKind::Text || !symbol.is_definition() || symbol.size() == 0 {
+            if !symbol.is_definition() || symbol.size() == 0 {
                 continue;
             }
             let Ok(name) = symbol.name() else { continue };
@@ -60,6 +66,26 @@ impl Functions {
             let Some(index) = symbol.section_index() else {
                 continue;
             };
+            if symbol.kind() == SymbolKind::Data {
+                let writable = object.section_by_index(index).is_ok_and(|section| {
+                    matches!(
+                        section.kind(),
+                        SectionKind::Data | SectionKind::UninitializedData
+                    )
+                });
+                if writable {
+                    functions
+                        .statics
+                        .insert(name.to_owned(), (symbol.address(), symbol.size()));
+                    functions
+                        .statics_at
+                        .insert(symbol.address(), name.to_owned());
+                }
+                continue;
+            }
+            if symbol.kind() != SymbolKind::Text {
+                continue;
+            }
             let (address, size) = (symbol.address(), symbol.size());
             let bytes = object
                 .section_by_index(index)
@@ -67,7 +93,7 @@ impl Functions {
                 .and_then(|section| section.data_range(address, size.min(GUARD_BYTES)).ok()?)
                 .map(<[u8]>::to_vec);
             if let Some(bytes) = bytes {
-                by_name.insert(
+                functions.by_name.insert(
                     name.to_owned(),
                     Function {
                         address,
@@ -77,7 +103,49 @@ impl Functions {
                 );
             }
         }
-        Ok(Functions { by_name })
+        Ok(functions)
+    }
+
+    /// The mutable static with the mangled name `name`: its address and size.
+    pub(crate) fn static_named(&self, name: &str) -> Option<(u64, u64)> {
+        self.statics.get(name).copied()
+    }
+
+    /// The GOT entries of this module (a patch file at `path`) that hold the address of one of
+    /// its own mutable statics: `(entry address, static address, static's mangled name)`.
+    /// They are the `R_X86_64_RELATIVE` dynamic relocations inside `.got`.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be read or parsed.
+    pub(crate) fn got_statics(&self, path: &Path) -> anyhow::Result<Vec<(u64, u64, String)>> {
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let object = object::File::parse(&*data)
+            .with_context(|| format!("`{}` is not an object file", path.display()))?;
+        let Some(got) = object.section_by_name(".got") else {
+            return Ok(Vec::new());
+        };
+        let range = got.address()..got.address() + got.size();
+        let mut entries = Vec::new();
+        for (at, relocation) in object.dynamic_relocations().into_iter().flatten() {
+            let relative = matches!(
+                relocation.flags(),
+                object::RelocationFlags::Elf {
+                    r_type: object::elf::R_X86_64_RELATIVE
+                }
+            );
+            if !relative || !range.contains(&at) {
+                continue;
+            }
+            let Ok(target) = u64::try_from(relocation.addend()) else {
+                continue;
+            };
+            if let Some(name) = self.statics_at.get(&target) {
+                entries.push((at, target, name.clone()));
+            }
+        }
+        Ok(entries)
     }
 
     /// The function with the mangled name `name`, if the module defines it.
@@ -127,6 +195,8 @@ mod tests {
 
     fn module(functions: &[(&str, u64)]) -> Functions {
         Functions {
+            statics: HashMap::new(),
+            statics_at: HashMap::new(),
             by_name: functions
                 .iter()
                 .map(|(name, address)| {

@@ -295,6 +295,17 @@ pub(crate) enum Refusal {
         /// The missing symbols, demangled.
         symbols: Vec<String>,
     },
+    /// A function to redirect uses a mutable static of the crate in a way that cannot be made
+    /// to reach the running program's copy: it writes or reads it in place (`static mut`), or
+    /// takes the address of a part of it.
+    StaticUnshared {
+        /// The function, as messages show it.
+        function: String,
+        /// The static, as the user wrote it.
+        name: String,
+        /// How the function uses it.
+        why: String,
+    },
     /// The state of a closure or `async fn` whose code is redirected changed its layout: the
     /// running program's closures and suspended futures would be resumed by code that reads
     /// them with the new layout.
@@ -319,6 +330,7 @@ impl Refusal {
             Refusal::Gone { .. } => Code::HotFunctionGone,
             Refusal::Unresolved { .. } => Code::UnresolvedSymbol,
             Refusal::StateLayout { .. } => Code::StateLayoutChanged,
+            Refusal::StaticUnshared { .. } => Code::StaticUnshared,
         }
     }
 }
@@ -402,6 +414,16 @@ impl fmt::Display for Refusal {
                 }
                 Ok(())
             }
+            Refusal::StaticUnshared {
+                function,
+                name,
+                why,
+            } => write!(
+                f,
+                "`{function}` uses static `{name}` in a way a patch cannot share: it {why}\
+                 {CONTINUATION}the new code would use a fresh copy while the running code keeps \
+                 the old one; a plain `static` with an atomic or a `Mutex` inside is shared"
+            ),
             Refusal::StateLayout {
                 function,
                 state,

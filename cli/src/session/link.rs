@@ -132,6 +132,7 @@ impl Session {
                 .unwrap_or_else(|| display(&checked.functions)),
             functions: checked.functions,
             redirects: std::mem::take(&mut checked.planned.redirects),
+            binds: std::mem::take(&mut checked.planned.binds),
         };
         if let Err(err) = stream.write_all(message.encode().as_bytes()) {
             running.link = None;

@@ -511,16 +511,11 @@ impl Session {
                 },
             });
         }
-        self.patch_statics(&patch, &crates);
         let hot: std::collections::BTreeSet<String> = image.records.keys().cloned().collect();
-        let planned = self
-            .plan_redirects(&patch, &crates, &hot)
-            .map_err(|reason| {
-                Outcome::Unchecked(anyhow::anyhow!(
-                    "cannot find the entries to redirect: {reason}"
-                ))
-            })?;
+        let changed = live.live.as_deref().unwrap_or_default();
+        let planned = self.plan_redirects(&patch, &crates, &hot, changed)?;
         self.check_states(changes, &patch, &planned)?;
+        self.patch_statics(&patch, &crates, &planned.bound);
         Ok(Checked {
             number: self.next_patch,
             functions: accepted.functions,
@@ -534,10 +529,16 @@ impl Session {
     }
 
     /// Warns about the statics and thread-locals of the crates `patch` compiled, which start
-    /// fresh in it.
-    fn patch_statics(&mut self, patch: &Patch, crates: &Crates) {
+    /// fresh in it, but those it shares with the running program (`bound`).
+    fn patch_statics(
+        &mut self,
+        patch: &Patch,
+        crates: &Crates,
+        bound: &std::collections::BTreeSet<String>,
+    ) {
         if let Some(code) = &patch.code {
-            let mut statics = code.statics.clone();
+            let mut statics: std::collections::BTreeSet<String> =
+                code.statics.difference(bound).cloned().collect();
             for lib in patch
                 .libs
                 .iter()

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeSet;
 
-use hotswap::protocol::Redirect;
+use hotswap::protocol::{Bind, Redirect};
 
 use crate::build::patch::Patch;
-use crate::check::code::{CodeIndex, Crates};
+use crate::check::code::{CodeIndex, Crates, static_name};
 use crate::check::entries::{self, Functions};
 use crate::check::{self, Refusal};
 use crate::symbols::{demangle, short_name};
@@ -40,6 +40,10 @@ pub(super) struct Redirection {
 pub(super) struct Planned {
     /// The redirections, for the patch message.
     pub(super) redirects: Vec<Redirect>,
+    /// The patch's GOT entries to point at the running program's statics, for the message.
+    pub(super) binds: Vec<Bind>,
+    /// The statics (as the user wrote them) the patch shares with the running program.
+    pub(super) bound: BTreeSet<String>,
     /// The patch's functions, kept to redirect their entries later.
     functions: Option<Functions>,
     /// The functions (display names) the redirections make run.
@@ -119,22 +123,32 @@ impl Session {
     }
 
     /// The entries `patch` redirects in `--redirect` mode: those of every function of the bin
-    /// crate whose code differs from the program's start (or that an earlier patch
-    /// redirected), but `main` and the hot functions `hot` (paths; their slots switch them).
+    /// crate whose code differs from the program's start, of the library crates' functions
+    /// that the patch changes (`changed`, display names), and of every function an earlier
+    /// patch redirected; but `main` and the hot functions `hot` (paths; their slots switch
+    /// them). And the GOT entries of the patch that are to point at the running program's
+    /// statics.
     ///
     /// # Errors
     ///
-    /// Why the entries cannot be found: the code of the start or of the patch is unknown, or
-    /// the executable or the patch cannot be read.
+    /// [`Refusal::StaticUnshared`] when a function to redirect uses a static in a way that
+    /// cannot be shared; [`Outcome::Unchecked`] when the entries cannot be found: the code of
+    /// the start or of the patch is unknown, or the executable or the patch cannot be read.
     pub(super) fn plan_redirects(
         &mut self,
         patch: &Patch,
         crates: &Crates,
         hot: &BTreeSet<String>,
-    ) -> Result<Planned, String> {
+        changed: &[String],
+    ) -> Result<Planned, Outcome> {
+        let unchecked = |reason: String| {
+            Outcome::Unchecked(anyhow::anyhow!(
+                "cannot find the entries to redirect: {reason}"
+            ))
+        };
         let crate_name = self.project.crate_name.clone();
         let Some(running) = &self.running else {
-            return Err("the program is not running".to_owned());
+            return Err(unchecked("the program is not running".to_owned()));
         };
         let pid = running.child.id();
         let local: Vec<String> = std::iter::once(crate_name.clone())
@@ -151,43 +165,85 @@ impl Session {
             return Ok(Planned::default());
         };
         let (Some(start), Some(code)) = (&redirection.host_code, &patch.code) else {
-            return Err(
+            return Err(unchecked(
                 "the code of the running program or of the patch could not be read".to_owned(),
-            );
+            ));
         };
         let hot: BTreeSet<String> = hot.iter().map(|h| short_name(h, &crate_name)).collect();
         let mut names: BTreeSet<String> = code
             .changed_since(start, crates)
             .into_iter()
+            .chain(changed.iter().cloned())
             .chain(redirection.names.iter().cloned())
             .filter(|name| name != MAIN && !hot.contains(name))
             .collect();
         // A closure of a hot function shows as the hot function: its body's own.
         names.retain(|name| !hot.iter().any(|h| name.starts_with(&format!("{h}::"))));
-        if names.is_empty() {
-            return Ok(Planned::default());
+        let shown = |mangled: &str| crates.display(&demangle(mangled));
+        let refusals: Vec<Refusal> = patch
+            .unshared
+            .iter()
+            .filter_map(|(function, name, why)| {
+                let function = shown(function).filter(|f| names.contains(f))?;
+                let name = name
+                    .trim_start_matches(".bss.")
+                    .trim_start_matches(".data.");
+                let name =
+                    static_name(&demangle(name), &crate_name).unwrap_or_else(|| demangle(name));
+                Some(Refusal::StaticUnshared {
+                    function,
+                    name,
+                    why: why.clone(),
+                })
+            })
+            .collect();
+        if !refusals.is_empty() {
+            return Err(Outcome::Refused(refusals));
         }
         if redirection.host.is_none() {
             // The running image itself, even if its file was replaced since.
             let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
             let keep = |name: &str| local.iter().any(|krate| name.contains(krate.as_str()));
-            let host = Functions::read(&exe, &keep).map_err(|err| format!("{err:#}"))?;
+            let host = Functions::read(&exe, &keep).map_err(|err| unchecked(format!("{err:#}")))?;
             redirection.host = Some(host);
         }
         let functions =
-            Functions::read(&patch.path, &|_| true).map_err(|err| format!("{err:#}"))?;
-        let wanted = |mangled: &str| {
-            crates
-                .display(&demangle(mangled))
-                .is_some_and(|name| names.contains(&name))
-        };
+            Functions::read(&patch.path, &|_| true).map_err(|err| unchecked(format!("{err:#}")))?;
         let host = redirection.host.as_ref().expect("read above");
         let modules: Vec<(u64, &Functions)> = std::iter::once((0, host))
             .chain(redirection.applied.iter().map(|(n, f)| (*n, f)))
             .collect();
+        let wanted = |mangled: &str| shown(mangled).is_some_and(|name| names.contains(&name));
         let redirects = entries::redirects(&functions, &wanted, &modules);
+        // Each of the patch's statics binds to the first module that has it: the executable,
+        // or for a static new since, the first patch that brought it.
+        let mut binds = Vec::new();
+        let mut bound = BTreeSet::new();
+        let got = functions
+            .got_statics(&patch.path)
+            .map_err(|err| unchecked(format!("{err:#}")))?;
+        for (slot, value, name) in got {
+            let size = functions.static_named(&name).map_or(0, |(_, size)| size);
+            let found = modules.iter().find_map(|(from, module)| {
+                let (at, old_size) = module.static_named(&name)?;
+                Some((*from, at, old_size))
+            });
+            // A static whose size changed is the new code's own (it starts fresh).
+            if let Some((from, at, old_size)) = found.filter(|found| found.2 == size) {
+                binds.push(Bind {
+                    slot,
+                    value,
+                    from,
+                    at,
+                    size: old_size,
+                });
+                bound.extend(static_name(&demangle(&name), &crate_name));
+            }
+        }
         Ok(Planned {
             redirects,
+            binds,
+            bound,
             functions: Some(functions),
             names,
         })

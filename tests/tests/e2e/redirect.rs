@@ -131,3 +131,75 @@ fn an_async_handler_is_redirected_and_a_new_await_is_refused() {
     );
     assert_ne!(get(&restarted, "/pid").unwrap(), pid);
 }
+
+/// Under `--redirect`, a plain `static` that a changed function uses is the running program's,
+/// not a fresh copy: a call counter in the time service's `format_time` keeps counting through
+/// three patches (no HS0501 warning). A `static mut` written in place cannot be shared: the
+/// patch that writes one is refused with HS0108, naming the function and the static, and the
+/// program restarts.
+#[test]
+fn a_static_keeps_counting_through_patches_and_a_static_mut_write_is_refused() {
+    let project = Project::copy("time-service");
+    remove_marks(&project);
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "/// The status line and body answering",
+                "static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);\n\n\
+                 /// The status line and body answering",
+            ),
+            (
+                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
+                "    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);\n    \
+                 format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC call {n}\")",
+            ),
+        ],
+    );
+    let mut session = project.run(&["--redirect"]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let call = |answer: &str| -> u64 {
+        let (_, n) = answer.rsplit_once(" call ").expect(answer);
+        n.parse().expect(answer)
+    };
+    let mut last = call(&wait_time_prefix(&addr, "The time is "));
+    for (n, (from, to)) in [
+        ("The time is ", "Time now: "),
+        ("Time now: ", "Clock says "),
+        ("Clock says ", "The time is "),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        project.edit(MAIN, &format!("\"{from}"), &format!("\"{to}"));
+        session.wait_stderr(EDIT_DEADLINE, &format!("generation {}: format_time", n + 1));
+        let answer = wait_time_prefix(&addr, to);
+        assert!(call(&answer) > last, "{answer} after call {last}");
+        last = call(&answer);
+    }
+    session.assert_stderr_lacks("HS0501");
+
+    project.edit_all(
+        MAIN,
+        &[
+            ("static CALLS:", "static mut HITS: u64 = 0;\nstatic CALLS:"),
+            (
+                "    let n = CALLS.fetch_add",
+                "    // SAFETY: one thread at a time in this test.\n    \
+                 unsafe { HITS += 1 };\n    let n = CALLS.fetch_add",
+            ),
+        ],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0108]");
+    let refused = status_messages(&session.stderr(), "Refused");
+    assert_eq!(
+        refused,
+        [
+            "     Refused [HS0108] `format_time` uses static `HITS` in a way a patch cannot share: \
+          it reads or writes it in place\n             \
+          the new code would use a fresh copy while the running code keeps the old one; a \
+          plain `static` with an atomic or a `Mutex` inside is shared"
+        ]
+    );
+}

@@ -299,6 +299,7 @@ fn a_huge_or_malformed_line_to_the_agent_is_dropped_and_the_next_patch_applies()
         digest,
         functions: vec!["gate::beta".to_owned()],
         redirects: Vec::new(),
+        binds: Vec::new(),
         changed: vec!["beta".to_owned()],
     };
     // Bytes other than those the tool checked are not loaded.

@@ -1,0 +1,392 @@
+//! Shared statics for entry redirection: the patch's code is made to reach the crate's mutable
+//! statics through its global offset table (GOT), whose entries the agent then points at the
+//! running program's copies, so that a plain `static COUNTER: AtomicU64` keeps counting through
+//! patches instead of starting fresh.
+//!
+//! In a debug build, code takes a static's address with `lea S(%rip), %reg` (`REX.W 8d`, a
+//! RIP-relative operand) and an `R_X86_64_PC32` relocation of addend -4. That becomes
+//! `mov S@GOTPCREL(%rip), %reg` (`REX.W 8b`, same operand, same length) with an
+//! `R_X86_64_GOTPCREL` relocation: the register receives the address stored in the GOT entry
+//! instead of the address itself. Plain `GOTPCREL`, not the relaxable `REX_GOTPCRELX`, so that
+//! the linker cannot turn it back into `lea`; for the same reason relaxable GOT loads the
+//! compiler emitted become plain ones. Since the symbol is the patch's own, the linker fills
+//! the entry with an `R_X86_64_RELATIVE` relocation to the patch's copy, which is what the
+//! program uses until the agent rebinds it.
+//!
+//! Any other reference to a mutable static from code (a load or store of its value, as
+//! `static mut` code does, or the address of one of its fields) cannot be redirected this way:
+//! it is listed in [`UNSHARED`] next to the objects, and a function that makes one is not
+//! redirected (the gate refuses the patch).
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+
+use object::LittleEndian as LE;
+use object::elf;
+use object::read::elf::{FileHeader, Rela, SectionHeader, SectionTable, Sym};
+
+/// The file, next to the rewritten objects, that lists the references that could not be
+/// rewritten: one per line, `<function>\t<static>\t<why>` (mangled names).
+pub(crate) const UNSHARED: &str = "unshared-statics";
+
+/// `REX.W lea`'s opcode, and `REX.W mov r64, r/m64`'s.
+const LEA: u8 = 0x8d;
+const MOV_LOAD: u8 = 0x8b;
+
+/// One rewrite of an object file: a byte of code and a relocation's type.
+struct Rewrite {
+    /// File offset of the `lea` opcode byte, when the instruction changes.
+    opcode: Option<usize>,
+    /// File offset of the relocation's `r_info`.
+    info: usize,
+    /// Its symbol index.
+    symbol: u32,
+}
+
+/// Rewrites the objects among `args` (the crate's own, as the patch link gets them) whose code
+/// refers to the crate's mutable statics, writing the rewritten copies into `dir` (which is
+/// cleared first) and the references left as they were into `dir/`[`UNSHARED`]; returns
+/// `args` with each rewritten object's path replaced by its copy's.
+///
+/// # Errors
+///
+/// When an object cannot be read or parsed, or `dir` cannot be written.
+pub(crate) fn share(args: Vec<String>, dir: &Path) -> Result<Vec<String>, String> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)
+        .map_err(|err| format!("cannot create `{}`: {err}", dir.display()))?;
+    let objects: Vec<(String, Vec<u8>)> = args
+        .iter()
+        .filter(|a| a.ends_with(".o") && !a.starts_with('-'))
+        .map(|path| {
+            std::fs::read(path)
+                .map(|data| (path.clone(), data))
+                .map_err(|err| format!("cannot read `{path}`: {err}"))
+        })
+        .collect::<Result<_, _>>()?;
+    // Statics that other codegen units of the crate define: a reference to one is undefined
+    // in the object that makes it.
+    let mut statics = HashSet::new();
+    for (path, data) in &objects {
+        defined_statics(data, &mut statics).map_err(|err| format!("`{path}`: {err}"))?;
+    }
+    let mut unshared = BTreeSet::new();
+    let mut replaced = std::collections::HashMap::new();
+    for (path, data) in objects {
+        let rewrites =
+            rewrites(&data, &statics, &mut unshared).map_err(|err| format!("`{path}`: {err}"))?;
+        if rewrites.is_empty() {
+            continue;
+        }
+        let mut data = data;
+        for rewrite in rewrites {
+            if let Some(at) = rewrite.opcode {
+                data[at] = MOV_LOAD;
+            }
+            let info = (u64::from(rewrite.symbol) << 32) | u64::from(elf::R_X86_64_GOTPCREL);
+            data[rewrite.info..rewrite.info + 8].copy_from_slice(&info.to_le_bytes());
+        }
+        let name = Path::new(&path)
+            .file_name()
+            .ok_or_else(|| format!("`{path}` has no file name"))?;
+        let to = dir.join(name);
+        std::fs::write(&to, &data)
+            .map_err(|err| format!("cannot write `{}`: {err}", to.display()))?;
+        replaced.insert(path, to.display().to_string());
+    }
+    let list: String = unshared
+        .iter()
+        .map(|(function, name, why)| format!("{function}\t{name}\t{why}\n"))
+        .collect();
+    let list_path = dir.join(UNSHARED);
+    std::fs::write(&list_path, list)
+        .map_err(|err| format!("cannot write `{}`: {err}", list_path.display()))?;
+    Ok(args
+        .into_iter()
+        .map(|arg| replaced.get(&arg).cloned().unwrap_or(arg))
+        .collect())
+}
+
+/// Reads the references listed in `dir/`[`UNSHARED`]: `(function, static, why)`, mangled.
+/// An absent or unreadable list reads as empty.
+pub(crate) fn read_unshared(dir: &Path) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(dir.join(UNSHARED)).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(3, '\t');
+            Some((
+                fields.next()?.to_owned(),
+                fields.next()?.to_owned(),
+                fields.next()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The ELF pieces of an object file.
+struct Parsed<'d> {
+    sections: SectionTable<'d, elf::FileHeader64<LE>>,
+    symbols: object::read::elf::SymbolTable<'d, elf::FileHeader64<LE>>,
+}
+
+fn parse(data: &[u8]) -> Result<Parsed<'_>, String> {
+    let header = elf::FileHeader64::<LE>::parse(data).map_err(|err| err.to_string())?;
+    let sections = header.sections(LE, data).map_err(|err| err.to_string())?;
+    let symbols = sections
+        .symbols(LE, data, elf::SHT_SYMTAB)
+        .map_err(|err| err.to_string())?;
+    Ok(Parsed { sections, symbols })
+}
+
+/// Whether section `index` holds mutable, non-thread-local data.
+fn is_static_data(sections: &SectionTable<'_, elf::FileHeader64<LE>>, index: usize) -> bool {
+    let Ok(section) = sections.section(object::SectionIndex(index)) else {
+        return false;
+    };
+    let flags = section.sh_flags(LE);
+    let wanted = u64::from(elf::SHF_ALLOC | elf::SHF_WRITE);
+    flags & wanted == wanted
+        && flags & u64::from(elf::SHF_EXECINSTR | elf::SHF_TLS) == 0
+        && matches!(section.sh_type(LE), elf::SHT_PROGBITS | elf::SHT_NOBITS)
+}
+
+/// Adds the names of the mutable statics `data` defines to `out`.
+fn defined_statics(data: &[u8], out: &mut HashSet<String>) -> Result<(), String> {
+    let parsed = parse(data)?;
+    for (index, symbol) in parsed.symbols.iter().enumerate() {
+        if symbol.st_type() == elf::STT_OBJECT
+            && is_static_data(&parsed.sections, section_of(&parsed, index))
+            && let Ok(name) = parsed.symbols.symbol_name(LE, symbol)
+        {
+            out.insert(String::from_utf8_lossy(name).into_owned());
+        }
+    }
+    Ok(())
+}
+
+/// The rewrites that make the code of `data` reach the crate's mutable statics (defined in it,
+/// or named in `statics`) through the GOT; the references that cannot be rewritten are added
+/// to `unshared` as `(function, static, why)`.
+fn rewrites(
+    data: &[u8],
+    statics: &HashSet<String>,
+    unshared: &mut BTreeSet<(String, String, String)>,
+) -> Result<Vec<Rewrite>, String> {
+    let parsed = parse(data)?;
+    // The static a symbol stands for, if it is one of the crate's mutable statics.
+    let name_of = |index: u32| -> Option<String> {
+        let symbol = parsed
+            .symbols
+            .symbol(object::SymbolIndex(index as usize))
+            .ok()?;
+        let shndx = section_of(&parsed, index as usize);
+        if symbol.st_type() == elf::STT_SECTION {
+            // A section symbol: the section's name says which static it is.
+            let section = parsed.sections.section(object::SectionIndex(shndx)).ok()?;
+            let name = parsed.sections.section_name(LE, section).ok()?;
+            let name = String::from_utf8_lossy(name).into_owned();
+            return is_static_data(&parsed.sections, shndx).then_some(name);
+        }
+        let name = String::from_utf8_lossy(parsed.symbols.symbol_name(LE, symbol).ok()?);
+        let ours = if symbol.is_undefined(LE) {
+            statics.contains(&*name)
+        } else {
+            symbol.st_type() == elf::STT_OBJECT && is_static_data(&parsed.sections, shndx)
+        };
+        ours.then(|| name.into_owned())
+    };
+    // The function of each code section (rustc gives each function its own section).
+    let mut functions = std::collections::HashMap::new();
+    for (index, symbol) in parsed.symbols.iter().enumerate() {
+        if symbol.st_type() == elf::STT_FUNC
+            && let Ok(name) = parsed.symbols.symbol_name(LE, symbol)
+        {
+            functions
+                .entry(section_of(&parsed, index))
+                .or_insert_with(|| String::from_utf8_lossy(name).into_owned());
+        }
+    }
+    let mut out = Vec::new();
+    for (index, section) in parsed.sections.iter().enumerate() {
+        let Some((relocations, _symbols)) = section.rela(LE, data).map_err(|e| e.to_string())?
+        else {
+            continue;
+        };
+        // `sh_info` of a relocation section: the section its relocations apply to.
+        let target = object::SectionIndex(section.sh_info(LE) as usize);
+        let Ok(code) = parsed.sections.section(target) else {
+            continue;
+        };
+        if code.sh_flags(LE) & u64::from(elf::SHF_EXECINSTR) == 0 {
+            continue;
+        }
+        let code_start = code.sh_offset(LE) as usize;
+        let code_len = code.sh_size(LE) as usize;
+        let function = functions
+            .get(&target.0)
+            .cloned()
+            .unwrap_or_else(|| format!("section {index}"));
+        let rela_start = section.sh_offset(LE) as usize;
+        for (i, relocation) in relocations.iter().enumerate() {
+            let symbol = relocation.r_sym(LE, false);
+            let Some(name) = name_of(symbol) else {
+                continue;
+            };
+            let kind = relocation.r_type(LE, false);
+            let at = relocation.r_offset(LE) as usize;
+            let info = rela_start + i * std::mem::size_of::<elf::Rela64<LE>>() + 8;
+            match kind {
+                elf::R_X86_64_GOTPCREL => {}
+                elf::R_X86_64_GOTPCRELX | elf::R_X86_64_REX_GOTPCRELX => out.push(Rewrite {
+                    opcode: None,
+                    info,
+                    symbol,
+                }),
+                elf::R_X86_64_PC32 if at >= 3 && at + 4 <= code_len => {
+                    let bytes = &data[code_start + at - 3..code_start + at];
+                    let rex_w = bytes[0] & 0xf8 == 0x48;
+                    let rip_relative = bytes[2] & 0xc7 == 0x05;
+                    if rex_w && bytes[1] == LEA && rip_relative && relocation.r_addend(LE) == -4 {
+                        out.push(Rewrite {
+                            opcode: Some(code_start + at - 2),
+                            info,
+                            symbol,
+                        });
+                    } else {
+                        let why = if rex_w && bytes[1] == LEA && rip_relative {
+                            "takes the address of a part of it"
+                        } else {
+                            "reads or writes it in place"
+                        };
+                        unshared.insert((function.clone(), name, why.to_owned()));
+                    }
+                }
+                _ => {
+                    unshared.insert((function.clone(), name, "refers to it in place".to_owned()));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The index of the section symbol number `index` is defined in (0 when undefined), through
+/// the extended index table when there are that many sections.
+fn section_of(parsed: &Parsed<'_>, index: usize) -> usize {
+    parsed
+        .symbols
+        .symbol(object::SymbolIndex(index))
+        .ok()
+        .and_then(|symbol| {
+            parsed
+                .symbols
+                .symbol_section(LE, symbol, object::SymbolIndex(index))
+                .ok()
+                .flatten()
+        })
+        .map_or(0, |section| section.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object::{Object, ObjectSection, ObjectSymbol, RelocationTarget};
+
+    /// Compiles `source` as a library's object file with rustc, as a debug build compiles it.
+    fn compile(dir: &Path, source: &str) -> std::path::PathBuf {
+        let src = dir.join("lib.rs");
+        std::fs::write(&src, source).unwrap();
+        let status = std::process::Command::new(std::env::var("RUSTC").unwrap_or("rustc".into()))
+            .args([
+                "--crate-type=lib",
+                "--crate-name=shared",
+                "--emit=obj",
+                "-Copt-level=0",
+            ])
+            .args(["-Ccodegen-units=1", "-o"])
+            .arg(dir.join("shared.o"))
+            .arg(&src)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        dir.join("shared.o")
+    }
+
+    /// The code relocations of the object at `path` to symbols whose name contains `name`:
+    /// `(relocation type, the instruction's opcode byte)`.
+    fn references(path: &Path, name: &str) -> Vec<(u32, u8)> {
+        let data = std::fs::read(path).unwrap();
+        let file = object::File::parse(&*data).unwrap();
+        let mut found = Vec::new();
+        for section in file
+            .sections()
+            .filter(|s| s.kind() == object::SectionKind::Text)
+        {
+            let code = section.data().unwrap();
+            for (at, relocation) in section.relocations() {
+                let RelocationTarget::Symbol(index) = relocation.target() else {
+                    continue;
+                };
+                let symbol = file.symbol_by_index(index).unwrap();
+                // A section symbol stands for its section, named after the static.
+                let target = match symbol.section_index() {
+                    Some(section) if symbol.kind() == object::SymbolKind::Section => file
+                        .section_by_index(section)
+                        .unwrap()
+                        .name()
+                        .unwrap()
+                        .to_owned(),
+                    _ => symbol.name().unwrap().to_owned(),
+                };
+                if !target.contains(name) {
+                    continue;
+                }
+                let object::RelocationFlags::Elf { r_type } = relocation.flags() else {
+                    continue;
+                };
+                found.push((r_type, code[at as usize - 2]));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn address_takes_of_statics_go_through_the_got_and_in_place_writes_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let object = compile(
+            dir.path(),
+            "use std::sync::atomic::{AtomicU64, Ordering};\n\
+             static COUNTER: AtomicU64 = AtomicU64::new(0);\n\
+             static mut TOTAL: u64 = 0;\n\
+             pub fn bump() -> u64 { COUNTER.fetch_add(1, Ordering::Relaxed) }\n\
+             pub fn add(n: u64) { unsafe { TOTAL += n } }\n",
+        );
+        assert!(
+            references(&object, "COUNTER").contains(&(elf::R_X86_64_PC32, LEA)),
+            "{:?}",
+            references(&object, "COUNTER")
+        );
+        let out = dir.path().join("shared");
+        let args = vec!["-m64".to_owned(), object.display().to_string()];
+        let linked = share(args, &out).unwrap();
+        let copy = out.join("shared.o");
+        assert_eq!(linked, ["-m64".to_owned(), copy.display().to_string()]);
+        let counter = references(&copy, "COUNTER");
+        assert!(!counter.is_empty());
+        assert!(
+            counter
+                .iter()
+                .all(|r| *r == (elf::R_X86_64_GOTPCREL, MOV_LOAD)),
+            "{counter:?}"
+        );
+        // The original is left as rustc wrote it (the code index reads it).
+        assert!(references(&object, "COUNTER").contains(&(elf::R_X86_64_PC32, LEA)));
+        let unshared = read_unshared(&out);
+        assert!(!unshared.is_empty());
+        for (function, name, why) in &unshared {
+            assert!(function.contains("3add"), "{function}");
+            assert!(name.contains("5TOTAL"), "{name}");
+            assert_eq!(why, "reads or writes it in place");
+        }
+    }
+}
