@@ -3,15 +3,20 @@
 
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, get, status_messages};
 
-use crate::wait_time_prefix;
+use crate::{wait_tick, wait_tick_of_same_process, wait_time_prefix};
 
 const MAIN: &str = "src/main.rs";
 
 /// Removes every `#[hotswap::hot]` line of `src/main.rs` (before the session starts).
 fn remove_marks(project: &Project) {
-    let path = project.path().join(MAIN);
+    remove_marks_in(project, MAIN);
+}
+
+/// Removes every `#[hotswap::hot]` line of the file at `relative`.
+fn remove_marks_in(project: &Project, relative: &str) {
+    let path = project.path().join(relative);
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("#[hotswap::hot]\n"));
+    assert!(text.contains("#[hotswap::hot]\n"), "{relative}");
     std::fs::write(&path, text.replace("#[hotswap::hot]\n", "")).unwrap();
 }
 
@@ -202,4 +207,83 @@ fn a_static_keeps_counting_through_patches_and_a_static_mut_write_is_refused() {
           plain `static` with an atomic or a `Mutex` inside is shared"
         ]
     );
+}
+
+/// The workspace fixture with its marks removed, under `--redirect`: an edit of a function of
+/// the bottom library crate (`leaf::word`, which `mid::describe` calls) and one of the bin's
+/// `report` (which `main`'s loop calls) each take effect in the same process.
+#[test]
+fn library_crate_and_bin_functions_of_a_workspace_are_redirected() {
+    let project = Project::copy("workspace");
+    remove_marks_in(&project, "app/src/main.rs");
+    remove_marks_in(&project, "mid/src/lib.rs");
+    let mut session = project.run(&["--redirect"]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["mid=mid-one(leaf-one)"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+
+    project.edit("leaf/src/lib.rs", "\"leaf-one\"", "\"leaf-two\"");
+    wait_tick_of_same_process(
+        &mut session,
+        EDIT_DEADLINE,
+        &first,
+        &["gen=1", "mid=mid-one(leaf-two)"],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: leaf::word");
+    project.edit("app/src/main.rs", "\"mid={} text", "\"MID={} text");
+    wait_tick_of_same_process(
+        &mut session,
+        EDIT_DEADLINE,
+        &first,
+        &["gen=2", "MID=mid-one(leaf-two)"],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "generation 2: report");
+}
+
+/// A program with a thread that blocks every signal cannot be stopped for a redirection: the
+/// patch is refused once the bound (two seconds) has passed, with nothing written, and the
+/// program keeps serving its old code in the same process.
+#[test]
+fn a_thread_that_blocks_signals_makes_the_patch_refused_and_the_program_runs_on() {
+    let project = Project::copy("time-service");
+    remove_marks(&project);
+    project.edit(
+        MAIN,
+        "fn main() -> std::io::Result<()> {\n",
+        "unsafe extern \"C\" {\n    \
+             fn sigfillset(set: *mut [u64; 16]) -> i32;\n    \
+             fn pthread_sigmask(how: i32, set: *const [u64; 16], old: *mut [u64; 16]) -> i32;\n\
+         }\n\n\
+         fn main() -> std::io::Result<()> {\n    \
+             std::thread::spawn(|| {\n        \
+                 let mut all = [0u64; 16];\n        \
+                 // SAFETY: glibc's sigset_t is 128 bytes; SIG_BLOCK is 0.\n        \
+                 unsafe {\n            \
+                     sigfillset(&mut all);\n            \
+                     pthread_sigmask(0, &all, std::ptr::null_mut());\n        \
+                 }\n        \
+                 loop {\n            \
+                     std::thread::sleep(std::time::Duration::from_millis(50));\n        \
+                 }\n    \
+             });\n",
+    );
+    let mut session = project.run(&["--redirect"]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    wait_time_prefix(&addr, "The time is ");
+    let pid = get(&addr, "/pid").unwrap();
+
+    project.edit(MAIN, "\"The time is ", "\"Time now: ");
+    session.wait_stderr(EDIT_DEADLINE, "Refused [HS0401]");
+    let refused = status_messages(&session.stderr(), "Refused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].contains(
+            "the program did not apply the patch: cannot redirect the changed functions: thread"
+        ) && refused[0].contains("did not stop within 2000 ms (does it block signals?)"),
+        "{}",
+        refused[0]
+    );
+    session.assert_stderr_lacks("Patched");
+    assert!(get(&addr, "/time").unwrap().starts_with("The time is "));
+    assert_eq!(get(&addr, "/pid").unwrap(), pid);
 }
