@@ -33,6 +33,8 @@ pub(crate) enum Code {
     StateLayoutChanged,
     /// A function to redirect uses a static in a way a patch cannot share (`static mut`).
     StaticUnshared,
+    /// A changed function's entry cannot be redirected.
+    Unredirectable,
     /// Only code that no hot function reaches changed (start-up code).
     StartupOnly,
     /// A changed file belongs to no crate that a patch rebuilds.
@@ -60,7 +62,7 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, in catalogue order.
     #[cfg(test)]
-    pub(crate) const ALL: [Code; 19] = [
+    pub(crate) const ALL: [Code; 20] = [
         Code::SignatureChanged,
         Code::LayoutChanged,
         Code::PersistedLayoutChanged,
@@ -69,6 +71,7 @@ impl Code {
         Code::Unchecked,
         Code::StateLayoutChanged,
         Code::StaticUnshared,
+        Code::Unredirectable,
         Code::StartupOnly,
         Code::OutsideCrate,
         Code::ProcMacro,
@@ -93,6 +96,7 @@ impl Code {
             Code::Unchecked => "HS0106",
             Code::StateLayoutChanged => "HS0107",
             Code::StaticUnshared => "HS0108",
+            Code::Unredirectable => "HS0109",
             Code::StartupOnly => "HS0201",
             Code::OutsideCrate => "HS0202",
             Code::ProcMacro => "HS0203",
@@ -119,6 +123,7 @@ impl Code {
             Code::Unchecked => "layouts cannot be checked",
             Code::StateLayoutChanged => "closure or async state changed",
             Code::StaticUnshared => "static cannot be shared",
+            Code::Unredirectable => "function cannot be redirected",
             Code::StartupOnly => "start-up code changed",
             Code::OutsideCrate => "file outside the patched crates",
             Code::ProcMacro => "procedural macro changed",

@@ -41,6 +41,11 @@ pub(crate) struct Project {
     /// About how many units cargo builds for the bin (each package once, each build script
     /// twice: compiled and run), for the progress bar.
     pub(crate) units_estimate: u64,
+    /// Whether the bin's package depends on the runtime crate (`#[hot]`, its agent).
+    pub(crate) has_runtime: bool,
+    /// For a package without the runtime, the agent library the host links (see
+    /// [`crate::build::agent`]), once built.
+    pub(crate) agent_library: Option<PathBuf>,
 }
 
 /// The library target of a local package.
@@ -72,8 +77,7 @@ impl Project {
     ///
     /// # Errors
     ///
-    /// When `cargo metadata` fails, no or several packages or bins match, or the package does not
-    /// depend on the `hotswap` crate.
+    /// When `cargo metadata` fails, or no or several packages or bins match.
     pub(crate) fn load(args: &Selection) -> anyhow::Result<Self> {
         let cargo = std::env::var_os("CARGO")
             .map(PathBuf::from)
@@ -91,18 +95,10 @@ impl Project {
             .context("cannot read the project with `cargo metadata`")?;
         let package = select_package(&metadata, args)?;
         let target = select_bin(package, args.bin.as_deref())?;
-        if !package
+        let has_runtime = package
             .dependencies
             .iter()
-            .any(|dep| dep.name == RUNTIME_PACKAGE)
-        {
-            bail!(
-                "package `{}` does not depend on `{RUNTIME_PACKAGE}`, so its program cannot \
-                 receive patches\nhelp: run `cargo hotswap init` to add it, then mark hot \
-                 functions with `#[hotswap::hot]`",
-                package.name
-            );
-        };
+            .any(|dep| dep.name == RUNTIME_PACKAGE);
         let target_dir = match &args.target_dir {
             Some(dir) => std::path::absolute(dir)
                 .with_context(|| format!("cannot resolve `{}`", dir.display()))?,
@@ -121,6 +117,8 @@ impl Project {
             local_libs: locals.into_iter().filter_map(|(_, lib)| lib).collect(),
             build_script_dirs: build_script_dirs(&metadata, package),
             units_estimate: units_estimate(&metadata, package),
+            has_runtime,
+            agent_library: None,
         })
     }
 

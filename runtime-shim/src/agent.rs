@@ -166,6 +166,23 @@ fn serve(socket: &Path, build_id: &str, patch_dir: Option<&Path>) -> std::io::Re
                     Err(reason) => HostMessage::Failed { patch_id, reason },
                 }
             }
+            // A patch this agent cannot read (a runtime of another version than the tool's):
+            // the tool waits for an answer.
+            Err(err) if line.starts_with("patch\t") => {
+                let patch_id = line.split('\t').nth(1).and_then(|id| id.parse().ok());
+                let Some(patch_id) = patch_id else {
+                    eprintln!("hotswap: ignoring a message from cargo-hotswap: {err}");
+                    continue;
+                };
+                HostMessage::Failed {
+                    patch_id,
+                    reason: format!(
+                        "it cannot read the patch message (is its cargo-hotswap-runtime {} \
+                         the version of cargo-hotswap?)",
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                }
+            }
             Err(err) => {
                 eprintln!("hotswap: ignoring a message from cargo-hotswap: {err}");
                 continue;
@@ -288,6 +305,14 @@ fn apply(
     bind_statics(patch_map, entries.binds)?;
     let redirected = if entries.redirects.is_empty() {
         None
+    } else if control::apply_mode() == ApplyMode::SafePoints {
+        // A redirection takes effect at once, for every thread: it would not wait for the
+        // safe point the program asked for.
+        return Err(
+            "the program applies patches at safe points (`hotswap::set_apply_mode`), \
+                    which entry redirection does not wait for; run without `--redirect`"
+                .to_owned(),
+        );
     } else {
         Some(redirect_into(patch_map, entries.redirects)?)
     };
@@ -493,7 +518,12 @@ fn redirect_into(patch: *const LinkMap, redirects: &[Redirect]) -> Result<Durati
                 r.to
             ));
         }
-        entries.push(Entry { at, size, to });
+        entries.push(Entry {
+            at,
+            size,
+            to,
+            again: redirected.contains(&at),
+        });
     }
     // SAFETY: each entry starts a function of this process (its module's symbol table gave it,
     // and memory holds its bytes or the jump written there before), and each target is the

@@ -156,6 +156,7 @@
 //!
 //! [cargo-hotswap]: https://github.com/cargo-hotswap/cargo-hotswap
 
+#[cfg(feature = "macros")]
 pub use hotswap_macros::{hot, persist};
 
 pub use control::{
@@ -189,6 +190,24 @@ pub fn generation() -> u64 {
 /// The host's one generation counter; patches reach it through the host's dynamic symbol table.
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 
+/// This crate's sources, from which cargo-hotswap builds the agent alone (as a shared library
+/// the host loads) for programs that do not depend on this crate: `(path under src/, text)`.
+/// Not a public API: may change in any release.
+#[doc(hidden)]
+pub mod __sources {
+    /// Every source file of the crate.
+    pub const FILES: &[(&str, &str)] = &[
+        ("agent.rs", include_str!("agent.rs")),
+        ("control.rs", include_str!("control.rs")),
+        ("lib.rs", include_str!("lib.rs")),
+        ("protocol.rs", include_str!("protocol.rs")),
+        ("record.rs", include_str!("record.rs")),
+        ("redirect.rs", include_str!("redirect.rs")),
+        ("slot.rs", include_str!("slot.rs")),
+        ("table.rs", include_str!("table.rs")),
+    ];
+}
+
 /// Items used by the code that `#[hot]` generates. Not a public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {
@@ -206,4 +225,31 @@ pub mod __private {
     #[cfg(target_os = "linux")]
     pub use crate::table::{BoxFuture, first_call, first_poll};
     pub use std::option_env;
+}
+
+#[cfg(test)]
+mod sources_tests {
+    /// The agent that cargo-hotswap builds for programs without this crate is built from
+    /// `__sources::FILES`: a source file missing there would break that build.
+    #[test]
+    fn every_source_file_is_carried() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.ends_with(".rs"))
+            .collect();
+        on_disk.sort();
+        let carried: Vec<String> = super::__sources::FILES
+            .iter()
+            .map(|(name, _)| (*name).to_owned())
+            .collect();
+        assert_eq!(carried, on_disk);
+        for (name, text) in super::__sources::FILES {
+            assert_eq!(
+                std::fs::read_to_string(format!("{dir}/{name}")).unwrap(),
+                *text
+            );
+        }
+    }
 }

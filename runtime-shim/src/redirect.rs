@@ -59,6 +59,9 @@ pub(crate) struct Entry {
     pub(crate) size: usize,
     /// Where calls of it continue from now on.
     pub(crate) to: usize,
+    /// Whether an earlier redirection wrote a jump here: the bytes after a short function are
+    /// that jump's now, not padding.
+    pub(crate) again: bool,
 }
 
 /// What a redirection cost the program.
@@ -165,7 +168,7 @@ pub(crate) unsafe fn redirect(
 ) -> Result<Redirected, RedirectError> {
     let _one_at_a_time = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
     install_handler()?;
-    for entry in entries {
+    for entry in entries.iter().filter(|entry| !entry.again) {
         // SAFETY: the caller promises that `at` starts a function of `size` bytes of this
         // process's code, which is mapped and readable.
         unsafe { check_room(entry)? };
@@ -736,6 +739,7 @@ mod tests {
             at: from as usize,
             size: 16,
             to: to as usize,
+            again: false,
         }
     }
 
@@ -760,6 +764,7 @@ mod tests {
             at: bytes.as_ptr() as usize,
             size: 1,
             to: 0,
+            again: false,
         };
         // SAFETY: each entry points into a live array of more than 5 bytes.
         unsafe {

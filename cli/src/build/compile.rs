@@ -163,6 +163,7 @@ fn write_shim(capture: &Capture, work_root: &Path, rlib: &Path) -> anyhow::Resul
         .map(|a| extern_name(a))
         .collect();
     // The runtime's library is named `hotswap`, whatever name the manifest gives the dependency.
+    // Without it, the agent library the shim links starts the agent itself.
     let runtime = capture
         .externs()
         .into_iter()
@@ -171,13 +172,13 @@ fn write_shim(capture: &Capture, work_root: &Path, rlib: &Path) -> anyhow::Resul
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("libhotswap-"))
         })
-        .map(|(name, _)| name)
-        .with_context(|| {
-            format!(
-                "the bin does not depend on `{}`",
-                crate::project::RUNTIME_PACKAGE
-            )
-        })?;
+        .map(|(name, _)| name);
+    if runtime.is_none() && agent_library().is_none() {
+        anyhow::bail!(
+            "the bin does not depend on `{}`",
+            crate::project::RUNTIME_PACKAGE
+        );
+    }
     std::fs::write(
         &shim,
         shim_source(
@@ -190,6 +191,11 @@ fn write_shim(capture: &Capture, work_root: &Path, rlib: &Path) -> anyhow::Resul
     )
     .with_context(|| format!("cannot write `{}`", shim.display()))?;
     Ok(shim)
+}
+
+/// The agent library to link into a host without the runtime crate, if the session built one.
+fn agent_library() -> Option<PathBuf> {
+    std::env::var_os(crate::build::host::AGENT_LIBRARY_ENV).map(PathBuf::from)
 }
 
 /// The shim linked through the linker wrapper in host mode, with the crate's rlib and every
@@ -229,6 +235,19 @@ fn link_host(capture: &Capture, shim: &Path, rlib: &Path) -> anyhow::Result<()> 
     ));
     link_args.extend(extern_args(&capture.args));
     link_args.extend(link_options(&capture.args));
+    if let Some(library) = agent_library() {
+        // Needed even though the program refers to none of its symbols: its initialiser starts
+        // the agent. Found where it was built (the run path).
+        let dir = library.parent().unwrap_or(Path::new("/"));
+        for arg in [
+            "-Wl,--no-as-needed".to_owned(),
+            path_arg(&library),
+            "-Wl,--as-needed".to_owned(),
+            format!("-Wl,-rpath,{}", dir.display()),
+        ] {
+            replay::push_codegen(&mut link_args, format!("link-arg={arg}"));
+        }
+    }
     replay::push_codegen(
         &mut link_args,
         format!("linker={}", crate::process::self_exe()?.display()),

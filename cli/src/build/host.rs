@@ -23,6 +23,10 @@ use crate::project::Project;
 /// cargo-hotswap's (slots, records, exported names); the macros crate documents it.
 pub(crate) const HOST_BUILD_ENV: &str = "CARGO_HOTSWAP_HOST_BUILD";
 
+/// The agent library the host shim links, for a program without the runtime crate (see
+/// [`crate::build::agent`]); read by the rustc wrapper that links the host.
+pub(crate) const AGENT_LIBRARY_ENV: &str = "HOTSWAP_AGENT_LIBRARY";
+
 /// Build settings that select a distinct host build (and work directory).
 #[derive(Debug, Clone, Default, Hash)]
 pub(crate) struct BuildOptions {
@@ -384,6 +388,10 @@ fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> any
         .env(capture::CAPTURE_LOCAL_DIRS_ENV, local_dirs(project))
         .env(capture::HOST_DIR_ENV, &work.root)
         .stdout(Stdio::piped());
+    match &project.agent_library {
+        Some(library) => command.env(AGENT_LIBRARY_ENV, library),
+        None => command.env_remove(AGENT_LIBRARY_ENV),
+    };
     if output::verbose() {
         command.env(link::LOG_ENV, work.link_log());
     }

@@ -1,6 +1,7 @@
 //! Building the host and the patches: capture of the final crate's rustc command, its replays,
 //! and the linker wrapper.
 
+pub(crate) mod agent;
 pub(crate) mod args;
 pub(crate) mod capture;
 pub(crate) mod compile;

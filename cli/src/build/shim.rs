@@ -56,17 +56,30 @@ pub(crate) fn extern_name(value: &str) -> &str {
 
 /// The generated host shim: links the crate's dependencies (`externs`), starts the runtime's
 /// agent (`runtime`, the runtime's crate name) from an `.init_array` entry, before `main` and
-/// any thread of the program, and calls the crate's `main` through its mangled name.
+/// any thread of the program, and calls the crate's `main` through its mangled name. Without
+/// the runtime, the agent library linked beside starts the agent itself.
 pub(crate) fn shim_source(
     crate_name: &str,
     externs: &[&str],
-    runtime: &str,
+    runtime: Option<&str>,
     main_symbol: &str,
     return_type: Option<&str>,
 ) -> String {
     let ret = return_type
         .map(|ty| format!(" -> {ty}"))
         .unwrap_or_default();
+    let start = runtime.map_or_else(String::new, |runtime| {
+        format!(
+            "#[used]\n\
+             #[unsafe(link_section = \".init_array\")]\n\
+             static __HOTSWAP_START_AGENT: extern \"C\" fn() = __hotswap_start_agent;\n\
+             extern \"C\" fn __hotswap_start_agent() {{\n    \
+             // SAFETY: called from `.init_array`, once, before `main` and before the program \
+             starts\n    \
+             // any thread, as `start_agent` requires; it reports failures without unwinding.\n    \
+             unsafe {{ {runtime}::__private::start_agent() }}\n}}\n"
+        )
+    });
     let crates: String = externs
         .iter()
         .map(|name| format!("extern crate {name};\n"))
@@ -76,13 +89,7 @@ pub(crate) fn shim_source(
          // which is linked whole from its rlib (see the architecture chapter of cargo-hotswap's book).\n\
          #![allow(unused_extern_crates)]\n\
          {crates}\
-         #[used]\n\
-         #[unsafe(link_section = \".init_array\")]\n\
-         static __HOTSWAP_START_AGENT: extern \"C\" fn() = __hotswap_start_agent;\n\
-         extern \"C\" fn __hotswap_start_agent() {{\n    \
-         // SAFETY: called from `.init_array`, once, before `main` and before the program starts\n    \
-         // any thread, as `start_agent` requires; it reports failures without unwinding.\n    \
-         unsafe {{ {runtime}::__private::start_agent() }}\n}}\n\
+         {start}\
          extern \"Rust\" {{\n    #[link_name = \"{main_symbol}\"]\n    fn __hotswap_user_main(){ret};\n}}\n\
          fn main(){ret} {{\n    // SAFETY: the symbol is the crate's `main`, declared with its own return type.\n    \
          unsafe {{ __hotswap_user_main() }}\n}}\n"

@@ -25,6 +25,10 @@ pub(crate) struct Function {
     pub(crate) size: u64,
     /// Its first bytes (at most [`GUARD_BYTES`], at most `size`).
     pub(crate) bytes: Vec<u8>,
+    /// Whether its own code jumps back into its first five bytes (a loop right after a short
+    /// prologue): a thread that takes that jump after the entry became a jump would run the
+    /// middle of it, so the entry cannot be redirected.
+    pub(crate) loops_into_entry: bool,
 }
 
 /// The functions and mutable statics one module (the executable or a patch) defines, by
@@ -87,18 +91,18 @@ impl Functions {
                 continue;
             }
             let (address, size) = (symbol.address(), symbol.size());
-            let bytes = object
+            let code = object
                 .section_by_index(index)
                 .ok()
-                .and_then(|section| section.data_range(address, size.min(GUARD_BYTES)).ok()?)
-                .map(<[u8]>::to_vec);
-            if let Some(bytes) = bytes {
+                .and_then(|section| section.data_range(address, size).ok()?);
+            if let Some(code) = code {
                 functions.by_name.insert(
                     name.to_owned(),
                     Function {
                         address,
                         size,
-                        bytes,
+                        bytes: code[..code.len().min(GUARD_BYTES as usize)].to_vec(),
+                        loops_into_entry: loops_into_entry(code, address),
                     },
                 );
             }
@@ -159,22 +163,59 @@ impl Functions {
     }
 }
 
+/// Whether the code of a function at `address` branches into its own first five bytes (after
+/// the first): x86-64 decoded with iced-x86; an undecodable function counts as one that does.
+/// Indirect jumps (a `match`'s jump table) are not followed.
+fn loops_into_entry(code: &[u8], address: u64) -> bool {
+    use iced_x86::{Decoder, DecoderOptions, OpKind};
+    let entry = address + 1..address + 5;
+    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+    let mut instruction = iced_x86::Instruction::default();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instruction);
+        if instruction.is_invalid() {
+            // Padding or data after the last instruction; a function's own code decodes.
+            return instruction.ip() < address + 5;
+        }
+        // A direct jump, conditional jump or call: its operand is a near branch.
+        let direct = matches!(
+            instruction.op0_kind(),
+            OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+        );
+        if direct && entry.contains(&instruction.near_branch_target()) {
+            return true;
+        }
+    }
+    false
+}
+
 /// The redirections that make the functions of `patch` that `wanted` accepts (by mangled name)
 /// the ones that run: the same function's entry in each module of `modules` (`(0, the
 /// executable)`, then `(patch id, its functions)` for every patch loaded before) jumps to the
-/// patch's. A function that a module lacks (new in the patch) needs no entry there.
+/// patch's. A function that a module lacks (new in the patch) needs no entry there. Also
+/// returns, by mangled name, the wanted functions whose entry cannot be redirected (see
+/// [`Function::loops_into_entry`]), and those that no module has.
 pub(crate) fn redirects(
     patch: &Functions,
     wanted: &dyn Fn(&str) -> bool,
     modules: &[(u64, &Functions)],
-) -> Vec<Redirect> {
+) -> Planned {
     let mut names: Vec<&str> = patch.names().filter(|name| wanted(name)).collect();
     names.sort_unstable();
     let mut redirects = Vec::new();
+    let mut blocked = Vec::new();
+    let mut unmatched = Vec::new();
     for name in names {
         let new = &patch.by_name[name];
+        if !modules.iter().any(|(_, module)| module.get(name).is_some()) {
+            unmatched.push(name.to_owned());
+        }
         for (from, module) in modules {
             if let Some(old) = module.get(name) {
+                if old.loops_into_entry {
+                    blocked.push(name.to_owned());
+                    break;
+                }
                 redirects.push(Redirect {
                     from: *from,
                     at: old.address,
@@ -186,7 +227,22 @@ pub(crate) fn redirects(
             }
         }
     }
-    redirects
+    Planned {
+        redirects,
+        blocked,
+        unmatched,
+    }
+}
+
+/// What [`redirects`] found.
+#[derive(Debug, Default)]
+pub(crate) struct Planned {
+    /// The entries to redirect.
+    pub(crate) redirects: Vec<Redirect>,
+    /// Functions whose entry cannot be redirected: their code loops back into it.
+    pub(crate) blocked: Vec<String>,
+    /// Functions that no module has under that symbol: new ones, or ones whose symbol changed.
+    pub(crate) unmatched: Vec<String>,
 }
 
 #[cfg(test)]
@@ -204,6 +260,7 @@ mod tests {
                         address: *address,
                         size: 0x40,
                         bytes: address.to_le_bytes().to_vec(),
+                        loops_into_entry: *name == "busy",
                     };
                     ((*name).to_owned(), function)
                 })
@@ -213,17 +270,49 @@ mod tests {
 
     #[test]
     fn each_wanted_function_is_redirected_in_every_module_that_has_it() {
-        let host = module(&[("f", 0x1000), ("g", 0x2000), ("main", 0x3000)]);
+        let host = module(&[
+            ("f", 0x1000),
+            ("g", 0x2000),
+            ("main", 0x3000),
+            ("busy", 0x4000),
+        ]);
         let earlier = module(&[("f", 0x500), ("g", 0x600)]);
-        let patch = module(&[("f", 0x10), ("g", 0x20), ("h", 0x30), ("main", 0x40)]);
-        let wanted = |name: &str| ["f", "h"].contains(&name);
-        let redirects = redirects(&patch, &wanted, &[(0, &host), (3, &earlier)]);
+        let patch = module(&[
+            ("f", 0x10),
+            ("g", 0x20),
+            ("h", 0x30),
+            ("main", 0x40),
+            ("busy", 0x50),
+        ]);
+        let wanted = |name: &str| ["f", "h", "busy"].contains(&name);
+        let Planned {
+            redirects,
+            blocked,
+            unmatched,
+        } = redirects(&patch, &wanted, &[(0, &host), (3, &earlier)]);
+        assert_eq!(blocked, ["busy"]);
+        assert_eq!(unmatched, ["h"]);
         let found: Vec<(u64, u64, u64)> = redirects.iter().map(|r| (r.from, r.at, r.to)).collect();
         // `h` is new: nothing calls an older copy of it. `g` and `main` are not wanted.
         assert_eq!(found, [(0, 0x1000, 0x10), (3, 0x500, 0x10)]);
         assert_eq!(redirects[0].at_bytes, 0x1000_u64.to_le_bytes());
         assert_eq!(redirects[0].to_bytes, 0x10_u64.to_le_bytes());
         assert_eq!(redirects[1].size, 0x40);
+    }
+
+    #[test]
+    fn a_loop_back_into_the_first_five_bytes_is_found() {
+        // sub $0x38,%rsp; call +0; jmp back to the call (entry + 4).
+        let looping = [0x48, 0x83, 0xec, 0x38, 0xe8, 0, 0, 0, 0, 0xeb, 0xf9];
+        assert!(loops_into_entry(&looping, 0x1000));
+        // The same jumping back to the entry itself: a recursion-like loop, harmless.
+        let to_entry = [0x48, 0x83, 0xec, 0x38, 0xe8, 0, 0, 0, 0, 0xeb, 0xf5];
+        assert!(!loops_into_entry(&to_entry, 0x1000));
+        // mov $1,%eax; ret, then int3 padding.
+        assert!(!loops_into_entry(
+            &[0xb8, 1, 0, 0, 0, 0xc3, 0xcc, 0xcc],
+            0x2000
+        ));
     }
 
     /// A function of this test executable, found by name.

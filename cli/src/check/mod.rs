@@ -48,6 +48,9 @@ pub(crate) struct HostImage {
     /// The crate's types that the program can hold (reached from a root): all a patch is read
     /// for.
     pub(crate) held: HashSet<String>,
+    /// Whether every type of the crate counts as held (entry redirection: any function may
+    /// be new code, so any value of the program may reach new code).
+    holds_all: bool,
 }
 
 /// What the gate needs to know of the crate whose code is patched.
@@ -100,7 +103,27 @@ impl HostImage {
             exports,
             types,
             held,
+            holds_all: false,
         })
+    }
+
+    /// This image with every type the crates define counted as held: with entry redirection,
+    /// any function may run new code, so any value of the program may reach it. The states of
+    /// closures and futures are left to [`state_refusals`], which compares those of the
+    /// redirected functions only.
+    pub(crate) fn holding_all(mut self) -> HostImage {
+        if let Ok(graph) = &self.types {
+            let states = |name: &str| STATE_TYPES.iter().any(|state| name.contains(state));
+            self.held.extend(
+                graph
+                    .types
+                    .keys()
+                    .filter(|name| graph.defines(name) && !states(name))
+                    .cloned(),
+            );
+        }
+        self.holds_all = true;
+        self
     }
 }
 
@@ -295,6 +318,13 @@ pub(crate) enum Refusal {
         /// The missing symbols, demangled.
         symbols: Vec<String>,
     },
+    /// A changed function's entry in the running program cannot be redirected.
+    Unredirectable {
+        /// The function, as messages show it.
+        function: String,
+        /// Why.
+        why: String,
+    },
     /// A function to redirect uses a mutable static of the crate in a way that cannot be made
     /// to reach the running program's copy: it writes or reads it in place (`static mut`), or
     /// takes the address of a part of it.
@@ -331,6 +361,7 @@ impl Refusal {
             Refusal::Unresolved { .. } => Code::UnresolvedSymbol,
             Refusal::StateLayout { .. } => Code::StateLayoutChanged,
             Refusal::StaticUnshared { .. } => Code::StaticUnshared,
+            Refusal::Unredirectable { .. } => Code::Unredirectable,
         }
     }
 }
@@ -414,6 +445,11 @@ impl fmt::Display for Refusal {
                 }
                 Ok(())
             }
+            Refusal::Unredirectable { function, why } => write!(
+                f,
+                "`{function}` cannot be redirected: {why}{CONTINUATION}the running program \
+                 would go on running its old code"
+            ),
             Refusal::StaticUnshared {
                 function,
                 name,
@@ -608,6 +644,41 @@ fn layout_refusals(
     refusals
 }
 
+/// With entry redirection, every type of `held` whose layout differs in `new` and that
+/// `known` does not refuse already (those the running program reaches from a hot function or a
+/// static, told with how).
+fn unrooted_refusals(
+    old: &TypeGraph,
+    new: &TypeGraph,
+    held: &HashSet<String>,
+    known: &[Refusal],
+) -> Vec<Refusal> {
+    let said: HashSet<&str> = known
+        .iter()
+        .filter_map(|refusal| match refusal {
+            Refusal::TypeLayout { path, .. } => Some(path.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut names: Vec<&String> = held.iter().filter(|n| !said.contains(n.as_str())).collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let changes = dwarf::changes(old.types.get(name)?, new.types.get(name)?);
+            (!changes.is_empty()).then(|| Refusal::TypeLayout {
+                ty: dwarf::short(name),
+                path: name.to_owned(),
+                changes,
+                held: "any of its values may reach the new code (every changed function is \
+                       redirected)"
+                    .to_owned(),
+                location: None,
+            })
+        })
+        .collect()
+}
+
 /// `refusals` without those of an enum's variants (the debug info describes each variant as a
 /// type of its own, `Speed::Fast`) when the enum itself is refused: the enum's refusal says it.
 fn without_variants(refusals: Vec<Refusal>) -> Vec<Refusal> {
@@ -715,7 +786,10 @@ pub(crate) fn check(
                     _ => None,
                 })
                 .collect();
-            let found = layout_refusals(old, &patch.types, &host.records, &said);
+            let mut found = layout_refusals(old, &patch.types, &host.records, &said);
+            if host.holds_all {
+                found.extend(unrooted_refusals(old, &patch.types, &host.held, &found));
+            }
             let detailed: HashSet<String> = found
                 .iter()
                 .filter_map(|refusal| match refusal {
@@ -1066,6 +1140,7 @@ mod tests {
             exports: exports.iter().map(|s| (*s).to_owned()).collect(),
             types: Ok(TypeGraph::default()),
             held: HashSet::new(),
+            holds_all: false,
         }
     }
 

@@ -243,7 +243,24 @@ pub(crate) fn run(args: RunOptions) -> Result<(), CliError> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return Err(anyhow::anyhow!("cargo-hotswap supports Linux on x86_64 only, for now").into());
     }
-    let project = Project::load(&args.selection)?;
+    let mut project = Project::load(&args.selection)?;
+    if !project.has_runtime {
+        if !args.policy.redirect {
+            return Err(anyhow::anyhow!(
+                "package `{}` does not depend on `{}`, so its program cannot receive patches \
+                 through hot functions\nhelp: run `cargo hotswap init` to add it, then mark \
+                 hot functions with `#[hotswap::hot]`; or run with `--redirect` to patch any \
+                 changed function without it",
+                project.package,
+                crate::project::RUNTIME_PACKAGE
+            )
+            .into());
+        }
+        project.agent_library = Some(crate::build::agent::library(
+            &project.cargo,
+            &project.target_dir,
+        )?);
+    }
     crate::terminal::save();
     // The sockets live in a private temporary directory: socket paths are limited to 108 bytes,
     // and the directory's mode (0700, whatever the umask) keeps other users out; the sockets

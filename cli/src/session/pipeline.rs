@@ -466,9 +466,11 @@ impl Session {
             libs: patch.libs.iter().map(|lib| lib.name.clone()).collect(),
         };
         let mut live = self.live_changes(changes, &patch, &crates);
-        if self.redirection.is_some() {
-            // Every changed function runs its new code but `main`.
-            let mut changed = live.live.take().unwrap_or_default();
+        if self.redirection.is_some()
+            && let Some(mut changed) = live.live.take()
+        {
+            // Every changed function runs its new code but `main`. (When what changed is not
+            // known, the patch is sent: the entries are found against the host's own code.)
             changed.append(&mut live.restart_only);
             changed.sort();
             live.restart_only = self.runs_once(&changed);

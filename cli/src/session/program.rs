@@ -113,6 +113,9 @@ impl Session {
         // The program starts while the gate reads what it holds (the host's debug info, which
         // takes a while for a large program); only patches wait for it.
         let image = match HostImage::read(&build.exe, &self.crate_ids(&build)) {
+            // Redirected code may meet any value of the crate's types, not only what hot
+            // functions and statics reach.
+            Ok(image) if self.redirection.is_some() => image.holding_all(),
             Ok(image) => image,
             Err(err) => {
                 let _ = child.kill();
@@ -209,7 +212,23 @@ impl Session {
         }
         self.fast_baseline = fast;
         if let Some(redirection) = &mut self.redirection {
-            *redirection = super::redirect::Redirection::started(full.clone());
+            // The code the program runs: the full baseline when it was built from the running
+            // sources; else (a save while the program started) the host's own objects. Those
+            // are an rlib's, whose calls of generic functions may name other instances than a
+            // patch's: more functions compare as changed (and are redirected to the same code),
+            // never fewer.
+            let host_code = full
+                .clone()
+                .filter(|_| std::env::var_os("HOTSWAP_DEBUG_RLIB").is_none())
+                .or_else(|| {
+                    let rlib = self
+                        .work
+                        .root
+                        .join("rlib")
+                        .join(format!("lib{}.rlib", build.capture.stem()));
+                    crate::check::code::CodeIndex::read_rlib(&rlib, &self.project.crate_name).ok()
+                });
+            *redirection = super::redirect::Redirection::started(host_code);
         }
         self.baseline = full;
         self.rebase_texts();

@@ -214,7 +214,35 @@ impl Session {
             .chain(redirection.applied.iter().map(|(n, f)| (*n, f)))
             .collect();
         let wanted = |mangled: &str| shown(mangled).is_some_and(|name| names.contains(&name));
-        let redirects = entries::redirects(&functions, &wanted, &modules);
+        let found = entries::redirects(&functions, &wanted, &modules);
+        // A function the running program has under another symbol (its signature, or a type
+        // in it, changed) cannot be redirected: the old code would go on running.
+        let host_names: BTreeSet<String> = host.names().filter_map(&shown).collect();
+        let renamed = found
+            .unmatched
+            .iter()
+            .filter(|mangled| shown(mangled).is_some_and(|name| host_names.contains(&name)));
+        let refusals: Vec<Refusal> = found
+            .blocked
+            .iter()
+            .map(|mangled| (mangled, "its code loops back into its first bytes"))
+            .chain(renamed.map(|mangled| {
+                (
+                    mangled,
+                    "the running program has it under another symbol (its signature changed)",
+                )
+            }))
+            .filter_map(|(mangled, why)| {
+                Some(Refusal::Unredirectable {
+                    function: shown(mangled)?,
+                    why: why.to_owned(),
+                })
+            })
+            .collect();
+        if !refusals.is_empty() {
+            return Err(Outcome::Refused(refusals));
+        }
+        let redirects = found.redirects;
         // Each of the patch's statics binds to the first module that has it: the executable,
         // or for a static new since, the first patch that brought it.
         let mut binds = Vec::new();

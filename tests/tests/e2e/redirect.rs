@@ -12,6 +12,18 @@ fn remove_marks(project: &Project) {
     remove_marks_in(project, MAIN);
 }
 
+/// Removes the dependency on the runtime crate from the project's manifest.
+fn remove_runtime(project: &Project) {
+    let path = project.path().join("Cargo.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| !line.starts_with("cargo-hotswap-runtime"))
+        .collect();
+    assert_eq!(kept.len() + 1, text.lines().count(), "{text}");
+    std::fs::write(&path, kept.join("\n") + "\n").unwrap();
+}
+
 /// Removes every `#[hotswap::hot]` line of the file at `relative`.
 fn remove_marks_in(project: &Project, relative: &str) {
     let path = project.path().join(relative);
@@ -20,8 +32,8 @@ fn remove_marks_in(project: &Project, relative: &str) {
     std::fs::write(&path, text.replace("#[hotswap::hot]\n", "")).unwrap();
 }
 
-/// The time service with its one `#[hot]` mark removed, under `--redirect` and continuous
-/// requests: an edit of the time format, a new route in `respond` (which no hot function
+/// The time service with its one `#[hot]` mark and its dependency on the runtime crate removed,
+/// under `--redirect` and continuous requests (the host links cargo-hotswap's own agent): an edit of the time format, a new route in `respond` (which no hot function
 /// reaches) and the format edited back each take effect in the same process; no request
 /// fails, every answer is one version's whole answer, and each `Patched` line tells how long
 /// the program's threads were stopped. An edit of `main`, which is running, restarts.
@@ -29,6 +41,16 @@ fn remove_marks_in(project: &Project, relative: &str) {
 fn a_program_without_hot_marks_is_patched_by_entry_redirection() {
     let project = Project::copy("time-service");
     remove_marks(&project);
+    remove_runtime(&project);
+    let mut without = project.run(&[]);
+    assert_eq!(without.wait_exit(START_DEADLINE), Some(1));
+    assert!(
+        without
+            .stderr()
+            .contains("or run with `--redirect` to patch any changed function without it"),
+        "{}",
+        without.stderr()
+    );
     let mut session = project.run(&["--redirect"]);
     let addr = session.wait_listening();
     session.wait_stderr(START_DEADLINE, "    Watching ");
@@ -286,4 +308,138 @@ fn a_thread_that_blocks_signals_makes_the_patch_refused_and_the_program_runs_on(
     session.assert_stderr_lacks("Patched");
     assert!(get(&addr, "/time").unwrap().starts_with("The time is "));
     assert_eq!(get(&addr, "/pid").unwrap(), pid);
+}
+
+/// Eight threads call three functions (a plain one, a tiny one, a generic instance) in tight
+/// loops while 200 patches switch them back and forth between two versions: every result is
+/// one version's, the process never changes, and the threads blocked in `read`, `sleep` (never
+/// returning early) and on a condvar go on working. The fixture does not depend on the runtime.
+#[test]
+fn two_hundred_patches_under_eight_busy_threads_give_no_wrong_result() {
+    const PATCHES: usize = 200;
+    let project = Project::copy("stress");
+    let mut session = project.run(&["--redirect"]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["version=1"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let versions = [
+        [
+            ("x * 3 + 100", "x * 3 + 200"),
+            ("fn tag() -> u64 {\n    1\n}", "fn tag() -> u64 {\n    2\n}"),
+            ("value.into() + 1000", "value.into() + 2000"),
+        ],
+        [
+            ("x * 3 + 200", "x * 3 + 100"),
+            ("fn tag() -> u64 {\n    2\n}", "fn tag() -> u64 {\n    1\n}"),
+            ("value.into() + 2000", "value.into() + 1000"),
+        ],
+    ];
+    // The newest tick, once it shows `version` (older ticks may show it too).
+    let newest = |session: &mut hotswap_tests::Session, version: &str| -> String {
+        session.wait_stdout(EDIT_DEADLINE, |out| {
+            let line = out.lines().rev().find(|l| l.starts_with("tick "))?;
+            line.contains(version).then(|| line.to_owned())
+        })
+    };
+    for n in 1..=PATCHES {
+        project.edit_all(MAIN, &versions[(n - 1) % 2]);
+        let line = newest(
+            &mut session,
+            if n % 2 == 1 { "version=2" } else { "version=1" },
+        );
+        assert_eq!(
+            crate::tick_field(&line, "wrong"),
+            "0",
+            "after patch {n}: {line}"
+        );
+        assert_eq!(
+            crate::tick_field(&line, "pid"),
+            crate::tick_field(&first, "pid")
+        );
+    }
+    let before = newest(&mut session, "version=1");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let after = newest(&mut session, "version=1");
+    for field in ["calls", "reads", "sleeps", "wakes"] {
+        let count = |line: &str| crate::tick_field(line, field).parse::<u64>().unwrap();
+        assert!(
+            count(&after) > count(&before),
+            "{field}: {before} -> {after}"
+        );
+    }
+    for line in [&before, &after] {
+        assert_eq!(crate::tick_field(line, "wrong"), "0", "{line}");
+        assert_eq!(crate::tick_field(line, "early"), "0", "{line}");
+        assert_eq!(
+            crate::tick_field(line, "pid"),
+            crate::tick_field(&first, "pid")
+        );
+    }
+    session.assert_stderr_lacks("Refused");
+    let patched = status_messages(&session.stderr(), "Patched");
+    assert_eq!(patched.len(), PATCHES);
+    assert!(
+        patched
+            .iter()
+            .all(|line| line.ends_with(": pick, scaled, tag"))
+    );
+}
+
+/// Without hot functions nothing tells which values new code may meet: under `--redirect`, a
+/// field added to a type that `main` holds (behind an `Arc<Mutex<..>>` handed to each
+/// connection's thread, reached by no hot function or static) is refused with HS0102 and the
+/// program restarts, instead of redirected code misreading the running program's value.
+#[test]
+fn a_layout_change_of_a_type_only_main_holds_is_refused() {
+    let project = Project::copy("time-service");
+    remove_marks(&project);
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "fn respond(path: &str) -> (&'static str, String) {\n    match path {",
+                "fn respond(path: &str, stats: &std::sync::Mutex<Stats>) -> (&'static str, String) {\n    \
+                 let mut stats = stats.lock().unwrap();\n    stats.hits += 1;\n    match path {\n        \
+                 \"/hits\" => (\"200 OK\", format!(\"{} hits\", stats.hits)),",
+            ),
+            (
+                "fn serve(stream: TcpStream) -> std::io::Result<()> {",
+                "fn serve(stream: TcpStream, stats: &std::sync::Mutex<Stats>) -> std::io::Result<()> {",
+            ),
+            ("let (status, body) = respond(path);", "let (status, body) = respond(path, stats);"),
+            (
+                "    for stream in listener.incoming() {",
+                "    let stats = std::sync::Arc::new(std::sync::Mutex::new(Stats::default()));\n    \
+                 for stream in listener.incoming() {\n        let stats = stats.clone();",
+            ),
+            ("if let Err(err) = serve(stream) {", "if let Err(err) = serve(stream, &stats) {"),
+            (
+                "/// Prints `log` records",
+                "#[derive(Default)]\nstruct Stats {\n    hits: u64,\n}\n\n/// Prints `log` records",
+            ),
+        ],
+    );
+    let mut session = project.run(&["--redirect"]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    assert_eq!(get(&addr, "/hits").as_deref(), Ok("1 hits"));
+
+    project.edit(
+        MAIN,
+        "    hits: u64,\n",
+        "    hits: u64,\n    names: Vec<String>,\n",
+    );
+    session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0102]");
+    let refused = status_messages(&session.stderr(), "Refused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].starts_with("     Refused [HS0102] `Stats` changed layout at src/main.rs:")
+            && refused[0].contains("field `names: Vec<String>` added")
+            && refused[0].contains(
+                "the running program holds it: any of its values may reach the new code \
+                 (every changed function is redirected)"
+            ),
+        "{}",
+        refused[0]
+    );
+    session.assert_stderr_lacks("Patched");
 }

@@ -169,7 +169,7 @@ fn project_without_the_runtime_exits_with_1() {
         .unwrap();
     assert_eq!(output.status.code(), Some(1));
     insta::assert_snapshot!(String::from_utf8_lossy(&output.stderr), @r"
-    error: package `plain` does not depend on `cargo-hotswap-runtime`, so its program cannot receive patches
-    help: run `cargo hotswap init` to add it, then mark hot functions with `#[hotswap::hot]`
+    error: package `plain` does not depend on `cargo-hotswap-runtime`, so its program cannot receive patches through hot functions
+    help: run `cargo hotswap init` to add it, then mark hot functions with `#[hotswap::hot]`; or run with `--redirect` to patch any changed function without it
     ");
 }
