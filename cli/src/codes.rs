@@ -53,6 +53,8 @@ pub(crate) enum Code {
     FreshStatics,
     /// The program never connected to the session.
     NeverConnected,
+    /// `--redirect` in an optimised build: hot functions only.
+    RedirectOff,
     /// A patched hot function panicked on its first call and was rolled back.
     RolledBack,
     /// A patched hot function panicked on its first call; the new code stays.
@@ -62,7 +64,7 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, in catalogue order.
     #[cfg(test)]
-    pub(crate) const ALL: [Code; 20] = [
+    pub(crate) const ALL: [Code; 21] = [
         Code::SignatureChanged,
         Code::LayoutChanged,
         Code::PersistedLayoutChanged,
@@ -81,6 +83,7 @@ impl Code {
         Code::NotApplied,
         Code::FreshStatics,
         Code::NeverConnected,
+        Code::RedirectOff,
         Code::RolledBack,
         Code::Panicked,
     ];
@@ -106,6 +109,7 @@ impl Code {
             Code::NotApplied => "HS0401",
             Code::FreshStatics => "HS0501",
             Code::NeverConnected => "HS0502",
+            Code::RedirectOff => "HS0503",
             Code::RolledBack => "HS0601",
             Code::Panicked => "HS0602",
         }
@@ -133,6 +137,7 @@ impl Code {
             Code::NotApplied => "patch not applied",
             Code::FreshStatics => "statics start fresh",
             Code::NeverConnected => "program never connected",
+            Code::RedirectOff => "no redirection in optimised builds",
             Code::RolledBack => "rolled back",
             Code::Panicked => "new code panicked",
         }

@@ -110,6 +110,24 @@ impl Session {
                 child.id()
             ),
         );
+        // Optimised code inlines and specialises a function into its callers, where no
+        // redirection reaches: such a build keeps hot functions only (said once per session).
+        let optimised = build
+            .capture
+            .option("-C opt-level")
+            .is_some_and(|level| level != "0");
+        if optimised && self.redirection.take().is_some() {
+            super::report::warning(
+                Code::RedirectOff,
+                format!(
+                    "`--redirect` is off: `{}` is built with optimisations (opt-level {}), which \
+                     inline functions where no redirection reaches; only hot functions are \
+                     patched",
+                    self.project.bin,
+                    build.capture.option("-C opt-level").unwrap_or("?")
+                ),
+            );
+        }
         // The program starts while the gate reads what it holds (the host's debug info, which
         // takes a while for a large program); only patches wait for it.
         let image = match HostImage::read(&build.exe, &self.crate_ids(&build)) {

@@ -443,3 +443,28 @@ fn a_layout_change_of_a_type_only_main_holds_is_refused() {
     );
     session.assert_stderr_lacks("Patched");
 }
+
+/// An optimised build cannot be patched by redirection (the compiler copies functions into
+/// their callers): `--redirect --release` says so once, with HS0503, and the session goes on
+/// with hot functions, which are patched as without the flag.
+#[test]
+fn redirection_is_off_in_an_optimised_build_and_hot_functions_still_patch() {
+    let project = Project::copy("time-service");
+    let mut session = project.run(&["--redirect", "--release"]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let warnings = status_messages(&session.stderr(), "Warning");
+    assert_eq!(
+        warnings,
+        [
+            "     Warning [HS0503] `--redirect` is off: `time-service` is built with optimisations \
+          (opt-level 3), which inline functions where no redirection reaches; only hot \
+          functions are patched"
+        ]
+    );
+    project.edit(MAIN, "\"The time is ", "\"Time now: ");
+    wait_time_prefix(&addr, "Time now: ");
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: format_time");
+    let patched = status_messages(&session.stderr(), "Patched");
+    assert!(!patched[0].contains("pause"), "{}", patched[0]);
+}
