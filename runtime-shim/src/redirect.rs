@@ -494,19 +494,32 @@ impl Drop for TaskDir {
     }
 }
 
-/// A page of trampolines within reach of every entry of a redirection (never unmapped: a thread
-/// may run through a trampoline at any time after).
+/// Memory for trampolines within reach of code: mapped once, filled from its start, never
+/// unmapped and never reused (a thread may run through a trampoline at any time after it was
+/// written). Later redirections add their trampolines after the used part of an island that
+/// reaches their entries, so that the ±2 GiB around the code, where islands can go, does not
+/// run out after a few hundred patches.
 struct Island {
     base: usize,
+    len: usize,
+    used: usize,
 }
 
-/// Maps islands for `entries` and returns the trampoline of each, in order: one island for each
-/// group of entries within 1 GiB of each other (the executable's entries and an earlier
-/// patch's are far apart).
+/// The islands mapped so far.
+static ISLANDS: Mutex<Vec<Island>> = Mutex::new(Vec::new());
+
+/// How much memory an island takes: room for 4,096 trampolines.
+const ISLAND_LEN: usize = 64 << 10;
+
+/// Writes the trampolines of `entries` into islands and returns each one's address, in order:
+/// for each group of entries within 1 GiB of each other (the executable's entries and an
+/// earlier patch's are far apart), in an island that reaches the whole group and has room,
+/// mapped if none does.
 fn trampolines(entries: &[Entry]) -> Result<Vec<usize>, RedirectError> {
     let mut order: Vec<usize> = (0..entries.len()).collect();
     order.sort_by_key(|&i| entries[i].at);
     let mut trampolines = vec![0; entries.len()];
+    let mut islands = ISLANDS.lock().unwrap_or_else(PoisonError::into_inner);
     let mut start = 0;
     while start < order.len() {
         let low = entries[order[start]].at;
@@ -515,79 +528,104 @@ fn trampolines(entries: &[Entry]) -> Result<Vec<usize>, RedirectError> {
             .position(|&i| entries[i].at - low > REACH / 2)
             .map_or(order.len(), |n| start + n);
         let group: Vec<Entry> = order[start..end].iter().map(|&i| entries[i]).collect();
-        let island = Island::near(&group)?;
+        let high = group.iter().map(|e| e.at + JUMP_LEN).max().unwrap_or(low);
+        let need = group.len() * TRAMPOLINE_LEN;
+        let reaches = |base: usize, len: usize| {
+            (base + len).abs_diff(low) <= REACH && high.abs_diff(base) <= REACH
+        };
+        let at = match islands
+            .iter()
+            .position(|i| i.len - i.used >= need && reaches(i.base, i.len))
+        {
+            Some(at) => at,
+            None => {
+                let len = need.div_ceil(ISLAND_LEN).max(1) * ISLAND_LEN;
+                let base = map_island(low, high, len, &reaches)?;
+                islands.push(Island { base, len, used: 0 });
+                islands.len() - 1
+            }
+        };
+        let island = &mut islands[at];
+        let first = island.base + island.used;
+        let mut code = vec![0xcc_u8; need];
+        for (k, entry) in group.iter().enumerate() {
+            let slot = &mut code[k * TRAMPOLINE_LEN..(k + 1) * TRAMPOLINE_LEN];
+            slot[..6].copy_from_slice(&[0xff, 0x25, 0, 0, 0, 0]);
+            slot[6..14].copy_from_slice(&entry.to.to_le_bytes());
+        }
+        // SAFETY: `first..first + need` is unused memory of the island (no thread runs it);
+        // the island stays executable while it is written, for threads running through its
+        // other trampolines.
+        unsafe { write_code(first, &code)? };
+        island.used += need;
         for (k, &i) in order[start..end].iter().enumerate() {
-            trampolines[i] = island.trampoline(k);
+            trampolines[i] = first + k * TRAMPOLINE_LEN;
         }
         start = end;
     }
     Ok(trampolines)
 }
 
-impl Island {
-    /// Maps a page within ±2 GiB of every entry, writes one trampoline per entry and makes it
-    /// executable.
-    fn near(entries: &[Entry]) -> Result<Island, RedirectError> {
-        let page = page_size();
-        let len = (entries.len() * TRAMPOLINE_LEN).div_ceil(page).max(1) * page;
-        let low = entries.iter().map(|e| e.at).min().unwrap_or(0);
-        let high = entries.iter().map(|e| e.at + JUMP_LEN).max().unwrap_or(0);
-        // Every jump goes from an entry (`low` to `high`) to the island (`base` to `base + len`).
-        let reaches =
-            |base: usize| (base + len).abs_diff(low) <= REACH && high.abs_diff(base) <= REACH;
-        let below = (1..=REACH / ISLAND_STEP)
-            .filter_map(|k| (low & !(ISLAND_STEP - 1)).checked_sub(k * ISLAND_STEP));
-        let above = (1..=REACH / ISLAND_STEP)
-            .filter_map(|k| (high & !(ISLAND_STEP - 1)).checked_add(k * ISLAND_STEP));
-        for hint in below.chain(above) {
-            // SAFETY: a new anonymous mapping; `MAP_FIXED_NOREPLACE` never replaces one.
-            let base = unsafe {
-                libc::mmap(
-                    hint as *mut c_void,
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-                    -1,
-                    0,
-                )
-            };
-            if base == libc::MAP_FAILED {
-                continue;
-            }
-            if !reaches(base as usize) {
-                // SAFETY: unmaps the mapping just made.
-                unsafe { libc::munmap(base, len) };
-                continue;
-            }
-            let island = Island {
-                base: base as usize,
-            };
-            for (i, entry) in entries.iter().enumerate() {
-                let mut code = [0xcc_u8; TRAMPOLINE_LEN];
-                code[..6].copy_from_slice(&[0xff, 0x25, 0, 0, 0, 0]);
-                code[6..14].copy_from_slice(&entry.to.to_le_bytes());
-                // SAFETY: the trampoline lies inside the writable mapping made above.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(
-                        code.as_ptr(),
-                        island.trampoline(i) as *mut u8,
-                        TRAMPOLINE_LEN,
-                    );
-                }
-            }
-            // SAFETY: changes the protection of the mapping made above.
-            if unsafe { libc::mprotect(base, len, libc::PROT_READ | libc::PROT_EXEC) } != 0 {
-                return Err(system("mprotect"));
-            }
-            return Ok(island);
+/// Maps `len` bytes of new memory, read-only and executable, where `reaches` holds: tried at
+/// steps of [`ISLAND_STEP`] below `low`, then above `high`.
+fn map_island(
+    low: usize,
+    high: usize,
+    len: usize,
+    reaches: &dyn Fn(usize, usize) -> bool,
+) -> Result<usize, RedirectError> {
+    let below = (1..=REACH / ISLAND_STEP)
+        .filter_map(|k| (low & !(ISLAND_STEP - 1)).checked_sub(k * ISLAND_STEP));
+    let above = (1..=REACH / ISLAND_STEP)
+        .filter_map(|k| (high & !(ISLAND_STEP - 1)).checked_add(k * ISLAND_STEP));
+    for hint in below.chain(above) {
+        // SAFETY: a new anonymous mapping; `MAP_FIXED_NOREPLACE` never replaces one.
+        let base = unsafe {
+            libc::mmap(
+                hint as *mut c_void,
+                len,
+                libc::PROT_READ | libc::PROT_EXEC,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            continue;
         }
-        Err(RedirectError::NoIsland)
+        if !reaches(base as usize, len) {
+            // SAFETY: unmaps the mapping just made.
+            unsafe { libc::munmap(base, len) };
+            continue;
+        }
+        return Ok(base as usize);
     }
+    Err(RedirectError::NoIsland)
+}
 
-    /// The address of trampoline number `i`.
-    fn trampoline(&self, i: usize) -> usize {
-        self.base + i * TRAMPOLINE_LEN
+/// Copies `code` to `at`, in an island: its pages are made writable (and stay executable) for
+/// the copy.
+///
+/// # Safety
+///
+/// `at..at + code.len()` must lie in an island and be run by no thread.
+unsafe fn write_code(at: usize, code: &[u8]) -> Result<(), RedirectError> {
+    let page = page_size();
+    let start = at & !(page - 1);
+    let len = (at + code.len()).div_ceil(page) * page - start;
+    let rwx = libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC;
+    // SAFETY: the pages belong to an island this module mapped.
+    if unsafe { libc::mprotect(start as *mut c_void, len, rwx) } != 0 {
+        return Err(system("mprotect"));
     }
+    // SAFETY: the range is in the island, writable now, and run by no thread.
+    unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), at as *mut u8, code.len()) };
+    // SAFETY: as above.
+    if unsafe { libc::mprotect(start as *mut c_void, len, libc::PROT_READ | libc::PROT_EXEC) } != 0
+    {
+        return Err(system("mprotect"));
+    }
+    Ok(())
 }
 
 /// The `jmp rel32` at `at` that reaches `target` (within reach, see [`Island::near`]).
@@ -748,6 +786,21 @@ mod tests {
     fn serial() -> std::sync::MutexGuard<'static, ()> {
         static SERIAL: Mutex<()> = Mutex::new(());
         SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[test]
+    fn islands_do_not_run_out_over_thousands_of_redirections() {
+        let _serial = serial();
+        let at = entry(one, two);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..5000 {
+            let found = trampolines(&[at]).unwrap();
+            assert!(found[0].abs_diff(at.at) <= REACH);
+            assert!(seen.insert(found[0]), "a trampoline was reused");
+        }
+        // 16 bytes each, 4,096 to an island: two islands, not one per redirection.
+        let islands = ISLANDS.lock().unwrap();
+        assert!(islands.len() <= 4, "{} islands", islands.len());
     }
 
     #[test]
