@@ -490,7 +490,7 @@ impl Session {
             // Only code that no hot function reaches changed (start-up code): a restart runs
             // it; with `--no-restart` the change waits, and this build is the new baseline.
             if self.no_restart {
-                super::report::restart_only(&restart_only);
+                super::report::restart_only(&restart_only, self.redirection.is_some());
                 self.advance_baselines(patch.mode, patch.code, patch.reached);
                 if let Some(running) = &mut self.running {
                     running.libs.rebuilt(&patch.libs);
@@ -500,7 +500,7 @@ impl Session {
                 functions: restart_only,
             });
         }
-        super::report::restart_only(&restart_only);
+        super::report::restart_only(&restart_only, self.redirection.is_some());
         if live.live.as_ref().is_some_and(Vec::is_empty) {
             return Err(Outcome::Unchanged {
                 message: if changes.paths.is_empty() {

@@ -61,9 +61,9 @@ impl Session {
             Outcome::RestartOnly { functions } => self.restart(
                 Code::StartupOnly,
                 &format!(
-                    "{} changed, and no hot function reaches {}",
+                    "{} changed, and {}",
                     functions.join(", "),
-                    if functions.len() == 1 { "it" } else { "them" }
+                    unreached(functions.len(), self.redirection.is_some())
                 ),
                 None,
             ),
@@ -171,24 +171,39 @@ fn patched(applied: Applied) -> Verdict {
     Verdict::Applied
 }
 
+/// Why `count` changed functions run their new code only after a restart: no hot function
+/// reaches them, or (entry redirection, `redirecting`) they are running (`main`).
+fn unreached(count: usize, redirecting: bool) -> String {
+    match (redirecting, count == 1) {
+        (false, true) => "no hot function reaches it".to_owned(),
+        (false, false) => "no hot function reaches them".to_owned(),
+        (true, true) => {
+            "it runs until the program ends, where no redirection reaches it".to_owned()
+        }
+        (true, false) => {
+            "they run until the program ends, where no redirection reaches them".to_owned()
+        }
+    }
+}
+
 /// Warns that `names`, functions whose code changed (quoted, as [`Session::located`] shows
-/// them), are reached by no hot function, so the running program never runs their new code: it
-/// waits for a restart.
-pub(super) fn restart_only(names: &[String]) {
+/// them), are reached by no hot function (or, `redirecting`, are running), so the running
+/// program never runs their new code: it waits for a restart.
+pub(super) fn restart_only(names: &[String], redirecting: bool) {
     if names.is_empty() {
         return;
     }
-    let (pronoun, change) = if names.len() == 1 {
-        ("it", "the change takes")
+    let change = if names.len() == 1 {
+        "the change takes"
     } else {
-        ("them", "the changes take")
+        "the changes take"
     };
     warning(
         Code::StartupOnly,
         format!(
-            "{} changed, but no hot function reaches {pronoun}: {change} effect only after a \
-             restart",
-            names.join(", ")
+            "{} changed, but {}: {change} effect only after a restart",
+            names.join(", "),
+            unreached(names.len(), redirecting)
         ),
     );
 }

@@ -101,6 +101,15 @@ fn a_program_without_hot_marks_is_patched_by_entry_redirection() {
         "println!(\"now listening on",
     );
     session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0201]");
+    let restarting = status_messages(&session.stderr(), "Restarting");
+    assert!(
+        restarting[0].contains(
+            "(`main` at src/main.rs:73 changed, and it runs until the program ends, where no \
+             redirection reaches it; state is lost)"
+        ),
+        "{}",
+        restarting[0]
+    );
     let restarted = session.wait_stdout(START_DEADLINE, |out| {
         out.lines()
             .find_map(|l| l.strip_prefix("now listening on http://"))
