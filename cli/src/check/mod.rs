@@ -324,6 +324,8 @@ pub(crate) enum Refusal {
         function: String,
         /// Why.
         why: String,
+        /// What would happen, and what to do instead.
+        effect: String,
     },
     /// A function to redirect uses a mutable static of the crate in a way that cannot be made
     /// to reach the running program's copy: it writes or reads it in place (`static mut`), or
@@ -445,10 +447,13 @@ impl fmt::Display for Refusal {
                 }
                 Ok(())
             }
-            Refusal::Unredirectable { function, why } => write!(
+            Refusal::Unredirectable {
+                function,
+                why,
+                effect,
+            } => write!(
                 f,
-                "`{function}` cannot be redirected: {why}{CONTINUATION}the running program \
-                 would go on running its old code"
+                "`{function}` cannot be redirected: {why}{CONTINUATION}{effect}"
             ),
             Refusal::StaticUnshared {
                 function,

@@ -225,17 +225,26 @@ impl Session {
         let refusals: Vec<Refusal> = found
             .blocked
             .iter()
-            .map(|mangled| (mangled, "its code loops back into its first bytes"))
+            .map(|mangled| {
+                (
+                    mangled,
+                    "its code loops back into its first bytes",
+                    "a thread going round that loop would run the middle of the jump; a loop \
+                     whose body is a function of its own can be patched",
+                )
+            })
             .chain(renamed.map(|mangled| {
                 (
                     mangled,
                     "the running program has it under another symbol (its signature changed)",
+                    "the running program's calls of it would go on running the old code",
                 )
             }))
-            .filter_map(|(mangled, why)| {
+            .filter_map(|(mangled, why, effect)| {
                 Some(Refusal::Unredirectable {
                     function: shown(mangled)?,
                     why: why.to_owned(),
+                    effect: effect.to_owned(),
                 })
             })
             .collect();
