@@ -36,6 +36,8 @@ use std::time::{Duration, Instant};
 const JUMP_LEN: usize = 5;
 /// Length of one trampoline: `jmp [rip]` (6 bytes) and its 8-byte target, rounded up.
 const TRAMPOLINE_LEN: usize = 16;
+/// How often a stop that waits for acknowledgements looks for threads that exited.
+const EXIT_CHECK: Duration = Duration::from_millis(2);
 /// Most threads a process may have for its world to be stopped.
 const MAX_THREADS: usize = 4096;
 /// First wait before the world is stopped again when a thread was inside an entry's bytes; it
@@ -375,11 +377,23 @@ impl World {
         }
     }
 
-    /// Waits until every listed thread acknowledged, or fails at `deadline`.
+    /// Waits until every listed thread acknowledged, or fails at `deadline`. A thread that
+    /// exits meanwhile (it was signalled while exiting, past running handlers: a program that
+    /// ends a thread per request has many) is not waited for once it is gone.
     fn wait_for_acks(&self, deadline: Instant, bound: Duration) -> Result<(), RedirectError> {
+        let pid = std::process::id() as i32;
         loop {
             let seen = ACKS.load(Ordering::Acquire);
             let count = LISTED.load(Ordering::Acquire).min(MAX_THREADS);
+            for stopped in &THREADS[..count] {
+                let tid = stopped.tid.load(Ordering::Acquire);
+                // SAFETY: signal 0 only checks that the thread exists.
+                let gone = !stopped.acked.load(Ordering::Acquire)
+                    && unsafe { libc::syscall(libc::SYS_tgkill, pid, tid, 0) } != 0;
+                if gone {
+                    stopped.acked.store(true, Ordering::Release);
+                }
+            }
             let waiting = THREADS[..count]
                 .iter()
                 .find(|stopped| !stopped.acked.load(Ordering::Acquire));
@@ -392,7 +406,8 @@ impl World {
                 let tid = waiting.tid.load(Ordering::Acquire);
                 return Err(RedirectError::NotStopped { tid, bound });
             }
-            futex_wait(&ACKS, seen, Some(deadline - now));
+            // Woken by an acknowledgement, or after a while to look for exited threads.
+            futex_wait(&ACKS, seen, Some((deadline - now).min(EXIT_CHECK)));
         }
     }
 
@@ -755,6 +770,12 @@ mod tests {
         std::hint::black_box(1)
     }
 
+    /// Redirected by a test to `two`, and called by none.
+    #[inline(never)]
+    fn never_called() -> u64 {
+        std::hint::black_box(3)
+    }
+
     #[inline(never)]
     fn one() -> u64 {
         std::hint::black_box(1)
@@ -786,6 +807,29 @@ mod tests {
     fn serial() -> std::sync::MutexGuard<'static, ()> {
         static SERIAL: Mutex<()> = Mutex::new(());
         SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[test]
+    fn threads_that_come_and_go_do_not_fail_a_redirection() {
+        let _serial = serial();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let churn = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let short: Vec<_> = (0..4).map(|_| std::thread::spawn(|| ())).collect();
+                    short.into_iter().for_each(|t| t.join().unwrap());
+                }
+            })
+        };
+        for n in 0..300 {
+            // SAFETY: `never_called` and `two` have the same signature, and `two` stays mapped.
+            let redirected =
+                unsafe { redirect(&[entry(never_called, two)], Duration::from_secs(2)) };
+            assert!(redirected.is_ok(), "redirection {n}: {redirected:?}");
+        }
+        stop.store(true, Ordering::Relaxed);
+        churn.join().unwrap();
     }
 
     #[test]
