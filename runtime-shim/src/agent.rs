@@ -334,7 +334,8 @@ struct LinkMap {
 /// `dladdr1`'s request for the link map of the module holding an address (glibc's `<dlfcn.h>`).
 const RTLD_DL_LINKMAP: libc::c_int = 2;
 
-/// The loaded patches whose entries a later patch may redirect: (patch id, link map address).
+/// The modules whose entries a patch may redirect: (patch id, link map address), the
+/// executable as 0 (added at its first use).
 static MODULES: Mutex<Vec<(u64, usize)>> = Mutex::new(Vec::new());
 
 /// The entries redirected so far (addresses in memory): they hold a jump, not their file's bytes.
@@ -389,14 +390,18 @@ fn holds(map: *const LinkMap, address: usize, bytes: &[u8]) -> bool {
 
 /// The link map of the module `from` (0: the executable, else a loaded patch's id).
 fn module(from: u64) -> Result<*const LinkMap, String> {
-    if from == 0 {
-        return link_map(Library::this().into_raw());
+    let mut modules = MODULES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(&(_, map)) = modules.iter().find(|(id, _)| *id == from) {
+        return Ok(map as *const LinkMap);
     }
-    let modules = MODULES.lock().unwrap_or_else(PoisonError::into_inner);
-    match modules.iter().find(|(id, _)| *id == from) {
-        Some(&(_, map)) => Ok(map as *const LinkMap),
-        None => Err(format!("patch {from} is not loaded in this process")),
+    if from != 0 {
+        return Err(format!("patch {from} is not loaded in this process"));
     }
+    // The executable's, looked up once: each `dlopen(NULL)` takes a reference that is never
+    // given back.
+    let map = link_map(Library::this().into_raw())?;
+    modules.push((0, map as usize));
+    Ok(map)
 }
 
 /// Points the GOT entries of `binds` in the patch whose link map is `patch` at the running

@@ -12,6 +12,18 @@ fn remove_marks(project: &Project) {
     remove_marks_in(project, MAIN);
 }
 
+/// Starts `cargo hotswap run --redirect` (and `extra` arguments) on `project`, a service, and
+/// waits until it listens and the session watches; returns the session and the address.
+fn start_service(project: &Project, extra: &[&str]) -> (hotswap_tests::Session, String) {
+    let args: Vec<&str> = std::iter::once("--redirect")
+        .chain(extra.iter().copied())
+        .collect();
+    let mut session = project.run(&args);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    (session, addr)
+}
+
 /// Removes the dependency on the runtime crate from the project's manifest.
 fn remove_runtime(project: &Project) {
     let path = project.path().join("Cargo.toml");
@@ -51,9 +63,7 @@ fn a_program_without_hot_marks_is_patched_by_entry_redirection() {
         "{}",
         without.stderr()
     );
-    let mut session = project.run(&["--redirect"]);
-    let addr = session.wait_listening();
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (mut session, addr) = start_service(&project, &[]);
     wait_time_prefix(&addr, "The time is ");
     let pid = get(&addr, "/pid").unwrap();
     let load = hotswap_tests::Load::start(&addr, "/time", 2);
@@ -127,9 +137,7 @@ fn a_program_without_hot_marks_is_patched_by_entry_redirection() {
 fn an_async_handler_is_redirected_and_a_new_await_is_refused() {
     let project = Project::copy("axum-service");
     remove_marks(&project);
-    let mut session = project.run(&["--redirect"]);
-    let addr = session.wait_listening();
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (mut session, addr) = start_service(&project, &[]);
     let pid = get(&addr, "/pid").unwrap();
     hotswap_tests::post(&addr, "/todos", r#"{"title":"keep me","cost":250}"#).unwrap();
 
@@ -192,9 +200,7 @@ fn a_static_keeps_counting_through_patches_and_a_static_mut_write_is_refused() {
             ),
         ],
     );
-    let mut session = project.run(&["--redirect"]);
-    let addr = session.wait_listening();
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (mut session, addr) = start_service(&project, &[]);
     let call = |answer: &str| -> u64 {
         let (_, n) = answer.rsplit_once(" call ").expect(answer);
         n.parse().expect(answer)
@@ -297,9 +303,7 @@ fn a_thread_that_blocks_signals_makes_the_patch_refused_and_the_program_runs_on(
                  }\n    \
              });\n",
     );
-    let mut session = project.run(&["--redirect"]);
-    let addr = session.wait_listening();
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (mut session, addr) = start_service(&project, &[]);
     wait_time_prefix(&addr, "The time is ");
     let pid = get(&addr, "/pid").unwrap();
 
@@ -427,9 +431,7 @@ fn a_layout_change_of_a_type_only_main_holds_is_refused() {
             ),
         ],
     );
-    let mut session = project.run(&["--redirect"]);
-    let addr = session.wait_listening();
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (mut session, addr) = start_service(&project, &[]);
     assert_eq!(get(&addr, "/hits").as_deref(), Ok("1 hits"));
 
     project.edit(
@@ -459,9 +461,7 @@ fn a_layout_change_of_a_type_only_main_holds_is_refused() {
 #[test]
 fn redirection_is_off_in_an_optimised_build_and_hot_functions_still_patch() {
     let project = Project::copy("time-service");
-    let mut session = project.run(&["--redirect", "--release"]);
-    let addr = session.wait_listening();
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (mut session, addr) = start_service(&project, &["--release"]);
     let warnings = status_messages(&session.stderr(), "Warning");
     assert_eq!(
         warnings,
