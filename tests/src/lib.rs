@@ -168,6 +168,27 @@ impl Project {
         std::fs::write(&path, text).unwrap();
     }
 
+    /// Removes every `#[hot]` mark (`#[hotswap::hot]`, `#[hotswap::hot(rollback)]`, `#[hot]`
+    /// on a line of its own) from the project's `.rs` files: the project as a user who never
+    /// wrote one has it, for `--redirect`. Returns how many were removed.
+    pub fn remove_hot_marks(&self) -> usize {
+        const MARKS: [&str; 3] = ["#[hotswap::hot]", "#[hotswap::hot(rollback)]", "#[hot]"];
+        let mut removed = 0;
+        for file in find_files(self.path(), "rs") {
+            let text = std::fs::read_to_string(&file).unwrap();
+            let kept: Vec<&str> = text
+                .lines()
+                .filter(|line| !MARKS.contains(&line.trim()))
+                .collect();
+            let count = text.lines().count() - kept.len();
+            if count > 0 {
+                std::fs::write(&file, kept.join("\n") + "\n").unwrap();
+                removed += count;
+            }
+        }
+        removed
+    }
+
     /// Starts `cargo hotswap run` on the project with `args` after `run`.
     pub fn run(&self, args: &[&str]) -> Session {
         self.run_command(Command::new(cargo_hotswap()), args)
@@ -490,12 +511,26 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 fn find_manifests(dir: &Path) -> Vec<PathBuf> {
+    find_paths(dir, &|path| {
+        path.file_name().is_some_and(|n| n == "Cargo.toml")
+    })
+}
+
+/// Every file under `dir` whose extension is `extension`.
+fn find_files(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    find_paths(dir, &|path| {
+        path.extension().is_some_and(|e| e == extension)
+    })
+}
+
+/// Every file under `dir` that `wanted` accepts.
+fn find_paths(dir: &Path, wanted: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
         if path.is_dir() {
-            out.extend(find_manifests(&path));
-        } else if path.file_name().is_some_and(|n| n == "Cargo.toml") {
+            out.extend(find_paths(&path, wanted));
+        } else if wanted(&path) {
             out.push(path);
         }
     }

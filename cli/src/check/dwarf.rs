@@ -6,7 +6,8 @@
 //! alignment, fields, variants or enumerators, and the names of the types it leads to (members,
 //! pointees, array elements, generic parameters). Its roots are what the running program passes
 //! to new code or keeps for it: each hot function's parameters and return type (found through the
-//! exported body, `__hotswap_impl$<path>`), and every static and thread-local of the crate.
+//! exported body, `__hotswap_impl$<path>`), and every static and thread-local of the crate; with
+//! entry redirection, every function's parameters and return type ([`Roots::EveryFunction`]).
 //!
 //! Rust describes each type in every codegen unit that uses it, and `Vec<Item>` is described
 //! where it is instantiated: the crate's own units hold every type its code can reach, so only
@@ -106,17 +107,22 @@ pub(crate) struct TypeDef {
 /// Where the running program holds a value whose type the gate follows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum RootKind {
-    /// A parameter of a hot function.
+    /// A parameter of a hot function, or of any function (see [`Roots::EveryFunction`]).
     Parameter {
-        /// The hot function's path, as its record names it.
+        /// The hot function's path, as its record names it; any other function's qualified
+        /// name as the debug info gives it (`app::serve`).
         function: String,
+        /// Whether it is a hot function.
+        hot: bool,
         /// The parameter's name.
         name: String,
     },
-    /// The return value of a hot function.
+    /// The return value of a hot function, or of any function.
     Return {
-        /// The hot function's path.
+        /// The function's path or qualified name.
         function: String,
+        /// Whether it is a hot function.
+        hot: bool,
     },
     /// A static or thread-local of the crate.
     Static {
@@ -145,6 +151,20 @@ pub(crate) struct TypeGraph {
     pub(crate) roots: Vec<Root>,
 }
 
+/// Which values a [`TypeGraph`] counts as held by the running program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Roots {
+    /// The parameters and return values of hot functions, and the crates' statics: what the
+    /// program passes to new code when only hot functions are patched.
+    Hot,
+    /// Those, and the parameters and return values of every function the crates' units
+    /// describe (generic instances such as `Vec<Item>::push` included): with entry
+    /// redirection any function may run new code, so any value passed to a function may
+    /// reach it. A value that never leaves the frame of the function that made it (a local
+    /// used by that function only) is not held: a call running old code keeps it to itself.
+    EveryFunction,
+}
+
 /// How a root reaches a type: the root, and the steps from its type (each the edge's label and
 /// the type it leads to).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +179,8 @@ impl TypeGraph {
     /// Reads the types and roots of the compilation units of the crates `crates` (each unit is
     /// named after its crate's root source file as rustc was given it, `src/main.rs`).
     /// With `wanted`, only the structs, unions and enums named there are read, and no roots
-    /// (what a patch is checked for: the types the running program holds).
+    /// (what a patch is checked for: the types the running program holds); without, the roots
+    /// `roots` says.
     ///
     /// # Errors
     ///
@@ -169,6 +190,7 @@ impl TypeGraph {
         file: &object::File<'_>,
         crates: &[CrateId<'_>],
         wanted: Option<&HashSet<String>>,
+        roots: Roots,
     ) -> Result<TypeGraph, DwarfError> {
         let (sections, endian) = sections(file)?;
         let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
@@ -202,16 +224,21 @@ impl TypeGraph {
                     continue;
                 }
             }
-            UnitReader::new(&dwarf, &unit)?.read_into(&mut graph, crates[at].name, wanted)?;
+            let signatures = wanted.is_none() && roots == Roots::EveryFunction;
+            UnitReader::new(&dwarf, &unit, signatures)?.read_into(
+                &mut graph,
+                crates[at].name,
+                wanted,
+            )?;
         }
         if !found {
             let bin = crates.first().map_or("", |c| c.name);
             return Err(DwarfError::Missing(bin.to_owned()));
         }
-        graph
-            .roots
-            .sort_by(|a, b| root_order(a).cmp(&root_order(b)));
-        graph.roots.dedup();
+        let mut roots = std::mem::take(&mut graph.roots);
+        roots.sort_by(|a, b| root_order(&graph, a).cmp(&root_order(&graph, b)));
+        roots.dedup();
+        graph.roots = roots;
         Ok(graph)
     }
 
@@ -225,12 +252,31 @@ impl TypeGraph {
     }
 
     /// Every type reachable from the roots, each with its shortest path from a root, in the
-    /// order they are reached (roots in their order, breadth first).
+    /// order they are reached (roots in their order, breadth first). Hot functions and statics
+    /// are followed first, then the crates' own functions, their methods, and other crates'
+    /// generic instances, each group only to the types the ones before did not reach.
     pub(crate) fn reachable(&self) -> Vec<(&str, Reach<'_>)> {
         let mut seen: HashMap<&str, usize> = HashMap::new();
         let mut out: Vec<(&str, Reach<'_>)> = Vec::new();
+        for tier in 0..=ROOT_TIERS {
+            let roots = self
+                .roots
+                .iter()
+                .filter(|root| root_tier(self, root) == tier);
+            self.reach_from(roots, &mut seen, &mut out);
+        }
+        out
+    }
+
+    /// Adds to `out` the types `roots` reach that `seen` has not, breadth first.
+    fn reach_from<'g>(
+        &'g self,
+        roots: impl Iterator<Item = &'g Root>,
+        seen: &mut HashMap<&'g str, usize>,
+        out: &mut Vec<(&'g str, Reach<'g>)>,
+    ) {
         let mut queue = VecDeque::new();
-        for root in &self.roots {
+        for root in roots {
             if !seen.contains_key(root.ty.as_str()) {
                 seen.insert(&root.ty, out.len());
                 out.push((
@@ -259,15 +305,42 @@ impl TypeGraph {
                 queue.push_back(out.len() - 1);
             }
         }
-        out
     }
 }
 
-/// Hot functions first, by path and parameter order as read; then statics by name.
-fn root_order(root: &Root) -> (u8, &str) {
+/// The last tier [`root_tier`] gives.
+const ROOT_TIERS: u8 = 3;
+
+/// Which group of roots [`TypeGraph::reachable`] follows `root` with: 0 for hot functions and
+/// statics, 1 for the crates' free functions, 2 for their methods, trait impls and closures
+/// (`app::{impl#3}::default`, `app::line::{closure#0}`), 3 for other crates' generic instances
+/// (`Vec<app::Item>::push`).
+fn root_tier(graph: &TypeGraph, root: &Root) -> u8 {
     match &root.kind {
-        RootKind::Parameter { function, .. } | RootKind::Return { function } => (0, function),
-        RootKind::Static { name } => (1, name),
+        RootKind::Parameter { hot: true, .. }
+        | RootKind::Return { hot: true, .. }
+        | RootKind::Static { .. } => 0,
+        RootKind::Parameter { function, .. } | RootKind::Return { function, .. } => {
+            if !graph.defines(function) {
+                3
+            } else if function.contains("::{impl#") || function.contains("::{closure") {
+                2
+            } else {
+                1
+            }
+        }
+    }
+}
+
+/// Hot functions first, by path and parameter order as read; then statics by name; then the
+/// other functions by tier ([`root_tier`]) and name.
+fn root_order<'r>(graph: &TypeGraph, root: &'r Root) -> (u8, u8, &'r str) {
+    let tier = root_tier(graph, root);
+    match &root.kind {
+        RootKind::Static { name } => (tier, 1, name),
+        RootKind::Parameter { function, .. } | RootKind::Return { function, .. } => {
+            (tier, 0, function)
+        }
     }
 }
 
@@ -291,6 +364,9 @@ struct Die {
     const_value: Option<i128>,
     count: Option<u64>,
     has_location: bool,
+    /// `DW_AT_specification` or `DW_AT_abstract_origin`: the entry that names a function whose
+    /// concrete entry does not.
+    origin: Option<UnitOffset>,
     children: Vec<UnitOffset>,
 }
 
@@ -608,6 +684,9 @@ struct UnitReader<'a, 'data> {
     names: HashMap<UnitOffset, Option<String>>,
     dwarf: &'a gimli::Dwarf<Reader<'data>>,
     unit: &'a gimli::Unit<Reader<'data>>,
+    /// Whether every function's parameters are read ([`Roots::EveryFunction`]), not only hot
+    /// functions'.
+    signatures: bool,
 }
 
 impl<'a, 'data> UnitReader<'a, 'data> {
@@ -615,6 +694,7 @@ impl<'a, 'data> UnitReader<'a, 'data> {
     fn new(
         dwarf: &'a gimli::Dwarf<Reader<'data>>,
         unit: &'a gimli::Unit<Reader<'data>>,
+        signatures: bool,
     ) -> Result<Self, DwarfError> {
         let mut reader = UnitReader {
             dies: HashMap::new(),
@@ -622,6 +702,7 @@ impl<'a, 'data> UnitReader<'a, 'data> {
             names: HashMap::new(),
             dwarf,
             unit,
+            signatures,
         };
         let mut tree = unit.entries_tree(None)?;
         let root = tree.root()?;
@@ -654,12 +735,26 @@ impl<'a, 'data> UnitReader<'a, 'data> {
                 gimli::DW_TAG_subprogram | gimli::DW_TAG_lexical_block
             );
         // Most entries describe a function's locals: only a hot function's body is read
-        // inside (its parameters are roots); the rest is skipped unread.
+        // inside (its parameters are roots), and with `signatures` every function's parameters
+        // (its direct children of that tag); the rest is skipped unread.
         let hot_body = die
             .linkage_name
             .as_deref()
             .is_some_and(|name| is_hot_body(name.as_bytes()));
         if die.tag == gimli::DW_TAG_subprogram && !hot_body {
+            if self.signatures {
+                let mut children = node.children();
+                while let Some(child) = children.next()? {
+                    let entry = child.entry();
+                    if entry.tag() == gimli::DW_TAG_formal_parameter {
+                        let param = entry.offset();
+                        let mut param_die = self.die(entry)?;
+                        param_die.in_function = true;
+                        self.dies.insert(param, param_die);
+                        die.children.push(param);
+                    }
+                }
+            }
             self.order.push(offset);
             self.dies.insert(offset, die);
             return Ok(offset);
@@ -694,6 +789,7 @@ impl<'a, 'data> UnitReader<'a, 'data> {
             const_value: None,
             count: None,
             has_location: false,
+            origin: None,
             children: Vec::new(),
         };
         let mut attrs = entry.attrs();
@@ -721,6 +817,9 @@ impl<'a, 'data> UnitReader<'a, 'data> {
                     die.count = value.udata_value().and_then(|n| n.checked_add(1));
                 }
                 gimli::DW_AT_location => die.has_location = true,
+                gimli::DW_AT_specification | gimli::DW_AT_abstract_origin => {
+                    die.origin = unit_ref(&value);
+                }
                 _ => {}
             }
         }
@@ -974,13 +1073,22 @@ impl<'a, 'data> UnitReader<'a, 'data> {
         let die = &self.dies[&offset];
         match die.tag {
             gimli::DW_TAG_subprogram => {
-                let Some(function) = die
+                let hot = die
                     .linkage_name
                     .as_deref()
                     .and_then(|name| name.strip_prefix(BODY_PREFIX))
-                    .map(str::to_owned)
-                else {
-                    return Ok(());
+                    .map(str::to_owned);
+                let hot_function = hot.is_some();
+                let function = match hot {
+                    Some(function) => function,
+                    None if self.signatures => {
+                        let named = match (&die.name, die.origin) {
+                            (None, Some(origin)) => self.dies.get(&origin).unwrap_or(die),
+                            _ => die,
+                        };
+                        join(&named.scope, named.name.as_deref().unwrap_or("?"))
+                    }
+                    None => return Ok(()),
                 };
                 let (ret, children) = (die.ty, die.children.clone());
                 if let Some(ret) = ret
@@ -989,6 +1097,7 @@ impl<'a, 'data> UnitReader<'a, 'data> {
                     graph.roots.push(Root {
                         kind: RootKind::Return {
                             function: function.clone(),
+                            hot: hot_function,
                         },
                         ty,
                     });
@@ -1005,6 +1114,7 @@ impl<'a, 'data> UnitReader<'a, 'data> {
                         graph.roots.push(Root {
                             kind: RootKind::Parameter {
                                 function: function.clone(),
+                                hot: hot_function,
                                 name: name.unwrap_or_else(|| "_".to_owned()),
                             },
                             ty,

@@ -6,7 +6,7 @@
 //! `-C metadata`, and neither crate type is an executable, so rustc gives both the same crate
 //! hash, and every function (every instance of a generic one) the same symbol.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use anyhow::Context;
@@ -29,6 +29,21 @@ pub(crate) struct Function {
     /// prologue): a thread that takes that jump after the entry became a jump would run the
     /// middle of it, so the entry cannot be redirected.
     pub(crate) loops_into_entry: bool,
+    /// What its code refers to: direct calls and addresses taken, by target address (read
+    /// with [`Functions::read_with_references`] only).
+    pub(crate) references: Vec<(u64, Use)>,
+}
+
+/// How a function's code refers to an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Use {
+    /// A direct call (or jump) outside any loop of the function's own code.
+    Call,
+    /// A direct call inside a loop of the function's own code (a backward jump passes it).
+    CallInLoop,
+    /// A RIP-relative address (`lea`, a memory operand): a function pointer taken, which may be
+    /// called from anywhere, any number of times.
+    Address,
 }
 
 /// The functions and mutable statics one module (the executable or a patch) defines, by
@@ -40,6 +55,9 @@ pub(crate) struct Functions {
     statics: HashMap<String, (u64, u64)>,
     /// The same, by address.
     statics_at: HashMap<u64, String>,
+    /// The addresses its `R_X86_64_RELATIVE` dynamic relocations store (function pointers in
+    /// vtables and statics); read with [`Functions::read_with_references`] only.
+    data_references: HashSet<u64>,
 }
 
 impl Functions {
@@ -53,6 +71,27 @@ impl Functions {
     ///
     /// When the file cannot be opened or is not an object file.
     pub(crate) fn read(path: &Path, keep: &dyn Fn(&str) -> bool) -> anyhow::Result<Functions> {
+        Self::read_file(path, keep, false)
+    }
+
+    /// [`Functions::read`], and what each kept function's code refers to (decoded whole) and
+    /// the addresses the dynamic relocations store: what [`Functions::start_up_only`] needs.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be opened or is not an object file.
+    pub(crate) fn read_with_references(
+        path: &Path,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> anyhow::Result<Functions> {
+        Self::read_file(path, keep, true)
+    }
+
+    fn read_file(
+        path: &Path,
+        keep: &dyn Fn(&str) -> bool,
+        references: bool,
+    ) -> anyhow::Result<Functions> {
         let file = std::fs::File::open(path)
             .with_context(|| format!("cannot open `{}`", path.display()))?;
         let cache = object::ReadCache::new(file);
@@ -103,11 +142,118 @@ impl Functions {
                         size,
                         bytes: code[..code.len().min(GUARD_BYTES as usize)].to_vec(),
                         loops_into_entry: loops_into_entry(code, address),
+                        references: if references {
+                            code_references(code, address)
+                        } else {
+                            Vec::new()
+                        },
                     },
                 );
             }
         }
+        if references {
+            functions.data_references = object
+                .dynamic_relocations()
+                .into_iter()
+                .flatten()
+                .filter(|(_, relocation)| {
+                    matches!(
+                        relocation.flags(),
+                        object::RelocationFlags::Elf {
+                            r_type: object::elf::R_X86_64_RELATIVE
+                        }
+                    )
+                })
+                .filter_map(|(_, relocation)| u64::try_from(relocation.addend()).ok())
+                .collect();
+        }
         Ok(functions)
+    }
+
+    /// The functions `own` accepts (mangled names) that the running program calls only while it
+    /// starts:
+    /// those reached by direct calls from `main` (mangled name) outside its loops, and by
+    /// nothing else. A function is called again, and left out, when it is reached from a call
+    /// in a loop of `main`; from any function `own` rejects (another crate's generic
+    /// instance); through an address taken in code or stored in data (a function pointer,
+    /// a vtable); or when no function read calls it at all (its callers are other crates' code,
+    /// a thread's start, a closure handed to a library). `main` itself is not in the set.
+    /// Needs [`Functions::read_with_references`].
+    pub(crate) fn start_up_only(&self, main: &str, own: &dyn Fn(&str) -> bool) -> HashSet<String> {
+        let Some(main_function) = self.by_name.get(main) else {
+            return HashSet::new();
+        };
+        let at: HashMap<u64, &str> = self
+            .by_name
+            .iter()
+            .map(|(name, function)| (function.address, name.as_str()))
+            .collect();
+        let called: HashSet<u64> = self
+            .by_name
+            .values()
+            .flat_map(|function| function.references.iter().map(|(target, _)| *target))
+            .collect();
+        let mut again: Vec<&str> = Vec::new();
+        for (name, function) in &self.by_name {
+            if name == main {
+                continue;
+            }
+            if !called.contains(&function.address)
+                || self.data_references.contains(&function.address)
+            {
+                again.push(name);
+            }
+            for (target, how) in &function.references {
+                if (!own(name) || *how == Use::Address)
+                    && let Some(callee) = at.get(target)
+                {
+                    again.push(callee);
+                }
+            }
+        }
+        for (target, how) in &main_function.references {
+            if *how != Use::Call
+                && let Some(callee) = at.get(target)
+            {
+                again.push(callee);
+            }
+        }
+        let again = self.closure(again, &at, &HashSet::new(), main);
+        let once: Vec<&str> = main_function
+            .references
+            .iter()
+            .filter(|(_, how)| *how == Use::Call)
+            .filter_map(|(target, _)| at.get(target).copied())
+            .collect();
+        self.closure(once, &at, &again, main)
+            .into_iter()
+            .filter(|name| own(name))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The functions `start` reach through references (all but `main`), never entering
+    /// `excluded`.
+    fn closure<'a>(
+        &'a self,
+        start: Vec<&'a str>,
+        at: &HashMap<u64, &'a str>,
+        excluded: &HashSet<&'a str>,
+        main: &str,
+    ) -> HashSet<&'a str> {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut queue = start;
+        while let Some(name) = queue.pop() {
+            if name == main || excluded.contains(name) || !seen.insert(name) {
+                continue;
+            }
+            for (target, _) in &self.by_name[name].references {
+                if let Some(callee) = at.get(target) {
+                    queue.push(callee);
+                }
+            }
+        }
+        seen
     }
 
     /// The mutable static with the mangled name `name`: its address and size.
@@ -161,6 +307,61 @@ impl Functions {
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)
     }
+}
+
+/// What the code of a function at `address` refers to outside itself, each target once with
+/// its strongest use: direct calls and jumps (in a loop when a backward jump of the function's
+/// own code passes them), and RIP-relative addresses. Decoding stops at the first byte that does
+/// not decode (padding); indirect calls are not followed.
+fn code_references(code: &[u8], address: u64) -> Vec<(u64, Use)> {
+    use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind};
+    let own = address..address + code.len() as u64;
+    let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
+    let mut instruction = iced_x86::Instruction::default();
+    let mut loops: Vec<(u64, u64)> = Vec::new();
+    let mut found: Vec<(u64, u64, bool)> = Vec::new();
+    while decoder.can_decode() {
+        decoder.decode_out(&mut instruction);
+        if instruction.is_invalid() {
+            break;
+        }
+        let ip = instruction.ip();
+        let direct = matches!(
+            instruction.op0_kind(),
+            OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
+        );
+        if direct {
+            let target = instruction.near_branch_target();
+            if own.contains(&target) {
+                if target <= ip {
+                    loops.push((target, ip));
+                }
+            } else {
+                found.push((ip, target, true));
+            }
+        } else if instruction.is_ip_rel_memory_operand() && instruction.mnemonic() != Mnemonic::Nop
+        {
+            found.push((ip, instruction.ip_rel_memory_address(), false));
+        }
+    }
+    let mut references: HashMap<u64, Use> = HashMap::new();
+    for (ip, target, call) in found {
+        let how = if !call {
+            Use::Address
+        } else if loops
+            .iter()
+            .any(|(start, end)| (*start..=*end).contains(&ip))
+        {
+            Use::CallInLoop
+        } else {
+            Use::Call
+        };
+        let known = references.entry(target).or_insert(how);
+        *known = (*known).max(how);
+    }
+    let mut references: Vec<(u64, Use)> = references.into_iter().collect();
+    references.sort_unstable();
+    references
 }
 
 /// Whether the code of a function at `address` branches into its own first five bytes (after
@@ -251,8 +452,6 @@ mod tests {
 
     fn module(functions: &[(&str, u64)]) -> Functions {
         Functions {
-            statics: HashMap::new(),
-            statics_at: HashMap::new(),
             by_name: functions
                 .iter()
                 .map(|(name, address)| {
@@ -261,11 +460,97 @@ mod tests {
                         size: 0x40,
                         bytes: address.to_le_bytes().to_vec(),
                         loops_into_entry: *name == "busy",
+                        references: Vec::new(),
                     };
                     ((*name).to_owned(), function)
                 })
                 .collect(),
+            ..Functions::default()
         }
+    }
+
+    /// A function of a test module: its name, its address and what its code refers to.
+    type Calling<'a> = (&'a str, u64, &'a [(u64, Use)]);
+
+    /// A module whose functions (name, address) call or take the addresses given.
+    fn calling(functions: &[Calling<'_>]) -> Functions {
+        let mut module = module(
+            &functions
+                .iter()
+                .map(|(name, address, _)| (*name, *address))
+                .collect::<Vec<_>>(),
+        );
+        for (name, _, references) in functions {
+            module.by_name.get_mut(*name).unwrap().references = references.to_vec();
+        }
+        module
+    }
+
+    #[test]
+    fn functions_main_calls_before_its_loop_and_nothing_else_calls_run_only_at_start_up() {
+        // main calls `banner` and `setup` (which calls `parse`) once, then in its loop `tick`,
+        // which calls `parse` too and `format`; `setup` also takes the address of `handler`;
+        // `spawn`, another crate's generic instance, calls `worker`; `callback` is stored in a
+        // vtable; `orphan` is called by no function read.
+        let module = calling(&[
+            (
+                "main",
+                0x1000,
+                &[
+                    (0x2000, Use::Call),
+                    (0x3000, Use::Call),
+                    (0x5000, Use::CallInLoop),
+                    (0x8000, Use::Call),
+                    (0xa000, Use::Call),
+                ],
+            ),
+            ("banner", 0x2000, &[]),
+            (
+                "setup",
+                0x3000,
+                &[
+                    (0x4000, Use::Call),
+                    (0x7000, Use::Address),
+                    (0xc000, Use::Call),
+                ],
+            ),
+            ("parse", 0x4000, &[]),
+            ("tick", 0x5000, &[(0x4000, Use::Call), (0x6000, Use::Call)]),
+            ("format", 0x6000, &[]),
+            ("handler", 0x7000, &[]),
+            ("std::spawn", 0x8000, &[(0x9000, Use::Call)]),
+            ("worker", 0x9000, &[]),
+            ("callback", 0xa000, &[]),
+            ("orphan", 0xb000, &[(0xd000, Use::Call)]),
+            ("config", 0xc000, &[]),
+            ("helper", 0xd000, &[]),
+        ]);
+        let mut module = module;
+        module.data_references.insert(0xa000);
+        let own = |name: &str| !name.starts_with("std::");
+        let mut once: Vec<String> = module.start_up_only("main", &own).into_iter().collect();
+        once.sort();
+        assert_eq!(once, ["banner", "config", "setup"]);
+    }
+
+    #[test]
+    fn calls_in_a_loop_and_addresses_are_told_apart_in_real_code() {
+        // 0x1000: call 0x2000; 0x1005: lea 0x3000(%rip),%rax; 0x100c: call 0x4000;
+        // 0x1011: jmp 0x100c (a loop around the second call).
+        let code = [
+            0xe8, 0xfb, 0x0f, 0, 0, // call +0xffb -> 0x2000
+            0x48, 0x8d, 0x05, 0xf4, 0x1f, 0, 0, // lea 0x1ff4(%rip) -> 0x3000
+            0xe8, 0xef, 0x2f, 0, 0, // call +0x2fef -> 0x4000
+            0xeb, 0xf9, // jmp -7 -> 0x100c
+        ];
+        assert_eq!(
+            code_references(&code, 0x1000),
+            [
+                (0x2000, Use::Call),
+                (0x3000, Use::Address),
+                (0x4000, Use::CallInLoop)
+            ]
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ use object::{Object, ObjectSymbol};
 use crate::codes::Code;
 use crate::output::CONTINUATION;
 
+pub(crate) use self::dwarf::Roots;
 use self::dwarf::{Reach, RootKind, TypeGraph};
 use self::records::Record;
 
@@ -46,11 +47,9 @@ pub(crate) struct HostImage {
     /// could not be read.
     pub(crate) types: Result<TypeGraph, String>,
     /// The crate's types that the program can hold (reached from a root): all a patch is read
-    /// for.
+    /// for. With [`Roots::EveryFunction`] (entry redirection) the states of closures and
+    /// futures are left out: [`state_refusals`] compares those of the redirected functions.
     pub(crate) held: HashSet<String>,
-    /// Whether every type of the crate counts as held (entry redirection: any function may
-    /// be new code, so any value of the program may reach new code).
-    holds_all: bool,
 }
 
 /// What the gate needs to know of the crate whose code is patched.
@@ -64,14 +63,18 @@ pub(crate) struct CrateId<'a> {
 }
 
 impl HostImage {
-    /// Reads the host executable at `exe` (the crate `krate` linked whole) and the shared
-    /// libraries it needs.
+    /// Reads the host executable at `exe` (the crates `crates` linked whole) and the shared
+    /// libraries it needs; `roots` says which values count as held.
     ///
     /// # Errors
     ///
     /// When the executable cannot be read or parsed. Debug info that cannot be read is not an
     /// error here: every patch is then refused, saying why.
-    pub(crate) fn read(exe: &Path, crates: &[CrateId<'_>]) -> anyhow::Result<HostImage> {
+    pub(crate) fn read(
+        exe: &Path,
+        crates: &[CrateId<'_>],
+        roots: Roots,
+    ) -> anyhow::Result<HostImage> {
         let data =
             std::fs::read(exe).with_context(|| format!("cannot read `{}`", exe.display()))?;
         let file = object::File::parse(&*data)
@@ -84,7 +87,7 @@ impl HostImage {
         let mut libraries = needed_libraries(&data);
         libraries.names.push("ld-linux-x86-64.so.2".to_owned());
         exports.extend(library_exports(&libraries, exe.parent()));
-        let types = TypeGraph::read(&file, crates, None).map_err(|e| e.to_string());
+        let types = TypeGraph::read(&file, crates, None, roots).map_err(|e| e.to_string());
         let held = types.as_ref().map_or_else(
             |_| HashSet::new(),
             |graph| {
@@ -92,7 +95,7 @@ impl HostImage {
                     .reachable()
                     .into_iter()
                     .map(|(name, _)| name)
-                    .filter(|name| graph.defines(name))
+                    .filter(|name| graph.defines(name) && !(roots.skips_states() && is_state(name)))
                     .map(str::to_owned)
                     .collect()
             },
@@ -103,28 +106,21 @@ impl HostImage {
             exports,
             types,
             held,
-            holds_all: false,
         })
     }
+}
 
-    /// This image with every type the crates define counted as held: with entry redirection,
-    /// any function may run new code, so any value of the program may reach it. The states of
-    /// closures and futures are left to [`state_refusals`], which compares those of the
-    /// redirected functions only.
-    pub(crate) fn holding_all(mut self) -> HostImage {
-        if let Ok(graph) = &self.types {
-            let states = |name: &str| STATE_TYPES.iter().any(|state| name.contains(state));
-            self.held.extend(
-                graph
-                    .types
-                    .keys()
-                    .filter(|name| graph.defines(name) && !states(name))
-                    .cloned(),
-            );
-        }
-        self.holds_all = true;
-        self
+impl Roots {
+    /// Whether the states of closures and futures are left out of the layout check of held
+    /// types (compared by [`state_refusals`] instead).
+    fn skips_states(self) -> bool {
+        self == Roots::EveryFunction
     }
+}
+
+/// Whether `name` is the state type of a closure or coroutine (see [`STATE_TYPES`]).
+fn is_state(name: &str) -> bool {
+    STATE_TYPES.iter().any(|state| name.contains(state))
 }
 
 /// What the gate reads from a patch file.
@@ -180,7 +176,7 @@ impl PatchImage {
         wanted: Option<&HashSet<String>>,
     ) -> anyhow::Result<PatchImage> {
         let file = object::File::parse(data).context("not an object file")?;
-        let types = TypeGraph::read(&file, crates, wanted)
+        let types = TypeGraph::read(&file, crates, wanted, Roots::Hot)
             .context("the types it uses cannot be checked")?;
         let records = records::read(&file)?;
         let layouts = records::read_layouts(&file)?;
@@ -320,7 +316,8 @@ pub(crate) enum Refusal {
     },
     /// A changed function's entry in the running program cannot be redirected.
     Unredirectable {
-        /// The function, as messages show it.
+        /// The function as messages show it, quoted, with where it is declared when known:
+        /// `` `alpha` at src/main.rs:39 ``.
         function: String,
         /// Why.
         why: String,
@@ -453,7 +450,7 @@ impl fmt::Display for Refusal {
                 effect,
             } => write!(
                 f,
-                "`{function}` cannot be redirected: {why}{CONTINUATION}{effect}"
+                "{function} cannot be redirected: {why}{CONTINUATION}{effect}"
             ),
             Refusal::StaticUnshared {
                 function,
@@ -559,7 +556,7 @@ pub(crate) fn state_refusals(
         std::fs::read(patch).with_context(|| format!("cannot read `{}`", patch.display()))?;
     let file = object::File::parse(&*data)
         .with_context(|| format!("`{}` is not an object file", patch.display()))?;
-    let new = TypeGraph::read(&file, crates, Some(&wanted))?;
+    let new = TypeGraph::read(&file, crates, Some(&wanted), Roots::Hot)?;
     let mut names: Vec<&String> = wanted.iter().collect();
     names.sort();
     // One refusal per state: a future's variants are types of their own
@@ -614,13 +611,14 @@ pub(crate) fn locate_types(refusals: &mut [Refusal], dirs: &[(String, PathBuf)],
     }
 }
 
-/// Every type of the crate that the running program can hold (reached in `old` from a root)
-/// whose layout differs in `new`; a type the new code does not describe is not used by it.
-/// Types named in `said` (as written in a signature), or reached from a static named there, are
-/// left out.
+/// Every type of `held` (the crate's types that the running program can hold, reached in `old`
+/// from a root) whose layout differs in `new`; a type the new code does not describe is not
+/// used by it. Types named in `said` (as written in a signature), or reached from a static named
+/// there, are left out.
 fn layout_refusals(
     old: &TypeGraph,
     new: &TypeGraph,
+    held_types: &HashSet<String>,
     records: &BTreeMap<String, Record>,
     said: &HashSet<&str>,
 ) -> Vec<Refusal> {
@@ -628,7 +626,10 @@ fn layout_refusals(
     for (name, reach) in old.reachable() {
         let from_said_static =
             matches!(&reach.root.kind, RootKind::Static { name } if said.contains(name.as_str()));
-        if !old.defines(name) || from_said_static || said.contains(dwarf::short(name).as_str()) {
+        if !held_types.contains(name)
+            || from_said_static
+            || said.contains(dwarf::short(name).as_str())
+        {
             continue;
         }
         let (Some(was), Some(now)) = (old.types.get(name), new.types.get(name)) else {
@@ -647,41 +648,6 @@ fn layout_refusals(
         });
     }
     refusals
-}
-
-/// With entry redirection, every type of `held` whose layout differs in `new` and that
-/// `known` does not refuse already (those the running program reaches from a hot function or a
-/// static, told with how).
-fn unrooted_refusals(
-    old: &TypeGraph,
-    new: &TypeGraph,
-    held: &HashSet<String>,
-    known: &[Refusal],
-) -> Vec<Refusal> {
-    let said: HashSet<&str> = known
-        .iter()
-        .filter_map(|refusal| match refusal {
-            Refusal::TypeLayout { path, .. } => Some(path.as_str()),
-            _ => None,
-        })
-        .collect();
-    let mut names: Vec<&String> = held.iter().filter(|n| !said.contains(n.as_str())).collect();
-    names.sort();
-    names
-        .into_iter()
-        .filter_map(|name| {
-            let changes = dwarf::changes(old.types.get(name)?, new.types.get(name)?);
-            (!changes.is_empty()).then(|| Refusal::TypeLayout {
-                ty: dwarf::short(name),
-                path: name.to_owned(),
-                changes,
-                held: "any of its values may reach the new code (every changed function is \
-                       redirected)"
-                    .to_owned(),
-                location: None,
-            })
-        })
-        .collect()
 }
 
 /// `refusals` without those of an enum's variants (the debug info describes each variant as a
@@ -721,12 +687,27 @@ fn held(graph: &TypeGraph, reach: &Reach<'_>, records: &BTreeMap<String, Record>
     };
     let ty = dwarf::short(&reach.root.ty);
     let mut parts = match &reach.root.kind {
-        RootKind::Parameter { function, name } => vec![
+        RootKind::Parameter {
+            function,
+            hot: true,
+            name,
+        } => vec![
             format!("hot fn `{}`", written(function)),
             format!("`{name}: {ty}`"),
         ],
-        RootKind::Return { function } => vec![
+        RootKind::Parameter { function, name, .. } => vec![
+            format!("fn `{}`", dwarf::short(function)),
+            format!("`{name}: {ty}`"),
+        ],
+        RootKind::Return {
+            function,
+            hot: true,
+        } => vec![
             format!("the value hot fn `{}` returns", written(function)),
+            format!("`{ty}`"),
+        ],
+        RootKind::Return { function, .. } => vec![
+            format!("the value fn `{}` returns", dwarf::short(function)),
             format!("`{ty}`"),
         ],
         RootKind::Static { name } => vec![
@@ -791,10 +772,7 @@ pub(crate) fn check(
                     _ => None,
                 })
                 .collect();
-            let mut found = layout_refusals(old, &patch.types, &host.records, &said);
-            if host.holds_all {
-                found.extend(unrooted_refusals(old, &patch.types, &host.held, &found));
-            }
+            let found = layout_refusals(old, &patch.types, &host.held, &host.records, &said);
             let detailed: HashSet<String> = found
                 .iter()
                 .filter_map(|refusal| match refusal {
@@ -1145,7 +1123,6 @@ mod tests {
             exports: exports.iter().map(|s| (*s).to_owned()).collect(),
             types: Ok(TypeGraph::default()),
             held: HashSet::new(),
-            holds_all: false,
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::build::host::{self, Host};
 use crate::build::patch::{self, Job, LibPlan, Mode, Patch};
 use crate::check::code::{CodeIndex, Crates};
-use crate::check::{self, LiveChanges, ReadAhead};
+use crate::check::{self, LiveChanges, ReadAhead, Refusal};
 use crate::codes::Code;
 use crate::control::protocol::Verdict;
 use crate::event::{Event, Target};
@@ -473,7 +473,7 @@ impl Session {
             // known, the patch is sent: the entries are found against the host's own code.)
             changed.append(&mut live.restart_only);
             changed.sort();
-            live.restart_only = self.runs_once(&changed);
+            live.restart_only = self.runs_once(&changed, &crates);
             changed.retain(|name| !live.restart_only.contains(name));
             live.live = Some(changed);
         }
@@ -515,7 +515,20 @@ impl Session {
         }
         let hot: std::collections::BTreeSet<String> = image.records.keys().cloned().collect();
         let changed = live.live.as_deref().unwrap_or_default();
-        let planned = self.plan_redirects(&patch, &crates, &hot, changed)?;
+        let planned = match self.plan_redirects(&patch, &crates, &hot, changed) {
+            Err(Outcome::Refused(mut refusals)) => {
+                for refusal in &mut refusals {
+                    if let Refusal::Unredirectable { function, .. } = refusal {
+                        let name = function.trim_matches('`').to_owned();
+                        if let [at] = &self.located(&patch, &changes.host, &[name], &crates)[..] {
+                            function.clone_from(at);
+                        }
+                    }
+                }
+                return Err(Outcome::Refused(refusals));
+            }
+            planned => planned?,
+        };
         self.check_states(changes, &patch, &planned)?;
         self.patch_statics(&patch, &crates, &planned.bound);
         Ok(Checked {

@@ -16,7 +16,7 @@ use hotswap::protocol::{self, HostMessage};
 
 use crate::build::host::{self, Host};
 use crate::build::patch;
-use crate::check::{CrateId, HostImage, PatchImage};
+use crate::check::{CrateId, HostImage, PatchImage, Roots};
 use crate::codes::Code;
 use crate::control::protocol::{self as control, Request, Verdict};
 use crate::event::Event as Report;
@@ -130,10 +130,14 @@ impl Session {
         }
         // The program starts while the gate reads what it holds (the host's debug info, which
         // takes a while for a large program); only patches wait for it.
-        let image = match HostImage::read(&build.exe, &self.crate_ids(&build)) {
-            // Redirected code may meet any value of the crate's types, not only what hot
-            // functions and statics reach.
-            Ok(image) if self.redirection.is_some() => image.holding_all(),
+        // Redirected code may meet any value passed to any function, not only what hot
+        // functions and statics reach.
+        let roots = if self.redirection.is_some() {
+            Roots::EveryFunction
+        } else {
+            Roots::Hot
+        };
+        let image = match HostImage::read(&build.exe, &self.crate_ids(&build), roots) {
             Ok(image) => image,
             Err(err) => {
                 let _ = child.kill();

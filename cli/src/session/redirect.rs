@@ -26,8 +26,12 @@ pub(super) struct Redirection {
     /// The bin crate's code as the running program was started with it (the baseline built
     /// from the host's sources), `None` if it could not be built.
     host_code: Option<CodeIndex>,
-    /// The executable's functions of the local crates, read at the first patch.
+    /// The executable's functions of the local crates, with what their code refers to, read
+    /// at the first patch.
     host: Option<Functions>,
+    /// The functions (display names) the running program calls only while it starts (see
+    /// [`Functions::start_up_only`]), found with `host`.
+    start_up_only: BTreeSet<String>,
     /// The functions of each patch the program loaded, by patch number.
     applied: Vec<(u64, Functions)>,
     /// The functions (display names) redirected so far: every later patch redirects them
@@ -76,14 +80,67 @@ impl Redirection {
 }
 
 impl Session {
-    /// The changed functions of `patch` that the running program cannot run after a
-    /// redirection: `main` (its frame runs the old code until it returns).
-    pub(super) fn runs_once(&self, changed: &[String]) -> Vec<String> {
+    /// The changed functions (display names) that the running program cannot run after a
+    /// redirection: `main` (its frame runs the old code until it returns), and what it calls
+    /// only while it starts (before its loops, and from nothing else). When the executable
+    /// cannot be read, `main` only: the error is told by [`Session::plan_redirects`].
+    pub(super) fn runs_once(&mut self, changed: &[String], crates: &Crates) -> Vec<String> {
+        let start_up_only = match self.host_functions(crates) {
+            Ok(redirection) => &redirection.start_up_only,
+            Err(_) => &BTreeSet::new(),
+        };
         changed
             .iter()
-            .filter(|name| name.as_str() == MAIN)
+            .filter(|name| name.as_str() == MAIN || start_up_only.contains(*name))
             .cloned()
             .collect()
+    }
+
+    /// The redirection state with the executable's functions of the local crates read (once
+    /// per program), from the running image itself (`/proc/<pid>/exe`), even if its file was
+    /// replaced since.
+    ///
+    /// # Errors
+    ///
+    /// When the program is not running, the session does not redirect, or the executable
+    /// cannot be read.
+    fn host_functions(&mut self, crates: &Crates) -> anyhow::Result<&mut Redirection> {
+        let Some(running) = &self.running else {
+            anyhow::bail!("the program is not running");
+        };
+        let pid = running.child.id();
+        let local: Vec<String> = std::iter::once(self.project.crate_name.clone())
+            .chain(
+                running
+                    .build
+                    .locals
+                    .crates
+                    .iter()
+                    .map(|c| c.name().to_owned()),
+            )
+            .collect();
+        let Some(redirection) = &mut self.redirection else {
+            anyhow::bail!("the session does not redirect");
+        };
+        if redirection.host.is_none() {
+            let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
+            let keep = |name: &str| local.iter().any(|krate| name.contains(krate.as_str()));
+            let host = Functions::read_with_references(&exe, &keep)?;
+            let shown = |mangled: &str| crates.display(&demangle(mangled));
+            let main = host
+                .names()
+                .find(|name| shown(name).as_deref() == Some(MAIN))
+                .map(str::to_owned);
+            if let Some(main) = main {
+                redirection.start_up_only = host
+                    .start_up_only(&main, &|name| shown(name).is_some())
+                    .iter()
+                    .filter_map(|name| shown(name))
+                    .collect();
+            }
+            redirection.host = Some(host);
+        }
+        Ok(redirection)
     }
 
     /// Refuses `planned` when a redirected closure's or `async` body's state changed its
@@ -147,23 +204,12 @@ impl Session {
             ))
         };
         let crate_name = self.project.crate_name.clone();
-        let Some(running) = &self.running else {
-            return Err(unchecked("the program is not running".to_owned()));
-        };
-        let pid = running.child.id();
-        let local: Vec<String> = std::iter::once(crate_name.clone())
-            .chain(
-                running
-                    .build
-                    .locals
-                    .crates
-                    .iter()
-                    .map(|c| c.name().to_owned()),
-            )
-            .collect();
-        let Some(redirection) = &mut self.redirection else {
+        if self.redirection.is_none() {
             return Ok(Planned::default());
-        };
+        }
+        let redirection = self
+            .host_functions(crates)
+            .map_err(|err| unchecked(format!("{err:#}")))?;
         let (Some(start), Some(code)) = (&redirection.host_code, &patch.code) else {
             return Err(unchecked(
                 "the code of the running program or of the patch could not be read".to_owned(),
@@ -200,13 +246,6 @@ impl Session {
         if !refusals.is_empty() {
             return Err(Outcome::Refused(refusals));
         }
-        if redirection.host.is_none() {
-            // The running image itself, even if its file was replaced since.
-            let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
-            let keep = |name: &str| local.iter().any(|krate| name.contains(krate.as_str()));
-            let host = Functions::read(&exe, &keep).map_err(|err| unchecked(format!("{err:#}")))?;
-            redirection.host = Some(host);
-        }
         let functions =
             Functions::read(&patch.path, &|_| true).map_err(|err| unchecked(format!("{err:#}")))?;
         let host = redirection.host.as_ref().expect("read above");
@@ -242,7 +281,7 @@ impl Session {
             }))
             .filter_map(|(mangled, why, effect)| {
                 Some(Refusal::Unredirectable {
-                    function: shown(mangled)?,
+                    function: format!("`{}`", shown(mangled)?),
                     why: why.to_owned(),
                     effect: effect.to_owned(),
                 })

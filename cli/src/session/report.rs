@@ -63,7 +63,7 @@ impl Session {
                 &format!(
                     "{} changed, and {}",
                     functions.join(", "),
-                    unreached(functions.len(), self.redirection.is_some())
+                    unreached(&functions, self.redirection.is_some())
                 ),
                 None,
             ),
@@ -171,18 +171,26 @@ fn patched(applied: Applied) -> Verdict {
     Verdict::Applied
 }
 
-/// Why `count` changed functions run their new code only after a restart: no hot function
-/// reaches them, or (entry redirection, `redirecting`) they are running (`main`).
-fn unreached(count: usize, redirecting: bool) -> String {
-    match (redirecting, count == 1) {
-        (false, true) => "no hot function reaches it".to_owned(),
-        (false, false) => "no hot function reaches them".to_owned(),
-        (true, true) => {
+/// Why the changed functions `names` (quoted, as [`Session::located`] shows them) run their
+/// new code only after a restart: no hot function reaches them, or (entry redirection,
+/// `redirecting`) they are running (`main`) or were called while the program started and are
+/// not called again.
+fn unreached(names: &[String], redirecting: bool) -> String {
+    let one = names.len() == 1;
+    let main_only = names.iter().all(|name| name.starts_with("`main`"));
+    match (redirecting, one, main_only) {
+        (false, true, _) => "no hot function reaches it".to_owned(),
+        (false, false, _) => "no hot function reaches them".to_owned(),
+        (true, true, true) => {
             "it runs until the program ends, where no redirection reaches it".to_owned()
         }
-        (true, false) => {
-            "they run until the program ends, where no redirection reaches them".to_owned()
-        }
+        (true, true, false) => "it runs only while the program starts (`main` calls it \
+                                outside its loops, and nothing else calls it)"
+            .to_owned(),
+        (true, false, _) => "they run until the program ends (`main`) or only while it \
+                             starts (called from `main` outside its loops), where no \
+                             redirection reaches them"
+            .to_owned(),
     }
 }
 
@@ -203,7 +211,7 @@ pub(super) fn restart_only(names: &[String], redirecting: bool) {
         format!(
             "{} changed, but {}: {change} effect only after a restart",
             names.join(", "),
-            unreached(names.len(), redirecting)
+            unreached(names, redirecting)
         ),
     );
 }

@@ -36,24 +36,49 @@ fn start(fixture: &str, parts: &[&str]) -> (Project, Session, String) {
 /// by the gate before anything is loaded.
 #[test]
 fn a_package_library_and_its_bin_are_patched_in_one_process() {
-    let (project, mut session, first) = start("libbin", &["price-one:5", "label-one bin-one"]);
+    library_and_bin(false);
+}
+
+/// The same without marks, under `--redirect`: each edit is patched alike; the refused field
+/// is told as reached from a function that hands the shop to the program (`open`).
+#[test]
+fn a_package_library_and_its_bin_without_marks_are_patched_in_one_process() {
+    library_and_bin(true);
+}
+
+/// The library-and-bin scenario, with `redirect` under `--redirect` and without marks.
+fn library_and_bin(redirect: bool) {
+    let parts = ["price-one:5", "label-one bin-one"];
+    let (project, mut session, first) = if redirect {
+        let project = Project::copy("libbin");
+        assert_eq!(project.remove_hot_marks(), 2);
+        let mut session = project.run(&["--redirect"]);
+        let first = wait_tick(&mut session, START_DEADLINE, &parts);
+        session.wait_stderr(START_DEADLINE, "    Watching ");
+        (project, session, first)
+    } else {
+        start("libbin", &parts)
+    };
     project.edit("src/lib.rs", "\"label-one\"", "\"label-two\"");
     wait_tick_of_same_process(&mut session, EDIT_DEADLINE, &first, &["label-two", "gen=1"]);
     project.edit("src/lib.rs", "price-one", "price-two");
     wait_tick_of_same_process(&mut session, EDIT_DEADLINE, &first, &["price-two", "gen=2"]);
     project.edit("src/main.rs", "bin-one", "bin-two");
     wait_tick_of_same_process(&mut session, EDIT_DEADLINE, &first, &["bin-two", "gen=3"]);
+    session.wait_stderr(EDIT_DEADLINE, "generation 3: ");
     let stderr = session.stderr();
-    insta::assert_snapshot!(status_messages(&stderr, "Patching").join("\n"), @r"
-        Patching shop-server (`src/lib.rs` changed; rebuilding shop_logic, shop_server)
-        Patching shop-server (`src/lib.rs` changed; rebuilding shop_logic, shop_server)
-        Patching shop-server (`src/main.rs` changed)
-    ");
-    insta::assert_snapshot!(patched(&stderr), @r"
-    generation 1: shop_logic::label
-    generation 2: shop_logic::price
-    generation 3: line
-    ");
+    assert_eq!(
+        status_messages(&stderr, "Patching"),
+        [
+            "    Patching shop-server (`src/lib.rs` changed; rebuilding shop_logic, shop_server)",
+            "    Patching shop-server (`src/lib.rs` changed; rebuilding shop_logic, shop_server)",
+            "    Patching shop-server (`src/main.rs` changed)",
+        ]
+    );
+    assert_eq!(
+        patched(&stderr),
+        "generation 1: shop_logic::label\ngeneration 2: shop_logic::price\ngeneration 3: line"
+    );
 
     project.edit_all(
         "src/lib.rs",
@@ -69,10 +94,19 @@ fn a_package_library_and_its_bin_are_patched_in_one_process() {
         ],
     );
     session.wait_stderr(EDIT_DEADLINE, "     Refused [HS0102]");
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
-    Refused [HS0102] `Item` changed layout at src/lib.rs:7: field `cents: u64` added at offset 24; size 24 -> 32 bytes
-            the running program holds it: hot fn `line(shop: &Shop)` -> `shop: &Arc<Mutex<Vec<Item>>>` -> `Item`
-    ");
+    let held = if redirect {
+        "the value fn `open` returns -> `Arc<Mutex<Vec<Item>>>` -> `Item`"
+    } else {
+        "hot fn `line(shop: &Shop)` -> `shop: &Arc<Mutex<Vec<Item>>>` -> `Item`"
+    };
+    assert_eq!(
+        status_messages(&session.stderr(), "Refused"),
+        [format!(
+            "     Refused [HS0102] `Item` changed layout at src/lib.rs:7: field `cents: u64` \
+             added at offset 24; size 24 -> 32 bytes\n             the running program holds \
+             it: {held}"
+        )]
+    );
     // The restarted program runs every edit.
     wait_tick_of_new_process(
         &mut session,

@@ -49,20 +49,7 @@ fn s09_changed_signature_is_refused_and_old_code_keeps_running() {
 #[test]
 fn s10_changed_layout_of_a_boundary_struct_is_refused_and_restarts() {
     let (project, mut session, first) = start_gate(&[]);
-    project.edit_all(
-        MAIN,
-        &[
-            (
-                "    label: &'static str,\n}",
-                "    label: &'static str,\n    extra: u64,\n}",
-            ),
-            (
-                "count: 0, label: \"state\" }",
-                "count: 0, label: \"state\", extra: 1 }",
-            ),
-            ("state.count += 1;", "state.count += state.extra;"),
-        ],
-    );
+    crate::add_field_to_state(&project);
     session.wait_stderr(EDIT_DEADLINE, "Restarting");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
          Refused [HS0102] `State` changed layout at src/main.rs:17: field `extra: u64` added at offset 24; size 24 -> 32 bytes
@@ -85,20 +72,7 @@ fn s10_changed_layout_of_a_boundary_struct_is_refused_and_restarts() {
 #[test]
 fn s11_changed_layout_of_an_internal_struct_is_patched() {
     let (project, mut session, first) = start_gate(&[]);
-    project.edit_all(
-        MAIN,
-        &[
-            (
-                "struct Scratch {\n    a: u32,\n}",
-                "struct Scratch {\n    a: u32,\n    b: u64,\n}",
-            ),
-            ("Scratch { a: 7 };", "Scratch { a: 7, b: 9 };"),
-            (
-                "\"step-one count={} scratch={} {}\", state.count, scratch.a,",
-                "\"step-two count={} scratch={} {}\", state.count, scratch.a + scratch.b as u32,",
-            ),
-        ],
-    );
+    crate::add_field_to_scratch(&project);
     let line = wait_patched_in_place(&mut session, &first, &["step-two", "scratch=16", "gen=1"]);
     let count: u64 = tick_field(&line, "count").parse().unwrap();
     let first_count: u64 = tick_field(&first, "count").parse().unwrap();
@@ -183,19 +157,7 @@ fn changed_functions_are_reported_and_comment_edits_send_nothing() {
 #[test]
 fn comment_lines_and_reformatting_are_unchanged_without_a_build() {
     let (project, mut session, first) = start_gate(&[]);
-    let text = std::fs::read_to_string(project.path().join(MAIN)).unwrap();
-    std::fs::write(
-        project.path().join(MAIN),
-        format!("// A note about this file.\n\n{text}"),
-    )
-    .unwrap();
-    session.wait_stderr(EDIT_DEADLINE, "Unchanged");
-    project.edit(
-        MAIN,
-        "fn alpha() -> &'static str {\n    \"alpha-one\"\n}",
-        "fn alpha()->&'static str{\n        \"alpha-one\" }",
-    );
-    session.wait_stderr_count(EDIT_DEADLINE, "Unchanged", 2);
+    crate::comment_and_reformat(&project, &mut session);
     insta::assert_snapshot!(status_messages(&session.stderr(), "Unchanged").join("\n"), @r"
        Unchanged only comments or layout changed in `src/main.rs`; nothing to patch
        Unchanged only comments or layout changed in `src/main.rs`; nothing to patch

@@ -2,6 +2,7 @@
 //! edits on disk, real sockets. Each asserts what a user would see. One binary, one module per
 //! capability.
 
+mod catalogue;
 mod crates;
 mod gate;
 mod layouts;
@@ -117,6 +118,69 @@ pub(crate) fn wait_old_code_kept(
 pub(crate) fn patch_beta(project: &Project, session: &mut Session, first: &str) {
     project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
     wait_tick_of_same_process(session, EDIT_DEADLINE, first, &["beta-two", "gen=1"]);
+}
+
+/// The number after `name=` in a tick line.
+pub(crate) fn number(line: &str, name: &str) -> u64 {
+    tick_field(line, name)
+        .parse()
+        .unwrap_or_else(|_| panic!("`{name}=` is not a number in {line:?}"))
+}
+
+/// In the gate fixture: a comment line added at the top of `src/main.rs`, then `alpha`
+/// reformatted; waits for the two `Unchanged` lines.
+pub(crate) fn comment_and_reformat(project: &Project, session: &mut Session) {
+    let text = std::fs::read_to_string(project.path().join("src/main.rs")).unwrap();
+    std::fs::write(
+        project.path().join("src/main.rs"),
+        format!("// A note about this file.\n\n{text}"),
+    )
+    .unwrap();
+    session.wait_stderr(EDIT_DEADLINE, "Unchanged");
+    project.edit(
+        "src/main.rs",
+        "fn alpha() -> &'static str {\n    \"alpha-one\"\n}",
+        "fn alpha()->&'static str{\n        \"alpha-one\" }",
+    );
+    session.wait_stderr_count(EDIT_DEADLINE, "Unchanged", 2);
+}
+
+/// In the gate fixture: a field added to `State`, which `step` takes by `&mut` and `main`
+/// holds, and used.
+pub(crate) fn add_field_to_state(project: &Project) {
+    project.edit_all(
+        "src/main.rs",
+        &[
+            (
+                "    label: &'static str,\n}",
+                "    label: &'static str,\n    extra: u64,\n}",
+            ),
+            (
+                "count: 0, label: \"state\" }",
+                "count: 0, label: \"state\", extra: 1 }",
+            ),
+            ("state.count += 1;", "state.count += state.extra;"),
+        ],
+    );
+}
+
+/// In the gate fixture: a field added to `Scratch`, which only `step` uses (a local), and
+/// `step`'s output changed to `step-two ... scratch=16`.
+pub(crate) fn add_field_to_scratch(project: &Project) {
+    project.edit_all(
+        "src/main.rs",
+        &[
+            (
+                "struct Scratch {\n    a: u32,\n}",
+                "struct Scratch {\n    a: u32,\n    b: u64,\n}",
+            ),
+            ("Scratch { a: 7 };", "Scratch { a: 7, b: 9 };"),
+            (
+                "\"step-one count={} scratch={} {}\", state.count, scratch.a,",
+                "\"step-two count={} scratch={} {}\", state.count, scratch.a + scratch.b as u32,",
+            ),
+        ],
+    );
 }
 
 /// The value of field `name=` in a tick line.

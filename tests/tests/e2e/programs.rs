@@ -257,12 +257,28 @@ fn app_pid(screen: &str) -> Option<String> {
 /// terminal is sane.
 #[test]
 fn a_full_screen_terminal_app_draws_is_patched_and_leaves_the_terminal_sane() {
+    terminal_app(false);
+}
+
+/// The same with the app's `#[hot]` marks removed, under `--redirect`: the signature change is
+/// refused as a function that cannot be redirected.
+#[test]
+fn a_full_screen_terminal_app_without_marks_is_patched_by_redirection() {
+    terminal_app(true);
+}
+
+/// The terminal app's scenario, with `redirect` under `--redirect` and without marks.
+fn terminal_app(redirect: bool) {
     let project = Project::copy("terminal-app");
+    if redirect {
+        assert!(project.remove_hot_marks() > 0);
+    }
     let tmux = Tmux::start(project.path());
     let command = format!(
-        "CARGO_TARGET_DIR={} {} hotswap run",
+        "CARGO_TARGET_DIR={} {} hotswap run{}",
         hotswap_tests::fixtures_target_dir().display(),
-        hotswap_tests::cargo_hotswap().display()
+        hotswap_tests::cargo_hotswap().display(),
+        if redirect { " --redirect" } else { "" }
     );
     tmux.keys(&[&command, "Enter"]);
     let pid = tmux.wait(START_DEADLINE, "the first frame", |screen| {
@@ -304,7 +320,12 @@ fn a_full_screen_terminal_app_draws_is_patched_and_leaves_the_terminal_sane() {
     tmux.keys(&["q"]);
     tmux.wait_text(EDIT_DEADLINE, "Exited `terminal-app` (exit status: 0)");
     let screen = tmux.screen();
-    assert!(screen.contains("Refused [HS0101]"), "{screen}");
+    let refused = if redirect {
+        "Refused [HS0109] `App::on_key`"
+    } else {
+        "Refused [HS0101]"
+    };
+    assert!(screen.contains(refused), "{screen}");
     tmux.keys(&["C-c"]);
     tmux.wait_text(EDIT_DEADLINE, "Stopped the session (interrupted)");
     tmux.keys(&[

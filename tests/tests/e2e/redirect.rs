@@ -7,11 +7,6 @@ use crate::{wait_tick, wait_tick_of_same_process, wait_time_prefix};
 
 const MAIN: &str = "src/main.rs";
 
-/// Removes every `#[hotswap::hot]` line of `src/main.rs` (before the session starts).
-fn remove_marks(project: &Project) {
-    remove_marks_in(project, MAIN);
-}
-
 /// Starts `cargo hotswap run --redirect` (and `extra` arguments) on `project`, a service, and
 /// waits until it listens and the session watches; returns the session and the address.
 fn start_service(project: &Project, extra: &[&str]) -> (hotswap_tests::Session, String) {
@@ -36,14 +31,6 @@ fn remove_runtime(project: &Project) {
     std::fs::write(&path, kept.join("\n") + "\n").unwrap();
 }
 
-/// Removes every `#[hotswap::hot]` line of the file at `relative`.
-fn remove_marks_in(project: &Project, relative: &str) {
-    let path = project.path().join(relative);
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("#[hotswap::hot]\n"), "{relative}");
-    std::fs::write(&path, text.replace("#[hotswap::hot]\n", "")).unwrap();
-}
-
 /// The time service with its one `#[hot]` mark and its dependency on the runtime crate removed,
 /// under `--redirect` and continuous requests (the host links cargo-hotswap's own agent): an edit of the time format, a new route in `respond` (which no hot function
 /// reaches) and the format edited back each take effect in the same process; no request
@@ -52,7 +39,7 @@ fn remove_marks_in(project: &Project, relative: &str) {
 #[test]
 fn a_program_without_hot_marks_is_patched_by_entry_redirection() {
     let project = Project::copy("time-service");
-    remove_marks(&project);
+    assert!(project.remove_hot_marks() > 0);
     remove_runtime(&project);
     let mut without = project.run(&[]);
     assert_eq!(without.wait_exit(START_DEADLINE), Some(1));
@@ -136,7 +123,7 @@ fn a_program_without_hot_marks_is_patched_by_entry_redirection() {
 #[test]
 fn an_async_handler_is_redirected_and_a_new_await_is_refused() {
     let project = Project::copy("axum-service");
-    remove_marks(&project);
+    assert!(project.remove_hot_marks() > 0);
     let (mut session, addr) = start_service(&project, &[]);
     let pid = get(&addr, "/pid").unwrap();
     hotswap_tests::post(&addr, "/todos", r#"{"title":"keep me","cost":250}"#).unwrap();
@@ -184,7 +171,7 @@ fn an_async_handler_is_redirected_and_a_new_await_is_refused() {
 #[test]
 fn a_static_keeps_counting_through_patches_and_a_static_mut_write_is_refused() {
     let project = Project::copy("time-service");
-    remove_marks(&project);
+    assert!(project.remove_hot_marks() > 0);
     project.edit_all(
         MAIN,
         &[
@@ -252,8 +239,7 @@ fn a_static_keeps_counting_through_patches_and_a_static_mut_write_is_refused() {
 #[test]
 fn library_crate_and_bin_functions_of_a_workspace_are_redirected() {
     let project = Project::copy("workspace");
-    remove_marks_in(&project, "app/src/main.rs");
-    remove_marks_in(&project, "mid/src/lib.rs");
+    assert_eq!(project.remove_hot_marks(), 2);
     let mut session = project.run(&["--redirect"]);
     let first = wait_tick(&mut session, START_DEADLINE, &["mid=mid-one(leaf-one)"]);
     session.wait_stderr(START_DEADLINE, "    Watching ");
@@ -282,7 +268,7 @@ fn library_crate_and_bin_functions_of_a_workspace_are_redirected() {
 #[test]
 fn a_thread_that_blocks_signals_makes_the_patch_refused_and_the_program_runs_on() {
     let project = Project::copy("time-service");
-    remove_marks(&project);
+    assert!(project.remove_hot_marks() > 0);
     project.edit(
         MAIN,
         "fn main() -> std::io::Result<()> {\n",
@@ -404,7 +390,7 @@ fn two_hundred_patches_under_eight_busy_threads_give_no_wrong_result() {
 #[test]
 fn a_layout_change_of_a_type_only_main_holds_is_refused() {
     let project = Project::copy("time-service");
-    remove_marks(&project);
+    assert!(project.remove_hot_marks() > 0);
     project.edit_all(
         MAIN,
         &[
@@ -446,8 +432,7 @@ fn a_layout_change_of_a_type_only_main_holds_is_refused() {
         refused[0].starts_with("     Refused [HS0102] `Stats` changed layout at src/main.rs:")
             && refused[0].contains("field `names: Vec<String>` added")
             && refused[0].contains(
-                "the running program holds it: any of its values may reach the new code \
-                 (every changed function is redirected)"
+                "the running program holds it: fn `respond` -> `stats: &Mutex<Stats>` -> `Stats`"
             ),
         "{}",
         refused[0]

@@ -225,8 +225,25 @@ fn find_file(
 /// and every answer is one version's whole answer.
 #[test]
 fn s22_service_under_load_through_20_patches_and_refusals() {
+    service_under_load(false);
+}
+
+/// The same without the `#[hot]` mark, under `--redirect`: the refused edits are functions
+/// that cannot be redirected (their symbol changed).
+#[test]
+fn s22_service_without_marks_under_load_through_20_patches_and_refusals() {
+    service_under_load(true);
+}
+
+/// The service-under-load scenario, with `redirect` under `--redirect` and without marks.
+fn service_under_load(redirect: bool) {
     let project = Project::copy("time-service");
-    let mut session = project.run(&["--no-restart"]);
+    let mut args = vec!["--no-restart"];
+    if redirect {
+        assert_eq!(project.remove_hot_marks(), 1);
+        args.push("--redirect");
+    }
+    let mut session = project.run(&args);
     let addr = session.wait_listening();
     session.wait_stderr(START_DEADLINE, "    Watching ");
     let pid = get(&addr, "/pid").unwrap();
@@ -285,5 +302,8 @@ fn s22_service_under_load_through_20_patches_and_refusals() {
         );
     }
     assert_eq!(get(&addr, "/pid").unwrap(), pid, "the process changed");
-    assert_eq!(status_messages(&session.stderr(), "Refused").len(), 4);
+    let refused = status_messages(&session.stderr(), "Refused");
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    let code = if redirect { "[HS0109]" } else { "[HS0101]" };
+    assert!(refused.iter().all(|r| r.contains(code)), "{refused:?}");
 }

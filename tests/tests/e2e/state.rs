@@ -4,7 +4,9 @@
 
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, status_messages};
 
-use crate::{tick_before, tick_field, wait_first_tick, wait_tick, wait_tick_of_new_process};
+use crate::{
+    number, tick_before, tick_field, wait_first_tick, wait_tick, wait_tick_of_new_process,
+};
 
 const MAIN: &str = "src/main.rs";
 
@@ -20,13 +22,6 @@ fn start_with(args: &[&str]) -> (Project, hotswap_tests::Session, String) {
     let first = wait_tick(&mut session, START_DEADLINE, &["count-one", "gen=0"]);
     session.wait_stderr(START_DEADLINE, "    Watching ");
     (project, session, first)
-}
-
-/// The number after `name=` in a tick line.
-fn number(line: &str, name: &str) -> u64 {
-    tick_field(line, name)
-        .parse()
-        .unwrap_or_else(|_| panic!("`{name}=` is not a number in {line:?}"))
 }
 
 /// A hot function counts in a plain static and in a `persist!` static; after each of two

@@ -11,8 +11,19 @@ use crate::wait_tick;
 
 /// The gate fixture, started, with its first tick seen.
 fn start() -> (Project, Session) {
+    start_in(false)
+}
+
+/// The gate fixture, started (with `redirect`, without its marks under `--redirect`), with its
+/// first tick seen.
+fn start_in(redirect: bool) -> (Project, Session) {
     let project = Project::copy("gate");
-    let mut session = project.run(&[]);
+    let mut session = if redirect {
+        assert!(project.remove_hot_marks() > 0);
+        project.run(&["--redirect"])
+    } else {
+        project.run(&[])
+    };
     wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
     session.wait_stderr(START_DEADLINE, "    Watching ");
     (project, session)
@@ -46,7 +57,12 @@ fn churn(src: &Path) {
 /// Saves `word` into `beta` the way `save` does, then churns, then saves again; asserts one
 /// patch per save with the complete new content, and nothing from the churn.
 fn one_patch_per_save(save: impl Fn(&Path, &str)) {
-    let (project, mut session) = start();
+    one_patch_per_save_in(false, save);
+}
+
+/// [`one_patch_per_save`], with `redirect` under `--redirect` and without marks.
+fn one_patch_per_save_in(redirect: bool, save: impl Fn(&Path, &str)) {
+    let (project, mut session) = start_in(redirect);
     let src = project.path().join("src");
     save(&src, &content(&project, "beta-two"));
     wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
@@ -65,15 +81,25 @@ fn one_patch_per_save(save: impl Fn(&Path, &str)) {
 
 #[test]
 fn s20_vim_save_backup_rename_and_swap() {
-    one_patch_per_save(|src, text| {
-        fs::write(src.join(".main.rs.swp"), b"swap").unwrap();
-        fs::write(src.join("4913"), b"").unwrap();
-        fs::remove_file(src.join("4913")).unwrap();
-        fs::rename(src.join("main.rs"), src.join("main.rs~")).unwrap();
-        fs::write(src.join("main.rs"), text).unwrap();
-        fs::remove_file(src.join("main.rs~")).unwrap();
-        fs::write(src.join(".main.rs.swp"), b"swap, saved").unwrap();
-    });
+    one_patch_per_save(vim_save);
+}
+
+/// The same under `--redirect`, without marks: the watcher is the same, each save one patch.
+#[test]
+fn s20_vim_save_without_marks_under_redirect() {
+    one_patch_per_save_in(true, vim_save);
+}
+
+/// Saves `text` as vim does: a swap file, the `4913` probe, the file renamed to its backup and
+/// written anew.
+fn vim_save(src: &Path, text: &str) {
+    fs::write(src.join(".main.rs.swp"), b"swap").unwrap();
+    fs::write(src.join("4913"), b"").unwrap();
+    fs::remove_file(src.join("4913")).unwrap();
+    fs::rename(src.join("main.rs"), src.join("main.rs~")).unwrap();
+    fs::write(src.join("main.rs"), text).unwrap();
+    fs::remove_file(src.join("main.rs~")).unwrap();
+    fs::write(src.join(".main.rs.swp"), b"swap, saved").unwrap();
 }
 
 #[test]
