@@ -171,13 +171,14 @@ impl Functions {
     }
 
     /// The functions `own` accepts (mangled names) that the running program calls only while it
-    /// starts:
-    /// those reached by direct calls from `main` (mangled name) outside its loops, and by
-    /// nothing else. A function is called again, and left out, when it is reached from a call
-    /// in a loop of `main`; from any function `own` rejects (another crate's generic
-    /// instance); through an address taken in code or stored in data (a function pointer,
-    /// a vtable); or when no function read calls it at all (its callers are other crates' code,
-    /// a thread's start, a closure handed to a library). `main` itself is not in the set.
+    /// starts, or whose one call runs until the program ends: those reached by direct calls
+    /// outside loops from `main` (mangled name), and from what those call outside their loops,
+    /// and by nothing else. A function is called again, and left out, when it is reached
+    /// from a call in a loop of any function; from any function `own` rejects (another crate's
+    /// generic instance); through an address taken in code or stored in data (a function
+    /// pointer, a vtable); or when no function read calls it at all (its callers are other
+    /// crates' code, a thread's start, a closure handed to a library). `main` itself is not in
+    /// the set.
     /// Needs [`Functions::read_with_references`].
     pub(crate) fn start_up_only(&self, main: &str, own: &dyn Fn(&str) -> bool) -> HashSet<String> {
         let Some(main_function) = self.by_name.get(main) else {
@@ -204,7 +205,7 @@ impl Functions {
                 again.push(name);
             }
             for (target, how) in &function.references {
-                if (!own(name) || *how == Use::Address)
+                if (!own(name) || *how != Use::Call)
                     && let Some(callee) = at.get(target)
                 {
                     again.push(callee);
@@ -218,28 +219,29 @@ impl Functions {
                 again.push(callee);
             }
         }
-        let again = self.closure(again, &at, &HashSet::new(), main);
+        let again = self.closure(again, &at, &HashSet::new(), main, false);
         let once: Vec<&str> = main_function
             .references
             .iter()
             .filter(|(_, how)| *how == Use::Call)
             .filter_map(|(target, _)| at.get(target).copied())
             .collect();
-        self.closure(once, &at, &again, main)
+        self.closure(once, &at, &again, main, true)
             .into_iter()
             .filter(|name| own(name))
             .map(str::to_owned)
             .collect()
     }
 
-    /// The functions `start` reach through references (all but `main`), never entering
-    /// `excluded`.
+    /// The functions `start` reach through references (only calls outside loops when
+    /// `calls_only`), never entering `main` or `excluded`.
     fn closure<'a>(
         &'a self,
         start: Vec<&'a str>,
         at: &HashMap<u64, &'a str>,
         excluded: &HashSet<&'a str>,
         main: &str,
+        calls_only: bool,
     ) -> HashSet<&'a str> {
         let mut seen: HashSet<&str> = HashSet::new();
         let mut queue = start;
@@ -247,8 +249,10 @@ impl Functions {
             if name == main || excluded.contains(name) || !seen.insert(name) {
                 continue;
             }
-            for (target, _) in &self.by_name[name].references {
-                if let Some(callee) = at.get(target) {
+            for (target, how) in &self.by_name[name].references {
+                if (!calls_only || *how == Use::Call)
+                    && let Some(callee) = at.get(target)
+                {
                     queue.push(callee);
                 }
             }
@@ -298,6 +302,30 @@ impl Functions {
         Ok(entries)
     }
 
+    /// The functions (mangled names) whose code calls the function `name` directly; `None`
+    /// when its address is taken, in code or in data (a function pointer, a vtable): calls
+    /// through it cannot be told. Needs [`Functions::read_with_references`].
+    pub(crate) fn callers(&self, name: &str) -> Option<Vec<&str>> {
+        let address = self.by_name.get(name)?.address;
+        if self.data_references.contains(&address) {
+            return None;
+        }
+        let mut callers = Vec::new();
+        for (caller, function) in &self.by_name {
+            for (target, how) in &function.references {
+                if *target == address {
+                    if *how == Use::Address {
+                        return None;
+                    }
+                    callers.push(caller.as_str());
+                }
+            }
+        }
+        callers.sort_unstable();
+        callers.dedup();
+        Some(callers)
+    }
+
     /// The function with the mangled name `name`, if the module defines it.
     pub(crate) fn get(&self, name: &str) -> Option<&Function> {
         self.by_name.get(name)
@@ -310,32 +338,37 @@ impl Functions {
 }
 
 /// What the code of a function at `address` refers to outside itself, each target once with
-/// its strongest use: direct calls and jumps (in a loop when a backward jump of the function's
-/// own code passes them), and RIP-relative addresses. Decoding stops at the first byte that does
-/// not decode (padding); indirect calls are not followed.
+/// its strongest use: direct calls and jumps (in a loop when their basic block lies on a cycle
+/// of the function's control flow graph), and RIP-relative addresses. Decoding stops at the
+/// first byte that does not decode (padding); indirect calls are not followed, and a function
+/// with an indirect jump (a `match`'s jump table) counts every call as in a loop.
 fn code_references(code: &[u8], address: u64) -> Vec<(u64, Use)> {
-    use iced_x86::{Decoder, DecoderOptions, Mnemonic, OpKind};
+    use iced_x86::{Decoder, DecoderOptions, FlowControl, Mnemonic, OpKind};
     let own = address..address + code.len() as u64;
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
     let mut instruction = iced_x86::Instruction::default();
-    let mut loops: Vec<(u64, u64)> = Vec::new();
+    // Each instruction: its address, the end of it, how control leaves it, and its direct
+    // branch target inside the function.
+    let mut decoded: Vec<(u64, u64, FlowControl, Option<u64>)> = Vec::new();
     let mut found: Vec<(u64, u64, bool)> = Vec::new();
+    let mut indirect = false;
     while decoder.can_decode() {
         decoder.decode_out(&mut instruction);
         if instruction.is_invalid() {
             break;
         }
         let ip = instruction.ip();
+        let flow = instruction.flow_control();
+        indirect |= flow == FlowControl::IndirectBranch;
         let direct = matches!(
             instruction.op0_kind(),
             OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
         );
+        let mut inside = None;
         if direct {
             let target = instruction.near_branch_target();
             if own.contains(&target) {
-                if target <= ip {
-                    loops.push((target, ip));
-                }
+                inside = Some(target);
             } else {
                 found.push((ip, target, true));
             }
@@ -343,15 +376,18 @@ fn code_references(code: &[u8], address: u64) -> Vec<(u64, Use)> {
         {
             found.push((ip, instruction.ip_rel_memory_address(), false));
         }
+        decoded.push((ip, instruction.next_ip(), flow, inside));
     }
+    let cyclic = if indirect {
+        None
+    } else {
+        Some(cyclic_blocks(&decoded))
+    };
     let mut references: HashMap<u64, Use> = HashMap::new();
     for (ip, target, call) in found {
         let how = if !call {
             Use::Address
-        } else if loops
-            .iter()
-            .any(|(start, end)| (*start..=*end).contains(&ip))
-        {
+        } else if cyclic.as_ref().is_none_or(|cyclic| cyclic(ip)) {
             Use::CallInLoop
         } else {
             Use::Call
@@ -362,6 +398,125 @@ fn code_references(code: &[u8], address: u64) -> Vec<(u64, Use)> {
     let mut references: Vec<(u64, Use)> = references.into_iter().collect();
     references.sort_unstable();
     references
+}
+
+/// A test of whether the instruction at an address lies on a cycle of the control flow graph of
+/// `decoded` (a function's instructions in order: address, end, flow, branch target inside the
+/// function): the basic blocks are split at branch targets and after branches, linked by
+/// fall-through and direct jumps, and grouped into strongly connected components (Tarjan's
+/// algorithm, without recursion).
+fn cyclic_blocks(
+    decoded: &[(u64, u64, iced_x86::FlowControl, Option<u64>)],
+) -> impl Fn(u64) -> bool + use<> {
+    use iced_x86::FlowControl;
+    let mut leaders: Vec<u64> = decoded.first().map(|first| first.0).into_iter().collect();
+    for (_, end, flow, target) in decoded {
+        leaders.extend(target);
+        if !matches!(
+            flow,
+            FlowControl::Next | FlowControl::Call | FlowControl::IndirectCall
+        ) {
+            leaders.push(*end);
+        }
+    }
+    leaders.sort_unstable();
+    leaders.dedup();
+    let block_of = |at: u64| {
+        leaders
+            .partition_point(|&leader| leader <= at)
+            .checked_sub(1)
+    };
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); leaders.len()];
+    for (index, (ip, _, flow, target)) in decoded.iter().enumerate() {
+        let Some(block) = block_of(*ip) else { continue };
+        if let Some(target) = target.and_then(block_of) {
+            edges[block].push(target);
+        }
+        let last = decoded
+            .get(index + 1)
+            .is_none_or(|next| leaders.binary_search(&next.0).is_ok());
+        let falls = !matches!(
+            flow,
+            FlowControl::UnconditionalBranch
+                | FlowControl::IndirectBranch
+                | FlowControl::Return
+                | FlowControl::Exception
+                | FlowControl::Interrupt
+        );
+        if last
+            && falls
+            && let Some(next) = decoded.get(index + 1)
+            && let Some(next) = block_of(next.0)
+        {
+            edges[block].push(next);
+        }
+    }
+    let on_cycle = strongly_connected(&edges);
+    move |at: u64| {
+        leaders
+            .partition_point(|&leader| leader <= at)
+            .checked_sub(1)
+            .is_some_and(|block| on_cycle[block])
+    }
+}
+
+/// For each node of the graph `edges` (successors by node), whether it lies on a cycle: in a
+/// strongly connected component of more than one node, or with an edge to itself.
+fn strongly_connected(edges: &[Vec<usize>]) -> Vec<bool> {
+    const UNSEEN: usize = usize::MAX;
+    let count = edges.len();
+    let (mut index, mut low) = (vec![UNSEEN; count], vec![0; count]);
+    let mut on_stack = vec![false; count];
+    let mut stack: Vec<usize> = Vec::new();
+    let mut on_cycle = vec![false; count];
+    let mut next_index = 0;
+    for root in 0..count {
+        if index[root] != UNSEEN {
+            continue;
+        }
+        // (node, next successor to visit)
+        let mut work: Vec<(usize, usize)> = vec![(root, 0)];
+        index[root] = next_index;
+        low[root] = next_index;
+        next_index += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (node, ref mut at)) = work.last_mut() {
+            if let Some(&next) = edges[node].get(*at) {
+                *at += 1;
+                if index[next] == UNSEEN {
+                    index[next] = next_index;
+                    low[next] = next_index;
+                    next_index += 1;
+                    stack.push(next);
+                    on_stack[next] = true;
+                    work.push((next, 0));
+                } else if on_stack[next] {
+                    low[node] = low[node].min(index[next]);
+                }
+                continue;
+            }
+            work.pop();
+            if let Some(&(parent, _)) = work.last() {
+                low[parent] = low[parent].min(low[node]);
+            }
+            if low[node] == index[node] {
+                let mut members = Vec::new();
+                while let Some(member) = stack.pop() {
+                    on_stack[member] = false;
+                    members.push(member);
+                    if member == node {
+                        break;
+                    }
+                }
+                let cycle = members.len() > 1 || edges[node].contains(&node);
+                for member in members {
+                    on_cycle[member] = cycle;
+                }
+            }
+        }
+    }
+    on_cycle
 }
 
 /// Whether the code of a function at `address` branches into its own first five bytes (after
@@ -491,7 +646,8 @@ mod tests {
         // main calls `banner` and `setup` (which calls `parse`) once, then in its loop `tick`,
         // which calls `parse` too and `format`; `setup` also takes the address of `handler`;
         // `spawn`, another crate's generic instance, calls `worker`; `callback` is stored in a
-        // vtable; `orphan` is called by no function read.
+        // vtable; `orphan` is called by no function read; `run`, called once, calls `on_key` in
+        // its own loop.
         let module = calling(&[
             (
                 "main",
@@ -502,6 +658,7 @@ mod tests {
                     (0x5000, Use::CallInLoop),
                     (0x8000, Use::Call),
                     (0xa000, Use::Call),
+                    (0xe000, Use::Call),
                 ],
             ),
             ("banner", 0x2000, &[]),
@@ -524,13 +681,49 @@ mod tests {
             ("orphan", 0xb000, &[(0xd000, Use::Call)]),
             ("config", 0xc000, &[]),
             ("helper", 0xd000, &[]),
+            ("run", 0xe000, &[(0xf000, Use::CallInLoop)]),
+            ("on_key", 0xf000, &[]),
         ]);
         let mut module = module;
         module.data_references.insert(0xa000);
         let own = |name: &str| !name.starts_with("std::");
         let mut once: Vec<String> = module.start_up_only("main", &own).into_iter().collect();
         once.sort();
-        assert_eq!(once, ["banner", "config", "setup"]);
+        assert_eq!(once, ["banner", "config", "run", "setup"]);
+        assert_eq!(module.callers("parse"), Some(vec!["setup", "tick"]));
+        assert_eq!(module.callers("handler"), None);
+        assert_eq!(module.callers("callback"), None);
+        assert_eq!(module.callers("orphan"), Some(vec![]));
+    }
+
+    #[test]
+    fn a_jump_back_to_a_join_point_is_no_loop() {
+        // 0x1000: jne 0x100a; 0x1002: call 0x2000; 0x1007: call 0x3000 (the join point);
+        // 0x100c: ret; 0x100d: call 0x4000; 0x1012: jmp 0x1007 (back, but no cycle).
+        let code = [
+            0x75, 0x0b, // jne +11 -> 0x100d
+            0xe8, 0xf9, 0x0f, 0, 0, // call -> 0x2000
+            0xe8, 0xf4, 0x1f, 0, 0,    // call -> 0x3000
+            0xc3, // ret
+            0xe8, 0xee, 0x2f, 0, 0, // call -> 0x4000
+            0xeb, 0xf3, // jmp -13 -> 0x1007
+        ];
+        assert_eq!(
+            code_references(&code, 0x1000),
+            [
+                (0x2000, Use::Call),
+                (0x3000, Use::Call),
+                (0x4000, Use::Call)
+            ]
+        );
+        // An indirect jump: every call may be in a loop.
+        let mut indirect = code.to_vec();
+        indirect.extend([0xff, 0xe0]); // jmp *%rax
+        assert!(
+            code_references(&indirect, 0x1000)
+                .iter()
+                .all(|(_, how)| *how == Use::CallInLoop)
+        );
     }
 
     #[test]

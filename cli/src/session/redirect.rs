@@ -182,9 +182,11 @@ impl Session {
     /// The entries `patch` redirects in `--redirect` mode: those of every function of the bin
     /// crate whose code differs from the program's start, of the library crates' functions
     /// that the patch changes (`changed`, display names), and of every function an earlier
-    /// patch redirected; but `main` and the hot functions `hot` (paths; their slots switch
-    /// them). And the GOT entries of the patch that are to point at the running program's
-    /// statics.
+    /// patch redirected; but `main`, what runs only while the program starts, and the hot
+    /// functions `hot` (paths; their slots switch them). A function whose symbol changed (its
+    /// signature) is not redirected but left to its new callers when every function that calls
+    /// its old symbol is redirected. And the GOT entries of the patch that are to point at the
+    /// running program's statics.
     ///
     /// # Errors
     ///
@@ -222,6 +224,9 @@ impl Session {
             .chain(changed.iter().cloned())
             .chain(redirection.names.iter().cloned())
             .filter(|name| name != MAIN && !hot.contains(name))
+            // What runs only while the program starts would never run its new code (see
+            // `runs_once`): it is not redirected, and calls from it are not redirected calls.
+            .filter(|name| !redirection.start_up_only.contains(name))
             .collect();
         // A closure of a hot function shows as the hot function: its body's own.
         names.retain(|name| !hot.iter().any(|h| name.starts_with(&format!("{h}::"))));
@@ -257,10 +262,51 @@ impl Session {
         // A function the running program has under another symbol (its signature, or a type
         // in it, changed) cannot be redirected: the old code would go on running.
         let host_names: BTreeSet<String> = host.names().filter_map(&shown).collect();
-        let renamed = found
-            .unmatched
-            .iter()
-            .filter(|mangled| shown(mangled).is_some_and(|name| host_names.contains(&name)));
+        // A function whose symbol changed needs no redirection when every call of its old
+        // symbol is in a function redirected too (the new callers call the new symbol).
+        let blocked: BTreeSet<String> = found.blocked.iter().filter_map(|m| shown(m)).collect();
+        let kept_callers = |name: &str| -> Option<String> {
+            let mut kept = BTreeSet::new();
+            for old in host
+                .names()
+                .filter(|old| shown(old).as_deref() == Some(name))
+            {
+                let callers = match host.callers(old) {
+                    None => {
+                        return Some("its address is taken, so its calls cannot be told".into());
+                    }
+                    Some(callers) if callers.is_empty() => {
+                        return Some("no call of it was found in the program's code".into());
+                    }
+                    Some(callers) => callers,
+                };
+                for mangled in callers {
+                    match shown(mangled) {
+                        Some(caller)
+                            if caller != MAIN
+                                && names.contains(&caller)
+                                && !blocked.contains(&caller) => {}
+                        caller => {
+                            let caller = caller.unwrap_or_else(|| demangle(mangled));
+                            kept.insert(format!("`{caller}`"));
+                        }
+                    }
+                }
+            }
+            let kept: Vec<String> = kept.into_iter().collect();
+            match kept.len() {
+                0 => None,
+                1 => Some(format!("{} calls it and is not redirected", kept[0])),
+                _ => Some(format!(
+                    "{} call it and are not redirected",
+                    kept.join(", ")
+                )),
+            }
+        };
+        let renamed = found.unmatched.iter().filter_map(|mangled| {
+            let name = shown(mangled).filter(|name| host_names.contains(name))?;
+            Some((mangled, kept_callers(&name)?))
+        });
         let refusals: Vec<Refusal> = found
             .blocked
             .iter()
@@ -272,17 +318,21 @@ impl Session {
                      whose body is a function of its own can be patched",
                 )
             })
-            .chain(renamed.map(|mangled| {
+            .map(|(mangled, why, effect)| (mangled, why.to_owned(), effect))
+            .chain(renamed.map(|(mangled, callers)| {
                 (
                     mangled,
-                    "the running program has it under another symbol (its signature changed)",
+                    format!(
+                        "the running program has it under another symbol (its signature \
+                         changed), and {callers}"
+                    ),
                     "the running program's calls of it would go on running the old code",
                 )
             }))
             .filter_map(|(mangled, why, effect)| {
                 Some(Refusal::Unredirectable {
                     function: format!("`{}`", shown(mangled)?),
-                    why: why.to_owned(),
+                    why,
                     effect: effect.to_owned(),
                 })
             })

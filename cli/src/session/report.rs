@@ -173,8 +173,8 @@ fn patched(applied: Applied) -> Verdict {
 
 /// Why the changed functions `names` (quoted, as [`Session::located`] shows them) run their
 /// new code only after a restart: no hot function reaches them, or (entry redirection,
-/// `redirecting`) they are running (`main`) or were called while the program started and are
-/// not called again.
+/// `redirecting`) they are running (`main`) or called only once (see
+/// `Functions::start_up_only`).
 fn unreached(names: &[String], redirecting: bool) -> String {
     let one = names.len() == 1;
     let main_only = names.iter().all(|name| name.starts_with("`main`"));
@@ -184,12 +184,13 @@ fn unreached(names: &[String], redirecting: bool) -> String {
         (true, true, true) => {
             "it runs until the program ends, where no redirection reaches it".to_owned()
         }
-        (true, true, false) => "it runs only while the program starts (`main` calls it \
-                                outside its loops, and nothing else calls it)"
-            .to_owned(),
-        (true, false, _) => "they run until the program ends (`main`) or only while it \
-                             starts (called from `main` outside its loops), where no \
-                             redirection reaches them"
+        (true, true, false) => {
+            "it is called only once (from `main`, outside any loop), so no redirection reaches \
+             it"
+            .to_owned()
+        }
+        (true, false, _) => "they are running (`main`) or called only once (from `main`, \
+                             outside any loop), so no redirection reaches them"
             .to_owned(),
     }
 }

@@ -112,7 +112,8 @@ fn gate_scenarios_without_marks() {
         refused.last().map(String::as_str),
         Some(
             "     Refused [HS0109] `alpha` at src/main.rs:40 cannot be redirected: the running \
-             program has it under another symbol (its signature changed)\n             the \
+             program has it under another symbol (its signature changed), and `main` calls it \
+             and is not redirected\n             the \
              running program's calls of it would go on running the old code"
         ),
         "{refused:?}"
@@ -142,11 +143,10 @@ fn state_scenarios_without_marks() {
             ("self.n += 1;", "self.n += 10;"),
         ],
     );
-    let line = wait_first_tick(
-        &mut session,
-        EDIT_DEADLINE,
-        &["count-two", "counter-two", "gen=1"],
-    );
+    let patched = wait_first_tick(&mut session, EDIT_DEADLINE, &["count-two", "gen=1"]);
+    // The first tick of the new `count`: the program reads the generation before it calls
+    // `count`, so a patch applied in between shows as new code at generation 0.
+    let line = wait_first_tick(&mut session, EDIT_DEADLINE, &["count-two"]);
     let before = tick_before(&session.stdout(), &line);
     assert!(before.contains("count-one"), "{before}");
     assert_eq!(
@@ -159,10 +159,17 @@ fn state_scenarios_without_marks() {
         number(&before, "kept") + 1,
         "{before} then {line}"
     );
+    // The new `bump` adds 10 from one tick to the next.
+    let next = session.wait_stdout(EDIT_DEADLINE, |out| {
+        let ticks: Vec<&str> = out.lines().filter(|l| l.starts_with("tick ")).collect();
+        let at = ticks.iter().position(|l| *l == patched)?;
+        ticks.get(at + 1).map(|l| (*l).to_owned())
+    });
+    assert!(next.contains("counter-two"), "{next}");
     assert_eq!(
-        number(&line, "n"),
-        number(&before, "n") + 10,
-        "{before} then {line}"
+        number(&next, "n"),
+        number(&patched, "n") + 10,
+        "{patched} then {next}"
     );
     assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
     session.wait_stderr(EDIT_DEADLINE, "generation 1: ");
@@ -198,9 +205,9 @@ fn state_scenarios_without_marks() {
     assert_eq!(
         restarting,
         [
-            "  Restarting [HS0201] state (`banner` at src/main.rs:100 changed, and it runs only \
-          while the program starts (`main` calls it outside its loops, and nothing else calls \
-          it); state is lost)"
+            "  Restarting [HS0201] state (`banner` at src/main.rs:100 changed, and it is called \
+          only once (from `main`, outside any loop), so no redirection reaches it; state is \
+          lost)"
         ]
     );
     assert!(

@@ -228,8 +228,8 @@ fn s22_service_under_load_through_20_patches_and_refusals() {
     service_under_load(false);
 }
 
-/// The same without the `#[hot]` mark, under `--redirect`: the refused edits are functions
-/// that cannot be redirected (their symbol changed).
+/// The same without the `#[hot]` mark, under `--redirect`: the signature changes are patched,
+/// since every caller of the function is redirected with it.
 #[test]
 fn s22_service_without_marks_under_load_through_20_patches_and_refusals() {
     service_under_load(true);
@@ -257,8 +257,11 @@ fn service_under_load(redirect: bool) {
         wait_time_prefix(&addr, &next);
         current = next;
         if n % 5 == 0 {
-            // A refused edit: `format_time` gains a parameter; the old code keeps serving.
+            // `format_time` gains a parameter, and its caller passes it: with hot functions, a
+            // refused edit (the old code keeps serving); under `--redirect`, patched (its only
+            // caller, `respond`, is redirected too), then patched back.
             let kept = session.stderr().matches("        Kept ").count();
+            let patched = session.stderr().matches("     Patched ").count();
             project.edit_all(
                 FORMAT_TIME,
                 &[
@@ -272,7 +275,14 @@ fn service_under_load(redirect: bool) {
                     ),
                 ],
             );
-            session.wait_stderr_count(EDIT_DEADLINE, "        Kept ", kept + 1);
+            if redirect {
+                session.wait_stderr_count(EDIT_DEADLINE, "     Patched ", patched + 1);
+                let stderr = session.stderr();
+                let last = status_messages(&stderr, "Patched").pop().unwrap();
+                assert!(last.ends_with(": format_time, respond"), "{last}");
+            } else {
+                session.wait_stderr_count(EDIT_DEADLINE, "        Kept ", kept + 1);
+            }
             assert!(get(&addr, "/time").unwrap().starts_with(&current));
             project.edit_all(
                 FORMAT_TIME,
@@ -287,9 +297,14 @@ fn service_under_load(redirect: bool) {
                     ),
                 ],
             );
+            if redirect {
+                session.wait_stderr_count(EDIT_DEADLINE, "     Patched ", patched + 2);
+            }
         }
     }
-    session.wait_stderr(EDIT_DEADLINE, "generation 20: format_time");
+    // Under `--redirect` each signature change and its revert is a patch too.
+    let last = if redirect { 28 } else { 20 };
+    session.wait_stderr(EDIT_DEADLINE, &format!("generation {last}: "));
     let answers = load.stop();
     let failures: Vec<_> = answers.iter().filter(|a| a.is_err()).collect();
     assert!(failures.is_empty(), "failed requests: {failures:?}");
@@ -303,7 +318,13 @@ fn service_under_load(redirect: bool) {
     }
     assert_eq!(get(&addr, "/pid").unwrap(), pid, "the process changed");
     let refused = status_messages(&session.stderr(), "Refused");
-    assert_eq!(refused.len(), 4, "{refused:?}");
-    let code = if redirect { "[HS0109]" } else { "[HS0101]" };
-    assert!(refused.iter().all(|r| r.contains(code)), "{refused:?}");
+    if redirect {
+        assert!(refused.is_empty(), "{refused:?}");
+    } else {
+        assert_eq!(refused.len(), 4, "{refused:?}");
+        assert!(
+            refused.iter().all(|r| r.contains("[HS0101]")),
+            "{refused:?}"
+        );
+    }
 }
