@@ -38,7 +38,8 @@ pub(crate) struct RunArgs {
     /// Compare the files periodically instead of using inotify
     #[arg(long, conflicts_with = "no_watch", help_heading = PATCHING)]
     pub(crate) poll: bool,
-    /// Patch every changed function, not only what `#[hot]` functions reach (experimental)
+    /// Patch every changed function, not only what `#[hot]` functions reach (experimental; on for
+    /// a package without cargo-hotswap-runtime)
     #[arg(long, help_heading = PATCHING)]
     pub(crate) redirect: bool,
     /// The output format for events: `json` adds one JSON object per event on stdout (the

@@ -239,22 +239,25 @@ pub(crate) struct Policy {
 ///
 /// When the project cannot be read, the first host build fails, or the session cannot set up
 /// its directory, socket or watcher.
-pub(crate) fn run(args: RunOptions) -> Result<(), CliError> {
+pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return Err(anyhow::anyhow!("cargo-hotswap supports Linux on x86_64 only, for now").into());
     }
     let mut project = Project::load(&args.selection)?;
     if !project.has_runtime {
+        // Without the runtime there are no hot functions: every changed function is patched
+        // by entry redirection, with the agent the tool builds.
         if !args.policy.redirect {
-            return Err(anyhow::anyhow!(
-                "package `{}` does not depend on `{}`, so its program cannot receive patches \
-                 through hot functions\nhelp: run `cargo hotswap init` to add it, then mark \
-                 hot functions with `#[hotswap::hot]`; or run with `--redirect` to patch any \
-                 changed function without it",
-                project.package,
-                crate::project::RUNTIME_PACKAGE
-            )
-            .into());
+            output::status(
+                "Note",
+                format!(
+                    "`{}` does not depend on `{}`: every changed function is patched by entry \
+                     redirection (as with `--redirect`)",
+                    project.package,
+                    crate::project::RUNTIME_PACKAGE
+                ),
+            );
+            args.policy.redirect = true;
         }
         project.agent_library = Some(crate::build::agent::library(
             &project.cargo,

@@ -117,12 +117,19 @@ impl Session {
             .option("-C opt-level")
             .is_some_and(|level| level != "0");
         if optimised && self.redirection.take().is_some() {
+            let patched = if self.project.has_runtime {
+                "only hot functions are patched".to_owned()
+            } else {
+                format!(
+                    "without `{}` it has no hot functions, so every edit restarts it",
+                    crate::project::RUNTIME_PACKAGE
+                )
+            };
             super::report::warning(
                 Code::RedirectOff,
                 format!(
                     "`--redirect` is off: `{}` is built with optimisations (opt-level {}), which \
-                     inline functions where no redirection reaches; only hot functions are \
-                     patched",
+                     inline functions where no redirection reaches; {patched}",
                     self.project.bin,
                     build.capture.option("-C opt-level").unwrap_or("?")
                 ),

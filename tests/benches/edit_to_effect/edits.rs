@@ -15,15 +15,17 @@ use crate::wrap::{self, Invocation};
 use crate::{Bench, now_ns};
 
 /// What the tool's `Patched` line says.
-struct Patched {
+pub struct Patched {
     /// When the benchmark read the line.
     at_ns: u64,
     /// The patch build as the tool timed it (rustc and link), ms.
     build_ms: Option<f64>,
     /// The compatibility gate, ms.
     check_ms: Option<f64>,
-    /// The host's load and slot swap, ms.
-    load_ms: Option<f64>,
+    /// The host's load and slot swap (and entry redirection), ms.
+    pub load_ms: Option<f64>,
+    /// How long the program's threads were stopped for entry redirection (`--redirect`), ms.
+    pub pause_ms: Option<f64>,
 }
 
 /// Samples of one fixture's edits, in milliseconds unless named otherwise.
@@ -261,7 +263,7 @@ fn ms(nanos: u64) -> f64 {
 }
 
 /// Whether `line` is the tool's status line with `verb`.
-fn status(line: &Line, verb: &str) -> bool {
+pub fn status(line: &Line, verb: &str) -> bool {
     line.stderr
         && line
             .text
@@ -314,7 +316,7 @@ fn wait_patch_compiled(
 }
 
 /// Waits for the `Patched` line of `generation` and parses it.
-fn wait_patched(session: &mut Process, from: usize, generation: u64) -> Patched {
+pub fn wait_patched(session: &mut Process, from: usize, generation: u64) -> Patched {
     let wanted = format!("generation {generation}");
     let (_, patched) = session.wait_line(from, EDIT_DEADLINE, |line| {
         (status(line, "Patched") && line.text.contains(&wanted)).then(|| Patched {
@@ -322,6 +324,7 @@ fn wait_patched(session: &mut Process, from: usize, generation: u64) -> Patched 
             build_ms: number_after(&line.text, "(build "),
             check_ms: number_after(&line.text, ", check "),
             load_ms: number_after(&line.text, ", load "),
+            pause_ms: number_after(&line.text, ", pause "),
         })
     });
     check_not_refused(session, from);

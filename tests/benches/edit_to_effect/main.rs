@@ -13,7 +13,10 @@
 //! 3. on the same edits, times the bare floor (the patch's rustc command, replayed alone) and
 //!    the restart loop (incremental `cargo build`, then start until the first answer);
 //! 4. measures host memory growth over many patches, and the cost of a hot call next to a
-//!    direct one inside a running program (`tests/benches/fixtures/calls`).
+//!    direct one inside a running program (`tests/benches/fixtures/calls`);
+//! 5. for the time service and the medium fixture, repeats the edits under `--redirect` on a
+//!    copy without `#[hot]` marks: edit -> effect, the time to apply a patch, and how long the
+//!    program's threads were stopped (p50 and p99 over the time service's many patches).
 //!
 //! Every patch is checked to have changed what the program answers; a no-op proves nothing.
 //! The table goes to stdout, progress to stderr. See `book/src/performance.md` for the method.
@@ -27,6 +30,7 @@ mod calls;
 mod edits;
 mod fixture;
 mod process;
+mod redirect;
 mod startup;
 mod table;
 mod wrap;
@@ -290,6 +294,9 @@ fn run_fixture(bench: &Bench, fixture: &Fixture, table: &mut Table) {
         .then(|| startup::run(bench, fixture, &project, &dirs));
     let edits = edits::run(bench, fixture, &project, &dirs);
     edits.report(table, fixture);
+    if matches!(fixture.name, "time-service" | "medium") {
+        redirect::run(bench, fixture, &dirs).report(table);
+    }
     if let Some(start) = start {
         start.report(table);
     }

@@ -122,6 +122,15 @@ pub fn summary(samples: &[f64]) -> (f64, f64, f64) {
     (median, sorted[0], sorted[n - 1])
 }
 
+/// The `p`-th percentile of `samples` (not empty), `p` in 0..=100: the smallest sample that at
+/// least `p` percent of the samples do not exceed (nearest rank).
+pub fn percentile(samples: &[f64], p: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
 /// The median of `samples`, or `None` when there are none.
 pub fn median(samples: &[f64]) -> Option<f64> {
     (!samples.is_empty()).then(|| summary(samples).0)

@@ -32,25 +32,27 @@ fn remove_runtime(project: &Project) {
 }
 
 /// The time service with its one `#[hot]` mark and its dependency on the runtime crate removed,
-/// under `--redirect` and continuous requests (the host links cargo-hotswap's own agent): an edit of the time format, a new route in `respond` (which no hot function
-/// reaches) and the format edited back each take effect in the same process; no request
-/// fails, every answer is one version's whole answer, and each `Patched` line tells how long
-/// the program's threads were stopped. An edit of `main`, which is running, restarts.
+/// run as it is (`cargo hotswap run`, no flag), under continuous requests: the session says
+/// that every changed function is patched by entry redirection (the host links cargo-hotswap's
+/// own agent); an edit of the time format, a new route in `respond` and the format edited back
+/// each take effect in the same process; no request fails, every answer is one version's whole
+/// answer, and each `Patched` line tells how long the program's threads were stopped. An edit
+/// of `main`, which is running, restarts.
 #[test]
 fn a_program_without_hot_marks_is_patched_by_entry_redirection() {
     let project = Project::copy("time-service");
     assert!(project.remove_hot_marks() > 0);
     remove_runtime(&project);
-    let mut without = project.run(&[]);
-    assert_eq!(without.wait_exit(START_DEADLINE), Some(1));
-    assert!(
-        without
-            .stderr()
-            .contains("or run with `--redirect` to patch any changed function without it"),
-        "{}",
-        without.stderr()
+    let mut session = project.run(&[]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    assert_eq!(
+        status_messages(&session.stderr(), "Note"),
+        [
+            "        Note `time-service` does not depend on `cargo-hotswap-runtime`: every changed \
+          function is patched by entry redirection (as with `--redirect`)"
+        ]
     );
-    let (mut session, addr) = start_service(&project, &[]);
     wait_time_prefix(&addr, "The time is ");
     let pid = get(&addr, "/pid").unwrap();
     let load = hotswap_tests::Load::start(&addr, "/time", 2);

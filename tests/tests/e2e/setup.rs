@@ -1,5 +1,5 @@
-//! Setting a project up as a new user does: `cargo new`, `cargo hotswap init`, one `#[hot]`,
-//! `cargo hotswap run`; `init` run twice and on a workspace root; and the runtime as its
+//! Setting a project up as a new user does: `cargo new` and `cargo hotswap run` as it is;
+//! `cargo new`, `cargo hotswap init`, one `#[hot]`, `cargo hotswap run`; `init` run twice and on a workspace root; and the runtime as its
 //! package will be published, unpacked from `cargo package` and patched once.
 
 use std::path::Path;
@@ -85,6 +85,53 @@ fn a_new_project_set_up_with_init_is_patched() {
     let first = wait_tick(&mut session, START_DEADLINE, &["word-one"]);
     project.edit("src/main.rs", "\"word-one\"", "\"word-two\"");
     wait_tick_of_same_process(&mut session, EDIT_DEADLINE, &first, &["word-two", "gen=1"]);
+}
+
+/// A program as `cargo new` makes it and a user writes it, with no dependency added and no
+/// attribute written: `cargo hotswap run` says how it patches it, and an edit of a function the
+/// loop calls runs in the same process; an edit of `main` restarts it with the new code.
+#[test]
+fn a_new_project_without_the_runtime_is_patched_as_it_is() {
+    let project = Project::empty("plain");
+    cargo_init(project.path(), "plain");
+    let main = r#"fn word() -> &'static str {
+    "word-one"
+}
+
+fn main() {
+    let banner = "banner-one";
+    loop {
+        println!("tick pid={} {banner} {}", std::process::id(), word());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+"#;
+    std::fs::write(project.path().join("src/main.rs"), main).unwrap();
+    let mut session = project.run(&[]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["word-one"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    assert!(
+        session.stderr().contains(
+            "        Note `plain` does not depend on `cargo-hotswap-runtime`: every changed \
+             function is patched by entry redirection (as with `--redirect`)"
+        ),
+        "{}",
+        session.stderr()
+    );
+    project.edit("src/main.rs", "\"word-one\"", "\"word-two\"");
+    wait_tick_of_same_process(&mut session, EDIT_DEADLINE, &first, &["word-two"]);
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: word");
+    project.edit("src/main.rs", "\"banner-one\"", "\"banner-two\"");
+    crate::wait_tick_of_new_process(
+        &mut session,
+        EDIT_DEADLINE,
+        &first,
+        &["banner-two word-two"],
+    );
+    session.wait_stderr(
+        EDIT_DEADLINE,
+        "  Restarting [HS0201] plain (`main` at src/main.rs:",
+    );
 }
 
 /// `init` on a package that has the runtime: says so, exit 0, the manifest byte for byte as it

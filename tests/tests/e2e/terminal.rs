@@ -150,26 +150,3 @@ fn invalid_arguments_exit_with_2() {
         "{stderr}"
     );
 }
-
-/// Exit code 1: the project cannot be run, with the reason and the fix.
-#[test]
-fn project_without_the_runtime_exits_with_1() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir(dir.path().join("src")).unwrap();
-    std::fs::write(
-        dir.path().join("Cargo.toml"),
-        "[package]\nname = \"plain\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[workspace]\n",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("src/main.rs"), "fn main() {}\n").unwrap();
-    let output = Command::new(cargo_hotswap())
-        .args(["hotswap", "run", "--manifest-path"])
-        .arg(dir.path().join("Cargo.toml"))
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    insta::assert_snapshot!(String::from_utf8_lossy(&output.stderr), @r"
-    error: package `plain` does not depend on `cargo-hotswap-runtime`, so its program cannot receive patches through hot functions
-    help: run `cargo hotswap init` to add it, then mark hot functions with `#[hotswap::hot]`; or run with `--redirect` to patch any changed function without it
-    ");
-}

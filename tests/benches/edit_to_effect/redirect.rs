@@ -1,0 +1,103 @@
+//! Entry redirection (`cargo hotswap run --redirect`, on a copy with its `#[hot]` marks
+//! removed): edit -> effect, the time to apply each patch, and how long the program's threads
+//! were stopped, over the same edits as with hot functions.
+
+use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE};
+
+use crate::edits::{status, wait_patched};
+use crate::fixture::{self, Dirs, Fixture};
+use crate::process::{self, Process};
+use crate::table::{Table, Unit, format, percentile};
+use crate::{Bench, now_ns};
+
+/// Samples of one fixture's patches under `--redirect`, in milliseconds.
+#[derive(Default)]
+pub struct Redirected {
+    effect: Vec<f64>,
+    load: Vec<f64>,
+    pause: Vec<f64>,
+}
+
+/// Runs `bench.runs` measured edits of `fixture` (and, for the time service, more up to
+/// `bench.patches`, for the pause's tail) under `--redirect` on a fresh copy without marks,
+/// after one first edit that is not measured.
+pub fn run(bench: &Bench, fixture: &Fixture, dirs: &Dirs) -> Redirected {
+    let project = Project::copy(fixture.source);
+    if let Some(generate) = fixture.generate {
+        generate(project.path());
+    }
+    assert!(
+        project.remove_hot_marks() > 0,
+        "{} has no marks",
+        fixture.name
+    );
+    let total = if fixture.name == "time-service" {
+        (bench.runs + 1).max(bench.patches)
+    } else {
+        bench.runs + 1
+    };
+    eprintln!(
+        "bench: {}: {total} edits under `cargo hotswap run --redirect`",
+        fixture.name
+    );
+    let log = dirs.logs.join("redirect.jsonl");
+    let mut session = Process::spawn(
+        "cargo hotswap run --redirect",
+        bench.hotswap(project.path(), &dirs.hotswap, &log, &["--redirect"]),
+    );
+    let addr = session.wait_listening(START_DEADLINE);
+    session.wait_line(0, START_DEADLINE, |l| status(l, "Watching").then_some(()));
+    let mut samples = Redirected::default();
+    let mut current = fixture.line.to_owned();
+    for n in 0..total {
+        let next = fixture::edited_line(fixture.line, n);
+        let from = session.line_count();
+        project.edit(fixture.file, &current, &next);
+        let written = now_ns();
+        current = next;
+        let (stamp, _) = process::poll(&addr, fixture.path, bench.poll, EDIT_DEADLINE, |body| {
+            fixture::stamp(body, n)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", session.dump()));
+        let patched = wait_patched(&mut session, from, n as u64 + 1);
+        if n == 0 {
+            continue;
+        }
+        if n <= bench.runs {
+            samples.effect.push((stamp - written) as f64 / 1e6);
+        }
+        samples.load.extend(patched.load_ms);
+        samples.pause.extend(patched.pause_ms);
+    }
+    assert_eq!(
+        samples.pause.len(),
+        total - 1,
+        "every patch redirected entries\n{}",
+        session.dump()
+    );
+    samples
+}
+
+impl Redirected {
+    /// Adds the rows to the current section of `table`.
+    pub fn report(&self, table: &mut Table) {
+        table.samples(
+            "edit -> effect (--redirect, marks removed)",
+            Unit::Ms,
+            &self.effect,
+        );
+        table.samples("  apply (host: dlopen + redirection)", Unit::Ms, &self.load);
+        table.samples("  pause (threads stopped)", Unit::Ms, &self.pause);
+        if !self.pause.is_empty() {
+            table.text(
+                "  pause p50 / p99",
+                format!(
+                    "{} / {} over {} patches",
+                    format(Unit::Ms, percentile(&self.pause, 50.0)),
+                    format(Unit::Ms, percentile(&self.pause, 99.0)),
+                    self.pause.len()
+                ),
+            );
+        }
+    }
+}
