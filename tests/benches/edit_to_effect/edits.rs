@@ -69,26 +69,11 @@ pub struct Edits {
 /// incremental caches), `bench.runs` measured ones, and for time-service more patches up to
 /// `bench.patches` for the memory soak.
 pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> Edits {
-    let total = if fixture.name == "time-service" {
-        (bench.runs + 1).max(bench.patches)
-    } else {
-        bench.runs + 1
-    };
-    eprintln!(
-        "bench: {}: {total} edits under `cargo hotswap run`",
-        fixture.name
-    );
+    let total = edit_count(bench, fixture);
     let log = dirs.logs.join("session.jsonl");
     let floor_log = dirs.logs.join("floor.jsonl");
     let plain_log = dirs.logs.join("plain.jsonl");
-    let mut session = Process::spawn(
-        "cargo hotswap run",
-        bench.hotswap(project.path(), &dirs.hotswap, &log, &[]),
-    );
-    let addr = session.wait_listening(START_DEADLINE);
-    // The session is ready once it watches: before that it builds a first patch from the
-    // unchanged sources (its baseline), which is no edit's.
-    session.wait_line(0, START_DEADLINE, |l| status(l, "Watching").then_some(()));
+    let (mut session, addr) = start_session(bench, fixture, project, &dirs.hotswap, &log, &[]);
     process::poll(
         &addr,
         fixture.path,
@@ -247,6 +232,44 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
         .count();
     assert_eq!(applied, total, "every edit was patched exactly once");
     edits
+}
+
+/// How many edits a session of `fixture` makes: one first edit and `bench.runs` measured ones,
+/// and for the time service more, up to `bench.patches`.
+pub fn edit_count(bench: &Bench, fixture: &Fixture) -> usize {
+    if fixture.name == "time-service" {
+        (bench.runs + 1).max(bench.patches)
+    } else {
+        bench.runs + 1
+    }
+}
+
+/// Starts `cargo hotswap run` with `args` on `project` (target directory `target`, wrappers'
+/// log `log`) and waits until the program listens and the session watches: before that it
+/// builds a first patch from the unchanged sources (its baseline), which is no edit's. Returns
+/// the session and the program's address.
+pub fn start_session(
+    bench: &Bench,
+    fixture: &Fixture,
+    project: &Project,
+    target: &Path,
+    log: &Path,
+    args: &[&str],
+) -> (Process, String) {
+    let what = ["cargo hotswap run"]
+        .into_iter()
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!(
+        "bench: {}: {} edits under `{what}`",
+        fixture.name,
+        edit_count(bench, fixture)
+    );
+    let mut session = Process::spawn(&what, bench.hotswap(project.path(), target, log, args));
+    let addr = session.wait_listening(START_DEADLINE);
+    session.wait_line(0, START_DEADLINE, |l| status(l, "Watching").then_some(()));
+    (session, addr)
 }
 
 /// Read positions in the wrappers' logs.

@@ -2,11 +2,11 @@
 //! removed): edit -> effect, the time to apply each patch, and how long the program's threads
 //! were stopped, over the same edits as with hot functions.
 
-use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE};
+use hotswap_tests::{EDIT_DEADLINE, Project};
 
-use crate::edits::{status, wait_patched};
+use crate::edits::{edit_count, start_session, wait_patched};
 use crate::fixture::{self, Dirs, Fixture};
-use crate::process::{self, Process};
+use crate::process;
 use crate::table::{Table, Unit, format, percentile};
 use crate::{Bench, now_ns};
 
@@ -31,22 +31,16 @@ pub fn run(bench: &Bench, fixture: &Fixture, dirs: &Dirs) -> Redirected {
         "{} has no marks",
         fixture.name
     );
-    let total = if fixture.name == "time-service" {
-        (bench.runs + 1).max(bench.patches)
-    } else {
-        bench.runs + 1
-    };
-    eprintln!(
-        "bench: {}: {total} edits under `cargo hotswap run --redirect`",
-        fixture.name
-    );
+    let total = edit_count(bench, fixture);
     let log = dirs.logs.join("redirect.jsonl");
-    let mut session = Process::spawn(
-        "cargo hotswap run --redirect",
-        bench.hotswap(project.path(), &dirs.hotswap, &log, &["--redirect"]),
+    let (mut session, addr) = start_session(
+        bench,
+        fixture,
+        &project,
+        &dirs.hotswap,
+        &log,
+        &["--redirect"],
     );
-    let addr = session.wait_listening(START_DEADLINE);
-    session.wait_line(0, START_DEADLINE, |l| status(l, "Watching").then_some(()));
     let mut samples = Redirected::default();
     let mut current = fixture.line.to_owned();
     for n in 0..total {
