@@ -265,12 +265,18 @@ impl Session {
         // A function whose symbol changed needs no redirection when every call of its old
         // symbol is in a function redirected too (the new callers call the new symbol).
         let blocked: BTreeSet<String> = found.blocked.iter().filter_map(|m| shown(m)).collect();
+        // The running program's symbols of `name` that the patch no longer has: the function
+        // under its old symbol. None when the patch still has them all: the unmatched symbol
+        // is a new function of the same name (a closure added next to others, whose names
+        // are all `f::{closure}`).
+        let gone = |name: &str| -> Vec<&str> {
+            host.names()
+                .filter(|old| shown(old).as_deref() == Some(name) && functions.get(old).is_none())
+                .collect()
+        };
         let kept_callers = |name: &str| -> Option<String> {
             let mut kept = BTreeSet::new();
-            for old in host
-                .names()
-                .filter(|old| shown(old).as_deref() == Some(name))
-            {
+            for old in gone(name) {
                 let callers = match host.callers(old) {
                     None => {
                         return Some("its address is taken, so its calls cannot be told".into());
@@ -305,6 +311,9 @@ impl Session {
         };
         let renamed = found.unmatched.iter().filter_map(|mangled| {
             let name = shown(mangled).filter(|name| host_names.contains(name))?;
+            if gone(&name).is_empty() {
+                return None;
+            }
             Some((mangled, kept_callers(&name)?))
         });
         let refusals: Vec<Refusal> = found
