@@ -492,8 +492,13 @@ fn redirect_into(patch: *const LinkMap, redirects: &[Redirect]) -> Result<Durati
     let mut entries = Vec::with_capacity(redirects.len());
     for (n, r) in redirects.iter().enumerate() {
         let from = module(r.from)?;
-        // SAFETY: `from` and `patch` are link maps of loaded modules, never unloaded.
-        let (from_bias, patch_bias) = unsafe { ((*from).l_addr, (*patch).l_addr) };
+        // A thread-local's accessor in the patch goes to the running program's (`into`).
+        let target = match r.into {
+            Some(into) => module(into)?,
+            None => patch,
+        };
+        // SAFETY: `from` and `target` are link maps of loaded modules, never unloaded.
+        let (from_bias, patch_bias) = unsafe { ((*from).l_addr, (*target).l_addr) };
         let at = usize::try_from(r.at)
             .ok()
             .and_then(|at| at.checked_add(from_bias));
@@ -516,7 +521,7 @@ fn redirect_into(patch: *const LinkMap, redirects: &[Redirect]) -> Result<Durati
                 }
             ));
         }
-        if !holds(patch, to, &r.to_bytes) {
+        if !holds(target, to, &r.to_bytes) {
             return Err(format!(
                 "entry {n} of the patch: its new body at {:#x} does not hold the code \
                  cargo-hotswap read",
@@ -532,8 +537,9 @@ fn redirect_into(patch: *const LinkMap, redirects: &[Redirect]) -> Result<Durati
     }
     // SAFETY: each entry starts a function of this process (its module's symbol table gave it,
     // and memory holds its bytes or the jump written there before), and each target is the
-    // patch's body of the same function, compiled from the same signature by the gate's rules;
-    // the patch is never unloaded.
+    // patch's body of the same function, compiled from the same signature by the gate's rules,
+    // or (a thread-local's accessor in the patch) the running program's own function of the same
+    // symbol; no module is ever unloaded.
     let done = unsafe { redirect::redirect(&entries, REDIRECT_BOUND) }
         .map_err(|err| format!("cannot redirect the changed functions: {err}"))?;
     redirected.extend(entries.iter().map(|entry| entry.at));

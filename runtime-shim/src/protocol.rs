@@ -24,8 +24,8 @@
 //! A hot function is named by its path as `module_path!()` spells it, for example
 //! `time_service::format_time`; [`impl_symbol`] and [`slot_symbol`] give its exported symbols.
 //!
-//! A redirection is one field, `<from>:<at>:<size>:<to>:<at bytes>:<to bytes>` (see
-//! [`Redirect`]): numbers in hex, bytes as hex pairs. A binding is one field,
+//! A redirection is one field, `<from>:<at>:<size>:<to>:<at bytes>:<to bytes>[:<into>]` (see
+//! [`Redirect`]): numbers in hex but `from` and `into`, bytes as hex pairs. A binding is one field,
 //! `<slot>:<value>:<from>:<at>:<size>` (see [`Bind`]), numbers in hex but `from`.
 
 use std::fmt;
@@ -154,8 +154,12 @@ pub struct Redirect {
     pub at: u64,
     /// The function's size in bytes (its symbol's size).
     pub size: u64,
-    /// The new body's address in the patch file (its symbol's value).
+    /// The new body's address in the patch file (its symbol's value), or in the module `into`.
     pub to: u64,
+    /// The module holding `to` when it is not the patch being applied: 0 for the executable,
+    /// else an earlier patch's id. A patch's own accessor of a thread-local is redirected to
+    /// the running program's, so that the thread-local stays the program's.
+    pub into: Option<u64>,
     /// The entry's first bytes as `from`'s file holds them (at most 8, at most `size`).
     pub at_bytes: Vec<u8>,
     /// The new body's first bytes as the patch file holds them (at most 8).
@@ -211,8 +215,9 @@ impl Redirect {
     /// The redirection as one protocol field.
     fn encode(&self) -> String {
         let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let into = self.into.map(|into| format!(":{into}")).unwrap_or_default();
         format!(
-            "{}:{:x}:{:x}:{:x}:{}:{}",
+            "{}:{:x}:{:x}:{:x}:{}:{}{into}",
             self.from,
             self.at,
             self.size,
@@ -225,7 +230,12 @@ impl Redirect {
     /// Parses one protocol field; `None` if it is not a redirection.
     fn decode(field: &str) -> Option<Redirect> {
         let parts: Vec<&str> = field.split(':').collect();
-        let [from, at, size, to, at_bytes, to_bytes] = parts[..] else {
+        let (fields, into) = match parts.len() {
+            6 => (&parts[..], None),
+            7 => (&parts[..6], Some(parts[6].parse().ok()?)),
+            _ => return None,
+        };
+        let [from, at, size, to, at_bytes, to_bytes] = fields[..] else {
             return None;
         };
         let bytes = |text: &str| -> Option<Vec<u8>> {
@@ -244,6 +254,7 @@ impl Redirect {
             to: u64::from_str_radix(to, 16).ok()?,
             at_bytes: bytes(at_bytes)?,
             to_bytes: bytes(to_bytes)?,
+            into,
         })
     }
 }
@@ -654,6 +665,7 @@ mod tests {
             at_bytes: vec![0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, 0x10][..size.min(8) as usize]
                 .to_vec(),
             to_bytes: vec![0x50, 0x48, 0x8d, 0x05],
+            into: (from == 3).then_some(0),
         };
         let bind = Bind {
             slot: 0x3ff8,

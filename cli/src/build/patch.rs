@@ -90,6 +90,9 @@ pub(crate) struct Patch {
     /// to the crate's mutable statics that could not be made to go through the GOT:
     /// `(function, static, why)`, mangled (see [`statics`]).
     pub(crate) unshared: Vec<(String, String, String)>,
+    /// For such a patch, the functions (mangled) that reach a thread-local's storage
+    /// themselves: the thread-locals' accessors (see [`statics::THREAD_LOCAL`]).
+    pub(crate) thread_local_accessors: Vec<String>,
 }
 
 /// Why a patch build did not produce a patch.
@@ -210,11 +213,18 @@ pub(crate) fn build(
     published(&path);
     let sources = read_dep_info(&dep_info, &capture.cwd)?;
     let code = CodeIndex::read_dir(&objects_dir, &crate_name).ok();
-    let unshared = if keep_code {
+    let (accessors, unshared): (Vec<_>, Vec<_>) = if keep_code {
         statics::read_unshared(&link::shared_objects_dir(&objects_dir))
+            .into_iter()
+            .partition(|(_, _, why)| why == statics::THREAD_LOCAL)
     } else {
-        Vec::new()
+        Default::default()
     };
+    let mut thread_local_accessors: Vec<String> = accessors
+        .into_iter()
+        .map(|(function, _, _)| function)
+        .collect();
+    thread_local_accessors.dedup();
     Ok(Patch {
         path,
         sources,
@@ -226,6 +236,7 @@ pub(crate) fn build(
         reached: None,
         same_sources: true,
         unshared,
+        thread_local_accessors,
     })
 }
 

@@ -29,6 +29,11 @@ use object::read::elf::{FileHeader, Rela, SectionHeader, SectionTable, Sym};
 /// rewritten: one per line, `<function>\t<static>\t<why>` (mangled names).
 pub(crate) const UNSHARED: &str = "unshared-statics";
 
+/// The `why` of an entry of [`UNSHARED`] that is no refusal: the function reaches a
+/// thread-local's storage itself (it is the thread-local's accessor). The running program's
+/// accessor of the same name stands for it, so that the thread-local stays the program's.
+pub(crate) const THREAD_LOCAL: &str = "thread-local";
+
 /// `REX.W lea`'s opcode, and `REX.W mov r64, r/m64`'s.
 const LEA: u8 = 0x8d;
 const MOV_LOAD: u8 = 0x8b;
@@ -195,6 +200,27 @@ fn rewrites(
         };
         ours.then(|| name.into_owned())
     };
+    // The thread-local a symbol stands for: a `STT_TLS` symbol, or a section symbol of a
+    // thread-local data section (named after the section).
+    let thread_local_of = |index: u32| -> Option<String> {
+        let symbol = parsed
+            .symbols
+            .symbol(object::SymbolIndex(index as usize))
+            .ok()?;
+        if symbol.st_type() == elf::STT_TLS {
+            let name = parsed.symbols.symbol_name(LE, symbol).ok()?;
+            return Some(String::from_utf8_lossy(name).into_owned());
+        }
+        let shndx = section_of(&parsed, index as usize);
+        let section = parsed.sections.section(object::SectionIndex(shndx)).ok()?;
+        if symbol.st_type() != elf::STT_SECTION
+            || section.sh_flags(LE) & u64::from(elf::SHF_TLS) == 0
+        {
+            return None;
+        }
+        let name = parsed.sections.section_name(LE, section).ok()?;
+        Some(String::from_utf8_lossy(name).into_owned())
+    };
     // The function of each code section (rustc gives each function its own section).
     let mut functions = std::collections::HashMap::new();
     for (index, symbol) in parsed.symbols.iter().enumerate() {
@@ -229,10 +255,16 @@ fn rewrites(
         let rela_start = section.sh_offset(LE) as usize;
         for (i, relocation) in relocations.iter().enumerate() {
             let symbol = relocation.r_sym(LE, false);
+            let kind = relocation.r_type(LE, false);
+            if is_thread_local_access(kind) {
+                if let Some(name) = thread_local_of(symbol) {
+                    unshared.insert((function.clone(), name, THREAD_LOCAL.to_owned()));
+                }
+                continue;
+            }
             let Some(name) = name_of(symbol) else {
                 continue;
             };
-            let kind = relocation.r_type(LE, false);
             let at = relocation.r_offset(LE) as usize;
             let info = rela_start + i * std::mem::size_of::<elf::Rela64<LE>>() + 8;
             match kind {
@@ -268,6 +300,23 @@ fn rewrites(
         }
     }
     Ok(out)
+}
+
+/// Whether a relocation of type `kind` reaches thread-local storage (any of x86-64's TLS
+/// models).
+fn is_thread_local_access(kind: u32) -> bool {
+    matches!(
+        kind,
+        elf::R_X86_64_TLSGD
+            | elf::R_X86_64_TLSLD
+            | elf::R_X86_64_DTPOFF32
+            | elf::R_X86_64_DTPOFF64
+            | elf::R_X86_64_GOTTPOFF
+            | elf::R_X86_64_TPOFF32
+            | elf::R_X86_64_TPOFF64
+            | elf::R_X86_64_GOTPC32_TLSDESC
+            | elf::R_X86_64_TLSDESC_CALL
+    )
 }
 
 /// The index of the section symbol number `index` is defined in (0 when undefined), through
@@ -388,5 +437,30 @@ mod tests {
             assert!(name.contains("5TOTAL"), "{name}");
             assert_eq!(why, "reads or writes it in place");
         }
+    }
+
+    #[test]
+    fn the_accessor_of_a_thread_local_is_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let object = compile(
+            dir.path(),
+            "use std::cell::Cell;\n\
+             thread_local! { static SEEN: Cell<u64> = const { Cell::new(0) }; }\n\
+             pub fn seen() -> u64 { SEEN.with(|s| { s.set(s.get() + 1); s.get() }) }\n",
+        );
+        let out = dir.path().join("shared");
+        share(vec![object.display().to_string()], &out).unwrap();
+        let listed = read_unshared(&out);
+        let accessors: Vec<&str> = listed
+            .iter()
+            .filter(|(_, _, why)| why == THREAD_LOCAL)
+            .map(|(function, _, _)| function.as_str())
+            .collect();
+        // `SEEN::{constant}::{closure}`: the macro's accessor, not `seen` (which calls it).
+        assert_eq!(accessors.len(), 1, "{listed:?}");
+        assert!(
+            accessors[0].contains("4SEEN") && !accessors[0].contains("4seen"),
+            "{accessors:?}"
+        );
     }
 }

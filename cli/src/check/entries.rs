@@ -579,6 +579,7 @@ pub(crate) fn redirects(
                     to: new.address,
                     at_bytes: old.bytes.clone(),
                     to_bytes: new.bytes.clone(),
+                    into: None,
                 });
             }
         }

@@ -186,7 +186,8 @@ impl Session {
     /// functions `hot` (paths; their slots switch them). A function whose symbol changed (its
     /// signature) is not redirected but left to its new callers when every function that calls
     /// its old symbol is redirected. And the GOT entries of the patch that are to point at the
-    /// running program's statics.
+    /// running program's statics, and the patch's thread-local accessors, redirected to the
+    /// running program's.
     ///
     /// # Errors
     ///
@@ -206,6 +207,7 @@ impl Session {
             ))
         };
         let crate_name = self.project.crate_name.clone();
+        let this_patch = self.next_patch;
         if self.redirection.is_none() {
             return Ok(Planned::default());
         }
@@ -349,7 +351,7 @@ impl Session {
         if !refusals.is_empty() {
             return Err(Outcome::Refused(refusals));
         }
-        let redirects = found.redirects;
+        let mut redirects = found.redirects;
         // Each of the patch's statics binds to the first module that has it: the executable,
         // or for a static new since, the first patch that brought it.
         let mut binds = Vec::new();
@@ -374,6 +376,27 @@ impl Session {
                 });
                 bound.extend(static_name(&demangle(&name), &crate_name));
             }
+        }
+        // Each thread-local's accessor in the patch (the one function that reaches its storage)
+        // runs the executable's accessor of the same symbol: the thread-local stays the running
+        // program's, on every thread. An accessor that changed, or is new, is the patch's own.
+        for accessor in &patch.thread_local_accessors {
+            if shown(accessor).is_some_and(|name| names.contains(&name)) {
+                continue;
+            }
+            let (Some(own), Some(running)) = (functions.get(accessor), host.get(accessor)) else {
+                continue;
+            };
+            redirects.push(Redirect {
+                from: this_patch,
+                at: own.address,
+                size: own.size,
+                to: running.address,
+                at_bytes: own.bytes.clone(),
+                to_bytes: running.bytes.clone(),
+                into: Some(0),
+            });
+            bound.extend(static_name(&demangle(accessor), &crate_name));
         }
         Ok(Planned {
             redirects,

@@ -31,8 +31,9 @@ fn start(fixture: &str, args: &[&str], parts: &[&str]) -> (Project, Session, Str
 /// The gate's scenarios on the gate fixture without marks, in one process (`--no-restart`):
 /// a second session is refused naming the first (S14: one session per program); a comment line
 /// and a reformatted function are `Unchanged` (S24); a field added to a struct used only inside
-/// one function is patched and the state carries on (S11: no other function takes it, so no
-/// running value can meet the new layout); a compile error keeps the old code and its fix
+/// one function is patched and the state carries on, with the static and the thread-local
+/// that function counts in (S11: no other function takes the struct, so no running value can
+/// meet the new layout); a compile error keeps the old code and its fix
 /// patches (S12); a field added to the struct `step` takes by `&mut` is refused naming the
 /// function that takes it (S10); a changed parameter list is refused (S09).
 #[test]
@@ -65,6 +66,8 @@ fn gate_scenarios_without_marks() {
     let count = |line: &str| tick_field(line, "count").parse::<u64>().unwrap();
     assert!(count(&line) > count(&first), "{first} then {line}");
     session.assert_stderr_lacks("Refused");
+    // `step` counts in a static and a thread-local: both stay the program's.
+    session.assert_stderr_lacks("Warning [HS0501]");
 
     // A compile error, then its fix.
     project.edit(MAIN, "\"beta-one\"", "\"beta-two\" +");

@@ -89,13 +89,29 @@ fn a_new_project_set_up_with_init_is_patched() {
 
 /// A program as `cargo new` makes it and a user writes it, with no dependency added and no
 /// attribute written: `cargo hotswap run` says how it patches it, and an edit of a function the
-/// loop calls runs in the same process; an edit of `main` restarts it with the new code.
+/// loop calls runs in the same process, where the function's thread-local and static counters
+/// go on counting (the patch's code uses the running program's); an edit of `main` restarts it
+/// with the new code.
 #[test]
 fn a_new_project_without_the_runtime_is_patched_as_it_is() {
     let project = Project::empty("plain");
     cargo_init(project.path(), "plain");
-    let main = r#"fn word() -> &'static str {
-    "word-one"
+    let main = r#"use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+thread_local! {
+    static SEEN: Cell<u64> = const { Cell::new(0) };
+}
+
+static CALLS: AtomicU64 = AtomicU64::new(0);
+
+fn word() -> String {
+    let seen = SEEN.with(|seen| {
+        seen.set(seen.get() + 1);
+        seen.get()
+    });
+    let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+    format!("{} tls={seen} calls={calls}", "word-one")
 }
 
 fn main() {
@@ -119,14 +135,25 @@ fn main() {
         session.stderr()
     );
     project.edit("src/main.rs", "\"word-one\"", "\"word-two\"");
-    wait_tick_of_same_process(&mut session, EDIT_DEADLINE, &first, &["word-two"]);
+    let line = crate::wait_first_tick(&mut session, EDIT_DEADLINE, &["word-two"]);
+    let before = crate::tick_before(&session.stdout(), &line);
+    assert!(before.contains("word-one"), "{before}");
+    for counter in ["tls", "calls"] {
+        assert_eq!(
+            crate::number(&line, counter),
+            crate::number(&before, counter) + 1,
+            "{before} then {line}"
+        );
+    }
+    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
     session.wait_stderr(EDIT_DEADLINE, "generation 1: word");
+    session.assert_stderr_lacks("Warning");
     project.edit("src/main.rs", "\"banner-one\"", "\"banner-two\"");
     crate::wait_tick_of_new_process(
         &mut session,
         EDIT_DEADLINE,
         &first,
-        &["banner-two word-two"],
+        &["banner-two word-two tls=1 "],
     );
     session.wait_stderr(
         EDIT_DEADLINE,
