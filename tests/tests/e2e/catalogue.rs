@@ -273,3 +273,50 @@ fn surroundings_scenarios_without_marks() {
         &["gen=1", "report-four found=marker"],
     );
 }
+
+/// A dependency added to the manifest of the gate fixture without marks: no patch, the host is
+/// rebuilt and restarted, saying why (S13); the restarted program is patched to call the new
+/// dependency. A patch that needs a symbol the program lacks is refused before loading.
+#[test]
+fn manifest_and_symbol_scenarios_without_marks() {
+    let (project, mut session, first) = start("gate", &[], &["beta-one"]);
+    project.edit(
+        "Cargo.toml",
+        "[dependencies]\n",
+        "[dependencies]\ngate-extra = { path = \"extra\" }\n",
+    );
+    session.wait_stderr(EDIT_DEADLINE, "Restarting");
+    assert_eq!(
+        status_messages(&session.stderr(), "Restarting"),
+        [
+            "  Restarting [HS0301] gate (`Cargo.toml` changed, which the patch cannot carry: the \
+          host is rebuilt; state is lost)"
+        ]
+    );
+    let restarted = wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["gen=0"]);
+    project.edit(MAIN, "\"beta-one\"", "gate_extra::word()");
+    wait_tick_of_same_process(
+        &mut session,
+        EDIT_DEADLINE,
+        &restarted,
+        &["extra-one", "gen=1"],
+    );
+
+    project.edit(
+        MAIN,
+        "    gate_extra::word()\n",
+        "    unsafe extern \"C\" {\n        fn hotswap_test_absent_symbol() -> u32;\n    }\n    \
+         // SAFETY: never called: the gate refuses the patch.\n    \
+         if unsafe { hotswap_test_absent_symbol() } == 1 { \"never\" } else { \"beta-two\" }\n",
+    );
+    session.wait_stderr(EDIT_DEADLINE, "Refused [HS0105]");
+    assert!(
+        status_messages(&session.stderr(), "Refused").contains(
+            &"     Refused [HS0105] the patch needs a symbol the running program does not \
+              contain:\n             `hotswap_test_absent_symbol`"
+                .to_owned()
+        ),
+        "{}",
+        session.stderr()
+    );
+}
