@@ -126,6 +126,17 @@ impl Session {
                 ),
             });
         }
+        if self.redirection.is_none() && !self.project.has_runtime {
+            // Without the runtime there are no hot functions, and an optimised build turned
+            // redirection off: nothing of a patch could run.
+            return Err(Outcome::Restart {
+                code: Code::RedirectOff,
+                reason: format!(
+                    "{} changed, and an optimised build without hot functions cannot be patched",
+                    self.files(&paths)
+                ),
+            });
+        }
         Ok(Changes { paths, host })
     }
 
@@ -473,7 +484,7 @@ impl Session {
             // known, the patch is sent: the entries are found against the host's own code.)
             changed.append(&mut live.restart_only);
             changed.sort();
-            live.restart_only = self.runs_once(&changed, &crates);
+            live.restart_only = self.runs_once(&changed, &crates, patch.code.as_ref());
             changed.retain(|name| !live.restart_only.contains(name));
             live.live = Some(changed);
         }

@@ -81,17 +81,63 @@ impl Redirection {
 
 impl Session {
     /// The changed functions (display names) that the running program cannot run after a
-    /// redirection: `main` (its frame runs the old code until it returns), and what it calls
-    /// only while it starts (before its loops, and from nothing else). When the executable
-    /// cannot be read, `main` only: the error is told by [`Session::plan_redirects`].
-    pub(super) fn runs_once(&mut self, changed: &[String], crates: &Crates) -> Vec<String> {
-        let start_up_only = match self.host_functions(crates) {
-            Ok(redirection) => &redirection.start_up_only,
-            Err(_) => &BTreeSet::new(),
+    /// redirection: `main` (its frame runs the old code until it returns), what it calls
+    /// only once (outside its loops, and from nothing else), and a function new in the patch
+    /// (`code`, its index) that only such functions refer to (start-up code moved into a
+    /// function of its own). When the executable cannot be read, `main` only: the error is
+    /// told by [`Session::plan_redirects`].
+    pub(super) fn runs_once(
+        &mut self,
+        changed: &[String],
+        crates: &Crates,
+        code: Option<&CodeIndex>,
+    ) -> Vec<String> {
+        let Ok(redirection) = self.host_functions(crates) else {
+            return changed
+                .iter()
+                .filter(|name| *name == MAIN)
+                .cloned()
+                .collect();
         };
+        let shown = |mangled: &str| crates.display(&demangle(mangled));
+        let mut once: BTreeSet<String> = changed
+            .iter()
+            .filter(|name| *name == MAIN || redirection.start_up_only.contains(*name))
+            .cloned()
+            .collect();
+        if let (Some(code), Some(host)) = (code, &redirection.host) {
+            let running: BTreeSet<String> = host.names().filter_map(&shown).collect();
+            // Who refers to each function of the patch; `None` for a referrer that is no
+            // function of the crates (another crate's code, a vtable): it may call it any time.
+            let mut referrers: std::collections::BTreeMap<String, Vec<Option<String>>> =
+                Default::default();
+            for (from, targets) in &code.edges {
+                let from = shown(from);
+                for target in targets.iter().filter_map(|target| shown(target)) {
+                    referrers.entry(target).or_default().push(from.clone());
+                }
+            }
+            let mut grew = true;
+            while grew {
+                grew = false;
+                for name in changed {
+                    if once.contains(name) || running.contains(name) {
+                        continue;
+                    }
+                    let only_once = referrers.get(name).is_some_and(|from| {
+                        from.iter()
+                            .all(|from| from.as_ref().is_some_and(|f| once.contains(f)))
+                    });
+                    if only_once {
+                        once.insert(name.clone());
+                        grew = true;
+                    }
+                }
+            }
+        }
         changed
             .iter()
-            .filter(|name| name.as_str() == MAIN || start_up_only.contains(*name))
+            .filter(|name| once.contains(*name))
             .cloned()
             .collect()
     }
@@ -284,7 +330,11 @@ impl Session {
                         return Some("its address is taken, so its calls cannot be told".into());
                     }
                     Some(callers) if callers.is_empty() => {
-                        return Some("no call of it was found in the program's code".into());
+                        return Some(
+                            "no call of it was found in the program's code (it is called \
+                             through another crate's, as a closure handed to a library is)"
+                                .into(),
+                        );
                     }
                     Some(callers) => callers,
                 };
@@ -331,11 +381,19 @@ impl Session {
             })
             .map(|(mangled, why, effect)| (mangled, why.to_owned(), effect))
             .chain(renamed.map(|(mangled, callers)| {
+                // Closures are numbered in the order they are written: one added or removed
+                // before another gives that one another symbol, its signature unchanged.
+                let cause = if shown(mangled).is_some_and(|name| name.contains("{closure}")) {
+                    "a closure added or removed before it in the same function, or its \
+                     signature, changed"
+                } else {
+                    "its signature changed"
+                };
                 (
                     mangled,
                     format!(
-                        "the running program has it under another symbol (its signature \
-                         changed), and {callers}"
+                        "the running program has it under another symbol ({cause}), and \
+                         {callers}"
                     ),
                     "the running program's calls of it would go on running the old code",
                 )
@@ -347,7 +405,13 @@ impl Session {
                     effect: effect.to_owned(),
                 })
             })
-            .collect();
+            .fold(Vec::new(), |mut unique, refusal| {
+                // Closures of one function share a name: each refusal is told once.
+                if !unique.contains(&refusal) {
+                    unique.push(refusal);
+                }
+                unique
+            });
         if !refusals.is_empty() {
             return Err(Outcome::Refused(refusals));
         }

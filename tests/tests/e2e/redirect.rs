@@ -474,3 +474,43 @@ fn redirection_is_off_in_an_optimised_build_and_hot_functions_still_patch() {
     let patched = status_messages(&session.stderr(), "Patched");
     assert!(!patched[0].contains("pause"), "{}", patched[0]);
 }
+
+/// A program without the runtime dependency, built with optimisations: no hot functions and no
+/// redirection, so the session says once that every edit restarts it, and an edit does.
+#[test]
+fn an_optimised_program_without_the_runtime_restarts_on_every_edit() {
+    let project = Project::copy("time-service");
+    assert!(project.remove_hot_marks() > 0);
+    remove_runtime(&project);
+    let mut session = project.run(&["--release"]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    assert_eq!(
+        status_messages(&session.stderr(), "Warning"),
+        [
+            "     Warning [HS0503] `--redirect` is off: `time-service` is built with optimisations \
+          (opt-level 3), which inline functions where no redirection reaches; without \
+          `cargo-hotswap-runtime` it has no hot functions, so every edit restarts it"
+        ]
+    );
+    let pid = get(&addr, "/pid").unwrap();
+    project.edit(MAIN, "\"The time is ", "\"Time now: ");
+    session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0503]");
+    assert_eq!(
+        status_messages(&session.stderr(), "Restarting"),
+        [
+            "  Restarting [HS0503] time-service (`src/main.rs` changed, and an optimised build \
+          without hot functions cannot be patched; state is lost)"
+        ]
+    );
+    let addr = session.wait_stdout(START_DEADLINE, |out| {
+        let line = out
+            .lines()
+            .filter(|l| l.starts_with("listening on "))
+            .nth(1)?;
+        Some(line.trim_start_matches("listening on http://").to_owned())
+    });
+    wait_time_prefix(&addr, "Time now: ");
+    assert_ne!(get(&addr, "/pid").unwrap(), pid);
+    session.assert_stderr_lacks("Unchanged");
+}

@@ -90,8 +90,8 @@ fn a_new_project_set_up_with_init_is_patched() {
 /// A program as `cargo new` makes it and a user writes it, with no dependency added and no
 /// attribute written: `cargo hotswap run` says how it patches it, and an edit of a function the
 /// loop calls runs in the same process, where the function's thread-local and static counters
-/// go on counting (the patch's code uses the running program's); an edit of `main` restarts it
-/// with the new code.
+/// go on counting (the patch's code uses the running program's); start-up code of `main` moved
+/// into a new function restarts it with the new code (only `main` calls that function).
 #[test]
 fn a_new_project_without_the_runtime_is_patched_as_it_is() {
     let project = Project::empty("plain");
@@ -148,17 +148,33 @@ fn main() {
     assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
     session.wait_stderr(EDIT_DEADLINE, "generation 1: word");
     session.assert_stderr_lacks("Warning");
-    project.edit("src/main.rs", "\"banner-one\"", "\"banner-two\"");
+    // Start-up code moved into a function of its own: only `main`, which runs once, calls it.
+    project.edit_all(
+        "src/main.rs",
+        &[
+            ("let banner = \"banner-one\";", "let banner = banner();"),
+            (
+                "fn main() {",
+                "fn banner() -> &'static str {\n    \"banner-two\"\n}\n\nfn main() {",
+            ),
+        ],
+    );
     crate::wait_tick_of_new_process(
         &mut session,
         EDIT_DEADLINE,
         &first,
         &["banner-two word-two tls=1 "],
     );
-    session.wait_stderr(
-        EDIT_DEADLINE,
-        "  Restarting [HS0201] plain (`main` at src/main.rs:",
+    session.wait_stderr(EDIT_DEADLINE, "  Restarting [HS0201]");
+    assert_eq!(
+        hotswap_tests::status_messages(&session.stderr(), "Restarting"),
+        [
+            "  Restarting [HS0201] plain (`banner` at src/main.rs:19, `main` at src/main.rs:23 \
+          changed, and they are running (`main`) or called only once (from `main`, outside any \
+          loop), so no redirection reaches them; state is lost)"
+        ]
     );
+    session.assert_stderr_lacks("generation 2");
 }
 
 /// `init` on a package that has the runtime: says so, exit 0, the manifest byte for byte as it
