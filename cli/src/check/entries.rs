@@ -39,8 +39,11 @@ pub(crate) struct Function {
 pub(crate) enum Use {
     /// A direct call (or jump) outside any loop of the function's own code.
     Call,
-    /// A direct call inside a loop of the function's own code (a backward jump passes it).
+    /// A direct call inside a loop of the function's own code (a cycle of its control flow).
     CallInLoop,
+    /// A direct call inside a loop that nothing leaves (`loop { .. }` without `break` or
+    /// `return`): a running call of the function goes on making it until the program ends.
+    CallInEndlessLoop,
     /// A RIP-relative address (`lea`, a memory operand): a function pointer taken, which may be
     /// called from anywhere, any number of times.
     Address,
@@ -176,9 +179,9 @@ impl Functions {
     /// and by nothing else. A function is called again, and left out, when it is reached
     /// from a call in a loop of any function; from any function `own` rejects (another crate's
     /// generic instance); through an address taken in code or stored in data (a function
-    /// pointer, a vtable); or when no function read calls it at all (its callers are other
-    /// crates' code, a thread's start, a closure handed to a library). `main` itself is not in
-    /// the set.
+    /// pointer, a vtable); when no function read calls it at all (its callers are other
+    /// crates' code, a thread's start, a closure handed to a library); or when it calls itself.
+    /// `main` itself is not in the set.
     /// Needs [`Functions::read_with_references`].
     pub(crate) fn start_up_only(&self, main: &str, own: &dyn Fn(&str) -> bool) -> HashSet<String> {
         let Some(main_function) = self.by_name.get(main) else {
@@ -199,8 +202,15 @@ impl Functions {
             if name == main {
                 continue;
             }
+            // Called by no function read, stored in data, or calling itself (a recursion
+            // enters it again and again).
+            let recursive = function
+                .references
+                .iter()
+                .any(|(target, _)| *target == function.address);
             if !called.contains(&function.address)
                 || self.data_references.contains(&function.address)
+                || recursive
             {
                 again.push(name);
             }
@@ -302,10 +312,11 @@ impl Functions {
         Ok(entries)
     }
 
-    /// The functions (mangled names) whose code calls the function `name` directly; `None`
-    /// when its address is taken, in code or in data (a function pointer, a vtable): calls
-    /// through it cannot be told. Needs [`Functions::read_with_references`].
-    pub(crate) fn callers(&self, name: &str) -> Option<Vec<&str>> {
+    /// The functions (mangled names) whose code calls the function `name` directly, each with
+    /// how (its strongest call); `None` when its address is taken, in code or in data (a
+    /// function pointer, a vtable): calls through it cannot be told. Needs
+    /// [`Functions::read_with_references`].
+    pub(crate) fn callers(&self, name: &str) -> Option<Vec<(&str, Use)>> {
         let address = self.by_name.get(name)?.address;
         if self.data_references.contains(&address) {
             return None;
@@ -317,7 +328,7 @@ impl Functions {
                     if *how == Use::Address {
                         return None;
                     }
-                    callers.push(caller.as_str());
+                    callers.push((caller.as_str(), *how));
                 }
             }
         }
@@ -387,10 +398,12 @@ fn code_references(code: &[u8], address: u64) -> Vec<(u64, Use)> {
     for (ip, target, call) in found {
         let how = if !call {
             Use::Address
-        } else if cyclic.as_ref().is_none_or(|cyclic| cyclic(ip)) {
-            Use::CallInLoop
         } else {
-            Use::Call
+            match cyclic.as_ref().map_or(Loop::Some, |cyclic| cyclic(ip)) {
+                Loop::None => Use::Call,
+                Loop::Some => Use::CallInLoop,
+                Loop::Endless => Use::CallInEndlessLoop,
+            }
         };
         let known = references.entry(target).or_insert(how);
         *known = (*known).max(how);
@@ -400,6 +413,16 @@ fn code_references(code: &[u8], address: u64) -> Vec<(u64, Use)> {
     references
 }
 
+/// Whether an instruction lies in a loop of its function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loop {
+    None,
+    /// On a cycle of the control flow graph.
+    Some,
+    /// On a cycle that no edge leaves: no branch out, no return.
+    Endless,
+}
+
 /// A test of whether the instruction at an address lies on a cycle of the control flow graph of
 /// `decoded` (a function's instructions in order: address, end, flow, branch target inside the
 /// function): the basic blocks are split at branch targets and after branches, linked by
@@ -407,7 +430,7 @@ fn code_references(code: &[u8], address: u64) -> Vec<(u64, Use)> {
 /// algorithm, without recursion).
 fn cyclic_blocks(
     decoded: &[(u64, u64, iced_x86::FlowControl, Option<u64>)],
-) -> impl Fn(u64) -> bool + use<> {
+) -> impl Fn(u64) -> Loop + use<> {
     use iced_x86::FlowControl;
     let mut leaders: Vec<u64> = decoded.first().map(|first| first.0).into_iter().collect();
     for (_, end, flow, target) in decoded {
@@ -426,11 +449,19 @@ fn cyclic_blocks(
             .partition_point(|&leader| leader <= at)
             .checked_sub(1)
     };
-    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); leaders.len()];
+    // One node more than the blocks: where control leaves the function (a return, a jump or
+    // fall-through out of it).
+    let out = leaders.len();
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); leaders.len() + 1];
     for (index, (ip, _, flow, target)) in decoded.iter().enumerate() {
         let Some(block) = block_of(*ip) else { continue };
         if let Some(target) = target.and_then(block_of) {
             edges[block].push(target);
+        }
+        let leaves = matches!(flow, FlowControl::Return)
+            || (matches!(flow, FlowControl::UnconditionalBranch) && target.is_none());
+        if leaves {
+            edges[block].push(out);
         }
         let last = decoded
             .get(index + 1)
@@ -443,32 +474,50 @@ fn cyclic_blocks(
                 | FlowControl::Exception
                 | FlowControl::Interrupt
         );
-        if last
-            && falls
-            && let Some(next) = decoded.get(index + 1)
-            && let Some(next) = block_of(next.0)
-        {
-            edges[block].push(next);
+        if last && falls {
+            match decoded.get(index + 1).and_then(|next| block_of(next.0)) {
+                Some(next) => edges[block].push(next),
+                None => edges[block].push(out),
+            }
         }
     }
-    let on_cycle = strongly_connected(&edges);
+    let (component, on_cycle) = strongly_connected(&edges);
+    // A cycle is endless when no edge of its blocks leads out of their component.
+    let mut leaves = vec![false; edges.len()];
+    for (block, targets) in edges.iter().enumerate() {
+        if targets
+            .iter()
+            .any(|&target| component[target] != component[block])
+        {
+            leaves[component[block]] = true;
+        }
+    }
     move |at: u64| {
-        leaders
+        let Some(block) = leaders
             .partition_point(|&leader| leader <= at)
             .checked_sub(1)
-            .is_some_and(|block| on_cycle[block])
+        else {
+            return Loop::None;
+        };
+        match (on_cycle[block], leaves[component[block]]) {
+            (false, _) => Loop::None,
+            (true, true) => Loop::Some,
+            (true, false) => Loop::Endless,
+        }
     }
 }
 
-/// For each node of the graph `edges` (successors by node), whether it lies on a cycle: in a
-/// strongly connected component of more than one node, or with an edge to itself.
-fn strongly_connected(edges: &[Vec<usize>]) -> Vec<bool> {
+/// For each node of the graph `edges` (successors by node), the number of its strongly
+/// connected component (below the number of nodes), and whether it lies on a cycle: in a
+/// component of more than one node, or with an edge to itself.
+fn strongly_connected(edges: &[Vec<usize>]) -> (Vec<usize>, Vec<bool>) {
     const UNSEEN: usize = usize::MAX;
     let count = edges.len();
     let (mut index, mut low) = (vec![UNSEEN; count], vec![0; count]);
     let mut on_stack = vec![false; count];
     let mut stack: Vec<usize> = Vec::new();
     let mut on_cycle = vec![false; count];
+    let mut component = vec![0; count];
     let mut next_index = 0;
     for root in 0..count {
         if index[root] != UNSEEN {
@@ -512,11 +561,12 @@ fn strongly_connected(edges: &[Vec<usize>]) -> Vec<bool> {
                 let cycle = members.len() > 1 || edges[node].contains(&node);
                 for member in members {
                     on_cycle[member] = cycle;
+                    component[member] = node;
                 }
             }
         }
     }
-    on_cycle
+    (component, on_cycle)
 }
 
 /// Whether the code of a function at `address` branches into its own first five bytes (after
@@ -648,7 +698,7 @@ mod tests {
         // which calls `parse` too and `format`; `setup` also takes the address of `handler`;
         // `spawn`, another crate's generic instance, calls `worker`; `callback` is stored in a
         // vtable; `orphan` is called by no function read; `run`, called once, calls `on_key` in
-        // its own loop.
+        // its own loop; `again` calls itself.
         let module = calling(&[
             (
                 "main",
@@ -660,6 +710,7 @@ mod tests {
                     (0x8000, Use::Call),
                     (0xa000, Use::Call),
                     (0xe000, Use::Call),
+                    (0x10000, Use::Call),
                 ],
             ),
             ("banner", 0x2000, &[]),
@@ -683,6 +734,7 @@ mod tests {
             ("config", 0xc000, &[]),
             ("helper", 0xd000, &[]),
             ("run", 0xe000, &[(0xf000, Use::CallInLoop)]),
+            ("again", 0x10000, &[(0x10000, Use::Call)]),
             ("on_key", 0xf000, &[]),
         ]);
         let mut module = module;
@@ -691,7 +743,14 @@ mod tests {
         let mut once: Vec<String> = module.start_up_only("main", &own).into_iter().collect();
         once.sort();
         assert_eq!(once, ["banner", "config", "run", "setup"]);
-        assert_eq!(module.callers("parse"), Some(vec!["setup", "tick"]));
+        assert_eq!(
+            module.callers("parse"),
+            Some(vec![("setup", Use::Call), ("tick", Use::Call)])
+        );
+        assert_eq!(
+            module.callers("on_key"),
+            Some(vec![("run", Use::CallInLoop)])
+        );
         assert_eq!(module.callers("handler"), None);
         assert_eq!(module.callers("callback"), None);
         assert_eq!(module.callers("orphan"), Some(vec![]));
@@ -730,7 +789,7 @@ mod tests {
     #[test]
     fn calls_in_a_loop_and_addresses_are_told_apart_in_real_code() {
         // 0x1000: call 0x2000; 0x1005: lea 0x3000(%rip),%rax; 0x100c: call 0x4000;
-        // 0x1011: jmp 0x100c (a loop around the second call).
+        // 0x1011: jmp 0x100c (a loop around the second call that nothing leaves).
         let code = [
             0xe8, 0xfb, 0x0f, 0, 0, // call +0xffb -> 0x2000
             0x48, 0x8d, 0x05, 0xf4, 0x1f, 0, 0, // lea 0x1ff4(%rip) -> 0x3000
@@ -742,8 +801,14 @@ mod tests {
             [
                 (0x2000, Use::Call),
                 (0x3000, Use::Address),
-                (0x4000, Use::CallInLoop)
+                (0x4000, Use::CallInEndlessLoop)
             ]
+        );
+        // 0x1000: call 0x2000; 0x1005: jne 0x1000 (a loop that ends); 0x1007: ret.
+        let ending = [0xe8, 0xfb, 0x0f, 0, 0, 0x75, 0xf9, 0xc3];
+        assert_eq!(
+            code_references(&ending, 0x1000),
+            [(0x2000, Use::CallInLoop)]
         );
     }
 

@@ -323,11 +323,22 @@ impl Session {
                 .collect()
         };
         let kept_callers = |name: &str| -> Option<String> {
-            let mut kept = BTreeSet::new();
+            let (mut kept, mut endless) = (BTreeSet::new(), BTreeSet::new());
             for old in gone(name) {
                 let callers = match host.callers(old) {
                     None => {
                         return Some("its address is taken, so its calls cannot be told".into());
+                    }
+                    // A closure of a redirected function, called through another crate's
+                    // code: the new function makes and calls the new closure; a value the old
+                    // code made keeps the old one (as a stored closure keeps its code).
+                    Some(callers)
+                        if callers.is_empty()
+                            && name
+                                .find("::{closure}")
+                                .is_some_and(|at| names.contains(&name[..at])) =>
+                    {
+                        continue;
                     }
                     Some(callers) if callers.is_empty() => {
                         return Some(
@@ -338,28 +349,45 @@ impl Session {
                     }
                     Some(callers) => callers,
                 };
-                for mangled in callers {
-                    match shown(mangled) {
-                        Some(caller)
-                            if caller != MAIN
-                                && names.contains(&caller)
-                                && !blocked.contains(&caller) => {}
-                        caller => {
-                            let caller = caller.unwrap_or_else(|| demangle(mangled));
-                            kept.insert(format!("`{caller}`"));
-                        }
+                for (mangled, how) in callers {
+                    let caller = shown(mangled);
+                    let redirected = caller.as_ref().is_some_and(|caller| {
+                        caller != MAIN && names.contains(caller) && !blocked.contains(caller)
+                    });
+                    let caller = caller.unwrap_or_else(|| demangle(mangled));
+                    if !redirected {
+                        kept.insert(format!("`{caller}`"));
+                    } else if how == entries::Use::CallInEndlessLoop {
+                        endless.insert(format!("`{caller}`"));
                     }
                 }
             }
             let kept: Vec<String> = kept.into_iter().collect();
+            let endless: Vec<String> = endless.into_iter().collect();
+            let mut why = Vec::new();
             match kept.len() {
-                0 => None,
-                1 => Some(format!("{} calls it and is not redirected", kept[0])),
-                _ => Some(format!(
+                0 => {}
+                1 => why.push(format!("{} calls it and is not redirected", kept[0])),
+                _ => why.push(format!(
                     "{} call it and are not redirected",
                     kept.join(", ")
                 )),
             }
+            // A redirected caller whose running call never ends goes on calling the old one.
+            match endless.len() {
+                0 => {}
+                1 => why.push(format!(
+                    "{} calls it in a loop that never ends, where a running call goes on \
+                     calling the old one",
+                    endless[0]
+                )),
+                _ => why.push(format!(
+                    "{} call it in loops that never end, where running calls go on calling \
+                     the old one",
+                    endless.join(", ")
+                )),
+            }
+            (!why.is_empty()).then(|| why.join("; "))
         };
         let renamed = found.unmatched.iter().filter_map(|mangled| {
             let name = shown(mangled).filter(|name| host_names.contains(name))?;

@@ -67,13 +67,19 @@ fn a_program_without_hot_marks_is_patched_by_entry_redirection() {
     );
     session.wait_stderr(EDIT_DEADLINE, "generation 2: respond");
     assert_eq!(get(&addr, "/hello").as_deref(), Ok("hello there"));
-    // `format_time` again, with a second closure (both are `format_time::{closure}` to the
-    // tool: the new one is no signature change of the old): its entry in the executable and in
-    // the first patch jump to the third patch's.
+    // `format_time` again, with a closure after its closure and one before it (all are
+    // `format_time::{closure}` to the tool; the one before renumbers the old one, which then
+    // has another symbol): its entry in the executable and in the first patch jump to the
+    // third patch's.
     project.edit_all(
         MAIN,
         &[
             ("\"Time now: ", "\"The time is "),
+            (
+                "    let secs = now",
+                "    let now = [now].into_iter().map(|t| t).next().unwrap_or(now);\n    \
+                 let secs = now",
+            ),
             (
                 "let (hours,",
                 "let secs: u64 = [secs].iter().map(|s| s + 0).sum();\n    let (hours,",
@@ -113,7 +119,7 @@ fn a_program_without_hot_marks_is_patched_by_entry_redirection() {
     let restarting = status_messages(&session.stderr(), "Restarting");
     assert!(
         restarting[0].contains(
-            "(`main` at src/main.rs:74 changed, and it runs until the program ends, where no \
+            "(`main` at src/main.rs:75 changed, and it runs until the program ends, where no \
              redirection reaches it; state is lost)"
         ),
         "{}",

@@ -177,6 +177,63 @@ fn main() {
     session.assert_stderr_lacks("generation 2");
 }
 
+/// A function whose signature changed is called by a thread's function in a loop that never
+/// ends: that function is redirected with it, but its running call goes on calling the old
+/// symbol, so the patch is refused, naming the caller, and the old code keeps running
+/// (`--no-restart`).
+#[test]
+fn a_signature_change_called_from_an_endless_thread_loop_is_refused() {
+    let project = Project::empty("endless");
+    cargo_init(project.path(), "endless");
+    let main = r#"fn step(n: u64) -> u64 {
+    n + 1
+}
+
+fn worker() {
+    let mut n = 0;
+    loop {
+        n = step(n);
+        println!("tick pid={} worker-one n={n}", std::process::id());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+fn main() {
+    std::thread::spawn(worker);
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}
+"#;
+    std::fs::write(project.path().join("src/main.rs"), main).unwrap();
+    let mut session = project.run(&["--no-restart"]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["worker-one"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    project.edit_all(
+        "src/main.rs",
+        &[
+            (
+                "fn step(n: u64) -> u64 {\n    n + 1",
+                "fn step(n: u64, by: u64) -> u64 {\n    n + by",
+            ),
+            ("n = step(n);", "n = step(n, 10);"),
+        ],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "        Kept ");
+    assert_eq!(
+        hotswap_tests::status_messages(&session.stderr(), "Refused"),
+        [
+            "     Refused [HS0109] `step` at src/main.rs:1 cannot be redirected: the running program \
+          has it under another symbol (its signature changed), and `worker` calls it in a loop \
+          that never ends, where a running call goes on calling the old one\n             the \
+          running program's calls of it would go on running the old code"
+        ]
+    );
+    let line = wait_tick(&mut session, EDIT_DEADLINE, &["worker-one"]);
+    assert_eq!(tick_field(&line, "pid"), tick_field(&first, "pid"));
+    session.assert_stderr_lacks("Patched");
+}
+
 /// `init` on a package that has the runtime: says so, exit 0, the manifest byte for byte as it
 /// was. On a workspace root without `-p`: a clear error listing the members, nothing written;
 /// with `-p`, that member is set up.
