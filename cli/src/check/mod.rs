@@ -710,10 +710,7 @@ fn held(graph: &TypeGraph, reach: &Reach<'_>, records: &BTreeMap<String, Record>
             format!("the value fn `{}` returns", dwarf::short(function)),
             format!("`{ty}`"),
         ],
-        RootKind::Static { name } => vec![
-            format!("static `{}`", dwarf::short(name)),
-            format!("`{ty}`"),
-        ],
+        RootKind::Static { name } => vec![static_shown(name), format!("`{ty}`")],
     };
     let mut current = reach.root.ty.as_str();
     for (how, next) in &reach.steps {
@@ -728,6 +725,15 @@ fn held(graph: &TypeGraph, reach: &Reach<'_>, records: &BTreeMap<String, Record>
         current = next;
     }
     parts.join(" -> ")
+}
+
+/// A static as the user wrote it: `static `HITS``, and for the storage `thread_local!` makes
+/// (`app::LOG::{constant#0}::{closure#0}::__RUST_STD_INTERNAL_VAL`) `thread-local `LOG``.
+fn static_shown(name: &str) -> String {
+    match name.split_once("::{constant") {
+        Some((local, _)) => format!("thread-local `{}`", dwarf::short(local)),
+        None => format!("static `{}`", dwarf::short(name)),
+    }
 }
 
 /// A change of size and alignment as the user reads it: `24 -> 32 bytes`.
@@ -1114,6 +1120,15 @@ mod tests {
                 .map(|(t, s, a)| ((*t).to_owned(), *s, *a))
                 .collect(),
         }
+    }
+
+    #[test]
+    fn a_thread_locals_storage_is_named_as_written() {
+        assert_eq!(
+            static_shown("app::LOG::{constant#0}::{closure#0}::__RUST_STD_INTERNAL_VAL"),
+            "thread-local `LOG`"
+        );
+        assert_eq!(static_shown("app::HITS"), "static `HITS`");
     }
 
     fn host(records: Vec<Record>, exports: &[&str]) -> HostImage {

@@ -234,6 +234,60 @@ fn main() {
     session.assert_stderr_lacks("Patched");
 }
 
+/// A field added to the element type of a `thread_local!` (`RefCell<Vec<Entry>>`): refused,
+/// naming the thread-local as written (`--no-restart` keeps the program).
+#[test]
+fn a_layout_change_held_by_a_thread_local_names_it() {
+    let project = Project::empty("tlslayout");
+    cargo_init(project.path(), "tlslayout");
+    let main = r#"use std::cell::RefCell;
+
+struct Entry {
+    n: u64,
+}
+
+thread_local! {
+    static LOG: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
+}
+
+fn record(n: u64) -> usize {
+    LOG.with_borrow_mut(|log| {
+        log.push(Entry { n });
+        log.len()
+    })
+}
+
+fn main() {
+    let mut n = 0;
+    loop {
+        n += 1;
+        println!("tick pid={} entries={}", std::process::id(), record(n));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+"#;
+    std::fs::write(project.path().join("src/main.rs"), main).unwrap();
+    let mut session = project.run(&["--no-restart"]);
+    wait_tick(&mut session, START_DEADLINE, &["entries="]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    project.edit_all(
+        "src/main.rs",
+        &[
+            ("    n: u64,\n}", "    n: u64,\n    at: u64,\n}"),
+            ("Entry { n }", "Entry { n, at: n }"),
+        ],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "        Kept ");
+    let refused = hotswap_tests::status_messages(&session.stderr(), "Refused");
+    assert!(
+        refused.iter().any(
+            |r| r.starts_with("     Refused [HS0102] `Entry` changed layout")
+                && r.contains("the running program holds it: thread-local `LOG`")
+        ),
+        "{refused:?}"
+    );
+}
+
 /// `init` on a package that has the runtime: says so, exit 0, the manifest byte for byte as it
 /// was. On a workspace root without `-p`: a clear error listing the members, nothing written;
 /// with `-p`, that member is set up.
