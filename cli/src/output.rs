@@ -333,6 +333,95 @@ pub(crate) enum Sink {
 /// so that its lines and the tool's status lines never interleave mid-line, and what is left
 /// without a newline (a prompt) as soon as nothing more is waiting in the pipe.
 pub(crate) fn forward(pipe: impl Read + Send + 'static, sink: Sink) {
+    forward_with(pipe, move |text| match sink {
+        Sink::Stdout => write_stdout(&text),
+        Sink::Stderr => write_stderr(&text),
+    });
+}
+
+/// cargo's stderr held back: kept while the build it comes from may still be abandoned, shown
+/// (what was kept first) once [`Held::release`] says the build is wanted, dropped after
+/// [`Held::discard`].
+#[derive(Debug)]
+pub(crate) struct Held {
+    state: Mutex<HeldState>,
+    /// Whether cargo's `Finished` line went through, and its signal.
+    finished: (Mutex<bool>, std::sync::Condvar),
+}
+
+#[derive(Debug)]
+enum HeldState {
+    Holding(String),
+    Shown,
+    Dropped,
+}
+
+impl Held {
+    /// Shows what was kept, and from now on every line as it comes.
+    pub(crate) fn release(&self) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let HeldState::Holding(text) = std::mem::replace(&mut *state, HeldState::Shown)
+            && !text.is_empty()
+        {
+            write_stderr(&text);
+        }
+    }
+
+    /// Drops what was kept, and every line to come.
+    pub(crate) fn discard(&self) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = HeldState::Dropped;
+    }
+
+    /// Waits until cargo's `Finished` line has gone through, for at most `bound`: cargo writes
+    /// it before its last JSON message, so the tool's next lines come after it.
+    pub(crate) fn wait_finished(&self, bound: std::time::Duration) {
+        let (finished, signal) = &self.finished;
+        let finished = finished.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = signal.wait_timeout_while(finished, bound, |finished| !*finished);
+    }
+}
+
+/// Forwards `pipe` (a build's stderr) to the tool's stderr like [`forward`], held back until
+/// the returned [`Held`] is released, without the lines `unwanted` says to drop.
+pub(crate) fn forward_held(
+    pipe: impl Read + Send + 'static,
+    unwanted: fn(&str) -> bool,
+) -> std::sync::Arc<Held> {
+    let held = std::sync::Arc::new(Held {
+        state: Mutex::new(HeldState::Holding(String::new())),
+        finished: Default::default(),
+    });
+    let shared = held.clone();
+    forward_with(pipe, move |mut text| {
+        if text.lines().any(unwanted) {
+            text = text
+                .split_inclusive('\n')
+                .filter(|line| !unwanted(line.trim_end()))
+                .collect();
+        }
+        // The lock is held while writing, so a release's kept lines come before these.
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *state {
+            HeldState::Holding(kept) => kept.push_str(&text),
+            HeldState::Shown => write_stderr(&text),
+            HeldState::Dropped => {}
+        }
+        drop(state);
+        // `    Finished `dev` profile [..] target(s) in 0.01s`, coloured or not.
+        if text
+            .lines()
+            .any(|line| line.contains("Finished") && line.contains(" profile ["))
+        {
+            let (finished, signal) = &shared.finished;
+            *finished.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            signal.notify_all();
+        }
+    });
+    held
+}
+
+/// Forwards `pipe` on a thread to `write`, whole lines at once (see [`forward`]).
+fn forward_with(pipe: impl Read + Send + 'static, mut write: impl FnMut(String) + Send + 'static) {
     let spawned = std::thread::Builder::new()
         .name("hotswap-output".into())
         .spawn(move || {
@@ -347,10 +436,7 @@ pub(crate) fn forward(pipe: impl Read + Send + 'static, sink: Sink) {
                     .map_or(buffer.len(), |at| at + 1);
                 let text = String::from_utf8_lossy(&buffer[..end]).into_owned();
                 reader.consume(end);
-                match sink {
-                    Sink::Stdout => write_stdout(&text),
-                    Sink::Stderr => write_stderr(&text),
-                }
+                write(text);
             }
         });
     if let Err(err) = spawned {

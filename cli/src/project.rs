@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use cargo_metadata::{Metadata, MetadataCommand, Package, Target};
 
+use crate::build::host::BuildOptions;
+
 /// The runtime's package name on the registry (its library is named `hotswap`).
 pub(crate) const RUNTIME_PACKAGE: &str = "cargo-hotswap-runtime";
 /// The runtime's macros' package name.
 pub(crate) const MACROS_PACKAGE: &str = "cargo-hotswap-macros";
 
 /// The selected bin target and everything the session derives from the project layout.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Project {
     /// `cargo` to invoke (`$CARGO` when run as a cargo subcommand).
     pub(crate) cargo: PathBuf,
@@ -49,7 +51,7 @@ pub(crate) struct Project {
 }
 
 /// The library target of a local package.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct LocalLib {
     /// The package's name, `shop-core`.
     pub(crate) package: String,
@@ -122,6 +124,50 @@ impl Project {
         })
     }
 
+    /// The project that the last `cargo hotswap run` with the same `args` and `options` in the
+    /// same directory (and the same `CARGO*` and `RUSTUP_TOOLCHAIN` variables) ran, as
+    /// [`Project::remember`] recorded it; `None` when there is no record or it cannot be read.
+    /// With it, whether it is [`Cached::Unchanged`]: every file `cargo metadata` read for it
+    /// that could change the project (the local packages' manifests, the workspace's manifest
+    /// and lockfile, cargo's configuration and toolchain files above the current directory and
+    /// the workspace, and in `CARGO_HOME`) has the size and modification time it had then.
+    pub(crate) fn cached(args: &Selection, options: &BuildOptions) -> Option<Cached> {
+        let text = std::fs::read(cache_path(args, options)?).ok()?;
+        let record: Record = serde_json::from_slice(&text).ok()?;
+        let unchanged = record.inputs == stamps(&record.project);
+        Some(if unchanged {
+            Cached::Unchanged(record.project)
+        } else {
+            Cached::Maybe(record.project)
+        })
+    }
+
+    /// Records the project for [`Project::cached`], in a private file of the user's runtime
+    /// directory. Best effort: a record that cannot be written only costs the next start its
+    /// head start.
+    pub(crate) fn remember(&self, args: &Selection, options: &BuildOptions) {
+        let record = Record {
+            inputs: stamps(self),
+            project: self.clone(),
+        };
+        let (Some(path), Ok(text)) = (cache_path(args, options), serde_json::to_vec(&record))
+        else {
+            return;
+        };
+        let _ = crate::build::capture::write_private(&path, &text);
+    }
+
+    /// Whether `self` and `other` run the same bin of the same package the same way: equal but
+    /// for the unit estimate and the agent library (chosen after the project is read).
+    pub(crate) fn same_program(&self, other: &Project) -> bool {
+        let normal = |project: &Project| Project {
+            units_estimate: 0,
+            agent_library: None,
+            ..project.clone()
+        };
+        normal(self) == normal(other)
+    }
+
     /// The package's root directory.
     pub(crate) fn package_dir(&self) -> &Path {
         self.manifest_path
@@ -132,6 +178,93 @@ impl Project {
 
 /// The package named by `-p`, or the one the manifest path points to, or the workspace's only
 /// package with a bin target.
+/// A project as the last session's start read it.
+#[derive(Debug)]
+pub(crate) enum Cached {
+    /// None of the files it was read from changed since: it is the project `cargo metadata`
+    /// would read now.
+    Unchanged(Project),
+    /// Some of them changed: only `cargo metadata` can say whether the project did.
+    Maybe(Project),
+}
+
+/// What [`Project::remember`] writes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Record {
+    project: Project,
+    /// [`stamps`] of the project when it was read.
+    inputs: Vec<(PathBuf, Option<Stamp>)>,
+}
+
+/// A file's size in bytes and modification time (seconds and nanoseconds since the epoch).
+type Stamp = (u64, i64, i64);
+
+/// The [`Stamp`] of every file whose change may change
+/// what `cargo metadata` reads for `project` (`None` for one that does not exist): the local
+/// packages' manifests, the workspace's manifest and lockfile, and every cargo configuration
+/// and toolchain file that applies, in the directories above the current one and above the
+/// workspace, and in `CARGO_HOME`.
+fn stamps(project: &Project) -> Vec<(PathBuf, Option<Stamp>)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut files: Vec<PathBuf> = project
+        .local_package_dirs
+        .iter()
+        .map(|dir| dir.join("Cargo.toml"))
+        .collect();
+    files.push(project.manifest_path.clone());
+    files.push(project.workspace_root.join("Cargo.toml"));
+    files.push(project.workspace_root.join("Cargo.lock"));
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    for dir in cwd.ancestors().chain(project.workspace_root.ancestors()) {
+        for name in [
+            ".cargo/config.toml",
+            ".cargo/config",
+            "rust-toolchain.toml",
+            "rust-toolchain",
+        ] {
+            files.push(dir.join(name));
+        }
+    }
+    if let Some(home) = cargo_home {
+        files.push(home.join("config.toml"));
+        files.push(home.join("config"));
+    }
+    files.sort();
+    files.dedup();
+    files
+        .into_iter()
+        .map(|file| {
+            let stamp = std::fs::metadata(&file)
+                .ok()
+                .map(|meta| (meta.len(), meta.mtime(), meta.mtime_nsec()));
+            (file, stamp)
+        })
+        .collect()
+}
+
+/// Where [`Project::remember`] records the project of `args` and `options` run from the
+/// current directory: `<runtime dir>/start-<hash>.json`.
+fn cache_path(args: &Selection, options: &BuildOptions) -> Option<PathBuf> {
+    let cwd = std::env::current_dir().ok()?;
+    let mut variables: Vec<(std::ffi::OsString, std::ffi::OsString)> = std::env::vars_os()
+        .filter(|(name, _)| {
+            name.to_str()
+                .is_some_and(|name| name.starts_with("CARGO") || name == "RUSTUP_TOOLCHAIN")
+        })
+        .collect();
+    variables.sort();
+    let key = format!("{}\n{args:?}\n{options:?}\n{variables:?}", cwd.display());
+    let hash = stable_hash(&[key.as_bytes()]);
+    Some(
+        crate::control::runtime_dir()
+            .ok()?
+            .join(format!("start-{hash:016x}.json")),
+    )
+}
+
 fn select_package<'m>(metadata: &'m Metadata, args: &Selection) -> anyhow::Result<&'m Package> {
     let members = metadata.workspace_packages();
     if let Some(spec) = &args.package {

@@ -5,10 +5,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use cargo_metadata::Message;
+use indicatif::ProgressBar;
 
 use crate::build::capture::{self, Capture};
 use crate::build::crates::{LocalCrates, stem_of};
@@ -146,6 +148,7 @@ pub(crate) fn build(
     project: &Project,
     options: &BuildOptions,
     work: &WorkDir,
+    early: Option<EarlyBuild>,
 ) -> anyhow::Result<Host> {
     let started = Instant::now();
     output::event(&Event::BuildStarted {
@@ -153,7 +156,7 @@ pub(crate) fn build(
         files: None,
         crates: Vec::new(),
     });
-    let result = build_host(project, options, work, started);
+    let result = build_host(project, options, work, early, started);
     output::event(&Event::BuildFinished {
         target: Target::Host,
         success: result.is_ok(),
@@ -170,10 +173,11 @@ fn build_host(
     project: &Project,
     options: &BuildOptions,
     work: &WorkDir,
+    early: Option<EarlyBuild>,
     started: Instant,
 ) -> anyhow::Result<Host> {
     let exe = work.root.join(&project.bin);
-    let built = capture(project, options, work, &exe)?;
+    let built = capture(project, options, work, &exe, early)?;
     let Some(cargo_exe) = built.exe.filter(|_| built.rebuilt) else {
         // cargo found the bin fresh, its capture is the one the host was built from, and this
         // tool built that host: it is reused, with no compile and no link.
@@ -276,12 +280,16 @@ fn capture(
     options: &BuildOptions,
     work: &WorkDir,
     exe: &Path,
+    early: Option<EarlyBuild>,
 ) -> anyhow::Result<HostBuild> {
     let capture_file = work.capture_file();
     let saved_stamp = std::fs::read_to_string(work.stamp_file()).ok();
-    let build_started = SystemTime::now();
+    let (build_started, built) = match early {
+        Some(early) => early.adopt(project.units_estimate),
+        None => (SystemTime::now(), cargo_build(project, options, work)),
+    };
     let rebuilt = || captured_after(&capture_file, Some(build_started));
-    let built = cargo_build(project, options, work)?;
+    let built = built?;
     // A crate cargo found fresh ran no rustc, so nothing was captured for it if its capture was
     // removed, or this tool never saw it built, or the user's own `cargo build` compiled it last
     // (its output is newer than the capture): clean those packages and build once more.
@@ -369,6 +377,19 @@ struct BuiltLibrary {
 /// `option_env!` in the expansion), so only those are rebuilt when switching between `cargo
 /// build` and `cargo hotswap run`.
 fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> anyhow::Result<Built> {
+    let command = build_command(project, options, work)?;
+    let progress = Progress::shown(project.units_estimate);
+    output::detail("Running", format!("`{}`", command_line(&command)));
+    let (child, stderr) = spawn_build(project, command, false)?;
+    read_build(project, child, &progress, &stderr)
+}
+
+/// The `cargo build` command of [`cargo_build`].
+fn build_command(
+    project: &Project,
+    options: &BuildOptions,
+    work: &WorkDir,
+) -> anyhow::Result<Command> {
     let mut command = cargo_command(project, options, work, "build", &[&project.package]);
     command
         .arg("--bin")
@@ -395,19 +416,107 @@ fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> any
     if output::verbose() {
         command.env(link::LOG_ENV, work.link_log());
     }
-    // On a terminal, a progress bar from cargo's JSON messages, with cargo's own lines printed
-    // above it; elsewhere cargo's lines as they come.
-    let bar = output::progress_bar("Building", project.units_estimate);
-    if bar.is_some() {
-        command.stderr(Stdio::piped());
-    }
-    output::detail("Running", format!("`{}`", command_line(&command)));
+    Ok(command)
+}
+
+/// Starts `command`, with cargo's stderr forwarded line by line (so that the tool's lines never
+/// cut into cargo's): held back until released when `hold`, and then without the lines that
+/// only say it waited for the `cargo metadata` started beside it.
+fn spawn_build(
+    project: &Project,
+    mut command: Command,
+    hold: bool,
+) -> anyhow::Result<(std::process::Child, Arc<output::Held>)> {
     let mut child = command
+        .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run `{}`", project.cargo.display()))?;
-    if let Some(stderr) = child.stderr.take() {
-        output::forward(stderr, output::Sink::Stderr);
+    let stderr = child.stderr.take().expect("piped");
+    let held = if hold {
+        output::forward_held(stderr, waits_for_metadata)
+    } else {
+        let held = output::forward_held(stderr, |_| false);
+        held.release();
+        held
+    };
+    Ok((child, held))
+}
+
+/// Whether `line` of cargo's stderr says that it waits for the package cache, which the
+/// `cargo metadata` started beside an early build holds for a moment (see [`EarlyBuild`]).
+fn waits_for_metadata(line: &str) -> bool {
+    // With colour, `Blocking` comes wrapped in escape sequences.
+    line.contains("Blocking")
+        && line
+            .trim_end()
+            .ends_with("waiting for file lock on package cache")
+}
+
+/// The progress of a host build: units done, and the bar that shows them once the build is
+/// known to be wanted.
+#[derive(Debug)]
+struct Progress {
+    state: Mutex<(u64, Option<ProgressBar>)>,
+}
+
+impl Progress {
+    /// A progress drawn at once (on a terminal) towards `estimate` units.
+    fn shown(estimate: u64) -> Progress {
+        Progress {
+            state: Mutex::new((0, output::progress_bar("Building", estimate))),
+        }
     }
+
+    /// A progress not drawn yet.
+    fn hidden() -> Progress {
+        Progress {
+            state: Mutex::new((0, None)),
+        }
+    }
+
+    /// Draws the bar (on a terminal) towards `estimate`, with the units done so far.
+    fn show(&self, estimate: u64) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.1.is_none()
+            && let Some(bar) = output::progress_bar("Building", estimate)
+        {
+            bar.set_position(state.0);
+            state.1 = Some(bar);
+        }
+    }
+
+    /// One more unit done: `name`'s artifact, or a build script run.
+    fn unit(&self, name: Option<&str>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.0 += 1;
+        if let Some(bar) = &state.1 {
+            bar.inc(1);
+            if let Some(name) = name {
+                bar.set_message(name.to_owned());
+            }
+        }
+    }
+
+    /// Clears the bar.
+    fn finish(&self) {
+        output::finish(
+            self.state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .1
+                .take(),
+        );
+    }
+}
+
+/// Reads cargo's JSON messages from `child` to its end: the local libraries and the bin it
+/// built or found fresh.
+fn read_build(
+    project: &Project,
+    mut child: std::process::Child,
+    progress: &Progress,
+    stderr: &output::Held,
+) -> anyhow::Result<Built> {
     let stdout = child.stdout.take().expect("piped");
     let mut success = None;
     let mut built = Built {
@@ -416,7 +525,23 @@ fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> any
     };
     for message in Message::parse_stream(std::io::BufReader::new(stdout)) {
         match message {
-            Ok(Message::BuildFinished(finished)) => success = Some(finished.success),
+            Ok(Message::BuildFinished(finished)) => {
+                success = Some(finished.success);
+                if finished.success {
+                    // cargo's last message: it still takes a few milliseconds to exit (3 to
+                    // 4 ms on the time service), which `cargo run` does not wait for either
+                    // (it runs the program first). It is reaped in the background.
+                    progress.finish();
+                    stderr.wait_finished(std::time::Duration::from_millis(50));
+                    let reaped = std::thread::Builder::new()
+                        .name("hotswap-reap".into())
+                        .spawn(move || child.wait());
+                    if let Err(err) = reaped {
+                        bail!("cannot start a thread: {err}");
+                    }
+                    return Ok(built);
+                }
+            }
             Ok(Message::CompilerArtifact(artifact)) => {
                 built.libraries.extend(local_library(project, &artifact));
                 if artifact.target.is_bin()
@@ -425,20 +550,13 @@ fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> any
                 {
                     built.bin = artifact.executable.map(|exe| exe.into_std_path_buf());
                 }
-                if let Some(bar) = &bar {
-                    bar.inc(1);
-                    bar.set_message(artifact.target.name.clone());
-                }
+                progress.unit(Some(&artifact.target.name));
             }
-            Ok(Message::BuildScriptExecuted(_)) => {
-                if let Some(bar) = &bar {
-                    bar.inc(1);
-                }
-            }
+            Ok(Message::BuildScriptExecuted(_)) => progress.unit(None),
             _ => {}
         }
     }
-    output::finish(bar);
+    progress.finish();
     let status = child
         .wait()
         .with_context(|| format!("cannot wait for `{}`", project.cargo.display()))?;
@@ -449,6 +567,80 @@ fn cargo_build(project: &Project, options: &BuildOptions, work: &WorkDir) -> any
         );
     }
     Ok(built)
+}
+
+/// A host's `cargo build` started before `cargo metadata` confirmed the project it was
+/// started for: the project the last session of the same command ran (see
+/// [`crate::project::Project::cached`]). Its stderr and progress bar are held back until
+/// [`EarlyBuild::adopt`] takes it as the host build's first `cargo build`, or
+/// [`EarlyBuild::abandon`] waits for it to end unseen.
+///
+/// On a warm start, `cargo metadata` and a `cargo build` that finds everything fresh take about
+/// as long each; started together, the start waits for one of them instead of both.
+#[derive(Debug)]
+pub(crate) struct EarlyBuild {
+    /// The project it was started for.
+    project: Project,
+    /// When it was started (the captures it made are newer).
+    started: SystemTime,
+    /// Its command line, for `-v`.
+    command_line: String,
+    progress: Arc<Progress>,
+    stderr: Arc<output::Held>,
+    thread: std::thread::JoinHandle<anyhow::Result<Built>>,
+}
+
+impl EarlyBuild {
+    /// Starts the `cargo build` of `project`'s host with `options`.
+    ///
+    /// # Errors
+    ///
+    /// When the work directory cannot be made or cargo cannot be started.
+    pub(crate) fn start(project: Project, options: &BuildOptions) -> anyhow::Result<EarlyBuild> {
+        let work = WorkDir::new(&project, options)?;
+        let started = SystemTime::now();
+        let command = build_command(&project, options, &work)?;
+        let command_line = command_line(&command);
+        let (child, stderr) = spawn_build(&project, command, true)?;
+        let progress = Arc::new(Progress::hidden());
+        let (reading, reader, held) = (project.clone(), progress.clone(), stderr.clone());
+        let thread = std::thread::Builder::new()
+            .name("hotswap-early-build".into())
+            .spawn(move || read_build(&reading, child, &reader, &held))
+            .context("cannot start a thread")?;
+        Ok(EarlyBuild {
+            project,
+            started,
+            command_line,
+            progress,
+            stderr,
+            thread,
+        })
+    }
+
+    /// The project it was started for.
+    pub(crate) fn project(&self) -> &Project {
+        &self.project
+    }
+
+    /// Shows its output from now on (what it printed first too) and its progress towards
+    /// `estimate` units.
+    fn adopt(self, estimate: u64) -> (SystemTime, anyhow::Result<Built>) {
+        output::detail("Running", format!("`{}`", self.command_line));
+        self.stderr.release();
+        self.progress.show(estimate);
+        let result = self
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the host build's reader panicked")));
+        (self.started, result)
+    }
+
+    /// Waits for it to end, showing nothing of it.
+    pub(crate) fn abandon(self) {
+        self.stderr.discard();
+        let _ = self.thread.join();
+    }
 }
 
 /// `artifact` when it is the library of a local package.

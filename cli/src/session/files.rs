@@ -1,10 +1,12 @@
 //! The session's view of the sources: the content snapshot that tells a real change from
 //! event churn, and the paths in messages.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 
 use crate::check::source::ChangedFn;
+use crate::project::Project;
 use crate::watch::{FileKind, Filter};
 
 use super::Session;
@@ -12,11 +14,24 @@ use super::Session;
 /// The snapshot's mark for a file that was deleted (no content hashes to it in practice).
 const GONE: u64 = u64::MAX;
 
-impl Session {
-    /// Records the content hash of every watched file, before a build reads them.
-    pub(super) fn snapshot_sources(&mut self) {
+/// The content of every watched file at one moment: its hash, and a Rust file's text.
+#[derive(Debug, Default)]
+pub(super) struct Snapshot {
+    hashes: HashMap<PathBuf, u64>,
+    texts: HashMap<PathBuf, String>,
+}
+
+impl Snapshot {
+    /// Reads every file watched for `project` (as the session's filter sees them).
+    pub(super) fn take(project: &Project) -> Snapshot {
+        let filter = Filter::new(
+            &project.target_dir,
+            &project.workspace_root,
+            &project.local_package_dirs,
+        );
         let mut files = Vec::new();
-        self.collect_all(&mut files);
+        collect_all(project, &filter, &mut files);
+        let mut snapshot = Snapshot::default();
         for file in files {
             // Read once: the hash, and the text of a Rust file.
             let bytes = std::fs::read(&file).unwrap_or_default();
@@ -24,10 +39,24 @@ impl Session {
             if is_rust(&file)
                 && let Ok(text) = String::from_utf8(bytes)
             {
-                self.texts.insert(file.clone(), text);
+                snapshot.texts.insert(file.clone(), text);
             }
-            self.snapshot.insert(file, hash);
+            snapshot.hashes.insert(file, hash);
         }
+        snapshot
+    }
+}
+
+impl Session {
+    /// Records the content hash of every watched file, before a build reads them.
+    pub(super) fn snapshot_sources(&mut self) {
+        self.use_snapshot(Snapshot::take(&self.project));
+    }
+
+    /// Takes `snapshot` (of this session's project) as the session's view of the sources.
+    pub(super) fn use_snapshot(&mut self, snapshot: Snapshot) {
+        self.snapshot.extend(snapshot.hashes);
+        self.texts.extend(snapshot.texts);
     }
 
     /// Whether every one of `paths` (changed since the snapshot) is a Rust file whose tokens
@@ -81,12 +110,7 @@ impl Session {
 
     /// Every file under the watched directories that the filter counts.
     pub(super) fn collect_all(&self, files: &mut Vec<PathBuf>) {
-        for dir in &self.project.local_package_dirs {
-            collect_watched(dir, &self.filter, files);
-        }
-        collect_watched(&self.project.workspace_root, &self.filter, files);
-        files.sort();
-        files.dedup();
+        collect_all(&self.project, &self.filter, files);
     }
 
     /// Takes the content of `Cargo.lock` files into the snapshot after a host build: cargo
@@ -142,6 +166,16 @@ pub(super) fn collect_watched(dir: &Path, filter: &Filter, out: &mut Vec<PathBuf
             out.push(path);
         }
     }
+}
+
+/// Every file of `project`'s local packages and workspace that `filter` watches, sorted.
+fn collect_all(project: &Project, filter: &Filter, files: &mut Vec<PathBuf>) {
+    for dir in &project.local_package_dirs {
+        collect_watched(dir, filter, files);
+    }
+    collect_watched(&project.workspace_root, filter, files);
+    files.sort();
+    files.dedup();
 }
 
 /// Whether `path` is a Rust source file.

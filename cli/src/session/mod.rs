@@ -8,6 +8,7 @@ mod pipeline;
 mod program;
 mod redirect;
 mod report;
+mod start;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -30,7 +31,7 @@ use crate::control::protocol::{self as control, Reply, Verdict};
 use crate::errors::CliError;
 use crate::event::Event as Report;
 use crate::output;
-use crate::project::{Project, Selection};
+use crate::project::{Cached, Project, Selection};
 use crate::watch::scheduler::{MAX_WAIT, QUIET, SETTLE, Scheduler};
 use crate::watch::{self, Filter};
 
@@ -243,7 +244,48 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
     if !cfg!(all(target_os = "linux", target_arch = "x86_64")) {
         return Err(anyhow::anyhow!("cargo-hotswap supports Linux on x86_64 only, for now").into());
     }
-    let mut project = Project::load(&args.selection)?;
+    crate::terminal::save();
+    // The sockets live in a private temporary directory: socket paths are limited to 108 bytes,
+    // and the directory's mode (0700, whatever the umask) keeps other users out; the sockets
+    // themselves are 0600 too.
+    let socket_dir = tempfile::Builder::new()
+        .prefix("cargo-hotswap-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+        .context("cannot create the session's socket directory")?;
+    let control_socket = socket_dir.path().join("control.sock");
+    let control = private_listener(&control_socket)?;
+    // A project read by the last session's start from files that are all as they were then
+    // is the project; else the host build of that project starts beside `cargo metadata`.
+    let (unchanged, head_start) = match Project::cached(&args.selection, &args.build) {
+        Some(Cached::Unchanged(project)) => (Some(project), None),
+        Some(Cached::Maybe(cached)) => (
+            None,
+            start::HeadStart::start(cached, &args.build, &control_socket),
+        ),
+        None => (None, None),
+    };
+    let loaded = match unchanged {
+        Some(project) => {
+            output::detail(
+                "Fresh",
+                "the project (its manifests and cargo's configuration are as the last session \
+                 read them)",
+            );
+            Ok(project)
+        }
+        None => Project::load(&args.selection),
+    };
+    let mut project = match loaded {
+        Ok(project) => project,
+        Err(err) => {
+            if let Some(head_start) = head_start {
+                head_start.build.abandon();
+            }
+            return Err(err.into());
+        }
+    };
+    let head_start = head_start.and_then(|head_start| head_start.confirm(&project));
     if !project.has_runtime {
         // Without the runtime there are no hot functions: every changed function is patched
         // by entry redirection, with the agent the tool builds.
@@ -259,29 +301,32 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
             );
             args.policy.redirect = true;
         }
-        project.agent_library = Some(crate::build::agent::library(
-            &project.cargo,
-            &project.target_dir,
-        )?);
+        project.agent_library = match &head_start {
+            Some(head_start) => head_start.agent_library(),
+            None => Some(crate::build::agent::library(
+                &project.cargo,
+                &project.target_dir,
+            )?),
+        };
     }
-    crate::terminal::save();
-    // The sockets live in a private temporary directory: socket paths are limited to 108 bytes,
-    // and the directory's mode (0700, whatever the umask) keeps other users out; the sockets
-    // themselves are 0600 too.
-    let socket_dir = tempfile::Builder::new()
-        .prefix("cargo-hotswap-")
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir()
-        .context("cannot create the session's socket directory")?;
-    let control_socket = socket_dir.path().join("control.sock");
-    let control = private_listener(&control_socket)?;
-    let _lock = crate::control::lock(&project, &control_socket)?;
+    project.remember(&args.selection, &args.build);
+    let (_lock, snapshot, early) = match head_start {
+        Some(start::HeadStart {
+            lock,
+            snapshot,
+            build,
+        }) => (lock, Some(snapshot), Some(build)),
+        None => (crate::control::lock(&project, &control_socket)?, None, None),
+    };
     let (events, inbox) = mpsc::channel();
     spawn_control(control, events.clone());
     let mut session = Session::new(project, &args, socket_dir.path(), &events)?;
     // The snapshot precedes the build: a save during the build differs from it, so it is seen.
-    session.snapshot_sources();
-    let build = host::build(&session.project, &session.options, &session.work);
+    match snapshot {
+        Some(snapshot) => session.use_snapshot(snapshot),
+        None => session.snapshot_sources(),
+    }
+    let build = host::build(&session.project, &session.options, &session.work, early);
     session.refresh_lockfiles();
     let build = build?;
     // Watch before the program starts, so that no save is missed while it starts and while the

@@ -311,7 +311,7 @@ impl Session {
             )),
         );
         self.snapshot_sources();
-        let build = host::build(&self.project, &self.options, &self.work);
+        let build = host::build(&self.project, &self.options, &self.work, None);
         self.refresh_lockfiles();
         let build = match build {
             Ok(build) => build,

@@ -3,6 +3,7 @@
 //! the JSON event stream, and the session's files being private to the user.
 
 use std::process::Command;
+use std::time::Duration;
 
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, cargo_hotswap, status_messages};
 
@@ -400,6 +401,76 @@ fn an_unchanged_project_starts_on_the_host_of_its_last_session() {
     assert!(stderr.contains("   Compiling gate"), "{stderr}");
     assert!(
         !stderr.contains("unchanged since its last build"),
+        "{stderr}"
+    );
+}
+
+/// A start reads the project with `cargo metadata` again only when a file it was read from
+/// changed: the second start of an unchanged project takes the project the first one read;
+/// after its manifest was saved as it was, `cargo metadata` confirms the project while the host
+/// build started for it runs; after an edit that renames the bin, the build started for the old
+/// name is dropped unseen and the renamed bin runs.
+#[test]
+fn a_start_reads_the_project_again_only_when_a_manifest_changed() {
+    let (project, mut session, _) = crate::start_gate(&[]);
+    assert_eq!(session.interrupt(EDIT_DEADLINE), Some(130));
+
+    let mut session = project.run(&["-v"]);
+    wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
+    let stderr = session.stderr();
+    assert!(
+        stderr.contains(
+            "       Fresh the project (its manifests and cargo's configuration are as the last \
+             session read them)\n"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(session.interrupt(EDIT_DEADLINE), Some(130));
+
+    // Saved as it was: only its modification time is new.
+    let manifest = project.path().join("Cargo.toml");
+    let text = std::fs::read(&manifest).unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&manifest, text).unwrap();
+    let mut session = project.run(&["-v"]);
+    wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
+    let stderr = session.stderr();
+    assert!(
+        stderr.contains(
+            "     Reusing the last session's project (confirmed by `cargo metadata`): its host \
+             build started with `cargo metadata`\n"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("       Fresh the project"), "{stderr}");
+    // The build waited for the package cache while `cargo metadata` held it: not worth a line.
+    assert!(
+        !stderr.contains("Blocking waiting for file lock on package cache"),
+        "{stderr}"
+    );
+    assert_eq!(session.interrupt(EDIT_DEADLINE), Some(130));
+
+    project.edit(
+        "Cargo.toml",
+        "[dependencies]",
+        "[[bin]]\nname = \"gate-renamed\"\npath = \"src/main.rs\"\n\n[dependencies]",
+    );
+    let mut session = project.run(&["-v"]);
+    wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let stderr = session.stderr();
+    assert!(
+        stderr.contains(
+            "  Discarding the host build started for the last session's project: the project \
+             changed\n"
+        ),
+        "{stderr}"
+    );
+    // The dropped build asked for the old bin, which cargo no longer knows: none of it shows.
+    assert!(!stderr.contains("no bin target named"), "{stderr}");
+    assert!(
+        stderr.lines().any(|line| line.starts_with("     Running `")
+            && line.contains("/gate-renamed` (pid ")),
         "{stderr}"
     );
 }
