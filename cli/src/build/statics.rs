@@ -22,6 +22,8 @@ use std::collections::{BTreeSet, HashSet};
 use std::path::Path;
 
 use object::LittleEndian as LE;
+
+use crate::check::code::ObjectId;
 use object::elf;
 use object::read::elf::{FileHeader, Rela, SectionHeader, SectionTable, Sym};
 
@@ -49,55 +51,134 @@ struct Rewrite {
 }
 
 /// Rewrites the objects among `args` (the crate's own, as the patch link gets them) whose code
-/// refers to the crate's mutable statics, writing the rewritten copies into `dir` (which is
-/// cleared first) and the references left as they were into `dir/`[`UNSHARED`]; returns
-/// `args` with each rewritten object's path replaced by its copy's.
+/// refers to the crate's mutable statics, writing the rewritten copies into `dir` and the
+/// references left as they were into `dir/`[`UNSHARED`]; returns `args` with each rewritten
+/// object's path replaced by its copy's.
+///
+/// An edit makes rustc write the objects of the codegen units it compiled again; the others
+/// are its incremental cache's files, hard linked, the same files as at the last patch. What
+/// the last call found for each file is kept in `dir/`[`SHARE_CACHE`]: a file seen then is not
+/// read again for the statics it defines, and, when the crate's statics are the ones they were,
+/// its rewritten copy and its references serve as they are (the medium fixture: 203 of 256
+/// objects rewritten, 48 MB, 62 ms for every patch before; only the changed ones since).
 ///
 /// # Errors
 ///
 /// When an object cannot be read or parsed, or `dir` cannot be written.
 pub(crate) fn share(args: Vec<String>, dir: &Path) -> Result<Vec<String>, String> {
-    let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir)
         .map_err(|err| format!("cannot create `{}`: {err}", dir.display()))?;
-    let objects: Vec<(String, Vec<u8>)> = args
+    let cache_path = dir.join(SHARE_CACHE);
+    let cache: ShareCache = std::fs::read(&cache_path)
+        .ok()
+        .and_then(|text| serde_json::from_slice(&text).ok())
+        .unwrap_or_default();
+    let known_objects: std::collections::HashMap<ObjectId, &SharedObject> = cache
+        .objects
+        .iter()
+        .map(|(id, shared)| (*id, shared))
+        .collect();
+    struct Object {
+        path: String,
+        key: ObjectId,
+        data: Option<Vec<u8>>,
+        statics: Vec<String>,
+    }
+    let read =
+        |path: &str| std::fs::read(path).map_err(|err| format!("cannot read `{path}`: {err}"));
+    let mut objects = Vec::new();
+    for path in args
         .iter()
         .filter(|a| a.ends_with(".o") && !a.starts_with('-'))
-        .map(|path| {
-            std::fs::read(path)
-                .map(|data| (path.clone(), data))
-                .map_err(|err| format!("cannot read `{path}`: {err}"))
-        })
-        .collect::<Result<_, _>>()?;
+    {
+        let key = ObjectId::of(Path::new(path)).map_err(|err| format!("{err:#}"))?;
+        let (data, statics) = match known_objects.get(&key) {
+            Some(known) => (None, known.statics.clone()),
+            None => {
+                let data = read(path)?;
+                let mut statics = HashSet::new();
+                defined_statics(&data, &mut statics).map_err(|err| format!("`{path}`: {err}"))?;
+                (Some(data), statics.into_iter().collect())
+            }
+        };
+        objects.push(Object {
+            path: path.clone(),
+            key,
+            data,
+            statics,
+        });
+    }
     // Statics that other codegen units of the crate define: a reference to one is undefined
     // in the object that makes it.
-    let mut statics = HashSet::new();
-    for (path, data) in &objects {
-        defined_statics(data, &mut statics).map_err(|err| format!("`{path}`: {err}"))?;
-    }
+    let statics: HashSet<String> = objects
+        .iter()
+        .flat_map(|object| object.statics.iter().cloned())
+        .collect();
+    let mut sorted: Vec<&str> = statics.iter().map(String::as_str).collect();
+    sorted.sort_unstable();
+    let digest = crate::project::stable_hash(&[sorted.join("\n").as_bytes()]);
     let mut unshared = BTreeSet::new();
     let mut replaced = std::collections::HashMap::new();
-    for (path, data) in objects {
-        let rewrites =
-            rewrites(&data, &statics, &mut unshared).map_err(|err| format!("`{path}`: {err}"))?;
-        if rewrites.is_empty() {
-            continue;
-        }
-        let mut data = data;
-        for rewrite in rewrites {
-            if let Some(at) = rewrite.opcode {
-                data[at] = MOV_LOAD;
-            }
-            let info = (u64::from(rewrite.symbol) << 32) | u64::from(elf::R_X86_64_GOTPCREL);
-            data[rewrite.info..rewrite.info + 8].copy_from_slice(&info.to_le_bytes());
-        }
-        let name = Path::new(&path)
+    let mut next = ShareCache {
+        statics: digest,
+        objects: Vec::with_capacity(objects.len()),
+    };
+    for object in objects {
+        let name = Path::new(&object.path)
             .file_name()
-            .ok_or_else(|| format!("`{path}` has no file name"))?;
+            .ok_or_else(|| format!("`{}` has no file name", object.path))?;
         let to = dir.join(name);
-        std::fs::write(&to, &data)
-            .map_err(|err| format!("cannot write `{}`: {err}", to.display()))?;
-        replaced.insert(path, to.display().to_string());
+        let known = known_objects
+            .get(&object.key)
+            .filter(|known| cache.statics == digest && (!known.rewritten || to.is_file()));
+        let shared = match known {
+            Some(known) => (*known).clone(),
+            None => {
+                let data = match object.data {
+                    Some(data) => data,
+                    None => read(&object.path)?,
+                };
+                let mut references = BTreeSet::new();
+                let rewrites = rewrites(&data, &statics, &mut references)
+                    .map_err(|err| format!("`{}`: {err}", object.path))?;
+                if !rewrites.is_empty() {
+                    let mut data = data;
+                    for rewrite in &rewrites {
+                        if let Some(at) = rewrite.opcode {
+                            data[at] = MOV_LOAD;
+                        }
+                        let info =
+                            (u64::from(rewrite.symbol) << 32) | u64::from(elf::R_X86_64_GOTPCREL);
+                        data[rewrite.info..rewrite.info + 8].copy_from_slice(&info.to_le_bytes());
+                    }
+                    // A new file: the last patch's copy of an older object of this name may
+                    // still be open.
+                    let _ = std::fs::remove_file(&to);
+                    std::fs::write(&to, &data)
+                        .map_err(|err| format!("cannot write `{}`: {err}", to.display()))?;
+                }
+                SharedObject {
+                    statics: object.statics,
+                    rewritten: !rewrites.is_empty(),
+                    unshared: references.into_iter().collect(),
+                }
+            }
+        };
+        if shared.rewritten {
+            replaced.insert(object.path, to.display().to_string());
+        }
+        unshared.extend(shared.unshared.iter().cloned());
+        next.objects.push((object.key, shared));
+    }
+    // Copies of objects this patch no longer has (codegen units renamed or gone).
+    let copies: HashSet<&str> = replaced.values().map(String::as_str).collect();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "o")
+            && !copies.contains(path.display().to_string().as_str())
+        {
+            let _ = std::fs::remove_file(&path);
+        }
     }
     let list: String = unshared
         .iter()
@@ -106,10 +187,39 @@ pub(crate) fn share(args: Vec<String>, dir: &Path) -> Result<Vec<String>, String
     let list_path = dir.join(UNSHARED);
     std::fs::write(&list_path, list)
         .map_err(|err| format!("cannot write `{}`: {err}", list_path.display()))?;
+    // Best effort: without the record, the next patch reads every object again.
+    if let Ok(text) = serde_json::to_vec(&next) {
+        let _ = std::fs::write(&cache_path, text);
+    }
     Ok(args
         .into_iter()
         .map(|arg| replaced.get(&arg).cloned().unwrap_or(arg))
         .collect())
+}
+
+/// The file, next to the rewritten objects, in which [`share`] keeps what it found for each
+/// object file, for the next patch.
+const SHARE_CACHE: &str = "share-cache.json";
+
+/// What [`share`] found for the objects of one patch.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct ShareCache {
+    /// A digest of the names of the crate's mutable statics then: the rewrites of an object
+    /// depend on them.
+    statics: u64,
+    /// Each object file, by its identity.
+    objects: Vec<(ObjectId, SharedObject)>,
+}
+
+/// What [`share`] found for one object file.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct SharedObject {
+    /// The mutable statics it defines.
+    statics: Vec<String>,
+    /// Whether its rewritten copy is in the directory, under its file name.
+    rewritten: bool,
+    /// Its references that could not be rewritten: `(function, static, why)`.
+    unshared: Vec<(String, String, String)>,
 }
 
 /// Reads the references listed in `dir/`[`UNSHARED`]: `(function, static, why)`, mangled.
@@ -437,6 +547,61 @@ mod tests {
             assert!(name.contains("5TOTAL"), "{name}");
             assert_eq!(why, "reads or writes it in place");
         }
+    }
+
+    /// A second patch of the same object reuses the rewritten copy and the references the first
+    /// found, without writing the copy again; an object compiled anew under the same name (an
+    /// edited codegen unit) is read and rewritten again, and its new references replace the old.
+    #[test]
+    fn an_object_seen_at_the_last_patch_is_not_rewritten_again() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let source = |body: &str| {
+            format!(
+                "use std::sync::atomic::{{AtomicU64, Ordering}};\n\
+                 static COUNTER: AtomicU64 = AtomicU64::new(0);\n\
+                 static mut TOTAL: u64 = 0;\n\
+                 pub fn bump() -> u64 {{ COUNTER.fetch_add(1, Ordering::Relaxed) }}\n\
+                 pub fn add(n: u64) {{ {body} }}\n"
+            )
+        };
+        let object = compile(dir.path(), &source("unsafe { TOTAL += n }"));
+        let out = dir.path().join("shared");
+        let args = vec![object.display().to_string()];
+        share(args.clone(), &out).unwrap();
+        let copy = out.join("shared.o");
+        let first = std::fs::metadata(&copy).unwrap();
+        let listed = read_unshared(&out);
+        assert_eq!(listed.len(), 1, "{listed:?}");
+
+        assert_eq!(
+            share(args.clone(), &out).unwrap(),
+            [copy.display().to_string()]
+        );
+        let second = std::fs::metadata(&copy).unwrap();
+        assert_eq!(
+            (first.ino(), first.mtime(), first.mtime_nsec()),
+            (second.ino(), second.mtime(), second.mtime_nsec())
+        );
+        assert_eq!(read_unshared(&out), listed);
+
+        // The same name, compiled anew: `add` no longer writes `TOTAL` in place.
+        let object = compile(
+            dir.path(),
+            &source("COUNTER.fetch_add(n, Ordering::Relaxed);"),
+        );
+        share(vec![object.display().to_string()], &out).unwrap();
+        let third = std::fs::metadata(&copy).unwrap();
+        assert_ne!(
+            (first.mtime(), first.mtime_nsec()),
+            (third.mtime(), third.mtime_nsec())
+        );
+        assert!(
+            references(&copy, "COUNTER")
+                .iter()
+                .all(|r| *r == (elf::R_X86_64_GOTPCREL, MOV_LOAD))
+        );
+        assert_eq!(read_unshared(&out), []);
     }
 
     #[test]

@@ -173,8 +173,8 @@ impl ObjectPart {
 /// last patch: rustc hard-links them out of its incremental cache, the linker wrapper hard-links
 /// them again) from those rustc wrote anew. Size and modification time (ns) guard against an
 /// inode number reused by another file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct ObjectId {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ObjectId {
     dev: u64,
     ino: u64,
     len: u64,
@@ -187,7 +187,7 @@ impl ObjectId {
     /// # Errors
     ///
     /// When its metadata cannot be read.
-    fn of(path: &Path) -> anyhow::Result<ObjectId> {
+    pub(crate) fn of(path: &Path) -> anyhow::Result<ObjectId> {
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
         Ok(ObjectId {
