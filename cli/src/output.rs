@@ -334,6 +334,7 @@ pub(crate) enum Sink {
 /// without a newline (a prompt) as soon as nothing more is waiting in the pipe.
 pub(crate) fn forward(pipe: impl Read + Send + 'static, sink: Sink) {
     forward_with(pipe, move |text| match sink {
+        _ if text.is_empty() => {}
         Sink::Stdout => write_stdout(&text),
         Sink::Stderr => write_stderr(&text),
     });
@@ -392,7 +393,21 @@ pub(crate) fn forward_held(
         finished: Default::default(),
     });
     let shared = held.clone();
-    forward_with(pipe, move |mut text| {
+    // cargo writes a status line in pieces (the verb, then the rest): whole lines are kept
+    // back until their end comes (or the stream's), so that they are matched whole.
+    let mut pending = String::new();
+    forward_with(pipe, move |piece| {
+        let at_end = piece.is_empty();
+        pending.push_str(&piece);
+        let end = if at_end {
+            pending.len()
+        } else {
+            pending.rfind('\n').map_or(0, |at| at + 1)
+        };
+        if end == 0 {
+            return;
+        }
+        let mut text: String = pending.drain(..end).collect();
         if text.lines().any(unwanted) {
             text = text
                 .split_inclusive('\n')
@@ -403,8 +418,8 @@ pub(crate) fn forward_held(
         let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
         match &mut *state {
             HeldState::Holding(kept) => kept.push_str(&text),
-            HeldState::Shown => write_stderr(&text),
-            HeldState::Dropped => {}
+            HeldState::Shown if !text.is_empty() => write_stderr(&text),
+            HeldState::Shown | HeldState::Dropped => {}
         }
         drop(state);
         // `    Finished `dev` profile [..] target(s) in 0.01s`, coloured or not.
@@ -420,7 +435,8 @@ pub(crate) fn forward_held(
     held
 }
 
-/// Forwards `pipe` on a thread to `write`, whole lines at once (see [`forward`]).
+/// Forwards `pipe` on a thread to `write`, whole lines at once (see [`forward`]), and an empty
+/// piece at its end.
 fn forward_with(pipe: impl Read + Send + 'static, mut write: impl FnMut(String) + Send + 'static) {
     let spawned = std::thread::Builder::new()
         .name("hotswap-output".into())
@@ -438,6 +454,8 @@ fn forward_with(pipe: impl Read + Send + 'static, mut write: impl FnMut(String) 
                 reader.consume(end);
                 write(text);
             }
+            // The end of the stream, as an empty piece.
+            write(String::new());
         });
     if let Err(err) = spawned {
         warn(

@@ -2,6 +2,7 @@
 //! `cargo run` chooses, and the local packages whose sources are watched.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use cargo_metadata::{Metadata, MetadataCommand, Package, Target};
@@ -143,11 +144,26 @@ impl Project {
     }
 
     /// Records the project for [`Project::cached`], in a private file of the user's runtime
-    /// directory. Best effort: a record that cannot be written only costs the next start its
-    /// head start.
-    pub(crate) fn remember(&self, args: &Selection, options: &BuildOptions) {
+    /// directory, as read by a `cargo metadata` started at `read_at`: a file modified since
+    /// then counts as changed at the next start, which then reads the project again. Best
+    /// effort: a record that cannot be written only costs the next start its head start.
+    pub(crate) fn remember(&self, args: &Selection, options: &BuildOptions, read_at: SystemTime) {
+        let mut inputs = stamps(self);
+        for (_, stamp) in &mut inputs {
+            let modified = stamp.map(|(_, secs, nanos)| {
+                UNIX_EPOCH
+                    + Duration::new(
+                        secs.max(0).unsigned_abs(),
+                        nanos.clamp(0, 999_999_999) as u32,
+                    )
+            });
+            // Read before or after the change: not known, so never equal to what is found.
+            if modified.is_some_and(|modified| modified >= read_at) {
+                *stamp = Some((u64::MAX, 0, 0));
+            }
+        }
         let record = Record {
-            inputs: stamps(self),
+            inputs,
             project: self.clone(),
         };
         let (Some(path), Ok(text)) = (cache_path(args, options), serde_json::to_vec(&record))
@@ -155,6 +171,14 @@ impl Project {
             return;
         };
         let _ = crate::build::capture::write_private(&path, &text);
+    }
+
+    /// Removes the record [`Project::remember`] wrote for `args` and `options`: the next start
+    /// reads the project with `cargo metadata`.
+    pub(crate) fn forget(args: &Selection, options: &BuildOptions) {
+        if let Some(path) = cache_path(args, options) {
+            let _ = std::fs::remove_file(path);
+        }
     }
 
     /// Whether `self` and `other` run the same bin of the same package the same way: equal but
@@ -199,27 +223,50 @@ struct Record {
 /// A file's size in bytes and modification time (seconds and nanoseconds since the epoch).
 type Stamp = (u64, i64, i64);
 
-/// The [`Stamp`] of every file whose change may change
-/// what `cargo metadata` reads for `project` (`None` for one that does not exist): the local
-/// packages' manifests, the workspace's manifest and lockfile, and every cargo configuration
-/// and toolchain file that applies, in the directories above the current one and above the
-/// workspace, and in `CARGO_HOME`.
+/// The [`Stamp`] of every file and directory whose change may change what `cargo metadata`
+/// reads for `project` (`None` for one that does not exist):
+///
+/// * every `Cargo.toml` in the local packages' directories and above them, in the
+///   workspace's and above it, and above the current directory (a package that becomes a
+///   workspace member, a dependency inherited from another workspace), and the workspace's
+///   `Cargo.lock`;
+/// * the directories whose entries decide targets and members: each local package's
+///   directory, its `src` and `src/bin` (cargo finds `main.rs`, `lib.rs` and `src/bin/*.rs`
+///   there), the directory holding it when that is in the workspace (a member glob such as
+///   `crates/*`), and the workspace's;
+/// * every cargo configuration and toolchain file that applies, above the current directory
+///   and above the workspace, and in `CARGO_HOME`.
+///
+/// A directory's modification time changes whenever an entry is added, removed or renamed in
+/// it, so these may count changes that change nothing: the start then confirms the project with
+/// `cargo metadata`.
 fn stamps(project: &Project) -> Vec<(PathBuf, Option<Stamp>)> {
     use std::os::unix::fs::MetadataExt;
-    let mut files: Vec<PathBuf> = project
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let mut files: Vec<PathBuf> = vec![
+        project.manifest_path.clone(),
+        project.workspace_root.clone(),
+        project.workspace_root.join("Cargo.lock"),
+    ];
+    for dir in &project.local_package_dirs {
+        files.extend([dir.clone(), dir.join("src"), dir.join("src/bin")]);
+        // The directory holding a member, inside the workspace (outside, it is anyone's:
+        // `/tmp`, `~/src`).
+        files.extend(
+            dir.parent()
+                .filter(|parent| parent.starts_with(&project.workspace_root))
+                .map(Path::to_path_buf),
+        );
+    }
+    let above = project
         .local_package_dirs
         .iter()
-        .map(|dir| dir.join("Cargo.toml"))
-        .collect();
-    files.push(project.manifest_path.clone());
-    files.push(project.workspace_root.join("Cargo.toml"));
-    files.push(project.workspace_root.join("Cargo.lock"));
-    let cwd = std::env::current_dir().unwrap_or_default();
-    let cargo_home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
-    for dir in cwd.ancestors().chain(project.workspace_root.ancestors()) {
+        .flat_map(|dir| dir.ancestors())
+        .chain(cwd.ancestors())
+        .chain(project.workspace_root.ancestors());
+    for dir in above {
         for name in [
+            "Cargo.toml",
             ".cargo/config.toml",
             ".cargo/config",
             "rust-toolchain.toml",
@@ -228,6 +275,9 @@ fn stamps(project: &Project) -> Vec<(PathBuf, Option<Stamp>)> {
             files.push(dir.join(name));
         }
     }
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
     if let Some(home) = cargo_home {
         files.push(home.join("config.toml"));
         files.push(home.join("config"));

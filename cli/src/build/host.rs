@@ -569,11 +569,27 @@ fn read_build(
     Ok(built)
 }
 
+/// The process group of the [`EarlyBuild`] running, 0 when none: outside the terminal's
+/// foreground group, it does not get the terminal's Ctrl-C (see [`interrupt_early_build`]).
+static EARLY_GROUP: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// Passes a Ctrl-C on to the [`EarlyBuild`] running, if any, as the terminal would: cargo and
+/// the compilers it started stop. Async-signal-safe (an atomic load and `kill`).
+pub(crate) fn interrupt_early_build() {
+    let group = EARLY_GROUP.load(std::sync::atomic::Ordering::Relaxed);
+    if group > 0 {
+        // SAFETY: `kill` has no memory effects; the group is the running early build's.
+        unsafe {
+            libc::kill(-group, libc::SIGINT);
+        }
+    }
+}
+
 /// A host's `cargo build` started before `cargo metadata` confirmed the project it was
 /// started for: the project the last session of the same command ran (see
 /// [`crate::project::Project::cached`]). Its stderr and progress bar are held back until
 /// [`EarlyBuild::adopt`] takes it as the host build's first `cargo build`, or
-/// [`EarlyBuild::abandon`] waits for it to end unseen.
+/// [`EarlyBuild::abandon`] stops it unseen.
 ///
 /// On a warm start, `cargo metadata` and a `cargo build` that finds everything fresh take about
 /// as long each; started together, the start waits for one of them instead of both.
@@ -581,6 +597,8 @@ fn read_build(
 pub(crate) struct EarlyBuild {
     /// The project it was started for.
     project: Project,
+    /// Its process group: cargo's pid.
+    group: u32,
     /// When it was started (the captures it made are newer).
     started: SystemTime,
     /// Its command line, for `-v`.
@@ -599,17 +617,40 @@ impl EarlyBuild {
     pub(crate) fn start(project: Project, options: &BuildOptions) -> anyhow::Result<EarlyBuild> {
         let work = WorkDir::new(&project, options)?;
         let started = SystemTime::now();
-        let command = build_command(&project, options, &work)?;
+        let mut command = build_command(&project, options, &work)?;
         let command_line = command_line(&command);
+        // A process group of its own, so that an abandoned build is stopped with its rustc
+        // processes; and it ends with the tool, which Ctrl-C no longer reaches it through.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        // SAFETY: between fork and exec, the closure only calls `prctl`, which is
+        // async-signal-safe, and allocates nothing.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let (child, stderr) = spawn_build(&project, command, true)?;
+        let group = child.id();
+        EARLY_GROUP.store(
+            libc::pid_t::try_from(group).unwrap_or_default(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let progress = Arc::new(Progress::hidden());
         let (reading, reader, held) = (project.clone(), progress.clone(), stderr.clone());
         let thread = std::thread::Builder::new()
             .name("hotswap-early-build".into())
-            .spawn(move || read_build(&reading, child, &reader, &held))
+            .spawn(move || {
+                let built = read_build(&reading, child, &reader, &held);
+                EARLY_GROUP.store(0, std::sync::atomic::Ordering::Relaxed);
+                built
+            })
             .context("cannot start a thread")?;
         Ok(EarlyBuild {
             project,
+            group,
             started,
             command_line,
             progress,
@@ -636,9 +677,17 @@ impl EarlyBuild {
         (self.started, result)
     }
 
-    /// Waits for it to end, showing nothing of it.
+    /// Stops it (cargo and the compilers it started: what they left half done, cargo builds
+    /// again) and waits for it to end, showing nothing of it.
     pub(crate) fn abandon(self) {
         self.stderr.discard();
+        if let Ok(group) = libc::pid_t::try_from(self.group) {
+            // SAFETY: `kill` has no memory effects; the group is cargo's, which the reader
+            // thread has not reaped yet unless cargo ended (then the signal finds no process).
+            unsafe {
+                libc::kill(-group, libc::SIGTERM);
+            }
+        }
         let _ = self.thread.join();
     }
 }

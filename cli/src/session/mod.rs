@@ -257,6 +257,7 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
     let control = private_listener(&control_socket)?;
     // A project read by the last session's start from files that are all as they were then
     // is the project; else the host build of that project starts beside `cargo metadata`.
+    let read_at = std::time::SystemTime::now();
     let (unchanged, head_start) = match Project::cached(&args.selection, &args.build) {
         Some(Cached::Unchanged(project)) => (Some(project), None),
         Some(Cached::Maybe(cached)) => (
@@ -265,6 +266,7 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
         ),
         None => (None, None),
     };
+    let confirmed = unchanged.is_none();
     let loaded = match unchanged {
         Some(project) => {
             output::detail(
@@ -309,7 +311,7 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
             )?),
         };
     }
-    project.remember(&args.selection, &args.build);
+    project.remember(&args.selection, &args.build, read_at);
     let (_lock, snapshot, early) = match head_start {
         Some(start::HeadStart {
             lock,
@@ -328,6 +330,11 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
     }
     let build = host::build(&session.project, &session.options, &session.work, early);
     session.refresh_lockfiles();
+    if build.is_err() && !confirmed {
+        // The recorded project may be what failed (a change no recorded file shows): the next
+        // start reads it again.
+        Project::forget(&args.selection, &args.build);
+    }
     let build = build?;
     // Watch before the program starts, so that no save is missed while it starts and while the
     // first patch builds: events wait in the channel.
@@ -438,6 +445,7 @@ impl Session {
         let interrupt = events.clone();
         ctrlc::set_handler(move || {
             INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+            host::interrupt_early_build();
             let _ = interrupt.send(Event::Interrupt);
         })
         .context("cannot install the Ctrl-C handler")?;

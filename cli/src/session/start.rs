@@ -4,7 +4,7 @@
 //! 124 ms), so the start waits for one of them instead of both in turn.
 //!
 //! The build is taken only when the project `cargo metadata` reads is the one it was started
-//! for; otherwise it is left to end unseen and the start goes on as a cold one would. Before it
+//! for; otherwise it is stopped unseen and the start goes on as a cold one would. Before it
 //! starts, the session lock of that project is taken and its sources are read into the
 //! snapshot, as the start does before any host build.
 
@@ -52,8 +52,8 @@ impl HeadStart {
         })
     }
 
-    /// `self` when it was started for `project` (as [`Project::load`] read it); else waits for
-    /// its build to end, shows nothing of it, and releases its lock.
+    /// `self` when it was started for `project` (as [`Project::load`] read it); else stops its
+    /// build, shows nothing of it, and releases its lock.
     pub(super) fn confirm(self, project: &Project) -> Option<HeadStart> {
         if self.build.project().same_program(project) {
             crate::output::detail(

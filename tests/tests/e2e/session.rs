@@ -406,13 +406,17 @@ fn an_unchanged_project_starts_on_the_host_of_its_last_session() {
 }
 
 /// A start reads the project with `cargo metadata` again only when a file it was read from
-/// changed: the second start of an unchanged project takes the project the first one read;
-/// after its manifest was saved as it was, `cargo metadata` confirms the project while the host
+/// changed: a start of an unchanged project takes the project the last one read (the first
+/// start's own writes, the lockfile and the target directory, count as changes once); after
+/// its manifest was saved as it was, `cargo metadata` confirms the project while the host
 /// build started for it runs; after an edit that renames the bin, the build started for the old
 /// name is dropped unseen and the renamed bin runs.
 #[test]
 fn a_start_reads_the_project_again_only_when_a_manifest_changed() {
     let (project, mut session, _) = crate::start_gate(&[]);
+    assert_eq!(session.interrupt(EDIT_DEADLINE), Some(130));
+    let mut session = project.run(&[]);
+    wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
     assert_eq!(session.interrupt(EDIT_DEADLINE), Some(130));
 
     let mut session = project.run(&["-v"]);
@@ -471,6 +475,32 @@ fn a_start_reads_the_project_again_only_when_a_manifest_changed() {
     assert!(
         stderr.lines().any(|line| line.starts_with("     Running `")
             && line.contains("/gate-renamed` (pid ")),
+        "{stderr}"
+    );
+}
+
+/// A bin cargo finds by its file (`src/main.rs` moved to `src/bin/server.rs`, with no manifest
+/// edit) is the one the next start runs: the start sees that `src` changed and reads the
+/// project again.
+#[test]
+fn a_bin_moved_into_src_bin_is_the_one_the_next_start_runs() {
+    let (project, mut session, _) = crate::start_gate(&[]);
+    assert_eq!(session.interrupt(EDIT_DEADLINE), Some(130));
+
+    std::fs::create_dir(project.path().join("src/bin")).unwrap();
+    std::fs::rename(
+        project.path().join("src/main.rs"),
+        project.path().join("src/bin/server.rs"),
+    )
+    .unwrap();
+    let mut session = project.run(&["-v"]);
+    wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
+    let stderr = session.stderr();
+    assert!(!stderr.contains("       Fresh the project"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|line| line.starts_with("     Running `") && line.contains("/server` (pid ")),
         "{stderr}"
     );
 }
