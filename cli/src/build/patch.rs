@@ -173,6 +173,7 @@ pub(crate) fn build(
     );
     let objects_dir = out_dir.join("objects");
     clear_aside(&objects_dir);
+    remove_split_debug_info(&out_dir);
     std::fs::create_dir_all(&objects_dir)
         .with_context(|| format!("cannot create `{}`", objects_dir.display()))?;
     let mut command = capture.command(&args);
@@ -303,6 +304,28 @@ fn publish(output: &Path, session_dir: &Path, name: &str) -> anyhow::Result<Path
     std::fs::rename(&tmp, &path)
         .with_context(|| format!("cannot rename `{}` to `{}`", tmp.display(), path.display()))?;
     Ok(path)
+}
+
+/// Removes the `.dwo` files in `out_dir`: the split debug info of the last build there, which
+/// only its patch's gate read. Each build writes every codegen unit's file again under names of
+/// its own (`<crate>.<codegen unit>.<build>.rcgu.dwo`), so that without this they would pile up
+/// with every patch. The files are listed now, before the next build writes its own, and
+/// deleted on another thread.
+fn remove_split_debug_info(out_dir: &Path) {
+    let stale: Vec<PathBuf> = std::fs::read_dir(out_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "dwo"))
+        .collect();
+    if !stale.is_empty() {
+        std::thread::spawn(move || {
+            for path in stale {
+                let _ = std::fs::remove_file(path);
+            }
+        });
+    }
 }
 
 /// Removes the directory `dir` (the last build's objects: hundreds of files in a large crate)
@@ -458,5 +481,12 @@ fn patch_args(
     if mode == Mode::Full {
         replay::push_codegen(&mut args, "link-dead-code");
     }
+    // The debug info of the crate's codegen units stays in a `.dwo` file beside each (in
+    // `out_dir`, rewritten by the next build of the same mode), and the patch holds a small
+    // skeleton unit per codegen unit that names it: the linker no longer copies and relocates
+    // megabytes of debug info into every patch. The gate reads the `.dwo` files (see
+    // `check::dwarf`). A later `-C` of the same option wins, so this overrides a profile's
+    // `split-debuginfo`.
+    replay::push_codegen(&mut args, "split-debuginfo=unpacked");
     Ok(args)
 }

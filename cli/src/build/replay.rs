@@ -27,7 +27,8 @@ const DROPPED_CODEGEN: &[&str] = &[
     "strip",
 ];
 
-/// What every replay sets: full debug info, kept in the objects. The gate reads the layouts of
+/// What every replay sets: full debug info, kept in the objects (a patch's build then moves it
+/// to `.dwo` files beside them: see `patch::patch_args`). The gate reads the layouts of
 /// the crate's types (fields, variants, offsets) from the host's and each patch's DWARF, and
 /// only full debug info describes them (`-C debuginfo=1` gives functions and line tables but no
 /// members). In a dev profile this is what cargo passes anyway; other profiles pay for it in

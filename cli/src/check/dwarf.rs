@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use gimli::{AttributeValue, EndianSlice, RunTimeEndian, UnitOffset};
@@ -192,45 +193,48 @@ impl TypeGraph {
         wanted: Option<&HashSet<String>>,
         roots: Roots,
     ) -> Result<TypeGraph, DwarfError> {
-        let (sections, endian) = sections(file)?;
-        let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
-        let prefixes = unit_prefixes(crates);
         let mut graph = TypeGraph {
             crate_names: crates.iter().map(|c| c.name.to_owned()).collect(),
             ..TypeGraph::default()
         };
         let mut found = false;
-        let mut headers = dwarf.units();
-        while let Some(header) = headers.next()? {
-            // Each unit describes every type it uses: once each wanted type is found, the
-            // other units can only repeat them.
-            if found && wanted.is_some_and(|w| w.iter().all(|n| graph.types.contains_key(n))) {
-                break;
-            }
-            let unit = dwarf.unit(header)?;
-            let Some(at) = crate_of(&unit, &prefixes) else {
-                continue;
-            };
-            found |= at == 0;
-            if let Some(wanted) = wanted {
-                let mut tree = unit.entries_tree(None)?;
-                let mut names = NameScan {
-                    dwarf: &dwarf,
-                    unit: &unit,
-                    wanted,
-                    known: &graph.types,
-                };
-                if !names.any_wanted(tree.root()?, "", 0)? {
-                    continue;
+        each_crate_unit(
+            file,
+            crates,
+            &mut |_, _| Ok(true),
+            &mut |dwarf, unit, at| {
+                found |= at == 0;
+                if let Some(wanted) = wanted {
+                    let mut tree = unit.entries_tree(None)?;
+                    let mut names = NameScan {
+                        dwarf,
+                        unit,
+                        wanted,
+                        known: &graph.types,
+                    };
+                    if !names.any_wanted(tree.root()?, "", 0)? {
+                        return Ok(ControlFlow::Continue(()));
+                    }
                 }
-            }
-            let signatures = wanted.is_none() && roots == Roots::EveryFunction;
-            UnitReader::new(&dwarf, &unit, signatures)?.read_into(
-                &mut graph,
-                crates[at].name,
-                wanted,
-            )?;
-        }
+                let signatures = wanted.is_none() && roots == Roots::EveryFunction;
+                UnitReader::new(dwarf, unit, signatures)?.read_into(
+                    &mut graph,
+                    crates[at].name,
+                    wanted,
+                )?;
+                // Each unit describes every type it uses: once each wanted type is found, the
+                // other units can only repeat them.
+                Ok(
+                    if found
+                        && wanted.is_some_and(|w| w.iter().all(|n| graph.types.contains_key(n)))
+                    {
+                        ControlFlow::Break(())
+                    } else {
+                        ControlFlow::Continue(())
+                    },
+                )
+            },
+        )?;
         if !found {
             let bin = crates.first().map_or("", |c| c.name);
             return Err(DwarfError::Missing(bin.to_owned()));
@@ -406,10 +410,8 @@ pub(crate) fn function_lines(
     crates: &[CrateId<'_>],
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<HashMap<String, (String, u64)>, DwarfError> {
-    let (sections, endian) = sections(file)?;
-    let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
     let mut lines: HashMap<String, (String, u64)> = HashMap::new();
-    for unit in crate_units(&dwarf, crates)? {
+    each_crate_unit(file, crates, &mut |_, _| Ok(true), &mut |dwarf, unit, _| {
         let mut entries = unit.entries();
         while let Some((_, entry)) = entries.next_dfs()? {
             if entry.tag() != gimli::DW_TAG_subprogram {
@@ -419,11 +421,11 @@ pub(crate) fn function_lines(
                 continue;
             };
             let name =
-                crate::symbols::demangle(&dwarf.attr_string(&unit, linkage)?.to_string_lossy());
+                crate::symbols::demangle(&dwarf.attr_string(unit, linkage)?.to_string_lossy());
             if !wanted(&name) {
                 continue;
             }
-            let Some((path, line)) = declared_at(&dwarf, &unit, entry)? else {
+            let Some((path, line)) = declared_at(dwarf, unit, entry)? else {
                 continue;
             };
             let path = path.to_string_lossy().into_owned();
@@ -432,7 +434,8 @@ pub(crate) fn function_lines(
                 *known = (path, line);
             }
         }
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
     Ok(lines)
 }
 
@@ -452,13 +455,13 @@ pub(crate) fn defined_lines(
     crates: &[CrateId<'_>],
     wanted: &mut dyn FnMut(&Path) -> bool,
 ) -> Result<HashMap<PathBuf, BTreeSet<u64>>, DwarfError> {
-    let (sections, endian) = sections(file)?;
-    let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
     let mut lines: HashMap<PathBuf, BTreeSet<u64>> = HashMap::new();
-    for unit in crate_units(&dwarf, crates)? {
-        if !names_a_wanted_file(&dwarf, &unit, wanted)? {
-            continue;
-        }
+    // A unit whose file table names no wanted file declares nothing wanted: told from the
+    // line program, before a split unit's `.dwo` file is read.
+    let mut names_wanted =
+        |dwarf: &Dwarf<'_>, unit: &Unit<'_>| names_a_wanted_file(dwarf, unit, wanted);
+    let mut found = Vec::new();
+    each_crate_unit(file, crates, &mut names_wanted, &mut |dwarf, unit, _| {
         let mut entries = unit.entries();
         while let Some((_, entry)) = entries.next_dfs()? {
             // The tag first: looking up an attribute reads the entry's attributes.
@@ -475,18 +478,21 @@ pub(crate) fn defined_lines(
                 _ => entry.clone(),
             };
             let closure = match declaration.attr_value(gimli::DW_AT_name)? {
-                Some(name) => dwarf.attr_string(&unit, name)?.starts_with(b"{"),
+                Some(name) => dwarf.attr_string(unit, name)?.starts_with(b"{"),
                 None => true,
             };
             if closure {
                 continue;
             }
-            if let Some((path, line)) = declared_at(&dwarf, &unit, &declaration)? {
-                let path = under_comp_dir(&unit, path);
-                if wanted(&path) {
-                    lines.entry(path).or_default().insert(line);
-                }
+            if let Some((path, line)) = declared_at(dwarf, unit, &declaration)? {
+                found.push((under_comp_dir(unit, path), line));
             }
+        }
+        Ok(ControlFlow::Continue(()))
+    })?;
+    for (path, line) in found {
+        if wanted(&path) {
+            lines.entry(path).or_default().insert(line);
         }
     }
     Ok(lines)
@@ -517,21 +523,194 @@ fn under_comp_dir(unit: &gimli::Unit<Reader<'_>>, path: PathBuf) -> PathBuf {
     }
 }
 
-/// The compilation units of `crates` in `dwarf` (rustc names each `<source>/@/<cgu>`).
-fn crate_units<'data>(
-    dwarf: &gimli::Dwarf<Reader<'data>>,
+/// A file's DWARF, as [`each_crate_unit`] hands it out.
+type Dwarf<'data> = gimli::Dwarf<Reader<'data>>;
+/// One compilation unit of a [`Dwarf`].
+type Unit<'data> = gimli::Unit<Reader<'data>>;
+
+/// Calls `each` with every compilation unit of `crates` in `file` (rustc names each
+/// `<source>/@/<cgu>`), the DWARF it belongs to, and the index of its crate in `crates`, until
+/// `each` breaks. `first` sees each unit before: a unit for which it is false is skipped. It sees
+/// the unit that holds the line program (a skeleton unit, for split debug info), before its
+/// name is known.
+///
+/// Split debug info (`-C split-debuginfo=unpacked`, which patches are built with): the file
+/// holds a skeleton unit per codegen unit (its directory, its line program, the addresses), and
+/// the entries are in the `.dwo` file it names. `each` is given the split unit from that file,
+/// with the skeleton's line program and directory (a declaration's `DW_AT_decl_file` indexes
+/// the skeleton's file table).
+///
+/// # Errors
+///
+/// When a section cannot be parsed, a `.dwo` file cannot be read, or it is not the one the
+/// skeleton was built with (its `DW_AT_dwo_id` differs: a later build wrote it again); and what
+/// `each` or `first` returns.
+fn each_crate_unit(
+    file: &object::File<'_>,
     crates: &[CrateId<'_>],
-) -> Result<Vec<gimli::Unit<Reader<'data>>>, DwarfError> {
-    let prefixes = unit_prefixes(crates);
-    let mut units = Vec::new();
+    first: &mut FirstUnit<'_>,
+    each: &mut EachUnit<'_>,
+) -> Result<(), DwarfError> {
+    let (sections, endian) = sections(file)?;
+    let mut walk = Walk {
+        prefixes: unit_prefixes(crates),
+        listings: HashMap::new(),
+        first,
+        each,
+    };
+    let dwarf = sections.borrow(|section| EndianSlice::new(section, endian));
     let mut headers = dwarf.units();
     while let Some(header) = headers.next()? {
         let unit = dwarf.unit(header)?;
-        if crate_of(&unit, &prefixes).is_some() {
-            units.push(unit);
+        // A skeleton: DWARF 5's unit type, or before it the GNU extension's `DW_AT_GNU_dwo_id`.
+        let skeleton = match unit.header.type_() {
+            gimli::UnitType::Skeleton(dwo_id) => Some(dwo_id),
+            _ => unit.dwo_id,
+        };
+        let flow = match skeleton {
+            Some(dwo_id) => walk.split_unit(&sections, endian, header, dwo_id)?,
+            None => match crate_of(&unit, &walk.prefixes) {
+                Some(at) if (walk.first)(&dwarf, &unit)? => (walk.each)(&dwarf, &unit, at)?,
+                _ => ControlFlow::Continue(()),
+            },
+        };
+        if flow.is_break() {
+            break;
         }
     }
-    Ok(units)
+    Ok(())
+}
+
+/// What [`each_crate_unit`] asks of a unit before it reads it whole.
+type FirstUnit<'f> = dyn FnMut(&Dwarf<'_>, &Unit<'_>) -> Result<bool, DwarfError> + 'f;
+/// What [`each_crate_unit`] calls for each unit of the crates, with its crate's index.
+type EachUnit<'f> =
+    dyn FnMut(&Dwarf<'_>, &Unit<'_>, usize) -> Result<ControlFlow<()>, DwarfError> + 'f;
+
+/// The state of one [`each_crate_unit`].
+struct Walk<'a, 'f> {
+    /// The crates' unit name prefixes (see [`unit_prefixes`]).
+    prefixes: Vec<String>,
+    /// The `.dwo` files of each directory, once listed (see [`read_dwo`]).
+    listings: HashMap<PathBuf, Vec<PathBuf>>,
+    first: &'a mut FirstUnit<'f>,
+    each: &'a mut EachUnit<'f>,
+}
+
+impl Walk<'_, '_> {
+    /// The skeleton unit `header` of `sections`: reads its `.dwo` file, checks that it is the
+    /// one of `dwo_id`, and calls `each` with its split unit when it is one of the crates'.
+    fn split_unit(
+        &mut self,
+        sections: &Sections<'_>,
+        endian: RunTimeEndian,
+        header: gimli::UnitHeader<Reader<'_>>,
+        dwo_id: gimli::DwoId,
+    ) -> Result<ControlFlow<()>, DwarfError> {
+        // Borrowed here again, so that the skeleton's DWARF and the `.dwo` file's share one
+        // lifetime.
+        let parent = sections.borrow(|section| EndianSlice::new(section, endian));
+        let skeleton = parent.unit(header)?;
+        if !(self.first)(&parent, &skeleton)? {
+            return Ok(ControlFlow::Continue(()));
+        }
+        let Some(name) = skeleton.dwo_name()? else {
+            return Err(DwarfError::Malformed(
+                "a skeleton unit names no `.dwo` file".to_owned(),
+            ));
+        };
+        let name = parent.attr_string(&skeleton, name)?.to_string_lossy();
+        let named = under_comp_dir(&skeleton, PathBuf::from(&*name));
+        let (path, data) = read_dwo(&named, &mut self.listings).map_err(|err| {
+            DwarfError::Malformed(format!("cannot read `{}`: {err}", named.display()))
+        })?;
+        let object = object::File::parse(&*data)
+            .map_err(|err| DwarfError::Malformed(format!("`{}`: {err}", path.display())))?;
+        let split = gimli::DwarfSections::load(|id| -> Result<Cow<'_, [u8]>, DwarfError> {
+            match id.dwo_name().and_then(|name| object.section_by_name(name)) {
+                Some(section) => section
+                    .uncompressed_data()
+                    .map_err(|err| DwarfError::Malformed(format!("`{}`: {err}", path.display()))),
+                None => Ok(Cow::Borrowed(&[][..])),
+            }
+        })?;
+        let mut dwarf = split.borrow(|section| EndianSlice::new(section, endian));
+        dwarf.make_dwo(&parent);
+        // A version 5 line program names its files in the skeleton's `.debug_line_str`.
+        dwarf.debug_line_str = parent.debug_line_str;
+        let mut headers = dwarf.units();
+        let Some(header) = headers.next()? else {
+            return Err(DwarfError::Malformed(format!(
+                "`{}` holds no unit",
+                path.display()
+            )));
+        };
+        let mut unit = dwarf.unit(header)?;
+        if unit.dwo_id != Some(dwo_id) {
+            return Err(DwarfError::Malformed(format!(
+                "`{}` is not the split debug info the patch was built with (a later build \
+                 wrote it again)",
+                path.display()
+            )));
+        }
+        unit.copy_relocated_attributes(&skeleton);
+        unit.line_program = skeleton.line_program.clone();
+        unit.comp_dir = skeleton.comp_dir;
+        match crate_of(&unit, &self.prefixes) {
+            Some(at) => (self.each)(&dwarf, &unit, at),
+            None => Ok(ControlFlow::Continue(())),
+        }
+    }
+}
+
+/// The `.dwo` file a skeleton unit names as `named`, and its path. rustc names each file after
+/// its build (`<crate>.<codegen unit>.<build>.rcgu.dwo`), and a codegen unit that an
+/// incremental build reuses keeps the object of the build that compiled it, whose skeleton
+/// names that build's file, while its `.dwo` file is copied under the new build's name beside
+/// the others. So when the named file is gone, the one of the same crate and codegen unit in
+/// the same directory is read (the caller checks its `DW_AT_dwo_id`); `listings` keeps each
+/// directory's `.dwo` files, listed once.
+fn read_dwo(
+    named: &Path,
+    listings: &mut HashMap<PathBuf, Vec<PathBuf>>,
+) -> std::io::Result<(PathBuf, Vec<u8>)> {
+    let error = match std::fs::read(named) {
+        Ok(data) => return Ok((named.to_path_buf(), data)),
+        Err(error) => error,
+    };
+    let (Some(dir), Some(name)) = (named.parent(), named.file_name().and_then(|n| n.to_str()))
+    else {
+        return Err(error);
+    };
+    // `<crate>.<codegen unit>.` of `<crate>.<codegen unit>.<build>.rcgu.dwo`.
+    let Some(stem) = name.strip_suffix(".rcgu.dwo") else {
+        return Err(error);
+    };
+    let Some(unit) = stem.rfind('.').map(|at| &stem[..=at]) else {
+        return Err(error);
+    };
+    let files = listings.entry(dir.to_path_buf()).or_insert_with(|| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "dwo"))
+            .collect()
+    });
+    // The newest, should an older build's file still be there.
+    let same_unit = files
+        .iter()
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(unit) && n.ends_with(".rcgu.dwo"))
+        })
+        .max_by_key(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok());
+    match same_unit {
+        Some(path) => Ok((path.clone(), std::fs::read(path)?)),
+        None => Err(error),
+    }
 }
 
 /// The prefix of the names of the compilation units of each of `crates`, in order: rustc names
@@ -1361,6 +1540,31 @@ pub(crate) fn short(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A skeleton of a codegen unit that an incremental build reused names the `.dwo` file of
+    /// the build that compiled it; the file of the same unit that the last build wrote is read.
+    #[test]
+    fn a_reused_codegen_unit_finds_its_split_debug_info_under_the_new_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        file("app-1f.cgu1.built.rcgu.dwo", "kept");
+        file("app-1f.cgu1.now.rcgu.dwo", "cgu1");
+        file("app-1f.cgu10.now.rcgu.dwo", "cgu10");
+        let mut listings = HashMap::new();
+        let mut read = |name: &str| {
+            read_dwo(&dir.path().join(name), &mut listings)
+                .map(|(path, data)| (path.file_name().unwrap().to_owned(), data))
+        };
+        let named = read("app-1f.cgu1.built.rcgu.dwo").unwrap();
+        assert_eq!(named.1, b"kept", "the named file is read when it is there");
+        std::fs::remove_file(dir.path().join("app-1f.cgu1.built.rcgu.dwo")).unwrap();
+        let moved = read("app-1f.cgu1.built.rcgu.dwo").unwrap();
+        assert_eq!(moved, ("app-1f.cgu1.now.rcgu.dwo".into(), b"cgu1".to_vec()));
+        let other = read("app-1f.cgu10.old.rcgu.dwo").unwrap();
+        assert_eq!(other.1, b"cgu10");
+        let error = read("app-1f.cgu2.old.rcgu.dwo").unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+    }
 
     #[test]
     fn names_read_as_written() {

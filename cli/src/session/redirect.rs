@@ -32,6 +32,8 @@ pub(super) struct Redirection {
     /// The functions (display names) the running program calls only while it starts (see
     /// [`Functions::start_up_only`]), found with `host`.
     start_up_only: BTreeSet<String>,
+    /// The display names of `host`'s functions, found with it.
+    host_names: BTreeSet<String>,
     /// The functions of each patch the program loaded, by patch number.
     applied: Vec<(u64, Functions)>,
     /// The functions (display names) redirected so far: every later patch redirects them
@@ -105,8 +107,8 @@ impl Session {
             .filter(|name| *name == MAIN || redirection.start_up_only.contains(*name))
             .cloned()
             .collect();
-        if let (Some(code), Some(host)) = (code, &redirection.host) {
-            let running: BTreeSet<String> = host.names().filter_map(&shown).collect();
+        if let (Some(code), Some(_)) = (code, &redirection.host) {
+            let running = &redirection.host_names;
             // Who refers to each function of the patch; `None` for a referrer that is no
             // function of the crates (another crate's code, a vtable): it may call it any time.
             let mut referrers: std::collections::BTreeMap<String, Vec<Option<String>>> =
@@ -177,6 +179,7 @@ impl Session {
                 .names()
                 .find(|name| shown(name).as_deref() == Some(MAIN))
                 .map(str::to_owned);
+            redirection.host_names = host.names().filter_map(shown).collect();
             if let Some(main) = main {
                 redirection.start_up_only = host
                     .start_up_only(&main, &|name| shown(name).is_some())
@@ -309,7 +312,7 @@ impl Session {
         let found = entries::redirects(&functions, &wanted, &modules);
         // A function the running program has under another symbol (its signature, or a type
         // in it, changed) cannot be redirected: the old code would go on running.
-        let host_names: BTreeSet<String> = host.names().filter_map(&shown).collect();
+        let host_names = &redirection.host_names;
         // A function whose symbol changed needs no redirection when every call of its old
         // symbol is in a function redirected too (the new callers call the new symbol).
         let blocked: BTreeSet<String> = found.blocked.iter().filter_map(|m| shown(m)).collect();

@@ -74,14 +74,6 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
     let floor_log = dirs.logs.join("floor.jsonl");
     let plain_log = dirs.logs.join("plain.jsonl");
     let (mut session, addr) = start_session(bench, fixture, project, &dirs.hotswap, &log, &[]);
-    process::poll(
-        &addr,
-        fixture.path,
-        bench.poll,
-        START_DEADLINE,
-        |_| Some(()),
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", session.dump()));
     let pid: u32 = hotswap_tests::get(&addr, "/pid")
         .expect("the program answers `/pid`")
         .parse()
@@ -95,32 +87,25 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
 
     let mut current = fixture.line.to_owned();
     for n in 0..total {
-        let next = fixture::edited_line(fixture.line, n);
         let from = session.line_count();
-        project.edit(fixture.file, &current, &next);
-        let written = now_ns();
-        current = next;
-
-        // Requests start once the patch's rustc has exited (the new code cannot run before), so
-        // that they do not compete with the compile for the CPU; then every `bench.poll`.
-        let records = wait_patch_compiled(&mut session, &log, &mut offsets.session, from);
-        let (stamp, _) = process::poll(&addr, fixture.path, bench.poll, EDIT_DEADLINE, |body| {
-            fixture::stamp(body, n)
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", session.dump()));
-        assert!(
-            stamp >= written,
-            "the new code reported a time before the edit was written"
+        let Applied {
+            written,
+            stamp,
+            records,
+            patched,
+        } = apply_edit(
+            bench,
+            (fixture, project),
+            (&mut session, &addr),
+            (&log, &mut offsets.session),
+            &mut current,
+            n,
         );
-        let patched = wait_patched(&mut session, from, n as u64 + 1);
         let patching_at = session
             .wait_line(from, EDIT_DEADLINE, |l| {
                 status(l, "Patching").then_some(l.at_ns)
             })
             .1;
-        let mut records = records;
-        // The patch's link record is written before its rustc record, so it is already read.
-        records.extend(wrap::read_since(&log, &mut offsets.session));
         let rustc = only(
             &records,
             |r| r.is_rustc_of("cdylib") && r.success,
@@ -245,7 +230,7 @@ pub fn edit_count(bench: &Bench, fixture: &Fixture) -> usize {
 }
 
 /// Starts `cargo hotswap run` with `args` on `project` (target directory `target`, wrappers'
-/// log `log`) and waits until the program listens and the session watches: before that it
+/// log `log`) and waits until the session watches and the program answers: before that it
 /// builds a first patch from the unchanged sources (its baseline), which is no edit's. Returns
 /// the session and the program's address.
 pub fn start_session(
@@ -269,6 +254,14 @@ pub fn start_session(
     let mut session = Process::spawn(&what, bench.hotswap(project.path(), target, log, args));
     let addr = session.wait_listening(START_DEADLINE);
     session.wait_line(0, START_DEADLINE, |l| status(l, "Watching").then_some(()));
+    process::poll(
+        &addr,
+        fixture.path,
+        bench.poll,
+        START_DEADLINE,
+        |_| Some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", session.dump()));
     (session, addr)
 }
 
@@ -335,6 +328,59 @@ fn wait_patch_compiled(
             session.dump()
         );
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// One edit as [`apply_edit`] saw it take effect.
+pub struct Applied {
+    /// When the edit was written, ns since the epoch.
+    pub written: u64,
+    /// When the new code ran, as it reported, ns since the epoch.
+    pub stamp: u64,
+    /// The wrappers' records of the patch build (and of any build before it since the last
+    /// edit's).
+    pub records: Vec<Invocation>,
+    /// The tool's `Patched` line for it.
+    pub patched: Patched,
+}
+
+/// Writes edit `n` of `fixture` in `project` (replacing `current`, which becomes the edit's
+/// line), waits until the patch's rustc has exited (read from the wrappers' `log` from
+/// `offset`), then asks the program every `bench.poll` until the new code answers, and waits
+/// for the tool's `Patched` line of generation `n + 1`. Requests start only once the new code
+/// can exist, so that they do not compete with the compile for the CPU.
+pub fn apply_edit(
+    bench: &Bench,
+    (fixture, project): (&Fixture, &Project),
+    (session, addr): (&mut Process, &str),
+    (log, offset): (&Path, &mut u64),
+    current: &mut String,
+    n: usize,
+) -> Applied {
+    let next = fixture::edited_line(fixture.line, n);
+    let from = session.line_count();
+    project.edit(fixture.file, current, &next);
+    let written = now_ns();
+    *current = next;
+    let records = wait_patch_compiled(session, log, offset, from);
+    let (stamp, _) = process::poll(addr, fixture.path, bench.poll, EDIT_DEADLINE, |body| {
+        fixture::stamp(body, n)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", session.dump()));
+    assert!(
+        stamp >= written,
+        "the new code reported a time before the edit was written"
+    );
+    let patched = wait_patched(session, from, n as u64 + 1);
+    // Every record of this patch is written by now (the link's before its rustc's): the next
+    // edit's wait starts after them.
+    let mut records = records;
+    records.extend(wrap::read_since(log, offset));
+    Applied {
+        written,
+        stamp,
+        records,
+        patched,
     }
 }
 
@@ -406,17 +452,24 @@ fn patch_kib(link: &Invocation) -> Option<f64> {
     Some(newest.1.len() as f64 / 1024.0)
 }
 
+/// The codegen options the tool adds to a patch's rustc command beyond cargo's: every function
+/// compiled (when the source diff cannot tell that the patch holds every changed one), and the
+/// debug info kept in `.dwo` files beside the objects (the gate reads it there). The honest floor
+/// leaves them out.
+const TOOL_CODEGEN: [&str; 2] = ["link-dead-code", "split-debuginfo=unpacked"];
+
 /// Which floor a replay measures.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Floor {
     /// The tool's own rustc commands, as they ran.
     Bare,
-    /// The same without the tool's extra `-C link-dead-code`: what no patching tool can avoid.
+    /// The same without the tool's extra codegen options ([`TOOL_CODEGEN`]): what no patching
+    /// tool can avoid.
     Honest,
 }
 
 /// Replays one rustc command of a patch alone (same arguments, environment and directory, and
-/// for the honest floor without `-C link-dead-code`), into the floor's own output and
+/// for the honest floor without [`TOOL_CODEGEN`]), into the floor's own output and
 /// incremental directories; with `check`, checks that the result (the patch itself) holds edit
 /// `check`'s text; returns the wall time in ms.
 fn replay_floor(
@@ -436,13 +489,16 @@ fn replay_floor(
     let mut args = Vec::with_capacity(patch.args.len());
     let mut iter = patch.args.iter();
     while let Some(arg) = iter.next() {
-        let dead_code = arg == "-C"
+        let tools = arg == "-C"
             && iter
                 .as_slice()
                 .first()
-                .is_some_and(|kv| kv == "link-dead-code");
-        if kind == Floor::Honest && (dead_code || arg == "-Clink-dead-code") {
-            if dead_code {
+                .is_some_and(|kv| TOOL_CODEGEN.contains(&kv.as_str()));
+        let tools_joined = arg
+            .strip_prefix("-C")
+            .is_some_and(|kv| TOOL_CODEGEN.contains(&kv));
+        if kind == Floor::Honest && (tools || tools_joined) {
+            if tools {
                 iter.next();
             }
         } else if arg == "--out-dir" {
@@ -616,7 +672,7 @@ impl Edits {
         );
         table.samples("  its link", Unit::Ms, &self.floor_link);
         table.samples(
-            "honest floor (the same without -C link-dead-code)",
+            "honest floor (without the tool's extra -C options)",
             Unit::Ms,
             &self.honest_floor,
         );

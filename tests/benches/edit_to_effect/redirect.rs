@@ -2,13 +2,12 @@
 //! removed): edit -> effect, the time to apply each patch, and how long the program's threads
 //! were stopped, over the same edits as with hot functions.
 
-use hotswap_tests::{EDIT_DEADLINE, Project};
+use hotswap_tests::Project;
 
-use crate::edits::{edit_count, start_session, wait_patched};
-use crate::fixture::{self, Dirs, Fixture};
-use crate::process;
+use crate::edits::{apply_edit, edit_count, start_session};
+use crate::fixture::{Dirs, Fixture};
 use crate::table::{Table, Unit, format, percentile};
-use crate::{Bench, now_ns};
+use crate::{Bench, wrap};
 
 /// Samples of one fixture's patches under `--redirect`, in milliseconds.
 #[derive(Default)]
@@ -41,27 +40,30 @@ pub fn run(bench: &Bench, fixture: &Fixture, dirs: &Dirs) -> Redirected {
         &log,
         &["--redirect"],
     );
+    // The start's records (the host build, the baseline patch builds) are not this loop's.
+    let mut offset = 0;
+    wrap::read_since(&log, &mut offset);
     let mut samples = Redirected::default();
     let mut current = fixture.line.to_owned();
     for n in 0..total {
-        let next = fixture::edited_line(fixture.line, n);
-        let from = session.line_count();
-        project.edit(fixture.file, &current, &next);
-        let written = now_ns();
-        current = next;
-        let (stamp, _) = process::poll(&addr, fixture.path, bench.poll, EDIT_DEADLINE, |body| {
-            fixture::stamp(body, n)
-        })
-        .unwrap_or_else(|e| panic!("{e}\n{}", session.dump()));
-        let patched = wait_patched(&mut session, from, n as u64 + 1);
+        let applied = apply_edit(
+            bench,
+            (fixture, &project),
+            (&mut session, &addr),
+            (&log, &mut offset),
+            &mut current,
+            n,
+        );
         if n == 0 {
             continue;
         }
         if n <= bench.runs {
-            samples.effect.push((stamp - written) as f64 / 1e6);
+            samples
+                .effect
+                .push((applied.stamp - applied.written) as f64 / 1e6);
         }
-        samples.load.extend(patched.load_ms);
-        samples.pause.extend(patched.pause_ms);
+        samples.load.extend(applied.patched.load_ms);
+        samples.pause.extend(applied.patched.pause_ms);
     }
     assert_eq!(
         samples.pause.len(),

@@ -302,13 +302,7 @@ fn manifest_and_symbol_scenarios_without_marks() {
         &["extra-one", "gen=1"],
     );
 
-    project.edit(
-        MAIN,
-        "    gate_extra::word()\n",
-        "    unsafe extern \"C\" {\n        fn hotswap_test_absent_symbol() -> u32;\n    }\n    \
-         // SAFETY: never called: the gate refuses the patch.\n    \
-         if unsafe { hotswap_test_absent_symbol() } == 1 { \"never\" } else { \"beta-two\" }\n",
-    );
+    crate::call_an_absent_symbol(&project, "    gate_extra::word()\n");
     session.wait_stderr(EDIT_DEADLINE, "Refused [HS0105]");
     assert!(
         status_messages(&session.stderr(), "Refused").contains(

@@ -107,13 +107,7 @@ fn s13_new_dependency_rebuilds_and_restarts_the_host() {
 #[test]
 fn undefined_symbol_is_refused_before_loading() {
     let (project, mut session, first) = start_gate(&["--no-restart"]);
-    project.edit(
-        MAIN,
-        "    \"beta-one\"\n",
-        "    unsafe extern \"C\" {\n        fn hotswap_test_absent_symbol() -> u32;\n    }\n    \
-         // SAFETY: never called: the gate refuses the patch.\n    \
-         if unsafe { hotswap_test_absent_symbol() } == 1 { \"never\" } else { \"beta-two\" }\n",
-    );
+    crate::call_an_absent_symbol(&project, "    \"beta-one\"\n");
     session.wait_stderr(EDIT_DEADLINE, "Kept");
     insta::assert_snapshot!(status_messages(&session.stderr(), "Refused").join("\n"), @r"
          Refused [HS0105] the patch needs a symbol the running program does not contain:

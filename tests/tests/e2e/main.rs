@@ -127,6 +127,19 @@ pub(crate) fn number(line: &str, name: &str) -> u64 {
         .unwrap_or_else(|_| panic!("`{name}=` is not a number in {line:?}"))
 }
 
+/// Replaces the line `line` of the gate fixture's `src/main.rs` (with its indentation and line
+/// end) by a call of `hotswap_test_absent_symbol`, a symbol no program defines, which returns
+/// `"beta-two"` if it ever returned: the gate must refuse the patch (HS0105).
+pub(crate) fn call_an_absent_symbol(project: &Project, line: &str) {
+    project.edit(
+        "src/main.rs",
+        line,
+        "    unsafe extern \"C\" {\n        fn hotswap_test_absent_symbol() -> u32;\n    }\n    \
+         // SAFETY: never called: the gate refuses the patch.\n    \
+         if unsafe { hotswap_test_absent_symbol() } == 1 { \"never\" } else { \"beta-two\" }\n",
+    );
+}
+
 /// In the gate fixture: a comment line added at the top of `src/main.rs`, then `alpha`
 /// reformatted; waits for the two `Unchanged` lines.
 pub(crate) fn comment_and_reformat(project: &Project, session: &mut Session) {

@@ -538,4 +538,28 @@ fn only_applied_patches_stay_in_the_session_directory() {
         .collect();
     files.sort();
     assert_eq!(files, ["gate-patch-1.so"], "{}", session.stderr());
+    // The split debug info of the builds (`<crate>.<codegen unit>.<build>.rcgu.dwo`, a set per
+    // build) does not pile up either: each build directory holds its last build's only (the
+    // fast builds' directory has seen three builds).
+    let work = sessions[0].parent().unwrap().parent().unwrap();
+    for build in ["patch", "patch-full"] {
+        let builds: std::collections::BTreeSet<String> = std::fs::read_dir(work.join(build))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|f| {
+                let name = f.file_name().to_string_lossy().into_owned();
+                let stem = name.strip_suffix(".rcgu.dwo")?;
+                Some(stem.rsplit('.').next()?.to_owned())
+            })
+            .collect();
+        assert!(builds.len() <= 1, "`{build}`: {builds:?}");
+        if build == "patch" {
+            assert_eq!(
+                builds.len(),
+                1,
+                "the fast build's split debug info is there"
+            );
+        }
+    }
 }
