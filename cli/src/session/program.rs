@@ -168,7 +168,8 @@ impl Session {
     }
 
     /// Builds patches from the unchanged sources right after a host starts, a fast one and one
-    /// with every function compiled (see [`patch::Mode`]): their code is the baseline that later
+    /// with every function compiled (see [`patch::Mode`]; only the latter under entry
+    /// redirection, whose patches are all of that kind): their code is the baseline that later
     /// patches are compared with, and they warm rustc's incremental caches. Returns the crate's
     /// source files besides `*.rs` (from dep-info), which are watched too.
     pub(super) fn build_baseline(&mut self) -> Vec<PathBuf> {
@@ -179,7 +180,15 @@ impl Session {
         let no_libs = patch::LibPlan::default();
         let mut extra = Vec::new();
         let (mut fast, mut full) = (None, None);
-        for mode in [patch::Mode::Fast, patch::Mode::Full] {
+        // Under entry redirection every patch is a full build: a fast baseline would be
+        // compiled for nothing (and compete with the first edit for the cores).
+        let modes: &[patch::Mode] = if self.redirection.is_some() {
+            &[patch::Mode::Full]
+        } else {
+            &[patch::Mode::Fast, patch::Mode::Full]
+        };
+        for &mode in modes {
+            let first = mode == modes[0];
             let built = patch::build(
                 &build,
                 &self.work,
@@ -201,7 +210,7 @@ impl Session {
                     break;
                 }
             };
-            if mode == patch::Mode::Fast {
+            if first {
                 // The library crates' too: `include_str!` in any crate of the program.
                 let libraries = build.locals.crates.iter().flat_map(|krate| &krate.sources);
                 extra = read_files(patch.sources.iter().chain(libraries));
@@ -219,7 +228,7 @@ impl Session {
             if !current {
                 break;
             }
-            if mode == patch::Mode::Fast {
+            if first {
                 // The hot functions the running code has, for the gate (renamed or removed ones).
                 self.running_hot = self
                     .running
@@ -229,14 +238,15 @@ impl Session {
                             .ok()
                     })
                     .map(|image| image.records.keys().cloned().collect());
-                fast = patch.code;
-            } else {
-                full = patch.code;
+            }
+            match mode {
+                patch::Mode::Fast => fast = patch.code,
+                patch::Mode::Full => full = patch.code,
             }
         }
         // The baselines are read; their patch files are never sent.
         self.discard_patch_files(0);
-        if fast.is_none() {
+        if fast.is_none() && full.is_none() {
             self.running_hot = None;
         }
         self.fast_baseline = fast;
