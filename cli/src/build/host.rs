@@ -410,6 +410,12 @@ fn build_command(
         .env(capture::HOST_DIR_ENV, &work.root)
         .stdout(Stdio::piped());
     match &project.agent_library {
+        // Built again when it is gone (`cargo clean` during the session), else the host's link
+        // would fail on every restart.
+        Some(library) if !library.is_file() => command.env(
+            AGENT_LIBRARY_ENV,
+            crate::build::agent::library(&project.cargo, &project.target_dir)?,
+        ),
         Some(library) => command.env(AGENT_LIBRARY_ENV, library),
         None => command.env_remove(AGENT_LIBRARY_ENV),
     };

@@ -207,13 +207,23 @@ static PARTS_CACHE: LazyLock<Mutex<PartsCache>> = LazyLock::new(Default::default
 
 /// Those of `changed` (display names) that no hot function's body reaches in `code` (the
 /// indexes of every crate of one patch: calls are followed across them): their new code runs
-/// only in a restarted program (for example what only `main` calls at start-up).
-pub(crate) fn unreachable(code: &[&CodeIndex], changed: &[String], crates: &Crates) -> Vec<String> {
+/// only in a restarted program (for example what only `main` calls at start-up). With
+/// `running_hot` (the paths of the hot functions the running program has), only those count:
+/// a hot function new in the patch runs only where the new code of one of them calls it.
+pub(crate) fn unreachable(
+    code: &[&CodeIndex],
+    changed: &[String],
+    crates: &Crates,
+    running_hot: Option<&BTreeSet<String>>,
+) -> Vec<String> {
     let mut reached: BTreeSet<&str> = BTreeSet::new();
     let mut stack: Vec<&str> = code
         .iter()
         .flat_map(|index| index.edges.keys().chain(index.functions.keys()))
-        .filter(|name| name.starts_with(hotswap::protocol::IMPL_PREFIX))
+        .filter(|name| {
+            name.strip_prefix(hotswap::protocol::IMPL_PREFIX)
+                .is_some_and(|path| running_hot.is_none_or(|hot| hot.contains(path)))
+        })
         .map(String::as_str)
         .collect();
     while let Some(name) = stack.pop() {
@@ -736,7 +746,7 @@ mod tests {
         .map(|s| (*s).to_owned())
         .collect();
         assert_eq!(
-            unreachable(&[&index], &changed, &Crates::bin("app")),
+            unreachable(&[&index], &changed, &Crates::bin("app"), None),
             ["setup", "main"]
         );
     }

@@ -554,6 +554,7 @@ fn each_crate_unit(
     let (sections, endian) = sections(file)?;
     let mut walk = Walk {
         prefixes: unit_prefixes(crates),
+        names: crates.iter().map(|c| c.name.to_owned()).collect(),
         listings: HashMap::new(),
         first,
         each,
@@ -568,6 +569,9 @@ fn each_crate_unit(
             _ => unit.dwo_id,
         };
         let flow = match skeleton {
+            // Another crate's skeleton (a dependency built with the profile's
+            // `split-debuginfo`): its `.dwo` file is not read, and may not exist (`packed`).
+            Some(_) if !walk.names_a_crate(&dwarf, &unit)? => ControlFlow::Continue(()),
             Some(dwo_id) => walk.split_unit(&sections, endian, header, dwo_id)?,
             None => match crate_of(&unit, &walk.prefixes) {
                 Some(at) if (walk.first)(&dwarf, &unit)? => (walk.each)(&dwarf, &unit, at)?,
@@ -591,6 +595,8 @@ type EachUnit<'f> =
 struct Walk<'a, 'f> {
     /// The crates' unit name prefixes (see [`unit_prefixes`]).
     prefixes: Vec<String>,
+    /// The crates' names, `time_service`.
+    names: Vec<String>,
     /// The `.dwo` files of each directory, once listed (see [`read_dwo`]).
     listings: HashMap<PathBuf, Vec<PathBuf>>,
     first: &'a mut FirstUnit<'f>,
@@ -598,6 +604,21 @@ struct Walk<'a, 'f> {
 }
 
 impl Walk<'_, '_> {
+    /// Whether the skeleton unit `skeleton` names the `.dwo` file of one of the crates: rustc
+    /// names it `<crate>-<extra filename>.<codegen unit>...dwo` (or `<crate>.<codegen unit>...`),
+    /// and the skeleton has no name of its own to tell its crate by.
+    fn names_a_crate(&self, dwarf: &Dwarf<'_>, skeleton: &Unit<'_>) -> Result<bool, DwarfError> {
+        let Some(name) = skeleton.dwo_name()? else {
+            // No file named: [`Walk::split_unit`] says so.
+            return Ok(true);
+        };
+        let name = dwarf.attr_string(skeleton, name)?.to_string_lossy();
+        let file = name.rsplit('/').next().unwrap_or(&name);
+        let stem = file.split('.').next().unwrap_or(file);
+        let krate = stem.split('-').next().unwrap_or(stem);
+        Ok(self.names.iter().any(|name| name == krate))
+    }
+
     /// The skeleton unit `header` of `sections`: reads its `.dwo` file, checks that it is the
     /// one of `dwo_id`, and calls `each` with its split unit when it is one of the crates'.
     fn split_unit(
@@ -622,7 +643,12 @@ impl Walk<'_, '_> {
         let name = parent.attr_string(&skeleton, name)?.to_string_lossy();
         let named = under_comp_dir(&skeleton, PathBuf::from(&*name));
         let (path, data) = read_dwo(&named, &mut self.listings).map_err(|err| {
-            DwarfError::Malformed(format!("cannot read `{}`: {err}", named.display()))
+            DwarfError::Malformed(format!(
+                "cannot read `{}`, the split debug info of one of its codegen units: {err} (a \
+                 profile's `split-debuginfo = \"packed\"` keeps it elsewhere: use `\"unpacked\"` \
+                 or `\"off\"`)",
+                named.display()
+            ))
         })?;
         let object = object::File::parse(&*data)
             .map_err(|err| DwarfError::Malformed(format!("`{}`: {err}", path.display())))?;

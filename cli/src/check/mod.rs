@@ -903,11 +903,13 @@ impl LiveChanges {
 }
 
 /// Splits the changed functions (display names, if known) by whether a hot function reaches
-/// them in `code` (the indexes of every crate of the patch, if known).
+/// them in `code` (the indexes of every crate of the patch, if known); with `running_hot`, a
+/// hot function the running program has (see [`code::unreachable`]).
 pub(crate) fn live_changes(
     changed: Option<Vec<String>>,
     code: Option<&[&code::CodeIndex]>,
     crates: &code::Crates,
+    running_hot: Option<&BTreeSet<String>>,
 ) -> LiveChanges {
     let (changed, code) = match (changed, code) {
         (Some(changed), Some(code)) => (changed, code),
@@ -918,7 +920,7 @@ pub(crate) fn live_changes(
             };
         }
     };
-    let restart_only = code::unreachable(code, &changed, crates);
+    let restart_only = code::unreachable(code, &changed, crates, running_hot);
     let live = changed
         .into_iter()
         .filter(|name| !restart_only.contains(name))
@@ -1263,7 +1265,12 @@ mod tests {
 
     #[test]
     fn changes_no_hot_function_reaches_are_split_off() {
-        let unknown = live_changes(Some(vec!["a".into()]), None, &code::Crates::bin("app"));
+        let unknown = live_changes(
+            Some(vec!["a".into()]),
+            None,
+            &code::Crates::bin("app"),
+            None,
+        );
         assert_eq!(unknown.live, Some(vec!["a".to_owned()]));
         assert!(!unknown.only_restart());
     }

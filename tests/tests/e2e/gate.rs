@@ -1,7 +1,7 @@
 //! The compatibility gate: refusals before loading, what is patched, what
 //! restarts, undefined symbols, and the report of changed functions.
 
-use hotswap_tests::{EDIT_DEADLINE, status_messages};
+use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, status_messages};
 
 use crate::{start_gate, tick_field, wait_old_code_kept, wait_tick, wait_tick_of_new_process};
 
@@ -267,4 +267,39 @@ fn broken_manifest_keeps_the_program_running() {
         &[&format!("count={} ", count + 10)],
     );
     assert_eq!(tick_field(&later, "pid"), tick_field(&first, "pid"));
+}
+
+/// A profile that keeps the dependencies' debug info in `.dwo` packages (`split-debuginfo =
+/// "packed"`: no `.dwo` file beside their objects): the host's skeleton units of other crates are
+/// not followed, so a body edit is patched, and a held type's layout change is still refused.
+#[test]
+fn dependencies_with_packed_split_debug_info_leave_the_gate_working() {
+    let project = Project::copy("gate");
+    let manifest = project.path().join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(
+        &manifest,
+        format!("{text}\n[profile.dev]\nsplit-debuginfo = \"packed\"\n"),
+    )
+    .unwrap();
+    let mut session = project.run(&["--no-restart"]);
+    let first = wait_tick(
+        &mut session,
+        START_DEADLINE,
+        &["step-one", "alpha-one", "beta-one"],
+    );
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    crate::patch_beta(&project, &mut session, &first);
+    crate::add_field_to_state(&project);
+    session.wait_stderr(EDIT_DEADLINE, "Kept");
+    let refused = status_messages(&session.stderr(), "Refused");
+    assert_eq!(refused.len(), 1, "{}", session.stderr());
+    assert!(
+        refused[0].starts_with(
+            "     Refused [HS0102] `State` changed layout at src/main.rs:17: field `extra: u64` \
+             added at offset 24"
+        ),
+        "{}",
+        session.stderr()
+    );
 }

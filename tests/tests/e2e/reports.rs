@@ -215,3 +215,45 @@ fn a_panic_on_a_worker_thread_rolls_back_and_the_program_goes_on() {
         session.assert_stderr_lacks(text);
     }
 }
+
+/// A new hot function that only a new line of `main` calls: the running program has no hot
+/// function that calls it, so the save changes only code that runs at start-up and restarts the
+/// program (it was `Patched`, with nothing calling the new code).
+#[test]
+fn a_new_hot_function_only_main_calls_restarts_the_program() {
+    let (project, mut session, first) = crate::start_gate(&[]);
+    project.edit_all(
+        "src/main.rs",
+        &[
+            (
+                "fn main() {",
+                "/// New in the save.\n#[hotswap::hot]\nfn gamma() -> &'static str {\n    \
+                 \"gamma-one\"\n}\n\nfn main() {",
+            ),
+            (
+                "\"tick pid={} gen={} {} {} {}\"",
+                "\"tick pid={} gen={} {} {} {} {}\"",
+            ),
+            (
+                "            beta()\n",
+                "            beta(),\n            gamma()\n",
+            ),
+        ],
+    );
+    crate::wait_tick_of_new_process(&mut session, EDIT_DEADLINE, &first, &["gamma-one", "gen=0"]);
+    let restarting = status_messages(&session.stderr(), "Restarting");
+    assert_eq!(
+        restarting,
+        [
+            "  Restarting [HS0201] gate (`gamma` at src/main.rs:50, `main` at src/main.rs:55 \
+             changed, and no hot function reaches them; state is lost)"
+        ],
+        "{}",
+        session.stderr()
+    );
+    assert!(
+        status_messages(&session.stderr(), "Patched").is_empty(),
+        "{}",
+        session.stderr()
+    );
+}
