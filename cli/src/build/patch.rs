@@ -312,13 +312,7 @@ fn publish(output: &Path, session_dir: &Path, name: &str) -> anyhow::Result<Path
 /// with every patch. The files are listed now, before the next build writes its own, and
 /// deleted on another thread.
 fn remove_split_debug_info(out_dir: &Path) {
-    let stale: Vec<PathBuf> = std::fs::read_dir(out_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|e| e == "dwo"))
-        .collect();
+    let stale = crate::check::dwarf::dwo_files(out_dir);
     if !stale.is_empty() {
         std::thread::spawn(move || {
             for path in stale {

@@ -571,8 +571,10 @@ fn each_crate_unit(
         let flow = match skeleton {
             // Another crate's skeleton (a dependency built with the profile's
             // `split-debuginfo`): its `.dwo` file is not read, and may not exist (`packed`).
-            Some(_) if !walk.names_a_crate(&dwarf, &unit)? => ControlFlow::Continue(()),
-            Some(dwo_id) => walk.split_unit(&sections, endian, header, dwo_id)?,
+            Some(dwo_id) => match walk.crate_dwo(&dwarf, &unit)? {
+                Some(named) => walk.split_unit(&sections, endian, header, dwo_id, &named)?,
+                None => ControlFlow::Continue(()),
+            },
             None => match crate_of(&unit, &walk.prefixes) {
                 Some(at) if (walk.first)(&dwarf, &unit)? => (walk.each)(&dwarf, &unit, at)?,
                 _ => ControlFlow::Continue(()),
@@ -604,29 +606,44 @@ struct Walk<'a, 'f> {
 }
 
 impl Walk<'_, '_> {
-    /// Whether the skeleton unit `skeleton` names the `.dwo` file of one of the crates: rustc
-    /// names it `<crate>-<extra filename>.<codegen unit>...dwo` (or `<crate>.<codegen unit>...`),
-    /// and the skeleton has no name of its own to tell its crate by.
-    fn names_a_crate(&self, dwarf: &Dwarf<'_>, skeleton: &Unit<'_>) -> Result<bool, DwarfError> {
+    /// The `.dwo` file the skeleton unit `skeleton` names (joined to its directory), when it is
+    /// one of the crates': rustc names it `<crate>-<extra filename>.<codegen unit>...dwo` (or
+    /// `<crate>.<codegen unit>...`), and the skeleton has no name of its own to tell its crate by.
+    ///
+    /// # Errors
+    ///
+    /// When the skeleton names no file, or its attributes cannot be read.
+    fn crate_dwo(
+        &self,
+        dwarf: &Dwarf<'_>,
+        skeleton: &Unit<'_>,
+    ) -> Result<Option<PathBuf>, DwarfError> {
         let Some(name) = skeleton.dwo_name()? else {
-            // No file named: [`Walk::split_unit`] says so.
-            return Ok(true);
+            return Err(DwarfError::Malformed(
+                "a skeleton unit names no `.dwo` file".to_owned(),
+            ));
         };
         let name = dwarf.attr_string(skeleton, name)?.to_string_lossy();
         let file = name.rsplit('/').next().unwrap_or(&name);
         let stem = file.split('.').next().unwrap_or(file);
         let krate = stem.split('-').next().unwrap_or(stem);
-        Ok(self.names.iter().any(|name| name == krate))
+        Ok(self
+            .names
+            .iter()
+            .any(|name| name == krate)
+            .then(|| under_comp_dir(skeleton, PathBuf::from(&*name))))
     }
 
-    /// The skeleton unit `header` of `sections`: reads its `.dwo` file, checks that it is the
-    /// one of `dwo_id`, and calls `each` with its split unit when it is one of the crates'.
+    /// The skeleton unit `header` of `sections`: reads its `.dwo` file (`named`, see
+    /// [`Walk::crate_dwo`]), checks that it is the one of `dwo_id`, and calls `each` with its
+    /// split unit when it is one of the crates'.
     fn split_unit(
         &mut self,
         sections: &Sections<'_>,
         endian: RunTimeEndian,
         header: gimli::UnitHeader<Reader<'_>>,
         dwo_id: gimli::DwoId,
+        named: &Path,
     ) -> Result<ControlFlow<()>, DwarfError> {
         // Borrowed here again, so that the skeleton's DWARF and the `.dwo` file's share one
         // lifetime.
@@ -635,14 +652,7 @@ impl Walk<'_, '_> {
         if !(self.first)(&parent, &skeleton)? {
             return Ok(ControlFlow::Continue(()));
         }
-        let Some(name) = skeleton.dwo_name()? else {
-            return Err(DwarfError::Malformed(
-                "a skeleton unit names no `.dwo` file".to_owned(),
-            ));
-        };
-        let name = parent.attr_string(&skeleton, name)?.to_string_lossy();
-        let named = under_comp_dir(&skeleton, PathBuf::from(&*name));
-        let (path, data) = read_dwo(&named, &mut self.listings).map_err(|err| {
+        let (path, data) = read_dwo(named, &mut self.listings).map_err(|err| {
             DwarfError::Malformed(format!(
                 "cannot read `{}`, the split debug info of one of its codegen units: {err} (a \
                  profile's `split-debuginfo = \"packed\"` keeps it elsewhere: use `\"unpacked\"` \
@@ -689,6 +699,17 @@ impl Walk<'_, '_> {
     }
 }
 
+/// The `.dwo` files (split debug info) in `dir`; none when it cannot be read.
+pub(crate) fn dwo_files(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "dwo"))
+        .collect()
+}
+
 /// The `.dwo` file a skeleton unit names as `named`, and its path. rustc names each file after
 /// its build (`<crate>.<codegen unit>.<build>.rcgu.dwo`), and a codegen unit that an
 /// incremental build reuses keeps the object of the build that compiled it, whose skeleton
@@ -715,15 +736,9 @@ fn read_dwo(
     let Some(unit) = stem.rfind('.').map(|at| &stem[..=at]) else {
         return Err(error);
     };
-    let files = listings.entry(dir.to_path_buf()).or_insert_with(|| {
-        std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|entry| entry.path())
-            .filter(|path| path.extension().is_some_and(|e| e == "dwo"))
-            .collect()
-    });
+    let files = listings
+        .entry(dir.to_path_buf())
+        .or_insert_with(|| dwo_files(dir));
     // The newest, should an older build's file still be there.
     let same_unit = files
         .iter()

@@ -607,9 +607,7 @@ impl Session {
                 .collect()
         });
         // A hot function new in the patch runs only where one the program has calls it.
-        let running_hot: std::collections::BTreeSet<String> =
-            running.image.records.keys().cloned().collect();
-        check::live_changes(changed, code.as_deref(), crates, Some(&running_hot))
+        check::live_changes(changed, code.as_deref(), crates, self.running_hot.as_ref())
     }
 
     /// The functions of the bin crate whose code `patch` changes, `None` if unknown. What the

@@ -254,14 +254,7 @@ pub fn start_session(
     let mut session = Process::spawn(&what, bench.hotswap(project.path(), target, log, args));
     let addr = session.wait_listening(START_DEADLINE);
     session.wait_line(0, START_DEADLINE, |l| status(l, "Watching").then_some(()));
-    process::poll(
-        &addr,
-        fixture.path,
-        bench.poll,
-        START_DEADLINE,
-        |_| Some(()),
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", session.dump()));
+    session.first_answer(&addr, fixture.path, bench.poll);
     (session, addr)
 }
 

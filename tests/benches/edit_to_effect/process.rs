@@ -27,6 +27,17 @@ pub struct Process {
 }
 
 impl Process {
+    /// Asks the program at `addr` for `path` every `interval` until it answers (within
+    /// [`hotswap_tests::START_DEADLINE`]); returns when it answered, ns since the epoch. Panics
+    /// with the process's output when it does not.
+    pub fn first_answer(&self, addr: &str, path: &str, interval: Duration) -> u64 {
+        poll(addr, path, interval, hotswap_tests::START_DEADLINE, |_| {
+            Some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.dump()))
+        .1
+    }
+
     /// Starts `command` with piped output; `what` names it in messages.
     ///
     /// # Panics

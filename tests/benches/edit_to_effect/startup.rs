@@ -7,7 +7,7 @@ use std::process::Command;
 use hotswap_tests::{Project, START_DEADLINE};
 
 use crate::fixture::{Dirs, Fixture};
-use crate::process::{self, Process};
+use crate::process::Process;
 use crate::table::{self, Table, Unit};
 use crate::wrap::{self, Invocation};
 use crate::{Bench, now_ns};
@@ -116,14 +116,7 @@ fn to_ready(bench: &Bench, fixture: &Fixture, command: Command) -> f64 {
     let start = now_ns();
     let mut process = Process::spawn("the program", command);
     let addr = process.wait_listening(START_DEADLINE);
-    let (_, answered) = process::poll(
-        &addr,
-        fixture.path,
-        bench.poll,
-        START_DEADLINE,
-        |_| Some(()),
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", process.dump()));
+    let answered = process.first_answer(&addr, fixture.path, bench.poll);
     (answered - start) as f64 / 1e6
 }
 
