@@ -1,8 +1,13 @@
 //! Running child processes (cargo, rustc, the linker): one place that shows a command with `-v`,
 //! names it when it cannot start, and shows its stderr when it fails.
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
@@ -71,6 +76,105 @@ pub(crate) fn output(command: &mut Command) -> anyhow::Result<Output> {
     command
         .output()
         .with_context(|| format!("cannot run `{}`", command.get_program().to_string_lossy()))
+}
+
+/// What the caller of [`output_watched`] wants while the child runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Watch {
+    /// Go on, and ask again.
+    Ask,
+    /// Kill the child: its work is no longer wanted.
+    Stop,
+    /// Wait for the child's end without asking again.
+    Wait,
+}
+
+/// How often [`output_watched`] asks while its caller may still stop the child.
+const WATCH_INTERVAL: Duration = Duration::from_millis(1);
+
+/// [`output`], asking `watch` about every millisecond while the child runs whether to go on:
+/// [`Watch::Stop`] kills it (SIGKILL; a process it started, such as a linker, is left to end
+/// on its own) and returns `None`; [`Watch::Wait`] waits for its end without asking again.
+/// With `stream`, the child's stderr (which must be piped) is copied to this process's stderr
+/// as it comes once `watch` said [`Watch::Wait`], and is not returned; what it printed before
+/// is held until then (returned if the child ended before).
+///
+/// # Errors
+///
+/// When it cannot start (naming the program), or cannot be waited for.
+pub(crate) fn output_watched(
+    command: &mut Command,
+    stream: bool,
+    watch: &mut dyn FnMut() -> Watch,
+) -> anyhow::Result<Option<Output>> {
+    output::detail("Running", format!("`{}`", command_line(command)));
+    let program = command.get_program().to_string_lossy().into_owned();
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("cannot run `{program}`"))?;
+    let live = Arc::new(AtomicBool::new(false));
+    let stdout = drain(child.stdout.take(), None);
+    let stderr = drain(child.stderr.take(), stream.then(|| live.clone()));
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .with_context(|| format!("cannot wait for `{program}`"))?
+        {
+            break status;
+        }
+        match watch() {
+            Watch::Ask => std::thread::sleep(WATCH_INTERVAL),
+            Watch::Stop => {
+                let _ = child.kill();
+                let _ = child.wait();
+                // The readers end when the pipes close; they are not waited for.
+                return Ok(None);
+            }
+            Watch::Wait => {
+                live.store(true, Ordering::Release);
+                break child
+                    .wait()
+                    .with_context(|| format!("cannot wait for `{program}`"))?;
+            }
+        }
+    };
+    let joined = |reader: Option<JoinHandle<Vec<u8>>>| {
+        reader
+            .and_then(|reader| reader.join().ok())
+            .unwrap_or_default()
+    };
+    Ok(Some(Output {
+        status,
+        stdout: joined(stdout),
+        stderr: joined(stderr),
+    }))
+}
+
+/// Reads a child's pipe to its end on a thread of its own, if it is piped, and returns what
+/// it read; with `live`, copies it to this process's stderr instead once `live` is set.
+fn drain(
+    pipe: Option<impl Read + Send + 'static>,
+    live: Option<Arc<AtomicBool>>,
+) -> Option<JoinHandle<Vec<u8>>> {
+    pipe.map(|mut pipe| {
+        std::thread::spawn(move || {
+            let is_live = || live.as_ref().is_some_and(|l| l.load(Ordering::Acquire));
+            let (mut held, mut chunk) = (Vec::new(), [0u8; 8192]);
+            loop {
+                let read = match pipe.read(&mut chunk) {
+                    Ok(0) => break,
+                    Ok(read) => read,
+                    Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                held.extend_from_slice(&chunk[..read]);
+                if is_live() {
+                    let _ = std::io::stderr().write_all(&std::mem::take(&mut held));
+                }
+            }
+            held
+        })
+    })
 }
 
 /// A path as a command-line argument.

@@ -11,7 +11,7 @@ use crate::build::crates::{LocalCrate, Replaced, make_view, read_dep_info, rewir
 use crate::build::host::{Host, WorkDir};
 use crate::build::{link, replay, statics};
 use crate::check::code::CodeIndex;
-use crate::process::self_exe;
+use crate::process::{Watch, output_watched, self_exe};
 
 /// What a patch rebuilds besides the bin: local library crates.
 #[derive(Debug, Default)]
@@ -107,6 +107,10 @@ pub(crate) enum PatchBuildError {
         /// shown on stderr already.
         diagnostics: String,
     },
+    /// The build was stopped (rustc killed) because its sources changed again while it
+    /// was speculative; nothing was shown.
+    #[error("the build was superseded by a later save")]
+    Superseded,
     /// Something else failed (running rustc, copying the file).
     #[error(transparent)]
     Other(#[from] anyhow::Error),
@@ -128,7 +132,8 @@ pub(crate) struct Job {
 
 /// Builds the patch of `job` against `host` and moves it into `session_dir`.
 /// `published` is called with the patch file's path as soon as it is in place, before the code
-/// index is read (work that needs only the file can start beside it).
+/// index is read (work that needs only the file can start beside it). `watch` is asked while
+/// each rustc runs whether the build is still wanted (see [`output_watched`]).
 ///
 /// The build always writes the same output path (a fresh `-o` per patch would halve rustc's
 /// incremental reuse); the file is then renamed to its fresh name (copied under a temporary
@@ -136,8 +141,9 @@ pub(crate) struct Job {
 ///
 /// # Errors
 ///
-/// [`PatchBuildError::Compile`] when rustc rejects the code (diagnostics already shown), else
-/// [`PatchBuildError::Other`] naming the failed command or path.
+/// [`PatchBuildError::Compile`] when rustc rejects the code (diagnostics already shown),
+/// [`PatchBuildError::Superseded`] when `watch` stopped it, else [`PatchBuildError::Other`]
+/// naming the failed command or path.
 pub(crate) fn build(
     host: &Host,
     work: &WorkDir,
@@ -145,6 +151,7 @@ pub(crate) fn build(
     plan: &LibPlan<'_>,
     job: Job,
     published: &mut dyn FnMut(&Path),
+    watch: &mut dyn FnMut() -> Watch,
 ) -> Result<Patch, PatchBuildError> {
     let Job {
         number,
@@ -155,7 +162,8 @@ pub(crate) fn build(
     let started = Instant::now();
     let capture = &host.capture;
     let view = work.root.join("view");
-    let (replaced, libs, mut messages) = build_libs(plan, work, capture, &view, capture_output)?;
+    let (replaced, libs, mut messages) =
+        build_libs(plan, work, capture, &view, capture_output, watch)?;
     let crate_name = capture.option("--crate-name").unwrap_or("patch").to_owned();
     let out_dir = work.root.join(mode.dir());
     std::fs::create_dir_all(&out_dir)
@@ -192,16 +200,18 @@ pub(crate) fn build(
         );
     // On failure too, the library crates' warnings come first.
     let bin =
-        run_rustc(&mut command, capture_output, capture.package()).map_err(|err| match err {
-            PatchBuildError::Compile {
-                package,
-                diagnostics,
-            } => PatchBuildError::Compile {
-                package,
-                diagnostics: format!("{messages}{diagnostics}"),
+        run_rustc(&mut command, capture_output, capture.package(), watch).map_err(
+            |err| match err {
+                PatchBuildError::Compile {
+                    package,
+                    diagnostics,
+                } => PatchBuildError::Compile {
+                    package,
+                    diagnostics: format!("{messages}{diagnostics}"),
+                },
+                other => other,
             },
-            other => other,
-        })?;
+        )?;
     messages.push_str(&bin);
     let build_time = started.elapsed();
 
@@ -254,6 +264,7 @@ fn build_libs(
     capture: &Capture,
     view: &Path,
     capture_output: bool,
+    watch: &mut dyn FnMut() -> Watch,
 ) -> Result<(Replaced, Vec<BuiltLib>, String), PatchBuildError> {
     let replaced: Replaced = plan
         .crates
@@ -269,7 +280,14 @@ fn build_libs(
         let rlib = &replaced[&krate.stem];
         let compiled = plan.compile.contains(&krate.stem) || !rlib.is_file();
         if compiled {
-            messages.push_str(&compile_lib(krate, work, &replaced, view, capture_output)?);
+            messages.push_str(&compile_lib(
+                krate,
+                work,
+                &replaced,
+                view,
+                capture_output,
+                watch,
+            )?);
         }
         let dep_info = rlib.with_file_name(format!("{}.d", krate.stem));
         libs.push(BuiltLib {
@@ -368,7 +386,7 @@ fn lib_rlib(work: &WorkDir, stem: &str) -> PathBuf {
 /// Compiles the library crate `krate` again as an rlib, with its captured command (same
 /// `-C metadata`, so the same symbols as the host's), against the rebuilt crates `replaced`
 /// (found through `view`), incremental in its own directory. Returns rustc's messages when
-/// `capture_output`, else shows them.
+/// `capture_output`, else shows them; `watch` may stop it.
 ///
 /// # Errors
 ///
@@ -379,6 +397,7 @@ fn compile_lib(
     replaced: &Replaced,
     view: &Path,
     capture_output: bool,
+    watch: &mut dyn FnMut() -> Watch,
 ) -> Result<String, PatchBuildError> {
     let rlib = &replaced[&krate.stem];
     let out_dir = rlib.parent().unwrap_or(Path::new("."));
@@ -391,32 +410,31 @@ fn compile_lib(
         view,
     );
     let mut command = krate.capture.command(&args);
-    crate::output::detail(
-        "Running",
-        format!("`{}`", crate::process::command_line(&command)),
-    );
-    run_rustc(&mut command, capture_output, krate.capture.package())
+    run_rustc(&mut command, capture_output, krate.capture.package(), watch)
 }
 
 /// Runs the rustc `command` (stdout discarded; stderr returned when `capture_output`, else
-/// shown) and returns its messages.
+/// shown as it comes once `watch` lets it run) and returns its messages not shown; `watch` may
+/// stop it.
 ///
 /// # Errors
 ///
-/// [`PatchBuildError::Compile`] naming `package` when rustc fails, with its messages, else
-/// [`PatchBuildError::Other`] when it cannot run.
+/// [`PatchBuildError::Compile`] naming `package` when rustc fails, with its messages,
+/// [`PatchBuildError::Superseded`] when `watch` stopped it, else [`PatchBuildError::Other`]
+/// when it cannot run.
 fn run_rustc(
     command: &mut std::process::Command,
     capture_output: bool,
     package: &str,
+    watch: &mut dyn FnMut() -> Watch,
 ) -> Result<String, PatchBuildError> {
-    command.stdout(std::process::Stdio::null());
-    command.stderr(if capture_output {
-        std::process::Stdio::piped()
-    } else {
-        std::process::Stdio::inherit()
-    });
-    let result = crate::process::output(command)?;
+    command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // Shown as it comes unless captured; what came while the build was speculative is
+    // returned (shown by the caller unless the build is superseded after all).
+    let result =
+        output_watched(command, !capture_output, watch)?.ok_or(PatchBuildError::Superseded)?;
     let messages = String::from_utf8_lossy(&result.stderr).into_owned();
     if !result.status.success() {
         return Err(PatchBuildError::Compile {

@@ -47,7 +47,64 @@ impl Snapshot {
     }
 }
 
+/// The session's view of some files before a build read them: their snapshot hashes and texts,
+/// and whether they had changed since the baselines. Restored when the build is superseded, so
+/// that the build that replaces it sees their changes as this one did.
+#[derive(Debug)]
+pub(super) struct Mark(Vec<MarkedFile>);
+
+/// One file of a [`Mark`].
+#[derive(Debug)]
+struct MarkedFile {
+    path: PathBuf,
+    hash: Option<u64>,
+    text: Option<String>,
+    since_base: bool,
+    base_text: Option<String>,
+}
+
+impl Mark {
+    /// The marked files.
+    pub(super) fn paths(&self) -> Vec<PathBuf> {
+        self.0.iter().map(|file| file.path.clone()).collect()
+    }
+}
+
 impl Session {
+    /// The session's view of `paths` now (see [`Mark`]).
+    pub(super) fn mark(&self, paths: &[PathBuf]) -> Mark {
+        Mark(
+            paths
+                .iter()
+                .map(|path| MarkedFile {
+                    path: path.clone(),
+                    hash: self.snapshot.get(path).copied(),
+                    text: self.texts.get(path).cloned(),
+                    since_base: self.since_base.contains(path),
+                    base_text: self.base_texts.get(path).cloned(),
+                })
+                .collect(),
+        )
+    }
+
+    /// Puts the session's view of the files of `mark` back as it was then.
+    pub(super) fn restore(&mut self, mark: Mark) {
+        fn put<V>(map: &mut HashMap<PathBuf, V>, path: &Path, value: Option<V>) {
+            match value {
+                Some(value) => map.insert(path.to_path_buf(), value),
+                None => map.remove(path),
+            };
+        }
+        for file in mark.0 {
+            put(&mut self.snapshot, &file.path, file.hash);
+            put(&mut self.texts, &file.path, file.text);
+            put(&mut self.base_texts, &file.path, file.base_text);
+            if !file.since_base {
+                self.since_base.remove(&file.path);
+            }
+        }
+    }
+
     /// Records the content hash of every watched file, before a build reads them.
     pub(super) fn snapshot_sources(&mut self) {
         self.use_snapshot(Snapshot::take(&self.project));

@@ -31,6 +31,7 @@ use crate::control::protocol::{self as control, Reply, Verdict};
 use crate::errors::CliError;
 use crate::event::Event as Report;
 use crate::output;
+use crate::process::Watch;
 use crate::project::{Cached, Project, Selection};
 use crate::watch::scheduler::{MAX_WAIT, QUIET, SETTLE, Scheduler};
 use crate::watch::{self, Filter};
@@ -322,7 +323,7 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
     };
     let (events, inbox) = mpsc::channel();
     spawn_control(control, events.clone());
-    let mut session = Session::new(project, &args, socket_dir.path(), &events)?;
+    let mut session = Session::new(project, &args, socket_dir.path(), &events, inbox)?;
     // The snapshot precedes the build: a save during the build differs from it, so it is seen.
     match snapshot {
         Some(snapshot) => session.use_snapshot(snapshot),
@@ -354,7 +355,7 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
     session.start(build)?;
     let extra = session.build_baseline();
     session.announce(watcher.as_mut(), &extra);
-    session.event_loop(&inbox);
+    session.event_loop();
     session.finish();
     Err(CliError::Interrupted)
 }
@@ -411,11 +412,17 @@ struct Session {
     redirection: Option<self::redirect::Redirection>,
     /// Answers to patches (`applied`/`failed`) from the host's agent.
     replies: Receiver<(u64, HostMessage)>,
+    /// Where file, connection and control events arrive.
+    inbox: Receiver<Event>,
+    /// Events taken from the inbox while a speculative build watched it for saves, to be
+    /// handled before the next ones.
+    deferred: std::collections::VecDeque<Event>,
 }
 
 impl Session {
     /// A session of `project` with `args`, its work and session directories created, the agent
-    /// socket listening in `socket_dir`, and Ctrl-C turned into an event on `events`.
+    /// socket listening in `socket_dir`, and Ctrl-C turned into an event on `events`, which
+    /// `inbox` receives.
     ///
     /// # Errors
     ///
@@ -425,6 +432,7 @@ impl Session {
         args: &RunOptions,
         socket_dir: &Path,
         events: &mpsc::Sender<Event>,
+        inbox: Receiver<Event>,
     ) -> anyhow::Result<Session> {
         let work = WorkDir::new(&project, &args.build)?;
         let sessions = work.root.join("sessions");
@@ -483,6 +491,8 @@ impl Session {
                 .redirect
                 .then(self::redirect::Redirection::default),
             replies: reply_inbox,
+            inbox,
+            deferred: std::collections::VecDeque::new(),
         })
     }
 
@@ -526,7 +536,7 @@ impl Session {
     }
 
     /// Processes events until the process is interrupted.
-    fn event_loop(&mut self, inbox: &Receiver<Event>) {
+    fn event_loop(&mut self) {
         loop {
             let now = Instant::now();
             if let Some(batch) = self.scheduler.ready(now) {
@@ -541,7 +551,11 @@ impl Session {
                     d.saturating_duration_since(now)
                 })
                 .min(Duration::from_millis(200));
-            match inbox.recv_timeout(wait) {
+            let event = match self.deferred.pop_front() {
+                Some(event) => Ok(event),
+                None => self.inbox.recv_timeout(wait),
+            };
+            match event {
                 Ok(Event::Interrupt) => return,
                 Ok(event) => self.handle(event),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -550,6 +564,27 @@ impl Session {
             self.host_events();
             self.check_host();
         }
+    }
+
+    /// Waits out the settle period of the speculative build running now, if any, taking the
+    /// file events that arrive meanwhile (other events wait); returns whether they superseded
+    /// it.
+    pub(super) fn settle(&mut self) -> bool {
+        while let Some(end) = self.scheduler.settles() {
+            let left = end.saturating_duration_since(Instant::now());
+            if self.scheduler.superseded() || left.is_zero() {
+                break;
+            }
+            match self.inbox.recv_timeout(left) {
+                Ok(Event::Files(Ok(event))) => {
+                    file_event(&self.filter, &mut self.scheduler, event);
+                }
+                Ok(other) => self.deferred.push_back(other),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        self.scheduler.superseded()
     }
 
     /// Prints what the host reported on its own since the last look (a rollback, a panic).
@@ -562,15 +597,7 @@ impl Session {
     /// Handles a connection event or a watcher error.
     fn handle(&mut self, event: Event) {
         match event {
-            Event::Files(Ok(event)) => {
-                let relevant: Vec<PathBuf> = event
-                    .paths
-                    .into_iter()
-                    .filter(|p| self.filter.classify(p).is_some())
-                    .collect();
-                self.scheduler
-                    .events(Instant::now(), relevant, event.written);
-            }
+            Event::Files(Ok(event)) => file_event(&self.filter, &mut self.scheduler, event),
             Event::Files(Err(err)) => output::warn("Warning", format!("file watcher: {err}")),
             Event::Trigger(stream) => self.serve_request(stream),
             Event::Interrupt => {}
@@ -659,5 +686,42 @@ impl Session {
             }
             Err(_) => {}
         }
+    }
+}
+
+/// Tells `scheduler` of the files of a watcher `event` that `filter` counts.
+fn file_event(filter: &Filter, scheduler: &mut Scheduler, event: watch::FileEvent) {
+    let relevant: Vec<PathBuf> = event
+        .paths
+        .into_iter()
+        .filter(|p| filter.classify(p).is_some())
+        .collect();
+    scheduler.events(Instant::now(), relevant, event.written);
+}
+
+/// Whether a running build is still wanted, asked while its rustc runs: takes the file events
+/// that arrived (other events wait in `deferred`) and says [`Watch::Stop`] when they supersede
+/// a speculative build, [`Watch::Wait`] once it is speculative no more.
+fn watch_build(
+    inbox: &Receiver<Event>,
+    deferred: &mut std::collections::VecDeque<Event>,
+    filter: &Filter,
+    scheduler: &mut Scheduler,
+) -> Watch {
+    let Some(settles) = scheduler.settles() else {
+        return Watch::Wait;
+    };
+    while let Ok(event) = inbox.try_recv() {
+        match event {
+            Event::Files(Ok(event)) => file_event(filter, scheduler, event),
+            other => deferred.push_back(other),
+        }
+    }
+    if scheduler.superseded() {
+        Watch::Stop
+    } else if Instant::now() >= settles {
+        Watch::Wait
+    } else {
+        Watch::Ask
     }
 }

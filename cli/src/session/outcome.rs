@@ -43,6 +43,9 @@ pub(super) enum Outcome {
         /// What the `Unchanged` line says.
         message: String,
     },
+    /// The build was speculative and a later save superseded it: nothing was shown, and its
+    /// files are built again with the later save's.
+    Superseded,
     /// The program applied the patch.
     Applied(Applied),
     /// The patch was sent, or could not be, and is not applied.
@@ -98,6 +101,7 @@ impl From<PatchBuildError> for Outcome {
                 package,
                 diagnostics,
             },
+            PatchBuildError::Superseded => Outcome::Superseded,
             PatchBuildError::Other(err) => Outcome::BuildError(err),
         }
     }

@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::build::host::{self, Host};
-use crate::build::patch::{self, Job, LibPlan, Mode, Patch};
+use crate::build::patch::{self, Job, LibPlan, Mode, Patch, PatchBuildError};
 use crate::check::code::{CodeIndex, Crates};
 use crate::check::{self, LiveChanges, ReadAhead, Refusal};
 use crate::codes::Code;
 use crate::control::protocol::Verdict;
 use crate::event::{Event, Target};
 use crate::output;
+use crate::process::Watch;
 use crate::watch::FileKind;
 
 use super::Session;
@@ -28,20 +29,55 @@ pub(super) struct Changes {
     pub(super) host: Host,
 }
 
+/// The `Patching` line and `build-started` event of a build, told when it starts for good.
+struct Announcement {
+    line: String,
+    event: Event,
+}
+
+impl Announcement {
+    /// Prints the line and emits the event.
+    fn show(&self) {
+        output::status("Patching", &self.line);
+        output::event(&self.event);
+    }
+}
+
 impl Session {
     /// Reacts to a batch of changed paths: restart, patch, or nothing. With `force` (asked by
     /// `cargo hotswap patch`), builds a patch even if no file changed. Returns what
     /// verdict `cargo hotswap patch` answers, if anything happened.
     pub(super) fn rebuild(&mut self, paths: Vec<PathBuf>, force: bool) -> Option<Verdict> {
         let number = self.next_patch + 1;
+        // A speculative build's view of its files is put back if a later save supersedes it.
+        let mark = self.scheduler.settles().map(|_| self.mark(&paths));
         let outcome = match self.stages(paths, force) {
             Ok(outcome) | Err(outcome) => outcome,
         };
+        let sent = matches!(outcome, Outcome::Applied(_) | Outcome::NotApplied(_));
         // A patch that was not sent is never loaded: its files go (a session would otherwise
         // keep every build's, 4 MiB each for a mid-sized crate). One sent but not confirmed
         // stays: the program may load it yet.
-        if !matches!(outcome, Outcome::Applied(_) | Outcome::NotApplied(_)) {
+        if !sent {
             self.discard_patch_files(number);
+        }
+        // What was not sent is not told until the settle period is over: a later save may
+        // supersede it (a "save all" whose first file alone said "unchanged" or failed to
+        // compile).
+        if let Some(mark) = mark
+            && !sent
+            && self.settle()
+        {
+            output::detail(
+                "Superseded",
+                format!(
+                    "the build of {}: a file changed again",
+                    self.files(&mark.paths())
+                ),
+            );
+            self.scheduler.superseded_build(mark.paths());
+            self.restore(mark);
+            return None;
         }
         self.report(outcome)
     }
@@ -146,13 +182,23 @@ impl Session {
     fn build_patch(&mut self, changes: &Changes) -> Result<Patch, Outcome> {
         let number = self.next_patch + 1;
         let plan = self.lib_plan(changes)?;
-        self.announce_patch(changes, &plan);
+        // Told once the build is speculative no more: a superseded build says nothing.
+        let announcement = self.announcement(changes, &plan);
         // rustc's output is captured for the JSON event, and on a terminal so that it does not
-        // cross the spinner; it is shown right after.
+        // cross the spinner; it is shown right after. (A speculative build holds it until it is
+        // speculative no more, so that a superseded build shows none.)
         let capture = output::json() || output::progress_allowed() || self.serving_request;
         let spinner = output::spinner("Compiling", &self.project.crate_name);
-        let (ids, mut read_ahead) = (self.crate_ids(&changes.host), None);
+        let ids = super::program::crate_ids(&self.project.crate_name, &changes.host);
+        let mut read_ahead = None;
         let held = self.running.as_ref().map(|running| &running.image.held);
+        let mut announced = false;
+        let (inbox, deferred, filter, scheduler) = (
+            &self.inbox,
+            &mut self.deferred,
+            &self.filter,
+            &mut self.scheduler,
+        );
         let result = patch::build(
             &changes.host,
             &self.work,
@@ -170,9 +216,23 @@ impl Session {
                 keep_code: self.redirection.is_some(),
             },
             &mut |path| read_ahead = held.map(|held| ReadAhead::start(path, &ids, held)),
+            &mut || {
+                let watch = super::watch_build(inbox, deferred, filter, scheduler);
+                if watch == Watch::Wait && !announced {
+                    announced = true;
+                    announcement.show();
+                }
+                watch
+            },
         );
         self.read_ahead = read_ahead;
         output::finish(spinner);
+        if matches!(result, Err(PatchBuildError::Superseded)) || (!announced && self.settle()) {
+            return Err(Outcome::Superseded);
+        }
+        if !announced {
+            announcement.show();
+        }
         if let Some(running) = &mut self.running {
             match &result {
                 Ok(patch) => running.libs.built(&patch.libs),
@@ -237,6 +297,7 @@ impl Session {
                 keep_code: false,
             },
             &mut |_| {},
+            &mut || Watch::Wait,
         );
         output::finish(spinner);
         let mut full = result?;
@@ -366,9 +427,9 @@ impl Session {
         })
     }
 
-    /// Says that a patch builds: the `Patching` line, with the crates compiled again, and the
-    /// `build-started` event.
-    fn announce_patch(&self, changes: &Changes, plan: &LibPlan<'_>) {
+    /// What says that a patch builds: the `Patching` line, with the crates compiled again, and
+    /// the `build-started` event.
+    fn announcement(&self, changes: &Changes, plan: &LibPlan<'_>) -> Announcement {
         let compiled: Vec<String> = plan
             .crates
             .iter()
@@ -387,19 +448,18 @@ impl Session {
             };
             format!("; rebuilding {}, {bin}", compiled.join(", "))
         };
-        output::status(
-            "Patching",
-            format!(
+        Announcement {
+            line: format!(
                 "{} ({} changed{rebuilding})",
                 self.project.bin,
                 self.files(&changes.paths)
             ),
-        );
-        output::event(&Event::BuildStarted {
-            target: Target::Patch,
-            files: Some(changes.paths.clone()),
-            crates: compiled,
-        });
+            event: Event::BuildStarted {
+                target: Target::Patch,
+                files: Some(changes.paths.clone()),
+                crates: compiled,
+            },
+        }
     }
 
     /// Warns about changed files that no crate of the patch was built from (a `.rs` file that

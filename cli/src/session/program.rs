@@ -41,17 +41,7 @@ impl Session {
     /// library crates (not the procedural macros, which the program does not contain), each
     /// with its name and root source.
     pub(super) fn crate_ids<'a>(&'a self, build: &'a Host) -> Vec<CrateId<'a>> {
-        let bin = CrateId {
-            name: &self.project.crate_name,
-            source: build.capture.source().unwrap_or("src/main.rs"),
-        };
-        let libs = build.locals.crates.iter().filter_map(|krate| {
-            (!krate.capture.is_proc_macro()).then_some(CrateId {
-                name: krate.name(),
-                source: krate.capture.source()?,
-            })
-        });
-        std::iter::once(bin).chain(libs).collect()
+        crate_ids(&self.project.crate_name, build)
     }
 
     /// Starts the host executable of `build` with the session's environment.
@@ -202,6 +192,7 @@ impl Session {
                     keep_code: false,
                 },
                 &mut |_| {},
+                &mut || crate::process::Watch::Wait,
             );
             let patch = match built {
                 Ok(patch) => patch,
@@ -486,4 +477,19 @@ pub(super) fn spawn_control(listener: UnixListener, events: Sender<Event>) {
             }
         })
         .expect("cannot spawn the control socket thread");
+}
+
+/// [`Session::crate_ids`] of a session whose bin crate is `crate_name`.
+pub(super) fn crate_ids<'a>(crate_name: &'a str, build: &'a Host) -> Vec<CrateId<'a>> {
+    let bin = CrateId {
+        name: crate_name,
+        source: build.capture.source().unwrap_or("src/main.rs"),
+    };
+    let libs = build.locals.crates.iter().filter_map(|krate| {
+        (!krate.capture.is_proc_macro()).then_some(CrateId {
+            name: krate.name(),
+            source: krate.capture.source()?,
+        })
+    });
+    std::iter::once(bin).chain(libs).collect()
 }

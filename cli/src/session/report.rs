@@ -19,7 +19,7 @@ impl Session {
     /// keep the old code); returns the verdict for `cargo hotswap patch`, `None` for nothing.
     pub(super) fn report(&mut self, outcome: Outcome) -> Option<Verdict> {
         Some(match outcome {
-            Outcome::Nothing => return None,
+            Outcome::Nothing | Outcome::Superseded => return None,
             Outcome::Restart { code, reason } => self.restart(code, &reason, None),
             Outcome::BuildFailed {
                 package,

@@ -4,11 +4,15 @@
 //! * A batch is ready once no event arrived for the quiet period, or once the first pending
 //!   event is older than the maximum wait (constant autosave still builds).
 //! * When the last event was a file closed after writing (a write known to be complete), the
-//!   batch is ready after the shorter settle period instead: a save's other events (a `chmod`,
-//!   a backup's removal) follow its close within microseconds, and each of them brings back the
-//!   quiet period.
-//! * Events that arrive during a build only mark the next batch: exactly one more build follows
-//!   the current one, and it reads the files then, so it contains the last save.
+//!   batch is ready at once, as a *speculative* build: until the settle period after that event
+//!   has passed, an event of another change supersedes the build, which stops (rustc killed,
+//!   nothing shown) and starts over with both. A save's other events (a `chmod`, a backup's
+//!   removal) follow its close within microseconds, and each of them brings back the quiet
+//!   period; a "save all" closes its files milliseconds apart, and the last of them is built
+//!   with the others.
+//! * Events that arrive during a build, after its settle period, only mark the next batch:
+//!   exactly one more build follows the current one, and it reads the files then, so it
+//!   contains the last save.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -19,9 +23,9 @@ use std::time::{Duration, Instant};
 /// the quiet period is most of the tool's own share of edit-to-effect for a small crate, so it
 /// is no longer than needed to gather one save's events.
 pub(crate) const QUIET: Duration = Duration::from_millis(50);
-/// Settle period: how long a batch waits after a file was closed after writing, when no other
-/// event came after it. Most editors end a save so (and the benchmark's edits do), which takes
-/// most of the quiet period off edit-to-effect. A save's own other events follow the close
+/// Settle period: how long a build started by a file closed after writing stays speculative (an
+/// event in it supersedes the build). Most editors end a save so (and the benchmark's edits do),
+/// so that such a build starts with no wait at all. A save's own other events follow the close
 /// within microseconds, but a "save all" writes its files a few milliseconds apart (4 to 6 ms
 /// measured): 3 ms split such saves into two builds, the first of which could fail to compile
 /// (a caller saved before its new callee); 10 ms keeps them one build.
@@ -41,6 +45,10 @@ pub(crate) struct Scheduler {
     /// Whether the last event was a file closed after writing.
     written: bool,
     building: bool,
+    /// While a speculative build runs, when its settle period ends.
+    settles: Option<Instant>,
+    /// Whether an event came within the running speculative build's settle period.
+    superseded: bool,
 }
 
 impl Scheduler {
@@ -55,6 +63,8 @@ impl Scheduler {
             last: None,
             written: false,
             building: false,
+            settles: None,
+            superseded: false,
         }
     }
 
@@ -71,14 +81,17 @@ impl Scheduler {
             self.first.get_or_insert(now);
             self.last = Some(now);
             self.written = written;
+            if self.building && self.settles.is_some_and(|end| now < end) {
+                self.superseded = true;
+            }
         }
     }
 
-    /// How long the batch waits after its last event: the settle period after a completed
-    /// write, else the quiet period.
+    /// How long the batch waits after its last event: nothing after a completed write (the
+    /// build is speculative), else the quiet period.
     fn wait(&self) -> Duration {
         if self.written {
-            self.settle
+            Duration::ZERO
         } else {
             self.quiet
         }
@@ -96,15 +109,41 @@ impl Scheduler {
         if !(quiet || waited) {
             return None;
         }
+        self.settles = self.written.then(|| last + self.settle);
+        self.superseded = false;
         self.first = None;
         self.last = None;
         self.building = true;
         Some(std::mem::take(&mut self.pending).into_iter().collect())
     }
 
+    /// Whether the running build is speculative and an event came within its settle period:
+    /// it must stop, and its batch be given back with [`Scheduler::superseded_build`].
+    pub(crate) fn superseded(&self) -> bool {
+        self.building && self.superseded
+    }
+
+    /// When the running build stops being speculative, if it is: events until then supersede
+    /// it.
+    pub(crate) fn settles(&self) -> Option<Instant> {
+        self.settles.filter(|_| self.building)
+    }
+
     /// The build of the last ready batch ended (successfully or not).
     pub(crate) fn build_finished(&mut self) {
         self.building = false;
+        self.settles = None;
+        self.superseded = false;
+    }
+
+    /// The running build was superseded and stopped: its `batch` joins the events that came
+    /// since, to be built with them.
+    pub(crate) fn superseded_build(&mut self, batch: Vec<PathBuf>) {
+        self.build_finished();
+        self.pending.extend(batch);
+        if let Some(last) = self.last {
+            self.first.get_or_insert(last);
+        }
     }
 
     /// When [`Scheduler::ready`] may next return a batch, if anything is pending: the loop
@@ -178,36 +217,51 @@ mod tests {
     }
 
     #[test]
-    fn a_completed_write_settles_sooner_unless_more_events_follow() {
+    fn a_completed_write_builds_at_once_unless_more_events_follow() {
         let t0 = Instant::now();
         let mut s = Scheduler::new(ms(100), ms(10), ms(1000));
         s.events(t0, paths(&["a.rs"]), false);
         s.events(t0 + ms(1), paths(&["a.rs"]), true);
-        assert_eq!(s.deadline(), Some(t0 + ms(11)));
-        assert_eq!(s.ready(t0 + ms(11)), Some(paths(&["a.rs"])));
+        assert_eq!(s.deadline(), Some(t0 + ms(1)));
+        assert_eq!(s.ready(t0 + ms(1)), Some(paths(&["a.rs"])));
+        assert_eq!(s.settles(), Some(t0 + ms(11)));
         s.build_finished();
         // A save that closes the file, then changes its mode and removes a backup: the events
-        // after the close bring back the quiet period, so the save stays one batch.
+        // after the close supersede the build and bring back the quiet period, so the save
+        // stays one batch.
         s.events(t0 + ms(500), paths(&["a.rs"]), true);
+        let batch = s.ready(t0 + ms(500)).expect("speculative build");
         s.events(t0 + ms(501), paths(&["a.rs"]), false);
+        assert!(s.superseded());
+        s.superseded_build(batch);
         assert_eq!(s.ready(t0 + ms(511)), None);
         assert_eq!(s.ready(t0 + ms(601)), Some(paths(&["a.rs"])));
+        assert_eq!(
+            s.settles(),
+            None,
+            "after the quiet period a build is not speculative"
+        );
     }
 
-    /// A "save all" closes its files a few milliseconds apart: with the settle period in use,
-    /// they stay one batch, so that a caller saved before its new callee is not built alone.
+    /// A "save all" closes its files a few milliseconds apart: each one within the settle
+    /// period supersedes the build of those before it, so that a caller saved before its new
+    /// callee is never built alone.
     #[test]
-    fn a_save_all_whose_files_close_milliseconds_apart_is_one_batch() {
+    fn a_save_all_whose_files_close_milliseconds_apart_is_one_build() {
         let t0 = Instant::now();
         let mut s = Scheduler::new(QUIET, SETTLE, MAX_WAIT);
         s.events(t0, paths(&["app.rs"]), true);
-        assert_eq!(s.ready(t0 + ms(6)), None);
+        let first = s.ready(t0).expect("speculative build");
         s.events(t0 + ms(6), paths(&["leaf.rs"]), true);
-        assert_eq!(s.ready(t0 + ms(6) + SETTLE - ms(1)), None);
-        assert_eq!(
-            s.ready(t0 + ms(6) + SETTLE),
-            Some(paths(&["app.rs", "leaf.rs"]))
-        );
+        assert!(s.superseded());
+        s.superseded_build(first);
+        assert_eq!(s.ready(t0 + ms(6)), Some(paths(&["app.rs", "leaf.rs"])));
+        // A save after the settle period is the next build's.
+        s.events(t0 + ms(6) + SETTLE, paths(&["app.rs"]), true);
+        assert!(!s.superseded());
+        assert_eq!(s.ready(t0 + ms(100)), None, "building");
+        s.build_finished();
+        assert_eq!(s.ready(t0 + ms(100)), Some(paths(&["app.rs"])));
     }
 
     #[test]

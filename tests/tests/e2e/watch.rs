@@ -166,6 +166,36 @@ fn s04_one_save_with_many_events_builds_once() {
     assert_eq!(status_messages(&stderr, "Patching").len(), 2, "{stderr}");
 }
 
+/// A "save all" that writes a caller before its new callee: the build that the first file's
+/// save starts at once (the caller alone does not compile) is superseded by the second file's
+/// save and shows nothing; one build of both follows, and it is patched.
+#[test]
+fn a_save_all_writing_a_caller_before_its_callee_is_one_patch() {
+    let (project, mut session) = start();
+    let src = project.path().join("src");
+    let main = fs::read_to_string(src.join("main.rs"))
+        .unwrap()
+        .replacen("use std::cell::Cell;", "mod words;\n\nuse std::cell::Cell;", 1)
+        .replace("    \"beta-one\"", "    words::BETA");
+    fs::write(src.join("main.rs"), main).unwrap();
+    fs::write(
+        src.join("words.rs"),
+        "/// The word `beta` says.\npub const BETA: &str = \"beta-two\";\n",
+    )
+    .unwrap();
+    wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
+    let stderr = session.stderr();
+    assert_eq!(
+        status_messages(&stderr, "Patching"),
+        ["    Patching gate (`src/main.rs`, `src/words.rs` changed)"],
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("error") && !stderr.contains("Failed"),
+        "the superseded build showed its errors: {stderr}"
+    );
+}
+
 /// Saves that arrive while a (deliberately slow) build runs give exactly one more build
 /// after it, with the content of the last save.
 #[test]
