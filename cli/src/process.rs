@@ -177,6 +177,39 @@ fn drain(
     })
 }
 
+/// Niceness of [`in_background`] work: the program's own threads, and the builds the user
+/// asked for, come first when they compete for the cores (CFS weights nice 10 at about a
+/// tenth of nice 0; `setpriority(2)`).
+const BACKGROUND_NICENESS: i32 = 10;
+
+/// Runs `work` on a thread of its own at a lower priority ([`BACKGROUND_NICENESS`]) and waits
+/// for it: for work done on the tool's initiative while the program starts (reading the host's
+/// debug info, the baseline builds). The processes it starts inherit the priority; the calling
+/// thread keeps its own (an unprivileged process cannot raise a priority it lowered).
+///
+/// # Panics
+///
+/// When `work` panics (the panic goes on in the caller).
+pub(crate) fn in_background<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(|| {
+            // SAFETY: `setpriority` on this thread's own id (Linux gives each thread its own
+            // niceness), with no pointers; a failure only leaves the priority as it was.
+            unsafe {
+                libc::setpriority(
+                    libc::PRIO_PROCESS,
+                    libc::gettid().cast_unsigned(),
+                    BACKGROUND_NICENESS,
+                );
+            }
+            work()
+        });
+        worker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
+}
+
 /// A path as a command-line argument.
 pub(crate) fn path_arg(path: &Path) -> String {
     path.to_string_lossy().into_owned()

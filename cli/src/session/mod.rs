@@ -329,6 +329,22 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
         Some(snapshot) => session.use_snapshot(snapshot),
         None => session.snapshot_sources(),
     }
+    // The watcher starts beside the host build (adding a directory's watch takes a while), and
+    // before the program starts, so that no save after the snapshot is missed: events wait in
+    // the channel.
+    let watcher = (!args.policy.no_watch).then(|| {
+        let watch_events = events.clone();
+        let (dirs, root, poll) = (
+            session.project.local_package_dirs.clone(),
+            session.project.workspace_root.clone(),
+            args.policy.poll,
+        );
+        std::thread::spawn(move || {
+            watch::watch(&dirs, &root, poll, move |batch| {
+                let _ = watch_events.send(Event::Files(batch));
+            })
+        })
+    });
     let build = host::build(&session.project, &session.options, &session.work, early);
     session.refresh_lockfiles();
     if build.is_err() && !confirmed {
@@ -337,20 +353,10 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
         Project::forget(&args.selection, &args.build);
     }
     let build = build?;
-    // Watch before the program starts, so that no save is missed while it starts and while the
-    // first patch builds: events wait in the channel.
-    let mut watcher = if args.policy.no_watch {
-        None
-    } else {
-        let watch_events = events.clone();
-        Some(watch::watch(
-            &session.project.local_package_dirs,
-            &session.project.workspace_root,
-            args.policy.poll,
-            move |batch| {
-                let _ = watch_events.send(Event::Files(batch));
-            },
-        )?)
+    let mut watcher = match watcher.map(std::thread::JoinHandle::join) {
+        None => None,
+        Some(Ok(watcher)) => Some(watcher?),
+        Some(Err(_)) => return Err(anyhow::anyhow!("the file watcher's set-up panicked").into()),
     };
     session.start(build)?;
     let extra = session.build_baseline();

@@ -134,7 +134,10 @@ impl Session {
         } else {
             Roots::Hot
         };
-        let image = match HostImage::read(&build.exe, &self.crate_ids(&build), roots) {
+        // At a lower priority: the program's start comes first.
+        let ids = self.crate_ids(&build);
+        let image = match crate::process::in_background(|| HostImage::read(&build.exe, &ids, roots))
+        {
             Ok(image) => image,
             Err(err) => {
                 let _ = child.kill();
@@ -179,21 +182,24 @@ impl Session {
         };
         for &mode in modes {
             let first = mode == modes[0];
-            let built = patch::build(
-                &build,
-                &self.work,
-                &self.session_dir,
-                &no_libs,
-                patch::Job {
-                    number: 0,
-                    mode,
-                    capture_output: true,
-                    // A baseline is never sent.
-                    keep_code: false,
-                },
-                &mut |_| {},
-                &mut || crate::process::Watch::Wait,
-            );
+            // At a lower priority: the program may be starting still.
+            let built = crate::process::in_background(|| {
+                patch::build(
+                    &build,
+                    &self.work,
+                    &self.session_dir,
+                    &no_libs,
+                    patch::Job {
+                        number: 0,
+                        mode,
+                        capture_output: true,
+                        // A baseline is never sent.
+                        keep_code: false,
+                    },
+                    &mut |_| {},
+                    &mut || crate::process::Watch::Wait,
+                )
+            });
             let patch = match built {
                 Ok(patch) => patch,
                 Err(err) => {

@@ -175,7 +175,11 @@ fn a_save_all_writing_a_caller_before_its_callee_is_one_patch() {
     let src = project.path().join("src");
     let main = fs::read_to_string(src.join("main.rs"))
         .unwrap()
-        .replacen("use std::cell::Cell;", "mod words;\n\nuse std::cell::Cell;", 1)
+        .replacen(
+            "use std::cell::Cell;",
+            "mod words;\n\nuse std::cell::Cell;",
+            1,
+        )
         .replace("    \"beta-one\"", "    words::BETA");
     fs::write(src.join("main.rs"), main).unwrap();
     fs::write(
