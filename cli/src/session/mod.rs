@@ -593,6 +593,23 @@ impl Session {
         self.scheduler.superseded()
     }
 
+    /// Handles the agent's connection events that arrived while a patch was built (taken from
+    /// the inbox, or waiting in the queue a speculative build left); file events go to the
+    /// scheduler, the others keep waiting.
+    fn link_events(&mut self) {
+        let mut waiting: Vec<Event> = self.deferred.drain(..).collect();
+        waiting.extend(std::iter::from_fn(|| self.inbox.try_recv().ok()));
+        for event in waiting {
+            match event {
+                Event::Connected(..) | Event::Hello(..) | Event::Disconnected(_) => {
+                    self.handle(event);
+                }
+                Event::Files(Ok(event)) => file_event(&self.filter, &mut self.scheduler, event),
+                other => self.deferred.push_back(other),
+            }
+        }
+    }
+
     /// Prints what the host reported on its own since the last look (a rollback, a panic).
     fn host_events(&mut self) {
         while let Ok((_, message)) = self.replies.try_recv() {

@@ -735,6 +735,8 @@ impl Session {
         let libs = checked.patch.libs.clone();
         let hot = checked.hot.clone();
         let number = checked.number;
+        // The program's agent may have connected while the patch was built.
+        self.link_events();
         match self.apply(checked) {
             Ok((applied, planned)) => {
                 if let Some(redirection) = &mut self.redirection {
