@@ -92,12 +92,59 @@ pub(crate) enum Watch {
 /// How often [`output_watched`] asks while its caller may still stop the child.
 const WATCH_INTERVAL: Duration = Duration::from_millis(1);
 
+/// The process [`output_watched`] waits for now, if any (its pid, not yet reaped), for
+/// [`interrupt_watched`].
+static WATCHED: std::sync::Mutex<Option<u32>> = std::sync::Mutex::new(None);
+/// Set by [`interrupt_watched`]: the session is ending, and no watched process runs again.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Kills the process [`output_watched`] waits for (a patch or baseline build's rustc), and
+/// every later one before it starts, when the session is interrupted (Ctrl-C): its work is no
+/// longer wanted, and the session ends without waiting for it. Safe from any thread.
+pub(crate) fn interrupt_watched() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+    let watched = WATCHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(pid) = *watched
+        && let Ok(pid) = i32::try_from(pid)
+    {
+        // SAFETY: `kill` with a pid that the lock keeps unreaped (so not reused) and a signal
+        // number; no memory is passed.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Whether the child `pid` ended, without reaping it (`waitid` with `WNOWAIT`), so that its
+/// pid stays its own until [`WATCHED`] forgets it; with `block`, waits for its end.
+fn ended(pid: u32, block: bool) -> std::io::Result<bool> {
+    loop {
+        // SAFETY: `siginfo_t` is plain data, zeroed as `waitid` expects for `WNOHANG`.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let flags = libc::WEXITED | libc::WNOWAIT | if block { 0 } else { libc::WNOHANG };
+        // SAFETY: `waitid` on our own child with a valid out pointer; `WNOWAIT` leaves it
+        // waitable, so `Child::wait` reaps it afterwards.
+        let result = unsafe { libc::waitid(libc::P_PID, pid, &raw mut info, flags) };
+        if result == 0 {
+            // SAFETY: `si_pid` is set by `waitid`; 0 when no child changed state (`WNOHANG`).
+            return Ok(unsafe { info.si_pid() } != 0);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
 /// [`output`], asking `watch` about every millisecond while the child runs whether to go on:
 /// [`Watch::Stop`] kills it (SIGKILL; a process it started, such as a linker, is left to end
 /// on its own) and returns `None`; [`Watch::Wait`] waits for its end without asking again.
 /// With `stream`, the child's stderr (which must be piped) is copied to this process's stderr
 /// as it comes once `watch` said [`Watch::Wait`], and is not returned; what it printed before
-/// is held until then (returned if the child ended before).
+/// is held until then (returned if the child ended before). A session interrupted meanwhile
+/// ([`interrupt_watched`]) kills it too, and returns `None`.
 ///
 /// # Errors
 ///
@@ -109,35 +156,54 @@ pub(crate) fn output_watched(
 ) -> anyhow::Result<Option<Output>> {
     output::detail("Running", format!("`{}`", command_line(command)));
     let program = command.get_program().to_string_lossy().into_owned();
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("cannot run `{program}`"))?;
+    let mut child = {
+        let mut watched = WATCHED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot run `{program}`"))?;
+        *watched = Some(child.id());
+        child
+    };
     let live = Arc::new(AtomicBool::new(false));
     let stdout = drain(child.stdout.take(), None);
     let stderr = drain(child.stderr.take(), stream.then(|| live.clone()));
-    let status = loop {
-        if let Some(status) = child
-            .try_wait()
-            .with_context(|| format!("cannot wait for `{program}`"))?
-        {
-            break status;
+    let pid = child.id();
+    let waited =
+        |block: bool| ended(pid, block).with_context(|| format!("cannot wait for `{program}`"));
+    let (mut asking, mut stopped) = (true, false);
+    loop {
+        if waited(!asking)? {
+            break;
         }
         match watch() {
             Watch::Ask => std::thread::sleep(WATCH_INTERVAL),
             Watch::Stop => {
                 let _ = child.kill();
-                let _ = child.wait();
-                // The readers end when the pipes close; they are not waited for.
-                return Ok(None);
+                stopped = true;
+                break;
             }
             Watch::Wait => {
                 live.store(true, Ordering::Release);
-                break child
-                    .wait()
-                    .with_context(|| format!("cannot wait for `{program}`"))?;
+                asking = false;
             }
         }
-    };
+    }
+    // Ended and not reaped: its pid is forgotten first, then it is reaped.
+    *WATCHED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    let status = child
+        .wait()
+        .with_context(|| format!("cannot wait for `{program}`"))?;
+    if stopped || INTERRUPTED.load(Ordering::SeqCst) {
+        // The readers end when the pipes close; they are not waited for.
+        return Ok(None);
+    }
     let joined = |reader: Option<JoinHandle<Vec<u8>>>| {
         reader
             .and_then(|reader| reader.join().ok())
@@ -184,7 +250,7 @@ const BACKGROUND_NICENESS: i32 = 10;
 
 /// Runs `work` on a thread of its own at a lower priority ([`BACKGROUND_NICENESS`]) and waits
 /// for it: for work done on the tool's initiative while the program starts (reading the host's
-/// debug info, the baseline builds). The processes it starts inherit the priority; the calling
+/// debug info). The processes it starts inherit the priority; the calling
 /// thread keeps its own (an unprivileged process cannot raise a priority it lowered).
 ///
 /// # Panics

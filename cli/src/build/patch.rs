@@ -107,9 +107,9 @@ pub(crate) enum PatchBuildError {
         /// shown on stderr already.
         diagnostics: String,
     },
-    /// The build was stopped (rustc killed) because its sources changed again while it
-    /// was speculative; nothing was shown.
-    #[error("the build was superseded by a later save")]
+    /// The build was stopped (rustc killed): its sources changed again while it was
+    /// speculative, or the session is interrupted; nothing was shown.
+    #[error("the build was stopped")]
     Superseded,
     /// Something else failed (running rustc, copying the file).
     #[error(transparent)]

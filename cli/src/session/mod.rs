@@ -460,6 +460,7 @@ impl Session {
         ctrlc::set_handler(move || {
             INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
             host::interrupt_early_build();
+            crate::process::interrupt_watched();
             let _ = interrupt.send(Event::Interrupt);
         })
         .context("cannot install the Ctrl-C handler")?;
@@ -719,7 +720,7 @@ fn file_event(filter: &Filter, scheduler: &mut Scheduler, event: watch::FileEven
         .into_iter()
         .filter(|p| filter.classify(p).is_some())
         .collect();
-    scheduler.events(Instant::now(), relevant, event.written);
+    scheduler.events(event.at, relevant, event.written);
 }
 
 /// Whether a running build is still wanted, asked while its rustc runs: takes the file events

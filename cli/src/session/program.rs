@@ -182,26 +182,25 @@ impl Session {
         };
         for &mode in modes {
             let first = mode == modes[0];
-            // At a lower priority: the program may be starting still.
-            let built = crate::process::in_background(|| {
-                patch::build(
-                    &build,
-                    &self.work,
-                    &self.session_dir,
-                    &no_libs,
-                    patch::Job {
-                        number: 0,
-                        mode,
-                        capture_output: true,
-                        // A baseline is never sent.
-                        keep_code: false,
-                    },
-                    &mut |_| {},
-                    &mut || crate::process::Watch::Wait,
-                )
-            });
+            let built = patch::build(
+                &build,
+                &self.work,
+                &self.session_dir,
+                &no_libs,
+                patch::Job {
+                    number: 0,
+                    mode,
+                    capture_output: true,
+                    // A baseline is never sent.
+                    keep_code: false,
+                },
+                &mut |_| {},
+                &mut || crate::process::Watch::Wait,
+            );
             let patch = match built {
                 Ok(patch) => patch,
+                // Stopped: the session is interrupted.
+                Err(patch::PatchBuildError::Superseded) => break,
                 Err(err) => {
                     self.baseline_failed(&err);
                     break;

@@ -24,6 +24,9 @@ pub(crate) struct FileEvent {
     pub(crate) paths: Vec<PathBuf>,
     /// Whether they were closed after writing (a complete write; inotify's `IN_CLOSE_WRITE`).
     pub(crate) written: bool,
+    /// When the watcher received it: the settle period of a speculative build is measured
+    /// from there, not from when the session got round to it (later on a busy machine).
+    pub(crate) at: std::time::Instant,
 }
 
 /// What a changed file means for the running program.
@@ -160,11 +163,13 @@ pub(crate) fn watch(
             EventKind::Access(AccessKind::Close(AccessMode::Write)) => send(Ok(FileEvent {
                 paths: event.paths,
                 written: true,
+                at: std::time::Instant::now(),
             })),
             EventKind::Access(_) => {}
             _ => send(Ok(FileEvent {
                 paths: event.paths,
                 written: false,
+                at: std::time::Instant::now(),
             })),
         },
         Err(err) => send(Err(err.to_string())),

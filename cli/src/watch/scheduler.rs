@@ -68,13 +68,20 @@ impl Scheduler {
         }
     }
 
-    /// Records file events seen at `now`; `written` when they are files closed after writing.
+    /// Records file events seen at `now` (the files the filter counts; none is no event);
+    /// `written` when they are files closed after writing.
     pub(crate) fn events(
         &mut self,
         now: Instant,
         paths: impl IntoIterator<Item = PathBuf>,
         written: bool,
     ) {
+        // Only the files the filter counts: a swap or temporary file closed after writing says
+        // nothing about whether a watched file's save is complete.
+        let mut paths = paths.into_iter().peekable();
+        if paths.peek().is_none() {
+            return;
+        }
         let before = self.pending.len();
         self.pending.extend(paths);
         if self.pending.len() > before || self.first.is_some() {
@@ -262,6 +269,20 @@ mod tests {
         assert_eq!(s.ready(t0 + ms(100)), None, "building");
         s.build_finished();
         assert_eq!(s.ready(t0 + ms(100)), Some(paths(&["app.rs"])));
+    }
+
+    /// A rename save (`written` false) followed by a swap file closed after writing (filtered
+    /// out: no paths) still waits for the quiet period: the build must not start before the
+    /// rest of the save arrives.
+    #[test]
+    fn a_closed_file_the_filter_drops_does_not_start_a_build() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(ms(50), ms(10), ms(1000));
+        s.events(t0, paths(&["main.rs"]), false);
+        s.events(t0 + ms(1), Vec::new(), true);
+        assert_eq!(s.ready(t0 + ms(2)), None);
+        assert_eq!(s.deadline(), Some(t0 + ms(50)));
+        assert_eq!(s.ready(t0 + ms(50)), Some(paths(&["main.rs"])));
     }
 
     #[test]

@@ -200,6 +200,37 @@ fn a_save_all_writing_a_caller_before_its_callee_is_one_patch() {
     );
 }
 
+/// Ctrl-C while a patch builds stops the session at once: the build's rustc is killed, nothing
+/// of it is applied, and the program stops.
+#[test]
+fn an_interrupt_during_a_patch_build_stops_the_session_without_waiting_for_it() {
+    let (project, mut session) = start();
+    // A constant that would take rustc minutes to evaluate.
+    project.edit(
+        "src/main.rs",
+        "    \"beta-one\"",
+        "    #[allow(long_running_const_eval)]\n    const _: u64 = {\n        let mut i = 0u64;\n\
+         \x20       let mut acc = 0u64;\n        while i < 200_000_000 {\n            acc = \
+         acc.wrapping_mul(31).wrapping_add(i);\n            i += 1;\n        }\n        acc\n\
+         \x20   };\n    \"beta-two\"",
+    );
+    session.wait_stderr(EDIT_DEADLINE, "constant evaluation is taking a long time");
+    let asked = std::time::Instant::now();
+    assert_eq!(session.interrupt(EDIT_DEADLINE), Some(130));
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "the session waited {:?} for the build",
+        asked.elapsed()
+    );
+    let stderr = session.stderr();
+    assert!(stderr.contains("     Stopped `gate` (interrupted)"), "{stderr}");
+    assert!(
+        !stderr.contains("Patched") && !stderr.contains("Failed"),
+        "{stderr}"
+    );
+    assert!(!session.stdout().contains("beta-two"));
+}
+
 /// Saves that arrive while a (deliberately slow) build runs give exactly one more build
 /// after it, with the content of the last save.
 #[test]
