@@ -223,7 +223,10 @@ fn an_interrupt_during_a_patch_build_stops_the_session_without_waiting_for_it() 
         asked.elapsed()
     );
     let stderr = session.stderr();
-    assert!(stderr.contains("     Stopped `gate` (interrupted)"), "{stderr}");
+    assert!(
+        stderr.contains("     Stopped `gate` (interrupted)"),
+        "{stderr}"
+    );
     assert!(
         !stderr.contains("Patched") && !stderr.contains("Failed"),
         "{stderr}"
