@@ -71,9 +71,10 @@ pub(crate) struct Patch {
     pub(crate) sources: Vec<PathBuf>,
     /// Wall time of the rustc replay (compile and link).
     pub(crate) build_time: Duration,
-    /// The crate's functions and statics, read from its objects; `None` if they could not be
-    /// read (then every hot function counts as changed).
-    pub(crate) code: Option<CodeIndex>,
+    /// The crate's functions and statics, read from its objects (on a thread of its own, while
+    /// the session reads the patch's debug info); `None` if they could not be read (then every
+    /// hot function counts as changed).
+    pub(crate) code: PendingIndex,
     /// rustc's warnings, when they were captured (`capture_output`); empty otherwise.
     pub(crate) messages: String,
     /// The library crates the patch carries, in dependency order.
@@ -93,6 +94,49 @@ pub(crate) struct Patch {
     /// For such a patch, the functions (mangled) that reach a thread-local's storage
     /// themselves: the thread-locals' accessors (see [`statics::THREAD_LOCAL`]).
     pub(crate) thread_local_accessors: Vec<String>,
+}
+
+/// A [`CodeIndex`] that may still be being read on another thread: [`PendingIndex::get`] waits
+/// for it. The index of the medium benchmark fixture's objects takes 3 to 8 ms after each patch
+/// build, which the session spends on the source diff and the patch's line tables meanwhile.
+#[derive(Debug)]
+pub(crate) struct PendingIndex {
+    index: std::sync::OnceLock<Option<CodeIndex>>,
+    reader: std::sync::Mutex<Option<std::thread::JoinHandle<Option<CodeIndex>>>>,
+}
+
+impl PendingIndex {
+    /// Starts reading the objects in `dir` (see [`CodeIndex::read_dir`]); `None` when they cannot
+    /// be read.
+    fn read_dir(dir: PathBuf, crate_name: String) -> Self {
+        PendingIndex {
+            index: std::sync::OnceLock::new(),
+            reader: std::sync::Mutex::new(Some(std::thread::spawn(move || {
+                CodeIndex::read_dir(&dir, &crate_name).ok()
+            }))),
+        }
+    }
+
+    /// The index, once read.
+    pub(crate) fn get(&self) -> Option<&CodeIndex> {
+        self.index
+            .get_or_init(|| {
+                let reader = self
+                    .reader
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .take();
+                // A reader that panicked read nothing: every hot function counts as changed.
+                reader.and_then(|reader| reader.join().ok().flatten())
+            })
+            .as_ref()
+    }
+
+    /// The index, once read, by value.
+    pub(crate) fn into_inner(self) -> Option<CodeIndex> {
+        self.get();
+        self.index.into_inner().flatten()
+    }
 }
 
 /// Why a patch build did not produce a patch.
@@ -223,7 +267,7 @@ pub(crate) fn build(
     )?;
     published(&path);
     let sources = read_dep_info(&dep_info, &capture.cwd)?;
-    let code = CodeIndex::read_dir(&objects_dir, &crate_name).ok();
+    let code = PendingIndex::read_dir(objects_dir.clone(), crate_name.clone());
     let (accessors, unshared): (Vec<_>, Vec<_>) = if keep_code {
         statics::read_unshared(&link::shared_objects_dir(&objects_dir))
             .into_iter()

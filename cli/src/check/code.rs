@@ -26,8 +26,9 @@ pub(crate) struct CodeIndex {
     /// Symbol (as the object file names it, mangled: one per instantiation of a generic) ->
     /// the symbols its code or data refers to (calls, function pointers, vtables), found
     /// through its relocations. Demangled names would merge every instantiation of a generic
-    /// function (`FnOnce::call_once`) into one, and with it the callers of each.
-    pub(crate) edges: BTreeMap<String, BTreeSet<String>>,
+    /// function (`FnOnce::call_once`) into one, and with it the callers of each. The names
+    /// are shared with the objects' cached parts, so that merging them copies no string.
+    pub(crate) edges: BTreeMap<Arc<str>, BTreeSet<Arc<str>>>,
 }
 
 impl CodeIndex {
@@ -112,7 +113,7 @@ impl CodeIndex {
     fn merge<'p>(parts: impl Iterator<Item = &'p ObjectPart>) -> CodeIndex {
         let mut bodies: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
         let mut statics = BTreeSet::new();
-        let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut edges: BTreeMap<Arc<str>, BTreeSet<Arc<str>>> = BTreeMap::new();
         for part in parts {
             for (name, hashes) in &part.bodies {
                 bodies.entry(name).or_default().extend(hashes);
@@ -122,7 +123,7 @@ impl CodeIndex {
                 match edges.get_mut(name) {
                     Some(known) => known.extend(targets.iter().cloned()),
                     None => {
-                        edges.insert(name.clone(), targets.clone());
+                        edges.insert(Arc::clone(name), targets.clone());
                     }
                 }
             }
@@ -150,7 +151,7 @@ struct ObjectPart {
     /// Demangled function name -> the hash of each of its bodies in this object.
     bodies: BTreeMap<String, Vec<u64>>,
     statics: BTreeSet<String>,
-    edges: BTreeMap<String, BTreeSet<String>>,
+    edges: BTreeMap<Arc<str>, BTreeSet<Arc<str>>>,
 }
 
 impl ObjectPart {
@@ -219,12 +220,14 @@ pub(crate) fn unreachable(
     let mut reached: BTreeSet<&str> = BTreeSet::new();
     let mut stack: Vec<&str> = code
         .iter()
-        .flat_map(|index| index.edges.keys().chain(index.functions.keys()))
+        .flat_map(|index| {
+            let functions = index.functions.keys().map(String::as_str);
+            index.edges.keys().map(|name| &**name).chain(functions)
+        })
         .filter(|name| {
             name.strip_prefix(hotswap::protocol::IMPL_PREFIX)
                 .is_some_and(|path| running_hot.is_none_or(|hot| hot.contains(path)))
         })
-        .map(String::as_str)
         .collect();
     while let Some(name) = stack.pop() {
         if !reached.insert(name) {
@@ -232,7 +235,7 @@ pub(crate) fn unreachable(
         }
         for index in code {
             if let Some(targets) = index.edges.get(name) {
-                stack.extend(targets.iter().map(String::as_str));
+                stack.extend(targets.iter().map(|target| &**target));
             }
         }
     }
@@ -324,8 +327,8 @@ fn index_object(
 /// Adds, for every defined function and data symbol of `file`, the symbols its bytes refer to.
 /// A reference to a section (how local symbols are often reached) counts as one to every symbol
 /// defined in that section.
-fn collect_edges(file: &object::File<'_>, edges: &mut BTreeMap<String, BTreeSet<String>>) {
-    let mut in_section: std::collections::HashMap<SectionIndex, Vec<String>> = Default::default();
+fn collect_edges(file: &object::File<'_>, edges: &mut BTreeMap<Arc<str>, BTreeSet<Arc<str>>>) {
+    let mut in_section: std::collections::HashMap<SectionIndex, Vec<Arc<str>>> = Default::default();
     let mut defined = Vec::new();
     for symbol in file.symbols() {
         if symbol.is_undefined() || !matches!(symbol.kind(), SymbolKind::Text | SymbolKind::Data) {
@@ -334,8 +337,8 @@ fn collect_edges(file: &object::File<'_>, edges: &mut BTreeMap<String, BTreeSet<
         let (Ok(name), Some(index)) = (symbol.name(), symbol.section_index()) else {
             continue;
         };
-        let name = name.to_owned();
-        in_section.entry(index).or_default().push(name.clone());
+        let name: Arc<str> = Arc::from(name);
+        in_section.entry(index).or_default().push(Arc::clone(&name));
         defined.push((name, index, symbol.address(), symbol.size()));
     }
     for (name, index, address, size) in defined {
@@ -368,7 +371,7 @@ fn collect_edges(file: &object::File<'_>, edges: &mut BTreeMap<String, BTreeSet<
             } else if let Ok(target) = target.name()
                 && !target.is_empty()
             {
-                targets.insert(target.to_owned());
+                targets.insert(Arc::from(target));
             }
         }
     }
@@ -717,8 +720,8 @@ mod tests {
     fn changes_that_no_hot_function_reaches_are_told_apart() {
         let edge = |from: &str, to: &[&str]| {
             (
-                from.to_owned(),
-                to.iter().map(|t| (*t).to_owned()).collect::<BTreeSet<_>>(),
+                Arc::from(from),
+                to.iter().map(|t| Arc::from(*t)).collect::<BTreeSet<_>>(),
             )
         };
         let index = CodeIndex {

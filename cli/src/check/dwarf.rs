@@ -17,6 +17,7 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use gimli::{AttributeValue, EndianSlice, RunTimeEndian, UnitOffset};
 use object::{Object, ObjectSection};
@@ -152,6 +153,25 @@ pub(crate) struct TypeGraph {
     pub(crate) roots: Vec<Root>,
 }
 
+/// The wanted types one split unit describes (see [`TypeGraph::read_wanted`]), and the index of
+/// its crate.
+#[derive(Debug)]
+struct UnitTypes {
+    at: usize,
+    types: Vec<(String, TypeDef)>,
+}
+
+/// The units read by the last [`TypeGraph::read_wanted`] for each hash of the wanted names and
+/// crates, by `DW_AT_dwo_id`. Each call keeps only the units it saw; a session reads its patches
+/// for one set of wanted names at a time, and at most [`UNIT_TYPE_SETS`] sets are kept.
+static UNIT_TYPES: LazyLock<Mutex<HashMap<u64, UnitTypesById>>> = LazyLock::new(Default::default);
+
+/// What [`UNIT_TYPES`] keeps for one set of wanted names and crates.
+type UnitTypesById = HashMap<gimli::DwoId, Arc<UnitTypes>>;
+
+/// How many sets of wanted names [`UNIT_TYPES`] keeps units for.
+const UNIT_TYPE_SETS: usize = 4;
+
 /// Which values a [`TypeGraph`] counts as held by the running program.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Roots {
@@ -198,43 +218,24 @@ impl TypeGraph {
             ..TypeGraph::default()
         };
         let mut found = false;
-        each_crate_unit(
-            file,
-            crates,
-            &mut |_, _| Ok(true),
-            &mut |dwarf, unit, at| {
-                found |= at == 0;
-                if let Some(wanted) = wanted {
-                    let mut tree = unit.entries_tree(None)?;
-                    let mut names = NameScan {
-                        dwarf,
-                        unit,
-                        wanted,
-                        known: &graph.types,
-                    };
-                    if !names.any_wanted(tree.root()?, "", 0)? {
-                        return Ok(ControlFlow::Continue(()));
-                    }
-                }
-                let signatures = wanted.is_none() && roots == Roots::EveryFunction;
-                UnitReader::new(dwarf, unit, signatures)?.read_into(
-                    &mut graph,
-                    crates[at].name,
-                    wanted,
-                )?;
-                // Each unit describes every type it uses: once each wanted type is found, the
-                // other units can only repeat them.
-                Ok(
-                    if found
-                        && wanted.is_some_and(|w| w.iter().all(|n| graph.types.contains_key(n)))
-                    {
-                        ControlFlow::Break(())
-                    } else {
-                        ControlFlow::Continue(())
-                    },
-                )
-            },
-        )?;
+        match wanted {
+            Some(wanted) => graph.read_wanted(file, crates, wanted, &mut found)?,
+            None => each_crate_unit(
+                file,
+                crates,
+                &mut |_, _| Ok(None),
+                &mut |dwarf, unit, at| {
+                    found |= at == 0;
+                    let signatures = roots == Roots::EveryFunction;
+                    UnitReader::new(dwarf, unit, signatures)?.read_into(
+                        &mut graph,
+                        crates[at].name,
+                        None,
+                    )?;
+                    Ok(ControlFlow::Continue(()))
+                },
+            )?,
+        }
         if !found {
             let bin = crates.first().map_or("", |c| c.name);
             return Err(DwarfError::Missing(bin.to_owned()));
@@ -244,6 +245,119 @@ impl TypeGraph {
         roots.dedup();
         graph.roots = roots;
         Ok(graph)
+    }
+
+    /// Reads the structs, unions and enums named in `wanted` from the crates' units (see
+    /// [`TypeGraph::read`]), the first description of each in unit order; sets `found` when a
+    /// unit of the first crate was seen.
+    ///
+    /// A split unit whose `DW_AT_dwo_id` (a hash of its content) was read at the last call, for
+    /// the same `wanted` and `crates`, is not read again: its types are taken from
+    /// [`UNIT_TYPES`]. An edit makes rustc compile a few codegen units again and reuse the
+    /// others whole, so a patch's check reads only the units that changed (the medium benchmark
+    /// fixture's 227 `.dwo` files were each opened and scanned for every patch before).
+    fn read_wanted(
+        &mut self,
+        file: &object::File<'_>,
+        crates: &[CrateId<'_>],
+        wanted: &HashSet<String>,
+        found: &mut bool,
+    ) -> Result<(), DwarfError> {
+        let mut names: Vec<&String> = wanted.iter().collect();
+        names.sort();
+        let mut hasher = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&names, &mut hasher);
+        for krate in crates {
+            std::hash::Hash::hash(&(krate.name, krate.source), &mut hasher);
+        }
+        let key = std::hash::Hasher::finish(&hasher);
+        let mut cached = UNIT_TYPES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key)
+            .unwrap_or_default();
+        let kept: std::cell::RefCell<UnitTypesById> = Default::default();
+        // The unit being read, when it is a split one: `first` sees its skeleton, `each` reads it.
+        let current = std::cell::Cell::new(None);
+        let graph = std::cell::RefCell::new(std::mem::take(self));
+        // Adds a unit's types to the graph (the first description of each wins); whether every
+        // wanted type is known now, so that the other units can only repeat them.
+        let add = |types: &UnitTypes, found: &mut bool| {
+            *found |= types.at == 0;
+            let mut graph = graph.borrow_mut();
+            for (name, def) in &types.types {
+                if !graph.types.contains_key(name) {
+                    graph.types.insert(name.clone(), def.clone());
+                }
+            }
+            if *found && wanted.iter().all(|n| graph.types.contains_key(n)) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let found_in_each = std::cell::Cell::new(*found);
+        each_crate_unit(
+            file,
+            crates,
+            &mut |_, skeleton| {
+                let id = match skeleton.header.type_() {
+                    gimli::UnitType::Skeleton(id) => Some(id),
+                    _ => skeleton.dwo_id,
+                };
+                current.set(id);
+                let Some(types) = id.and_then(|id| cached.remove(&id)) else {
+                    return Ok(None);
+                };
+                let mut found = found_in_each.get();
+                let flow = add(&types, &mut found);
+                found_in_each.set(found);
+                kept.borrow_mut()
+                    .insert(id.expect("cached by its id"), types);
+                Ok(Some(flow))
+            },
+            &mut |dwarf, unit, at| {
+                let mut types = UnitTypes {
+                    at,
+                    types: Vec::new(),
+                };
+                let mut tree = unit.entries_tree(None)?;
+                let mut names = NameScan {
+                    dwarf,
+                    unit,
+                    wanted,
+                    known: &HashMap::new(),
+                };
+                if names.any_wanted(tree.root()?, "", 0)? {
+                    let mut local = TypeGraph::default();
+                    UnitReader::new(dwarf, unit, false)?.read_into(
+                        &mut local,
+                        crates[at].name,
+                        Some(wanted),
+                    )?;
+                    let mut read: Vec<_> = local.types.into_iter().collect();
+                    read.sort_by(|a, b| a.0.cmp(&b.0));
+                    types.types = read;
+                }
+                let mut found = found_in_each.get();
+                let flow = add(&types, &mut found);
+                found_in_each.set(found);
+                if let Some(id) = current.get() {
+                    kept.borrow_mut().insert(id, Arc::new(types));
+                }
+                Ok(flow)
+            },
+        )?;
+        *found = found_in_each.get();
+        *self = graph.into_inner();
+        let mut sets = UNIT_TYPES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if sets.len() >= UNIT_TYPE_SETS {
+            sets.clear();
+        }
+        sets.insert(key, kept.into_inner());
+        Ok(())
     }
 
     /// Whether `name` is a type one of the crates defines (their own code, which a patch
@@ -411,7 +525,7 @@ pub(crate) fn function_lines(
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<HashMap<String, (String, u64)>, DwarfError> {
     let mut lines: HashMap<String, (String, u64)> = HashMap::new();
-    each_crate_unit(file, crates, &mut |_, _| Ok(true), &mut |dwarf, unit, _| {
+    each_crate_unit(file, crates, &mut |_, _| Ok(None), &mut |dwarf, unit, _| {
         let mut entries = unit.entries();
         while let Some((_, entry)) = entries.next_dfs()? {
             if entry.tag() != gimli::DW_TAG_subprogram {
@@ -458,8 +572,10 @@ pub(crate) fn defined_lines(
     let mut lines: HashMap<PathBuf, BTreeSet<u64>> = HashMap::new();
     // A unit whose file table names no wanted file declares nothing wanted: told from the
     // line program, before a split unit's `.dwo` file is read.
-    let mut names_wanted =
-        |dwarf: &Dwarf<'_>, unit: &Unit<'_>| names_a_wanted_file(dwarf, unit, wanted);
+    let mut names_wanted = |dwarf: &Dwarf<'_>, unit: &Unit<'_>| {
+        let named = names_a_wanted_file(dwarf, unit, wanted)?;
+        Ok((!named).then_some(ControlFlow::Continue(())))
+    };
     let mut found = Vec::new();
     each_crate_unit(file, crates, &mut names_wanted, &mut |dwarf, unit, _| {
         let mut entries = unit.entries();
@@ -576,8 +692,11 @@ fn each_crate_unit(
                 None => ControlFlow::Continue(()),
             },
             None => match crate_of(&unit, &walk.prefixes) {
-                Some(at) if (walk.first)(&dwarf, &unit)? => (walk.each)(&dwarf, &unit, at)?,
-                _ => ControlFlow::Continue(()),
+                Some(at) => match (walk.first)(&dwarf, &unit)? {
+                    None => (walk.each)(&dwarf, &unit, at)?,
+                    Some(flow) => flow,
+                },
+                None => ControlFlow::Continue(()),
             },
         };
         if flow.is_break() {
@@ -587,8 +706,10 @@ fn each_crate_unit(
     Ok(())
 }
 
-/// What [`each_crate_unit`] asks of a unit before it reads it whole.
-type FirstUnit<'f> = dyn FnMut(&Dwarf<'_>, &Unit<'_>) -> Result<bool, DwarfError> + 'f;
+/// What [`each_crate_unit`] asks of a unit before it reads it whole: `None` to read it, or what
+/// to do instead (go on to the next unit, or stop).
+type FirstUnit<'f> =
+    dyn FnMut(&Dwarf<'_>, &Unit<'_>) -> Result<Option<ControlFlow<()>>, DwarfError> + 'f;
 /// What [`each_crate_unit`] calls for each unit of the crates, with its crate's index.
 type EachUnit<'f> =
     dyn FnMut(&Dwarf<'_>, &Unit<'_>, usize) -> Result<ControlFlow<()>, DwarfError> + 'f;
@@ -649,8 +770,8 @@ impl Walk<'_, '_> {
         // lifetime.
         let parent = sections.borrow(|section| EndianSlice::new(section, endian));
         let skeleton = parent.unit(header)?;
-        if !(self.first)(&parent, &skeleton)? {
-            return Ok(ControlFlow::Continue(()));
+        if let Some(flow) = (self.first)(&parent, &skeleton)? {
+            return Ok(flow);
         }
         let (path, data) = read_dwo(named, &mut self.listings).map_err(|err| {
             DwarfError::Malformed(format!(

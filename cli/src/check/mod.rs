@@ -132,9 +132,15 @@ pub(crate) struct PatchImage {
     pub(crate) layouts: BTreeMap<String, (u64, u64)>,
     /// Its undefined, non-weak dynamic symbols.
     pub(crate) undefined: Vec<String>,
-    /// What the shared libraries the patch itself needs export (`libm` for `f64::sin`, say):
-    /// the loader loads them with the patch. Filled by [`PatchImage::read`] only.
+    /// Exports known to resolve the patch's undefined symbols besides the host's (none when
+    /// read from a file: see `needed`).
     pub(crate) library_exports: HashSet<String>,
+    /// The shared libraries the patch itself needs (`libm` for `f64::sin`, say), which the
+    /// loader loads with it, and the patch's directory (for `$ORIGIN`). They are read only for
+    /// a symbol that the host does not export: nearly always, the patch needs the host's own
+    /// libraries (reading libc's exports took milliseconds of every patch). Filled by
+    /// [`PatchImage::read`] only.
+    needed: (Needed, Option<PathBuf>),
     /// The types the patch's code describes.
     pub(crate) types: TypeGraph,
     /// The digest ([`hotswap::protocol::digest`]) of the bytes checked, which the program
@@ -160,7 +166,10 @@ impl PatchImage {
             std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
         let mut image = Self::parse(&data, crates, Some(wanted))
             .with_context(|| format!("malformed patch `{}`", path.display()))?;
-        image.library_exports = library_exports(&needed_libraries(&data), path.parent());
+        image.needed = (
+            needed_libraries(&data),
+            path.parent().map(Path::to_path_buf),
+        );
         image.digest = hotswap::protocol::digest(&data);
         Ok(image)
     }
@@ -192,6 +201,7 @@ impl PatchImage {
             layouts,
             undefined,
             library_exports: HashSet::new(),
+            needed: Default::default(),
             types,
             digest: 0,
         })
@@ -793,10 +803,18 @@ pub(crate) fn check(
             reason: format!("the running program: {reason}"),
         }),
     }
-    let missing: Vec<String> = patch
+    let mut missing: Vec<&String> = patch
         .undefined
         .iter()
         .filter(|name| !host.exports.contains(*name) && !patch.library_exports.contains(*name))
+        .collect();
+    if !missing.is_empty() {
+        let (needed, origin) = &patch.needed;
+        let exports = library_exports(needed, origin.as_deref());
+        missing.retain(|name| !exports.contains(*name));
+    }
+    let missing: Vec<String> = missing
+        .into_iter()
         .map(|name| crate::symbols::demangle(name))
         .collect();
     if !missing.is_empty() {
@@ -1149,6 +1167,7 @@ mod tests {
             layouts: BTreeMap::new(),
             undefined: undefined.iter().map(|s| (*s).to_owned()).collect(),
             library_exports: HashSet::from(["sin".to_owned()]),
+            needed: Default::default(),
             types: TypeGraph::default(),
             digest: 0,
         }
@@ -1210,6 +1229,22 @@ mod tests {
             "`State` changed layout (24 -> 32 bytes) at src/main.rs:12\n             \
              hot fn `fn update(state: &mut State)` would get it with the old layout from the \
              running program"
+        );
+    }
+
+    /// A symbol the host does not export may come from a library the patch itself needs
+    /// (read only then); without that library it is refused.
+    #[test]
+    fn the_patchs_own_libraries_resolve_what_the_host_lacks() {
+        let mut image = patch(vec![], &["memcpy"]);
+        image.library_exports.clear();
+        image.needed.0.names = vec!["libc.so.6".to_owned()];
+        assert!(check(&host(vec![], &[]), &image, None).is_ok());
+        image.needed.0.names.clear();
+        let refusals = check(&host(vec![], &[]), &image, None).unwrap_err();
+        assert!(
+            matches!(&refusals[..], [Refusal::Unresolved { symbols }] if symbols == &["memcpy"]),
+            "{refusals:?}"
         );
     }
 
@@ -1332,6 +1367,54 @@ mod tests {
     fn seed() -> &'static [u8] {
         static SEED_PATCH: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
         SEED_PATCH.get_or_init(seed_patch)
+    }
+
+    /// A patch's check reads each split unit's types once: a later patch that holds the same
+    /// unit (the same `DW_AT_dwo_id`, as an incremental build reuses it) takes them from the
+    /// cache, even when its `.dwo` file is gone; another set of wanted types reads it again.
+    #[test]
+    fn split_units_read_before_are_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("seed.rs"),
+            "pub struct Kept { pub a: u64, pub b: u32 }\n\
+             #[unsafe(no_mangle)]\n\
+             pub extern \"C\" fn seed_kept(kept: &Kept) -> u64 { kept.a }\n",
+        )
+        .unwrap();
+        let data = compile_seed(
+            dir.path(),
+            &[
+                "--crate-type=cdylib",
+                "-Cdebuginfo=2",
+                "-Csplit-debuginfo=unpacked",
+            ],
+            // The `.dwo` files are named after the output, and read as the crate's when their
+            // name starts with it, as rustc names a patch's (`<crate>-<extra>.<unit>...`).
+            "seed.so",
+        );
+        let file = object::File::parse(&*data).unwrap();
+        // A name no unit describes: every unit is read, none is skipped as redundant.
+        let wanted: HashSet<String> = ["seed::Kept", "seed::NotInThisTestOnly"]
+            .map(str::to_owned)
+            .into();
+        let first = TypeGraph::read(&file, &[SEED], Some(&wanted), Roots::Hot).unwrap();
+        assert_eq!(first.types["seed::Kept"].size, Some(16));
+        let split = dwarf::dwo_files(dir.path());
+        assert!(!split.is_empty(), "the seed has no split debug info");
+        for file in split {
+            std::fs::remove_file(file).unwrap();
+        }
+        let again = TypeGraph::read(&file, &[SEED], Some(&wanted), Roots::Hot).unwrap();
+        assert_eq!(again.types, first.types);
+        let other: HashSet<String> = ["seed::Kept".to_owned()].into();
+        let error = TypeGraph::read(&file, &[SEED], Some(&other), Roots::Hot).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("the split debug info of one of its codegen units"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -14,6 +14,9 @@ use super::Session;
 /// The snapshot's mark for a file that was deleted (no content hashes to it in practice).
 const GONE: u64 = u64::MAX;
 
+/// The function items changed since the baselines (see [`Session::changed_fns`]), being found.
+pub(super) type ChangedFns = std::thread::JoinHandle<Option<Vec<(PathBuf, ChangedFn)>>>;
+
 /// The content of every watched file at one moment: its hash, and a Rust file's text.
 #[derive(Debug, Default)]
 pub(super) struct Snapshot {
@@ -153,16 +156,27 @@ impl Session {
     /// function items of Rust files changed; `None` when something else did (another item, a
     /// file that is not Rust, one that appeared or went), which only a build with every function
     /// compiled can judge.
-    pub(super) fn changed_fns(&self) -> Option<Vec<(PathBuf, ChangedFn)>> {
-        let mut changed = Vec::new();
-        for path in &self.since_base {
-            let (Some(old), Some(new)) = (self.base_texts.get(path), self.texts.get(path)) else {
-                return None;
-            };
-            let functions = crate::check::source::changed_fns(old, new)?;
-            changed.extend(functions.into_iter().map(|f| (path.clone(), f)));
-        }
-        Some(changed)
+    ///
+    /// Started on a thread of its own when a build starts, from the texts it compiles (parsing
+    /// both texts of a file with syn takes milliseconds), and waited for once the build is done.
+    pub(super) fn changed_fns(&self) -> ChangedFns {
+        let texts: Option<Vec<(PathBuf, String, String)>> = self
+            .since_base
+            .iter()
+            .map(|path| {
+                let old = self.base_texts.get(path)?;
+                let new = self.texts.get(path)?;
+                Some((path.clone(), old.clone(), new.clone()))
+            })
+            .collect();
+        std::thread::spawn(move || {
+            let mut changed = Vec::new();
+            for (path, old, new) in texts? {
+                let functions = crate::check::source::changed_fns(&old, &new)?;
+                changed.extend(functions.into_iter().map(|f| (path.clone(), f)));
+            }
+            Some(changed)
+        })
     }
 
     /// Every file under the watched directories that the filter counts.

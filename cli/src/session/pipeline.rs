@@ -18,7 +18,7 @@ use crate::process::Watch;
 use crate::watch::FileKind;
 
 use super::Session;
-use super::files::{changed_files, relative};
+use super::files::{ChangedFns, changed_files, relative};
 use super::outcome::{Checked, Outcome};
 
 /// What the changes stage hands on: the changed files and the build the program runs.
@@ -190,6 +190,8 @@ impl Session {
         let capture = output::json() || output::progress_allowed() || self.serving_request;
         let spinner = output::spinner("Compiling", &self.project.crate_name);
         let ids = super::program::crate_ids(&self.project.crate_name, &changes.host);
+        // What the source diff says changed, found while rustc runs (a fast build only).
+        let diff = self.redirection.is_none().then(|| self.changed_fns());
         let mut read_ahead = None;
         let held = self.running.as_ref().map(|running| &running.image.held);
         let mut announced = false;
@@ -239,7 +241,7 @@ impl Session {
                 Err(_) => running.libs.unbuilt.extend(plan.compile.iter().cloned()),
             }
         }
-        let patch = self.complete(changes, result?, &plan)?;
+        let patch = self.complete(changes, result?, &plan, diff)?;
         output::write_stderr(&patch.messages);
         output::event(&Event::BuildFinished {
             target: Target::Patch,
@@ -267,11 +269,13 @@ impl Session {
         changes: &Changes,
         fast: Patch,
         plan: &LibPlan<'_>,
+        diff: Option<ChangedFns>,
     ) -> Result<Patch, Outcome> {
         if fast.mode == Mode::Full {
             return Ok(fast);
         }
-        let Some(reason) = self.incomplete(&changes.host, &fast) else {
+        let diff = diff.unwrap_or_else(|| self.changed_fns());
+        let Some(reason) = self.incomplete(&changes.host, &fast, diff) else {
             return Ok(fast);
         };
         output::detail(
@@ -307,7 +311,7 @@ impl Session {
         full.messages = fast.messages;
         full.libs = fast.libs;
         full.build_time += fast.build_time;
-        full.reached = fast.code;
+        full.reached = fast.code.into_inner();
         // A save during the two builds may have reached the second only.
         full.same_sources = full
             .sources
@@ -326,9 +330,10 @@ impl Session {
     /// file changed since the baselines differs in function items only, and each changed
     /// function is compiled into the patch (its debug info declares it on the function's lines).
     /// A function the hot functions do not reach is not compiled, and only a build with every
-    /// function compiled tells that it changed.
-    fn incomplete(&self, host: &Host, fast: &Patch) -> Option<String> {
-        let Some(functions) = self.changed_fns() else {
+    /// function compiled tells that it changed. `diff` is the source diff's finding (see
+    /// [`Session::changed_fns`]).
+    fn incomplete(&self, host: &Host, fast: &Patch, diff: ChangedFns) -> Option<String> {
+        let Some(functions) = diff.join().ok().flatten() else {
             return Some("an item other than a function changed".to_owned());
         };
         if functions.is_empty() {
@@ -337,11 +342,17 @@ impl Session {
         // Paths as the debug info names them -> the changed file they are, if any.
         let canonical = |path: &Path| std::fs::canonicalize(path).unwrap_or(path.to_path_buf());
         let changed: HashSet<PathBuf> = functions.iter().map(|(path, _)| canonical(path)).collect();
+        // A path is made canonical (a system call per component) only when its file name is
+        // one of the changed files': the units name hundreds of the standard library's and
+        // the dependencies' files.
+        let names: HashSet<&std::ffi::OsStr> =
+            changed.iter().filter_map(|path| path.file_name()).collect();
         let mut seen: HashMap<PathBuf, bool> = HashMap::new();
         let mut wanted = |path: &Path| {
-            *seen
-                .entry(path.to_path_buf())
-                .or_insert_with(|| changed.contains(&canonical(path)))
+            *seen.entry(path.to_path_buf()).or_insert_with(|| {
+                path.file_name().is_some_and(|name| names.contains(name))
+                    && changed.contains(&canonical(path))
+            })
         };
         let defined = std::fs::read(&fast.path).ok().and_then(|data| {
             let file = object::File::parse(&*data).ok()?;
@@ -544,7 +555,7 @@ impl Session {
             // known, the patch is sent: the entries are found against the host's own code.)
             changed.append(&mut live.restart_only);
             changed.sort();
-            live.restart_only = self.runs_once(&changed, &crates, patch.code.as_ref());
+            live.restart_only = self.runs_once(&changed, &crates, patch.code.get());
             changed.retain(|name| !live.restart_only.contains(name));
             live.live = Some(changed);
         }
@@ -562,7 +573,7 @@ impl Session {
             // it; with `--no-restart` the change waits, and this build is the new baseline.
             if self.no_restart {
                 super::report::restart_only(&restart_only, self.redirection.is_some());
-                self.advance_baselines(patch.mode, patch.code, patch.reached);
+                self.advance_baselines(patch.mode, patch.code.into_inner(), patch.reached);
                 if let Some(running) = &mut self.running {
                     running.libs.rebuilt(&patch.libs);
                 }
@@ -622,7 +633,7 @@ impl Session {
         crates: &Crates,
         bound: &std::collections::BTreeSet<String>,
     ) {
-        if let Some(code) = &patch.code {
+        if let Some(code) = patch.code.get() {
             let mut statics: std::collections::BTreeSet<String> =
                 code.statics.difference(bound).cloned().collect();
             for lib in patch
@@ -657,7 +668,7 @@ impl Session {
             changed.sort();
             changed.dedup();
         }
-        let code: Option<Vec<&CodeIndex>> = patch.code.as_ref().map(|bin| {
+        let code: Option<Vec<&CodeIndex>> = patch.code.get().map(|bin| {
             std::iter::once(bin)
                 .chain(patch.libs.iter().filter_map(|lib| {
                     lib.code
@@ -677,7 +688,7 @@ impl Session {
         if crates.ambiguous() {
             return None;
         }
-        let code = patch.code.as_ref()?;
+        let code = patch.code.get()?;
         let Some(reached) = &patch.reached else {
             let base = match patch.mode {
                 Mode::Fast => &self.fast_baseline,
@@ -730,7 +741,7 @@ impl Session {
     /// Sends a checked patch to the program and waits for its answer.
     fn send(&mut self, checked: Checked) -> Outcome {
         let mode = checked.patch.mode;
-        let code = checked.patch.code.clone();
+        let code = checked.patch.code.get().cloned();
         let reached = checked.patch.reached.clone();
         let libs = checked.patch.libs.clone();
         let hot = checked.hot.clone();

@@ -226,18 +226,23 @@ impl Session {
             }
             if first {
                 // The hot functions the running code has, for the gate (renamed or removed ones).
+                // Read for the types the program holds, as a patch is checked: the gate then
+                // keeps the types of each codegen unit, and a patch's check reads only the units
+                // its edit compiled again, the first patch's too.
                 self.running_hot = self
                     .running
                     .as_ref()
                     .and_then(|r| {
-                        PatchImage::read(&patch.path, &self.crate_ids(&r.build), &HashSet::new())
+                        let ids = self.crate_ids(&r.build);
+                        PatchImage::read(&patch.path, &ids, &r.image.held)
+                            .or_else(|_| PatchImage::read(&patch.path, &ids, &HashSet::new()))
                             .ok()
                     })
                     .map(|image| image.records.keys().cloned().collect());
             }
             match mode {
-                patch::Mode::Fast => fast = patch.code,
-                patch::Mode::Full => full = patch.code,
+                patch::Mode::Fast => fast = patch.code.into_inner(),
+                patch::Mode::Full => full = patch.code.into_inner(),
             }
         }
         // The baselines are read; their patch files are never sent.

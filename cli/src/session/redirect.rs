@@ -111,12 +111,22 @@ impl Session {
             let running = &redirection.host_names;
             // Who refers to each function of the patch; `None` for a referrer that is no
             // function of the crates (another crate's code, a vtable): it may call it any time.
+            // Only the changed functions' referrers are asked for; each symbol is demangled
+            // once (the edges name tens of thousands of them, most many times).
+            let wanted: BTreeSet<&str> = changed.iter().map(String::as_str).collect();
+            let mut names: std::collections::HashMap<&str, Option<String>> = Default::default();
             let mut referrers: std::collections::BTreeMap<String, Vec<Option<String>>> =
                 Default::default();
             for (from, targets) in &code.edges {
-                let from = shown(from);
-                for target in targets.iter().filter_map(|target| shown(target)) {
-                    referrers.entry(target).or_default().push(from.clone());
+                let mut from_shown = None;
+                for target in targets.iter() {
+                    let target = names.entry(target).or_insert_with(|| shown(target));
+                    let Some(target) = target.as_ref().filter(|t| wanted.contains(t.as_str()))
+                    else {
+                        continue;
+                    };
+                    let from = from_shown.get_or_insert_with(|| shown(from)).clone();
+                    referrers.entry(target.clone()).or_default().push(from);
                 }
             }
             let mut grew = true;
@@ -263,7 +273,7 @@ impl Session {
         let redirection = self
             .host_functions(crates)
             .map_err(|err| unchecked(format!("{err:#}")))?;
-        let (Some(start), Some(code)) = (&redirection.host_code, &patch.code) else {
+        let (Some(start), Some(code)) = (&redirection.host_code, patch.code.get()) else {
             return Err(unchecked(
                 "the code of the running program or of the patch could not be read".to_owned(),
             ));

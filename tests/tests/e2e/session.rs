@@ -514,13 +514,13 @@ fn only_applied_patches_stay_in_the_session_directory() {
     crate::patch_beta(&project, &mut session, &first);
     project.edit("src/main.rs", "fn beta()", "// A comment.\nfn beta()");
     session.wait_stderr(EDIT_DEADLINE, "   Unchanged ");
-    // A hot function's new signature is refused; `--no-restart` keeps the program.
+    // A hot function's new signature is refused; `--no-restart` keeps the program. One write,
+    // so that no second build (which removes the first's split debug info) follows it.
     project.edit(
         "src/main.rs",
-        "fn beta() -> &'static str",
-        "fn beta() -> String",
+        "fn beta() -> &'static str {\n    \"beta-two\"",
+        "fn beta() -> String {\n    \"beta-three\".to_owned()",
     );
-    project.edit("src/main.rs", "\"beta-two\"", "\"beta-three\".to_owned()");
     session.wait_stderr(EDIT_DEADLINE, "     Refused [HS0101]");
     let pattern = hotswap_tests::fixtures_target_dir().join("hotswap/debug");
     let sessions: Vec<_> = std::fs::read_dir(&pattern)
