@@ -306,14 +306,13 @@ impl TypeGraph {
                     _ => skeleton.dwo_id,
                 };
                 current.set(id);
-                let Some(types) = id.and_then(|id| cached.remove(&id)) else {
+                let Some((id, types)) = id.and_then(|id| Some((id, cached.remove(&id)?))) else {
                     return Ok(None);
                 };
                 let mut found = found_in_each.get();
                 let flow = add(&types, &mut found);
                 found_in_each.set(found);
-                kept.borrow_mut()
-                    .insert(id.expect("cached by its id"), types);
+                kept.borrow_mut().insert(id, types);
                 Ok(Some(flow))
             },
             &mut |dwarf, unit, at| {
