@@ -23,6 +23,7 @@ use gimli::{AttributeValue, EndianSlice, RunTimeEndian, UnitOffset};
 use object::{Object, ObjectSection};
 
 use crate::check::CrateId;
+use crate::check::code::ObjectId;
 
 /// How deep the reader follows the tree of debugging entries or a chain of unnamed types before
 /// it calls the section malformed (rustc's nesting is a few levels of modules and types).
@@ -166,8 +167,9 @@ struct UnitTypes {
 /// for one set of wanted names at a time, and at most [`UNIT_TYPE_SETS`] sets are kept.
 static UNIT_TYPES: LazyLock<Mutex<HashMap<u64, UnitTypesById>>> = LazyLock::new(Default::default);
 
-/// What [`UNIT_TYPES`] keeps for one set of wanted names and crates.
-type UnitTypesById = HashMap<gimli::DwoId, Arc<UnitTypes>>;
+/// What [`UNIT_TYPES`] keeps for one set of wanted names and crates, by unit: its
+/// `DW_AT_dwo_id` and the identity of the `.dwo` file read (see [`TypeGraph::read_wanted`]).
+type UnitTypesById = HashMap<(gimli::DwoId, ObjectId), Arc<UnitTypes>>;
 
 /// How many sets of wanted names [`UNIT_TYPES`] keeps units for.
 const UNIT_TYPE_SETS: usize = 4;
@@ -223,7 +225,7 @@ impl TypeGraph {
             None => each_crate_unit(
                 file,
                 crates,
-                &mut |_, _| Ok(None),
+                &mut |_, _, _| Ok(None),
                 &mut |dwarf, unit, at| {
                     found |= at == 0;
                     let signatures = roots == Roots::EveryFunction;
@@ -251,11 +253,15 @@ impl TypeGraph {
     /// [`TypeGraph::read`]), the first description of each in unit order; sets `found` when a
     /// unit of the first crate was seen.
     ///
-    /// A split unit whose `DW_AT_dwo_id` (a hash of its content) was read at the last call, for
-    /// the same `wanted` and `crates`, is not read again: its types are taken from
-    /// [`UNIT_TYPES`]. An edit makes rustc compile a few codegen units again and reuse the
-    /// others whole, so a patch's check reads only the units that changed (the medium benchmark
-    /// fixture's 227 `.dwo` files were each opened and scanned for every patch before).
+    /// A split unit read at the last call for the same `wanted` and `crates`, from the same
+    /// `.dwo` file (device, inode, size and modification time) with the same `DW_AT_dwo_id`, is
+    /// not read again: its types are taken from [`UNIT_TYPES`]. An edit makes rustc compile a
+    /// few codegen units again, each written to a new file, and reuse the others whole: their
+    /// `.dwo` files are hard links to its incremental cache's, the same files from one build to
+    /// the next. So a patch's check reads only the units that changed (the medium benchmark
+    /// fixture's 227 `.dwo` files were each opened and scanned for every patch before). The
+    /// `DW_AT_dwo_id` alone would not do: LLVM's hash leaves out the members of a type that the
+    /// unit only reaches through a pointer, so the same id can describe two layouts.
     fn read_wanted(
         &mut self,
         file: &object::File<'_>,
@@ -300,11 +306,12 @@ impl TypeGraph {
         each_crate_unit(
             file,
             crates,
-            &mut |_, skeleton| {
-                let id = match skeleton.header.type_() {
+            &mut |_, skeleton, file| {
+                let dwo_id = match skeleton.header.type_() {
                     gimli::UnitType::Skeleton(id) => Some(id),
                     _ => skeleton.dwo_id,
                 };
+                let id = dwo_id.zip(file.copied());
                 current.set(id);
                 let Some((id, types)) = id.and_then(|id| Some((id, cached.remove(&id)?))) else {
                     return Ok(None);
@@ -524,31 +531,36 @@ pub(crate) fn function_lines(
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<HashMap<String, (String, u64)>, DwarfError> {
     let mut lines: HashMap<String, (String, u64)> = HashMap::new();
-    each_crate_unit(file, crates, &mut |_, _| Ok(None), &mut |dwarf, unit, _| {
-        let mut entries = unit.entries();
-        while let Some((_, entry)) = entries.next_dfs()? {
-            if entry.tag() != gimli::DW_TAG_subprogram {
-                continue;
+    each_crate_unit(
+        file,
+        crates,
+        &mut |_, _, _| Ok(None),
+        &mut |dwarf, unit, _| {
+            let mut entries = unit.entries();
+            while let Some((_, entry)) = entries.next_dfs()? {
+                if entry.tag() != gimli::DW_TAG_subprogram {
+                    continue;
+                }
+                let Some(linkage) = entry.attr_value(gimli::DW_AT_linkage_name)? else {
+                    continue;
+                };
+                let name =
+                    crate::symbols::demangle(&dwarf.attr_string(unit, linkage)?.to_string_lossy());
+                if !wanted(&name) {
+                    continue;
+                }
+                let Some((path, line)) = declared_at(dwarf, unit, entry)? else {
+                    continue;
+                };
+                let path = path.to_string_lossy().into_owned();
+                let known = lines.entry(name).or_insert_with(|| (path.clone(), line));
+                if line < known.1 {
+                    *known = (path, line);
+                }
             }
-            let Some(linkage) = entry.attr_value(gimli::DW_AT_linkage_name)? else {
-                continue;
-            };
-            let name =
-                crate::symbols::demangle(&dwarf.attr_string(unit, linkage)?.to_string_lossy());
-            if !wanted(&name) {
-                continue;
-            }
-            let Some((path, line)) = declared_at(dwarf, unit, entry)? else {
-                continue;
-            };
-            let path = path.to_string_lossy().into_owned();
-            let known = lines.entry(name).or_insert_with(|| (path.clone(), line));
-            if line < known.1 {
-                *known = (path, line);
-            }
-        }
-        Ok(ControlFlow::Continue(()))
-    })?;
+            Ok(ControlFlow::Continue(()))
+        },
+    )?;
     Ok(lines)
 }
 
@@ -571,7 +583,7 @@ pub(crate) fn defined_lines(
     let mut lines: HashMap<PathBuf, BTreeSet<u64>> = HashMap::new();
     // A unit whose file table names no wanted file declares nothing wanted: told from the
     // line program, before a split unit's `.dwo` file is read.
-    let mut names_wanted = |dwarf: &Dwarf<'_>, unit: &Unit<'_>| {
+    let mut names_wanted = |dwarf: &Dwarf<'_>, unit: &Unit<'_>, _: Option<&ObjectId>| {
         let named = names_a_wanted_file(dwarf, unit, wanted)?;
         Ok((!named).then_some(ControlFlow::Continue(())))
     };
@@ -691,7 +703,7 @@ fn each_crate_unit(
                 None => ControlFlow::Continue(()),
             },
             None => match crate_of(&unit, &walk.prefixes) {
-                Some(at) => match (walk.first)(&dwarf, &unit)? {
+                Some(at) => match (walk.first)(&dwarf, &unit, None)? {
                     None => (walk.each)(&dwarf, &unit, at)?,
                     Some(flow) => flow,
                 },
@@ -705,10 +717,11 @@ fn each_crate_unit(
     Ok(())
 }
 
-/// What [`each_crate_unit`] asks of a unit before it reads it whole: `None` to read it, or what
-/// to do instead (go on to the next unit, or stop).
-type FirstUnit<'f> =
-    dyn FnMut(&Dwarf<'_>, &Unit<'_>) -> Result<Option<ControlFlow<()>>, DwarfError> + 'f;
+/// What [`each_crate_unit`] asks of a unit before it reads it whole, given the identity of its
+/// `.dwo` file for a split unit: `None` to read it, or what to do instead (go on to the next
+/// unit, or stop).
+type FirstUnit<'f> = dyn FnMut(&Dwarf<'_>, &Unit<'_>, Option<&ObjectId>) -> Result<Option<ControlFlow<()>>, DwarfError>
+    + 'f;
 /// What [`each_crate_unit`] calls for each unit of the crates, with its crate's index.
 type EachUnit<'f> =
     dyn FnMut(&Dwarf<'_>, &Unit<'_>, usize) -> Result<ControlFlow<()>, DwarfError> + 'f;
@@ -719,7 +732,7 @@ struct Walk<'a, 'f> {
     prefixes: Vec<String>,
     /// The crates' names, `time_service`.
     names: Vec<String>,
-    /// The `.dwo` files of each directory, once listed (see [`read_dwo`]).
+    /// The `.dwo` files of each directory, once listed (see [`find_dwo`]).
     listings: HashMap<PathBuf, Vec<PathBuf>>,
     first: &'a mut FirstUnit<'f>,
     each: &'a mut EachUnit<'f>,
@@ -769,10 +782,16 @@ impl Walk<'_, '_> {
         // lifetime.
         let parent = sections.borrow(|section| EndianSlice::new(section, endian));
         let skeleton = parent.unit(header)?;
-        if let Some(flow) = (self.first)(&parent, &skeleton)? {
+        let found = find_dwo(named, &mut self.listings);
+        let file = found.as_ref().ok().and_then(|path| ObjectId::of(path).ok());
+        if let Some(flow) = (self.first)(&parent, &skeleton, file.as_ref())? {
             return Ok(flow);
         }
-        let (path, data) = read_dwo(named, &mut self.listings).map_err(|err| {
+        let read = found.and_then(|path| {
+            let data = std::fs::read(&path)?;
+            Ok((path, data))
+        });
+        let (path, data) = read.map_err(|err| {
             DwarfError::Malformed(format!(
                 "cannot read `{}`, the split debug info of one of its codegen units: {err} (a \
                  profile's `split-debuginfo = \"packed\"` keeps it elsewhere: use `\"unpacked\"` \
@@ -830,19 +849,19 @@ pub(crate) fn dwo_files(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The `.dwo` file a skeleton unit names as `named`, and its path. rustc names each file after
+/// The path of the `.dwo` file a skeleton unit names as `named`. rustc names each file after
 /// its build (`<crate>.<codegen unit>.<build>.rcgu.dwo`), and a codegen unit that an
 /// incremental build reuses keeps the object of the build that compiled it, whose skeleton
 /// names that build's file, while its `.dwo` file is copied under the new build's name beside
 /// the others. So when the named file is gone, the one of the same crate and codegen unit in
-/// the same directory is read (the caller checks its `DW_AT_dwo_id`); `listings` keeps each
+/// the same directory is taken (the caller checks its `DW_AT_dwo_id`); `listings` keeps each
 /// directory's `.dwo` files, listed once.
-fn read_dwo(
+fn find_dwo(
     named: &Path,
     listings: &mut HashMap<PathBuf, Vec<PathBuf>>,
-) -> std::io::Result<(PathBuf, Vec<u8>)> {
-    let error = match std::fs::read(named) {
-        Ok(data) => return Ok((named.to_path_buf(), data)),
+) -> std::io::Result<PathBuf> {
+    let error = match std::fs::metadata(named) {
+        Ok(_) => return Ok(named.to_path_buf()),
         Err(error) => error,
     };
     let (Some(dir), Some(name)) = (named.parent(), named.file_name().and_then(|n| n.to_str()))
@@ -868,10 +887,7 @@ fn read_dwo(
                 .is_some_and(|n| n.starts_with(unit) && n.ends_with(".rcgu.dwo"))
         })
         .max_by_key(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok());
-    match same_unit {
-        Some(path) => Ok((path.clone(), std::fs::read(path)?)),
-        None => Err(error),
-    }
+    same_unit.cloned().ok_or(error)
 }
 
 /// The prefix of the names of the compilation units of each of `crates`, in order: rustc names
@@ -1713,8 +1729,10 @@ mod tests {
         file("app-1f.cgu10.now.rcgu.dwo", "cgu10");
         let mut listings = HashMap::new();
         let mut read = |name: &str| {
-            read_dwo(&dir.path().join(name), &mut listings)
-                .map(|(path, data)| (path.file_name().unwrap().to_owned(), data))
+            find_dwo(&dir.path().join(name), &mut listings).and_then(|path| {
+                let data = std::fs::read(&path)?;
+                Ok((path.file_name().unwrap().to_owned(), data))
+            })
         };
         let named = read("app-1f.cgu1.built.rcgu.dwo").unwrap();
         assert_eq!(named.1, b"kept", "the named file is read when it is there");

@@ -1370,8 +1370,9 @@ mod tests {
     }
 
     /// A patch's check reads each split unit's types once: a later patch that holds the same
-    /// unit (the same `DW_AT_dwo_id`, as an incremental build reuses it) takes them from the
-    /// cache, even when its `.dwo` file is gone; another set of wanted types reads it again.
+    /// unit (as an incremental build reuses it: the same `.dwo` file, hard linked, and the same
+    /// `DW_AT_dwo_id`) takes them from the cache; a unit whose file was written anew is read
+    /// again, as is any unit for another set of wanted types.
     #[test]
     fn split_units_read_before_are_not_read_again() {
         let dir = tempfile::tempdir().unwrap();
@@ -1398,23 +1399,33 @@ mod tests {
         let wanted: HashSet<String> = ["seed::Kept", "seed::NotInThisTestOnly"]
             .map(str::to_owned)
             .into();
-        let first = TypeGraph::read(&file, &[SEED], Some(&wanted), Roots::Hot).unwrap();
+        let read =
+            |wanted: &HashSet<String>| TypeGraph::read(&file, &[SEED], Some(wanted), Roots::Hot);
+        let first = read(&wanted).unwrap();
         assert_eq!(first.types["seed::Kept"].size, Some(16));
+        // Each `.dwo` file garbled in place, its size and modification time kept: the same file
+        // to the cache, unreadable to a reader.
         let split = dwarf::dwo_files(dir.path());
         assert!(!split.is_empty(), "the seed has no split debug info");
-        for file in split {
-            std::fs::remove_file(file).unwrap();
-        }
-        let again = TypeGraph::read(&file, &[SEED], Some(&wanted), Roots::Hot).unwrap();
+        let garble = |modified: Option<std::time::SystemTime>| {
+            for path in &split {
+                let was = std::fs::metadata(path).unwrap();
+                std::fs::write(path, vec![0xa5; usize::try_from(was.len()).unwrap()]).unwrap();
+                let file = std::fs::File::options().write(true).open(path).unwrap();
+                file.set_modified(modified.unwrap_or(was.modified().unwrap()))
+                    .unwrap();
+            }
+        };
+        garble(None);
+        let again = read(&wanted).unwrap();
         assert_eq!(again.types, first.types);
         let other: HashSet<String> = ["seed::Kept".to_owned()].into();
-        let error = TypeGraph::read(&file, &[SEED], Some(&other), Roots::Hot).unwrap_err();
-        assert!(
-            error
-                .to_string()
-                .contains("the split debug info of one of its codegen units"),
-            "{error}"
-        );
+        let error = read(&other).unwrap_err();
+        assert!(error.to_string().contains(".dwo"), "{error}");
+        // Written anew (another modification time): read again.
+        garble(Some(std::time::SystemTime::UNIX_EPOCH));
+        let error = read(&wanted).unwrap_err();
+        assert!(error.to_string().contains(".dwo"), "{error}");
     }
 
     #[test]
