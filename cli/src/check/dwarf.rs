@@ -163,7 +163,7 @@ struct UnitTypes {
 }
 
 /// The units read by the last [`TypeGraph::read_wanted`] for each hash of the wanted names and
-/// crates, by `DW_AT_dwo_id`. Each call keeps only the units it saw; a session reads its patches
+/// crates (see [`UnitTypesById`]). Each call keeps only the units it saw; a session reads its patches
 /// for one set of wanted names at a time, and at most [`UNIT_TYPE_SETS`] sets are kept.
 static UNIT_TYPES: LazyLock<Mutex<HashMap<u64, UnitTypesById>>> = LazyLock::new(Default::default);
 
@@ -288,21 +288,21 @@ impl TypeGraph {
         let graph = std::cell::RefCell::new(std::mem::take(self));
         // Adds a unit's types to the graph (the first description of each wins); whether every
         // wanted type is known now, so that the other units can only repeat them.
-        let add = |types: &UnitTypes, found: &mut bool| {
-            *found |= types.at == 0;
+        let found_any = std::cell::Cell::new(*found);
+        let add = |types: &UnitTypes| {
+            found_any.set(found_any.get() || types.at == 0);
             let mut graph = graph.borrow_mut();
             for (name, def) in &types.types {
                 if !graph.types.contains_key(name) {
                     graph.types.insert(name.clone(), def.clone());
                 }
             }
-            if *found && wanted.iter().all(|n| graph.types.contains_key(n)) {
+            if found_any.get() && wanted.iter().all(|n| graph.types.contains_key(n)) {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
             }
         };
-        let found_in_each = std::cell::Cell::new(*found);
         each_crate_unit(
             file,
             crates,
@@ -316,9 +316,7 @@ impl TypeGraph {
                 let Some((id, types)) = id.and_then(|id| Some((id, cached.remove(&id)?))) else {
                     return Ok(None);
                 };
-                let mut found = found_in_each.get();
-                let flow = add(&types, &mut found);
-                found_in_each.set(found);
+                let flow = add(&types);
                 kept.borrow_mut().insert(id, types);
                 Ok(Some(flow))
             },
@@ -345,16 +343,14 @@ impl TypeGraph {
                     read.sort_by(|a, b| a.0.cmp(&b.0));
                     types.types = read;
                 }
-                let mut found = found_in_each.get();
-                let flow = add(&types, &mut found);
-                found_in_each.set(found);
+                let flow = add(&types);
                 if let Some(id) = current.get() {
                     kept.borrow_mut().insert(id, Arc::new(types));
                 }
                 Ok(flow)
             },
         )?;
-        *found = found_in_each.get();
+        *found = found_any.get();
         *self = graph.into_inner();
         let mut sets = UNIT_TYPES
             .lock()

@@ -132,9 +132,6 @@ pub(crate) struct PatchImage {
     pub(crate) layouts: BTreeMap<String, (u64, u64)>,
     /// Its undefined, non-weak dynamic symbols.
     pub(crate) undefined: Vec<String>,
-    /// Exports known to resolve the patch's undefined symbols besides the host's (none when
-    /// read from a file: see `needed`).
-    pub(crate) library_exports: HashSet<String>,
     /// The shared libraries the patch itself needs (`libm` for `f64::sin`, say), which the
     /// loader loads with it, and the patch's directory (for `$ORIGIN`). They are read only for
     /// a symbol that the host does not export: nearly always, the patch needs the host's own
@@ -200,7 +197,6 @@ impl PatchImage {
             records,
             layouts,
             undefined,
-            library_exports: HashSet::new(),
             needed: Default::default(),
             types,
             digest: 0,
@@ -806,7 +802,7 @@ pub(crate) fn check(
     let mut missing: Vec<&String> = patch
         .undefined
         .iter()
-        .filter(|name| !host.exports.contains(*name) && !patch.library_exports.contains(*name))
+        .filter(|name| !host.exports.contains(*name))
         .collect();
     if !missing.is_empty() {
         let (needed, origin) = &patch.needed;
@@ -1166,8 +1162,14 @@ mod tests {
             records: records.into_iter().map(|r| (r.path.clone(), r)).collect(),
             layouts: BTreeMap::new(),
             undefined: undefined.iter().map(|s| (*s).to_owned()).collect(),
-            library_exports: HashSet::from(["sin".to_owned()]),
-            needed: Default::default(),
+            // `sin` is libm's.
+            needed: (
+                Needed {
+                    names: vec!["libm.so.6".to_owned()],
+                    search: Vec::new(),
+                },
+                None,
+            ),
             types: TypeGraph::default(),
             digest: 0,
         }
@@ -1237,7 +1239,6 @@ mod tests {
     #[test]
     fn the_patchs_own_libraries_resolve_what_the_host_lacks() {
         let mut image = patch(vec![], &["memcpy"]);
-        image.library_exports.clear();
         image.needed.0.names = vec!["libc.so.6".to_owned()];
         assert!(check(&host(vec![], &[]), &image, None).is_ok());
         image.needed.0.names.clear();
