@@ -49,6 +49,20 @@ pub fn fixtures_target_dir() -> PathBuf {
     target_dir().join("e2e-fixtures")
 }
 
+/// The session directories (where a session publishes its patch files) of the session whose
+/// process is `pid`, in every project's work directory under [`fixtures_target_dir`]: one,
+/// once the session has started.
+pub fn session_dirs(pid: u32) -> Vec<PathBuf> {
+    let pattern = fixtures_target_dir().join("hotswap/debug");
+    std::fs::read_dir(&pattern)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|dir| dir.path().join("sessions").join(pid.to_string()))
+        .filter(|dir| dir.is_dir())
+        .collect()
+}
+
 /// The `cargo-hotswap` executable, built once per test run (a no-op when it is fresh).
 pub fn cargo_hotswap() -> &'static Path {
     static EXE: OnceLock<PathBuf> = OnceLock::new();

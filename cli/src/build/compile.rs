@@ -46,6 +46,9 @@ pub(crate) fn host(capture: &Capture, work_root: &Path) -> anyhow::Result<ExitCo
         return Ok(crate::build::capture::exit_code(status));
     }
     let rlib = rlib?;
+    // The crate's private functions become exported ones of the host, which thin patches
+    // bind to (see `thin`).
+    super::thin::export_hidden(&rlib)?;
     mark_dep_info(capture)?;
     let shim = write_shim(capture, work_root, &rlib)?;
     link_host(capture, &shim, &rlib)?;

@@ -12,7 +12,10 @@
 //! * Patch mode: only the crate's own objects are linked, and the rlibs of the local library
 //!   crates the patch rebuilt (whole). Every other `.rlib`, rustc's `symbols.o` and the
 //!   allocator shim are dropped; references to them stay undefined (`-z undefs` is the default
-//!   for `-shared`) and bind to the host when the patch is loaded.
+//!   for `-shared`) and bind to the host when the patch is loaded. Under entry redirection only
+//!   the objects of the codegen units the edit compiled again are linked (see
+//!   [`super::thin`]), with their references to the crate's statics made to go through the GOT
+//!   (see [`super::statics`]).
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -64,7 +67,17 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
         let dir = Path::new(&dir);
         let shared = keep_objects(&args, dir).and_then(|()| {
             if std::env::var_os(KEEP_CODE_ENV).is_some() {
-                super::statics::share(args.clone(), &shared_objects_dir(dir))
+                // Only what changed (see `thin`), then its statics shared.
+                let thin = match std::env::var_os(super::thin::HOST_EXE_ENV) {
+                    Some(host) => super::thin::thin(
+                        args.clone(),
+                        dir,
+                        Path::new(&host),
+                        &dir.with_file_name("thin-objects"),
+                    ),
+                    None => Ok(args.clone()),
+                };
+                thin.and_then(|thin| super::statics::share(thin, &shared_objects_dir(dir)))
             } else {
                 Ok(args.clone())
             }

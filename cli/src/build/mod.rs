@@ -12,3 +12,4 @@ pub(crate) mod patch;
 pub(crate) mod replay;
 pub(crate) mod shim;
 pub(crate) mod statics;
+pub(crate) mod thin;

@@ -60,6 +60,12 @@ impl Mode {
             Mode::Full => "patch-full",
         }
     }
+
+    /// Where a build of this mode keeps the crate's objects (hard links of rustc's, for the
+    /// code index), under the work directory `work`.
+    pub(crate) fn objects_dir(self, work: &WorkDir) -> PathBuf {
+        work.root.join(self.dir()).join("objects")
+    }
 }
 
 /// A patch file ready to be sent to the host.
@@ -223,7 +229,7 @@ pub(crate) fn build(
         &replaced,
         &view,
     );
-    let objects_dir = out_dir.join("objects");
+    let objects_dir = mode.objects_dir(work);
     clear_aside(&objects_dir);
     remove_split_debug_info(&out_dir);
     std::fs::create_dir_all(&objects_dir)
@@ -235,6 +241,7 @@ pub(crate) fn build(
         .env(link::REAL_LINKER_ENV, &host.real_linker)
         .env_remove(link::KEEP_CODE_ENV)
         .envs(keep_code.then_some((link::KEEP_CODE_ENV, "1")))
+        .env(super::thin::HOST_EXE_ENV, &host.exe)
         .env(
             link::PATCH_RLIBS_ENV,
             replaced

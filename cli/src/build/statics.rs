@@ -41,13 +41,43 @@ const LEA: u8 = 0x8d;
 const MOV_LOAD: u8 = 0x8b;
 
 /// One rewrite of an object file: a byte of code and a relocation's type.
-struct Rewrite {
+pub(super) struct Rewrite {
     /// File offset of the `lea` opcode byte, when the instruction changes.
-    opcode: Option<usize>,
+    pub(super) opcode: Option<usize>,
     /// File offset of the relocation's `r_info`.
-    info: usize,
+    pub(super) info: usize,
     /// Its symbol index.
-    symbol: u32,
+    pub(super) symbol: u32,
+}
+
+/// Applies `rewrites` to the object file `data`: each `lea` becomes a `mov` load, and each
+/// relocation a plain `R_X86_64_GOTPCREL` of the same symbol.
+pub(super) fn apply_rewrites(data: &mut [u8], rewrites: &[Rewrite]) {
+    for rewrite in rewrites {
+        if let Some(at) = rewrite.opcode {
+            data[at] = MOV_LOAD;
+        }
+        let info = (u64::from(rewrite.symbol) << 32) | u64::from(elf::R_X86_64_GOTPCREL);
+        data[rewrite.info..rewrite.info + 8].copy_from_slice(&info.to_le_bytes());
+    }
+}
+
+/// The file offset of the opcode of the instruction whose RIP-relative operand a relocation at
+/// `at` (an offset into the code section at file offset `code_start`, `code_len` bytes) fills,
+/// when that instruction is `REX.W lea` (the address of the target, nothing else).
+pub(super) fn lea_opcode(
+    data: &[u8],
+    code_start: usize,
+    code_len: usize,
+    at: usize,
+) -> Option<usize> {
+    if at < 3 || at + 4 > code_len {
+        return None;
+    }
+    let bytes = &data[code_start + at - 3..code_start + at];
+    let rex_w = bytes[0] & 0xf8 == 0x48;
+    let rip_relative = bytes[2] & 0xc7 == 0x05;
+    (rex_w && bytes[1] == LEA && rip_relative).then_some(code_start + at - 2)
 }
 
 /// Rewrites the objects among `args` (the crate's own, as the patch link gets them) whose code
@@ -143,14 +173,7 @@ pub(crate) fn share(args: Vec<String>, dir: &Path) -> Result<Vec<String>, String
                     .map_err(|err| format!("`{}`: {err}", object.path))?;
                 if !rewrites.is_empty() {
                     let mut data = data;
-                    for rewrite in &rewrites {
-                        if let Some(at) = rewrite.opcode {
-                            data[at] = MOV_LOAD;
-                        }
-                        let info =
-                            (u64::from(rewrite.symbol) << 32) | u64::from(elf::R_X86_64_GOTPCREL);
-                        data[rewrite.info..rewrite.info + 8].copy_from_slice(&info.to_le_bytes());
-                    }
+                    apply_rewrites(&mut data, &rewrites);
                     // A new file: the last patch's copy of an older object of this name may
                     // still be open.
                     let _ = std::fs::remove_file(&to);
@@ -171,15 +194,7 @@ pub(crate) fn share(args: Vec<String>, dir: &Path) -> Result<Vec<String>, String
         next.objects.push((object.key, shared));
     }
     // Copies of objects this patch no longer has (codegen units renamed or gone).
-    let copies: HashSet<&str> = replaced.values().map(String::as_str).collect();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "o")
-            && !copies.contains(path.display().to_string().as_str())
-        {
-            let _ = std::fs::remove_file(&path);
-        }
-    }
+    remove_other_copies(dir, replaced.values());
     let list: String = unshared
         .iter()
         .map(|(function, name, why)| format!("{function}\t{name}\t{why}\n"))
@@ -195,6 +210,20 @@ pub(crate) fn share(args: Vec<String>, dir: &Path) -> Result<Vec<String>, String
         .into_iter()
         .map(|arg| replaced.get(&arg).cloned().unwrap_or(arg))
         .collect())
+}
+
+/// Removes the object files in `dir` other than `kept` (paths of rewritten copies in it): the
+/// copies a former patch needed and this one does not.
+pub(super) fn remove_other_copies<'a>(dir: &Path, kept: impl Iterator<Item = &'a String>) {
+    let kept: HashSet<&str> = kept.map(String::as_str).collect();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "o")
+            && !kept.contains(path.display().to_string().as_str())
+        {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// The file, next to the rewritten objects, in which [`share`] keeps what it found for each
@@ -385,22 +414,20 @@ fn rewrites(
                     symbol,
                 }),
                 elf::R_X86_64_PC32 if at >= 3 && at + 4 <= code_len => {
-                    let bytes = &data[code_start + at - 3..code_start + at];
-                    let rex_w = bytes[0] & 0xf8 == 0x48;
-                    let rip_relative = bytes[2] & 0xc7 == 0x05;
-                    if rex_w && bytes[1] == LEA && rip_relative && relocation.r_addend(LE) == -4 {
-                        out.push(Rewrite {
-                            opcode: Some(code_start + at - 2),
+                    match lea_opcode(data, code_start, code_len, at) {
+                        Some(opcode) if relocation.r_addend(LE) == -4 => out.push(Rewrite {
+                            opcode: Some(opcode),
                             info,
                             symbol,
-                        });
-                    } else {
-                        let why = if rex_w && bytes[1] == LEA && rip_relative {
-                            "takes the address of a part of it"
-                        } else {
-                            "reads or writes it in place"
-                        };
-                        unshared.insert((function.clone(), name, why.to_owned()));
+                        }),
+                        lea => {
+                            let why = if lea.is_some() {
+                                "takes the address of a part of it"
+                            } else {
+                                "reads or writes it in place"
+                            };
+                            unshared.insert((function.clone(), name, why.to_owned()));
+                        }
                     }
                 }
                 _ => {

@@ -148,8 +148,13 @@ pub(crate) struct Root {
 pub(crate) struct TypeGraph {
     /// The crates whose types these are: those named `<crate>::...` are their own.
     pub(crate) crate_names: Vec<String>,
-    /// Every named type, by qualified name (the first description wins: they are all equal).
+    /// Every named type, by qualified name (the first description wins: they are all equal,
+    /// but for the names of [`TypeGraph::alternates`]).
     pub(crate) types: HashMap<String, TypeDef>,
+    /// The further, different descriptions of names that several types share: those declared
+    /// in an anonymous `const _: () = { .. };` block, whose path has a `_` (every
+    /// `#[derive(Deserialize)]` declares a `__Visitor` there).
+    pub(crate) alternates: HashMap<String, Vec<TypeDef>>,
     /// What the program holds, hot functions first (by path), then statics (by name).
     pub(crate) roots: Vec<Root>,
 }
@@ -198,7 +203,46 @@ pub(crate) struct Reach<'g> {
     pub(crate) steps: Vec<(&'g str, &'g str)>,
 }
 
+/// Whether several types can have the qualified name `name`: it is declared in an anonymous
+/// `const _` block.
+pub(crate) fn shared_name(name: &str) -> bool {
+    name.contains("::_::")
+}
+
 impl TypeGraph {
+    /// Adds `def` as a description of the type `name`: the first one of a name, or for a
+    /// [`shared_name`], one different from those known.
+    fn add_type(&mut self, name: &str, def: &TypeDef) {
+        match self.types.get(name) {
+            None => {
+                self.types.insert(name.to_owned(), def.clone());
+            }
+            Some(first) if shared_name(name) && first != def => {
+                let more = self.alternates.entry(name.to_owned()).or_default();
+                if !more.contains(def) {
+                    more.push(def.clone());
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// Every description of the type `name` (one, unless it is a [`shared_name`]).
+    pub(crate) fn descriptions(&self, name: &str) -> impl Iterator<Item = &TypeDef> {
+        self.types
+            .get(name)
+            .into_iter()
+            .chain(self.alternates.get(name).into_iter().flatten())
+    }
+
+    /// Whether every description `new` has of the type `name` is one that this graph has: the
+    /// same layout, for a [`shared_name`] whichever of its types each is.
+    pub(crate) fn describes_alike(&self, new: &TypeGraph, name: &str) -> bool {
+        new.descriptions(name).all(|now| {
+            self.descriptions(name)
+                .any(|was| changes(was, now).is_empty())
+        })
+    }
     /// Reads the types and roots of the compilation units of the crates `crates` (each unit is
     /// named after its crate's root source file as rustc was given it, `src/main.rs`).
     /// With `wanted`, only the structs, unions and enums named there are read, and no roots
@@ -293,11 +337,14 @@ impl TypeGraph {
             found_any.set(found_any.get() || types.at == 0);
             let mut graph = graph.borrow_mut();
             for (name, def) in &types.types {
-                if !graph.types.contains_key(name) {
-                    graph.types.insert(name.clone(), def.clone());
-                }
+                graph.add_type(name, def);
             }
-            if found_any.get() && wanted.iter().all(|n| graph.types.contains_key(n)) {
+            // Every unit may describe another type of a shared name.
+            if found_any.get()
+                && wanted
+                    .iter()
+                    .all(|n| !shared_name(n) && graph.types.contains_key(n))
+            {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
@@ -339,7 +386,10 @@ impl TypeGraph {
                         crates[at].name,
                         Some(wanted),
                     )?;
-                    let mut read: Vec<_> = local.types.into_iter().collect();
+                    let alternates = local.alternates.into_iter().flat_map(|(name, defs)| {
+                        defs.into_iter().map(move |def| (name.clone(), def))
+                    });
+                    let mut read: Vec<_> = local.types.into_iter().chain(alternates).collect();
                     read.sort_by(|a, b| a.0.cmp(&b.0));
                     types.types = read;
                 }
@@ -1265,22 +1315,23 @@ impl<'a, 'data> UnitReader<'a, 'data> {
                     continue;
                 }
                 let name = join(&die.scope, die.name.as_deref().unwrap_or("?"));
-                if !wanted.contains(&name) || graph.types.contains_key(&name) {
+                if !wanted.contains(&name) || graph.types.contains_key(&name) && !shared_name(&name)
+                {
                     continue;
                 }
                 let def = self.type_def(offset)?;
-                graph.types.insert(name, def);
+                graph.add_type(&name, &def);
                 continue;
             }
             let Some(name) = self.name_of(offset, 0)? else {
                 self.read_root(offset, graph, &crate_prefix)?;
                 continue;
             };
-            if graph.types.contains_key(&name) {
+            if graph.types.contains_key(&name) && !shared_name(&name) {
                 continue;
             }
             let def = self.type_def(offset)?;
-            graph.types.insert(name, def);
+            graph.add_type(&name, &def);
         }
         Ok(())
     }
@@ -1739,6 +1790,45 @@ mod tests {
         assert_eq!(other.1, b"cgu10");
         let error = read("app-1f.cgu2.old.rcgu.dwo").unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::NotFound);
+    }
+
+    /// Two types named alike in anonymous `const _` blocks (as two `#[derive(Deserialize)]`s
+    /// declare two `__Visitor`s) are both kept; new code that describes only one of them, or
+    /// both in the other order, describes them alike, but a third layout does not.
+    #[test]
+    fn every_type_of_a_shared_name_is_kept_and_compared() {
+        let visitor = |marker: &str| TypeDef {
+            size: Some(0),
+            align: Some(1),
+            shape: Shape::Struct {
+                fields: vec![Field {
+                    name: "marker".into(),
+                    offset: Some(0),
+                    ty: format!("core::marker::PhantomData<{marker}>"),
+                }],
+                discriminant: None,
+                variants: Vec::new(),
+            },
+            edges: Vec::new(),
+        };
+        let name = "app::model::_::__Visitor";
+        let mut running = TypeGraph::default();
+        running.add_type(name, &visitor("app::model::Order"));
+        running.add_type(name, &visitor("app::model::Item"));
+        running.add_type(name, &visitor("app::model::Item"));
+        assert_eq!(running.descriptions(name).count(), 2);
+        let mut patch = TypeGraph::default();
+        patch.add_type(name, &visitor("app::model::Item"));
+        assert!(running.describes_alike(&patch, name));
+        patch.add_type(name, &visitor("app::model::Order"));
+        assert!(running.describes_alike(&patch, name));
+        patch.add_type(name, &visitor("app::model::Customer"));
+        assert!(!running.describes_alike(&patch, name));
+        // A name of one type keeps its first description only.
+        let mut plain = TypeGraph::default();
+        plain.add_type("app::model::Item", &visitor("u8"));
+        plain.add_type("app::model::Item", &visitor("u16"));
+        assert_eq!(plain.descriptions("app::model::Item").count(), 1);
     }
 
     #[test]

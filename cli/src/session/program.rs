@@ -180,6 +180,10 @@ impl Session {
         } else {
             &[patch::Mode::Fast, patch::Mode::Full]
         };
+        // The last executable's baseline says nothing of this one's code: until this one's is
+        // built, every redirection patch links all of the crate's objects.
+        let full_objects = patch::Mode::Full.objects_dir(&self.work);
+        crate::build::thin::forget_baseline(&full_objects);
         for &mode in modes {
             let first = mode == modes[0];
             let built = patch::build(
@@ -223,6 +227,15 @@ impl Session {
                 .all(|path| self.snapshot.get(path) == Some(&content_hash(path)));
             if !current {
                 break;
+            }
+            if mode == patch::Mode::Full
+                && self.redirection.is_some()
+                && let Err(err) = crate::build::thin::record_baseline(&full_objects)
+            {
+                // Patches then link every object: bigger, as correct.
+                if crate::output::verbose() {
+                    crate::output::detail("Baseline", format!("objects not recorded: {err:#}"));
+                }
             }
             if first {
                 // The hot functions the running code has, for the gate (renamed or removed ones).

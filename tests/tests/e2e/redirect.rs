@@ -251,6 +251,70 @@ fn a_static_keeps_counting_through_patches_and_a_static_mut_write_is_refused() {
     );
 }
 
+/// The time service with a module of its own (`clock`: a function and a static counter) and its
+/// marks removed, under `--redirect`: an edit of `format_time` makes a patch of the codegen
+/// unit that defines it only. `clock::zone` and `clock::READS` are not in the patch file; the
+/// new code calls the running program's `zone` and counts on with its `READS`.
+#[test]
+fn a_redirection_patch_links_only_the_codegen_units_the_edit_compiled_again() {
+    use object::{Object, ObjectSymbol};
+    let project = Project::copy("time-service");
+    assert!(project.remove_hot_marks() > 0);
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "/// The status line and body answering",
+                "mod clock {\n    pub static READS: std::sync::atomic::AtomicU64 = \
+                 std::sync::atomic::AtomicU64::new(0);\n\n    pub fn zone() -> &'static str {\n        \
+                 \"UTC\"\n    }\n}\n\n/// The status line and body answering",
+            ),
+            (
+                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
+                "    let n = clock::READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);\n    \
+                 format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} {} read {n}\", \
+                 clock::zone())",
+            ),
+        ],
+    );
+    let (mut session, addr) = start_service(&project, &[]);
+    let read = |answer: &str| -> u64 {
+        let (_, n) = answer.rsplit_once(" UTC read ").expect(answer);
+        n.parse().expect(answer)
+    };
+    let before = read(&wait_time_prefix(&addr, "The time is "));
+    project.edit(MAIN, "\"The time is ", "\"Time now: ");
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: format_time");
+    let answer = wait_time_prefix(&addr, "Time now: ");
+    assert!(read(&answer) > before, "{answer} after read {before}");
+    session.assert_stderr_lacks("HS0501");
+
+    let patches: Vec<_> = hotswap_tests::session_dirs(session.pid())
+        .into_iter()
+        .flat_map(|dir| std::fs::read_dir(dir).unwrap().flatten())
+        .map(|file| file.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "so"))
+        .collect();
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    let data = std::fs::read(&patches[0]).unwrap();
+    let patch = object::File::parse(&*data).unwrap();
+    let defined: Vec<String> = patch
+        .symbols()
+        .filter(|symbol| symbol.is_definition())
+        .filter_map(|symbol| symbol.name().ok().map(str::to_owned))
+        .collect();
+    assert!(
+        defined.iter().any(|name| name.contains("11format_time")),
+        "{defined:?}"
+    );
+    for unchanged in ["5clock4zone", "5clock5READS"] {
+        assert!(
+            !defined.iter().any(|name| name.contains(unchanged)),
+            "{unchanged} is in the patch: {defined:?}"
+        );
+    }
+}
+
 /// The workspace fixture with its marks removed, under `--redirect`: an edit of a function of
 /// the bottom library crate (`leaf::word`, which `mid::describe` calls) and one of the bin's
 /// `report` (which `main`'s loop calls) each take effect in the same process.

@@ -522,13 +522,7 @@ fn only_applied_patches_stay_in_the_session_directory() {
         "fn beta() -> String {\n    \"beta-three\".to_owned()",
     );
     session.wait_stderr(EDIT_DEADLINE, "     Refused [HS0101]");
-    let pattern = hotswap_tests::fixtures_target_dir().join("hotswap/debug");
-    let sessions: Vec<_> = std::fs::read_dir(&pattern)
-        .unwrap()
-        .flatten()
-        .map(|dir| dir.path().join("sessions").join(session.pid().to_string()))
-        .filter(|dir| dir.is_dir())
-        .collect();
+    let sessions = hotswap_tests::session_dirs(session.pid());
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     let mut files: Vec<String> = std::fs::read_dir(&sessions[0])
         .unwrap()
