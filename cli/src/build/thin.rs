@@ -1,12 +1,14 @@
-//! Thin patches under entry redirection: a patch links only the codegen units an edit compiled
-//! again, and its references to the rest of the crate bind to the running executable's copies.
+//! Thin patches: a patch links only the codegen units an edit compiled again, and its
+//! references to the rest of the crate bind to the running executable's copies.
 //!
-//! Under redirection an unchanged function runs the executable's code anyway, so a patch needs
-//! only the objects that define a changed or new function. Which objects those are, the linker
-//! wrapper tells from their identity ([`ObjectId`]): rustc hard-links the object of a codegen
-//! unit it did not compile again out of its incremental cache, so an object whose identity is
-//! one of the baseline build's (the unchanged sources the executable was built from, see
-//! [`record_baseline`]) holds exactly the code the executable runs.
+//! A function that did not change runs the same code in the executable as it would in the
+//! patch, so a patch needs only the objects that define a changed or new function (and, with
+//! hot functions, those that define them: their records are read from every patch). Which
+//! objects those are, the linker wrapper tells from their identity ([`ObjectId`]): rustc
+//! hard-links the object of a codegen unit it did not compile again out of its incremental
+//! cache, so an object whose identity is one of the baseline build's (the unchanged sources the
+//! executable was built from, see [`record_baseline`]) holds exactly the code the executable
+//! runs.
 //!
 //! Two things stand between such a patch and the executable's copies:
 //!
@@ -262,25 +264,57 @@ fn references(data: &[u8]) -> Result<Refs, String> {
     Ok(refs)
 }
 
-/// The names of the global symbols the object `data` defines.
-fn definitions(data: &[u8]) -> Result<Vec<String>, String> {
+/// What [`thin`] keeps of an object's symbol table.
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
+struct Symbols {
+    /// The global symbols it defines.
+    defined: Vec<String>,
+    /// Those of them that are mutable data: statics (in a writable section) and thread-locals.
+    mutable: Vec<String>,
+    /// The global symbols it refers to without defining them.
+    undefined: Vec<String>,
+}
+
+/// Reads the global symbols the object `data` defines and those it refers to.
+fn symbols(data: &[u8]) -> Result<Symbols, String> {
     let header = elf::FileHeader64::<LE>::parse(data).map_err(|err| err.to_string())?;
     let sections = header.sections(LE, data).map_err(|err| err.to_string())?;
-    let symbols = sections
+    let table = sections
         .symbols(LE, data, elf::SHT_SYMTAB)
         .map_err(|err| err.to_string())?;
-    Ok(symbols
-        .iter()
-        .filter(|s| s.st_shndx(LE) != elf::SHN_UNDEF && s.st_bind() != elf::STB_LOCAL)
-        .filter_map(|s| symbols.symbol_name(LE, s).ok())
-        .filter(|name| !name.is_empty())
-        .map(|name| String::from_utf8_lossy(name).into_owned())
-        .collect())
+    let mut out = Symbols::default();
+    for symbol in table.iter() {
+        if symbol.st_bind() == elf::STB_LOCAL {
+            continue;
+        }
+        let Ok(name) = table.symbol_name(LE, symbol) else {
+            continue;
+        };
+        if name.is_empty() {
+            continue;
+        }
+        let name = String::from_utf8_lossy(name).into_owned();
+        let index = symbol.st_shndx(LE);
+        if index == elf::SHN_UNDEF {
+            out.undefined.push(name);
+            continue;
+        }
+        let writable = sections
+            .section(object::SectionIndex(usize::from(index)))
+            .is_ok_and(|section| section.sh_flags(LE) & u64::from(elf::SHF_WRITE) != 0);
+        let mutable =
+            symbol.st_type() == elf::STT_TLS || (symbol.st_type() == elf::STT_OBJECT && writable);
+        if mutable {
+            out.mutable.push(name.clone());
+        }
+        out.defined.push(name);
+    }
+    Ok(out)
 }
 
 /// The file, beside the thin patch's rewritten objects, that keeps what [`thin`] read of each
-/// object's definitions (JSON: `(ObjectId, names)` pairs), for the next patch.
-const DEFINITIONS_CACHE: &str = "definitions-cache.json";
+/// object's symbols (JSON: `(ObjectId, Symbols)` pairs), for the next patch.
+const SYMBOLS_CACHE: &str = "symbols-cache.json";
 
 /// The host executable's dynamic symbol table, looked up through its GNU hash table (the file
 /// is read only where a lookup goes: an executable's `.dynstr` alone is megabytes).
@@ -331,6 +365,10 @@ impl Exports {
 /// exports it (see the module's documentation). Returns `args` with the dropped objects gone
 /// and each rewritten object's path replaced by its copy's (in `dir`).
 ///
+/// Unless the patch's statics are made to bind to the program's (`statics_shared`: entry
+/// redirection, see [`super::statics`]), an unchanged object that uses a mutable static or a
+/// thread-local the patch defines is linked too.
+///
 /// Without a baseline record, or when every object changed, `args` are returned as they are.
 ///
 /// # Errors
@@ -341,6 +379,7 @@ pub(crate) fn thin(
     objects_dir: &Path,
     host: &Path,
     dir: &Path,
+    statics_shared: bool,
 ) -> Result<Vec<String>, String> {
     let Some(baseline) = std::fs::read(baseline_file(objects_dir))
         .ok()
@@ -376,28 +415,28 @@ pub(crate) fn thin(
     let read =
         |path: &str| std::fs::read(path).map_err(|err| format!("cannot read `{path}`: {err}"));
     // Who defines what, from the cache for the objects seen before.
-    let cache_path = dir.join(DEFINITIONS_CACHE);
-    let known: HashMap<ObjectId, Vec<String>> = std::fs::read(&cache_path)
+    let cache_path = dir.join(SYMBOLS_CACHE);
+    let known: HashMap<ObjectId, Symbols> = std::fs::read(&cache_path)
         .ok()
-        .and_then(|text| serde_json::from_slice::<Vec<(ObjectId, Vec<String>)>>(&text).ok())
+        .and_then(|text| serde_json::from_slice::<Vec<(ObjectId, Symbols)>>(&text).ok())
         .map(|pairs| pairs.into_iter().collect())
         .unwrap_or_default();
-    let mut defined_by: Vec<Vec<String>> = Vec::with_capacity(units.len());
+    let mut summaries: Vec<Symbols> = Vec::with_capacity(units.len());
     let mut data: HashMap<usize, Vec<u8>> = HashMap::new();
     for (index, unit) in units.iter().enumerate() {
-        let names = match known.get(&unit.id) {
-            Some(names) => names.clone(),
+        let found = match known.get(&unit.id) {
+            Some(found) => found.clone(),
             None => {
                 let bytes = read(&unit.path)?;
-                let names = definitions(&bytes).map_err(|err| format!("`{}`: {err}", unit.path))?;
+                let found = symbols(&bytes).map_err(|err| format!("`{}`: {err}", unit.path))?;
                 data.insert(index, bytes);
-                names
+                found
             }
         };
-        defined_by.push(names);
+        summaries.push(found);
     }
-    let next: Vec<(ObjectId, &Vec<String>)> =
-        units.iter().map(|u| u.id).zip(defined_by.iter()).collect();
+    let next: Vec<(ObjectId, &Symbols)> =
+        units.iter().map(|u| u.id).zip(summaries.iter()).collect();
     if let Ok(text) = serde_json::to_vec(&next) {
         let _ = std::fs::write(&cache_path, text);
     }
@@ -406,14 +445,15 @@ pub(crate) fn thin(
     // those from every patch.
     let mut included: Vec<bool> = units
         .iter()
-        .zip(&defined_by)
-        .map(|(unit, names)| {
-            !baseline.contains(&unit.id) || names.iter().any(|n| n.starts_with(RUNTIME_PREFIX))
+        .zip(&summaries)
+        .map(|(unit, found)| {
+            !baseline.contains(&unit.id)
+                || found.defined.iter().any(|n| n.starts_with(RUNTIME_PREFIX))
         })
         .collect();
     let mut definer: HashMap<&str, usize> = HashMap::new();
-    for (index, names) in defined_by.iter().enumerate() {
-        for name in names {
+    for (index, found) in summaries.iter().enumerate() {
+        for name in &found.defined {
             definer.entry(name.as_str()).or_insert(index);
         }
     }
@@ -447,6 +487,23 @@ pub(crate) fn thin(
                 let d = definer[name];
                 added |= !included[d];
                 included[d] = true;
+            }
+        }
+        if !statics_shared {
+            // The patch's statics are its own: every function that uses one comes along, so
+            // that the patch's code never sees the running program's copy of one and its own
+            // of the other.
+            let own: HashSet<&str> = summaries
+                .iter()
+                .zip(&included)
+                .filter(|(_, i)| **i)
+                .flat_map(|(found, _)| found.mutable.iter().map(String::as_str))
+                .collect();
+            for (index, found) in summaries.iter().enumerate() {
+                if !included[index] && found.undefined.iter().any(|n| own.contains(n.as_str())) {
+                    included[index] = true;
+                    added = true;
+                }
             }
         }
         if !added {

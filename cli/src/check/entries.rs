@@ -342,11 +342,6 @@ impl Functions {
         self.by_name.get(name)
     }
 
-    /// The mangled names of every mutable static.
-    pub(crate) fn static_names(&self) -> impl Iterator<Item = &str> {
-        self.statics.keys().map(String::as_str)
-    }
-
     /// The mangled names of every function.
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)

@@ -634,8 +634,21 @@ impl Session {
         bound: &std::collections::BTreeSet<String>,
     ) {
         if let Some(code) = patch.code.get() {
-            let mut statics: std::collections::BTreeSet<String> =
-                code.statics.difference(bound).cloned().collect();
+            // A static the patch file does not define (a thin patch leaves the codegen units
+            // the edit did not compile again to the running program) is the program's.
+            let crate_name = &self.project.crate_name;
+            let defined: std::collections::BTreeSet<String> = defined_symbols(&patch.path)
+                .iter()
+                .filter_map(|name| {
+                    check::code::static_name(&crate::symbols::demangle(name), crate_name)
+                })
+                .collect();
+            let mut statics: std::collections::BTreeSet<String> = code
+                .statics
+                .difference(bound)
+                .filter(|name| defined.contains(*name))
+                .cloned()
+                .collect();
             for lib in patch
                 .libs
                 .iter()
@@ -847,4 +860,20 @@ impl Session {
             .chain(libs)
             .collect()
     }
+}
+
+/// The names of the symbols that the module at `path` (a patch file) defines, from its symbol
+/// table; empty when it cannot be read (then no static counts as the patch's own).
+fn defined_symbols(path: &std::path::Path) -> Vec<String> {
+    use object::{Object, ObjectSymbol};
+    let Ok(data) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    let Ok(file) = object::File::parse(&*data) else {
+        return Vec::new();
+    };
+    file.symbols()
+        .filter(|symbol| symbol.is_definition())
+        .filter_map(|symbol| symbol.name().ok().map(str::to_owned))
+        .collect()
 }

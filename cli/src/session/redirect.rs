@@ -482,21 +482,6 @@ impl Session {
                 bound.extend(static_name(&demangle(&name), &crate_name));
             }
         }
-        // A thin patch leaves the statics and thread-locals of the codegen units it did not
-        // link to the running program: its references to them bind to the executable's.
-        if let Some(code) = patch.code.get() {
-            let defined: BTreeSet<String> = functions
-                .names()
-                .chain(functions.static_names())
-                .filter_map(|name| static_name(&demangle(name), &crate_name))
-                .collect();
-            bound.extend(
-                code.statics
-                    .iter()
-                    .filter(|name| !defined.contains(*name))
-                    .cloned(),
-            );
-        }
         // Each thread-local's accessor in the patch (the one function that reaches its storage)
         // runs the executable's accessor of the same symbol: the thread-local stays the running
         // program's, on every thread. An accessor that changed, or is new, is the patch's own.
