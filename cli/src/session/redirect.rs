@@ -297,11 +297,8 @@ impl Session {
             .iter()
             .filter_map(|(function, name, why)| {
                 let function = shown(function).filter(|f| names.contains(f))?;
-                let name = name
-                    .trim_start_matches(".bss.")
-                    .trim_start_matches(".data.");
                 let name =
-                    static_name(&demangle(name), &crate_name).unwrap_or_else(|| demangle(name));
+                    static_of(name, &crate_name).unwrap_or_else(|| demangle(unsection(name)));
                 Some(Refusal::StaticUnshared {
                     function,
                     name,
@@ -485,23 +482,33 @@ impl Session {
         // Each thread-local's accessor in the patch (the one function that reaches its storage)
         // runs the executable's accessor of the same symbol: the thread-local stays the running
         // program's, on every thread. An accessor that changed, or is new, is the patch's own.
-        for accessor in &patch.thread_local_accessors {
-            if shown(accessor).is_some_and(|name| names.contains(&name)) {
+        //
+        // Likewise an unchanged function that the patch carries (its codegen unit was compiled
+        // again for another function) and that reads or writes a static in place, which no GOT
+        // entry can rebind: the patch's code calls its copy, which runs the executable's, so
+        // that the static stays the running program's (a changed one is refused above).
+        let accessors = patch.thread_local_accessors.iter().map(|f| (f, f));
+        let in_place = patch.unshared.iter().map(|(f, name, _)| (f, name));
+        let mut seen = BTreeSet::new();
+        for (function, name) in accessors.chain(in_place) {
+            if shown(function).is_some_and(|name| names.contains(&name)) {
                 continue;
             }
-            let (Some(own), Some(running)) = (functions.get(accessor), host.get(accessor)) else {
+            let (Some(own), Some(running)) = (functions.get(function), host.get(function)) else {
                 continue;
             };
-            redirects.push(Redirect {
-                from: this_patch,
-                at: own.address,
-                size: own.size,
-                to: running.address,
-                at_bytes: own.bytes.clone(),
-                to_bytes: running.bytes.clone(),
-                into: Some(0),
-            });
-            bound.extend(static_name(&demangle(accessor), &crate_name));
+            if seen.insert(function) {
+                redirects.push(Redirect {
+                    from: this_patch,
+                    at: own.address,
+                    size: own.size,
+                    to: running.address,
+                    at_bytes: own.bytes.clone(),
+                    to_bytes: running.bytes.clone(),
+                    into: Some(0),
+                });
+            }
+            bound.extend(static_of(name, &crate_name));
         }
         Ok(Planned {
             redirects,
@@ -511,4 +518,17 @@ impl Session {
             names,
         })
     }
+}
+
+/// A static's symbol, or for a static the compiler named only by its section (`.bss.<symbol>`,
+/// `.data.<symbol>`), the symbol.
+fn unsection(name: &str) -> &str {
+    name.trim_start_matches(".bss.")
+        .trim_start_matches(".data.")
+}
+
+/// The static of the crate `crate_name` (as written, see [`static_name`]) that the symbol or
+/// section `name` holds, if it is one.
+fn static_of(name: &str, crate_name: &str) -> Option<String> {
+    static_name(&demangle(unsection(name)), crate_name)
 }

@@ -251,6 +251,59 @@ fn a_static_keeps_counting_through_patches_and_a_static_mut_write_is_refused() {
     );
 }
 
+/// The time service with a module `tally` whose `hit` writes a `static mut` in place, which
+/// `format_time` calls, under `--redirect`. One save edits `format_time` and another function
+/// of `tally`, so the patch carries `tally`'s codegen unit, `hit` unchanged in it: the patch's
+/// `hit` runs the program's, and the count goes on instead of starting again from one in a
+/// fresh copy of the static; nothing is refused, nothing said to start fresh.
+#[test]
+fn an_unchanged_function_writing_a_static_mut_in_a_patched_unit_keeps_the_programs_static() {
+    let project = Project::copy("time-service");
+    assert!(project.remove_hot_marks() > 0);
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "/// The status line and body answering",
+                "mod tally {\n    static mut HITS: u64 = 0;\n\n    \
+                 pub fn hit() -> u64 {\n        \
+                 // SAFETY: one request at a time in this test.\n        \
+                 unsafe {\n            HITS += 1;\n            HITS\n        }\n    }\n\n    \
+                 pub fn label() -> &'static str {\n        \"label-one\"\n    }\n}\n\n\
+                 /// The status line and body answering",
+            ),
+            (
+                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
+                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC {} hit {}\", \
+                 tally::label(), tally::hit())",
+            ),
+        ],
+    );
+    let (mut session, addr) = start_service(&project, &[]);
+    let hit = |answer: &str| -> u64 {
+        let (_, n) = answer.rsplit_once(" hit ").expect(answer);
+        n.parse().expect(answer)
+    };
+    let mut last = hit(&wait_time_prefix(&addr, "The time is "));
+    for _ in 0..3 {
+        last = last.max(hit(&get(&addr, "/time").unwrap()));
+    }
+    assert!(last >= 3, "{last}");
+    project.edit_all(
+        MAIN,
+        &[
+            ("\"The time is ", "\"Time now: "),
+            ("\"label-one\"", "\"label-two\""),
+        ],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: ");
+    let answer = wait_time_prefix(&addr, "Time now: ");
+    assert!(answer.contains(" label-two hit "), "{answer}");
+    assert!(hit(&answer) > last, "{answer} after hit {last}");
+    session.assert_stderr_lacks("Refused");
+    session.assert_stderr_lacks("HS0501");
+}
+
 /// The time service with a module of its own (`clock`: a function and a static counter) and its
 /// marks removed, under `--redirect`: an edit of `format_time` makes a patch of the codegen
 /// unit that defines it only. `clock::zone` and `clock::READS` are not in the patch file; the
