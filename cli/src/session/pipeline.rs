@@ -637,8 +637,12 @@ impl Session {
             // A static the patch file does not define (a thin patch leaves the codegen units
             // the edit did not compile again to the running program) is the program's.
             let crate_name = &self.project.crate_name;
+            // Both manglings spell a crate's name with its length first: the other symbols
+            // (most of a workspace patch's) need no demangling.
+            let spelled = format!("{}{crate_name}", crate_name.len());
             let defined: std::collections::BTreeSet<String> = defined_symbols(&patch.path)
                 .iter()
+                .filter(|name| name.contains(&spelled))
                 .filter_map(|name| {
                     check::code::static_name(&crate::symbols::demangle(name), crate_name)
                 })
