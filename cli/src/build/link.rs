@@ -196,6 +196,9 @@ fn keep_objects(args: &[String], dir: &Path) -> Result<(), String> {
             continue;
         };
         let to = dir.join(name);
+        // Never written through: a file of that name is another build's hard link, maybe to
+        // rustc's incremental cache.
+        let _ = std::fs::remove_file(&to);
         if std::fs::hard_link(from, &to).is_ok() {
             continue;
         }

@@ -520,6 +520,13 @@ fn replay_floor(
         .env_clear()
         .envs(patch.env.iter().map(|(k, v)| (k, v)))
         .env(wrap::LOG_ENV, log);
+    // The tool's linker wrapper keeps the crate's objects for its code index: the floor's go to
+    // a directory of its own (beside which no baseline is recorded, so they are all linked).
+    if patch.env.iter().any(|(k, _)| k == "HOTSWAP_OBJECTS_DIR") {
+        let objects = floor.join("objects");
+        std::fs::create_dir_all(&objects).expect("cannot create the floor's objects directory");
+        command.env("HOTSWAP_OBJECTS_DIR", objects);
+    }
     let start = now_ns();
     let output = command.output().expect("cannot run rustc for the floor");
     let elapsed = ms(now_ns() - start);
