@@ -12,9 +12,9 @@
 //! * Patch mode: only the crate's own objects are linked, and the rlibs of the local library
 //!   crates the patch rebuilt (whole). Every other `.rlib`, rustc's `symbols.o` and the
 //!   allocator shim are dropped; references to them stay undefined (`-z undefs` is the default
-//!   for `-shared`) and bind to the host when the patch is loaded. Of the crate's objects, only
-//!   those of the codegen units the edit compiled again are linked (see [`super::thin`]); under
-//!   entry redirection their references to the crate's statics are made to go through the GOT
+//!   for `-shared`) and bind to the host when the patch is loaded. Under entry redirection only
+//!   the objects of the codegen units the edit compiled again are linked (see
+//!   [`super::thin`]), with their references to the crate's statics made to go through the GOT
 //!   (see [`super::statics`]).
 
 use std::path::Path;
@@ -65,24 +65,21 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
         // The objects as rustc wrote them are kept (the code index compares them); the patch
         // links rewritten copies when entries are redirected into it.
         let dir = Path::new(&dir);
-        // Only what changed (see `thin`); under redirection, with its statics shared.
+        // Under redirection, only what changed (see `thin`), with its statics shared.
         let shared = keep_objects(&args, dir).and_then(|()| {
-            let redirected = std::env::var_os(KEEP_CODE_ENV).is_some();
+            if std::env::var_os(KEEP_CODE_ENV).is_none() {
+                return Ok(args.clone());
+            }
             let thin = match std::env::var_os(super::thin::HOST_EXE_ENV) {
                 Some(host) => super::thin::thin(
                     args.clone(),
                     dir,
                     Path::new(&host),
                     &dir.with_file_name("thin-objects"),
-                    redirected,
                 )?,
                 None => args.clone(),
             };
-            if redirected {
-                super::statics::share(thin, &shared_objects_dir(dir))
-            } else {
-                Ok(thin)
-            }
+            super::statics::share(thin, &shared_objects_dir(dir))
         });
         match shared {
             Ok(shared) => args = shared,

@@ -1,14 +1,16 @@
-//! Thin patches: a patch links only the codegen units an edit compiled again, and its
-//! references to the rest of the crate bind to the running executable's copies.
+//! Thin patches under entry redirection: a patch links only the codegen units an edit compiled
+//! again, and its references to the rest of the crate bind to the running executable's copies.
 //!
-//! A function that did not change runs the same code in the executable as it would in the
-//! patch, so a patch needs only the objects that define a changed or new function (and, with
-//! hot functions, those that define them: their records are read from every patch). Which
-//! objects those are, the linker wrapper tells from their identity ([`ObjectId`]): rustc
-//! hard-links the object of a codegen unit it did not compile again out of its incremental
-//! cache, so an object whose identity is one of the baseline build's (the unchanged sources the
-//! executable was built from, see [`record_baseline`]) holds exactly the code the executable
-//! runs.
+//! Under redirection every function whose code changed is redirected in the running program,
+//! so the program's code of a unit the edit did not touch behaves as the new code would: a
+//! patch needs only the objects that define a changed or new function (and those that define
+//! hot functions: their records are read from every patch). A hot function's patch without
+//! redirection cannot be thin: the program's unchanged code that its new code calls would go
+//! on calling the old code of what changed. Which objects changed, the linker wrapper tells
+//! from their identity ([`ObjectId`]): rustc hard-links the object of a codegen unit it did not
+//! compile again out of its incremental cache, so an object whose identity is one of the
+//! baseline build's (the unchanged sources the executable was built from, see
+//! [`record_baseline`]) holds exactly the code the executable runs.
 //!
 //! Two things stand between such a patch and the executable's copies:
 //!
@@ -269,8 +271,6 @@ fn references(data: &[u8]) -> Result<Refs, String> {
 struct Symbols {
     /// The global symbols it defines.
     defined: Vec<String>,
-    /// Those of them that are mutable data: statics (in a writable section) and thread-locals.
-    mutable: Vec<String>,
     /// The global symbols it refers to without defining them.
     undefined: Vec<String>,
 }
@@ -298,14 +298,6 @@ fn symbols(data: &[u8]) -> Result<Symbols, String> {
         if index == elf::SHN_UNDEF {
             out.undefined.push(name);
             continue;
-        }
-        let writable = sections
-            .section(object::SectionIndex(usize::from(index)))
-            .is_ok_and(|section| section.sh_flags(LE) & u64::from(elf::SHF_WRITE) != 0);
-        let mutable =
-            symbol.st_type() == elf::STT_TLS || (symbol.st_type() == elf::STT_OBJECT && writable);
-        if mutable {
-            out.mutable.push(name.clone());
         }
         out.defined.push(name);
     }
@@ -365,9 +357,10 @@ impl Exports {
 /// exports it (see the module's documentation). Returns `args` with the dropped objects gone
 /// and each rewritten object's path replaced by its copy's (in `dir`).
 ///
-/// Unless the patch's statics are made to bind to the program's (`statics_shared`: entry
-/// redirection, see [`super::statics`]), an unchanged object that uses a mutable static or a
-/// thread-local the patch defines is linked too.
+/// Only sound under entry redirection: there every function that changed is redirected in the
+/// running program too, so the program's unchanged code that the patch calls reaches the new
+/// code of whatever it calls in turn, and the crate's statics are shared (see
+/// [`super::statics`]). A hot function's patch must carry everything its new code can reach.
 ///
 /// Without a baseline record, or when every object changed, `args` are returned as they are.
 ///
@@ -379,7 +372,6 @@ pub(crate) fn thin(
     objects_dir: &Path,
     host: &Path,
     dir: &Path,
-    statics_shared: bool,
 ) -> Result<Vec<String>, String> {
     let Some(baseline) = std::fs::read(baseline_file(objects_dir))
         .ok()
@@ -487,23 +479,6 @@ pub(crate) fn thin(
                 let d = definer[name];
                 added |= !included[d];
                 included[d] = true;
-            }
-        }
-        if !statics_shared {
-            // The patch's statics are its own: every function that uses one comes along, so
-            // that the patch's code never sees the running program's copy of one and its own
-            // of the other.
-            let own: HashSet<&str> = summaries
-                .iter()
-                .zip(&included)
-                .filter(|(_, i)| **i)
-                .flat_map(|(found, _)| found.mutable.iter().map(String::as_str))
-                .collect();
-            for (index, found) in summaries.iter().enumerate() {
-                if !included[index] && found.undefined.iter().any(|n| own.contains(n.as_str())) {
-                    included[index] = true;
-                    added = true;
-                }
             }
         }
         if !added {

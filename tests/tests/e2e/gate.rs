@@ -132,7 +132,7 @@ fn changed_functions_are_reported_and_comment_edits_send_nothing() {
         "{patched:?}"
     );
     assert!(patched[0].ends_with(" generation 1: beta"), "{patched:?}");
-    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning [HS0501] this static or thread-local of the crate will start fresh in the new code: `CALLS`");
+    insta::assert_snapshot!(status_messages(&session.stderr(), "Warning").join("\n"), @"     Warning [HS0501] these statics and thread-locals of the crate will start fresh in the new code: `CALLS`, `LAST`");
 
     project.edit(
         MAIN,

@@ -304,29 +304,60 @@ fn an_unchanged_function_writing_a_static_mut_in_a_patched_unit_keeps_the_progra
     session.assert_stderr_lacks("HS0501");
 }
 
+/// The time service (its `#[hot]` mark kept) with two modules: `counter::bump` counts in a
+/// static, `mid::via_mid` calls it, and `format_time` calls both. An edit of `bump` takes effect
+/// on both paths: the patch carries `mid` too, whose code the edit did not compile again (a hot
+/// function's patch cannot leave it to the program, whose `via_mid` calls the old `bump`).
+#[test]
+fn a_hot_patch_runs_new_code_through_functions_the_edit_did_not_compile_again() {
+    let project = Project::copy("time-service");
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "/// The status line and body answering",
+                "mod counter {\n    static COUNT: std::sync::atomic::AtomicU64 = \
+                 std::sync::atomic::AtomicU64::new(0);\n\n    pub fn bump() -> u64 {\n        \
+                 COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1\n    }\n}\n\n\
+                 mod mid {\n    pub fn via_mid() -> u64 {\n        crate::counter::bump()\n    \
+                 }\n}\n\n/// The status line and body answering",
+            ),
+            (
+                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
+                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC direct {} via {}\", \
+                 counter::bump(), mid::via_mid())",
+            ),
+        ],
+    );
+    let mut session = project.run(&[]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let counts = |answer: &str| -> (u64, u64) {
+        let (_, rest) = answer.split_once(" direct ").expect(answer);
+        let (direct, via) = rest.split_once(" via ").expect(answer);
+        (direct.parse().expect(answer), via.parse().expect(answer))
+    };
+    let (direct, via) = counts(&wait_time_prefix(&addr, "The time is "));
+    assert_eq!(via, direct + 1);
+    project.edit(
+        MAIN,
+        "Ordering::SeqCst) + 1\n",
+        "Ordering::SeqCst) + 1000\n",
+    );
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: ");
+    let (direct, via) = counts(&get(&addr, "/time").unwrap());
+    assert!(direct >= 1000 && via >= 1000, "direct {direct}, via {via}");
+}
+
 /// The time service with a module of its own (`clock`: a function and a static counter) and its
 /// marks removed, under `--redirect`: an edit of `format_time` makes a patch of the codegen
 /// unit that defines it only. `clock::zone` and `clock::READS` are not in the patch file; the
 /// new code calls the running program's `zone` and counts on with its `READS`.
 #[test]
 fn a_redirection_patch_links_only_the_codegen_units_the_edit_compiled_again() {
-    thin_patch_of_format_time(true);
-}
-
-/// The same with `format_time`'s `#[hot]` mark kept, as a hot function's patch: the statics of
-/// the module the edit did not compile again are the running program's, not fresh copies.
-#[test]
-fn a_hot_patch_links_only_the_codegen_units_the_edit_compiled_again() {
-    thin_patch_of_format_time(false);
-}
-
-/// The body of the two tests above, with `format_time` redirected or hot.
-fn thin_patch_of_format_time(redirect: bool) {
     use object::{Object, ObjectSymbol};
     let project = Project::copy("time-service");
-    if redirect {
-        assert!(project.remove_hot_marks() > 0);
-    }
+    assert!(project.remove_hot_marks() > 0);
     project.edit_all(
         MAIN,
         &[
@@ -344,14 +375,7 @@ fn thin_patch_of_format_time(redirect: bool) {
             ),
         ],
     );
-    let (mut session, addr) = if redirect {
-        start_service(&project, &[])
-    } else {
-        let mut session = project.run(&[]);
-        let addr = session.wait_listening();
-        session.wait_stderr(START_DEADLINE, "    Watching ");
-        (session, addr)
-    };
+    let (mut session, addr) = start_service(&project, &[]);
     let read = |answer: &str| -> u64 {
         let (_, n) = answer.rsplit_once(" UTC read ").expect(answer);
         n.parse().expect(answer)

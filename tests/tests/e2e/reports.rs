@@ -210,7 +210,7 @@ fn a_panic_on_a_worker_thread_rolls_back_and_the_program_goes_on() {
     assert!(line_of(&stderr, "Patched") < line_of(&stderr, "Rolled back"));
     // `main` has a closure and the crate has statics: the warning names the statics as written,
     // never `main`.
-    insta::assert_snapshot!(status_messages(&stderr, "Warning").join("\n"), @"     Warning [HS0501] this static or thread-local of the crate will start fresh in the new code: `CALLS`");
+    insta::assert_snapshot!(status_messages(&stderr, "Warning").join("\n"), @"     Warning [HS0501] these statics and thread-locals of the crate will start fresh in the new code: `CALLS`, `LAST`");
     for text in ["Exited", "never connected", "Restarting"] {
         session.assert_stderr_lacks(text);
     }

@@ -103,8 +103,8 @@ fn patch_command_patches_a_no_watch_session() {
     );
     assert_eq!(
         lines[1],
-        "     Warning [HS0501] this static or thread-local of the crate will start fresh in the \
-         new code: `CALLS`"
+        "     Warning [HS0501] these statics and thread-locals of the crate will start fresh in \
+         the new code: `CALLS`, `LAST`"
     );
     assert!(
         lines[2].starts_with("     Patched 1 function in "),
@@ -242,7 +242,7 @@ fn json_events_of_a_session() {
         {"reason":"host-started","pid":[pid]}
         {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
         {"reason":"build-finished","target":"patch","success":true,"build_ms":[ms]}
-        {"reason":"warning","code":"HS0501","message":"this static or thread-local of the crate will start fresh in the new code: `CALLS`"}
+        {"reason":"warning","code":"HS0501","message":"these statics and thread-locals of the crate will start fresh in the new code: `CALLS`, `LAST`"}
         {"reason":"patch-applied","generation":1,"functions":["beta"],"build_ms":[ms],"check_ms":[ms],"load_ms":[ms]}
         {"reason":"build-started","target":"patch","files":["[project]/src/main.rs"]}
         {"reason":"build-finished","target":"patch","success":false,"diagnostics":[diagnostics]}

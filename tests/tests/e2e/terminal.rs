@@ -60,7 +60,7 @@ fn transcript_of_a_session_outside_a_terminal() {
                  Running `[host]` (pid [pid])
                 Watching src (1 package)
                 Patching gate (`src/main.rs` changed)
-                 Warning [HS0501] this static or thread-local of the crate will start fresh in the new code: `CALLS`
+                 Warning [HS0501] these statics and thread-locals of the crate will start fresh in the new code: `CALLS`, `LAST`
                  Patched 1 function in [ms] (build [ms], check [ms], load [ms]) generation 1: beta
                 Patching gate (`src/main.rs` changed)
             error: expected expression, found `}`
