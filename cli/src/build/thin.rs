@@ -271,11 +271,9 @@ fn references(data: &[u8]) -> Result<Refs, String> {
 struct Symbols {
     /// The global symbols it defines.
     defined: Vec<String>,
-    /// The global symbols it refers to without defining them.
-    undefined: Vec<String>,
 }
 
-/// Reads the global symbols the object `data` defines and those it refers to.
+/// Reads the global symbols the object `data` defines.
 fn symbols(data: &[u8]) -> Result<Symbols, String> {
     let header = elf::FileHeader64::<LE>::parse(data).map_err(|err| err.to_string())?;
     let sections = header.sections(LE, data).map_err(|err| err.to_string())?;
@@ -284,22 +282,15 @@ fn symbols(data: &[u8]) -> Result<Symbols, String> {
         .map_err(|err| err.to_string())?;
     let mut out = Symbols::default();
     for symbol in table.iter() {
-        if symbol.st_bind() == elf::STB_LOCAL {
+        if symbol.st_bind() == elf::STB_LOCAL || symbol.st_shndx(LE) == elf::SHN_UNDEF {
             continue;
         }
         let Ok(name) = table.symbol_name(LE, symbol) else {
             continue;
         };
-        if name.is_empty() {
-            continue;
+        if !name.is_empty() {
+            out.defined.push(String::from_utf8_lossy(name).into_owned());
         }
-        let name = String::from_utf8_lossy(name).into_owned();
-        let index = symbol.st_shndx(LE);
-        if index == elf::SHN_UNDEF {
-            out.undefined.push(name);
-            continue;
-        }
-        out.defined.push(name);
     }
     Ok(out)
 }
