@@ -268,12 +268,12 @@ pub(crate) fn read_unshared(dir: &Path) -> Vec<(String, String, String)> {
 }
 
 /// The ELF pieces of an object file.
-struct Parsed<'d> {
-    sections: SectionTable<'d, elf::FileHeader64<LE>>,
-    symbols: object::read::elf::SymbolTable<'d, elf::FileHeader64<LE>>,
+pub(super) struct Parsed<'d> {
+    pub(super) sections: SectionTable<'d, elf::FileHeader64<LE>>,
+    pub(super) symbols: object::read::elf::SymbolTable<'d, elf::FileHeader64<LE>>,
 }
 
-fn parse(data: &[u8]) -> Result<Parsed<'_>, String> {
+pub(super) fn parse(data: &[u8]) -> Result<Parsed<'_>, String> {
     let header = elf::FileHeader64::<LE>::parse(data).map_err(|err| err.to_string())?;
     let sections = header.sections(LE, data).map_err(|err| err.to_string())?;
     let symbols = sections

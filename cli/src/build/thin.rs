@@ -36,7 +36,7 @@ use object::read::elf::{FileHeader, Rela, SectionHeader, Sym};
 
 use crate::check::code::ObjectId;
 
-use super::statics::{Rewrite, apply_rewrites, lea_opcode, remove_other_copies};
+use super::statics::{Parsed, Rewrite, apply_rewrites, lea_opcode, parse, remove_other_copies};
 
 /// The file, beside a patch build's kept objects, that lists the identities of the baseline
 /// build's objects (JSON, a list of [`ObjectId`]); absent when there is no baseline of the
@@ -182,11 +182,7 @@ struct Ref {
 
 /// Reads the undefined global symbols of the object `data` and how it refers to each.
 fn references(data: &[u8]) -> Result<Refs, String> {
-    let header = elf::FileHeader64::<LE>::parse(data).map_err(|err| err.to_string())?;
-    let sections = header.sections(LE, data).map_err(|err| err.to_string())?;
-    let symbols = sections
-        .symbols(LE, data, elf::SHT_SYMTAB)
-        .map_err(|err| err.to_string())?;
+    let Parsed { sections, symbols } = parse(data)?;
     let symtab_offset = sections
         .iter()
         .find(|s| s.sh_type(LE) == elf::SHT_SYMTAB)
@@ -266,38 +262,21 @@ fn references(data: &[u8]) -> Result<Refs, String> {
     Ok(refs)
 }
 
-/// What [`thin`] keeps of an object's symbol table.
-#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
-struct Symbols {
-    /// The global symbols it defines.
-    defined: Vec<String>,
-}
-
-/// Reads the global symbols the object `data` defines.
-fn symbols(data: &[u8]) -> Result<Symbols, String> {
-    let header = elf::FileHeader64::<LE>::parse(data).map_err(|err| err.to_string())?;
-    let sections = header.sections(LE, data).map_err(|err| err.to_string())?;
-    let table = sections
-        .symbols(LE, data, elf::SHT_SYMTAB)
-        .map_err(|err| err.to_string())?;
-    let mut out = Symbols::default();
-    for symbol in table.iter() {
-        if symbol.st_bind() == elf::STB_LOCAL || symbol.st_shndx(LE) == elf::SHN_UNDEF {
-            continue;
-        }
-        let Ok(name) = table.symbol_name(LE, symbol) else {
-            continue;
-        };
-        if !name.is_empty() {
-            out.defined.push(String::from_utf8_lossy(name).into_owned());
-        }
-    }
-    Ok(out)
+/// The names of the global symbols the object `data` defines.
+fn definitions(data: &[u8]) -> Result<Vec<String>, String> {
+    let Parsed { symbols, .. } = parse(data)?;
+    Ok(symbols
+        .iter()
+        .filter(|s| s.st_bind() != elf::STB_LOCAL && s.st_shndx(LE) != elf::SHN_UNDEF)
+        .filter_map(|s| symbols.symbol_name(LE, s).ok())
+        .filter(|name| !name.is_empty())
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect())
 }
 
 /// The file, beside the thin patch's rewritten objects, that keeps what [`thin`] read of each
-/// object's symbols (JSON: `(ObjectId, Symbols)` pairs), for the next patch.
-const SYMBOLS_CACHE: &str = "symbols-cache.json";
+/// object's definitions (JSON: `(ObjectId, names)` pairs), for the next patch.
+const DEFINITIONS_CACHE: &str = "definitions-cache.json";
 
 /// The host executable's dynamic symbol table, looked up through its GNU hash table (the file
 /// is read only where a lookup goes: an executable's `.dynstr` alone is megabytes).
@@ -398,28 +377,28 @@ pub(crate) fn thin(
     let read =
         |path: &str| std::fs::read(path).map_err(|err| format!("cannot read `{path}`: {err}"));
     // Who defines what, from the cache for the objects seen before.
-    let cache_path = dir.join(SYMBOLS_CACHE);
-    let known: HashMap<ObjectId, Symbols> = std::fs::read(&cache_path)
+    let cache_path = dir.join(DEFINITIONS_CACHE);
+    let known: HashMap<ObjectId, Vec<String>> = std::fs::read(&cache_path)
         .ok()
-        .and_then(|text| serde_json::from_slice::<Vec<(ObjectId, Symbols)>>(&text).ok())
+        .and_then(|text| serde_json::from_slice::<Vec<(ObjectId, Vec<String>)>>(&text).ok())
         .map(|pairs| pairs.into_iter().collect())
         .unwrap_or_default();
-    let mut summaries: Vec<Symbols> = Vec::with_capacity(units.len());
+    let mut defined_by: Vec<Vec<String>> = Vec::with_capacity(units.len());
     let mut data: HashMap<usize, Vec<u8>> = HashMap::new();
     for (index, unit) in units.iter().enumerate() {
         let found = match known.get(&unit.id) {
             Some(found) => found.clone(),
             None => {
                 let bytes = read(&unit.path)?;
-                let found = symbols(&bytes).map_err(|err| format!("`{}`: {err}", unit.path))?;
+                let found = definitions(&bytes).map_err(|err| format!("`{}`: {err}", unit.path))?;
                 data.insert(index, bytes);
                 found
             }
         };
-        summaries.push(found);
+        defined_by.push(found);
     }
-    let next: Vec<(ObjectId, &Symbols)> =
-        units.iter().map(|u| u.id).zip(summaries.iter()).collect();
+    let next: Vec<(ObjectId, &Vec<String>)> =
+        units.iter().map(|u| u.id).zip(defined_by.iter()).collect();
     if let Ok(text) = serde_json::to_vec(&next) {
         let _ = std::fs::write(&cache_path, text);
     }
@@ -428,15 +407,14 @@ pub(crate) fn thin(
     // those from every patch.
     let mut included: Vec<bool> = units
         .iter()
-        .zip(&summaries)
+        .zip(&defined_by)
         .map(|(unit, found)| {
-            !baseline.contains(&unit.id)
-                || found.defined.iter().any(|n| n.starts_with(RUNTIME_PREFIX))
+            !baseline.contains(&unit.id) || found.iter().any(|n| n.starts_with(RUNTIME_PREFIX))
         })
         .collect();
     let mut definer: HashMap<&str, usize> = HashMap::new();
-    for (index, found) in summaries.iter().enumerate() {
-        for name in &found.defined {
+    for (index, found) in defined_by.iter().enumerate() {
+        for name in found {
             definer.entry(name.as_str()).or_insert(index);
         }
     }
