@@ -12,10 +12,10 @@
 //! * Patch mode: only the crate's own objects are linked, and the rlibs of the local library
 //!   crates the patch rebuilt (whole). Every other `.rlib`, rustc's `symbols.o` and the
 //!   allocator shim are dropped; references to them stay undefined (`-z undefs` is the default
-//!   for `-shared`) and bind to the host when the patch is loaded. Under entry redirection only
-//!   the objects of the codegen units the edit compiled again are linked (see
-//!   [`super::thin`]), with their references to the crate's statics made to go through the GOT
-//!   (see [`super::statics`]).
+//!   for `-shared`) and bind to the host when the patch is loaded. Of the crate's objects, only
+//!   those of the codegen units the edit compiled again, and what their code needs, are linked
+//!   (see [`super::thin`]); under entry redirection their references to the crate's statics
+//!   are made to go through the GOT (see [`super::statics`]).
 
 use std::path::Path;
 use std::process::{Command, ExitCode};
@@ -65,21 +65,24 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
         // The objects as rustc wrote them are kept (the code index compares them); the patch
         // links rewritten copies when entries are redirected into it.
         let dir = Path::new(&dir);
-        // Under redirection, only what changed (see `thin`), with its statics shared.
+        // Only what changed (see `thin`); under redirection, with its statics shared.
         let shared = keep_objects(&args, dir).and_then(|()| {
-            if std::env::var_os(KEEP_CODE_ENV).is_none() {
-                return Ok(args.clone());
-            }
+            let redirected = std::env::var_os(KEEP_CODE_ENV).is_some();
             let thin = match std::env::var_os(super::thin::HOST_EXE_ENV) {
                 Some(host) => super::thin::thin(
                     args.clone(),
                     dir,
                     Path::new(&host),
                     &dir.with_file_name("thin-objects"),
+                    !redirected,
                 )?,
                 None => args.clone(),
             };
-            super::statics::share(thin, &shared_objects_dir(dir))
+            if redirected {
+                super::statics::share(thin, &shared_objects_dir(dir))
+            } else {
+                Ok(thin)
+            }
         });
         match shared {
             Ok(shared) => args = shared,

@@ -1,13 +1,16 @@
-//! Thin patches under entry redirection: a patch links only the codegen units an edit compiled
-//! again, and its references to the rest of the crate bind to the running executable's copies.
+//! Thin patches: a patch links only the codegen units an edit compiled again (and what their
+//! new code needs), and its references to the rest of the crate bind to the running
+//! executable's copies.
 //!
-//! Under redirection every function whose code changed is redirected in the running program,
-//! so the program's code of a unit the edit did not touch behaves as the new code would: a
-//! patch needs only the objects that define a changed or new function (and those that define
-//! hot functions: their records are read from every patch). A hot function's patch without
-//! redirection cannot be thin: the program's unchanged code that its new code calls would go
-//! on calling the old code of what changed. Which objects changed, the linker wrapper tells
-//! from their identity ([`ObjectId`]): rustc hard-links the object of a codegen unit it did not
+//! A patch needs the objects that define a changed or new function, and those that define hot
+//! functions (their records are read from every patch). Under entry redirection that is all:
+//! every function whose code changed is redirected in the running program, so the program's
+//! code of a unit the edit did not touch behaves as the new code would. A hot function's patch
+//! also needs every object whose code the new code can reach through the program's and that
+//! calls what changed (compared symbol by symbol with the baseline's objects: see [`Callers`])
+//! or uses a static the patch has its own copy of: left to the program, that code would call
+//! the old definition of what changed. Which objects changed, the linker wrapper tells from
+//! their identity ([`ObjectId`]): rustc hard-links the object of a codegen unit it did not
 //! compile again out of its incremental cache, so an object whose identity is one of the
 //! baseline build's (the unchanged sources the executable was built from, see
 //! [`record_baseline`]) holds exactly the code the executable runs.
@@ -34,7 +37,7 @@ use object::LittleEndian as LE;
 use object::elf;
 use object::read::elf::{FileHeader, Rela, SectionHeader, Sym};
 
-use crate::check::code::ObjectId;
+use crate::check::code::{Linkage, ObjectId, linkage};
 
 use super::statics::{Parsed, Rewrite, apply_rewrites, lea_opcode, parse, remove_other_copies};
 
@@ -262,21 +265,125 @@ fn references(data: &[u8]) -> Result<Refs, String> {
     Ok(refs)
 }
 
-/// The names of the global symbols the object `data` defines.
-fn definitions(data: &[u8]) -> Result<Vec<String>, String> {
-    let Parsed { symbols, .. } = parse(data)?;
-    Ok(symbols
-        .iter()
-        .filter(|s| s.st_bind() != elf::STB_LOCAL && s.st_shndx(LE) != elf::SHN_UNDEF)
-        .filter_map(|s| symbols.symbol_name(LE, s).ok())
-        .filter(|name| !name.is_empty())
-        .map(|name| String::from_utf8_lossy(name).into_owned())
-        .collect())
+/// The file, beside the thin patch's rewritten objects, that keeps what [`thin`] read of the
+/// baseline build's objects (a [`CacheFile`]): written by the build before a baseline is
+/// recorded, which is the baseline build, and read by every patch after it.
+const BASELINE_SYMBOLS: &str = "baseline-symbols.json";
+
+/// The same for the objects of the last patch that are not the baseline's (few: those of the
+/// codegen units the session's edits compiled again).
+const PATCH_SYMBOLS: &str = "patch-symbols.json";
+
+/// One global symbol an object defines, with its name and targets as indices into the names of
+/// a [`Symbols`] (`GlobalSymbol` interned): name, hash, mutable, targets.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Defined(u32, u64, bool, Vec<u32>);
+
+/// A [`Linkage`] with its names interned: what it defines, and what it refers to.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Packed(Vec<Defined>, Vec<u32>);
+
+/// What a symbols file holds: the names, and each object's symbols by index into them.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct CacheFile {
+    names: Vec<String>,
+    objects: Vec<(ObjectId, Packed)>,
 }
 
-/// The file, beside the thin patch's rewritten objects, that keeps what [`thin`] read of each
-/// object's definitions (JSON: `(ObjectId, names)` pairs), for the next patch.
-const DEFINITIONS_CACHE: &str = "definitions-cache.json";
+/// The global symbols of the crate's objects, read from the symbols files and the objects,
+/// with every name interned once (an object refers to thousands of names that others define).
+#[derive(Default)]
+struct Symbols {
+    names: Vec<String>,
+    ids: HashMap<String, u32>,
+    objects: HashMap<ObjectId, Packed>,
+}
+
+impl Symbols {
+    /// The index of `name`, added if new.
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(name.to_owned());
+        self.ids.insert(name.to_owned(), id);
+        id
+    }
+
+    /// Adds the objects of the symbols file at `path`, if it can be read.
+    fn load(&mut self, path: &Path) {
+        let Some(file) = std::fs::read(path)
+            .ok()
+            .and_then(|text| serde_json::from_slice::<CacheFile>(&text).ok())
+        else {
+            return;
+        };
+        let map: Vec<u32> = file.names.iter().map(|n| self.intern(n)).collect();
+        let remap = |id: u32| map.get(id as usize).copied().unwrap_or(u32::MAX);
+        for (id, Packed(defined, undefined)) in file.objects {
+            let defined = defined
+                .into_iter()
+                .map(|Defined(name, hash, mutable, targets)| {
+                    Defined(
+                        remap(name),
+                        hash,
+                        mutable,
+                        targets.into_iter().map(remap).collect(),
+                    )
+                })
+                .collect();
+            let undefined = undefined.into_iter().map(remap).collect();
+            self.objects.insert(id, Packed(defined, undefined));
+        }
+    }
+
+    /// Adds an object's symbols as read from it.
+    fn add(&mut self, id: ObjectId, linkage: Linkage) {
+        let defined = linkage
+            .defined
+            .iter()
+            .map(|d| {
+                let targets = d.targets.iter().map(|t| self.intern(t)).collect();
+                Defined(self.intern(&d.name), d.hash, d.mutable, targets)
+            })
+            .collect();
+        let undefined = linkage.undefined.iter().map(|n| self.intern(n)).collect();
+        self.objects.insert(id, Packed(defined, undefined));
+    }
+
+    /// Writes the objects `ids` to a symbols file at `path` (with only the names they use).
+    fn save(&self, ids: impl Iterator<Item = ObjectId>, path: &Path) {
+        let mut file = CacheFile::default();
+        let mut map: HashMap<u32, u32> = HashMap::new();
+        let mut local = |id: u32, names: &mut Vec<String>| -> u32 {
+            *map.entry(id).or_insert_with(|| {
+                names.push(self.names.get(id as usize).cloned().unwrap_or_default());
+                u32::try_from(names.len() - 1).unwrap_or(u32::MAX)
+            })
+        };
+        for id in ids {
+            let Some(Packed(defined, undefined)) = self.objects.get(&id) else {
+                continue;
+            };
+            let defined = defined
+                .iter()
+                .map(|Defined(name, hash, mutable, targets)| {
+                    let targets = targets.iter().map(|&t| local(t, &mut file.names)).collect();
+                    Defined(local(*name, &mut file.names), *hash, *mutable, targets)
+                })
+                .collect();
+            let undefined = undefined
+                .iter()
+                .map(|&n| local(n, &mut file.names))
+                .collect();
+            file.objects.push((id, Packed(defined, undefined)));
+        }
+        if let Ok(text) = serde_json::to_vec(&file) {
+            let _ = std::fs::write(path, text);
+        }
+    }
+}
 
 /// The host executable's dynamic symbol table, looked up through its GNU hash table (the file
 /// is read only where a lookup goes: an executable's `.dynstr` alone is megabytes).
@@ -321,16 +428,19 @@ impl Exports {
     }
 }
 
-/// Thins a redirection patch's link: of the crate's objects among `args` (each kept, under its
-/// file name, in `objects_dir`), drops those whose identity is one of the baseline's, and makes
-/// the references of the others to what they define bind to the executable at `host`, which
+/// Thins a patch's link: of the crate's objects among `args` (each kept, under its file name,
+/// in `objects_dir`), drops those whose identity is one of the baseline's, and makes the
+/// references of the others to what they define bind to the executable at `host`, which
 /// exports it (see the module's documentation). Returns `args` with the dropped objects gone
 /// and each rewritten object's path replaced by its copy's (in `dir`).
 ///
-/// Only sound under entry redirection: there every function that changed is redirected in the
-/// running program too, so the program's unchanged code that the patch calls reaches the new
-/// code of whatever it calls in turn, and the crate's statics are shared (see
-/// [`super::statics`]). A hot function's patch must carry everything its new code can reach.
+/// Under entry redirection (`callers_too` false) every function that changed is redirected in
+/// the running program too, so the program's unchanged code that the patch calls reaches the
+/// new code of whatever it calls in turn, and the crate's statics are shared (see
+/// [`super::statics`]). A hot function's patch (`callers_too`) also links every object that
+/// its code reaches through the program's and that refers to anything the patch defines (see
+/// [`Callers`]), so that no path from the new code leads back to old code of
+/// what changed, or to the program's copy of a static the patch has its own of.
 ///
 /// Without a baseline record, or when every object changed, `args` are returned as they are.
 ///
@@ -342,13 +452,14 @@ pub(crate) fn thin(
     objects_dir: &Path,
     host: &Path,
     dir: &Path,
+    callers_too: bool,
 ) -> Result<Vec<String>, String> {
-    let Some(baseline) = std::fs::read(baseline_file(objects_dir))
+    let baseline: Option<HashSet<ObjectId>> = std::fs::read(baseline_file(objects_dir))
         .ok()
-        .and_then(|text| serde_json::from_slice::<HashSet<ObjectId>>(&text).ok())
-    else {
+        .and_then(|text| serde_json::from_slice(&text).ok());
+    if baseline.is_none() && !callers_too {
         return Ok(args);
-    };
+    }
     struct Unit {
         arg: usize,
         path: String,
@@ -369,60 +480,97 @@ pub(crate) fn thin(
             id,
         });
     }
-    if units.iter().all(|u| !baseline.contains(&u.id)) {
-        return Ok(args);
-    }
     std::fs::create_dir_all(dir)
         .map_err(|err| format!("cannot create `{}`: {err}", dir.display()))?;
     let read =
         |path: &str| std::fs::read(path).map_err(|err| format!("cannot read `{path}`: {err}"));
-    // Who defines what, from the cache for the objects seen before.
-    let cache_path = dir.join(DEFINITIONS_CACHE);
-    let known: HashMap<ObjectId, Vec<String>> = std::fs::read(&cache_path)
-        .ok()
-        .and_then(|text| serde_json::from_slice::<Vec<(ObjectId, Vec<String>)>>(&text).ok())
-        .map(|pairs| pairs.into_iter().collect())
-        .unwrap_or_default();
-    let mut defined_by: Vec<Vec<String>> = Vec::with_capacity(units.len());
+    // Who defines and refers to what, from the symbols files for the objects seen before.
+    // The baseline's objects are what the executable runs: a hot function's patch compares
+    // the symbols of the objects the edit compiled again with theirs. Without a baseline
+    // record this is the baseline build (or one before it): its objects are kept (those the
+    // files do not have yet are read).
+    let mut symbols = Symbols::default();
+    let baseline_symbols = dir.join(BASELINE_SYMBOLS);
+    let patch_symbols = dir.join(PATCH_SYMBOLS);
+    symbols.load(&baseline_symbols);
+    symbols.load(&patch_symbols);
     let mut data: HashMap<usize, Vec<u8>> = HashMap::new();
+    let mut read_any = false;
     for (index, unit) in units.iter().enumerate() {
-        let found = match known.get(&unit.id) {
-            Some(found) => found.clone(),
-            None => {
-                let bytes = read(&unit.path)?;
-                let found = definitions(&bytes).map_err(|err| format!("`{}`: {err}", unit.path))?;
-                data.insert(index, bytes);
-                found
-            }
-        };
-        defined_by.push(found);
+        if !symbols.objects.contains_key(&unit.id) {
+            let bytes = read(&unit.path)?;
+            let found = linkage(&bytes).map_err(|err| format!("`{}`: {err:#}", unit.path))?;
+            symbols.add(unit.id, found);
+            data.insert(index, bytes);
+            read_any = true;
+        }
     }
-    let next: Vec<(ObjectId, &Vec<String>)> =
-        units.iter().map(|u| u.id).zip(defined_by.iter()).collect();
-    if let Ok(text) = serde_json::to_vec(&next) {
-        let _ = std::fs::write(&cache_path, text);
+    let Some(baseline) = baseline else {
+        symbols.save(units.iter().map(|u| u.id), &baseline_symbols);
+        let _ = std::fs::remove_file(&patch_symbols);
+        return Ok(args);
+    };
+    let changed: Vec<bool> = units.iter().map(|u| !baseline.contains(&u.id)).collect();
+    if read_any {
+        let ids = units.iter().zip(&changed).filter(|(_, c)| **c);
+        symbols.save(ids.map(|(u, _)| u.id), &patch_symbols);
     }
+    if changed.iter().all(|c| *c) {
+        return Ok(args);
+    }
+    let packed: Vec<&Packed> = units.iter().map(|u| &symbols.objects[&u.id]).collect();
+    let name = |id: u32| symbols.names.get(id as usize).map_or("", String::as_str);
     // The changed objects, and those that define what the runtime crate's macros export (hot
     // functions, their records and slots, persisted statics): the gate and the agent read
     // those from every patch.
-    let mut included: Vec<bool> = units
+    let mut included: Vec<bool> = packed
         .iter()
-        .zip(&defined_by)
-        .map(|(unit, found)| {
-            !baseline.contains(&unit.id) || found.iter().any(|n| n.starts_with(RUNTIME_PREFIX))
+        .zip(&changed)
+        .map(|(found, changed)| {
+            *changed
+                || found
+                    .0
+                    .iter()
+                    .any(|d| name(d.0).starts_with(RUNTIME_PREFIX))
         })
         .collect();
     let mut definer: HashMap<&str, usize> = HashMap::new();
-    for (index, found) in defined_by.iter().enumerate() {
-        for name in found {
-            definer.entry(name.as_str()).or_insert(index);
+    let mut definer_of: Vec<usize> = vec![usize::MAX; symbols.names.len()];
+    for (index, found) in packed.iter().enumerate() {
+        for symbol in &found.0 {
+            definer.entry(name(symbol.0)).or_insert(index);
+            if let Some(d) = definer_of.get_mut(symbol.0 as usize)
+                && *d == usize::MAX
+            {
+                *d = index;
+            }
         }
     }
+    let callers = callers_too.then(|| {
+        // What the executable runs: its symbols' hashes, from the baseline's objects.
+        let mut running: Vec<Option<u64>> = vec![None; symbols.names.len()];
+        for (_, found) in symbols
+            .objects
+            .iter()
+            .filter(|(id, _)| baseline.contains(id))
+        {
+            for symbol in &found.0 {
+                if let Some(hash) = running.get_mut(symbol.0 as usize) {
+                    *hash = Some(symbol.1);
+                }
+            }
+        }
+        Callers::new(&packed, &changed, &running, definer_of)
+    });
     let exports = Exports::open(host)?;
     // The objects the patch links: the changed ones, and whatever they need that cannot be
     // left to the executable, until nothing more is needed.
     let mut refs: HashMap<usize, Refs> = HashMap::new();
     loop {
+        let mut added = false;
+        if let Some(callers) = &callers {
+            added |= callers.include(&mut included);
+        }
         for index in 0..units.len() {
             if included[index] && !refs.contains_key(&index) {
                 let bytes = match data.remove(&index) {
@@ -442,7 +590,6 @@ pub(crate) fn thin(
             .map(|(name, r)| (name.as_str(), r.leavable))
             .collect();
         let exported = exports.defined(elsewhere.iter().map(|(name, _)| *name))?;
-        let mut added = false;
         for (name, leavable) in &elsewhere {
             if !(*leavable && exported.contains(name)) {
                 let d = definer[name];
@@ -494,6 +641,125 @@ pub(crate) fn thin(
         .filter(|(arg, _)| !dropped.contains(arg))
         .map(|(arg, path)| replaced.remove(&arg).unwrap_or(path))
         .collect())
+}
+
+/// Which objects a hot function's patch must link besides those the edit compiled again: the
+/// objects whose code the patch's code reaches through the executable's (the patch calls the
+/// executable's copy of whatever it does not define, and that code calls the executable's
+/// copies in turn) and that define a symbol whose code would behave otherwise there than in
+/// the new program. Such a symbol *differs*: one whose bytes changed since the running
+/// executable's (or that is new), a static or thread-local the patch has its own copy of (an
+/// object it links defines it), or one that refers to a symbol that differs. Left to the
+/// executable, such code would call the old definition of what changed, or use the program's
+/// copy of a static beside the patch's own.
+struct Callers<'l> {
+    /// The objects' symbols, by object.
+    objects: &'l [&'l Packed],
+    /// The object defining each symbol, by name index (`usize::MAX`: none of the crate's).
+    definer: Vec<usize>,
+    /// The symbols that differ whatever the patch links: changed or new bytes.
+    changed: Vec<u32>,
+    /// Each symbol (by name index) -> the symbols of the crate that refer to it.
+    referrers: Vec<Vec<u32>>,
+    /// Each defined symbol (by name index) -> what it refers to.
+    targets: Vec<&'l [u32]>,
+}
+
+impl<'l> Callers<'l> {
+    /// `changed[i]`: whether object `i` was compiled again; `running`: each symbol's hash in
+    /// the executable, by name index; `definer`: as [`Callers::definer`].
+    fn new(
+        objects: &'l [&'l Packed],
+        changed: &[bool],
+        running: &[Option<u64>],
+        definer: Vec<usize>,
+    ) -> Callers<'l> {
+        let names = definer.len();
+        let mut referrers: Vec<Vec<u32>> = vec![Vec::new(); names];
+        let mut targets: Vec<&[u32]> = vec![&[]; names];
+        for symbol in objects.iter().flat_map(|p| &p.0) {
+            if let Some(t) = targets.get_mut(symbol.0 as usize) {
+                *t = &symbol.3;
+            }
+            for &target in &symbol.3 {
+                if let Some(r) = referrers.get_mut(target as usize) {
+                    r.push(symbol.0);
+                }
+            }
+        }
+        let changed = objects
+            .iter()
+            .zip(changed)
+            .filter(|(_, c)| **c)
+            .flat_map(|(p, _)| &p.0)
+            .filter(|d| running.get(d.0 as usize).copied().flatten() != Some(d.1))
+            .map(|d| d.0)
+            .collect();
+        Callers {
+            objects,
+            definer,
+            changed,
+            referrers,
+            targets,
+        }
+    }
+
+    /// Includes the objects that `included` makes necessary (see [`Callers`]), until none is
+    /// missing. Returns whether any was added.
+    fn include(&self, included: &mut [bool]) -> bool {
+        let names = self.definer.len();
+        let mut added = false;
+        loop {
+            // What differs with these objects in the patch.
+            let mut differs = vec![false; names];
+            let own = self
+                .objects
+                .iter()
+                .zip(included.iter())
+                .filter(|(_, i)| **i)
+                .flat_map(|(p, _)| p.0.iter().filter(|d| d.2))
+                .map(|d| d.0);
+            let mut stack: Vec<u32> = self.changed.iter().copied().chain(own).collect();
+            while let Some(name) = stack.pop() {
+                if let Some(d) = differs.get_mut(name as usize)
+                    && !*d
+                {
+                    *d = true;
+                    stack.extend(&self.referrers[name as usize]);
+                }
+            }
+            // What the patch's code reaches of the executable's.
+            let mut reached = vec![false; names];
+            let mut stack: Vec<u32> = self
+                .objects
+                .iter()
+                .zip(included.iter())
+                .filter(|(_, i)| **i)
+                .flat_map(|(p, _)| p.1.iter().copied())
+                .collect();
+            let mut more = false;
+            while let Some(name) = stack.pop() {
+                let name = name as usize;
+                let Some(&d) = self.definer.get(name) else {
+                    continue;
+                };
+                if d == usize::MAX || included[d] || reached[name] {
+                    continue;
+                }
+                reached[name] = true;
+                if differs[name] {
+                    included[d] = true;
+                    more = true;
+                    continue;
+                }
+                stack.extend(self.targets[name]);
+            }
+            if !more {
+                return added;
+            }
+            added = true;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -577,5 +843,46 @@ mod tests {
         );
         assert_eq!(std::fs::metadata(&rlib).unwrap().len(), size);
         assert_eq!(export_hidden(&rlib).unwrap(), 0);
+    }
+
+    /// Objects of a made-up crate, each `(defines [(name, mutable, targets)], refers to)`, by
+    /// name index: 0 `edited` (compiled again, its hash changed), 1 `hot_impl` (a hot
+    /// function's object: linked), 2 `calls_edited`, 3 `leaf`, 4 `reads_state`, 5 `state` (a
+    /// static of object 1), 6 `unreached` (calls `edited`, but nothing the patch reaches
+    /// calls it), 7 `via` (calls `calls_edited`).
+    #[test]
+    fn a_hot_patch_links_the_programs_code_its_code_reaches_that_reaches_what_changed() {
+        let object = |defined: &[(u32, bool, &[u32])], undefined: &[u32]| {
+            Packed(
+                defined
+                    .iter()
+                    .map(|&(name, mutable, targets)| Defined(name, 7, mutable, targets.to_vec()))
+                    .collect(),
+                undefined.to_vec(),
+            )
+        };
+        let objects = [
+            object(&[(0, false, &[])], &[]),
+            object(&[(1, false, &[7, 3, 4]), (5, true, &[])], &[7, 3, 4]),
+            object(&[(2, false, &[0])], &[0]),
+            object(&[(3, false, &[])], &[]),
+            object(&[(4, false, &[5])], &[5]),
+            object(&[(6, false, &[0])], &[0]),
+            object(&[(7, false, &[2])], &[2]),
+        ];
+        let packed: Vec<&Packed> = objects.iter().collect();
+        // Where each name is defined.
+        let definer = vec![0, 1, 2, 3, 4, 1, 5, 6];
+        // `edited` ran other code; everything else as the executable has it.
+        let mut running = vec![Some(7); 8];
+        running[0] = Some(1);
+        let changed = [true, false, false, false, false, false, false];
+        let callers = Callers::new(&packed, &changed, &running, definer);
+        let mut included = vec![true, true, false, false, false, false, false];
+        assert!(callers.include(&mut included));
+        // `via` and `calls_edited` lead back to `edited`; `reads_state` reads the patch's
+        // `state`; `leaf` behaves the same in the program; nothing reaches `unreached`.
+        assert_eq!(included, [true, true, true, false, true, false, true]);
+        assert!(!callers.include(&mut included));
     }
 }

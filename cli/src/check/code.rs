@@ -273,21 +273,7 @@ fn index_object(
     bodies: &mut BTreeMap<String, Vec<u64>>,
     statics: &mut BTreeSet<String>,
 ) {
-    let mut section_hashes: std::collections::HashMap<SectionIndex, u64> = Default::default();
-    let mut content_hash = |index: SectionIndex| -> u64 {
-        *section_hashes.entry(index).or_insert_with(|| {
-            let mut hasher = DefaultHasher::new();
-            if let Ok(section) = file.section_by_index(index) {
-                // A panic location stands for its file only: an edit that moves a function's
-                // lines does not change its code.
-                match location_file(file, &section) {
-                    Some(name) => name.hash(&mut hasher),
-                    None => section.data().unwrap_or_default().hash(&mut hasher),
-                }
-            }
-            hasher.finish()
-        })
-    };
+    let mut content_hash = content_hasher(file);
     for symbol in file.symbols() {
         // Not `is_definition`: `object` does not count thread-locals as definitions.
         if symbol.is_undefined() {
@@ -322,6 +308,137 @@ fn index_object(
             _ => {}
         }
     }
+}
+
+/// A hash of a data section's bytes, cached per section, for [`body_hash`]: a panic location
+/// stands for its file only, so that an edit that moves a function's lines does not change its
+/// code.
+fn content_hasher<'f>(file: &'f object::File<'_>) -> impl FnMut(SectionIndex) -> u64 + 'f {
+    let mut section_hashes: HashMap<SectionIndex, u64> = HashMap::new();
+    move |index: SectionIndex| -> u64 {
+        *section_hashes.entry(index).or_insert_with(|| {
+            let mut hasher = DefaultHasher::new();
+            if let Ok(section) = file.section_by_index(index) {
+                match location_file(file, &section) {
+                    Some(name) => name.hash(&mut hasher),
+                    None => section.data().unwrap_or_default().hash(&mut hasher),
+                }
+            }
+            hasher.finish()
+        })
+    }
+}
+
+/// One global symbol an object file defines, as a thin patch's link compares it with the
+/// running executable's (see `build::thin`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct GlobalSymbol {
+    /// Its name as the object file spells it (mangled).
+    pub(crate) name: String,
+    /// A hash of its bytes, as [`CodeIndex`] hashes a function's body: equal across two builds
+    /// when its code (or data) and the names of what it refers to are.
+    pub(crate) hash: u64,
+    /// Whether it is mutable data of the object's own: a static in a writable section or a
+    /// thread-local, not exported (a default-visibility one binds to the executable's copy
+    /// from any module).
+    pub(crate) mutable: bool,
+    /// The global symbols its bytes refer to, directly or through the object's local symbols
+    /// and sections (a closure's, a constant's), sorted.
+    pub(crate) targets: Vec<String>,
+}
+
+/// The global symbols of one object file: those it defines and those it refers to.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Linkage {
+    /// The global symbols it defines.
+    pub(crate) defined: Vec<GlobalSymbol>,
+    /// The global symbols it refers to without defining them.
+    pub(crate) undefined: Vec<String>,
+}
+
+/// Reads the [`Linkage`] of the object file `data`.
+///
+/// # Errors
+///
+/// When `data` is not an object file.
+pub(crate) fn linkage(data: &[u8]) -> anyhow::Result<Linkage> {
+    let file = object::File::parse(data).context("not an object file")?;
+    let mut content_hash = content_hasher(&file);
+    let mut out = Linkage::default();
+    for symbol in file.symbols() {
+        let Ok(name) = symbol.name() else { continue };
+        if name.is_empty() || symbol.kind() == SymbolKind::Section || symbol.is_local() {
+            continue;
+        }
+        if symbol.is_undefined() {
+            out.undefined.push(name.to_owned());
+            continue;
+        }
+        let Some(index) = symbol.section_index() else {
+            continue;
+        };
+        let Ok(section) = file.section_by_index(index) else {
+            continue;
+        };
+        let hidden = match symbol.flags() {
+            object::SymbolFlags::Elf { st_other, .. } => st_other & 3 != object::elf::STV_DEFAULT,
+            _ => false,
+        };
+        let mutable = hidden
+            && match symbol.kind() {
+                SymbolKind::Tls => true,
+                SymbolKind::Data => {
+                    matches!(
+                        section.kind(),
+                        SectionKind::Data | SectionKind::UninitializedData
+                    )
+                }
+                _ => false,
+            };
+        out.defined.push(GlobalSymbol {
+            name: name.to_owned(),
+            hash: body_hash(&file, &section, &symbol, &mut content_hash),
+            mutable,
+            targets: section_targets(&file, index, name),
+        });
+    }
+    Ok(out)
+}
+
+/// The global symbols that section `index` of `file` refers to, directly or through the
+/// sections of the local symbols it refers to (and theirs, and so on), but `own` (the symbol
+/// it defines). Whole sections count: rustc puts each function and each static in its own.
+fn section_targets(file: &object::File<'_>, index: SectionIndex, own: &str) -> Vec<String> {
+    let mut seen: std::collections::HashSet<SectionIndex> =
+        std::collections::HashSet::from([index]);
+    let mut stack = vec![index];
+    let mut targets: BTreeSet<&str> = BTreeSet::new();
+    while let Some(at) = stack.pop() {
+        let Ok(section) = file.section_by_index(at) else {
+            continue;
+        };
+        for (_, relocation) in section.relocations() {
+            let RelocationTarget::Symbol(target) = relocation.target() else {
+                continue;
+            };
+            let Ok(target) = file.symbol_by_index(target) else {
+                continue;
+            };
+            if target.is_global() {
+                if let Ok(name) = target.name()
+                    && !name.is_empty()
+                    && name != own
+                {
+                    targets.insert(name);
+                }
+            } else if let Some(next) = target.section_index()
+                && seen.insert(next)
+            {
+                stack.push(next);
+            }
+        }
+    }
+    targets.into_iter().map(str::to_owned).collect()
 }
 
 /// Adds, for every defined function and data symbol of `file`, the symbols its bytes refer to.
@@ -815,8 +932,9 @@ mod tests {
         assert_eq!(CodeIndex::read_dir(dir.path(), "seed").unwrap(), first);
     }
 
-    /// The function hashes of `source` compiled by rustc as the crate `seed`.
-    fn hashes(source: &str) -> BTreeMap<String, u64> {
+    /// `source` compiled by rustc as the crate `seed`, one object `seed.o`, in a temporary
+    /// directory.
+    fn seed_of(source: &str) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("seed.rs"), source).unwrap();
         crate::check::compile_seed(
@@ -824,6 +942,12 @@ mod tests {
             &["--crate-type=lib", "--emit=obj", "-Ccodegen-units=1"],
             "seed.o",
         );
+        dir
+    }
+
+    /// The function hashes of `source` compiled by rustc as the crate `seed`.
+    fn hashes(source: &str) -> BTreeMap<String, u64> {
+        let dir = seed_of(source);
         CodeIndex::read_dir(dir.path(), "seed").unwrap().functions
     }
 
@@ -839,6 +963,54 @@ mod tests {
         let edited = hashes(&body.replace("\"second\"", "\"2nd\""));
         assert_eq!(before["seed::first"], edited["seed::first"]);
         assert_ne!(before["seed::second"], edited["seed::second"]);
+    }
+
+    /// The [`Linkage`] of `source` compiled by rustc as the crate `seed`.
+    fn linkage_of(source: &str) -> Linkage {
+        let dir = seed_of(source);
+        linkage(&std::fs::read(dir.path().join("seed.o")).unwrap()).unwrap()
+    }
+
+    /// A function that calls another through a closure and a generic instance reaches it in
+    /// the linkage's targets; an edit of the callee's body changes its hash only, not its
+    /// caller's.
+    #[test]
+    fn linkage_follows_local_code_and_hashes_each_symbol_on_its_own() {
+        let source = "#[inline(never)] pub fn callee() -> u64 { 1 }\n\
+                      pub fn caller() -> u64 { (1u64..3).map(|x| x + callee()).sum() }\n\
+                      pub fn other() -> u64 { 5 }\n";
+        let before = linkage_of(source);
+        let symbol = |linkage: &Linkage, needle: &str| -> GlobalSymbol {
+            let found: Vec<&GlobalSymbol> = linkage
+                .defined
+                .iter()
+                .filter(|d| crate::symbols::demangle(&d.name) == format!("seed::{needle}"))
+                .collect();
+            assert_eq!(found.len(), 1, "{needle} in {linkage:?}");
+            found[0].clone()
+        };
+        // What `caller` reaches among the object's global symbols.
+        let mut reached: BTreeSet<&str> = BTreeSet::new();
+        let mut stack: Vec<String> = symbol(&before, "caller").targets;
+        while let Some(name) = stack.pop() {
+            if let Some(d) = before.defined.iter().find(|d| d.name == name)
+                && reached.insert(&d.name)
+            {
+                stack.extend(d.targets.iter().cloned());
+            }
+        }
+        let callee = symbol(&before, "callee");
+        assert!(reached.contains(callee.name.as_str()), "{before:?}");
+        assert!(!symbol(&before, "other").targets.contains(&callee.name));
+        let after = linkage_of(&source.replace("{ 1 }", "{ 2 }"));
+        assert_ne!(symbol(&after, "callee").hash, callee.hash);
+        for same in ["caller", "other"] {
+            assert_eq!(
+                symbol(&after, same).hash,
+                symbol(&before, same).hash,
+                "{same}"
+            );
+        }
     }
 
     proptest::proptest! {

@@ -634,27 +634,23 @@ impl Session {
         bound: &std::collections::BTreeSet<String>,
     ) {
         if let Some(code) = patch.code.get() {
-            // Under redirection a static the patch file does not define (a thin patch leaves
-            // the codegen units the edit did not compile again to the running program) is the
-            // program's. A hot function's patch carries every unit: nothing to look up.
+            // A static the patch file does not define (a thin patch leaves the codegen units
+            // the edit did not compile again to the running program) is the program's.
             let crate_name = &self.project.crate_name;
             // Both manglings spell a crate's name with its length first: the other symbols
             // (most of a workspace patch's) need no demangling.
             let spelled = format!("{}{crate_name}", crate_name.len());
-            let defined: Option<std::collections::BTreeSet<String>> =
-                self.redirection.is_some().then(|| {
-                    defined_symbols(&patch.path)
-                        .iter()
-                        .filter(|name| name.contains(&spelled))
-                        .filter_map(|name| {
-                            check::code::static_name(&crate::symbols::demangle(name), crate_name)
-                        })
-                        .collect()
-                });
+            let defined: std::collections::BTreeSet<String> = defined_symbols(&patch.path)
+                .iter()
+                .filter(|name| name.contains(&spelled))
+                .filter_map(|name| {
+                    check::code::static_name(&crate::symbols::demangle(name), crate_name)
+                })
+                .collect();
             let mut statics: std::collections::BTreeSet<String> = code
                 .statics
                 .difference(bound)
-                .filter(|name| defined.as_ref().is_none_or(|d| d.contains(*name)))
+                .filter(|name| defined.contains(*name))
                 .cloned()
                 .collect();
             for lib in patch

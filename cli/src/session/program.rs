@@ -181,7 +181,7 @@ impl Session {
             &[patch::Mode::Fast, patch::Mode::Full]
         };
         // The last executable's baseline says nothing of this one's code: until this one's is
-        // built, every redirection patch links all of the crate's objects.
+        // built, every patch links all of the crate's objects.
         for mode in [patch::Mode::Fast, patch::Mode::Full] {
             crate::build::thin::forget_baseline(&mode.objects_dir(&self.work));
         }
@@ -229,11 +229,7 @@ impl Session {
             if !current {
                 break;
             }
-            // Only redirection patches are thin (see `thin`).
-            if mode == patch::Mode::Full
-                && self.redirection.is_some()
-                && let Err(err) = crate::build::thin::record_baseline(&mode.objects_dir(&self.work))
-            {
+            if let Err(err) = crate::build::thin::record_baseline(&mode.objects_dir(&self.work)) {
                 // Patches then link every object: bigger, as correct.
                 if crate::output::verbose() {
                     crate::output::detail("Baseline", format!("objects not recorded: {err:#}"));

@@ -349,15 +349,61 @@ fn a_hot_patch_runs_new_code_through_functions_the_edit_did_not_compile_again() 
     assert!(direct >= 1000 && via >= 1000, "direct {direct}, via {via}");
 }
 
+/// The time service (its `#[hot]` mark kept): `format_time` passes closures to `Option::map`
+/// and `Iterator::fold`, generic code that rustc may compile in codegen units an edit of the
+/// closures alone does not compile again. Edited closures take effect through both: the patch
+/// carries the program's code that calls them too.
+#[test]
+fn a_hot_patch_runs_edited_closures_through_generic_code_the_edit_did_not_compile_again() {
+    let project = Project::copy("time-service");
+    project.edit(
+        MAIN,
+        "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
+        "    let mapped = Some(seconds).map(|s| s + 1).unwrap_or(0) - seconds;\n    \
+         let folded = (0..3u64).fold(0, |sum, i| sum + i + 1);\n    \
+         format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC mapped {mapped} folded {folded}\")",
+    );
+    let mut session = project.run(&[]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let answer = wait_time_prefix(&addr, "The time is ");
+    assert!(answer.ends_with(" UTC mapped 1 folded 6"), "{answer}");
+    project.edit_all(
+        MAIN,
+        &[
+            ("|s| s + 1)", "|s| s + 7)"),
+            ("sum + i + 1)", "sum + i + 100)"),
+        ],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: ");
+    let answer = get(&addr, "/time").unwrap();
+    assert!(answer.ends_with(" UTC mapped 7 folded 303"), "{answer}");
+}
+
 /// The time service with a module of its own (`clock`: a function and a static counter) and its
 /// marks removed, under `--redirect`: an edit of `format_time` makes a patch of the codegen
 /// unit that defines it only. `clock::zone` and `clock::READS` are not in the patch file; the
 /// new code calls the running program's `zone` and counts on with its `READS`.
 #[test]
 fn a_redirection_patch_links_only_the_codegen_units_the_edit_compiled_again() {
+    thin_patch_of_format_time(true);
+}
+
+/// The same with `format_time`'s `#[hot]` mark kept, as a hot function's patch: nothing of
+/// `clock` refers to what the edit changed, so the patch leaves it to the program, whose
+/// `READS` the new code counts on with (not a fresh copy).
+#[test]
+fn a_hot_patch_links_only_the_codegen_units_the_edit_compiled_again() {
+    thin_patch_of_format_time(false);
+}
+
+/// The body of the two tests above, with `format_time` redirected or hot.
+fn thin_patch_of_format_time(redirect: bool) {
     use object::{Object, ObjectSymbol};
     let project = Project::copy("time-service");
-    assert!(project.remove_hot_marks() > 0);
+    if redirect {
+        assert!(project.remove_hot_marks() > 0);
+    }
     project.edit_all(
         MAIN,
         &[
@@ -375,7 +421,14 @@ fn a_redirection_patch_links_only_the_codegen_units_the_edit_compiled_again() {
             ),
         ],
     );
-    let (mut session, addr) = start_service(&project, &[]);
+    let (mut session, addr) = if redirect {
+        start_service(&project, &[])
+    } else {
+        let mut session = project.run(&[]);
+        let addr = session.wait_listening();
+        session.wait_stderr(START_DEADLINE, "    Watching ");
+        (session, addr)
+    };
     let read = |answer: &str| -> u64 {
         let (_, n) = answer.rsplit_once(" UTC read ").expect(answer);
         n.parse().expect(answer)
@@ -393,7 +446,12 @@ fn a_redirection_patch_links_only_the_codegen_units_the_edit_compiled_again() {
         .map(|file| file.path())
         .filter(|path| path.extension().is_some_and(|e| e == "so"))
         .collect();
-    assert_eq!(patches.len(), 1, "{patches:?}");
+    assert_eq!(
+        patches.len(),
+        1,
+        "{patches:?} in a session that wrote:\n{}",
+        session.stderr()
+    );
     let data = std::fs::read(&patches[0]).unwrap();
     let patch = object::File::parse(&*data).unwrap();
     let defined: Vec<String> = patch
