@@ -546,6 +546,19 @@ pub(crate) fn thin(
             }
         }
     }
+    // A library crate the patch rebuilt is linked whole: the patch has its own copy of each
+    // of its symbols (new code, fresh statics), which the program's code would not reach.
+    let mut rebuilt: Vec<u32> = Vec::new();
+    if callers_too {
+        for rlib in args
+            .iter()
+            .filter(|a| a.ends_with(".rlib") && !a.starts_with('-'))
+        {
+            for name in archive_symbols(Path::new(rlib))? {
+                rebuilt.extend(symbols.ids.get(&name));
+            }
+        }
+    }
     let callers = callers_too.then(|| {
         // What the executable runs: its symbols' hashes, from the baseline's objects.
         let mut running: Vec<Option<u64>> = vec![None; symbols.names.len()];
@@ -560,7 +573,9 @@ pub(crate) fn thin(
                 }
             }
         }
-        Callers::new(&packed, &changed, &running, definer_of)
+        let mut callers = Callers::new(&packed, &changed, &running, definer_of);
+        callers.changed.extend(rebuilt);
+        callers
     });
     let exports = Exports::open(host)?;
     // The objects the patch links: the changed ones, and whatever they need that cannot be
@@ -641,6 +656,31 @@ pub(crate) fn thin(
         .filter(|(arg, _)| !dropped.contains(arg))
         .map(|(arg, path)| replaced.remove(&arg).unwrap_or(path))
         .collect())
+}
+
+/// The names of the symbols the archive at `path` defines, from its symbol index (the archive
+/// itself is read only that far).
+///
+/// # Errors
+///
+/// When the file cannot be read or is not an archive.
+fn archive_symbols(path: &Path) -> Result<Vec<String>, String> {
+    let file = std::fs::File::open(path)
+        .map_err(|err| format!("cannot read `{}`: {err}", path.display()))?;
+    let cache = object::read::ReadCache::new(file);
+    let archive = object::read::archive::ArchiveFile::parse(&cache)
+        .map_err(|err| format!("`{}`: {err}", path.display()))?;
+    let mut names = Vec::new();
+    for symbol in archive
+        .symbols()
+        .map_err(|err| format!("`{}`: {err}", path.display()))?
+        .into_iter()
+        .flatten()
+    {
+        let symbol = symbol.map_err(|err| format!("`{}`: {err}", path.display()))?;
+        names.push(String::from_utf8_lossy(symbol.name()).into_owned());
+    }
+    Ok(names)
 }
 
 /// Which objects a hot function's patch must link besides those the edit compiled again: the

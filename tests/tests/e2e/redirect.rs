@@ -380,6 +380,44 @@ fn a_hot_patch_runs_edited_closures_through_generic_code_the_edit_did_not_compil
     assert!(answer.ends_with(" UTC mapped 7 folded 303"), "{answer}");
 }
 
+/// The workspace fixture (its `#[hot]` marks kept), its bin's `report` calling `leaf::word`
+/// through a module of the bin (`via`) that no edit compiles again: an edit of `word` in the
+/// library crate takes effect on that path too (the patch links the library whole and carries
+/// `via`, whose program copy calls the program's old `word`).
+#[test]
+fn a_hot_patch_of_a_library_crate_runs_through_bin_code_the_edit_did_not_compile_again() {
+    let project = Project::copy("workspace");
+    project.edit_all(
+        "app/src/main.rs",
+        &[
+            (
+                "fn main() {",
+                "mod via {\n    pub fn leaf_word() -> &'static str {\n        leaf::word()\n    \
+                 }\n}\n\nfn main() {",
+            ),
+            ("\"mid={} text", "\"via={} mid={} text"),
+            (
+                "        mid::describe(),",
+                "        via::leaf_word(),\n        mid::describe(),",
+            ),
+        ],
+    );
+    let mut session = project.run(&[]);
+    let first = wait_tick(
+        &mut session,
+        START_DEADLINE,
+        &["via=leaf-one mid=mid-one(leaf-one)"],
+    );
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    project.edit("leaf/src/lib.rs", "\"leaf-one\"", "\"leaf-two\"");
+    wait_tick_of_same_process(
+        &mut session,
+        EDIT_DEADLINE,
+        &first,
+        &["gen=1", "via=leaf-two mid=mid-one(leaf-two)"],
+    );
+}
+
 /// The time service with a module of its own (`clock`: a function and a static counter) and its
 /// marks removed, under `--redirect`: an edit of `format_time` makes a patch of the codegen
 /// unit that defines it only. `clock::zone` and `clock::READS` are not in the patch file; the
