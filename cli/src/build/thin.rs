@@ -275,7 +275,9 @@ const BASELINE_SYMBOLS: &str = "baseline-symbols.json";
 const PATCH_SYMBOLS: &str = "patch-symbols.json";
 
 /// One global symbol an object defines, with its name and targets as indices into the names of
-/// a [`Symbols`] (`GlobalSymbol` interned): name, hash, mutable, targets.
+/// a [`Symbols`] (`GlobalSymbol` interned): name, hash, whether it holds or uses state of the
+/// object's own (it is a private static or thread-local, or reaches one through local
+/// symbols: a copy of the object has its own), targets.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Defined(u32, u64, bool, Vec<u32>);
 
@@ -345,7 +347,12 @@ impl Symbols {
             .iter()
             .map(|d| {
                 let targets = d.targets.iter().map(|t| self.intern(t)).collect();
-                Defined(self.intern(&d.name), d.hash, d.mutable, targets)
+                Defined(
+                    self.intern(&d.name),
+                    d.hash,
+                    d.mutable || d.local_state,
+                    targets,
+                )
             })
             .collect();
         let undefined = linkage.undefined.iter().map(|n| self.intern(n)).collect();
@@ -689,9 +696,9 @@ fn archive_symbols(path: &Path) -> Result<Vec<String>, String> {
 /// copies in turn) and that define a symbol whose code would behave otherwise there than in
 /// the new program. Such a symbol *differs*: one whose bytes changed since the running
 /// executable's (or that is new), a static or thread-local the patch has its own copy of (an
-/// object it links defines it), or one that refers to a symbol that differs. Left to the
-/// executable, such code would call the old definition of what changed, or use the program's
-/// copy of a static beside the patch's own.
+/// object it links defines it) or code of such an object that uses a private one, or one that
+/// refers to a symbol that differs. Left to the executable, such code would call the old
+/// definition of what changed, or use the program's copy of a static beside the patch's own.
 struct Callers<'l> {
     /// The objects' symbols, by object.
     objects: &'l [&'l Packed],

@@ -335,13 +335,18 @@ fn content_hasher<'f>(file: &'f object::File<'_>) -> impl FnMut(SectionIndex) ->
 pub(crate) struct GlobalSymbol {
     /// Its name as the object file spells it (mangled).
     pub(crate) name: String,
-    /// A hash of its bytes, as [`CodeIndex`] hashes a function's body: equal across two builds
-    /// when its code (or data) and the names of what it refers to are.
+    /// A hash of its bytes and of the object's local code and data it reaches (a private
+    /// helper's, a string's), each as [`CodeIndex`] hashes a function's body: equal across two
+    /// builds when all that code (or data) and the names of the global symbols it refers to
+    /// are.
     pub(crate) hash: u64,
     /// Whether it is mutable data of the object's own: a static in a writable section or a
     /// thread-local, not exported (a default-visibility one binds to the executable's copy
     /// from any module).
     pub(crate) mutable: bool,
+    /// Whether it reaches, through the object's local symbols, a private static or
+    /// thread-local (which rustc makes local when no other codegen unit uses it).
+    pub(crate) local_state: bool,
     /// The global symbols its bytes refer to, directly or through the object's local symbols
     /// and sections (a closure's, a constant's), sorted.
     pub(crate) targets: Vec<String>,
@@ -385,38 +390,85 @@ pub(crate) fn linkage(data: &[u8]) -> anyhow::Result<Linkage> {
             _ => false,
         };
         let mutable = hidden
-            && match symbol.kind() {
-                SymbolKind::Tls => true,
-                SymbolKind::Data => {
-                    matches!(
-                        section.kind(),
-                        SectionKind::Data | SectionKind::UninitializedData
-                    )
+            && matches!(symbol.kind(), SymbolKind::Tls | SymbolKind::Data)
+            && is_mutable(&section);
+        let reach = reach(&file, index, name);
+        // Its own bytes, and those of the local code and data it reaches (sorted: the walk's
+        // order says nothing), but panic locations and merged strings, which the references
+        // to them describe by content already.
+        let mut hashes: Vec<u64> = reach
+            .sections
+            .iter()
+            .filter_map(|&at| {
+                let section = file.section_by_index(at).ok()?;
+                if section.kind() == SectionKind::ReadOnlyString
+                    || location_file(&file, &section).is_some()
+                {
+                    return None;
                 }
-                _ => false,
-            };
+                let len = section.data().ok()?.len();
+                Some(range_hash(&file, &section, 0, len, &mut content_hash))
+            })
+            .collect();
+        hashes.sort_unstable();
+        let mut hasher = DefaultHasher::new();
+        body_hash(&file, &section, &symbol, &mut content_hash).hash(&mut hasher);
+        hashes.hash(&mut hasher);
         out.defined.push(GlobalSymbol {
             name: name.to_owned(),
-            hash: body_hash(&file, &section, &symbol, &mut content_hash),
+            hash: hasher.finish(),
             mutable,
-            targets: section_targets(&file, index, name),
+            local_state: reach.state,
+            targets: reach.targets,
         });
     }
     Ok(out)
 }
 
+/// Whether `section` holds data that code may write: statics and thread-locals, not what is
+/// written only while the program is loaded (`.data.rel.ro`: vtables, panic locations).
+fn is_mutable(section: &object::Section<'_, '_>) -> bool {
+    matches!(
+        section.kind(),
+        SectionKind::Data
+            | SectionKind::UninitializedData
+            | SectionKind::Tls
+            | SectionKind::UninitializedTls
+    ) && !section
+        .name()
+        .is_ok_and(|name| name.starts_with(".data.rel.ro"))
+}
+
+/// What the code or data of one section reaches through the object's local symbols: see
+/// [`reach`].
+struct Reach {
+    /// The global symbols it refers to, sorted.
+    targets: Vec<String>,
+    /// The other sections it reaches.
+    sections: Vec<SectionIndex>,
+    /// Whether one of those is mutable data (a private static or thread-local).
+    state: bool,
+}
+
 /// The global symbols that section `index` of `file` refers to, directly or through the
 /// sections of the local symbols it refers to (and theirs, and so on), but `own` (the symbol
-/// it defines). Whole sections count: rustc puts each function and each static in its own.
-fn section_targets(file: &object::File<'_>, index: SectionIndex, own: &str) -> Vec<String> {
+/// it defines), and the sections it reaches so. Whole sections count: rustc puts each function
+/// and each static in its own.
+fn reach(file: &object::File<'_>, index: SectionIndex, own: &str) -> Reach {
     let mut seen: std::collections::HashSet<SectionIndex> =
         std::collections::HashSet::from([index]);
     let mut stack = vec![index];
     let mut targets: BTreeSet<&str> = BTreeSet::new();
+    let mut sections = Vec::new();
+    let mut state = false;
     while let Some(at) = stack.pop() {
         let Ok(section) = file.section_by_index(at) else {
             continue;
         };
+        if at != index {
+            sections.push(at);
+            state |= is_mutable(&section);
+        }
         for (_, relocation) in section.relocations() {
             let RelocationTarget::Symbol(target) = relocation.target() else {
                 continue;
@@ -438,7 +490,11 @@ fn section_targets(file: &object::File<'_>, index: SectionIndex, own: &str) -> V
             }
         }
     }
-    targets.into_iter().map(str::to_owned).collect()
+    Reach {
+        targets: targets.into_iter().map(str::to_owned).collect(),
+        sections,
+        state,
+    }
 }
 
 /// Adds, for every defined function and data symbol of `file`, the symbols its bytes refer to.
@@ -512,6 +568,18 @@ fn body_hash(
     let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) else {
         return 0;
     };
+    range_hash(file, section, start, end, content_hash)
+}
+
+/// [`body_hash`] of the bytes `start..end` of `section`.
+fn range_hash(
+    file: &object::File<'_>,
+    section: &object::Section<'_, '_>,
+    start: usize,
+    end: usize,
+    content_hash: &mut impl FnMut(SectionIndex) -> u64,
+) -> u64 {
+    let data = section.data().unwrap_or_default();
     let mut bytes = data
         .get(start..end.min(data.len()))
         .unwrap_or_default()

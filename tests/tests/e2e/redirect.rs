@@ -380,6 +380,100 @@ fn a_hot_patch_runs_edited_closures_through_generic_code_the_edit_did_not_compil
     assert!(answer.ends_with(" UTC mapped 7 folded 303"), "{answer}");
 }
 
+/// The time service (its `#[hot]` mark kept) with a module whose public `bump` calls private
+/// helpers two levels deep and counts in a private static, which `read` returns; `mid` calls
+/// both. An edit of the innermost helper takes effect through `mid` too, and `read` and
+/// `mid::via_read` see the same counter after the patch (the patch's: rustc makes a static
+/// that one codegen unit uses a local symbol, so it is nowhere among the unit's exports).
+#[test]
+fn a_hot_patch_reaches_edited_private_helpers_and_one_copy_of_a_private_static() {
+    let project = Project::copy("time-service");
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "/// The status line and body answering",
+                "mod counter {\n    use std::sync::atomic::{AtomicU64, Ordering};\n\n    \
+                 static COUNT: AtomicU64 = AtomicU64::new(0);\n\n    \
+                 pub fn bump() -> u64 {\n        COUNT.fetch_add(1, Ordering::SeqCst);\n        \
+                 step()\n    }\n\n    fn step() -> u64 {\n        leaf()\n    }\n\n    \
+                 fn leaf() -> u64 {\n        1\n    }\n\n    pub fn read() -> u64 {\n        \
+                 COUNT.load(Ordering::SeqCst)\n    }\n}\n\n\
+                 mod mid {\n    pub fn via_mid() -> u64 {\n        crate::counter::bump()\n    \
+                 }\n\n    pub fn via_read() -> u64 {\n        crate::counter::read()\n    }\n}\n\n\
+                 /// The status line and body answering",
+            ),
+            (
+                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
+                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC direct {} via {} \
+                 read {} via_read {}\", counter::bump(), mid::via_mid(), counter::read(), \
+                 mid::via_read())",
+            ),
+        ],
+    );
+    let mut session = project.run(&[]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let fields = |answer: &str| -> Vec<u64> {
+        let (_, rest) = answer.split_once(" UTC ").expect(answer);
+        rest.split(' ')
+            .skip(1)
+            .step_by(2)
+            .map(|n| n.parse().expect(answer))
+            .collect()
+    };
+    let before = fields(&wait_time_prefix(&addr, "The time is "));
+    assert_eq!(before[..2], [1, 1]);
+    assert_eq!(before[2], before[3]);
+    project.edit(
+        MAIN,
+        "        1\n    }\n\n    pub fn read",
+        "        2\n    }\n\n    pub fn read",
+    );
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: ");
+    for _ in 0..3 {
+        let answer = get(&addr, "/time").unwrap();
+        let after = fields(&answer);
+        assert_eq!(after[..2], [2, 2], "{answer}");
+        assert_eq!(after[2], after[3], "{answer}");
+    }
+}
+
+/// The time service (its `#[hot]` mark kept) with a type whose `Display` impl writes what a
+/// private function returns: an edit of that function's string takes effect through
+/// `format!`'s `{}` too, whose generic instance for the type rustc compiles in a codegen unit
+/// the edit does not compile again.
+#[test]
+fn a_hot_patch_reaches_an_edited_string_through_a_display_impl() {
+    let project = Project::copy("time-service");
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "/// The status line and body answering",
+                "struct Shown;\n\nfn label() -> &'static str {\n    \"old\"\n}\n\n\
+                 impl std::fmt::Display for Shown {\n    \
+                 fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {\n        \
+                 f.write_str(label())\n    }\n}\n\n/// The status line and body answering",
+            ),
+            (
+                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
+                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC display {} label {}\", \
+                 Shown, label())",
+            ),
+        ],
+    );
+    let mut session = project.run(&[]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let answer = wait_time_prefix(&addr, "The time is ");
+    assert!(answer.ends_with(" UTC display old label old"), "{answer}");
+    project.edit(MAIN, "\"old\"", "\"new\"");
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: ");
+    let answer = get(&addr, "/time").unwrap();
+    assert!(answer.ends_with(" UTC display new label new"), "{answer}");
+}
+
 /// The workspace fixture (its `#[hot]` marks kept), its bin's `report` calling `leaf::word`
 /// through a module of the bin (`via`) that no edit compiles again: an edit of `word` in the
 /// library crate takes effect on that path too (the patch links the library whole and carries
