@@ -313,6 +313,11 @@ fn index_object(
 /// A hash of a data section's bytes, cached per section, for [`body_hash`]: a panic location
 /// stands for its file only, so that an edit that moves a function's lines does not change its
 /// code.
+///
+/// The pointers in the data count too, each by what it points to (a function by name, other
+/// data by its bytes, one level deep): the section's own bytes hold zeros where they go, so a
+/// `&str` static of the same length, or a table of function pointers in another order, would
+/// hash the same.
 fn content_hasher<'f>(file: &'f object::File<'_>) -> impl FnMut(SectionIndex) -> u64 + 'f {
     let mut section_hashes: HashMap<SectionIndex, u64> = HashMap::new();
     move |index: SectionIndex| -> u64 {
@@ -321,12 +326,45 @@ fn content_hasher<'f>(file: &'f object::File<'_>) -> impl FnMut(SectionIndex) ->
             if let Ok(section) = file.section_by_index(index) {
                 match location_file(file, &section) {
                     Some(name) => name.hash(&mut hasher),
-                    None => section.data().unwrap_or_default().hash(&mut hasher),
+                    None => {
+                        section.data().unwrap_or_default().hash(&mut hasher);
+                        for (offset, relocation) in section.relocations() {
+                            offset.hash(&mut hasher);
+                            relocation.addend().hash(&mut hasher);
+                            pointee(file, &relocation).hash(&mut hasher);
+                        }
+                    }
                 }
             }
             hasher.finish()
         })
     }
+}
+
+/// What a relocation in data points to, for [`content_hasher`]: a function's or named
+/// symbol's name, a merged constant's bytes, or else the bytes of the section it points into.
+fn pointee<'data>(file: &object::File<'data>, relocation: &object::Relocation) -> &'data [u8] {
+    let RelocationTarget::Symbol(target) = relocation.target() else {
+        return &[];
+    };
+    let Ok(target) = file.symbol_by_index(target) else {
+        return &[];
+    };
+    if target.kind() == SymbolKind::Text
+        && let Ok(name) = target.name_bytes()
+    {
+        return name;
+    }
+    let Some(index) = target.section_index() else {
+        return target.name_bytes().unwrap_or_default();
+    };
+    if let Some(bytes) = merged_constant(file, index, &target, relocation) {
+        return bytes;
+    }
+    file.section_by_index(index)
+        .ok()
+        .and_then(|section| section.data().ok())
+        .unwrap_or_default()
 }
 
 /// One global symbol an object file defines, as a thin patch's link compares it with the
@@ -501,7 +539,7 @@ fn reach(file: &object::File<'_>, index: SectionIndex, own: &str) -> Reach {
 /// A reference to a section (how local symbols are often reached) counts as one to every symbol
 /// defined in that section.
 fn collect_edges(file: &object::File<'_>, edges: &mut BTreeMap<Arc<str>, BTreeSet<Arc<str>>>) {
-    let mut in_section: std::collections::HashMap<SectionIndex, Vec<Arc<str>>> = Default::default();
+    let mut in_section: HashMap<SectionIndex, Vec<Arc<str>>> = HashMap::new();
     let mut defined = Vec::new();
     for symbol in file.symbols() {
         if symbol.is_undefined() || !matches!(symbol.kind(), SymbolKind::Text | SymbolKind::Data) {
@@ -536,15 +574,54 @@ fn collect_edges(file: &object::File<'_>, edges: &mut BTreeMap<Arc<str>, BTreeSe
                 continue;
             };
             if target.kind() == SymbolKind::Section {
-                if let Some(index) = target.section_index()
-                    && let Some(names) = in_section.get(&index)
-                {
-                    targets.extend(names.iter().cloned());
+                if let Some(index) = target.section_index() {
+                    section_edges(file, index, &in_section, targets);
                 }
             } else if let Ok(target) = target.name()
                 && !target.is_empty()
             {
                 targets.insert(Arc::from(target));
+            }
+        }
+    }
+}
+
+/// Adds to `targets` what a reference to section `index` of `file` reaches: the symbols named
+/// in it (`in_section`), or, for a section without any (rustc's vtables and other anonymous
+/// constants, `.data.rel.ro..Lanon.*`), what its relocations point to, through further such
+/// sections.
+fn section_edges(
+    file: &object::File<'_>,
+    index: SectionIndex,
+    in_section: &HashMap<SectionIndex, Vec<Arc<str>>>,
+    targets: &mut BTreeSet<Arc<str>>,
+) {
+    let mut seen: std::collections::HashSet<SectionIndex> = std::collections::HashSet::new();
+    let mut stack = vec![index];
+    while let Some(at) = stack.pop() {
+        if !seen.insert(at) {
+            continue;
+        }
+        if let Some(names) = in_section.get(&at) {
+            targets.extend(names.iter().cloned());
+            continue;
+        }
+        let Ok(section) = file.section_by_index(at) else {
+            continue;
+        };
+        for (_, relocation) in section.relocations() {
+            let RelocationTarget::Symbol(target) = relocation.target() else {
+                continue;
+            };
+            let Ok(target) = file.symbol_by_index(target) else {
+                continue;
+            };
+            if target.kind() == SymbolKind::Section {
+                stack.extend(target.section_index());
+            } else if let Ok(name) = target.name()
+                && !name.is_empty()
+            {
+                targets.insert(Arc::from(name));
             }
         }
     }
@@ -1031,6 +1108,56 @@ mod tests {
         let edited = hashes(&body.replace("\"second\"", "\"2nd\""));
         assert_eq!(before["seed::first"], edited["seed::first"]);
         assert_ne!(before["seed::second"], edited["seed::second"]);
+    }
+
+    /// A table of function pointers in another order, and a `&str` static of the same length
+    /// with other text, change the code that reads them: their bytes are the same (the
+    /// pointers are relocations), what they point to is not.
+    #[test]
+    fn pointers_in_data_count_by_what_they_point_to() {
+        let body = "fn one() -> u64 { 1 }\nfn two() -> u64 { 2 }\n\
+                    static TABLE: [fn() -> u64; 2] = [one, two];\n\
+                    pub fn call(i: usize) -> u64 { TABLE[i]() }\n\
+                    pub static NAME: &str = \"name-a\";\n\
+                    pub fn name() -> &'static str { NAME }\n";
+        let before = hashes(body);
+        let swapped = hashes(&body.replace("[one, two]", "[two, one]"));
+        assert_ne!(before["seed::call"], swapped["seed::call"]);
+        assert_eq!(before["seed::name"], swapped["seed::name"]);
+        let renamed = hashes(&body.replace("name-a", "name-b"));
+        assert_ne!(before["seed::name"], renamed["seed::name"]);
+        assert_eq!(before["seed::call"], renamed["seed::call"]);
+    }
+
+    /// A method called through a trait object is reached from its caller through the vtable,
+    /// which rustc emits as an anonymous constant (a section without a named symbol).
+    #[test]
+    fn a_trait_objects_method_is_reached_through_its_vtable() {
+        let dir = seed_of(
+            "pub trait Shape { fn area(&self) -> u64; }\nstruct Sq;\n\
+             impl Shape for Sq { fn area(&self) -> u64 { 4 } }\n\
+             #[inline(never)] fn make() -> Box<dyn Shape> { Box::new(Sq) }\n\
+             pub fn total() -> u64 { make().area() }\n",
+        );
+        let index = CodeIndex::read_dir(dir.path(), "seed").unwrap();
+        let named = |needle: &str| -> Arc<str> {
+            let found: Vec<&Arc<str>> = index
+                .edges
+                .keys()
+                .filter(|name| crate::symbols::demangle(name) == needle)
+                .collect();
+            assert_eq!(found.len(), 1, "{needle} in {:?}", index.edges.keys());
+            Arc::clone(found[0])
+        };
+        let area = named("<seed::Sq as seed::Shape>::area");
+        let mut reached: BTreeSet<Arc<str>> = BTreeSet::new();
+        let mut stack = vec![named("seed::total")];
+        while let Some(name) = stack.pop() {
+            if reached.insert(Arc::clone(&name)) {
+                stack.extend(index.edges.get(&name).into_iter().flatten().cloned());
+            }
+        }
+        assert!(reached.contains(&area), "{:?}", index.edges);
     }
 
     /// The [`Linkage`] of `source` compiled by rustc as the crate `seed`.

@@ -124,6 +124,30 @@ fn a_route_added_in_async_main_restarts_the_service() {
     session.assert_stderr_lacks("     Patched ");
 }
 
+/// A plain function (no mark) that a hot `async fn` handler calls: an edit of it is patched in
+/// the same process. The handler's body runs in its future's `poll`, which the handler reaches
+/// only through the future's vtable (an anonymous constant, not a named symbol).
+#[test]
+fn a_plain_function_an_async_handler_calls_is_patched() {
+    let project = Project::copy("axum-service");
+    project.edit(
+        MAIN,
+        "    \"Hello from the todo service\".to_owned()\n}",
+        "    greeting_text()\n}\n\n/// The greeting's words.\nfn greeting_text() -> String {\n    \
+         \"Hello from the todo service\".to_owned()\n}",
+    );
+    let mut session = project.run(&[]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let pid = get(&addr, "/pid").unwrap();
+    wait_answer(&addr, "/greeting", "Hello from the todo service");
+    project.edit(MAIN, "\"Hello from the todo service\"", "\"Hello again\"");
+    wait_answer(&addr, "/greeting", "Hello again");
+    assert_eq!(get(&addr, "/pid").unwrap(), pid);
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: greeting_text");
+    session.assert_stderr_lacks("Restarting");
+}
+
 /// A hot `impl Display for Price` and a hot `impl<'a> Summary<'a>`: edits of both take effect
 /// in the same process, and the `Patched` line names them as written.
 #[test]
