@@ -63,7 +63,7 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
         && let Some(dir) = std::env::var_os(OBJECTS_DIR_ENV)
     {
         // The objects as rustc wrote them are kept (the code index compares them); the patch
-        // links rewritten copies when entries are redirected into it.
+        // links those of them that it needs, some as rewritten copies (see `thin`).
         let dir = Path::new(&dir);
         // Only what changed (see `thin`); under redirection, with its statics shared.
         let shared = keep_objects(&args, dir).and_then(|()| {
