@@ -23,6 +23,9 @@ pub(crate) struct CodeIndex {
     pub(crate) functions: BTreeMap<String, u64>,
     /// Mutable statics and thread-locals the crate defines, by demangled path.
     pub(crate) statics: BTreeSet<String>,
+    /// Demangled static name (without hash) -> hash of its initial value(s): code in another
+    /// codegen unit reads a static through a relocation, whose bytes do not change with it.
+    pub(crate) values: BTreeMap<String, u64>,
     /// Symbol (as the object file names it, mangled: one per instantiation of a generic) ->
     /// the symbols its code or data refers to (calls, function pointers, vtables), found
     /// through its relocations. Demangled names would merge every instantiation of a generic
@@ -112,11 +115,15 @@ impl CodeIndex {
     /// The index of the objects whose contributions are `parts`.
     fn merge<'p>(parts: impl Iterator<Item = &'p ObjectPart>) -> CodeIndex {
         let mut bodies: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+        let mut values: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
         let mut statics = BTreeSet::new();
         let mut edges: BTreeMap<Arc<str>, BTreeSet<Arc<str>>> = BTreeMap::new();
         for part in parts {
             for (name, hashes) in &part.bodies {
                 bodies.entry(name).or_default().extend(hashes);
+            }
+            for (name, hashes) in &part.values {
+                values.entry(name).or_default().extend(hashes);
             }
             statics.extend(part.statics.iter().cloned());
             for (name, targets) in &part.edges {
@@ -128,18 +135,20 @@ impl CodeIndex {
                 }
             }
         }
-        let functions = bodies
-            .into_iter()
-            .map(|(name, mut hashes)| {
-                hashes.sort_unstable();
-                let mut hasher = DefaultHasher::new();
-                hashes.hash(&mut hasher);
-                (name.to_owned(), hasher.finish())
-            })
-            .collect();
+        let combined = |map: BTreeMap<&str, Vec<u64>>| -> BTreeMap<String, u64> {
+            map.into_iter()
+                .map(|(name, mut hashes)| {
+                    hashes.sort_unstable();
+                    let mut hasher = DefaultHasher::new();
+                    hashes.hash(&mut hasher);
+                    (name.to_owned(), hasher.finish())
+                })
+                .collect()
+        };
         CodeIndex {
-            functions,
+            functions: combined(bodies),
             statics,
+            values: combined(values),
             edges,
         }
     }
@@ -151,6 +160,8 @@ struct ObjectPart {
     /// Demangled function name -> the hash of each of its bodies in this object.
     bodies: BTreeMap<String, Vec<u64>>,
     statics: BTreeSet<String>,
+    /// Demangled static name -> the hash of its initial value (each definition's).
+    values: BTreeMap<String, Vec<u64>>,
     edges: BTreeMap<Arc<str>, BTreeSet<Arc<str>>>,
 }
 
@@ -164,7 +175,13 @@ impl ObjectPart {
         let file =
             object::File::parse(data).with_context(|| format!("`{name}` is not an object file"))?;
         let mut part = ObjectPart::default();
-        index_object(&file, crate_name, &mut part.bodies, &mut part.statics);
+        index_object(
+            &file,
+            crate_name,
+            &mut part.bodies,
+            &mut part.statics,
+            &mut part.values,
+        );
         collect_edges(&file, &mut part.edges);
         Ok(part)
     }
@@ -254,16 +271,36 @@ impl CodeIndex {
     /// Functions of the crate whose body differs from `previous` or is new, as display names
     /// (see [`display_name`]), sorted and without duplicates.
     pub(crate) fn changed_since(&self, previous: &CodeIndex, crates: &Crates) -> Vec<String> {
-        let mut changed = BTreeSet::new();
-        for (name, hash) in &self.functions {
-            if previous.functions.get(name) != Some(hash)
-                && let Some(display) = crates.display(name)
-            {
-                changed.insert(display);
-            }
-        }
-        changed.into_iter().collect()
+        changed(&self.functions, &previous.functions, crates)
     }
+
+    /// The statics whose initial value differs from `previous`'s (or that are new), as
+    /// messages show them.
+    pub(crate) fn values_changed_since(
+        &self,
+        previous: &CodeIndex,
+        crates: &Crates,
+    ) -> Vec<String> {
+        changed(&self.values, &previous.values, crates)
+    }
+}
+
+/// The names of `now` whose hash differs from `before`'s (or that are new), as messages show
+/// them.
+fn changed(
+    now: &BTreeMap<String, u64>,
+    before: &BTreeMap<String, u64>,
+    crates: &Crates,
+) -> Vec<String> {
+    let mut changed = BTreeSet::new();
+    for (name, hash) in now {
+        if before.get(name) != Some(hash)
+            && let Some(display) = crates.display(name)
+        {
+            changed.insert(display);
+        }
+    }
+    changed.into_iter().collect()
 }
 
 /// Adds the functions and statics of one object file.
@@ -272,6 +309,7 @@ fn index_object(
     crate_name: &str,
     bodies: &mut BTreeMap<String, Vec<u64>>,
     statics: &mut BTreeSet<String>,
+    values: &mut BTreeMap<String, Vec<u64>>,
 ) {
     let mut content_hash = content_hasher(file);
     for symbol in file.symbols() {
@@ -303,7 +341,21 @@ fn index_object(
             {
                 if let Some(path) = static_name(&demangled, crate_name) {
                     statics.insert(path);
+                    // Its initial value: code in another codegen unit reads it through a
+                    // relocation, whose bytes do not change with the value.
+                    let hash = body_hash(file, &section, &symbol, &mut content_hash);
+                    values.entry(demangled).or_default().push(hash);
                 }
+            }
+            SymbolKind::Data
+                if matches!(
+                    section.kind(),
+                    SectionKind::ReadOnlyData | SectionKind::ReadOnlyDataWithRel
+                ) && static_name(&demangled, crate_name).is_some() =>
+            {
+                // An immutable static's value, likewise.
+                let hash = body_hash(file, &section, &symbol, &mut content_hash);
+                values.entry(demangled).or_default().push(hash);
             }
             _ => {}
         }
@@ -989,6 +1041,7 @@ mod tests {
         let index = CodeIndex {
             functions: BTreeMap::new(),
             statics: BTreeSet::new(),
+            values: BTreeMap::new(),
             edges: [
                 edge("app::main", &["app::setup", "app::tick", "app::shared"]),
                 edge("__hotswap_impl$app::tick", &["app::physics", "vtable.0"]),
@@ -1044,7 +1097,13 @@ mod tests {
     fn the_seed_object_is_indexed() {
         let file = object::File::parse(seed_object()).unwrap();
         let (mut bodies, mut statics) = (BTreeMap::new(), BTreeSet::new());
-        index_object(&file, "seed", &mut bodies, &mut statics);
+        index_object(
+            &file,
+            "seed",
+            &mut bodies,
+            &mut statics,
+            &mut BTreeMap::new(),
+        );
         assert!(bodies.contains_key("seed::hot"), "{:?}", bodies.keys());
         assert!(statics.iter().any(|s| s.ends_with("COUNT")), "{statics:?}");
     }
@@ -1228,7 +1287,7 @@ mod tests {
             if let Ok(file) = object::File::parse(&*data) {
                 let (mut bodies, mut statics, mut edges) =
                     (BTreeMap::new(), BTreeSet::new(), BTreeMap::new());
-                index_object(&file, "seed", &mut bodies, &mut statics);
+                index_object(&file, "seed", &mut bodies, &mut statics, &mut BTreeMap::new());
                 collect_edges(&file, &mut edges);
             }
         }

@@ -706,19 +706,32 @@ impl Session {
             return None;
         }
         let code = patch.code.get()?;
+        let base = match (&patch.reached, patch.mode) {
+            (None, Mode::Fast) => self.fast_baseline.as_ref()?,
+            _ => self.baseline.as_ref()?,
+        };
+        // A static's new initial value, which no function's bytes show when the code reading
+        // it is in another codegen unit: a hot function's patch carries the static's new copy
+        // (and the code reading it, see `build::thin`). Under redirection the code keeps the
+        // running program's copy of every static, so it is no change there.
+        let values = match self.redirection {
+            None => code.values_changed_since(base, crates),
+            Some(_) => Vec::new(),
+        };
         let Some(reached) = &patch.reached else {
-            let base = match patch.mode {
-                Mode::Fast => &self.fast_baseline,
-                Mode::Full => &self.baseline,
-            };
-            return Some(code.changed_since(base.as_ref()?, crates));
+            let mut changed = code.changed_since(base, crates);
+            changed.extend(values);
+            return Some(changed);
         };
         if !patch.same_sources {
             // The fast build may hold older code: everything is compared with the full baseline,
             // which may name functions that an earlier fast patch changed already (never fewer).
-            return Some(code.changed_since(self.baseline.as_ref()?, crates));
+            let mut changed = code.changed_since(base, crates);
+            changed.extend(values);
+            return Some(changed);
         }
         let mut changed = reached.changed_since(self.fast_baseline.as_ref()?, crates);
+        changed.extend(values);
         let compiled: std::collections::BTreeSet<String> = reached
             .functions
             .keys()

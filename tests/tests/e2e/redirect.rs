@@ -474,6 +474,39 @@ fn a_hot_patch_reaches_an_edited_string_through_a_display_impl() {
     assert!(answer.ends_with(" UTC display new label new"), "{answer}");
 }
 
+/// The time service (its `#[hot]` mark kept) reading two statics of another module, a number
+/// and a `&str`: an edit of their values is a patch (the new code reads the patch's copies),
+/// although no function's bytes changed (`format_time` reads them through relocations).
+#[test]
+fn a_hot_patch_carries_new_values_of_statics_another_module_reads() {
+    let project = Project::copy("time-service");
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "/// The status line and body answering",
+                "mod limits {\n    pub static LIMIT: u64 = 50;\n    pub static NAME: &str = \"name-a\";\n}\n\n\
+                 /// The status line and body answering",
+            ),
+            (
+                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
+                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC limit {} {}\", \
+                 limits::LIMIT, limits::NAME)",
+            ),
+        ],
+    );
+    let mut session = project.run(&[]);
+    let addr = session.wait_listening();
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let answer = wait_time_prefix(&addr, "The time is ");
+    assert!(answer.ends_with(" UTC limit 50 name-a"), "{answer}");
+    project.edit_all(MAIN, &[("= 50;", "= 51;"), ("\"name-a\"", "\"name-b\"")]);
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: ");
+    let answer = get(&addr, "/time").unwrap();
+    assert!(answer.ends_with(" UTC limit 51 name-b"), "{answer}");
+    session.assert_stderr_lacks("Unchanged");
+}
+
 /// The workspace fixture (its `#[hot]` marks kept), its bin's `report` calling `leaf::word`
 /// through a module of the bin (`via`) that no edit compiles again: an edit of `word` in the
 /// library crate takes effect on that path too (the patch links the library whole and carries
