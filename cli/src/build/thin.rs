@@ -541,11 +541,10 @@ pub(crate) fn thin(
                     .any(|d| name(d.0).starts_with(RUNTIME_PREFIX))
         })
         .collect();
-    let mut definer: HashMap<&str, usize> = HashMap::new();
+    // The object defining each name, by name index (`usize::MAX`: none of the crate's).
     let mut definer_of: Vec<usize> = vec![usize::MAX; symbols.names.len()];
     for (index, found) in packed.iter().enumerate() {
         for symbol in &found.0 {
-            definer.entry(name(symbol.0)).or_insert(index);
             if let Some(d) = definer_of.get_mut(symbol.0 as usize)
                 && *d == usize::MAX
             {
@@ -553,6 +552,13 @@ pub(crate) fn thin(
             }
         }
     }
+    let definer = |name: &str| -> Option<usize> {
+        let &id = symbols.ids.get(name)?;
+        definer_of
+            .get(id as usize)
+            .copied()
+            .filter(|&d| d != usize::MAX)
+    };
     // A library crate the patch rebuilt is linked whole: the patch has its own copy of each
     // of its symbols (new code, fresh statics), which the program's code would not reach.
     let mut rebuilt: Vec<u32> = Vec::new();
@@ -580,7 +586,7 @@ pub(crate) fn thin(
                 }
             }
         }
-        let mut callers = Callers::new(&packed, &changed, &running, definer_of);
+        let mut callers = Callers::new(&packed, &changed, &running, &definer_of);
         callers.changed.extend(rebuilt);
         callers
     });
@@ -608,13 +614,14 @@ pub(crate) fn thin(
         let elsewhere: Vec<(&str, bool)> = refs
             .values()
             .flat_map(|r| r.by_name.iter())
-            .filter(|(name, _)| definer.get(name.as_str()).is_some_and(|&d| !included[d]))
+            .filter(|(name, _)| definer(name).is_some_and(|d| !included[d]))
             .map(|(name, r)| (name.as_str(), r.leavable))
             .collect();
         let exported = exports.defined(elsewhere.iter().map(|(name, _)| *name))?;
         for (name, leavable) in &elsewhere {
-            if !(*leavable && exported.contains(name)) {
-                let d = definer[name];
+            if !(*leavable && exported.contains(name))
+                && let Some(d) = definer(name)
+            {
                 added |= !included[d];
                 included[d] = true;
             }
@@ -628,7 +635,7 @@ pub(crate) fn thin(
     for (&index, found) in &refs {
         let mut bytes: Option<Vec<u8>> = None;
         for (name, r) in &found.by_name {
-            if definer.get(name.as_str()).is_none_or(|&d| included[d]) {
+            if definer(name).is_none_or(|d| included[d]) {
                 continue;
             }
             let bytes = bytes.get_or_insert_with(|| data.remove(&index).unwrap_or_default());
@@ -703,7 +710,7 @@ struct Callers<'l> {
     /// The objects' symbols, by object.
     objects: &'l [&'l Packed],
     /// The object defining each symbol, by name index (`usize::MAX`: none of the crate's).
-    definer: Vec<usize>,
+    definer: &'l [usize],
     /// The symbols that differ whatever the patch links: changed or new bytes.
     changed: Vec<u32>,
     /// Each symbol (by name index) -> the symbols of the crate that refer to it.
@@ -719,7 +726,7 @@ impl<'l> Callers<'l> {
         objects: &'l [&'l Packed],
         changed: &[bool],
         running: &[Option<u64>],
-        definer: Vec<usize>,
+        definer: &'l [usize],
     ) -> Callers<'l> {
         let names = definer.len();
         let mut referrers: Vec<Vec<u32>> = vec![Vec::new(); names];
@@ -924,7 +931,7 @@ mod tests {
         let mut running = vec![Some(7); 8];
         running[0] = Some(1);
         let changed = [true, false, false, false, false, false, false];
-        let callers = Callers::new(&packed, &changed, &running, definer);
+        let callers = Callers::new(&packed, &changed, &running, &definer);
         let mut included = vec![true, true, false, false, false, false, false];
         assert!(callers.include(&mut included));
         // `via` and `calls_edited` lead back to `edited`; `reads_state` reads the patch's

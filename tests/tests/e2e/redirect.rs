@@ -13,7 +13,13 @@ fn start_service(project: &Project, extra: &[&str]) -> (hotswap_tests::Session, 
     let args: Vec<&str> = std::iter::once("--redirect")
         .chain(extra.iter().copied())
         .collect();
-    let mut session = project.run(&args);
+    start_with(project, &args)
+}
+
+/// Starts `cargo hotswap run` with `args` on `project`, a service, and waits until it listens
+/// and the session watches; returns the session and the address.
+fn start_with(project: &Project, args: &[&str]) -> (hotswap_tests::Session, String) {
+    let mut session = project.run(args);
     let addr = session.wait_listening();
     session.wait_stderr(START_DEADLINE, "    Watching ");
     (session, addr)
@@ -43,9 +49,7 @@ fn a_program_without_hot_marks_is_patched_by_entry_redirection() {
     let project = Project::copy("time-service");
     assert!(project.remove_hot_marks() > 0);
     remove_runtime(&project);
-    let mut session = project.run(&[]);
-    let addr = session.wait_listening();
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (mut session, addr) = start_with(&project, &[]);
     assert_eq!(
         status_messages(&session.stderr(), "Note"),
         [
@@ -329,9 +333,7 @@ fn a_hot_patch_runs_new_code_through_functions_the_edit_did_not_compile_again() 
             ),
         ],
     );
-    let mut session = project.run(&[]);
-    let addr = session.wait_listening();
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (mut session, addr) = start_with(&project, &[]);
     let counts = |answer: &str| -> (u64, u64) {
         let (_, rest) = answer.split_once(" direct ").expect(answer);
         let (direct, via) = rest.split_once(" via ").expect(answer);
@@ -363,9 +365,7 @@ fn a_hot_patch_runs_edited_closures_through_generic_code_the_edit_did_not_compil
          let folded = (0..3u64).fold(0, |sum, i| sum + i + 1);\n    \
          format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC mapped {mapped} folded {folded}\")",
     );
-    let mut session = project.run(&[]);
-    let addr = session.wait_listening();
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (mut session, addr) = start_with(&project, &[]);
     let answer = wait_time_prefix(&addr, "The time is ");
     assert!(answer.ends_with(" UTC mapped 1 folded 6"), "{answer}");
     project.edit_all(
@@ -411,9 +411,7 @@ fn a_hot_patch_reaches_edited_private_helpers_and_one_copy_of_a_private_static()
             ),
         ],
     );
-    let mut session = project.run(&[]);
-    let addr = session.wait_listening();
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (mut session, addr) = start_with(&project, &[]);
     let fields = |answer: &str| -> Vec<u64> {
         let (_, rest) = answer.split_once(" UTC ").expect(answer);
         rest.split(' ')
@@ -463,9 +461,7 @@ fn a_hot_patch_reaches_an_edited_string_through_a_display_impl() {
             ),
         ],
     );
-    let mut session = project.run(&[]);
-    let addr = session.wait_listening();
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (mut session, addr) = start_with(&project, &[]);
     let answer = wait_time_prefix(&addr, "The time is ");
     assert!(answer.ends_with(" UTC display old label old"), "{answer}");
     project.edit(MAIN, "\"old\"", "\"new\"");
@@ -495,9 +491,7 @@ fn a_hot_patch_carries_new_values_of_statics_another_module_reads() {
             ),
         ],
     );
-    let mut session = project.run(&[]);
-    let addr = session.wait_listening();
-    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let (mut session, addr) = start_with(&project, &[]);
     let answer = wait_time_prefix(&addr, "The time is ");
     assert!(answer.ends_with(" UTC limit 50 name-a"), "{answer}");
     project.edit_all(MAIN, &[("= 50;", "= 51;"), ("\"name-a\"", "\"name-b\"")]);
@@ -589,10 +583,7 @@ fn thin_patch_of_format_time(redirect: bool) {
     let (mut session, addr) = if redirect {
         start_service(&project, &[])
     } else {
-        let mut session = project.run(&[]);
-        let addr = session.wait_listening();
-        session.wait_stderr(START_DEADLINE, "    Watching ");
-        (session, addr)
+        start_with(&project, &[])
     };
     let read = |answer: &str| -> u64 {
         let (_, n) = answer.rsplit_once(" UTC read ").expect(answer);
