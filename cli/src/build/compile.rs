@@ -51,7 +51,7 @@ pub(crate) fn host(capture: &Capture, work_root: &Path) -> anyhow::Result<ExitCo
     super::thin::export_hidden(&rlib)?;
     mark_dep_info(capture)?;
     let shim = write_shim(capture, work_root, &rlib)?;
-    link_host(capture, &shim, &rlib)?;
+    link_host(capture, work_root, &shim, &rlib)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -203,7 +203,7 @@ fn agent_library() -> Option<PathBuf> {
 
 /// The shim linked through the linker wrapper in host mode, with the crate's rlib and every
 /// dependency whole, where cargo expects the bin (`<out-dir>/<crate><extra-filename>`).
-fn link_host(capture: &Capture, shim: &Path, rlib: &Path) -> anyhow::Result<()> {
+fn link_host(capture: &Capture, work_root: &Path, shim: &Path, rlib: &Path) -> anyhow::Result<()> {
     let out_dir = capture
         .option("--out-dir")
         .context("the bin's rustc command has no `--out-dir`")?;
@@ -256,9 +256,15 @@ fn link_host(capture: &Capture, shim: &Path, rlib: &Path) -> anyhow::Result<()> 
         format!("linker={}", crate::process::self_exe()?.display()),
     );
     let mut command = capture.command(&link_args);
-    command.env(crate::ROLE_ENV, "link-host").env(
-        link::REAL_LINKER_ENV,
-        capture.option("-C linker").unwrap_or("cc"),
-    );
+    command
+        .env(crate::ROLE_ENV, "link-host")
+        .env(
+            link::REAL_LINKER_ENV,
+            capture.option("-C linker").unwrap_or("cc"),
+        )
+        .env(
+            super::thin::HOST_LIBS_DIR_ENV,
+            super::thin::host_libs_dir(work_root),
+        );
     run_quiet(command.stdout(Stdio::null()), "linking the host")
 }

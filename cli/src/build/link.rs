@@ -54,6 +54,16 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
         }
     };
     let args: Vec<String> = args.into_iter().flatten().collect();
+    if mode == Mode::Host
+        && let Some(dir) = std::env::var_os(super::thin::HOST_LIBS_DIR_ENV)
+        && let Some(captures) = std::env::var_os(super::capture::CAPTURE_LIBS_DIR_ENV)
+        && let Err(err) = super::thin::keep_host_libs(&args, Path::new(&dir), Path::new(&captures))
+    {
+        // Not fatal: without the copies, patches link the library crates they rebuild whole
+        // and count each of their symbols as changed.
+        let _ = std::fs::remove_dir_all(&dir);
+        eprintln!("warning: cargo-hotswap linker wrapper: {err:#}");
+    }
     let args = match mode {
         Mode::Host => host_args(args),
         Mode::Patch => patch_args(args, &std::env::var(PATCH_RLIBS_ENV).unwrap_or_default()),

@@ -243,6 +243,10 @@ pub(crate) fn build(
         .envs(keep_code.then_some((link::KEEP_CODE_ENV, "1")))
         .env(super::thin::HOST_EXE_ENV, &host.exe)
         .env(
+            super::thin::HOST_LIBS_DIR_ENV,
+            super::thin::host_libs_dir(&work.root),
+        )
+        .env(
             link::PATCH_RLIBS_ENV,
             replaced
                 .values()

@@ -26,6 +26,11 @@
 //!   default and rewrites each such `lea` into a load from the global offset table, as
 //!   [`super::statics`] does for statics.
 //!
+//! A library crate the patch rebuilt is linked whole. Its objects are compared too, each with
+//! the object of the same codegen unit in the copy of the crate's rlib the host was linked from
+//! ([`keep_host_libs`]), so that only what differs counts as changed: rustc writes every codegen
+//! unit of the crates above an edited one again, nearly all of them as they were.
+//!
 //! Whatever cannot be left to the executable (a symbol it does not export, a reference of
 //! another kind: a thread-local's, a load in place) brings the object that defines it into the
 //! patch, and so on until nothing is missing: a patch is never less than correct, only bigger.
@@ -53,6 +58,58 @@ const RUNTIME_PREFIX: &str = "__hotswap_";
 /// Patch mode: the host executable, whose dynamic symbol table says what a thin patch can
 /// leave to it.
 pub(crate) const HOST_EXE_ENV: &str = "HOTSWAP_HOST_EXE";
+
+/// Host and patch mode: the directory holding copies of the local library crates' rlibs as the
+/// host was linked from them (see [`keep_host_libs`]).
+pub(crate) const HOST_LIBS_DIR_ENV: &str = "HOTSWAP_HOST_LIBS_DIR";
+
+/// Where [`keep_host_libs`] keeps the host's library crates, in the work directory `work_root`.
+pub(crate) fn host_libs_dir(work_root: &Path) -> std::path::PathBuf {
+    work_root.join("host-libs")
+}
+
+/// Host mode: copies the rlibs of the local library crates among the host link's `args` into
+/// `dir` (mode 0600; whatever was there goes first), so that a patch that rebuilds such
+/// a crate can tell which of its codegen units hold the code the executable runs, even after
+/// cargo has built the crate again (see [`thin`]). A crate is local when the rustc wrapper
+/// captured its command: `<captures>/<stem>.json` exists, `stem` being the rlib's name without
+/// `lib` and `.rlib`.
+///
+/// # Errors
+///
+/// When `dir` cannot be created or a copy cannot be written; a copy is whole or absent.
+pub(crate) fn keep_host_libs(args: &[String], dir: &Path, captures: &Path) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::os::unix::fs::PermissionsExt;
+    // An earlier host's copies go first: a copy left from it would be taken for this host's.
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    for arg in args
+        .iter()
+        .filter(|a| a.ends_with(".rlib") && !a.starts_with('-'))
+    {
+        let from = Path::new(arg);
+        let Some(name) = from.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let Some(stem) = name
+            .strip_prefix("lib")
+            .and_then(|n| n.strip_suffix(".rlib"))
+        else {
+            continue;
+        };
+        if !captures.join(format!("{stem}.json")).exists() {
+            continue;
+        }
+        let to = dir.join(name);
+        let tmp = dir.join(format!("{name}.tmp"));
+        std::fs::copy(from, &tmp)
+            .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)))
+            .and_then(|()| std::fs::rename(&tmp, &to))
+            .with_context(|| format!("cannot copy `{arg}` to `{}`", to.display()))?;
+    }
+    Ok(())
+}
 
 /// Where the baseline's object identities are kept for the objects directory `objects_dir`.
 fn baseline_file(objects_dir: &Path) -> std::path::PathBuf {
@@ -274,6 +331,10 @@ const BASELINE_SYMBOLS: &str = "baseline-symbols.json";
 /// codegen units the session's edits compiled again).
 const PATCH_SYMBOLS: &str = "patch-symbols.json";
 
+/// The same for the objects of the local library crates' rlibs: those of the host's copies
+/// (see [`keep_host_libs`]) and those of the last patch's rlibs.
+const LIB_SYMBOLS: &str = "lib-symbols.json";
+
 /// One global symbol an object defines, with its name and targets as indices into the names of
 /// a [`Symbols`] (`GlobalSymbol` interned): name, hash, whether it holds or uses state of the
 /// object's own (it is a private static or thread-local, or reaches one through local
@@ -468,10 +529,16 @@ pub(crate) fn thin(
         return Ok(args);
     }
     struct Unit {
-        arg: usize,
+        /// The index of its argument; `None` for an object of a library crate's rlib.
+        arg: Option<usize>,
+        /// Its path, or `<rlib>(<member>)`.
         path: String,
         id: ObjectId,
+        /// For an object of an rlib: the archive (an index into `archives`) and its bytes there.
+        member: Option<(usize, std::ops::Range<usize>)>,
     }
+    let read =
+        |path: &str| std::fs::read(path).map_err(|err| format!("cannot read `{path}`: {err}"));
     let mut units = Vec::new();
     for (arg, path) in args.iter().enumerate() {
         if !path.ends_with(".o") || path.starts_with('-') {
@@ -482,15 +549,64 @@ pub(crate) fn thin(
         };
         let id = ObjectId::of(&objects_dir.join(name)).map_err(|err| format!("{err:#}"))?;
         units.push(Unit {
-            arg,
+            arg: Some(arg),
             path: path.clone(),
             id,
+            member: None,
         });
+    }
+    // The library crates the patch rebuilt: a hot function's patch links them whole, and their
+    // objects are units of the comparison too. Each is compared with the object of the same
+    // codegen unit in the host's copy of the crate's rlib (see `keep_host_libs`): the same
+    // bytes, the code the executable runs. A crate without a copy counts as changed throughout.
+    let mut archives: Vec<Vec<u8>> = Vec::new();
+    let mut host_members: Vec<(ObjectId, usize, std::ops::Range<usize>)> = Vec::new();
+    let mut whole: Vec<&str> = Vec::new();
+    if callers_too && baseline.is_some() {
+        let host_libs = std::env::var_os(HOST_LIBS_DIR_ENV).map(std::path::PathBuf::from);
+        for path in args
+            .iter()
+            .filter(|a| a.ends_with(".rlib") && !a.starts_with('-'))
+        {
+            let copy = Path::new(path)
+                .file_name()
+                .zip(host_libs.as_deref())
+                .map(|(name, dir)| dir.join(name))
+                .filter(|copy| copy.exists());
+            let Some(copy) = copy else {
+                whole.push(path);
+                continue;
+            };
+            let host_id = ObjectId::of(&copy).map_err(|err| format!("{err:#}"))?;
+            let host = archives.len();
+            archives.push(read(&copy.display().to_string())?);
+            archives.push(read(path)?);
+            let by_unit: HashMap<String, (ObjectId, std::ops::Range<usize>)> =
+                members(&archives[host], &copy.display().to_string())?
+                    .into_iter()
+                    .map(|(name, range)| {
+                        let id = ObjectId::member(host_id, range.start as u64);
+                        (codegen_unit(&name).to_owned(), (id, range))
+                    })
+                    .collect();
+            for (name, range) in members(&archives[host + 1], path)? {
+                let bytes = &archives[host + 1][range.clone()];
+                let id = match by_unit.get(codegen_unit(&name)) {
+                    Some((id, r)) if archives[host][r.clone()] == *bytes => *id,
+                    _ => ObjectId::of_bytes(bytes),
+                };
+                units.push(Unit {
+                    arg: None,
+                    path: format!("{path}({name})"),
+                    id,
+                    member: Some((host + 1, range)),
+                });
+            }
+            host_members.extend(by_unit.into_values().map(|(id, range)| (id, host, range)));
+        }
     }
     std::fs::create_dir_all(dir)
         .map_err(|err| format!("cannot create `{}`: {err}", dir.display()))?;
-    let read =
-        |path: &str| std::fs::read(path).map_err(|err| format!("cannot read `{path}`: {err}"));
     // Who defines and refers to what, from the symbols files for the objects seen before.
     // The baseline's objects are what the executable runs: a hot function's patch compares
     // the symbols of the objects the edit compiled again with theirs. Without a baseline
@@ -499,33 +615,93 @@ pub(crate) fn thin(
     let mut symbols = Symbols::default();
     let baseline_symbols = dir.join(BASELINE_SYMBOLS);
     let patch_symbols = dir.join(PATCH_SYMBOLS);
+    let lib_symbols = dir.join(LIB_SYMBOLS);
     symbols.load(&baseline_symbols);
     symbols.load(&patch_symbols);
+    if !archives.is_empty() {
+        symbols.load(&lib_symbols);
+    }
     let mut data: HashMap<usize, Vec<u8>> = HashMap::new();
     let mut read_any = false;
+    let mut read_lib = false;
     for (index, unit) in units.iter().enumerate() {
-        if !symbols.objects.contains_key(&unit.id) {
-            let bytes = read(&unit.path)?;
-            let found = linkage(&bytes).map_err(|err| format!("`{}`: {err:#}", unit.path))?;
-            symbols.add(unit.id, found);
-            data.insert(index, bytes);
-            read_any = true;
+        if symbols.objects.contains_key(&unit.id) {
+            continue;
         }
+        let bytes = match &unit.member {
+            Some((archive, range)) => &archives[*archive][range.clone()],
+            None => &*data.entry(index).or_insert(read(&unit.path)?),
+        };
+        let found = linkage(bytes).map_err(|err| format!("`{}`: {err:#}", unit.path))?;
+        symbols.add(unit.id, found);
+        read_any |= unit.member.is_none();
+        read_lib |= unit.member.is_some();
+    }
+    for (id, archive, range) in &host_members {
+        if !symbols.objects.contains_key(id) {
+            let found = linkage(&archives[*archive][range.clone()])
+                .map_err(|err| format!("the host's library crates: {err:#}"))?;
+            symbols.add(*id, found);
+            read_lib = true;
+        }
+    }
+    if read_lib {
+        let ids = host_members.iter().map(|(id, _, _)| *id);
+        let ids = ids.chain(units.iter().filter(|u| u.member.is_some()).map(|u| u.id));
+        symbols.save(ids, &lib_symbols);
     }
     let Some(baseline) = baseline else {
         symbols.save(units.iter().map(|u| u.id), &baseline_symbols);
         let _ = std::fs::remove_file(&patch_symbols);
         return Ok(args);
     };
-    let changed: Vec<bool> = units.iter().map(|u| !baseline.contains(&u.id)).collect();
+    let mut baseline = baseline;
+    baseline.extend(host_members.iter().map(|(id, _, _)| *id));
+    let new: Vec<bool> = units.iter().map(|u| !baseline.contains(&u.id)).collect();
     if read_any {
-        let ids = units.iter().zip(&changed).filter(|(_, c)| **c);
+        let ids = units
+            .iter()
+            .zip(&new)
+            .filter(|(u, n)| u.arg.is_some() && **n);
         symbols.save(ids.map(|(u, _)| u.id), &patch_symbols);
     }
-    if changed.iter().all(|c| *c) {
+    let packed: Vec<&Packed> = units.iter().map(|u| &symbols.objects[&u.id]).collect();
+    // What the executable runs: its symbols' hashes, from the baseline's objects.
+    let mut running: Vec<Option<u64>> = vec![None; symbols.names.len()];
+    for (_, found) in symbols
+        .objects
+        .iter()
+        .filter(|(id, _)| baseline.contains(id))
+    {
+        for symbol in &found.0 {
+            if let Some(hash) = running.get_mut(symbol.0 as usize) {
+                *hash = Some(symbol.1);
+            }
+        }
+    }
+    // An object rustc wrote anew whose every symbol is the executable's, byte for byte, has
+    // not changed: rustc writes every codegen unit of a crate again when a crate below it
+    // changed, most of them the same. Under redirection, every object written anew counts:
+    // what the code index finds changed is redirected to the patch's copy, which must exist.
+    let changed: Vec<bool> = new
+        .iter()
+        .zip(&packed)
+        .map(|(new, found)| {
+            *new && (!callers_too
+                || found
+                    .0
+                    .iter()
+                    .any(|d| running.get(d.0 as usize).copied().flatten() != Some(d.1)))
+        })
+        .collect();
+    if units
+        .iter()
+        .zip(&changed)
+        .filter(|(u, _)| u.arg.is_some())
+        .all(|(_, c)| *c)
+    {
         return Ok(args);
     }
-    let packed: Vec<&Packed> = units.iter().map(|u| &symbols.objects[&u.id]).collect();
     let name = |id: u32| symbols.names.get(id as usize).map_or("", String::as_str);
     // The changed objects, and those that define what the runtime crate's macros export (hot
     // functions, their records and slots, persisted statics): the gate and the agent read
@@ -533,8 +709,10 @@ pub(crate) fn thin(
     let mut included: Vec<bool> = packed
         .iter()
         .zip(&changed)
-        .map(|(found, changed)| {
+        .zip(&units)
+        .map(|((found, changed), unit)| {
             *changed
+                || unit.member.is_some()
                 || found
                     .0
                     .iter()
@@ -560,32 +738,14 @@ pub(crate) fn thin(
             .filter(|&d| d != usize::MAX)
     };
     // A library crate the patch rebuilt is linked whole: the patch has its own copy of each
-    // of its symbols (new code, fresh statics), which the program's code would not reach.
+    // of its symbols. Without the host's copy to compare with, each of them counts as new code.
     let mut rebuilt: Vec<u32> = Vec::new();
-    if callers_too {
-        for rlib in args
-            .iter()
-            .filter(|a| a.ends_with(".rlib") && !a.starts_with('-'))
-        {
-            for name in archive_symbols(Path::new(rlib))? {
-                rebuilt.extend(symbols.ids.get(&name));
-            }
+    for rlib in whole {
+        for name in archive_symbols(Path::new(rlib))? {
+            rebuilt.extend(symbols.ids.get(&name));
         }
     }
     let callers = callers_too.then(|| {
-        // What the executable runs: its symbols' hashes, from the baseline's objects.
-        let mut running: Vec<Option<u64>> = vec![None; symbols.names.len()];
-        for (_, found) in symbols
-            .objects
-            .iter()
-            .filter(|(id, _)| baseline.contains(id))
-        {
-            for symbol in &found.0 {
-                if let Some(hash) = running.get_mut(symbol.0 as usize) {
-                    *hash = Some(symbol.1);
-                }
-            }
-        }
         let mut callers = Callers::new(&packed, &changed, &running, &definer_of);
         callers.changed.extend(rebuilt);
         callers
@@ -600,7 +760,8 @@ pub(crate) fn thin(
             added |= callers.include(&mut included);
         }
         for index in 0..units.len() {
-            if included[index] && !refs.contains_key(&index) {
+            // An rlib's objects are linked whole, and refer to nothing of the bin crate.
+            if included[index] && units[index].arg.is_some() && !refs.contains_key(&index) {
                 let bytes = match data.remove(&index) {
                     Some(bytes) => bytes,
                     None => read(&units[index].path)?,
@@ -644,7 +805,9 @@ pub(crate) fn thin(
             }
             apply_rewrites(bytes, &r.leas);
         }
-        if let Some(bytes) = bytes {
+        if let Some(bytes) = bytes
+            && let Some(arg) = units[index].arg
+        {
             let unit = &units[index];
             let name = Path::new(&unit.path)
                 .file_name()
@@ -653,7 +816,7 @@ pub(crate) fn thin(
             let _ = std::fs::remove_file(&to);
             std::fs::write(&to, &bytes)
                 .map_err(|err| format!("cannot write `{}`: {err}", to.display()))?;
-            replaced.insert(unit.arg, to.display().to_string());
+            replaced.insert(arg, to.display().to_string());
         }
     }
     // Copies a former patch needed and this one does not.
@@ -662,7 +825,7 @@ pub(crate) fn thin(
         .iter()
         .zip(&included)
         .filter(|(_, i)| !**i)
-        .map(|(u, _)| u.arg)
+        .filter_map(|(u, _)| u.arg)
         .collect();
     Ok(args
         .into_iter()
@@ -670,6 +833,39 @@ pub(crate) fn thin(
         .filter(|(arg, _)| !dropped.contains(arg))
         .map(|(arg, path)| replaced.remove(&arg).unwrap_or(path))
         .collect())
+}
+
+/// The object files of the archive `data` (read from `path`, for messages): each one's name and
+/// where its bytes are in `data`.
+///
+/// # Errors
+///
+/// When `data` is not an archive.
+fn members(data: &[u8], path: &str) -> Result<Vec<(String, std::ops::Range<usize>)>, String> {
+    let archive = object::read::archive::ArchiveFile::parse(data)
+        .map_err(|err| format!("`{path}`: {err}"))?;
+    let mut out = Vec::new();
+    for member in archive.members() {
+        let member = member.map_err(|err| format!("`{path}`: {err}"))?;
+        let name = String::from_utf8_lossy(member.name()).into_owned();
+        if !name.ends_with(".o") {
+            continue;
+        }
+        let (start, size) = member.file_range();
+        let (Ok(start), Ok(size)) = (usize::try_from(start), usize::try_from(size)) else {
+            return Err(format!("`{path}`: a member is out of range"));
+        };
+        out.push((name, start..start + size));
+    }
+    Ok(out)
+}
+
+/// The codegen unit an rlib's object holds: its name without the build's own suffix (rustc
+/// names it `<crate>-<hash>.<unit>.<suffix>.rcgu.o`, and the suffix differs between two builds
+/// of the same code).
+fn codegen_unit(name: &str) -> &str {
+    let base = name.strip_suffix(".rcgu.o").unwrap_or(name);
+    base.rsplit_once('.').map_or(base, |(unit, _)| unit)
 }
 
 /// The names of the symbols the archive at `path` defines, from its symbol index (the archive
@@ -853,6 +1049,23 @@ mod tests {
     /// A private function that another codegen unit calls is hidden, where it is defined and
     /// where it is called, as rustc compiles an rlib; `export_hidden` makes both default, in
     /// place, and a second call finds nothing left to change.
+    #[test]
+    fn an_rlib_object_is_named_by_its_codegen_unit_whatever_the_build() {
+        // Two builds of the same crate (cargo's and a patch's), incremental and not.
+        assert_eq!(
+            codegen_unit("wording-0c1abd1f1797148a.6ggcl48910p0s3074r2jyp0w8.1q4l1er.rcgu.o"),
+            codegen_unit("wording-0c1abd1f1797148a.6ggcl48910p0s3074r2jyp0w8.02p0t2c.rcgu.o"),
+        );
+        assert_ne!(
+            codegen_unit("wording-0c1abd1f1797148a.6ggcl48910p0s3074r2jyp0w8.1q4l1er.rcgu.o"),
+            codegen_unit("wording-0c1abd1f1797148a.cd7kf857txzu4vasnx1quz3su.1q4l1er.rcgu.o"),
+        );
+        assert_eq!(
+            codegen_unit("leaf-1f2e.leaf.a1b2c3d4-cgu.0.rcgu.o"),
+            "leaf-1f2e.leaf.a1b2c3d4-cgu"
+        );
+    }
+
     #[test]
     fn a_private_function_called_across_codegen_units_becomes_exported() {
         let dir = tempfile::tempdir().unwrap();

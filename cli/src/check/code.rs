@@ -191,12 +191,20 @@ impl ObjectPart {
 /// last patch: rustc hard-links them out of its incremental cache, the linker wrapper hard-links
 /// them again) from those rustc wrote anew. Size and modification time (ns) guard against an
 /// inode number reused by another file.
+///
+/// An object inside an archive (a library crate's rlib) has no inode of its own: it is named by
+/// the archive's identity and its offset in it ([`ObjectId::member`]), or by its bytes
+/// ([`ObjectId::of_bytes`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ObjectId {
     dev: u64,
     ino: u64,
     len: u64,
     mtime: (i64, i64),
+    /// For an archive's member, 1 + its offset in the archive (bytes); 0 for a file of its own
+    /// or an identity by content.
+    #[serde(default)]
+    member: u64,
 }
 
 impl ObjectId {
@@ -213,7 +221,29 @@ impl ObjectId {
             ino: meta.ino(),
             len: meta.len(),
             mtime: (meta.mtime(), meta.mtime_nsec()),
+            member: 0,
         })
+    }
+
+    /// The identity of the member at `offset` (bytes from the start of the file) of the archive
+    /// whose identity is `archive`: it stays the same as long as the archive file does.
+    pub(crate) fn member(archive: ObjectId, offset: u64) -> ObjectId {
+        ObjectId {
+            member: offset + 1,
+            ..archive
+        }
+    }
+
+    /// An identity by content: objects with the same bytes have the same identity (a 64-bit
+    /// FNV-1a hash and the length), whatever file holds them.
+    pub(crate) fn of_bytes(bytes: &[u8]) -> ObjectId {
+        ObjectId {
+            dev: 0,
+            ino: crate::project::stable_hash(&[bytes]),
+            len: bytes.len() as u64,
+            mtime: (0, 0),
+            member: 0,
+        }
     }
 }
 

@@ -3,7 +3,10 @@
 
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, get, status_messages};
 
-use crate::{wait_tick, wait_tick_of_same_process, wait_time_prefix};
+use crate::{
+    tick_before, tick_field, wait_first_tick, wait_tick, wait_tick_of_same_process,
+    wait_time_prefix,
+};
 
 const MAIN: &str = "src/main.rs";
 
@@ -556,9 +559,82 @@ fn a_hot_patch_links_only_the_codegen_units_the_edit_compiled_again() {
     thin_patch_of_format_time(false);
 }
 
+/// The symbols that the one patch file of `session` defines.
+fn only_patch_definitions(session: &hotswap_tests::Session) -> Vec<String> {
+    use object::{Object, ObjectSymbol};
+    let patches: Vec<_> = hotswap_tests::session_dirs(session.pid())
+        .into_iter()
+        .flat_map(|dir| std::fs::read_dir(dir).unwrap().flatten())
+        .map(|file| file.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "so"))
+        .collect();
+    assert_eq!(
+        patches.len(),
+        1,
+        "{patches:?} in a session that wrote:\n{}",
+        session.stderr()
+    );
+    let data = std::fs::read(&patches[0]).unwrap();
+    let patch = object::File::parse(&*data).unwrap();
+    patch
+        .symbols()
+        .filter(|symbol| symbol.is_definition())
+        .filter_map(|symbol| symbol.name().ok().map(str::to_owned))
+        .collect()
+}
+
+/// The workspace fixture (its `#[hot]` marks kept) with a module of the bin's own (`tally`: a
+/// function and a static counter) that `report` calls. An edit of `leaf::word` makes rustc write
+/// every codegen unit of the bin again, nearly all of them as they were: the patch carries the
+/// library crates and the bin code that reaches what changed, not `tally`, whose program copy
+/// counts on.
+#[test]
+fn a_hot_patch_of_a_library_crate_leaves_the_bins_unchanged_code_to_the_program() {
+    let project = Project::copy("workspace");
+    project.edit_all(
+        "app/src/main.rs",
+        &[
+            (
+                "fn main() {",
+                "mod tally {\n    pub static COUNT: std::sync::atomic::AtomicU64 = \
+                 std::sync::atomic::AtomicU64::new(0);\n\n    pub fn bump() -> u64 {\n        \
+                 COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)\n    }\n}\n\nfn main() {",
+            ),
+            ("\"mid={} text", "\"count={} mid={} text"),
+            (
+                "        mid::describe(),",
+                "        tally::bump(),\n        mid::describe(),",
+            ),
+        ],
+    );
+    let mut session = project.run(&[]);
+    wait_tick(&mut session, START_DEADLINE, &["mid=mid-one(leaf-one)"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    project.edit("leaf/src/lib.rs", "\"leaf-one\"", "\"leaf-two\"");
+    let first = wait_first_tick(&mut session, EDIT_DEADLINE, &["gen=1"]);
+    assert!(first.contains("mid=mid-one(leaf-two)"), "{first}");
+    let before = tick_before(&session.stdout(), &first);
+    assert_eq!(tick_field(&first, "pid"), tick_field(&before, "pid"));
+    let count = |line: &str| -> u64 { tick_field(line, "count").parse().expect(line) };
+    assert_eq!(count(&first), count(&before) + 1, "{before}\n{first}");
+    session.assert_stderr_lacks("HS0501");
+    let defined = only_patch_definitions(&session);
+    for changed in ["4leaf4word", "3mid8describe"] {
+        assert!(
+            defined.iter().any(|name| name.contains(changed)),
+            "{changed} is not in the patch: {defined:?}"
+        );
+    }
+    for unchanged in ["5tally4bump", "5tally5COUNT"] {
+        assert!(
+            !defined.iter().any(|name| name.contains(unchanged)),
+            "{unchanged} is in the patch: {defined:?}"
+        );
+    }
+}
+
 /// The body of the two tests above, with `format_time` redirected or hot.
 fn thin_patch_of_format_time(redirect: bool) {
-    use object::{Object, ObjectSymbol};
     let project = Project::copy("time-service");
     if redirect {
         assert!(project.remove_hot_marks() > 0);
@@ -595,26 +671,7 @@ fn thin_patch_of_format_time(redirect: bool) {
     let answer = wait_time_prefix(&addr, "Time now: ");
     assert!(read(&answer) > before, "{answer} after read {before}");
     session.assert_stderr_lacks("HS0501");
-
-    let patches: Vec<_> = hotswap_tests::session_dirs(session.pid())
-        .into_iter()
-        .flat_map(|dir| std::fs::read_dir(dir).unwrap().flatten())
-        .map(|file| file.path())
-        .filter(|path| path.extension().is_some_and(|e| e == "so"))
-        .collect();
-    assert_eq!(
-        patches.len(),
-        1,
-        "{patches:?} in a session that wrote:\n{}",
-        session.stderr()
-    );
-    let data = std::fs::read(&patches[0]).unwrap();
-    let patch = object::File::parse(&*data).unwrap();
-    let defined: Vec<String> = patch
-        .symbols()
-        .filter(|symbol| symbol.is_definition())
-        .filter_map(|symbol| symbol.name().ok().map(str::to_owned))
-        .collect();
+    let defined = only_patch_definitions(&session);
     assert!(
         defined.iter().any(|name| name.contains("format_time")),
         "{defined:?}"
