@@ -35,6 +35,9 @@ pub(crate) enum Code {
     StaticUnshared,
     /// A changed function's entry cannot be redirected.
     Unredirectable,
+    /// A static's initial value changed, which redirection cannot bring into the running
+    /// program.
+    StaticValueChanged,
     /// Only code that no hot function reaches changed (start-up code).
     StartupOnly,
     /// A changed file belongs to no crate that a patch rebuilds.
@@ -64,7 +67,7 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, in catalogue order.
     #[cfg(test)]
-    pub(crate) const ALL: [Code; 21] = [
+    pub(crate) const ALL: [Code; 22] = [
         Code::SignatureChanged,
         Code::LayoutChanged,
         Code::PersistedLayoutChanged,
@@ -74,6 +77,7 @@ impl Code {
         Code::StateLayoutChanged,
         Code::StaticUnshared,
         Code::Unredirectable,
+        Code::StaticValueChanged,
         Code::StartupOnly,
         Code::OutsideCrate,
         Code::ProcMacro,
@@ -100,6 +104,7 @@ impl Code {
             Code::StateLayoutChanged => "HS0107",
             Code::StaticUnshared => "HS0108",
             Code::Unredirectable => "HS0109",
+            Code::StaticValueChanged => "HS0110",
             Code::StartupOnly => "HS0201",
             Code::OutsideCrate => "HS0202",
             Code::ProcMacro => "HS0203",
@@ -128,6 +133,7 @@ impl Code {
             Code::StateLayoutChanged => "closure or async state changed",
             Code::StaticUnshared => "static cannot be shared",
             Code::Unredirectable => "function cannot be redirected",
+            Code::StaticValueChanged => "static value changed",
             Code::StartupOnly => "start-up code changed",
             Code::OutsideCrate => "file outside the patched crates",
             Code::ProcMacro => "procedural macro changed",

@@ -313,6 +313,18 @@ impl CodeIndex {
     ) -> Vec<String> {
         changed(&self.values, &previous.values, crates)
     }
+
+    /// The statics of `previous` whose initial value differs here, as messages show them (new
+    /// statics left out).
+    pub(crate) fn values_edited_since(&self, previous: &CodeIndex, crates: &Crates) -> Vec<String> {
+        let kept: BTreeMap<String, u64> = self
+            .values
+            .iter()
+            .filter(|(name, _)| previous.values.contains_key(*name))
+            .map(|(name, hash)| (name.clone(), *hash))
+            .collect();
+        changed(&kept, &previous.values, crates)
+    }
 }
 
 /// The names of `now` whose hash differs from `before`'s (or that are new), as messages show

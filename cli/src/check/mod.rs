@@ -341,6 +341,12 @@ pub(crate) enum Refusal {
         /// How the function uses it.
         why: String,
     },
+    /// A static of the crate has a new initial value. Redirected code uses the running
+    /// program's statics, which keep the values they hold.
+    StaticValue {
+        /// The static, as messages show it.
+        name: String,
+    },
     /// The state of a closure or `async fn` whose code is redirected changed its layout: the
     /// running program's closures and suspended futures would be resumed by code that reads
     /// them with the new layout.
@@ -367,6 +373,7 @@ impl Refusal {
             Refusal::StateLayout { .. } => Code::StateLayoutChanged,
             Refusal::StaticUnshared { .. } => Code::StaticUnshared,
             Refusal::Unredirectable { .. } => Code::Unredirectable,
+            Refusal::StaticValue { .. } => Code::StaticValueChanged,
         }
     }
 }
@@ -457,6 +464,12 @@ impl fmt::Display for Refusal {
             } => write!(
                 f,
                 "{function} cannot be redirected: {why}{CONTINUATION}{effect}"
+            ),
+            Refusal::StaticValue { name } => write!(
+                f,
+                "static `{name}` has a new initial value{CONTINUATION}redirected code uses the \
+                 running program's statics, which keep the values they hold; the new value is \
+                 the program's once it starts again"
             ),
             Refusal::StaticUnshared {
                 function,

@@ -713,11 +713,9 @@ impl Session {
         // A static's new initial value, which no function's bytes show when the code reading
         // it is in another codegen unit: a hot function's patch carries the static's new copy
         // (and the code reading it, see `build::thin`). Under redirection the code keeps the
-        // running program's copy of every static, so it is no change there.
-        let values = match self.redirection {
-            None => code.values_changed_since(base, crates),
-            Some(_) => Vec::new(),
-        };
+        // running program's copy of every static: such a patch is refused (see
+        // `plan_redirects`).
+        let values = code.values_changed_since(base, crates);
         let Some(reached) = &patch.reached else {
             let mut changed = code.changed_since(base, crates);
             changed.extend(values);

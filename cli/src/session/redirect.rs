@@ -251,7 +251,8 @@ impl Session {
     /// # Errors
     ///
     /// [`Refusal::StaticUnshared`] when a function to redirect uses a static in a way that
-    /// cannot be shared; [`Outcome::Unchecked`] when the entries cannot be found: the code of
+    /// cannot be shared, [`Refusal::StaticValue`] when a static of the crate has a new initial
+    /// value; [`Outcome::Unchecked`] when the entries cannot be found: the code of
     /// the start or of the patch is unknown, or the executable or the patch cannot be read.
     pub(super) fn plan_redirects(
         &mut self,
@@ -305,6 +306,16 @@ impl Session {
                     why: why.clone(),
                 })
             })
+            .collect();
+        // A static's initial value is in no function's code: the running program's copy, which
+        // redirected code uses, keeps the value it holds. (A new static is the new code's.)
+        let refusals: Vec<Refusal> = refusals
+            .into_iter()
+            .chain(
+                code.values_edited_since(start, crates)
+                    .into_iter()
+                    .map(|name| Refusal::StaticValue { name }),
+            )
             .collect();
         if !refusals.is_empty() {
             return Err(Outcome::Refused(refusals));

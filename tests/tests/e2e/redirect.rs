@@ -559,6 +559,51 @@ fn a_hot_patch_links_only_the_codegen_units_the_edit_compiled_again() {
     thin_patch_of_format_time(false);
 }
 
+/// The time service with its marks removed, under `--redirect`, the words of its status line in
+/// a `static` of a module of their own: a new value of the static, which no function's code
+/// shows and which the running program's copy would keep, is refused, and the program restarts
+/// with it.
+#[test]
+fn a_new_value_of_a_static_is_refused_under_redirection_and_the_program_restarts() {
+    let project = Project::copy("time-service");
+    assert!(project.remove_hot_marks() > 0);
+    project.edit_all(
+        MAIN,
+        &[
+            (
+                "/// The status line and body answering",
+                "mod words {\n    pub static LABEL: &str = \"The time is\";\n}\n\n\
+                 /// The status line and body answering",
+            ),
+            (
+                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
+                "    format!(\"{} {hours:02}:{minutes:02}:{seconds:02} UTC\", words::LABEL)",
+            ),
+        ],
+    );
+    let (mut session, addr) = start_service(&project, &[]);
+    wait_time_prefix(&addr, "The time is ");
+    project.edit(MAIN, "\"The time is\";", "\"Time now:\";");
+    session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0110]");
+    let refused = status_messages(&session.stderr(), "Refused");
+    assert_eq!(
+        refused,
+        [
+            "     Refused [HS0110] static `words::LABEL` has a new initial value\n             \
+             redirected code uses the running program's statics, which keep the values they \
+             hold; the new value is the program's once it starts again"
+        ]
+    );
+    let restarted = session.wait_stdout(START_DEADLINE, |out| {
+        let listening: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("listening on http://"))
+            .collect();
+        (listening.len() > 1).then(|| listening[listening.len() - 1].to_owned())
+    });
+    wait_time_prefix(&restarted, "Time now: ");
+}
+
 /// The symbols that the one patch file of `session` defines.
 fn only_patch_definitions(session: &hotswap_tests::Session) -> Vec<String> {
     use object::{Object, ObjectSymbol};
