@@ -10,7 +10,7 @@
 //!   `compiler_builtins` is left as it is: its symbols are weak intrinsics every object may
 //!   define.
 //! * Patch mode: only the crate's own objects are linked, and the rlibs of the local library
-//!   crates the patch rebuilt (whole). Every other `.rlib`, rustc's `symbols.o` and the
+//!   crates the patch rebuilt (whole, or the objects of them that differ: see [`super::thin`]). Every other `.rlib`, rustc's `symbols.o` and the
 //!   allocator shim are dropped; references to them stay undefined (`-z undefs` is the default
 //!   for `-shared`) and bind to the host when the patch is loaded. Of the crate's objects, only
 //!   those of the codegen units the edit compiled again, and what their code needs, are linked
@@ -54,15 +54,20 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
         }
     };
     let args: Vec<String> = args.into_iter().flatten().collect();
+    let mut args = args;
     if mode == Mode::Host
         && let Some(dir) = std::env::var_os(super::thin::HOST_LIBS_DIR_ENV)
         && let Some(captures) = std::env::var_os(super::capture::CAPTURE_LIBS_DIR_ENV)
-        && let Err(err) = super::thin::keep_host_libs(&args, Path::new(&dir), Path::new(&captures))
     {
-        // Not fatal: without the copies, patches link the library crates they rebuild whole
-        // and count each of their symbols as changed.
-        let _ = std::fs::remove_dir_all(&dir);
-        eprintln!("warning: cargo-hotswap linker wrapper: {err:#}");
+        match super::thin::keep_host_libs(args.clone(), Path::new(&dir), Path::new(&captures)) {
+            Ok(copies) => args = copies,
+            Err(err) => {
+                // Not fatal: the host links cargo's rlibs, and patches link the library
+                // crates they rebuild whole (each of their symbols counts as changed).
+                let _ = std::fs::remove_dir_all(&dir);
+                eprintln!("warning: cargo-hotswap linker wrapper: {err:#}");
+            }
+        }
     }
     let args = match mode {
         Mode::Host => host_args(args),
@@ -112,7 +117,8 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
     crate::build::capture::exec(command)
 }
 
-/// Host mode: whole-archive every rlib but `compiler_builtins` in place, export everything.
+/// Host mode: whole-archive every rlib but `compiler_builtins` in place, export everything. (The
+/// local library crates' rlibs are copies by then: see [`super::thin::keep_host_libs`].)
 fn host_args(args: Vec<String>) -> Vec<String> {
     let mut out = Vec::with_capacity(args.len() + 64);
     for arg in args {

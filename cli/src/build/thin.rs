@@ -26,10 +26,12 @@
 //!   default and rewrites each such `lea` into a load from the global offset table, as
 //!   [`super::statics`] does for statics.
 //!
-//! A library crate the patch rebuilt is linked whole. Its objects are compared too, each with
-//! the object of the same codegen unit in the copy of the crate's rlib the host was linked from
-//! ([`keep_host_libs`]), so that only what differs counts as changed: rustc writes every codegen
-//! unit of the crates above an edited one again, nearly all of them as they were.
+//! The objects of a library crate the patch rebuilt are units too, each compared with the object
+//! of the same codegen unit in the copy of the crate's rlib the host was linked from
+//! ([`keep_host_libs`], which exports their hidden symbols as [`export_hidden`] does the bin
+//! crate's), and linked as files of their own when they differ: rustc writes every codegen unit
+//! of the crates above an edited one again, nearly all of them as they were. Under entry
+//! redirection, and for a crate without such a copy, the rlib is linked whole.
 //!
 //! Whatever cannot be left to the executable (a symbol it does not export, a reference of
 //! another kind: a thread-local's, a load in place) brings the object that defines it into the
@@ -69,46 +71,51 @@ pub(crate) fn host_libs_dir(work_root: &Path) -> std::path::PathBuf {
 }
 
 /// Host mode: copies the rlibs of the local library crates among the host link's `args` into
-/// `dir` (mode 0600; whatever was there goes first), so that a patch that rebuilds such
-/// a crate can tell which of its codegen units hold the code the executable runs, even after
-/// cargo has built the crate again (see [`thin`]). A crate is local when the rustc wrapper
+/// `dir` (mode 0600; whatever was there goes first), with their hidden symbols made default
+/// ([`export_hidden`]), and returns `args` with each copy in place of its rlib: the host
+/// exports the crates' private functions, which thin patches bind to, and a patch that rebuilds
+/// such a crate can tell which of its codegen units hold the code the executable runs, even
+/// after cargo has built the crate again (see [`thin`]). A crate is local when the rustc wrapper
 /// captured its command: `<captures>/<stem>.json` exists, `stem` being the rlib's name without
 /// `lib` and `.rlib`.
 ///
 /// # Errors
 ///
-/// When `dir` cannot be created or a copy cannot be written; a copy is whole or absent.
-pub(crate) fn keep_host_libs(args: &[String], dir: &Path, captures: &Path) -> anyhow::Result<()> {
+/// When `dir` cannot be created or a copy cannot be written or read; a copy is whole or absent.
+pub(crate) fn keep_host_libs(
+    args: Vec<String>,
+    dir: &Path,
+    captures: &Path,
+) -> anyhow::Result<Vec<String>> {
     use anyhow::Context;
     use std::os::unix::fs::PermissionsExt;
     // An earlier host's copies go first: a copy left from it would be taken for this host's.
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
-    for arg in args
-        .iter()
-        .filter(|a| a.ends_with(".rlib") && !a.starts_with('-'))
-    {
-        let from = Path::new(arg);
-        let Some(name) = from.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        let Some(stem) = name
-            .strip_prefix("lib")
-            .and_then(|n| n.strip_suffix(".rlib"))
-        else {
-            continue;
-        };
-        if !captures.join(format!("{stem}.json")).exists() {
+    let mut out = Vec::with_capacity(args.len());
+    for arg in args {
+        let local = arg.ends_with(".rlib")
+            && !arg.starts_with('-')
+            && Path::new(&arg)
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("lib")?.strip_suffix(".rlib"))
+                .is_some_and(|stem| captures.join(format!("{stem}.json")).exists());
+        if !local {
+            out.push(arg);
             continue;
         }
+        let name = Path::new(&arg).file_name().unwrap_or_default();
         let to = dir.join(name);
-        let tmp = dir.join(format!("{name}.tmp"));
-        std::fs::copy(from, &tmp)
+        let tmp = to.with_extension("tmp");
+        std::fs::copy(&arg, &tmp)
             .and_then(|_| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600)))
-            .and_then(|()| std::fs::rename(&tmp, &to))
-            .with_context(|| format!("cannot copy `{arg}` to `{}`", to.display()))?;
+            .with_context(|| format!("cannot copy `{arg}` to `{}`", tmp.display()))?;
+        export_hidden(&tmp)?;
+        std::fs::rename(&tmp, &to).with_context(|| format!("cannot rename `{}`", tmp.display()))?;
+        out.push(to.display().to_string());
     }
-    Ok(())
+    Ok(out)
 }
 
 /// Where the baseline's object identities are kept for the objects directory `objects_dir`.
@@ -143,10 +150,10 @@ pub(crate) fn forget_baseline(objects_dir: &Path) {
 }
 
 /// Makes every hidden symbol that an object of the rlib at `rlib` defines (functions and data,
-/// global or weak), and every hidden reference to one, default, in place, so that the executable linked from it with `-rdynamic`
-/// exports them. Returns how many symbols changed. Sizes and offsets stay as they are: only
-/// each symbol's `st_other` byte changes, and the archive's own symbol index does not record
-/// visibility.
+/// global or weak), and every hidden reference to one, default, in place, so that the
+/// executable linked from it with `-rdynamic` exports them. Returns how many symbols changed.
+/// Sizes and offsets stay as they are: only each symbol's `st_other` byte changes (see
+/// [`hidden_symbols`]), and the archive's own symbol index does not record visibility.
 ///
 /// # Errors
 ///
@@ -155,67 +162,76 @@ pub(crate) fn export_hidden(rlib: &Path) -> anyhow::Result<usize> {
     use anyhow::Context;
     use std::os::unix::fs::FileExt;
     let data = std::fs::read(rlib).with_context(|| format!("cannot read `{}`", rlib.display()))?;
-    let archive = object::read::archive::ArchiveFile::parse(&*data)
-        .with_context(|| format!("`{}` is not an rlib", rlib.display()))?;
-    let mut changes: Vec<(u64, u8)> = Vec::new();
-    for member in archive.members() {
-        let member = member.with_context(|| format!("malformed rlib `{}`", rlib.display()))?;
-        if !member.name().ends_with(b".o") {
-            continue;
-        }
-        let (start, size) = member.file_range();
-        let Some(bytes) = usize::try_from(start)
-            .ok()
-            .and_then(|start| data.get(start..start + usize::try_from(size).ok()?))
-        else {
-            continue;
-        };
-        let Ok(header) = elf::FileHeader64::<LE>::parse(bytes) else {
-            continue;
-        };
-        let sections = header
-            .sections(LE, bytes)
-            .with_context(|| format!("malformed object in `{}`", rlib.display()))?;
-        for section in sections.iter() {
-            if section.sh_type(LE) != elf::SHT_SYMTAB {
-                continue;
-            }
-            let table = section.sh_offset(LE);
-            let entry = std::mem::size_of::<elf::Sym64<LE>>() as u64;
-            let symbols: &[elf::Sym64<LE>] = section
-                .data_as_array(LE, bytes)
-                .map_err(|err| anyhow::anyhow!("`{}`: {err}", rlib.display()))?;
-            for (index, symbol) in symbols.iter().enumerate() {
-                // A reference's visibility counts too: the linker gives a symbol the most
-                // constraining one of its definition and every reference to it.
-                let defined = symbol.st_shndx(LE) != elf::SHN_UNDEF;
-                let exportable = if defined {
-                    matches!(symbol.st_type(), elf::STT_FUNC | elf::STT_OBJECT)
-                } else {
-                    symbol.st_type() == elf::STT_NOTYPE
-                };
-                let exportable = exportable
-                    && matches!(symbol.st_bind(), elf::STB_GLOBAL | elf::STB_WEAK)
-                    && symbol.st_visibility() == elf::STV_HIDDEN;
-                if exportable {
-                    // `st_other` is the sixth byte of an `Elf64_Sym`.
-                    let at = start + table + index as u64 * entry + 5;
-                    changes.push((at, (symbol.st_other & !3) | elf::STV_DEFAULT));
-                }
-            }
-        }
+    let shown = rlib.display().to_string();
+    let mut changes: Vec<usize> = Vec::new();
+    for (_, range) in members(&data, &shown).map_err(anyhow::Error::msg)? {
+        let found = hidden_symbols(&data[range.clone()])
+            .map_err(|err| anyhow::anyhow!("malformed object in `{shown}`: {err}"))?;
+        changes.extend(found.into_iter().map(|at| range.start + at));
     }
     if !changes.is_empty() {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .open(rlib)
-            .with_context(|| format!("cannot write `{}`", rlib.display()))?;
-        for (at, byte) in &changes {
-            file.write_all_at(&[*byte], *at)
-                .with_context(|| format!("cannot write `{}`", rlib.display()))?;
+            .with_context(|| format!("cannot write `{shown}`"))?;
+        for &at in &changes {
+            file.write_all_at(&[(data[at] & !3) | elf::STV_DEFAULT], at as u64)
+                .with_context(|| format!("cannot write `{shown}`"))?;
         }
     }
     Ok(changes.len())
+}
+
+/// The offsets in the ELF object `bytes` of the `st_other` byte of each symbol that
+/// [`export_hidden`] makes default: the hidden global or weak definitions of functions and data,
+/// and the hidden references (a linker gives a symbol the most constraining visibility of its
+/// definition and every reference to it). Not an ELF object: none.
+///
+/// # Errors
+///
+/// When the object's section or symbol tables are malformed.
+fn hidden_symbols(bytes: &[u8]) -> Result<Vec<usize>, String> {
+    let Ok(header) = elf::FileHeader64::<LE>::parse(bytes) else {
+        return Ok(Vec::new());
+    };
+    let sections = header.sections(LE, bytes).map_err(|err| err.to_string())?;
+    let mut found = Vec::new();
+    for section in sections.iter() {
+        if section.sh_type(LE) != elf::SHT_SYMTAB {
+            continue;
+        }
+        let table = section.sh_offset(LE) as usize;
+        let entry = std::mem::size_of::<elf::Sym64<LE>>();
+        let symbols: &[elf::Sym64<LE>] = section
+            .data_as_array(LE, bytes)
+            .map_err(|err| err.to_string())?;
+        for (index, symbol) in symbols.iter().enumerate() {
+            let defined = symbol.st_shndx(LE) != elf::SHN_UNDEF;
+            let exportable = if defined {
+                matches!(symbol.st_type(), elf::STT_FUNC | elf::STT_OBJECT)
+            } else {
+                symbol.st_type() == elf::STT_NOTYPE
+            };
+            if exportable
+                && matches!(symbol.st_bind(), elf::STB_GLOBAL | elf::STB_WEAK)
+                && symbol.st_visibility() == elf::STV_HIDDEN
+            {
+                // `st_other` is the sixth byte of an `Elf64_Sym`.
+                found.push(table + index * entry + 5);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The ELF object `bytes` as [`export_hidden`] leaves it in the host's rlibs: what a patch's
+/// object of the same codegen unit is compared with.
+fn exported(bytes: &[u8]) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    for at in hidden_symbols(bytes).unwrap_or_default() {
+        out[at] = (out[at] & !3) | elf::STV_DEFAULT;
+    }
+    out
 }
 
 /// What an object refers to that it does not define: for each undefined global symbol, whether
@@ -346,9 +362,16 @@ struct Defined(u32, u64, bool, Vec<u32>);
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 struct Packed(Vec<Defined>, Vec<u32>);
 
+/// The version of [`CacheFile`]'s contents: a file of another version (what [`linkage`] found
+/// by other rules) is not read.
+const CACHE_VERSION: u32 = 2;
+
 /// What a symbols file holds: the names, and each object's symbols by index into them.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct CacheFile {
+    /// [`CACHE_VERSION`] when written.
+    #[serde(default)]
+    version: u32,
     names: Vec<String>,
     objects: Vec<(ObjectId, Packed)>,
 }
@@ -379,6 +402,7 @@ impl Symbols {
         let Some(file) = std::fs::read(path)
             .ok()
             .and_then(|text| serde_json::from_slice::<CacheFile>(&text).ok())
+            .filter(|file| file.version == CACHE_VERSION)
         else {
             return;
         };
@@ -422,7 +446,10 @@ impl Symbols {
 
     /// Writes the objects `ids` to a symbols file at `path` (with only the names they use).
     fn save(&self, ids: impl Iterator<Item = ObjectId>, path: &Path) {
-        let mut file = CacheFile::default();
+        let mut file = CacheFile {
+            version: CACHE_VERSION,
+            ..CacheFile::default()
+        };
         let mut map: HashMap<u32, u32> = HashMap::new();
         let mut local = |id: u32, names: &mut Vec<String>| -> u32 {
             *map.entry(id).or_insert_with(|| {
@@ -529,13 +556,14 @@ pub(crate) fn thin(
         return Ok(args);
     }
     struct Unit {
-        /// The index of its argument; `None` for an object of a library crate's rlib.
-        arg: Option<usize>,
+        /// The index of its argument: the object's, or its rlib's.
+        arg: usize,
         /// Its path, or `<rlib>(<member>)`.
         path: String,
         id: ObjectId,
-        /// For an object of an rlib: the archive (an index into `archives`) and its bytes there.
-        member: Option<(usize, std::ops::Range<usize>)>,
+        /// For an object of an rlib: the archive (an index into `archives`), its bytes there and
+        /// its name.
+        member: Option<(usize, std::ops::Range<usize>, String)>,
     }
     let read =
         |path: &str| std::fs::read(path).map_err(|err| format!("cannot read `{path}`: {err}"));
@@ -549,24 +577,26 @@ pub(crate) fn thin(
         };
         let id = ObjectId::of(&objects_dir.join(name)).map_err(|err| format!("{err:#}"))?;
         units.push(Unit {
-            arg: Some(arg),
+            arg,
             path: path.clone(),
             id,
             member: None,
         });
     }
-    // The library crates the patch rebuilt: a hot function's patch links them whole, and their
-    // objects are units of the comparison too. Each is compared with the object of the same
-    // codegen unit in the host's copy of the crate's rlib (see `keep_host_libs`): the same
-    // bytes, the code the executable runs. A crate without a copy counts as changed throughout.
+    // The library crates the patch rebuilt: a hot function's patch takes their objects as
+    // units too. Each is compared with the object of the same codegen unit in the host's copy
+    // of the crate's rlib (see `keep_host_libs`): the same bytes, once its hidden symbols are
+    // made default as there, are the code the executable runs. A crate without a copy is
+    // linked whole, and each of its symbols counts as changed.
     let mut archives: Vec<Vec<u8>> = Vec::new();
     let mut host_members: Vec<(ObjectId, usize, std::ops::Range<usize>)> = Vec::new();
     let mut whole: Vec<&str> = Vec::new();
     if callers_too && baseline.is_some() {
         let host_libs = std::env::var_os(HOST_LIBS_DIR_ENV).map(std::path::PathBuf::from);
-        for path in args
+        for (arg, path) in args
             .iter()
-            .filter(|a| a.ends_with(".rlib") && !a.starts_with('-'))
+            .enumerate()
+            .filter(|(_, a)| a.ends_with(".rlib") && !a.starts_with('-'))
         {
             let copy = Path::new(path)
                 .file_name()
@@ -592,14 +622,19 @@ pub(crate) fn thin(
             for (name, range) in members(&archives[host + 1], path)? {
                 let bytes = &archives[host + 1][range.clone()];
                 let id = match by_unit.get(codegen_unit(&name)) {
-                    Some((id, r)) if archives[host][r.clone()] == *bytes => *id,
+                    Some((id, r))
+                        if r.len() == bytes.len()
+                            && archives[host][r.clone()] == *exported(bytes) =>
+                    {
+                        *id
+                    }
                     _ => ObjectId::of_bytes(bytes),
                 };
                 units.push(Unit {
-                    arg: None,
+                    arg,
                     path: format!("{path}({name})"),
                     id,
-                    member: Some((host + 1, range)),
+                    member: Some((host + 1, range, name)),
                 });
             }
             host_members.extend(by_unit.into_values().map(|(id, range)| (id, host, range)));
@@ -629,7 +664,7 @@ pub(crate) fn thin(
             continue;
         }
         let bytes = match &unit.member {
-            Some((archive, range)) => &archives[*archive][range.clone()],
+            Some((archive, range, _)) => &archives[*archive][range.clone()],
             None => &*data.entry(index).or_insert(read(&unit.path)?),
         };
         let found = linkage(bytes).map_err(|err| format!("`{}`: {err:#}", unit.path))?;
@@ -662,7 +697,7 @@ pub(crate) fn thin(
         let ids = units
             .iter()
             .zip(&new)
-            .filter(|(u, n)| u.arg.is_some() && **n);
+            .filter(|(u, n)| u.member.is_none() && **n);
         symbols.save(ids.map(|(u, _)| u.id), &patch_symbols);
     }
     let packed: Vec<&Packed> = units.iter().map(|u| &symbols.objects[&u.id]).collect();
@@ -697,7 +732,7 @@ pub(crate) fn thin(
     if units
         .iter()
         .zip(&changed)
-        .filter(|(u, _)| u.arg.is_some())
+        .filter(|(u, _)| u.member.is_none())
         .all(|(_, c)| *c)
     {
         return Ok(args);
@@ -709,10 +744,8 @@ pub(crate) fn thin(
     let mut included: Vec<bool> = packed
         .iter()
         .zip(&changed)
-        .zip(&units)
-        .map(|((found, changed), unit)| {
+        .map(|(found, changed)| {
             *changed
-                || unit.member.is_some()
                 || found
                     .0
                     .iter()
@@ -737,8 +770,8 @@ pub(crate) fn thin(
             .copied()
             .filter(|&d| d != usize::MAX)
     };
-    // A library crate the patch rebuilt is linked whole: the patch has its own copy of each
-    // of its symbols. Without the host's copy to compare with, each of them counts as new code.
+    // A library crate linked whole: the patch has its own copy of each of its symbols, which
+    // count as new code.
     let mut rebuilt: Vec<u32> = Vec::new();
     for rlib in whole {
         for name in archive_symbols(Path::new(rlib))? {
@@ -760,11 +793,11 @@ pub(crate) fn thin(
             added |= callers.include(&mut included);
         }
         for index in 0..units.len() {
-            // An rlib's objects are linked whole, and refer to nothing of the bin crate.
-            if included[index] && units[index].arg.is_some() && !refs.contains_key(&index) {
-                let bytes = match data.remove(&index) {
-                    Some(bytes) => bytes,
-                    None => read(&units[index].path)?,
+            if included[index] && !refs.contains_key(&index) {
+                let bytes = match (data.remove(&index), &units[index].member) {
+                    (Some(bytes), _) => bytes,
+                    (None, Some((archive, range, _))) => archives[*archive][range.clone()].to_vec(),
+                    (None, None) => read(&units[index].path)?,
                 };
                 let found =
                     references(&bytes).map_err(|err| format!("`{}`: {err}", units[index].path))?;
@@ -791,8 +824,12 @@ pub(crate) fn thin(
             break;
         }
     }
-    // Rewrite the references left to the executable.
-    let mut replaced: HashMap<usize, String> = HashMap::new();
+    // Rewrite the references left to the executable. An rlib's objects the patch links are
+    // written out, rewritten or not: they take the place of their rlib.
+    let mut replaced: HashMap<usize, Vec<String>> = HashMap::new();
+    for unit in units.iter().filter(|u| u.member.is_some()) {
+        replaced.entry(unit.arg).or_default();
+    }
     for (&index, found) in &refs {
         let mut bytes: Option<Vec<u8>> = None;
         for (name, r) in &found.by_name {
@@ -805,33 +842,42 @@ pub(crate) fn thin(
             }
             apply_rewrites(bytes, &r.leas);
         }
-        if let Some(bytes) = bytes
-            && let Some(arg) = units[index].arg
-        {
-            let unit = &units[index];
-            let name = Path::new(&unit.path)
-                .file_name()
-                .ok_or_else(|| format!("`{}` has no file name", unit.path))?;
-            let to = dir.join(name);
-            let _ = std::fs::remove_file(&to);
-            std::fs::write(&to, &bytes)
-                .map_err(|err| format!("cannot write `{}`: {err}", to.display()))?;
-            replaced.insert(arg, to.display().to_string());
-        }
+        let unit = &units[index];
+        let name =
+            match &unit.member {
+                Some((_, _, name)) => name.as_str(),
+                None if bytes.is_some() => Path::new(&unit.path)
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .ok_or_else(|| format!("`{}` has no file name", unit.path))?,
+                None => continue,
+            };
+        let bytes = match bytes {
+            Some(bytes) => bytes,
+            None => data.remove(&index).unwrap_or_default(),
+        };
+        let to = dir.join(name);
+        let _ = std::fs::remove_file(&to);
+        std::fs::write(&to, &bytes)
+            .map_err(|err| format!("cannot write `{}`: {err}", to.display()))?;
+        replaced
+            .entry(unit.arg)
+            .or_default()
+            .push(to.display().to_string());
     }
     // Copies a former patch needed and this one does not.
-    remove_other_copies(dir, replaced.values());
+    remove_other_copies(dir, replaced.values().flatten());
     let dropped: HashSet<usize> = units
         .iter()
         .zip(&included)
-        .filter(|(_, i)| !**i)
-        .filter_map(|(u, _)| u.arg)
+        .filter(|(u, i)| !**i && u.member.is_none())
+        .map(|(u, _)| u.arg)
         .collect();
     Ok(args
         .into_iter()
         .enumerate()
         .filter(|(arg, _)| !dropped.contains(arg))
-        .map(|(arg, path)| replaced.remove(&arg).unwrap_or(path))
+        .flat_map(|(arg, path)| replaced.remove(&arg).unwrap_or_else(|| vec![path]))
         .collect())
 }
 

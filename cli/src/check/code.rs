@@ -473,8 +473,9 @@ pub(crate) struct GlobalSymbol {
     /// are.
     pub(crate) hash: u64,
     /// Whether it is mutable data of the object's own: a static in a writable section or a
-    /// thread-local, not exported (a default-visibility one binds to the executable's copy
-    /// from any module).
+    /// thread-local, but those the runtime crate's macros export (`#[hot]`'s slots, `persist!`'s
+    /// statics), which a patch's code reaches in the executable by interposition. A library
+    /// crate's `pub static` is not one of those: its own crate's code addresses it directly.
     pub(crate) mutable: bool,
     /// Whether it reaches, through the object's local symbols, a private static or
     /// thread-local (which rustc makes local when no other codegen unit uses it).
@@ -521,7 +522,8 @@ pub(crate) fn linkage(data: &[u8]) -> anyhow::Result<Linkage> {
             object::SymbolFlags::Elf { st_other, .. } => st_other & 3 != object::elf::STV_DEFAULT,
             _ => false,
         };
-        let mutable = hidden
+        let interposed = !hidden && name.starts_with("__hotswap_");
+        let mutable = !interposed
             && matches!(symbol.kind(), SymbolKind::Tls | SymbolKind::Data)
             && is_mutable(&section);
         let reach = reach(&file, index, name);

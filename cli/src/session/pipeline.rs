@@ -547,6 +547,24 @@ impl Session {
             bin: self.project.crate_name.clone(),
             libs: patch.libs.iter().map(|lib| lib.name.clone()).collect(),
         };
+        if self.redirection.is_some() {
+            // Redirected code uses the running program's statics (see `plan_redirects`).
+            let running = self.running.as_ref().expect("the changes stage saw it");
+            let edited: Vec<Refusal> = patch
+                .libs
+                .iter()
+                .filter(|lib| lib.compiled)
+                .filter_map(|lib| {
+                    let old = running.libs.code(&changes.host.locals, &lib.stem)?;
+                    Some(lib.code.as_ref()?.values_edited_since(&old, &crates))
+                })
+                .flatten()
+                .map(|name| Refusal::StaticValue { name })
+                .collect();
+            if !edited.is_empty() {
+                return Err(Outcome::Refused(edited));
+            }
+        }
         let mut live = self.live_changes(changes, &patch, &crates);
         if self.redirection.is_some()
             && let Some(mut changed) = live.live.take()
@@ -636,21 +654,24 @@ impl Session {
         if let Some(code) = patch.code.get() {
             // A static the patch file does not define (a thin patch leaves the codegen units
             // the edit did not compile again to the running program) is the program's.
-            let crate_name = &self.project.crate_name;
-            // Both manglings spell a crate's name with its length first: the other symbols
-            // (most of a workspace patch's) need no demangling.
-            let spelled = format!("{}{crate_name}", crate_name.len());
-            let defined: std::collections::BTreeSet<String> = defined_symbols(&patch.path)
-                .iter()
-                .filter(|name| name.contains(&spelled))
-                .filter_map(|name| {
-                    check::code::static_name(&crate::symbols::demangle(name), crate_name)
-                })
-                .collect();
+            let symbols = defined_symbols(&patch.path);
+            let defined = |crate_name: &str| -> std::collections::BTreeSet<String> {
+                // Both manglings spell a crate's name with its length first: the other
+                // symbols (most of a workspace patch's) need no demangling.
+                let spelled = format!("{}{crate_name}", crate_name.len());
+                symbols
+                    .iter()
+                    .filter(|name| name.contains(&spelled))
+                    .filter_map(|name| {
+                        check::code::static_name(&crate::symbols::demangle(name), crate_name)
+                    })
+                    .collect()
+            };
+            let of_bin = defined(&self.project.crate_name);
             let mut statics: std::collections::BTreeSet<String> = code
                 .statics
                 .difference(bound)
-                .filter(|name| defined.contains(*name))
+                .filter(|name| of_bin.contains(*name))
                 .cloned()
                 .collect();
             for lib in patch
@@ -658,8 +679,12 @@ impl Session {
                 .iter()
                 .filter(|lib| lib.compiled && !crates.ambiguous())
             {
-                let of_lib = lib.code.iter().flat_map(|code| &code.statics);
-                statics.extend(of_lib.map(|name| check::code::qualified(&lib.name, name)));
+                let of_lib = defined(&lib.name);
+                let own = lib.code.iter().flat_map(|code| &code.statics);
+                statics.extend(
+                    own.filter(|name| of_lib.contains(*name))
+                        .map(|name| check::code::qualified(&lib.name, name)),
+                );
             }
             self.fresh_statics(&statics);
         }
@@ -677,6 +702,9 @@ impl Session {
             match (&mut changed, &lib.code, old) {
                 (Some(changed), Some(new), Some(old)) => {
                     changed.extend(new.changed_since(&old, crates));
+                    // A static's new value: the patch carries the static's new copy (see
+                    // `bin_changes`; under redirection the gate refuses it first).
+                    changed.extend(new.values_changed_since(&old, crates));
                 }
                 _ => changed = None,
             }

@@ -628,40 +628,75 @@ fn only_patch_definitions(session: &hotswap_tests::Session) -> Vec<String> {
         .collect()
 }
 
-/// The workspace fixture (its `#[hot]` marks kept) with a module of the bin's own (`tally`: a
-/// function and a static counter) that `report` calls. An edit of `leaf::word` makes rustc write
-/// every codegen unit of the bin again, nearly all of them as they were: the patch carries the
-/// library crates and the bin code that reaches what changed, not `tally`, whose program copy
-/// counts on.
+/// The workspace fixture (its `#[hot]` marks kept) with state in a module of the bin's own
+/// (`tally`: a static counter, and a reader of the library's state) and in one of the library
+/// crate `leaf` (`state`: a counter, and a name `main` sets at start), which `report` reads both
+/// directly and through `tally`. An edit of `leaf::word` makes rustc write every codegen unit
+/// of `leaf` and of the crates above it again, nearly all of them as they were: the patch
+/// carries what changed and the code that reaches it, not `tally` nor `leaf::state`, whose
+/// program copies count on and keep the name on every path. An edit of a library static's
+/// value (`leaf::label::LABEL`, read by the bin's unchanged `tally`) takes effect.
 #[test]
-fn a_hot_patch_of_a_library_crate_leaves_the_bins_unchanged_code_to_the_program() {
+fn a_hot_patch_of_a_library_crate_leaves_unchanged_code_and_state_to_the_program() {
     let project = Project::copy("workspace");
+    project.edit_all(
+        "leaf/src/lib.rs",
+        &[(
+            "/// A word that the tests edit.",
+            "/// State that `main` sets and patches keep.\npub mod state {\n    \
+             pub static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);\n    \
+             pub static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();\n\n    \
+             pub fn bump() -> u64 {\n        \
+             CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)\n    }\n}\n\n\
+             /// A label that the tests edit.\npub mod label {\n    \
+             pub static LABEL: &str = \"label-one\";\n}\n\n\
+             /// A word that the tests edit.",
+        )],
+    );
     project.edit_all(
         "app/src/main.rs",
         &[
             (
-                "fn main() {",
+                "fn main() {\n",
                 "mod tally {\n    pub static COUNT: std::sync::atomic::AtomicU64 = \
                  std::sync::atomic::AtomicU64::new(0);\n\n    pub fn bump() -> u64 {\n        \
-                 COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)\n    }\n}\n\nfn main() {",
+                 COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)\n    }\n\n    \
+                 pub fn name() -> &'static str {\n        \
+                 leaf::state::NAME.get().map_or(\"unset\", String::as_str)\n    }\n\n    \
+                 pub fn label() -> &'static str {\n        leaf::label::LABEL\n    }\n}\n\n\
+                 fn main() {\n    leaf::state::NAME.set(\"main\".to_owned()).unwrap();\n",
             ),
-            ("\"mid={} text", "\"count={} mid={} text"),
+            (
+                "\"mid={} text",
+                "\"count={} leafcount={} name={} hotname={} label={} mid={} text",
+            ),
             (
                 "        mid::describe(),",
-                "        tally::bump(),\n        mid::describe(),",
+                "        tally::bump(),\n        leaf::state::bump(),\n        tally::name(),\n        \
+                 leaf::state::NAME.get().map_or(\"unset\", String::as_str),\n        \
+                 tally::label(),\n        mid::describe(),",
             ),
         ],
     );
     let mut session = project.run(&[]);
-    wait_tick(&mut session, START_DEADLINE, &["mid=mid-one(leaf-one)"]);
+    wait_tick(&mut session, START_DEADLINE, &["name=main hotname=main"]);
     session.wait_stderr(START_DEADLINE, "    Watching ");
     project.edit("leaf/src/lib.rs", "\"leaf-one\"", "\"leaf-two\"");
     let first = wait_first_tick(&mut session, EDIT_DEADLINE, &["gen=1"]);
-    assert!(first.contains("mid=mid-one(leaf-two)"), "{first}");
+    assert!(
+        first.contains("name=main hotname=main label=label-one mid=mid-one(leaf-two)"),
+        "{first}"
+    );
     let before = tick_before(&session.stdout(), &first);
     assert_eq!(tick_field(&first, "pid"), tick_field(&before, "pid"));
-    let count = |line: &str| -> u64 { tick_field(line, "count").parse().expect(line) };
-    assert_eq!(count(&first), count(&before) + 1, "{before}\n{first}");
+    let field = |line: &str, name: &str| -> u64 { tick_field(line, name).parse().expect(line) };
+    for counter in ["count", "leafcount"] {
+        assert_eq!(
+            field(&first, counter),
+            field(&before, counter) + 1,
+            "{counter}:\n{before}\n{first}"
+        );
+    }
     session.assert_stderr_lacks("HS0501");
     let defined = only_patch_definitions(&session);
     for changed in ["4leaf4word", "3mid8describe"] {
@@ -670,12 +705,19 @@ fn a_hot_patch_of_a_library_crate_leaves_the_bins_unchanged_code_to_the_program(
             "{changed} is not in the patch: {defined:?}"
         );
     }
-    for unchanged in ["5tally4bump", "5tally5COUNT"] {
+    for unchanged in ["5tally4bump", "5tally5COUNT", "5state4bump", "5state5CALLS"] {
         assert!(
             !defined.iter().any(|name| name.contains(unchanged)),
             "{unchanged} is in the patch: {defined:?}"
         );
     }
+    project.edit("leaf/src/lib.rs", "\"label-one\"", "\"label-two\"");
+    let second = wait_first_tick(&mut session, EDIT_DEADLINE, &["gen=2"]);
+    assert!(
+        second.contains("name=main hotname=main label=label-two"),
+        "{second}"
+    );
+    assert_eq!(tick_field(&second, "pid"), tick_field(&first, "pid"));
 }
 
 /// The body of the two tests above, with `format_time` redirected or hot.
