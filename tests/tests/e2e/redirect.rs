@@ -4,8 +4,8 @@
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, get, status_messages};
 
 use crate::{
-    tick_before, tick_field, wait_first_tick, wait_tick, wait_tick_of_same_process,
-    wait_time_prefix,
+    tick_before, tick_field, wait_first_tick, wait_tick, wait_tick_of_new_process,
+    wait_tick_of_same_process, wait_time_prefix,
 };
 
 const MAIN: &str = "src/main.rs";
@@ -773,11 +773,29 @@ fn thin_patch_of_format_time(redirect: bool) {
 
 /// The workspace fixture with its marks removed, under `--redirect`: an edit of a function of
 /// the bottom library crate (`leaf::word`, which `mid::describe` calls) and one of the bin's
-/// `report` (which `main`'s loop calls) each take effect in the same process.
+/// `report` (which `main`'s loop calls) each take effect in the same process. A new value of a
+/// library crate's static (`leaf::LABEL`, which `report` shows) is refused with HS0110, and the
+/// program restarts with it.
 #[test]
 fn library_crate_and_bin_functions_of_a_workspace_are_redirected() {
     let project = Project::copy("workspace");
     assert_eq!(project.remove_hot_marks(), 2);
+    project.edit(
+        "leaf/src/lib.rs",
+        "/// A word that the tests edit.",
+        "/// A label that the tests edit.\npub static LABEL: &str = \"label-one\";\n\n\
+         /// A word that the tests edit.",
+    );
+    project.edit_all(
+        "app/src/main.rs",
+        &[
+            ("\"mid={} text", "\"label={} mid={} text"),
+            (
+                "        mid::describe(),",
+                "        leaf::LABEL,\n        mid::describe(),",
+            ),
+        ],
+    );
     let mut session = project.run(&["--redirect"]);
     let first = wait_tick(&mut session, START_DEADLINE, &["mid=mid-one(leaf-one)"]);
     session.wait_stderr(START_DEADLINE, "    Watching ");
@@ -790,7 +808,7 @@ fn library_crate_and_bin_functions_of_a_workspace_are_redirected() {
         &["gen=1", "mid=mid-one(leaf-two)"],
     );
     session.wait_stderr(EDIT_DEADLINE, "generation 1: leaf::word");
-    project.edit("app/src/main.rs", "\"mid={} text", "\"MID={} text");
+    project.edit("app/src/main.rs", " mid={} text", " MID={} text");
     wait_tick_of_same_process(
         &mut session,
         EDIT_DEADLINE,
@@ -798,6 +816,19 @@ fn library_crate_and_bin_functions_of_a_workspace_are_redirected() {
         &["gen=2", "MID=mid-one(leaf-two)"],
     );
     session.wait_stderr(EDIT_DEADLINE, "generation 2: report");
+
+    // A library static's value is the running program's: refused, and the program restarts.
+    project.edit("leaf/src/lib.rs", "\"label-one\"", "\"label-two\"");
+    session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0110]");
+    let refused = status_messages(&session.stderr(), "Refused");
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0]
+            .starts_with("     Refused [HS0110] static `leaf::LABEL` has a new initial value"),
+        "{}",
+        refused[0]
+    );
+    wait_tick_of_new_process(&mut session, START_DEADLINE, &first, &["label=label-two"]);
 }
 
 /// A program with a thread that blocks every signal cannot be stopped for a redirection: the
