@@ -31,7 +31,9 @@
 //! ([`keep_host_libs`], which exports their hidden symbols as [`export_hidden`] does the bin
 //! crate's), and linked as files of their own when they differ: rustc writes every codegen unit
 //! of the crates above an edited one again, nearly all of them as they were. Under entry
-//! redirection, and for a crate without such a copy, the rlib is linked whole.
+//! redirection every object of the crate is linked, each as a file of its own, so that its
+//! statics are shared like the bin crate's (see [`super::statics`]); a crate without such a
+//! copy is linked whole.
 //!
 //! Whatever cannot be left to the executable (a symbol it does not export, a reference of
 //! another kind: a thread-local's, a load in place) brings the object that defines it into the
@@ -583,15 +585,17 @@ pub(crate) fn thin(
             member: None,
         });
     }
-    // The library crates the patch rebuilt: a hot function's patch takes their objects as
-    // units too. Each is compared with the object of the same codegen unit in the host's copy
-    // of the crate's rlib (see `keep_host_libs`): the same bytes, once its hidden symbols are
-    // made default as there, are the code the executable runs. A crate without a copy is
-    // linked whole, and each of its symbols counts as changed.
+    // The library crates the patch rebuilt: their objects are units too. Each is compared with
+    // the object of the same codegen unit in the host's copy of the crate's rlib (see
+    // `keep_host_libs`): the same bytes, once its hidden symbols are made default as there, are
+    // the code the executable runs. Under redirection every one of them is linked (the session
+    // redirects again what earlier patches redirected, which the patch must define), as a file
+    // of its own, so that its statics are shared like the bin crate's. A crate without a copy
+    // is linked whole, and each of its symbols counts as changed.
     let mut archives: Vec<Vec<u8>> = Vec::new();
     let mut host_members: Vec<(ObjectId, usize, std::ops::Range<usize>)> = Vec::new();
     let mut whole: Vec<&str> = Vec::new();
-    if callers_too && baseline.is_some() {
+    if baseline.is_some() {
         let host_libs = std::env::var_os(HOST_LIBS_DIR_ENV).map(std::path::PathBuf::from);
         for (arg, path) in args
             .iter()
@@ -729,12 +733,9 @@ pub(crate) fn thin(
                     .any(|d| running.get(d.0 as usize).copied().flatten() != Some(d.1)))
         })
         .collect();
-    if units
-        .iter()
-        .zip(&changed)
-        .filter(|(u, _)| u.member.is_none())
-        .all(|(_, c)| *c)
-    {
+    // Nothing to leave out of the bin crate; a library crate's objects still take the place of
+    // its rlib (under redirection, their statics are shared as files of their own).
+    if archives.is_empty() && changed.iter().all(|c| *c) {
         return Ok(args);
     }
     let name = |id: u32| symbols.names.get(id as usize).map_or("", String::as_str);
@@ -744,8 +745,10 @@ pub(crate) fn thin(
     let mut included: Vec<bool> = packed
         .iter()
         .zip(&changed)
-        .map(|(found, changed)| {
+        .zip(&units)
+        .map(|((found, changed), unit)| {
             *changed
+                || (!callers_too && unit.member.is_some())
                 || found
                     .0
                     .iter()

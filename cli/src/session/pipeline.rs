@@ -683,7 +683,8 @@ impl Session {
                 let own = lib.code.iter().flat_map(|code| &code.statics);
                 statics.extend(
                     own.filter(|name| of_lib.contains(*name))
-                        .map(|name| check::code::qualified(&lib.name, name)),
+                        .map(|name| check::code::qualified(&lib.name, name))
+                        .filter(|name| !bound.contains(name)),
                 );
             }
             self.fresh_statics(&statics);

@@ -469,6 +469,16 @@ impl Session {
         // or for a static new since, the first patch that brought it.
         let mut binds = Vec::new();
         let mut bound = BTreeSet::new();
+        // A static as messages show it: the bin crate's by its path, a library crate's with
+        // the crate's name.
+        let static_shown = |demangled: &str| -> Option<String> {
+            static_name(demangled, &crate_name).or_else(|| {
+                crates.libs.iter().find_map(|lib| {
+                    static_name(demangled, lib)
+                        .map(|name| crate::check::code::qualified(lib, &name))
+                })
+            })
+        };
         let got = functions
             .got_statics(&patch.path)
             .map_err(|err| unchecked(format!("{err:#}")))?;
@@ -487,7 +497,7 @@ impl Session {
                     at,
                     size: old_size,
                 });
-                bound.extend(static_name(&demangle(&name), &crate_name));
+                bound.extend(static_shown(&demangle(&name)));
             }
         }
         // Each thread-local's accessor in the patch (the one function that reaches its storage)
@@ -519,7 +529,7 @@ impl Session {
                     into: Some(0),
                 });
             }
-            bound.extend(static_of(name, &crate_name));
+            bound.extend(static_shown(&demangle(unsection(name))));
         }
         Ok(Planned {
             redirects,

@@ -773,7 +773,8 @@ fn thin_patch_of_format_time(redirect: bool) {
 
 /// The workspace fixture with its marks removed, under `--redirect`: an edit of a function of
 /// the bottom library crate (`leaf::word`, which `mid::describe` calls) and one of the bin's
-/// `report` (which `main`'s loop calls) each take effect in the same process. A new value of a
+/// `report` (which `main`'s loop calls) each take effect in the same process, and a counter of
+/// a module of `leaf` that no edit touches counts on through both. A new value of a
 /// library crate's static (`leaf::LABEL`, which `report` shows) is refused with HS0110, and the
 /// program restarts with it.
 #[test]
@@ -784,15 +785,19 @@ fn library_crate_and_bin_functions_of_a_workspace_are_redirected() {
         "leaf/src/lib.rs",
         "/// A word that the tests edit.",
         "/// A label that the tests edit.\npub static LABEL: &str = \"label-one\";\n\n\
+         /// A counter in a module no edit touches.\npub mod counter {\n    \
+         static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);\n\n    \
+         pub fn bump() -> u64 {\n        \
+         CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)\n    }\n}\n\n\
          /// A word that the tests edit.",
     );
     project.edit_all(
         "app/src/main.rs",
         &[
-            ("\"mid={} text", "\"label={} mid={} text"),
+            ("\"mid={} text", "\"calls={} label={} mid={} text"),
             (
                 "        mid::describe(),",
-                "        leaf::LABEL,\n        mid::describe(),",
+                "        leaf::counter::bump(),\n        leaf::LABEL,\n        mid::describe(),",
             ),
         ],
     );
@@ -809,13 +814,16 @@ fn library_crate_and_bin_functions_of_a_workspace_are_redirected() {
     );
     session.wait_stderr(EDIT_DEADLINE, "generation 1: leaf::word");
     project.edit("app/src/main.rs", " mid={} text", " MID={} text");
-    wait_tick_of_same_process(
-        &mut session,
-        EDIT_DEADLINE,
-        &first,
-        &["gen=2", "MID=mid-one(leaf-two)"],
-    );
+    let second = wait_first_tick(&mut session, EDIT_DEADLINE, &["gen=2"]);
+    assert!(second.contains("MID=mid-one(leaf-two)"), "{second}");
     session.wait_stderr(EDIT_DEADLINE, "generation 2: report");
+    // The redirected `report` of the patch, which carries `leaf` (compiled again for the first
+    // edit), counts on with the running program's counter of `leaf::counter`.
+    let before = tick_before(&session.stdout(), &second);
+    assert_eq!(tick_field(&second, "pid"), tick_field(&first, "pid"));
+    let calls = |line: &str| -> u64 { tick_field(line, "calls").parse().expect(line) };
+    assert_eq!(calls(&second), calls(&before) + 1, "{before}\n{second}");
+    session.assert_stderr_lacks("HS0501");
 
     // A library static's value is the running program's: refused, and the program restarts.
     project.edit("leaf/src/lib.rs", "\"label-one\"", "\"label-two\"");
