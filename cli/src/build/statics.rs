@@ -177,8 +177,7 @@ pub(crate) fn share(args: Vec<String>, dir: &Path) -> Result<Vec<String>, String
                     // A new file: the last patch's copy of an older object of this name may
                     // still be open.
                     let _ = std::fs::remove_file(&to);
-                    std::fs::write(&to, &data)
-                        .map_err(|err| format!("cannot write `{}`: {err}", to.display()))?;
+                    super::capture::write_private(&to, &data).map_err(|err| format!("{err:#}"))?;
                 }
                 SharedObject {
                     statics: object.statics,
@@ -200,11 +199,10 @@ pub(crate) fn share(args: Vec<String>, dir: &Path) -> Result<Vec<String>, String
         .map(|(function, name, why)| format!("{function}\t{name}\t{why}\n"))
         .collect();
     let list_path = dir.join(UNSHARED);
-    std::fs::write(&list_path, list)
-        .map_err(|err| format!("cannot write `{}`: {err}", list_path.display()))?;
+    super::capture::write_private(&list_path, list.as_bytes()).map_err(|err| format!("{err:#}"))?;
     // Best effort: without the record, the next patch reads every object again.
     if let Ok(text) = serde_json::to_vec(&next) {
-        let _ = std::fs::write(&cache_path, text);
+        let _ = super::capture::write_private(&cache_path, &text);
     }
     Ok(args
         .into_iter()

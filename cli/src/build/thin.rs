@@ -477,7 +477,7 @@ impl Symbols {
             file.objects.push((id, Packed(defined, undefined)));
         }
         if let Ok(text) = serde_json::to_vec(&file) {
-            let _ = std::fs::write(path, text);
+            let _ = super::capture::write_private(path, &text);
         }
     }
 }
@@ -860,9 +860,9 @@ pub(crate) fn thin(
             None => data.remove(&index).unwrap_or_default(),
         };
         let to = dir.join(name);
+        // A new file, private to the user: never written through a link to another.
         let _ = std::fs::remove_file(&to);
-        std::fs::write(&to, &bytes)
-            .map_err(|err| format!("cannot write `{}`: {err}", to.display()))?;
+        super::capture::write_private(&to, &bytes).map_err(|err| format!("{err:#}"))?;
         replaced
             .entry(unit.arg)
             .or_default()
