@@ -285,9 +285,10 @@ fn mode(path: &std::path::Path) -> u32 {
         & 0o777
 }
 
-/// Under umask 000, the session's socket directory is 0700, its sockets 0600, and the recorded
-/// rustc command (whose environment may hold tokens) 0600: no other user can talk to the
-/// program's agent, drive the session, or read the capture.
+/// Under umask 000, the session's socket directory is 0700, its sockets 0600, the recorded
+/// rustc command (whose environment may hold tokens) 0600, and so are the files the linker
+/// wrapper writes for a patch: no other user can talk to the program's agent, drive the
+/// session, or read the capture.
 #[test]
 fn session_files_are_private_to_the_user_under_umask_000() {
     let project = Project::copy("gate");
@@ -314,6 +315,23 @@ fn session_files_are_private_to_the_user_under_umask_000() {
     let exe = project.path().join(exe);
     let capture = exe.parent().unwrap().join("rustc-command.json");
     assert_eq!(mode(&capture), 0o600, "{}", capture.display());
+    // What the linker wrapper writes for a patch: the symbols of the program's objects, and
+    // the objects it rewrote.
+    project.edit("src/main.rs", "\"beta-one\"", "\"beta-two\"");
+    wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
+    let written: Vec<_> = std::fs::read_dir(exe.parent().unwrap().join("patch/thin-objects"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert!(
+        written
+            .iter()
+            .any(|path| path.ends_with("baseline-symbols.json")),
+        "{written:?}"
+    );
+    for path in &written {
+        assert_eq!(mode(path), 0o600, "{}", path.display());
+    }
 }
 
 /// The dependencies a `cargo build` compiled serve `cargo hotswap run` as they are, and the
