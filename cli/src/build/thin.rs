@@ -46,7 +46,7 @@ use object::LittleEndian as LE;
 use object::elf;
 use object::read::elf::{FileHeader, Rela, SectionHeader, Sym};
 
-use crate::check::code::{Linkage, ObjectId, linkage};
+use crate::check::code::{Linkage, ObjectId, RUNTIME_PREFIX, linkage};
 
 use super::statics::{Parsed, Rewrite, apply_rewrites, lea_opcode, parse, remove_other_copies};
 
@@ -54,10 +54,6 @@ use super::statics::{Parsed, Rewrite, apply_rewrites, lea_opcode, parse, remove_
 /// build's objects (JSON, a list of [`ObjectId`]); absent when there is no baseline of the
 /// running executable's sources.
 const BASELINE_OBJECTS: &str = "baseline-objects.json";
-
-/// The start of the names of the symbols that the runtime crate's macros export (`#[hot]`'s
-/// implementations, slots and records, `persist!`'s statics and layouts).
-const RUNTIME_PREFIX: &str = "__hotswap_";
 
 /// Patch mode: the host executable, whose dynamic symbol table says what a thin patch can
 /// leave to it.
@@ -774,11 +770,13 @@ pub(crate) fn thin(
             .filter(|&d| d != usize::MAX)
     };
     // A library crate linked whole: the patch has its own copy of each of its symbols, which
-    // count as new code.
+    // count as new code for `Callers` (a hot function's patch).
     let mut rebuilt: Vec<u32> = Vec::new();
-    for rlib in whole {
-        for name in archive_symbols(Path::new(rlib))? {
-            rebuilt.extend(symbols.ids.get(&name));
+    if callers_too {
+        for rlib in whole {
+            for name in archive_symbols(Path::new(rlib))? {
+                rebuilt.extend(symbols.ids.get(&name));
+            }
         }
     }
     let callers = callers_too.then(|| {
@@ -901,10 +899,13 @@ fn members(data: &[u8], path: &str) -> Result<Vec<(String, std::ops::Range<usize
             continue;
         }
         let (start, size) = member.file_range();
-        let (Ok(start), Ok(size)) = (usize::try_from(start), usize::try_from(size)) else {
-            return Err(format!("`{path}`: a member is out of range"));
-        };
-        out.push((name, start..start + size));
+        let range = usize::try_from(start)
+            .ok()
+            .zip(usize::try_from(size).ok())
+            .map(|(start, size)| start..start.saturating_add(size))
+            .filter(|range| range.end <= data.len())
+            .ok_or_else(|| format!("`{path}`: the member `{name}` is out of range"))?;
+        out.push((name, range));
     }
     Ok(out)
 }

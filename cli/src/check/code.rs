@@ -494,6 +494,10 @@ pub(crate) struct Linkage {
     pub(crate) undefined: Vec<String>,
 }
 
+/// The start of the names of the symbols that the runtime crate's macros export (`#[hot]`'s
+/// implementations, slots and records, `persist!`'s statics and layouts).
+pub(crate) const RUNTIME_PREFIX: &str = "__hotswap_";
+
 /// Reads the [`Linkage`] of the object file `data`.
 ///
 /// # Errors
@@ -522,7 +526,7 @@ pub(crate) fn linkage(data: &[u8]) -> anyhow::Result<Linkage> {
             object::SymbolFlags::Elf { st_other, .. } => st_other & 3 != object::elf::STV_DEFAULT,
             _ => false,
         };
-        let interposed = !hidden && name.starts_with("__hotswap_");
+        let interposed = !hidden && name.starts_with(RUNTIME_PREFIX);
         let mutable = !interposed
             && matches!(symbol.kind(), SymbolKind::Tls | SymbolKind::Data)
             && is_mutable(&section);
