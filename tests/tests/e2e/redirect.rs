@@ -19,6 +19,26 @@ fn start_service(project: &Project, extra: &[&str]) -> (hotswap_tests::Session, 
     start_with(project, &args)
 }
 
+/// A copy of the time service with the Rust items `items` before its status function, and the
+/// `format!` line of that function replaced by `status`.
+fn time_service_with(items: &str, status: &str) -> Project {
+    let project = Project::copy("time-service");
+    project.edit_all(
+        MAIN,
+        &[
+            (STATUS_DOC, &format!("{items}\n\n{STATUS_DOC}")),
+            (STATUS_LINE, status),
+        ],
+    );
+    project
+}
+
+/// The doc comment of the time service's status function, before which tests add items.
+const STATUS_DOC: &str = "/// The status line and body answering";
+
+/// The `format!` line of the time service's status function.
+const STATUS_LINE: &str = "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")";
+
 /// Starts `cargo hotswap run` with `args` on `project`, a service, and waits until it listens
 /// and the session watches; returns the session and the address.
 fn start_with(project: &Project, args: &[&str]) -> (hotswap_tests::Session, String) {
@@ -195,23 +215,12 @@ fn an_async_handler_is_redirected_and_a_new_await_is_refused() {
 /// program restarts.
 #[test]
 fn a_static_keeps_counting_through_patches_and_a_static_mut_write_is_refused() {
-    let project = Project::copy("time-service");
-    assert!(project.remove_hot_marks() > 0);
-    project.edit_all(
-        MAIN,
-        &[
-            (
-                "/// The status line and body answering",
-                "static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);\n\n\
-                 /// The status line and body answering",
-            ),
-            (
-                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
-                "    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);\n    \
-                 format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC call {n}\")",
-            ),
-        ],
+    let project = time_service_with(
+        "static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);",
+        "    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);\n    \
+         format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC call {n}\")",
     );
+    assert!(project.remove_hot_marks() > 0);
     let (mut session, addr) = start_service(&project, &[]);
     let call = |answer: &str| -> u64 {
         let (_, n) = answer.rsplit_once(" call ").expect(answer);
@@ -265,27 +274,16 @@ fn a_static_keeps_counting_through_patches_and_a_static_mut_write_is_refused() {
 /// fresh copy of the static; nothing is refused, nothing said to start fresh.
 #[test]
 fn an_unchanged_function_writing_a_static_mut_in_a_patched_unit_keeps_the_programs_static() {
-    let project = Project::copy("time-service");
-    assert!(project.remove_hot_marks() > 0);
-    project.edit_all(
-        MAIN,
-        &[
-            (
-                "/// The status line and body answering",
-                "mod tally {\n    static mut HITS: u64 = 0;\n\n    \
-                 pub fn hit() -> u64 {\n        \
-                 // SAFETY: one request at a time in this test.\n        \
-                 unsafe {\n            HITS += 1;\n            HITS\n        }\n    }\n\n    \
-                 pub fn label() -> &'static str {\n        \"label-one\"\n    }\n}\n\n\
-                 /// The status line and body answering",
-            ),
-            (
-                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
-                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC {} hit {}\", \
-                 tally::label(), tally::hit())",
-            ),
-        ],
+    let project = time_service_with(
+        "mod tally {\n    static mut HITS: u64 = 0;\n\n    \
+         pub fn hit() -> u64 {\n        \
+         // SAFETY: one request at a time in this test.\n        \
+         unsafe {\n            HITS += 1;\n            HITS\n        }\n    }\n\n    \
+         pub fn label() -> &'static str {\n        \"label-one\"\n    }\n}",
+        "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC {} hit {}\", \
+         tally::label(), tally::hit())",
     );
+    assert!(project.remove_hot_marks() > 0);
     let (mut session, addr) = start_service(&project, &[]);
     let hit = |answer: &str| -> u64 {
         let (_, n) = answer.rsplit_once(" hit ").expect(answer);
@@ -317,24 +315,14 @@ fn an_unchanged_function_writing_a_static_mut_in_a_patched_unit_keeps_the_progra
 /// function's patch cannot leave it to the program, whose `via_mid` calls the old `bump`).
 #[test]
 fn a_hot_patch_runs_new_code_through_functions_the_edit_did_not_compile_again() {
-    let project = Project::copy("time-service");
-    project.edit_all(
-        MAIN,
-        &[
-            (
-                "/// The status line and body answering",
-                "mod counter {\n    static COUNT: std::sync::atomic::AtomicU64 = \
-                 std::sync::atomic::AtomicU64::new(0);\n\n    pub fn bump() -> u64 {\n        \
-                 COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1\n    }\n}\n\n\
-                 mod mid {\n    pub fn via_mid() -> u64 {\n        crate::counter::bump()\n    \
-                 }\n}\n\n/// The status line and body answering",
-            ),
-            (
-                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
-                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC direct {} via {}\", \
-                 counter::bump(), mid::via_mid())",
-            ),
-        ],
+    let project = time_service_with(
+        "mod counter {\n    static COUNT: std::sync::atomic::AtomicU64 = \
+         std::sync::atomic::AtomicU64::new(0);\n\n    pub fn bump() -> u64 {\n        \
+         COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1\n    }\n}\n\n\
+         mod mid {\n    pub fn via_mid() -> u64 {\n        crate::counter::bump()\n    \
+         }\n}",
+        "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC direct {} via {}\", \
+         counter::bump(), mid::via_mid())",
     );
     let (mut session, addr) = start_with(&project, &[]);
     let counts = |answer: &str| -> (u64, u64) {
@@ -363,7 +351,7 @@ fn a_hot_patch_runs_edited_closures_through_generic_code_the_edit_did_not_compil
     let project = Project::copy("time-service");
     project.edit(
         MAIN,
-        "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
+        STATUS_LINE,
         "    let mapped = Some(seconds).map(|s| s + 1).unwrap_or(0) - seconds;\n    \
          let folded = (0..3u64).fold(0, |sum, i| sum + i + 1);\n    \
          format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC mapped {mapped} folded {folded}\")",
@@ -390,29 +378,18 @@ fn a_hot_patch_runs_edited_closures_through_generic_code_the_edit_did_not_compil
 /// that one codegen unit uses a local symbol, so it is nowhere among the unit's exports).
 #[test]
 fn a_hot_patch_reaches_edited_private_helpers_and_one_copy_of_a_private_static() {
-    let project = Project::copy("time-service");
-    project.edit_all(
-        MAIN,
-        &[
-            (
-                "/// The status line and body answering",
-                "mod counter {\n    use std::sync::atomic::{AtomicU64, Ordering};\n\n    \
-                 static COUNT: AtomicU64 = AtomicU64::new(0);\n\n    \
-                 pub fn bump() -> u64 {\n        COUNT.fetch_add(1, Ordering::SeqCst);\n        \
-                 step()\n    }\n\n    fn step() -> u64 {\n        leaf()\n    }\n\n    \
-                 fn leaf() -> u64 {\n        1\n    }\n\n    pub fn read() -> u64 {\n        \
-                 COUNT.load(Ordering::SeqCst)\n    }\n}\n\n\
-                 mod mid {\n    pub fn via_mid() -> u64 {\n        crate::counter::bump()\n    \
-                 }\n\n    pub fn via_read() -> u64 {\n        crate::counter::read()\n    }\n}\n\n\
-                 /// The status line and body answering",
-            ),
-            (
-                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
-                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC direct {} via {} \
-                 read {} via_read {}\", counter::bump(), mid::via_mid(), counter::read(), \
-                 mid::via_read())",
-            ),
-        ],
+    let project = time_service_with(
+        "mod counter {\n    use std::sync::atomic::{AtomicU64, Ordering};\n\n    \
+         static COUNT: AtomicU64 = AtomicU64::new(0);\n\n    \
+         pub fn bump() -> u64 {\n        COUNT.fetch_add(1, Ordering::SeqCst);\n        \
+         step()\n    }\n\n    fn step() -> u64 {\n        leaf()\n    }\n\n    \
+         fn leaf() -> u64 {\n        1\n    }\n\n    pub fn read() -> u64 {\n        \
+         COUNT.load(Ordering::SeqCst)\n    }\n}\n\n\
+         mod mid {\n    pub fn via_mid() -> u64 {\n        crate::counter::bump()\n    \
+         }\n\n    pub fn via_read() -> u64 {\n        crate::counter::read()\n    }\n}",
+        "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC direct {} via {} \
+         read {} via_read {}\", counter::bump(), mid::via_mid(), counter::read(), \
+         mid::via_read())",
     );
     let (mut session, addr) = start_with(&project, &[]);
     let fields = |answer: &str| -> Vec<u64> {
@@ -446,23 +423,13 @@ fn a_hot_patch_reaches_edited_private_helpers_and_one_copy_of_a_private_static()
 /// the edit does not compile again.
 #[test]
 fn a_hot_patch_reaches_an_edited_string_through_a_display_impl() {
-    let project = Project::copy("time-service");
-    project.edit_all(
-        MAIN,
-        &[
-            (
-                "/// The status line and body answering",
-                "struct Shown;\n\nfn label() -> &'static str {\n    \"old\"\n}\n\n\
-                 impl std::fmt::Display for Shown {\n    \
-                 fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {\n        \
-                 f.write_str(label())\n    }\n}\n\n/// The status line and body answering",
-            ),
-            (
-                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
-                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC display {} label {}\", \
-                 Shown, label())",
-            ),
-        ],
+    let project = time_service_with(
+        "struct Shown;\n\nfn label() -> &'static str {\n    \"old\"\n}\n\n\
+         impl std::fmt::Display for Shown {\n    \
+         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {\n        \
+         f.write_str(label())\n    }\n}",
+        "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC display {} label {}\", \
+         Shown, label())",
     );
     let (mut session, addr) = start_with(&project, &[]);
     let answer = wait_time_prefix(&addr, "The time is ");
@@ -478,21 +445,10 @@ fn a_hot_patch_reaches_an_edited_string_through_a_display_impl() {
 /// although no function's bytes changed (`format_time` reads them through relocations).
 #[test]
 fn a_hot_patch_carries_new_values_of_statics_another_module_reads() {
-    let project = Project::copy("time-service");
-    project.edit_all(
-        MAIN,
-        &[
-            (
-                "/// The status line and body answering",
-                "mod limits {\n    pub static LIMIT: u64 = 50;\n    pub static NAME: &str = \"name-a\";\n}\n\n\
-                 /// The status line and body answering",
-            ),
-            (
-                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
-                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC limit {} {}\", \
-                 limits::LIMIT, limits::NAME)",
-            ),
-        ],
+    let project = time_service_with(
+        "mod limits {\n    pub static LIMIT: u64 = 50;\n    pub static NAME: &str = \"name-a\";\n}",
+        "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC limit {} {}\", \
+         limits::LIMIT, limits::NAME)",
     );
     let (mut session, addr) = start_with(&project, &[]);
     let answer = wait_time_prefix(&addr, "The time is ");
@@ -565,22 +521,11 @@ fn a_hot_patch_links_only_the_codegen_units_the_edit_compiled_again() {
 /// with it.
 #[test]
 fn a_new_value_of_a_static_is_refused_under_redirection_and_the_program_restarts() {
-    let project = Project::copy("time-service");
-    assert!(project.remove_hot_marks() > 0);
-    project.edit_all(
-        MAIN,
-        &[
-            (
-                "/// The status line and body answering",
-                "mod words {\n    pub static LABEL: &str = \"The time is\";\n}\n\n\
-                 /// The status line and body answering",
-            ),
-            (
-                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
-                "    format!(\"{} {hours:02}:{minutes:02}:{seconds:02} UTC\", words::LABEL)",
-            ),
-        ],
+    let project = time_service_with(
+        "mod words {\n    pub static LABEL: &str = \"The time is\";\n}",
+        "    format!(\"{} {hours:02}:{minutes:02}:{seconds:02} UTC\", words::LABEL)",
     );
+    assert!(project.remove_hot_marks() > 0);
     let (mut session, addr) = start_service(&project, &[]);
     wait_time_prefix(&addr, "The time is ");
     project.edit(MAIN, "\"The time is\";", "\"Time now:\";");
@@ -722,27 +667,17 @@ fn a_hot_patch_of_a_library_crate_leaves_unchanged_code_and_state_to_the_program
 
 /// The body of the two tests above, with `format_time` redirected or hot.
 fn thin_patch_of_format_time(redirect: bool) {
-    let project = Project::copy("time-service");
+    let project = time_service_with(
+        "mod clock {\n    pub static READS: std::sync::atomic::AtomicU64 = \
+         std::sync::atomic::AtomicU64::new(0);\n\n    pub fn zone() -> &'static str {\n        \
+         \"UTC\"\n    }\n}",
+        "    let n = clock::READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);\n    \
+         format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} {} read {n}\", \
+         clock::zone())",
+    );
     if redirect {
         assert!(project.remove_hot_marks() > 0);
     }
-    project.edit_all(
-        MAIN,
-        &[
-            (
-                "/// The status line and body answering",
-                "mod clock {\n    pub static READS: std::sync::atomic::AtomicU64 = \
-                 std::sync::atomic::AtomicU64::new(0);\n\n    pub fn zone() -> &'static str {\n        \
-                 \"UTC\"\n    }\n}\n\n/// The status line and body answering",
-            ),
-            (
-                "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC\")",
-                "    let n = clock::READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);\n    \
-                 format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} {} read {n}\", \
-                 clock::zone())",
-            ),
-        ],
-    );
     let (mut session, addr) = if redirect {
         start_service(&project, &[])
     } else {
