@@ -200,8 +200,6 @@ impl Project {
     }
 }
 
-/// The package named by `-p`, or the one the manifest path points to, or the workspace's only
-/// package with a bin target.
 /// A project as the last session's start read it.
 #[derive(Debug)]
 pub(crate) enum Cached {
@@ -315,6 +313,8 @@ fn cache_path(args: &Selection, options: &BuildOptions) -> Option<PathBuf> {
     )
 }
 
+/// The package named by `-p`, or the one the manifest path points to, or the workspace's only
+/// package with a bin target.
 fn select_package<'m>(metadata: &'m Metadata, args: &Selection) -> anyhow::Result<&'m Package> {
     let members = metadata.workspace_packages();
     if let Some(spec) = &args.package {

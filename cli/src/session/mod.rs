@@ -257,10 +257,14 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
     let control_socket = socket_dir.path().join("control.sock");
     let control = private_listener(&control_socket)?;
     // A project read by the last session's start from files that are all as they were then
-    // is the project; else the host build of that project starts beside `cargo metadata`.
+    // is the project: its host build starts at once, before anything else the session sets up.
+    // Else the host build of that project starts beside `cargo metadata`.
     let read_at = std::time::SystemTime::now();
     let (unchanged, head_start) = match Project::cached(&args.selection, &args.build) {
-        Some(Cached::Unchanged(project)) => (Some(project), None),
+        Some(Cached::Unchanged(project)) => {
+            let head_start = start::HeadStart::start(project.clone(), &args.build, &control_socket);
+            (Some(project), head_start)
+        }
         Some(Cached::Maybe(cached)) => (
             None,
             start::HeadStart::start(cached, &args.build, &control_socket),
@@ -288,7 +292,11 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
             return Err(err.into());
         }
     };
-    let head_start = head_start.and_then(|head_start| head_start.confirm(&project));
+    let head_start = if confirmed {
+        head_start.and_then(|head_start| head_start.confirm(&project))
+    } else {
+        head_start
+    };
     if !project.has_runtime {
         // Without the runtime there are no hot functions: every changed function is patched
         // by entry redirection, with the agent the tool builds.
@@ -312,7 +320,10 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
             )?),
         };
     }
-    project.remember(&args.selection, &args.build, read_at);
+    // An unchanged project's record stays as it is.
+    if confirmed {
+        project.remember(&args.selection, &args.build, read_at);
+    }
     let (_lock, snapshot, early) = match head_start {
         Some(start::HeadStart {
             lock,

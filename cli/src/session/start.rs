@@ -1,7 +1,9 @@
 //! A warm start with a head start: the host's `cargo build` for the project the last session of
-//! the same command ran begins at once, while `cargo metadata` says what the project is now.
-//! Each takes about as long as the other when nothing changed (the medium fixture: 126 and
-//! 124 ms), so the start waits for one of them instead of both in turn.
+//! the same command ran begins at once. When a file that project was read from changed, `cargo
+//! metadata` says meanwhile what the project is now: each takes about as long as the other when
+//! nothing changed (the medium fixture: 126 and 124 ms), so the start waits for one of them
+//! instead of both in turn. When none changed, the project is known, and the build starts before
+//! the rest of the session is set up (its record, its state, the file watcher).
 //!
 //! The build is taken only when the project `cargo metadata` reads is the one it was started
 //! for; otherwise it is stopped unseen and the start goes on as a cold one would. Before it
