@@ -21,7 +21,7 @@ pub struct Patched {
     /// The patch build as the tool timed it (rustc and link), ms.
     build_ms: Option<f64>,
     /// The compatibility gate, ms.
-    check_ms: Option<f64>,
+    pub check_ms: Option<f64>,
     /// The host's load and slot swap (and entry redirection), ms.
     pub load_ms: Option<f64>,
     /// How long the program's threads were stopped for entry redirection (`--redirect`), ms.
@@ -401,7 +401,7 @@ fn number_after(text: &str, prefix: &str) -> Option<f64> {
 }
 
 /// The one record that `pick` selects; panics naming `what` if there is not exactly one.
-fn only<'a>(
+pub fn only<'a>(
     records: &'a [Invocation],
     pick: impl Fn(&Invocation) -> bool,
     what: &str,
@@ -456,6 +456,32 @@ enum Floor {
     /// The same without the tool's extra codegen options ([`TOOL_CODEGEN`]): what no patching
     /// tool can avoid.
     Honest,
+    /// The crate compiled as cargo compiles it for the restart loop: a bin (the code `main`
+    /// reaches), without [`TOOL_CODEGEN`], linked by the real linker as an executable. The
+    /// reference of entry redirection, whose patches hold every function of the crate: the
+    /// honest floor of a cdylib without marks compiles next to nothing.
+    Cargo,
+}
+
+/// The floor of one patch under entry redirection, in ms: the crate of `patch` (its rustc
+/// record) compiled as cargo compiles it ([`Floor::Cargo`], into `floor`), without that
+/// compile's link of the whole executable, plus the patch's own link, `link_ms` (a thin link of
+/// the objects is part of the floor). Reads the wrappers' `log` from `offset` for the replay's
+/// link.
+pub fn cargo_floor(
+    bench: &Bench,
+    patch: &Invocation,
+    (floor, log, offset): (&Path, &Path, &mut u64),
+    link_ms: f64,
+) -> f64 {
+    wrap::read_since(log, offset);
+    let wall = replay_floor(bench, patch, (floor, Floor::Cargo), log, None);
+    let executable_link: f64 = wrap::read_since(log, offset)
+        .iter()
+        .filter(|r| r.link_output().is_some())
+        .map(Invocation::ms)
+        .sum();
+    wall - executable_link + link_ms
 }
 
 /// Replays one rustc command of a patch alone (same arguments, environment and directory, and
@@ -472,6 +498,7 @@ fn replay_floor(
     let floor = match kind {
         Floor::Bare => floor.to_path_buf(),
         Floor::Honest => floor.join("honest"),
+        Floor::Cargo => floor.join("cargo"),
     };
     let out_dir = floor.join("out");
     let incremental = floor.join("incremental");
@@ -487,10 +514,21 @@ fn replay_floor(
         let tools_joined = arg
             .strip_prefix("-C")
             .is_some_and(|kv| TOOL_CODEGEN.contains(&kv));
-        if kind == Floor::Honest && (tools || tools_joined) {
+        let value = iter.as_slice().first();
+        if kind != Floor::Bare && (tools || tools_joined) {
             if tools {
                 iter.next();
             }
+        } else if kind == Floor::Cargo && arg == "--crate-type" {
+            iter.next();
+            args.extend(["--crate-type".to_owned(), "bin".to_owned()]);
+        } else if kind == Floor::Cargo
+            && arg == "-C"
+            && value.is_some_and(|kv| kv.starts_with("linker="))
+        {
+            iter.next();
+            args.push("-C".to_owned());
+            args.push(format!("linker={}", bench.linker_wrapper.display()));
         } else if arg == "--out-dir" {
             iter.next();
             args.push(arg.clone());
@@ -774,11 +812,10 @@ impl Edits {
     }
 }
 
-/// `met` or `missed`.
 /// The edit -> effect goal against the bare floor, in ms: the floor + 15 ms for the time
 /// service (whose compile is short, so that the tool's share is mostly fixed costs), 1.05x the
 /// floor + 10 ms for every other fixture.
-fn floor_goal(fixture: &Fixture, floor: f64) -> f64 {
+pub fn floor_goal(fixture: &Fixture, floor: f64) -> f64 {
     if fixture.name == "time-service" {
         floor + 15.0
     } else {
@@ -787,7 +824,7 @@ fn floor_goal(fixture: &Fixture, floor: f64) -> f64 {
 }
 
 /// [`floor_goal`] as the table states it.
-fn floor_goal_text(fixture: &Fixture) -> &'static str {
+pub fn floor_goal_text(fixture: &Fixture) -> &'static str {
     if fixture.name == "time-service" {
         "floor + 15 ms"
     } else {

@@ -68,7 +68,8 @@ pub struct Bench {
     pub real_rustc: PathBuf,
     /// `bench-rustc`.
     pub rustc_wrapper: PathBuf,
-    linker_wrapper: PathBuf,
+    /// `bench-cc`.
+    pub linker_wrapper: PathBuf,
     only: Option<Vec<String>>,
 }
 
@@ -295,7 +296,7 @@ fn run_fixture(bench: &Bench, fixture: &Fixture, table: &mut Table) {
     let edits = edits::run(bench, fixture, &project, &dirs);
     edits.report(table, fixture);
     if matches!(fixture.name, "time-service" | "medium") {
-        redirect::run(bench, fixture, &dirs).report(table);
+        redirect::run(bench, fixture, &dirs).report(table, fixture);
     }
     if let Some(start) = start {
         start.report(table);

@@ -4,15 +4,27 @@
 
 use hotswap_tests::Project;
 
-use crate::edits::{apply_edit, edit_count, start_session};
+use crate::edits::{
+    apply_edit, cargo_floor, edit_count, floor_goal, floor_goal_text, only, start_session, verdict,
+};
 use crate::fixture::{Dirs, Fixture};
-use crate::table::{Table, Unit, format, percentile};
+use crate::table::{self, Table, Unit, format, percentile};
 use crate::{Bench, wrap};
 
 /// Samples of one fixture's patches under `--redirect`, in milliseconds.
 #[derive(Default)]
 pub struct Redirected {
     effect: Vec<f64>,
+    /// The patch's rustc run (every function of the crate), without its link.
+    rustc: Vec<f64>,
+    /// The patch's link, by the real linker.
+    link: Vec<f64>,
+    /// The gate, with the redirection's plan.
+    check: Vec<f64>,
+    /// The crate compiled as cargo compiles it, plus the patch's link (see [`cargo_floor`]).
+    floor: Vec<f64>,
+    /// Whether each edit met the goal against its floor.
+    floor_goal: Vec<bool>,
     load: Vec<f64>,
     pause: Vec<f64>,
 }
@@ -43,6 +55,8 @@ pub fn run(bench: &Bench, fixture: &Fixture, dirs: &Dirs) -> Redirected {
     // The start's records (the host build, the baseline patch builds) are not this loop's.
     let mut offset = 0;
     wrap::read_since(&log, &mut offset);
+    let floor_log = dirs.logs.join("redirect-floor.jsonl");
+    let mut floor_offset = 0;
     let mut samples = Redirected::default();
     let mut current = fixture.line.to_owned();
     for n in 0..total {
@@ -54,13 +68,42 @@ pub fn run(bench: &Bench, fixture: &Fixture, dirs: &Dirs) -> Redirected {
             &mut current,
             n,
         );
+        if n <= bench.runs {
+            let rustc = only(
+                &applied.records,
+                |r| r.is_rustc_of("cdylib") && r.success,
+                "successful patch rustc run",
+            );
+            let link = only(
+                &applied.records,
+                |r| {
+                    r.link_output()
+                        .is_some_and(|o| o.extension().is_some_and(|e| e == "so"))
+                },
+                "patch link",
+            );
+            // The first edit's replay warms the floor's incremental cache, as the session's
+            // baseline build warmed the tool's.
+            let floor = cargo_floor(
+                bench,
+                rustc,
+                (&dirs.floor, &floor_log, &mut floor_offset),
+                link.ms(),
+            );
+            if n > 0 {
+                let effect = (applied.stamp - applied.written) as f64 / 1e6;
+                samples.effect.push(effect);
+                samples.rustc.push(rustc.ms() - link.ms());
+                samples.link.push(link.ms());
+                samples.check.extend(applied.patched.check_ms);
+                samples.floor.push(floor);
+                samples
+                    .floor_goal
+                    .push(effect <= floor_goal(fixture, floor));
+            }
+        }
         if n == 0 {
             continue;
-        }
-        if n <= bench.runs {
-            samples
-                .effect
-                .push((applied.stamp - applied.written) as f64 / 1e6);
         }
         samples.load.extend(applied.patched.load_ms);
         samples.pause.extend(applied.patched.pause_ms);
@@ -76,11 +119,22 @@ pub fn run(bench: &Bench, fixture: &Fixture, dirs: &Dirs) -> Redirected {
 
 impl Redirected {
     /// Adds the rows to the current section of `table`.
-    pub fn report(&self, table: &mut Table) {
+    pub fn report(&self, table: &mut Table, fixture: &Fixture) {
         table.samples(
             "edit -> effect (--redirect, marks removed)",
             Unit::Ms,
             &self.effect,
+        );
+        table.samples(
+            "  rustc (patch of every function, without link)",
+            Unit::Ms,
+            &self.rustc,
+        );
+        table.samples("  link (patch, real linker)", Unit::Ms, &self.link);
+        table.samples(
+            "  check (compatibility gate, redirection plan)",
+            Unit::Ms,
+            &self.check,
         );
         table.samples("  apply (host: dlopen + redirection)", Unit::Ms, &self.load);
         table.samples("  pause (threads stopped)", Unit::Ms, &self.pause);
@@ -92,6 +146,28 @@ impl Redirected {
                     format(Unit::Ms, percentile(&self.pause, 50.0)),
                     format(Unit::Ms, percentile(&self.pause, 99.0)),
                     self.pause.len()
+                ),
+            );
+        }
+        table.samples(
+            "floor (the crate as cargo compiles it + the patch's link)",
+            Unit::Ms,
+            &self.floor,
+        );
+        if let (Some(effect), Some(floor)) =
+            (table::median(&self.effect), table::median(&self.floor))
+        {
+            let goal = floor_goal(fixture, floor);
+            table.text(
+                "edit -> effect (--redirect) / floor (medians)",
+                format!(
+                    "{}; goal <= {} = {}: {} ({} of {} edits)",
+                    format(Unit::Ratio, effect / floor),
+                    floor_goal_text(fixture),
+                    format(Unit::Ms, goal),
+                    verdict(effect <= goal),
+                    self.floor_goal.iter().filter(|g| **g).count(),
+                    self.effect.len()
                 ),
             );
         }
