@@ -369,6 +369,12 @@ fn index_object(
         };
         match symbol.kind() {
             SymbolKind::Text => {
+                if symbol.is_global() && is_unmangled_function(name) {
+                    UNMANGLED
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .insert(name.to_owned(), crate_name.to_owned());
+                }
                 let hash = body_hash(file, &section, &symbol, &mut content_hash);
                 bodies.entry(demangled).or_default().push(hash);
             }
@@ -931,10 +937,43 @@ pub(crate) fn qualified(lib: &str, name: &str) -> String {
     }
 }
 
+/// The global functions with unmangled names (`#[unsafe(no_mangle)]`, `#[unsafe(export_name)]`)
+/// that the objects indexed so far define, each with the crate whose objects define it: their
+/// names carry no crate path, so [`display_name`] takes the crate from here. A program cannot
+/// define one such name twice (its link would fail), so the name alone tells the function.
+static UNMANGLED: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Default::default);
+
+/// Whether the symbol `name` of a crate's object is a function the user gave an unmangled name:
+/// not a Rust symbol (legacy `_ZN`, v0 `_R`), not a name reserved for the implementation
+/// (`__rust_alloc` of the allocator shim rustc adds to a cdylib, the runtime's `__hotswap_`
+/// symbols), not `main`.
+fn is_unmangled_function(name: &str) -> bool {
+    !(name.starts_with("_ZN")
+        || name.starts_with("_R")
+        || name.starts_with("__")
+        || name.starts_with('.')
+        || name.contains("::")
+        || name == "main")
+}
+
+/// The crate whose objects define the function with the unmangled name `name`, when an object
+/// indexed so far does (see [`UNMANGLED`]).
+pub(crate) fn unmangled_owner(name: &str) -> Option<String> {
+    UNMANGLED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(name)
+        .cloned()
+}
+
 /// How a function is shown to the user: without the crate's name, and a hot function's body as
-/// the hot function itself. `None` for code that is not the crate's own (instantiations of
-/// dependencies' generics, the standard library).
+/// the hot function itself; a function of the crate with an unmangled name as that name.
+/// `None` for code that is not the crate's own (instantiations of dependencies' generics, the
+/// standard library).
 pub(crate) fn display_name(demangled: &str, crate_name: &str) -> Option<String> {
+    if unmangled_owner(demangled).is_some_and(|owner| owner == crate_name) {
+        return Some(demangled.to_owned());
+    }
     // A hot function's body is exported under a stable, unmangled name.
     let demangled = demangled
         .strip_prefix(hotswap::protocol::IMPL_PREFIX)
@@ -1006,6 +1045,24 @@ pub(crate) fn static_name(demangled: &str, crate_name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unmangled_name_is_a_user_function_unless_the_implementation_reserves_it() {
+        for name in ["clock_version", "on_event", "ffi_callback_2"] {
+            assert!(is_unmangled_function(name), "{name}");
+        }
+        for name in [
+            "_ZN12time_service11format_time17h0123456789abcdefE",
+            "_RNvCs1234_12time_service11format_time",
+            "__rust_alloc",
+            "__rg_alloc",
+            "__hotswap_impl_beta",
+            "main",
+            ".Lanon.1",
+        ] {
+            assert!(!is_unmangled_function(name), "{name}");
+        }
+    }
 
     #[test]
     fn display_names_hide_the_crate_and_the_generated_body() {

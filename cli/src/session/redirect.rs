@@ -182,7 +182,13 @@ impl Session {
         };
         if redirection.host.is_none() {
             let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
-            let keep = |name: &str| local.iter().any(|krate| name.contains(krate.as_str()));
+            // A mangled name holds its crate's; an unmangled one is known from the crates'
+            // objects.
+            let keep = |name: &str| {
+                local.iter().any(|krate| name.contains(krate.as_str()))
+                    || crate::check::code::unmangled_owner(name)
+                        .is_some_and(|owner| local.contains(&owner))
+            };
             let host = Functions::read_with_references(&exe, &keep)?;
             let shown = |mangled: &str| crates.display(&demangle(mangled));
             let main = host

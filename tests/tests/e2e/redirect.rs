@@ -549,6 +549,49 @@ fn a_new_value_of_a_static_is_refused_under_redirection_and_the_program_restarts
     wait_time_prefix(&restarted, "Time now: ");
 }
 
+/// A `#[unsafe(no_mangle)] extern "C"` function, whose symbol names no crate, called by the time
+/// format: an edit of its body takes effect in the same process and is named in the `Patched`
+/// line, through the hot function `format_time` (which the patch's calls reach) and, with the
+/// marks removed, under `--redirect` (its entry redirected). Before, such an edit was
+/// "Unchanged: nothing to patch", or under `--redirect` "Patched" while the old code ran on.
+#[test]
+fn an_edit_of_an_unmangled_function_takes_effect_in_the_same_process() {
+    for redirect in [false, true] {
+        let project = time_service_with(
+            "/// The version the time format shows.\n#[unsafe(no_mangle)]\n\
+             pub extern \"C\" fn clock_version() -> u32 {\n    1\n}",
+            "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC v{}\", \
+             clock_version())",
+        );
+        let args: &[&str] = if redirect {
+            assert!(project.remove_hot_marks() > 0);
+            &["--redirect"]
+        } else {
+            &[]
+        };
+        let (mut session, addr) = start_with(&project, args);
+        let pid = get(&addr, "/pid").unwrap();
+        assert!(wait_time_prefix(&addr, "The time is ").ends_with(" v1"));
+        project.edit(MAIN, "    1\n}", "    2\n}");
+        session.wait_stderr(EDIT_DEADLINE, "generation 1: clock_version\n");
+        let end = std::time::Instant::now() + EDIT_DEADLINE;
+        loop {
+            let answer = get(&addr, "/time").unwrap();
+            if answer.ends_with(" v2") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "redirect={redirect}: still `{answer}`\n{}",
+                session.stderr()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(get(&addr, "/pid").unwrap(), pid, "the same process");
+        session.assert_stderr_lacks("Unchanged");
+    }
+}
+
 /// The symbols that the one patch file of `session` defines.
 fn only_patch_definitions(session: &hotswap_tests::Session) -> Vec<String> {
     use object::{Object, ObjectSymbol};
