@@ -369,7 +369,16 @@ impl Session {
             let compiled = defined
                 .get(&canonical(&path))
                 .is_some_and(|lines| lines.range(function.lines.clone()).next().is_some());
-            (!compiled).then(|| format!("no hot function reaches `{}`", function.name))
+            // A patch links only the objects that differ from the running program's: a
+            // function whose code is back to what the program started with (an edit undone) is
+            // not in it either.
+            (!compiled).then(|| {
+                format!(
+                    "`{}` is not in the fast build's patch (no hot function reaches it, or its \
+                     code is back to what the program started with)",
+                    function.name
+                )
+            })
         })
     }
 
