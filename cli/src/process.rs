@@ -259,21 +259,45 @@ const BACKGROUND_NICENESS: i32 = 10;
 pub(crate) fn in_background<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|scope| {
         let worker = scope.spawn(|| {
-            // SAFETY: `setpriority` on this thread's own id (Linux gives each thread its own
-            // niceness), with no pointers; a failure only leaves the priority as it was.
-            unsafe {
-                libc::setpriority(
-                    libc::PRIO_PROCESS,
-                    libc::gettid().cast_unsigned(),
-                    BACKGROUND_NICENESS,
-                );
-            }
+            lower_own_priority();
             work()
         });
         worker
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     })
+}
+
+/// Starts `work` on a thread of its own named `name`, at a lower priority
+/// ([`BACKGROUND_NICENESS`]), without waiting for it: for work done ahead of the time it is
+/// needed, while the session is idle.
+///
+/// # Errors
+///
+/// When the thread cannot be started.
+pub(crate) fn spawn_background<T: Send + 'static>(
+    name: &str,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<T>> {
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            lower_own_priority();
+            work()
+        })
+}
+
+/// Lowers the calling thread's priority to [`BACKGROUND_NICENESS`].
+fn lower_own_priority() {
+    // SAFETY: `setpriority` on this thread's own id (Linux gives each thread its own niceness),
+    // with no pointers; a failure only leaves the priority as it was.
+    unsafe {
+        libc::setpriority(
+            libc::PRIO_PROCESS,
+            libc::gettid().cast_unsigned(),
+            BACKGROUND_NICENESS,
+        );
+    }
 }
 
 /// A path as a command-line argument.

@@ -262,6 +262,7 @@ impl Session {
             self.running_hot = None;
         }
         self.fast_baseline = fast;
+        let local = self.local_crates();
         if let Some(redirection) = &mut self.redirection {
             // The code the program runs: the full baseline when it was built from the running
             // sources; else (a save while the program started) the host's own objects. Those
@@ -279,7 +280,11 @@ impl Session {
                         .join(format!("lib{}.rlib", build.capture.stem()));
                     crate::check::code::CodeIndex::read_rlib(&rlib, &self.project.crate_name).ok()
                 });
-            *redirection = super::redirect::Redirection::started(host_code);
+            let pid = self
+                .running
+                .as_ref()
+                .map_or(0, |running| running.child.id());
+            *redirection = super::redirect::Redirection::started(host_code, pid, local);
         }
         self.baseline = full;
         self.rebase_texts();

@@ -29,6 +29,9 @@ pub(super) struct Redirection {
     /// The executable's functions of the local crates, with what their code refers to, read
     /// at the first patch.
     host: Option<Functions>,
+    /// The reading of `host` started ahead, once the program's baseline was built (for a
+    /// large program it takes a good part of a second, which the first patch would wait for).
+    reading: Option<std::thread::JoinHandle<anyhow::Result<Functions>>>,
     /// The functions (display names) the running program calls only while it starts (see
     /// [`Functions::start_up_only`]), found with `host`.
     start_up_only: BTreeSet<String>,
@@ -64,10 +67,21 @@ impl Planned {
 }
 
 impl Redirection {
-    /// The state for a program started from code `host_code` (no patch loaded yet).
-    pub(super) fn started(host_code: Option<CodeIndex>) -> Redirection {
+    /// The state for the program `pid`, of the local crates `local` (the bin's first), started
+    /// from code `host_code` (no patch loaded yet); its executable's functions are read on a
+    /// thread of their own from now on.
+    pub(super) fn started(
+        host_code: Option<CodeIndex>,
+        pid: u32,
+        local: Vec<String>,
+    ) -> Redirection {
+        let reading = crate::process::spawn_background("hotswap-host-functions", move || {
+            host_functions_of(pid, &local)
+        })
+        .ok();
         Redirection {
             host_code,
+            reading,
             ..Redirection::default()
         }
     }
@@ -79,6 +93,22 @@ impl Redirection {
             self.applied.push((number, functions));
         }
     }
+}
+
+/// The functions of the local crates `local` in the executable of the process `pid`, with what
+/// their code refers to. A mangled name holds its crate's; an unmangled one is known from the
+/// crates' objects (see [`crate::check::code::unmangled_owner`]).
+///
+/// # Errors
+///
+/// When the executable cannot be read.
+fn host_functions_of(pid: u32, local: &[String]) -> anyhow::Result<Functions> {
+    let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
+    let keep = |name: &str| {
+        local.iter().any(|krate| name.contains(krate.as_str()))
+            || crate::check::code::unmangled_owner(name).is_some_and(|owner| local.contains(&owner))
+    };
+    Functions::read_with_references(&exe, &keep)
 }
 
 impl Session {
@@ -167,29 +197,17 @@ impl Session {
             anyhow::bail!("the program is not running");
         };
         let pid = running.child.id();
-        let local: Vec<String> = std::iter::once(self.project.crate_name.clone())
-            .chain(
-                running
-                    .build
-                    .locals
-                    .crates
-                    .iter()
-                    .map(|c| c.name().to_owned()),
-            )
-            .collect();
+        let local = self.local_crates();
         let Some(redirection) = &mut self.redirection else {
             anyhow::bail!("the session does not redirect");
         };
         if redirection.host.is_none() {
-            let exe = std::path::PathBuf::from(format!("/proc/{pid}/exe"));
-            // A mangled name holds its crate's; an unmangled one is known from the crates'
-            // objects.
-            let keep = |name: &str| {
-                local.iter().any(|krate| name.contains(krate.as_str()))
-                    || crate::check::code::unmangled_owner(name)
-                        .is_some_and(|owner| local.contains(&owner))
+            let host = match redirection.reading.take() {
+                Some(reading) => reading.join().unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("the reading of the executable panicked"))
+                })?,
+                None => host_functions_of(pid, &local)?,
             };
-            let host = Functions::read_with_references(&exe, &keep)?;
             let shown = |mangled: &str| crates.display(&demangle(mangled));
             let main = host
                 .names()
@@ -206,6 +224,21 @@ impl Session {
             redirection.host = Some(host);
         }
         Ok(redirection)
+    }
+
+    /// The names of the local crates of the running program: the bin's, then its local
+    /// libraries'.
+    pub(super) fn local_crates(&self) -> Vec<String> {
+        std::iter::once(self.project.crate_name.clone())
+            .chain(self.running.iter().flat_map(|running| {
+                running
+                    .build
+                    .locals
+                    .crates
+                    .iter()
+                    .map(|c| c.name().to_owned())
+            }))
+            .collect()
     }
 
     /// Refuses `planned` when a redirected closure's or `async` body's state changed its
