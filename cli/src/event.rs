@@ -70,6 +70,9 @@ pub(crate) enum Event {
         generation: u64,
         /// The changed functions (or the swapped hot functions) by display name.
         functions: Vec<String>,
+        /// The statics with a new initial value the patch carries, by display name.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        statics: Vec<String>,
         /// The patch build's time.
         build_ms: u128,
         /// The gate's time.

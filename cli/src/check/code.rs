@@ -314,6 +314,14 @@ impl CodeIndex {
         changed(&self.values, &previous.values, crates)
     }
 
+    /// The statics whose values the index holds, as messages show them.
+    pub(crate) fn static_names(&self, crates: &Crates) -> BTreeSet<String> {
+        self.values
+            .keys()
+            .filter_map(|name| crates.display(name))
+            .collect()
+    }
+
     /// The statics of `previous` whose initial value differs here, as messages show them (new
     /// statics left out).
     pub(crate) fn values_edited_since(&self, previous: &CodeIndex, crates: &Crates) -> Vec<String> {

@@ -1,6 +1,7 @@
 //! The agent link: which connection is the program's, and sending a checked patch over it and
 //! waiting for the program's answer (the tool reports only what the program confirmed).
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
@@ -139,11 +140,31 @@ impl Session {
             return Err(format!("cannot send the patch to the program: {err}"));
         }
         let answer = self.answer(link_id, number)?;
+        // A static's new initial value is among the changes: named apart from the functions.
+        let crates = self.patch_crates(&checked.patch);
+        let statics: BTreeSet<String> = checked
+            .patch
+            .code
+            .get()
+            .into_iter()
+            .chain(
+                checked
+                    .patch
+                    .libs
+                    .iter()
+                    .filter_map(|lib| lib.code.as_ref()),
+            )
+            .flat_map(|code| code.static_names(&crates))
+            .collect();
+        let (statics, functions): (Vec<String>, Vec<String>) = checked
+            .changed
+            .unwrap_or_else(|| display(&answer.functions))
+            .into_iter()
+            .partition(|name| statics.contains(name));
         let applied = Applied {
             generation: answer.generation,
-            functions: checked
-                .changed
-                .unwrap_or_else(|| display(&answer.functions)),
+            functions,
+            statics,
             build_ms: checked.patch.build_time.as_millis(),
             check_ms: (checked.check_time.as_secs_f64() * 10_000.0).round() / 10.0,
             load_ms: (answer.load_micros as f64 / 100.0).round() / 10.0,

@@ -79,6 +79,8 @@ pub(super) struct Applied {
     pub(super) generation: u64,
     /// The changed functions (or, if unknown, the swapped hot functions) by display name.
     pub(super) functions: Vec<String>,
+    /// The statics with a new initial value that the patch carries, by display name.
+    pub(super) statics: Vec<String>,
     /// The patch build's time, in milliseconds.
     pub(super) build_ms: u128,
     /// The gate's time, in milliseconds, rounded to tenths.

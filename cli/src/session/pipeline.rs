@@ -552,10 +552,7 @@ impl Session {
             }
         };
         let checked = started.elapsed();
-        let crates = Crates {
-            bin: self.project.crate_name.clone(),
-            libs: patch.libs.iter().map(|lib| lib.name.clone()).collect(),
-        };
+        let crates = self.patch_crates(&patch);
         if self.redirection.is_some() {
             // Redirected code uses the running program's statics (see `plan_redirects`).
             let running = self.running.as_ref().expect("the changes stage saw it");
@@ -697,6 +694,14 @@ impl Session {
                 );
             }
             self.fresh_statics(&statics);
+        }
+    }
+
+    /// The crates whose code `patch` holds: the bin and the library crates it rebuilt.
+    pub(super) fn patch_crates(&self, patch: &Patch) -> Crates {
+        Crates {
+            bin: self.project.crate_name.clone(),
+            libs: patch.libs.iter().map(|lib| lib.name.clone()).collect(),
         }
     }
 

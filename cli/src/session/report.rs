@@ -141,27 +141,34 @@ fn patched(applied: Applied) -> Verdict {
     let Applied {
         generation,
         functions,
+        statics,
         build_ms,
         check_ms,
         load_ms,
         pause_ms,
     } = applied;
     let pause = pause_ms.map_or(String::new(), |ms| format!(", pause {ms:.2}"));
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let counted = match (functions.len(), statics.len()) {
+        (n, 0) => count(n, "function"),
+        (0, m) => count(m, "static"),
+        (n, m) => format!("{} and {}", count(n, "function"), count(m, "static")),
+    };
+    let names: Vec<String> = functions
+        .iter()
+        .cloned()
+        .chain(statics.iter().map(|name| format!("static {name}")))
+        .collect();
     let message = format!(
-        "{} {} in {} ms (build {build_ms}, check {check_ms:.1}, load {load_ms:.1}{pause}) \
+        "{counted} in {} ms (build {build_ms}, check {check_ms:.1}, load {load_ms:.1}{pause}) \
          generation {generation}: {}",
-        functions.len(),
-        if functions.len() == 1 {
-            "function"
-        } else {
-            "functions"
-        },
         (build_ms as f64 + check_ms + load_ms).round(),
-        functions.join(", ")
+        names.join(", ")
     );
     output::event(&Event::PatchApplied {
         generation,
         functions,
+        statics,
         build_ms,
         check_ms,
         load_ms,

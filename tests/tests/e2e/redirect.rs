@@ -706,6 +706,13 @@ fn a_hot_patch_of_a_library_crate_leaves_unchanged_code_and_state_to_the_program
         "{second}"
     );
     assert_eq!(tick_field(&second, "pid"), tick_field(&first, "pid"));
+    // The static is named as one, not counted as a function.
+    let patched = status_messages(&session.stderr(), "Patched");
+    assert!(
+        patched[1].starts_with("     Patched 1 static in ")
+            && patched[1].ends_with(" generation 2: static leaf::label::LABEL"),
+        "{patched:?}"
+    );
 }
 
 /// The body of the two tests above, with `format_time` redirected or hot.
