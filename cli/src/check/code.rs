@@ -952,16 +952,16 @@ pub(crate) fn qualified(lib: &str, name: &str) -> String {
 static UNMANGLED: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Default::default);
 
 /// Whether the symbol `name` of a crate's object is a function the user gave an unmangled name:
-/// not a Rust symbol (legacy `_ZN`, v0 `_R`), not a name reserved for the implementation
-/// (`__rust_alloc` of the allocator shim rustc adds to a cdylib, the runtime's `__hotswap_`
-/// symbols), not `main`.
+/// not a Rust symbol (one that demangles, legacy `_ZN...E` or v0 `_R...`), not a name of the
+/// implementation (`__rust_alloc` and the like of the allocator shim rustc adds to a cdylib, the
+/// runtime's `__hotswap_` symbols), not a local label, not `main`.
 fn is_unmangled_function(name: &str) -> bool {
-    !(name.starts_with("_ZN")
-        || name.starts_with("_R")
-        || name.starts_with("__")
-        || name.starts_with('.')
-        || name.contains("::")
-        || name == "main")
+    const IMPLEMENTATION: [&str; 5] = ["__rust_", "__rg_", "__rdl_", "__rustc", RUNTIME_PREFIX];
+    rustc_demangle::try_demangle(name).is_err()
+        && !IMPLEMENTATION.iter().any(|prefix| name.starts_with(prefix))
+        && !name.starts_with('.')
+        && !name.contains("::")
+        && name != "main"
 }
 
 /// The crate whose objects define the function with the unmangled name `name`, when an object
@@ -1056,14 +1056,23 @@ mod tests {
 
     #[test]
     fn an_unmangled_name_is_a_user_function_unless_the_implementation_reserves_it() {
-        for name in ["clock_version", "on_event", "ffi_callback_2"] {
+        for name in [
+            "clock_version",
+            "on_event",
+            "ffi_callback_2",
+            "_Rate",
+            "_Reset",
+            "__my_callback",
+        ] {
             assert!(is_unmangled_function(name), "{name}");
         }
         for name in [
             "_ZN12time_service11format_time17h0123456789abcdefE",
             "_RNvCs1234_12time_service11format_time",
             "__rust_alloc",
+            "__rust_no_alloc_shim_is_unstable_v2",
             "__rg_alloc",
+            "__rdl_alloc",
             "__hotswap_impl_beta",
             "main",
             ".Lanon.1",

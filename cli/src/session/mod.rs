@@ -357,6 +357,11 @@ pub(crate) fn run(mut args: RunOptions) -> Result<(), CliError> {
         })
     });
     let build = host::build(&session.project, &session.options, &session.work, early);
+    // Ctrl-C stops the host build (see `host::interrupt_early_build`): an interrupted start,
+    // not a failed build.
+    if build.is_err() && INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(CliError::Interrupted);
+    }
     session.refresh_lockfiles();
     if build.is_err() && !confirmed {
         // The recorded project may be what failed (a change no recorded file shows): the next
