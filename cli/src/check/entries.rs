@@ -101,6 +101,15 @@ impl Functions {
         let object = object::File::parse(&cache)
             .with_context(|| format!("`{}` is not an object file", path.display()))?;
         let mut functions = Functions::default();
+        // The GOT's slots that hold a function's address (an `R_X86_64_RELATIVE` relocation
+        // into `.got`): code that calls through one (`mov slot(%rip), %rax; call *%rax`, as
+        // calls of an exported function are compiled in position-independent code) calls that
+        // function, and the slot is no pointer the program stored.
+        let got = if references {
+            got_slots(&object)
+        } else {
+            HashMap::new()
+        };
         for symbol in object.symbols() {
             if !symbol.is_definition() || symbol.size() == 0 {
                 continue;
@@ -146,7 +155,7 @@ impl Functions {
                         bytes: code[..code.len().min(GUARD_BYTES as usize)].to_vec(),
                         loops_into_entry: loops_into_entry(code, address),
                         references: if references {
-                            code_references(code, address)
+                            code_references(code, address, &got)
                         } else {
                             Vec::new()
                         },
@@ -159,13 +168,13 @@ impl Functions {
                 .dynamic_relocations()
                 .into_iter()
                 .flatten()
-                .filter(|(_, relocation)| {
+                .filter(|(at, relocation)| {
                     matches!(
                         relocation.flags(),
                         object::RelocationFlags::Elf {
                             r_type: object::elf::R_X86_64_RELATIVE
                         }
-                    )
+                    ) && !got.contains_key(at)
                 })
                 .filter_map(|(_, relocation)| u64::try_from(relocation.addend()).ok())
                 .collect();
@@ -348,12 +357,39 @@ impl Functions {
     }
 }
 
+/// The slots of `object`'s `.got` section that the dynamic loader fills with an address of the
+/// executable itself (`R_X86_64_RELATIVE`), each with that address.
+fn got_slots<'d, R: object::ReadRef<'d>>(object: &object::File<'d, R>) -> HashMap<u64, u64> {
+    let Some(got) = object.section_by_name(".got") else {
+        return HashMap::new();
+    };
+    let range = got.address()..got.address() + got.size();
+    object
+        .dynamic_relocations()
+        .into_iter()
+        .flatten()
+        .filter(|(at, relocation)| {
+            range.contains(at)
+                && matches!(
+                    relocation.flags(),
+                    object::RelocationFlags::Elf {
+                        r_type: object::elf::R_X86_64_RELATIVE
+                    }
+                )
+        })
+        .filter_map(|(at, relocation)| Some((at, u64::try_from(relocation.addend()).ok()?)))
+        .collect()
+}
+
 /// What the code of a function at `address` refers to outside itself, each target once with
 /// its strongest use: direct calls and jumps (in a loop when their basic block lies on a cycle
-/// of the function's control flow graph), and RIP-relative addresses. Decoding stops at the
-/// first byte that does not decode (padding); indirect calls are not followed, and a function
-/// with an indirect jump (a `match`'s jump table) counts every call as in a loop.
-fn code_references(code: &[u8], address: u64) -> Vec<(u64, Use)> {
+/// of the function's control flow graph), and RIP-relative addresses. A load of a slot of `got`
+/// (see [`got_slots`]) refers to the address the slot holds: a call when the next instruction
+/// calls the register loaded (or the instruction calls through the slot), an address otherwise.
+/// Decoding stops at the first byte that does not decode (padding); other indirect calls are
+/// not followed, and a function with an indirect jump (a `match`'s jump table) counts every call
+/// as in a loop.
+fn code_references(code: &[u8], address: u64, got: &HashMap<u64, u64>) -> Vec<(u64, Use)> {
     use iced_x86::{Decoder, DecoderOptions, FlowControl, Mnemonic, OpKind};
     let own = address..address + code.len() as u64;
     let mut decoder = Decoder::with_ip(64, code, address, DecoderOptions::NONE);
@@ -363,6 +399,8 @@ fn code_references(code: &[u8], address: u64) -> Vec<(u64, Use)> {
     let mut decoded: Vec<(u64, u64, FlowControl, Option<u64>)> = Vec::new();
     let mut found: Vec<(u64, u64, bool)> = Vec::new();
     let mut indirect = false;
+    // A GOT slot's address just loaded: the register, the load's address and the target.
+    let mut loaded: Option<(iced_x86::Register, u64, u64)> = None;
     while decoder.can_decode() {
         decoder.decode_out(&mut instruction);
         if instruction.is_invalid() {
@@ -371,6 +409,31 @@ fn code_references(code: &[u8], address: u64) -> Vec<(u64, Use)> {
         let ip = instruction.ip();
         let flow = instruction.flow_control();
         indirect |= flow == FlowControl::IndirectBranch;
+        if let Some((register, at, target)) = loaded.take() {
+            let calls_it = flow == FlowControl::IndirectCall
+                && instruction.op0_kind() == OpKind::Register
+                && instruction.op0_register() == register;
+            found.push(if calls_it {
+                (ip, target, true)
+            } else {
+                (at, target, false)
+            });
+        }
+        if instruction.is_ip_rel_memory_operand()
+            && let Some(&target) = got.get(&instruction.ip_rel_memory_address())
+        {
+            if flow == FlowControl::IndirectCall {
+                found.push((ip, target, true));
+            } else if instruction.mnemonic() == Mnemonic::Mov
+                && instruction.op0_kind() == OpKind::Register
+            {
+                loaded = Some((instruction.op0_register(), ip, target));
+            } else {
+                found.push((ip, target, false));
+            }
+            decoded.push((ip, instruction.next_ip(), flow, None));
+            continue;
+        }
         let direct = matches!(
             instruction.op0_kind(),
             OpKind::NearBranch16 | OpKind::NearBranch32 | OpKind::NearBranch64
@@ -388,6 +451,9 @@ fn code_references(code: &[u8], address: u64) -> Vec<(u64, Use)> {
             found.push((ip, instruction.ip_rel_memory_address(), false));
         }
         decoded.push((ip, instruction.next_ip(), flow, inside));
+    }
+    if let Some((_, at, target)) = loaded {
+        found.push((at, target, false));
     }
     let cyclic = if indirect {
         None
@@ -757,6 +823,30 @@ mod tests {
     }
 
     #[test]
+    fn a_call_through_a_got_slot_calls_the_function_the_slot_holds() {
+        // 0x1000: mov 0x2000(%rip), %rax; 0x1007: call *%rax; 0x1009: call *0x2008(%rip);
+        // 0x100f: mov 0x2010(%rip), %rax; 0x1016: mov %rax, (%rdi); 0x1019: ret.
+        let code = [
+            0x48, 0x8b, 0x05, 0xf9, 0x0f, 0, 0, // mov 0x2000(%rip), %rax
+            0xff, 0xd0, // call *%rax
+            0xff, 0x15, 0xf9, 0x0f, 0, 0, // call *0x2008(%rip)
+            0x48, 0x8b, 0x05, 0xfa, 0x0f, 0, 0, // mov 0x2010(%rip), %rax
+            0x48, 0x89, 0x07, // mov %rax, (%rdi)
+            0xc3, // ret
+        ];
+        let got = HashMap::from([(0x2000, 0x5000), (0x2008, 0x6000), (0x2010, 0x7000)]);
+        assert_eq!(
+            code_references(&code, 0x1000, &got),
+            [
+                (0x5000, Use::Call),
+                (0x6000, Use::Call),
+                // Loaded and stored: a function pointer, not a call.
+                (0x7000, Use::Address)
+            ]
+        );
+    }
+
+    #[test]
     fn a_jump_back_to_a_join_point_is_no_loop() {
         // 0x1000: jne 0x100a; 0x1002: call 0x2000; 0x1007: call 0x3000 (the join point);
         // 0x100c: ret; 0x100d: call 0x4000; 0x1012: jmp 0x1007 (back, but no cycle).
@@ -769,7 +859,7 @@ mod tests {
             0xeb, 0xf3, // jmp -13 -> 0x1007
         ];
         assert_eq!(
-            code_references(&code, 0x1000),
+            code_references(&code, 0x1000, &HashMap::new()),
             [
                 (0x2000, Use::Call),
                 (0x3000, Use::Call),
@@ -780,7 +870,7 @@ mod tests {
         let mut indirect = code.to_vec();
         indirect.extend([0xff, 0xe0]); // jmp *%rax
         assert!(
-            code_references(&indirect, 0x1000)
+            code_references(&indirect, 0x1000, &HashMap::new())
                 .iter()
                 .all(|(_, how)| *how == Use::CallInLoop)
         );
@@ -797,7 +887,7 @@ mod tests {
             0xeb, 0xf9, // jmp -7 -> 0x100c
         ];
         assert_eq!(
-            code_references(&code, 0x1000),
+            code_references(&code, 0x1000, &HashMap::new()),
             [
                 (0x2000, Use::Call),
                 (0x3000, Use::Address),
@@ -807,7 +897,7 @@ mod tests {
         // 0x1000: call 0x2000; 0x1005: jne 0x1000 (a loop that ends); 0x1007: ret.
         let ending = [0xe8, 0xfb, 0x0f, 0, 0, 0x75, 0xf9, 0xc3];
         assert_eq!(
-            code_references(&ending, 0x1000),
+            code_references(&ending, 0x1000, &HashMap::new()),
             [(0x2000, Use::CallInLoop)]
         );
     }
