@@ -322,13 +322,34 @@ impl CodeIndex {
             .collect()
     }
 
+    /// The statics with unmangled names (exported: the running program's copy is every patch's)
+    /// of `previous` whose initial value differs here, as messages show them.
+    pub(crate) fn exported_values_edited_since(
+        &self,
+        previous: &CodeIndex,
+        crates: &Crates,
+    ) -> Vec<String> {
+        self.edited_values(previous, crates, |name| unmangled_owner(name).is_some())
+    }
+
     /// The statics of `previous` whose initial value differs here, as messages show them (new
     /// statics left out).
     pub(crate) fn values_edited_since(&self, previous: &CodeIndex, crates: &Crates) -> Vec<String> {
+        self.edited_values(previous, crates, |_| true)
+    }
+
+    /// The statics of `previous` that `keep` accepts (by symbol, demangled) whose initial
+    /// value differs here, as messages show them.
+    fn edited_values(
+        &self,
+        previous: &CodeIndex,
+        crates: &Crates,
+        keep: impl Fn(&str) -> bool,
+    ) -> Vec<String> {
         let kept: BTreeMap<String, u64> = self
             .values
             .iter()
-            .filter(|(name, _)| previous.values.contains_key(*name))
+            .filter(|(name, _)| previous.values.contains_key(*name) && keep(name))
             .map(|(name, hash)| (name.clone(), *hash))
             .collect();
         changed(&kept, &previous.values, crates)
@@ -375,14 +396,17 @@ fn index_object(
         let Ok(section) = file.section_by_index(index) else {
             continue;
         };
+        // A function or static the user gave an unmangled name: the crate's (see `UNMANGLED`).
+        // Such a static is exported, and every patch's code uses the program's copy of it.
+        let exported = symbol.is_global() && is_user_unmangled(name);
+        if exported {
+            UNMANGLED
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(name.to_owned(), crate_name.to_owned());
+        }
         match symbol.kind() {
             SymbolKind::Text => {
-                if symbol.is_global() && is_unmangled_function(name) {
-                    UNMANGLED
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(name.to_owned(), crate_name.to_owned());
-                }
                 let hash = body_hash(file, &section, &symbol, &mut content_hash);
                 bodies.entry(demangled).or_default().push(hash);
             }
@@ -395,8 +419,10 @@ fn index_object(
                         | SectionKind::UninitializedTls
                 ) =>
             {
-                if let Some(path) = static_name(&demangled, crate_name) {
-                    statics.insert(path);
+                let path = static_name(&demangled, crate_name);
+                if path.is_some() || exported {
+                    // An exported static is shared, never a fresh copy: not among `statics`.
+                    statics.extend(path);
                     // Its initial value: code in another codegen unit reads it through a
                     // relocation, whose bytes do not change with the value.
                     let hash = body_hash(file, &section, &symbol, &mut content_hash);
@@ -407,7 +433,7 @@ fn index_object(
                 if matches!(
                     section.kind(),
                     SectionKind::ReadOnlyData | SectionKind::ReadOnlyDataWithRel
-                ) && static_name(&demangled, crate_name).is_some() =>
+                ) && (exported || static_name(&demangled, crate_name).is_some()) =>
             {
                 // An immutable static's value, likewise.
                 let hash = body_hash(file, &section, &symbol, &mut content_hash);
@@ -951,11 +977,12 @@ pub(crate) fn qualified(lib: &str, name: &str) -> String {
 /// define one such name twice (its link would fail), so the name alone tells the function.
 static UNMANGLED: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Default::default);
 
-/// Whether the symbol `name` of a crate's object is a function the user gave an unmangled name:
+/// Whether the symbol `name` of a crate's object is a function or static the user gave an
+/// unmangled name:
 /// not a Rust symbol (one that demangles, legacy `_ZN...E` or v0 `_R...`), not a name of the
 /// implementation (`__rust_alloc` and the like of the allocator shim rustc adds to a cdylib, the
 /// runtime's `__hotswap_` symbols), not a local label, not `main`.
-fn is_unmangled_function(name: &str) -> bool {
+fn is_user_unmangled(name: &str) -> bool {
     const IMPLEMENTATION: [&str; 5] = ["__rust_", "__rg_", "__rdl_", "__rustc", RUNTIME_PREFIX];
     rustc_demangle::try_demangle(name).is_err()
         && !IMPLEMENTATION.iter().any(|prefix| name.starts_with(prefix))
@@ -1064,7 +1091,7 @@ mod tests {
             "_Reset",
             "__my_callback",
         ] {
-            assert!(is_unmangled_function(name), "{name}");
+            assert!(is_user_unmangled(name), "{name}");
         }
         for name in [
             "_ZN12time_service11format_time17h0123456789abcdefE",
@@ -1077,7 +1104,7 @@ mod tests {
             "main",
             ".Lanon.1",
         ] {
-            assert!(!is_unmangled_function(name), "{name}");
+            assert!(!is_user_unmangled(name), "{name}");
         }
     }
 

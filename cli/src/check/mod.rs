@@ -346,6 +346,9 @@ pub(crate) enum Refusal {
     StaticValue {
         /// The static, as messages show it.
         name: String,
+        /// Whether it has an unmangled name (`#[unsafe(no_mangle)]`): exported, the running
+        /// program's copy is the one every patch uses, hot functions' included.
+        exported: bool,
     },
     /// The state of a closure or `async fn` whose code is redirected changed its layout: the
     /// running program's closures and suspended futures would be resumed by code that reads
@@ -465,11 +468,23 @@ impl fmt::Display for Refusal {
                 f,
                 "{function} cannot be redirected: {why}{CONTINUATION}{effect}"
             ),
-            Refusal::StaticValue { name } => write!(
+            Refusal::StaticValue {
+                name,
+                exported: false,
+            } => write!(
                 f,
                 "static `{name}` has a new initial value{CONTINUATION}redirected code uses the \
                  running program's statics, which keep the values they hold; the new value is \
                  the program's once it starts again"
+            ),
+            Refusal::StaticValue {
+                name,
+                exported: true,
+            } => write!(
+                f,
+                "static `{name}` has a new initial value{CONTINUATION}its unmangled name is \
+                 exported, so every patch uses the running program's copy, which keeps the value \
+                 it holds; the new value is the program's once it starts again"
             ),
             Refusal::StaticUnshared {
                 function,

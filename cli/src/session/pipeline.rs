@@ -553,6 +553,21 @@ impl Session {
         };
         let checked = started.elapsed();
         let crates = self.patch_crates(&patch);
+        // A static with an unmangled name is exported: every patch's code uses the running
+        // program's copy (the executable's symbol interposes the patch's), so its new initial
+        // value would not take effect in either mode.
+        let exported = self.exported_values_edited(changes, &patch, &crates);
+        if !exported.is_empty() {
+            return Err(Outcome::Refused(
+                exported
+                    .into_iter()
+                    .map(|name| Refusal::StaticValue {
+                        name,
+                        exported: true,
+                    })
+                    .collect(),
+            ));
+        }
         if self.redirection.is_some() {
             // Redirected code uses the running program's statics (see `plan_redirects`).
             let running = self.running.as_ref().expect("the changes stage saw it");
@@ -565,7 +580,10 @@ impl Session {
                     Some(lib.code.as_ref()?.values_edited_since(&old, &crates))
                 })
                 .flatten()
-                .map(|name| Refusal::StaticValue { name })
+                .map(|name| Refusal::StaticValue {
+                    name,
+                    exported: false,
+                })
                 .collect();
             if !edited.is_empty() {
                 return Err(Outcome::Refused(edited));
@@ -697,6 +715,46 @@ impl Session {
         }
     }
 
+    /// The running code that the bin crate's code in `patch` is compared with: the fast
+    /// baseline for a fast build that holds all it compiled, else the full one.
+    fn bin_base(&self, patch: &Patch) -> Option<&CodeIndex> {
+        match (&patch.reached, patch.mode) {
+            (None, Mode::Fast) => self.fast_baseline.as_ref(),
+            _ => self.baseline.as_ref(),
+        }
+    }
+
+    /// The statics with unmangled names (exported) whose initial value `patch` changes, in
+    /// every crate it compiled, as messages show them.
+    fn exported_values_edited(
+        &self,
+        changes: &Changes,
+        patch: &Patch,
+        crates: &Crates,
+    ) -> Vec<String> {
+        let Some(running) = &self.running else {
+            return Vec::new();
+        };
+        let bin = patch
+            .code
+            .get()
+            .zip(self.bin_base(patch))
+            .map(|(code, base)| code.exported_values_edited_since(base, crates));
+        let libs = patch
+            .libs
+            .iter()
+            .filter(|lib| lib.compiled)
+            .filter_map(|lib| {
+                let old = running.libs.code(&changes.host.locals, &lib.stem)?;
+                Some(
+                    lib.code
+                        .as_ref()?
+                        .exported_values_edited_since(&old, crates),
+                )
+            });
+        bin.into_iter().chain(libs).flatten().collect()
+    }
+
     /// The crates whose code `patch` holds: the bin and the library crates it rebuilt.
     pub(super) fn patch_crates(&self, patch: &Patch) -> Crates {
         Crates {
@@ -749,10 +807,7 @@ impl Session {
             return None;
         }
         let code = patch.code.get()?;
-        let base = match (&patch.reached, patch.mode) {
-            (None, Mode::Fast) => self.fast_baseline.as_ref()?,
-            _ => self.baseline.as_ref()?,
-        };
+        let base = self.bin_base(patch)?;
         // A static's new initial value, which no function's bytes show when the code reading
         // it is in another codegen unit: a hot function's patch carries the static's new copy
         // (and the code reading it, see `build::thin`). Under redirection the code keeps the

@@ -353,7 +353,10 @@ impl Session {
             .chain(
                 code.values_edited_since(start, crates)
                     .into_iter()
-                    .map(|name| Refusal::StaticValue { name }),
+                    .map(|name| Refusal::StaticValue {
+                        name,
+                        exported: false,
+                    }),
             )
             .collect();
         if !refusals.is_empty() {

@@ -539,29 +539,27 @@ fn a_new_value_of_a_static_is_refused_under_redirection_and_the_program_restarts
              hold; the new value is the program's once it starts again"
         ]
     );
-    let restarted = session.wait_stdout(START_DEADLINE, |out| {
-        let listening: Vec<&str> = out
-            .lines()
-            .filter_map(|l| l.strip_prefix("listening on http://"))
-            .collect();
-        (listening.len() > 1).then(|| listening[listening.len() - 1].to_owned())
-    });
-    wait_time_prefix(&restarted, "Time now: ");
+    wait_time_prefix(&restarted_address(&mut session), "Time now: ");
 }
 
 /// A `#[unsafe(no_mangle)] extern "C"` function, whose symbol names no crate, called by the time
 /// format: an edit of its body takes effect in the same process and is named in the `Patched`
 /// line, through the hot function `format_time` (which the patch's calls reach) and, with the
 /// marks removed, under `--redirect` (its entry redirected). Before, such an edit was
-/// "Unchanged: nothing to patch", or under `--redirect` "Patched" while the old code ran on.
+/// "Unchanged: nothing to patch", or under `--redirect` "Patched" while the old code ran on. A
+/// `#[unsafe(no_mangle)]` static beside it is exported, so every patch reads the program's copy:
+/// a new initial value is refused in both modes (HS0110), and the program restarts with it
+/// (before, "Patched" while the old value was read on).
 #[test]
 fn an_edit_of_an_unmangled_function_takes_effect_in_the_same_process() {
     for redirect in [false, true] {
         let project = time_service_with(
             "/// The version the time format shows.\n#[unsafe(no_mangle)]\n\
-             pub extern \"C\" fn clock_version() -> u32 {\n    1\n}",
-            "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC v{}\", \
-             clock_version())",
+             pub extern \"C\" fn clock_version() -> u32 {\n    1\n}\n\n\
+             /// The unit the time format shows.\n#[unsafe(no_mangle)]\n\
+             pub static CLOCK_UNIT: u32 = 7;",
+            "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC v{} s{}\", \
+             clock_version(), CLOCK_UNIT)",
         );
         let args: &[&str] = if redirect {
             assert!(project.remove_hot_marks() > 0);
@@ -571,24 +569,56 @@ fn an_edit_of_an_unmangled_function_takes_effect_in_the_same_process() {
         };
         let (mut session, addr) = start_with(&project, args);
         let pid = get(&addr, "/pid").unwrap();
-        assert!(wait_time_prefix(&addr, "The time is ").ends_with(" v1"));
+        assert!(wait_time_prefix(&addr, "The time is ").ends_with(" v1 s7"));
         project.edit(MAIN, "    1\n}", "    2\n}");
         session.wait_stderr(EDIT_DEADLINE, "generation 1: clock_version\n");
-        let end = std::time::Instant::now() + EDIT_DEADLINE;
-        loop {
-            let answer = get(&addr, "/time").unwrap();
-            if answer.ends_with(" v2") {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < end,
-                "redirect={redirect}: still `{answer}`\n{}",
-                session.stderr()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_time_suffix(&addr, " v2 s7", &session);
         assert_eq!(get(&addr, "/pid").unwrap(), pid, "the same process");
         session.assert_stderr_lacks("Unchanged");
+
+        project.edit(MAIN, "CLOCK_UNIT: u32 = 7;", "CLOCK_UNIT: u32 = 8;");
+        session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0110]");
+        assert_eq!(
+            status_messages(&session.stderr(), "Refused"),
+            [
+                "     Refused [HS0110] static `CLOCK_UNIT` has a new initial value\n             \
+                 its unmangled name is exported, so every patch uses the running program's \
+                 copy, which keeps the value it holds; the new value is the program's once it \
+                 starts again"
+            ],
+            "redirect={redirect}"
+        );
+        let restarted = restarted_address(&mut session);
+        wait_time_suffix(&restarted, " v2 s8", &session);
+    }
+}
+
+/// The address the time service of `session` listens on once it restarted: its second
+/// `listening on` line, waited for.
+fn restarted_address(session: &mut hotswap_tests::Session) -> String {
+    session.wait_stdout(START_DEADLINE, |out| {
+        let listening: Vec<&str> = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("listening on http://"))
+            .collect();
+        (listening.len() > 1).then(|| listening[listening.len() - 1].to_owned())
+    })
+}
+
+/// Waits until `GET /time` at `addr` answers with `suffix`; panics with `session`'s output.
+fn wait_time_suffix(addr: &str, suffix: &str, session: &hotswap_tests::Session) {
+    let end = std::time::Instant::now() + EDIT_DEADLINE;
+    loop {
+        let answer = get(addr, "/time");
+        if answer.as_ref().is_ok_and(|body| body.ends_with(suffix)) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "`/time` never ended with `{suffix}`: {answer:?}\n{}",
+            session.stderr()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
 
