@@ -26,8 +26,8 @@ pub(super) struct Redirection {
     /// The bin crate's code as the running program was started with it (the baseline built
     /// from the host's sources), `None` if it could not be built.
     host_code: Option<CodeIndex>,
-    /// The executable's functions of the local crates, with what their code refers to, read
-    /// at the first patch.
+    /// The executable's functions of the local crates, with what their code refers to: taken
+    /// from `reading` at the first patch (or read then, when it could not be started).
     host: Option<Functions>,
     /// The reading of `host` started ahead, once the program's baseline was built (for a
     /// large program it takes a good part of a second, which the first patch would wait for).
