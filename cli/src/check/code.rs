@@ -398,7 +398,7 @@ fn index_object(
         };
         // A function or static the user gave an unmangled name: the crate's (see `UNMANGLED`).
         // Such a static is exported, and every patch's code uses the program's copy of it.
-        let exported = symbol.is_global() && is_user_unmangled(name);
+        let exported = symbol.scope() == object::SymbolScope::Dynamic && is_user_unmangled(name);
         if exported {
             UNMANGLED
                 .lock()
@@ -981,12 +981,13 @@ static UNMANGLED: LazyLock<Mutex<HashMap<String, String>>> = LazyLock::new(Defau
 /// unmangled name:
 /// not a Rust symbol (one that demangles, legacy `_ZN...E` or v0 `_R...`), not a name of the
 /// implementation (`__rust_alloc` and the like of the allocator shim rustc adds to a cdylib, the
-/// runtime's `__hotswap_` symbols), not a local label, not `main`.
+/// runtime's `__hotswap_` symbols), not a compiler-made name with a dot (a local label,
+/// `DW.ref.rust_eh_personality`), not `main`.
 fn is_user_unmangled(name: &str) -> bool {
     const IMPLEMENTATION: [&str; 5] = ["__rust_", "__rg_", "__rdl_", "__rustc", RUNTIME_PREFIX];
     rustc_demangle::try_demangle(name).is_err()
         && !IMPLEMENTATION.iter().any(|prefix| name.starts_with(prefix))
-        && !name.starts_with('.')
+        && !name.contains('.')
         && !name.contains("::")
         && name != "main"
 }
@@ -1103,6 +1104,7 @@ mod tests {
             "__hotswap_impl_beta",
             "main",
             ".Lanon.1",
+            "DW.ref.rust_eh_personality",
         ] {
             assert!(!is_user_unmangled(name), "{name}");
         }

@@ -857,6 +857,9 @@ impl Session {
         self.fast_baseline = match (self.fast_baseline.take(), fast) {
             (Some(mut base), Some(new)) => {
                 base.functions.extend(new.functions);
+                // A static a patch added, or gave a new value, is the running code's now: the
+                // next patch does not count it as changed again.
+                base.values.extend(new.values);
                 Some(base)
             }
             (_, new) => new,

@@ -124,7 +124,7 @@ impl Session {
         crates: &Crates,
         code: Option<&CodeIndex>,
     ) -> Vec<String> {
-        let Ok(redirection) = self.host_functions(crates) else {
+        let Ok(redirection) = self.host_functions() else {
             return changed
                 .iter()
                 .filter(|name| *name == MAIN)
@@ -192,7 +192,7 @@ impl Session {
     ///
     /// When the program is not running, the session does not redirect, or the executable
     /// cannot be read.
-    fn host_functions(&mut self, crates: &Crates) -> anyhow::Result<&mut Redirection> {
+    fn host_functions(&mut self) -> anyhow::Result<&mut Redirection> {
         let Some(running) = &self.running else {
             anyhow::bail!("the program is not running");
         };
@@ -208,7 +208,13 @@ impl Session {
                 })?,
                 None => host_functions_of(pid, &local)?,
             };
-            let shown = |mangled: &str| crates.display(&demangle(mangled));
+            // Named with every local crate, not only those a patch rebuilds: a library's
+            // function that calls a start-up function of the bin is the program's own code.
+            let all = Crates {
+                bin: local[0].clone(),
+                libs: local[1..].to_vec(),
+            };
+            let shown = |mangled: &str| all.display(&demangle(mangled));
             let main = host
                 .names()
                 .find(|name| shown(name).as_deref() == Some(MAIN))
@@ -311,7 +317,7 @@ impl Session {
             return Ok(Planned::default());
         }
         let redirection = self
-            .host_functions(crates)
+            .host_functions()
             .map_err(|err| unchecked(format!("{err:#}")))?;
         let (Some(start), Some(code)) = (&redirection.host_code, patch.code.get()) else {
             return Err(unchecked(
