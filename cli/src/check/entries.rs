@@ -105,11 +105,12 @@ impl Functions {
         // into `.got`): code that calls through one (`mov slot(%rip), %rax; call *%rax`, as
         // calls of an exported function are compiled in position-independent code) calls that
         // function, and the slot is no pointer the program stored.
-        let got = if references {
-            got_slots(&object)
+        let relative = if references {
+            relative_relocations(&object)
         } else {
-            HashMap::new()
+            Vec::new()
         };
+        let got: HashMap<u64, u64> = got_slots(&object, &relative).collect();
         for symbol in object.symbols() {
             if !symbol.is_definition() || symbol.size() == 0 {
                 continue;
@@ -164,19 +165,10 @@ impl Functions {
             }
         }
         if references {
-            functions.data_references = object
-                .dynamic_relocations()
-                .into_iter()
-                .flatten()
-                .filter(|(at, relocation)| {
-                    matches!(
-                        relocation.flags(),
-                        object::RelocationFlags::Elf {
-                            r_type: object::elf::R_X86_64_RELATIVE
-                        }
-                    ) && !got.contains_key(at)
-                })
-                .filter_map(|(_, relocation)| u64::try_from(relocation.addend()).ok())
+            functions.data_references = relative
+                .iter()
+                .filter(|(at, _)| !got.contains_key(at))
+                .map(|(_, target)| *target)
                 .collect();
         }
         Ok(functions)
@@ -296,29 +288,13 @@ impl Functions {
             std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
         let object = object::File::parse(&*data)
             .with_context(|| format!("`{}` is not an object file", path.display()))?;
-        let Some(got) = object.section_by_name(".got") else {
-            return Ok(Vec::new());
-        };
-        let range = got.address()..got.address() + got.size();
-        let mut entries = Vec::new();
-        for (at, relocation) in object.dynamic_relocations().into_iter().flatten() {
-            let relative = matches!(
-                relocation.flags(),
-                object::RelocationFlags::Elf {
-                    r_type: object::elf::R_X86_64_RELATIVE
-                }
-            );
-            if !relative || !range.contains(&at) {
-                continue;
-            }
-            let Ok(target) = u64::try_from(relocation.addend()) else {
-                continue;
-            };
-            if let Some(name) = self.statics_at.get(&target) {
-                entries.push((at, target, name.clone()));
-            }
-        }
-        Ok(entries)
+        let relative = relative_relocations(&object);
+        Ok(got_slots(&object, &relative)
+            .filter_map(|(at, target)| {
+                let name = self.statics_at.get(&target)?;
+                Some((at, target, name.clone()))
+            })
+            .collect())
     }
 
     /// The functions (mangled names) whose code calls the function `name` directly, each with
@@ -357,28 +333,40 @@ impl Functions {
     }
 }
 
-/// The slots of `object`'s `.got` section that the dynamic loader fills with an address of the
-/// executable itself (`R_X86_64_RELATIVE`), each with that address.
-fn got_slots<'d, R: object::ReadRef<'d>>(object: &object::File<'d, R>) -> HashMap<u64, u64> {
-    let Some(got) = object.section_by_name(".got") else {
-        return HashMap::new();
-    };
-    let range = got.address()..got.address() + got.size();
+/// Every `R_X86_64_RELATIVE` dynamic relocation of `object` (the dynamic loader stores an
+/// address of the module itself there): `(where, the address stored)`, in the file's order.
+fn relative_relocations<'d, R: object::ReadRef<'d>>(
+    object: &object::File<'d, R>,
+) -> Vec<(u64, u64)> {
     object
         .dynamic_relocations()
         .into_iter()
         .flatten()
-        .filter(|(at, relocation)| {
-            range.contains(at)
-                && matches!(
-                    relocation.flags(),
-                    object::RelocationFlags::Elf {
-                        r_type: object::elf::R_X86_64_RELATIVE
-                    }
-                )
+        .filter(|(_, relocation)| {
+            matches!(
+                relocation.flags(),
+                object::RelocationFlags::Elf {
+                    r_type: object::elf::R_X86_64_RELATIVE
+                }
+            )
         })
         .filter_map(|(at, relocation)| Some((at, u64::try_from(relocation.addend()).ok()?)))
         .collect()
+}
+
+/// The slots of `object`'s `.got` section among `relative` (see [`relative_relocations`]), each
+/// with the address it holds.
+fn got_slots<'r, 'd, R: object::ReadRef<'d>>(
+    object: &object::File<'d, R>,
+    relative: &'r [(u64, u64)],
+) -> impl Iterator<Item = (u64, u64)> + 'r {
+    let range = object
+        .section_by_name(".got")
+        .map_or(0..0, |got| got.address()..got.address() + got.size());
+    relative
+        .iter()
+        .filter(move |(at, _)| range.contains(at))
+        .copied()
 }
 
 /// What the code of a function at `address` refers to outside itself, each target once with
