@@ -289,14 +289,18 @@ pub(crate) fn spawn_background<T: Send + 'static>(
 
 /// Lowers the calling thread's priority to [`BACKGROUND_NICENESS`].
 fn lower_own_priority() {
-    // SAFETY: `setpriority` on this thread's own id (Linux gives each thread its own niceness),
-    // with no pointers; a failure only leaves the priority as it was.
+    // SAFETY: `gettid` has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    lower_priority(tid.cast_unsigned(), BACKGROUND_NICENESS);
+}
+
+/// Sets the niceness of the thread `id` (Linux gives each thread its own; a process's id is its
+/// main thread's) to `niceness` (`setpriority(2)`): a failure, or a thread that is gone, leaves
+/// things as they were.
+pub(crate) fn lower_priority(id: libc::id_t, niceness: i32) {
+    // SAFETY: `setpriority` takes no pointers.
     unsafe {
-        libc::setpriority(
-            libc::PRIO_PROCESS,
-            libc::gettid().cast_unsigned(),
-            BACKGROUND_NICENESS,
-        );
+        libc::setpriority(libc::PRIO_PROCESS, id, niceness);
     }
 }
 

@@ -538,8 +538,9 @@ fn read_build(
                     // 4 ms on the time service), which `cargo run` does not wait for either
                     // (it runs the program first). It is reaped in the background, and its
                     // exit work (freeing its state, saving its caches) gives way to the
-                    // program's start: on 2 cores, the two compete.
-                    lower_priority(child.id());
+                    // program's start (niceness 19, the lowest priority): on 2 cores, the two
+                    // compete.
+                    crate::process::lower_priority(child.id(), 19);
                     progress.finish();
                     stderr.wait_finished(std::time::Duration::from_millis(50));
                     let reaped = std::thread::Builder::new()
@@ -576,15 +577,6 @@ fn read_build(
         );
     }
     Ok(built)
-}
-
-/// Lowers the scheduling priority of the process `pid` (its main thread, which does its exit
-/// work) to the lowest, niceness 19 (`setpriority(2)`); a failure leaves it as it was.
-fn lower_priority(pid: libc::id_t) {
-    // SAFETY: `setpriority` takes no pointers; on a process that is gone it fails, harmlessly.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, pid, 19);
-    }
 }
 
 /// The process group of the [`EarlyBuild`] running, 0 when none: outside the terminal's
