@@ -570,16 +570,11 @@ impl Session {
         }
         if self.redirection.is_some() {
             // Redirected code uses the running program's statics (see `plan_redirects`).
-            let running = self.running.as_ref().expect("the changes stage saw it");
-            let edited: Vec<Refusal> = patch
-                .libs
-                .iter()
-                .filter(|lib| lib.compiled)
-                .filter_map(|lib| {
-                    let old = running.libs.code(&changes.host.locals, &lib.stem)?;
-                    Some(lib.code.as_ref()?.values_edited_since(&old, &crates))
+            let edited: Vec<Refusal> = self
+                .libs_edited(changes, &patch, |new, old| {
+                    new.values_edited_since(old, &crates)
                 })
-                .flatten()
+                .into_iter()
                 .map(|name| Refusal::StaticValue {
                     name,
                     exported: false,
@@ -732,27 +727,38 @@ impl Session {
         patch: &Patch,
         crates: &Crates,
     ) -> Vec<String> {
-        let Some(running) = &self.running else {
-            return Vec::new();
-        };
         let bin = patch
             .code
             .get()
             .zip(self.bin_base(patch))
             .map(|(code, base)| code.exported_values_edited_since(base, crates));
-        let libs = patch
+        let libs = self.libs_edited(changes, patch, |new, old| {
+            new.exported_values_edited_since(old, crates)
+        });
+        bin.into_iter().flatten().chain(libs).collect()
+    }
+
+    /// What `edited` finds (given the new code and the running code) in each library crate
+    /// `patch` compiled, where both are known, joined.
+    fn libs_edited(
+        &self,
+        changes: &Changes,
+        patch: &Patch,
+        edited: impl Fn(&CodeIndex, &CodeIndex) -> Vec<String>,
+    ) -> Vec<String> {
+        let Some(running) = &self.running else {
+            return Vec::new();
+        };
+        patch
             .libs
             .iter()
             .filter(|lib| lib.compiled)
             .filter_map(|lib| {
                 let old = running.libs.code(&changes.host.locals, &lib.stem)?;
-                Some(
-                    lib.code
-                        .as_ref()?
-                        .exported_values_edited_since(&old, crates),
-                )
-            });
-        bin.into_iter().chain(libs).flatten().collect()
+                Some(edited(lib.code.as_ref()?, &old))
+            })
+            .flatten()
+            .collect()
     }
 
     /// The crates whose code `patch` holds: the bin and the library crates it rebuilt.
