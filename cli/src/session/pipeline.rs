@@ -771,7 +771,7 @@ impl Session {
 
     /// The functions whose code `patch` changes since the running code (in every crate it
     /// compiled), split by whether a hot function reaches them: calls are followed across the
-    /// crates of the patch.
+    /// crates of the patch. Under redirection none is told apart: see [`Session::runs_once`].
     fn live_changes(&self, changes: &Changes, patch: &Patch, crates: &Crates) -> LiveChanges {
         let running = self.running.as_ref().expect("the changes stage saw it");
         // Unknown (`None`): the patch is sent, and every hot function counts as changed.
@@ -801,6 +801,14 @@ impl Session {
                 }))
                 .collect()
         });
+        if self.redirection.is_some() {
+            // Every changed function is redirected: what runs only once is told by the gate
+            // (`runs_once`), not by what hot functions reach.
+            return LiveChanges {
+                live: changed,
+                restart_only: Vec::new(),
+            };
+        }
         // A hot function new in the patch runs only where one the program has calls it.
         check::live_changes(changed, code.as_deref(), crates, self.running_hot.as_ref())
     }
