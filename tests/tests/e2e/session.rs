@@ -326,7 +326,7 @@ fn session_files_are_private_to_the_user_under_umask_000() {
     assert!(
         written
             .iter()
-            .any(|path| path.ends_with("baseline-symbols.json")),
+            .any(|path| path.ends_with("baseline-symbols.bin")),
         "{written:?}"
     );
     for path in &written {
