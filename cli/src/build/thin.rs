@@ -934,7 +934,7 @@ fn members(data: &[u8], path: &str) -> Result<Vec<(String, std::ops::Range<usize
 /// The codegen unit an rlib's object holds: its name without the build's own suffix (rustc
 /// names it `<crate>-<hash>.<unit>.<suffix>.rcgu.o`, and the suffix differs between two builds
 /// of the same code).
-fn codegen_unit(name: &str) -> &str {
+pub(super) fn codegen_unit(name: &str) -> &str {
     let base = name.strip_suffix(".rcgu.o").unwrap_or(name);
     base.rsplit_once('.').map_or(base, |(unit, _)| unit)
 }
