@@ -383,11 +383,13 @@ fn publish(output: &Path, session_dir: &Path, name: &str) -> anyhow::Result<Path
 /// only its patch's gate read. Each build writes every codegen unit's file again under names of
 /// its own (`<crate>.<codegen unit>.<build>.rcgu.dwo`), so that without this they would pile up
 /// with every patch. The files are listed now, before the next build writes its own, and
-/// deleted on another thread.
+/// deleted on a background thread (see [`crate::process::spawn_background`]: the build that
+/// starts now has the processors first).
 fn remove_split_debug_info(out_dir: &Path) {
     let stale = crate::check::dwarf::dwo_files(out_dir);
     if !stale.is_empty() {
-        std::thread::spawn(move || {
+        // Best effort: files left are deleted with the next build's.
+        let _ = crate::process::spawn_background("hotswap-clean", move || {
             for path in stale {
                 let _ = std::fs::remove_file(path);
             }
@@ -396,9 +398,10 @@ fn remove_split_debug_info(out_dir: &Path) {
 }
 
 /// Removes the directory `dir` (the last build's objects: hundreds of files in a large crate)
-/// without waiting for it: renamed aside at once, deleted on another thread, with what an earlier
-/// session that ended first left aside (one session at a time uses a work directory). Best
-/// effort: what cannot be renamed is removed in place.
+/// without waiting for it: renamed aside at once, deleted on a background thread (as in
+/// [`remove_split_debug_info`]), with what an earlier session that ended first left aside (one
+/// session at a time uses a work directory). Best effort: what cannot be renamed is removed in
+/// place.
 fn clear_aside(dir: &Path) {
     static ASIDE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let number = ASIDE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -415,7 +418,8 @@ fn clear_aside(dir: &Path) {
         parent.to_path_buf(),
         format!("{}.old-", name.to_string_lossy()),
     );
-    std::thread::spawn(move || {
+    // Best effort: what is left aside is deleted at the next build's.
+    let _ = crate::process::spawn_background("hotswap-clean", move || {
         let _ = std::fs::remove_dir_all(&aside);
         let earlier = std::fs::read_dir(&parent).into_iter().flatten().flatten();
         for entry in earlier {
