@@ -374,33 +374,54 @@ impl CodeIndex {
     /// of `previous` whose initial value differs here, as messages show them.
     pub(crate) fn exported_values_edited_since(
         &self,
-        previous: &CodeIndex,
+        previous: &BTreeMap<String, u64>,
         crates: &Crates,
     ) -> Vec<String> {
         self.edited_values(previous, crates, |name| unmangled_owner(name).is_some())
     }
 
+    /// The initial values of the statics with unmangled names (exported: the executable's
+    /// copy interposes every patch's), by symbol.
+    pub(crate) fn exported_values(&self) -> BTreeMap<String, u64> {
+        self.values
+            .iter()
+            .filter(|(name, _)| unmangled_owner(name).is_some())
+            .map(|(name, hash)| (name.clone(), *hash))
+            .collect()
+    }
+
+    /// Takes the initial values of the statics with unmangled names that `running` (the
+    /// [`CodeIndex::values`] of the code the program runs) gives: their values stay what the
+    /// program started with whatever a patch held (see [`CodeIndex::exported_values`]).
+    pub(crate) fn keep_exported_values(&mut self, running: &BTreeMap<String, u64>) {
+        for (name, hash) in running {
+            if unmangled_owner(name).is_some() {
+                self.values.insert(name.clone(), *hash);
+            }
+        }
+    }
+
     /// The statics of `previous` whose initial value differs here, as messages show them (new
     /// statics left out).
     pub(crate) fn values_edited_since(&self, previous: &CodeIndex, crates: &Crates) -> Vec<String> {
-        self.edited_values(previous, crates, |_| true)
+        self.edited_values(&previous.values, crates, |_| true)
     }
 
     /// The statics of `previous` that `keep` accepts (by symbol, demangled) whose initial
     /// value differs here, as messages show them.
     fn edited_values(
         &self,
-        previous: &CodeIndex,
+        previous: &BTreeMap<String, u64>,
         crates: &Crates,
         keep: impl Fn(&str) -> bool,
     ) -> Vec<String> {
         let kept: BTreeMap<String, u64> = self
             .values
             .iter()
-            .filter(|(name, _)| previous.values.contains_key(*name) && keep(name))
+            .filter(|(name, _)| previous.contains_key(*name) && keep(name))
             .map(|(name, hash)| (name.clone(), *hash))
             .collect();
-        changed(&kept, &previous.values, crates)
+        changed(&kept, previous, crates)
     }
 }
 

@@ -156,11 +156,18 @@ impl Session {
             )
             .flat_map(|code| code.static_names(&crates))
             .collect();
-        let (statics, functions): (Vec<String>, Vec<String>) = checked
-            .changed
-            .unwrap_or_else(|| display(&answer.functions))
-            .into_iter()
-            .partition(|name| statics.contains(name));
+        // When what changed is not known (the patch is compared with the program's own code),
+        // the program says which hot functions it switched, and the plan which functions it
+        // redirected.
+        let changed = checked.changed.unwrap_or_else(|| {
+            let mut names = display(&answer.functions);
+            names.extend(checked.planned.names().iter().cloned());
+            names.sort();
+            names.dedup();
+            names
+        });
+        let (statics, functions): (Vec<String>, Vec<String>) =
+            changed.into_iter().partition(|name| statics.contains(name));
         let applied = Applied {
             generation: answer.generation,
             functions,

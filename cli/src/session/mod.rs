@@ -170,10 +170,18 @@ impl LibState {
 
     /// Takes in the crates of a patch that the program runs now (or, with `--no-restart`, whose
     /// start-up-only changes wait): their code is the running code's from now on.
-    fn rebuilt(&mut self, libs: &[crate::build::patch::BuiltLib]) {
+    fn rebuilt(&mut self, libs: &[crate::build::patch::BuiltLib], locals: &LocalCrates) {
         for lib in libs.iter().filter(|lib| lib.compiled) {
             match &lib.code {
-                Some(code) => self.code.insert(lib.stem.clone(), code.clone()),
+                Some(code) => {
+                    let mut code = code.clone();
+                    // The values of exported statics stay the program's.
+                    if let Some(running) = self.code(locals, &lib.stem) {
+                        let values = running.values.clone();
+                        code.keep_exported_values(&values);
+                    }
+                    self.code.insert(lib.stem.clone(), code)
+                }
                 None => self.code.remove(&lib.stem),
             };
         }
@@ -408,6 +416,10 @@ struct Session {
     /// a function keeps the hash of the last fast build that compiled it), to tell which of
     /// them a patch changes.
     fast_baseline: Option<CodeIndex>,
+    /// The initial values of the bin crate's statics with unmangled names in the code the
+    /// program started with ([`CodeIndex::exported_values`]): the executable's copies, which
+    /// every patch reads whatever value it holds.
+    start_exported: std::collections::BTreeMap<String, u64>,
     /// The gate's reading of the last fast patch, started as soon as the file was in place.
     read_ahead: Option<crate::check::ReadAhead>,
     /// The text of the Rust files the baselines were built from, where it differs from
@@ -499,6 +511,7 @@ impl Session {
             scheduler: Scheduler::new(QUIET, SETTLE, MAX_WAIT),
             baseline: None,
             fast_baseline: None,
+            start_exported: Default::default(),
             read_ahead: None,
             base_texts: HashMap::new(),
             since_base: std::collections::BTreeSet::new(),

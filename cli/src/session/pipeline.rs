@@ -612,7 +612,7 @@ impl Session {
                 super::report::restart_only(&restart_only, self.redirection.is_some());
                 self.advance_baselines(patch.mode, patch.code.into_inner(), patch.reached);
                 if let Some(running) = &mut self.running {
-                    running.libs.rebuilt(&patch.libs);
+                    running.libs.rebuilt(&patch.libs, &running.build.locals);
                 }
             }
             return Err(Outcome::RestartOnly {
@@ -727,13 +727,15 @@ impl Session {
         patch: &Patch,
         crates: &Crates,
     ) -> Vec<String> {
+        // The bin crate's are compared with the values the program started with, never with
+        // an earlier patch's: one that left such a static out would have it compared with
+        // nothing.
         let bin = patch
             .code
             .get()
-            .zip(self.bin_base(patch))
-            .map(|(code, base)| code.exported_values_edited_since(base, crates));
+            .map(|code| code.exported_values_edited_since(&self.start_exported, crates));
         let libs = self.libs_edited(changes, patch, |new, old| {
-            new.exported_values_edited_since(old, crates)
+            new.exported_values_edited_since(&old.values, crates)
         });
         bin.into_iter().flatten().chain(libs).collect()
     }
@@ -898,7 +900,7 @@ impl Session {
                 }
                 self.advance_baselines(mode, code, reached);
                 if let Some(running) = &mut self.running {
-                    running.libs.rebuilt(&libs);
+                    running.libs.rebuilt(&libs, &running.build.locals);
                 }
                 self.running_hot = Some(hot);
                 Outcome::Applied(applied)

@@ -261,25 +261,35 @@ impl Session {
         if fast.is_none() && full.is_none() {
             self.running_hot = None;
         }
+        // The host's own objects: an rlib's, whose calls of generic functions may name other
+        // instances than a patch's.
+        let host_rlib = || {
+            let rlib = self
+                .work
+                .root
+                .join("rlib")
+                .join(format!("lib{}.rlib", build.capture.stem()));
+            crate::check::code::CodeIndex::read_rlib(&rlib, &self.project.crate_name).ok()
+        };
+        // The values of the exported statics: from the code of a baseline built from the
+        // running sources (a fast build compiles every exported item too), else (a save while
+        // the program started) from the host's own objects.
+        self.start_exported = full
+            .as_ref()
+            .or(fast.as_ref())
+            .map(crate::check::code::CodeIndex::exported_values)
+            .or_else(|| host_rlib().map(|code| code.exported_values()))
+            .unwrap_or_default();
         self.fast_baseline = fast;
         let local = self.local_crates();
         if let Some(redirection) = &mut self.redirection {
             // The code the program runs: the full baseline when it was built from the running
-            // sources; else (a save while the program started) the host's own objects. Those
-            // are an rlib's, whose calls of generic functions may name other instances than a
-            // patch's: more functions compare as changed (and are redirected to the same code),
-            // never fewer.
+            // sources; else the host's own objects: more functions compare as changed (and
+            // are redirected to the same code), never fewer.
             let host_code = full
                 .clone()
                 .filter(|_| std::env::var_os("HOTSWAP_DEBUG_RLIB").is_none())
-                .or_else(|| {
-                    let rlib = self
-                        .work
-                        .root
-                        .join("rlib")
-                        .join(format!("lib{}.rlib", build.capture.stem()));
-                    crate::check::code::CodeIndex::read_rlib(&rlib, &self.project.crate_name).ok()
-                });
+                .or_else(host_rlib);
             let pid = self
                 .running
                 .as_ref()

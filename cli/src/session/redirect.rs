@@ -60,6 +60,11 @@ pub(super) struct Planned {
 }
 
 impl Planned {
+    /// The functions (display names) the redirections make run.
+    pub(super) fn names(&self) -> &BTreeSet<String> {
+        &self.names
+    }
+
     /// Whether a closure or an `async` body is among the redirected functions.
     fn has_closures(&self) -> bool {
         self.names.iter().any(|name| name.contains("::{closure}"))

@@ -549,7 +549,8 @@ fn a_new_value_of_a_static_is_refused_under_redirection_and_the_program_restarts
 /// "Unchanged: nothing to patch", or under `--redirect` "Patched" while the old code ran on. A
 /// `#[unsafe(no_mangle)]` static beside it is exported, so every patch reads the program's copy:
 /// a new initial value is refused in both modes (HS0110), and the program restarts with it
-/// (before, "Patched" while the old value was read on).
+/// (before, "Patched" while the old value was read on); so is a new value brought back by a
+/// patch after another left the static out.
 #[test]
 fn an_edit_of_an_unmangled_function_takes_effect_in_the_same_process() {
     for redirect in [false, true] {
@@ -590,18 +591,56 @@ fn an_edit_of_an_unmangled_function_takes_effect_in_the_same_process() {
         );
         let restarted = restarted_address(&mut session);
         wait_time_suffix(&restarted, " v2 s8", &session);
+
+        // A patch that leaves the static out, then one that brings it back with a new value:
+        // the restarted program's copy, 8, is still what every patch reads (before, the second
+        // patch was compared with the first, which had no such static, and was "Patched" while
+        // 8 was read on).
+        let unit = |value: u32| {
+            format!(
+                "/// The unit the time format shows.\n#[unsafe(no_mangle)]\n\
+                 pub static CLOCK_UNIT: u32 = {value};\n\n"
+            )
+        };
+        project.edit_all(
+            MAIN,
+            &[
+                (&unit(8), ""),
+                ("clock_version(), CLOCK_UNIT)", "clock_version(), 0)"),
+            ],
+        );
+        wait_time_suffix(&restarted, " v2 s0", &session);
+        project.edit_all(
+            MAIN,
+            &[
+                (STATUS_DOC, &format!("{}{STATUS_DOC}", unit(9))),
+                ("clock_version(), 0)", "clock_version(), CLOCK_UNIT)"),
+            ],
+        );
+        session.wait_stderr_count(EDIT_DEADLINE, "Restarting [HS0110]", 2);
+        assert_eq!(
+            status_messages(&session.stderr(), "Refused").len(),
+            2,
+            "redirect={redirect}\n{}",
+            session.stderr()
+        );
+        wait_time_suffix(&nth_address(&mut session, 3), " v2 s9", &session);
     }
 }
 
 /// The address the time service of `session` listens on once it restarted: its second
 /// `listening on` line, waited for.
 fn restarted_address(session: &mut hotswap_tests::Session) -> String {
+    nth_address(session, 2)
+}
+
+/// The address in the `n`th `listening on` line of the time service of `session`, waited for.
+fn nth_address(session: &mut hotswap_tests::Session, n: usize) -> String {
     session.wait_stdout(START_DEADLINE, |out| {
-        let listening: Vec<&str> = out
-            .lines()
+        out.lines()
             .filter_map(|l| l.strip_prefix("listening on http://"))
-            .collect();
-        (listening.len() > 1).then(|| listening[listening.len() - 1].to_owned())
+            .nth(n - 1)
+            .map(str::to_owned)
     })
 }
 
