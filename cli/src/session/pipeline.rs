@@ -727,17 +727,42 @@ impl Session {
         patch: &Patch,
         crates: &Crates,
     ) -> Vec<String> {
-        // The bin crate's are compared with the values the program started with, never with
-        // an earlier patch's: one that left such a static out would have it compared with
-        // nothing.
-        let bin = patch
+        let new: Vec<&CodeIndex> = patch
             .code
             .get()
-            .map(|code| code.exported_values_edited_since(&self.start_exported, crates));
-        let libs = self.libs_edited(changes, patch, |new, old| {
-            new.exported_values_edited_since(&old.values, crates)
-        });
-        bin.into_iter().flatten().chain(libs).collect()
+            .into_iter()
+            .chain(
+                patch
+                    .libs
+                    .iter()
+                    .filter(|lib| lib.compiled)
+                    .filter_map(|lib| lib.code.as_ref()),
+            )
+            .collect();
+        if new.iter().all(|code| code.exported_values().is_empty()) {
+            return Vec::new();
+        }
+        // Compared with the values the program started with, never with an earlier patch's
+        // (one that left such a static out would have it compared with nothing), and whichever
+        // crate defined it: an unmangled name is one symbol in the whole program, and a
+        // static moved to another crate is still the executable's copy.
+        let mut start = self.start_exported.clone();
+        if let Some(running) = &self.running {
+            for krate in &changes.host.locals.crates {
+                if let Some(code) = running.libs.code(&changes.host.locals, &krate.stem) {
+                    for (name, hash) in code.exported_values() {
+                        start.entry(name).or_insert(hash);
+                    }
+                }
+            }
+        }
+        let mut edited: Vec<String> = new
+            .iter()
+            .flat_map(|code| code.exported_values_edited_since(&start, crates))
+            .collect();
+        edited.sort();
+        edited.dedup();
+        edited
     }
 
     /// What `edited` finds (given the new code and the running code) in each library crate

@@ -628,6 +628,73 @@ fn an_edit_of_an_unmangled_function_takes_effect_in_the_same_process() {
     }
 }
 
+/// A static with an unmangled name is one symbol in the whole program: moved from a library
+/// crate into the bin with a new value (one patch removes it from `leaf`, the next defines it in
+/// `app`), the executable's copy still holds the old value, and every patch reads it. The new
+/// value is refused (HS0110) and the program restarts with it. Before, the bin's values were
+/// compared with the bin's only: "Patched" while the old value was read on.
+#[test]
+fn an_exported_static_moved_to_another_crate_with_a_new_value_is_refused() {
+    let project = Project::copy("workspace");
+    project.edit_all(
+        "leaf/src/lib.rs",
+        &[(
+            "/// A word that the tests edit.",
+            "/// A unit that the tests move.\n#[unsafe(no_mangle)]\n\
+             pub static MOVED_UNIT: u32 = 7;\n\n\
+             /// The unit.\npub fn unit() -> u32 {\n    MOVED_UNIT\n}\n\n\
+             /// A word that the tests edit.",
+        )],
+    );
+    project.edit_all(
+        "app/src/main.rs",
+        &[
+            ("\"mid={} text", "\"unit={} mid={} text"),
+            (
+                "        mid::describe(),",
+                "        leaf::unit(),\n        mid::describe(),",
+            ),
+        ],
+    );
+    let mut session = project.run(&[]);
+    wait_tick(&mut session, START_DEADLINE, &["unit=7 "]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    project.edit_all(
+        "leaf/src/lib.rs",
+        &[
+            (
+                "/// A unit that the tests move.\n#[unsafe(no_mangle)]\n\
+                 pub static MOVED_UNIT: u32 = 7;\n\n",
+                "",
+            ),
+            ("    MOVED_UNIT\n", "    0\n"),
+        ],
+    );
+    wait_tick(&mut session, EDIT_DEADLINE, &["gen=1 ", "unit=0 "]);
+    project.edit_all(
+        "app/src/main.rs",
+        &[
+            (
+                "fn main() {",
+                "/// The unit, moved here.\n#[unsafe(no_mangle)]\n\
+                 pub static MOVED_UNIT: u32 = 8;\n\nfn main() {",
+            ),
+            ("        leaf::unit(),", "        MOVED_UNIT,"),
+        ],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0110]");
+    assert_eq!(
+        status_messages(&session.stderr(), "Refused"),
+        [
+            "     Refused [HS0110] static `MOVED_UNIT` has a new initial value\n             \
+             its unmangled name is exported, so every patch uses the running program's \
+             copy, which keeps the value it holds; the new value is the program's once it \
+             starts again"
+        ]
+    );
+    wait_tick(&mut session, START_DEADLINE, &["gen=0 ", "unit=8 "]);
+}
+
 /// The address the time service of `session` listens on once it restarted: its second
 /// `listening on` line, waited for.
 fn restarted_address(session: &mut hotswap_tests::Session) -> String {
