@@ -581,12 +581,7 @@ fn an_edit_of_an_unmangled_function_takes_effect_in_the_same_process() {
         session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0110]");
         assert_eq!(
             status_messages(&session.stderr(), "Refused"),
-            [
-                "     Refused [HS0110] static `CLOCK_UNIT` has a new initial value\n             \
-                 its unmangled name is exported, so every patch uses the running program's \
-                 copy, which keeps the value it holds; the new value is the program's once it \
-                 starts again"
-            ],
+            [exported_value_refused("CLOCK_UNIT")],
             "redirect={redirect}"
         );
         let restarted = restarted_address(&mut session);
@@ -685,14 +680,18 @@ fn an_exported_static_moved_to_another_crate_with_a_new_value_is_refused() {
     session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0110]");
     assert_eq!(
         status_messages(&session.stderr(), "Refused"),
-        [
-            "     Refused [HS0110] static `MOVED_UNIT` has a new initial value\n             \
-             its unmangled name is exported, so every patch uses the running program's \
-             copy, which keeps the value it holds; the new value is the program's once it \
-             starts again"
-        ]
+        [exported_value_refused("MOVED_UNIT")]
     );
     wait_tick(&mut session, START_DEADLINE, &["gen=0 ", "unit=8 "]);
+}
+
+/// The `Refused` message of a new value of the exported static `name` (HS0110).
+fn exported_value_refused(name: &str) -> String {
+    format!(
+        "     Refused [HS0110] static `{name}` has a new initial value\n             \
+         its unmangled name is exported, so every patch uses the running program's copy, which \
+         keeps the value it holds; the new value is the program's once it starts again"
+    )
 }
 
 /// The address the time service of `session` listens on once it restarted: its second
