@@ -47,13 +47,17 @@ pub(crate) fn find_main_symbol(rlib: &Path, crate_name: &str) -> anyhow::Result<
     )
 }
 
-/// Whether the object file at `path` is rustc's allocator shim (it defines `__rust_alloc`).
-/// Unreadable files are not: the link then reports them itself.
+/// Whether the object file at `path` is rustc's allocator shim: it defines
+/// `__rustc::__rust_no_alloc_shim_is_unstable_v2` (rustc 1.95; the suffix is not compared). The
+/// shim defines `__rust_alloc` and the like too, unless the crate linked defines the global
+/// allocator itself (`#[global_allocator]`): a codegen unit of the crate then defines those.
+/// Unreadable files are not the shim: the link then reports them itself.
 ///
 /// Every object of a patch's link is asked, so only the file's symbol table is read, and only
-/// names that spell `__rust_alloc` are demangled: reading and demangling the medium benchmark
+/// names that spell the marker are demangled: reading and demangling the medium benchmark
 /// fixture's 256 objects whole took 20 ms of every patch's link.
 pub(crate) fn is_allocator_shim(path: &Path) -> bool {
+    const MARKER: &str = "__rust_no_alloc_shim_is_unstable";
     let Ok(data) = std::fs::read(path) else {
         return false;
     };
@@ -63,9 +67,10 @@ pub(crate) fn is_allocator_shim(path: &Path) -> bool {
     file.symbols().any(|symbol| {
         symbol.is_definition()
             && symbol.name().is_ok_and(|name| {
-                name.contains("__rust_alloc") && {
+                name.contains(MARKER) && {
                     let demangled = demangle(name);
-                    demangled == "__rust_alloc" || demangled.ends_with("::__rust_alloc")
+                    let last = demangled.rsplit("::").next().unwrap_or(&demangled);
+                    last.starts_with(MARKER)
                 }
             })
     })

@@ -265,6 +265,10 @@ fn link_host(capture: &Capture, work_root: &Path, shim: &Path, rlib: &Path) -> a
         .env(
             super::thin::HOST_LIBS_DIR_ENV,
             super::thin::host_libs_dir(work_root),
+        )
+        .env(
+            link::ALLOCATOR_SHIM_COPY_ENV,
+            work_root.join("allocator-shim.o"),
         );
     run_quiet(command.stdout(Stdio::null()), "linking the host")
 }

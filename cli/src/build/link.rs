@@ -34,6 +34,10 @@ pub(crate) const PATCH_RLIBS_ENV: &str = "HOTSWAP_PATCH_RLIBS";
 /// jumps to any of them), not only what its exported hot functions reach.
 pub(crate) const KEEP_CODE_ENV: &str = "HOTSWAP_KEEP_CODE";
 
+/// Host mode: where to write the copy of rustc's allocator shim whose definitions are weak (see
+/// [`weak_allocator_shim`]).
+pub(crate) const ALLOCATOR_SHIM_COPY_ENV: &str = "HOTSWAP_ALLOCATOR_SHIM_COPY";
+
 /// Patch mode: the file, beside the objects directory, that names the codegen unit of rustc's
 /// allocator shim at the last link (see [`allocator_shim`]).
 const ALLOCATOR_SHIM_UNIT: &str = "allocator-shim-unit";
@@ -70,6 +74,17 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
                 // crates they rebuild whole (each of their symbols counts as changed).
                 let _ = std::fs::remove_dir_all(&dir);
                 eprintln!("warning: cargo-hotswap linker wrapper: {err:#}");
+            }
+        }
+    }
+    if mode == Mode::Host
+        && let Some(copy) = std::env::var_os(ALLOCATOR_SHIM_COPY_ENV)
+    {
+        match weak_allocator_shim(args.clone(), Path::new(&copy)) {
+            Ok(weak) => args = weak,
+            Err(err) => {
+                eprintln!("error: cargo-hotswap linker wrapper: {err}");
+                return ExitCode::FAILURE;
             }
         }
     }
@@ -140,6 +155,36 @@ fn host_args(args: Vec<String>) -> Vec<String> {
     }
     out.push("-rdynamic".to_owned());
     out
+}
+
+/// Host mode: `args` with rustc's allocator shim replaced by a copy at `copy` whose
+/// definitions are weak (see [`super::thin::weak_definitions`]); `args` as they are without a
+/// shim.
+///
+/// rustc links the host's shim crate, which names the bin crate's rlib as a native library
+/// (see [`super::compile`]), so it does not know that the bin crate may define the global
+/// allocator (`#[global_allocator]`): the allocator shim it adds then defines `__rust_alloc`
+/// and the like as well as the rlib, and the link failed with duplicate symbols. Weak, the
+/// shim's definitions give way to the crate's, and serve when the crate has none. The copy is
+/// written because the object may be a hard link into rustc's incremental cache.
+///
+/// # Errors
+///
+/// When the shim cannot be read or the copy written; the message names the file.
+fn weak_allocator_shim(mut args: Vec<String>, copy: &Path) -> Result<Vec<String>, String> {
+    let Some(shim) = allocator_shim(&args, None).map(str::to_owned) else {
+        return Ok(args);
+    };
+    let bytes = std::fs::read(&shim).map_err(|err| format!("cannot read `{shim}`: {err}"))?;
+    let weak = super::thin::weak_definitions(&bytes)
+        .map_err(|err| format!("malformed allocator shim `{shim}`: {err}"))?;
+    super::capture::write_private(copy, &weak).map_err(|err| format!("{err:#}"))?;
+    for arg in &mut args {
+        if *arg == shim {
+            *arg = copy.display().to_string();
+        }
+    }
+    Ok(args)
 }
 
 /// The object among `args` that is rustc's allocator shim (see

@@ -190,6 +190,54 @@ pub(crate) fn export_hidden(rlib: &Path) -> anyhow::Result<usize> {
 ///
 /// When the object's section or symbol tables are malformed.
 fn hidden_symbols(bytes: &[u8]) -> Result<Vec<usize>, String> {
+    Ok(symbol_entries(bytes, |symbol| {
+        let exportable = if symbol.st_shndx(LE) != elf::SHN_UNDEF {
+            matches!(symbol.st_type(), elf::STT_FUNC | elf::STT_OBJECT)
+        } else {
+            symbol.st_type() == elf::STT_NOTYPE
+        };
+        exportable
+            && matches!(symbol.st_bind(), elf::STB_GLOBAL | elf::STB_WEAK)
+            && symbol.st_visibility() == elf::STV_HIDDEN
+    })?
+    .into_iter()
+    // `st_other` is the sixth byte of an `Elf64_Sym`.
+    .map(|entry| entry + 5)
+    .collect())
+}
+
+/// The ELF object `bytes` with every global definition made weak (`st_info`'s binding, in
+/// place: sizes and offsets stay as they are), so that a strong definition of the same name
+/// elsewhere in the link takes precedence instead of being a duplicate. Not an ELF object: an
+/// error.
+///
+/// # Errors
+///
+/// When `bytes` is not a 64-bit ELF object or its tables are malformed.
+pub(crate) fn weak_definitions(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    if elf::FileHeader64::<LE>::parse(bytes).is_err() {
+        return Err("not a 64-bit ELF object".to_owned());
+    }
+    let mut out = bytes.to_vec();
+    for entry in symbol_entries(bytes, |symbol| {
+        symbol.st_shndx(LE) != elf::SHN_UNDEF && symbol.st_bind() == elf::STB_GLOBAL
+    })? {
+        // `st_info` is the fifth byte of an `Elf64_Sym`: binding in the high nibble.
+        out[entry + 4] = (elf::STB_WEAK << 4) | (out[entry + 4] & 0xf);
+    }
+    Ok(out)
+}
+
+/// The file offsets in the ELF object `bytes` of the symbol table entries (`Elf64_Sym`) for
+/// which `wanted` holds. Not an ELF object: none.
+///
+/// # Errors
+///
+/// When the object's section or symbol tables are malformed.
+fn symbol_entries(
+    bytes: &[u8],
+    wanted: impl Fn(&elf::Sym64<LE>) -> bool,
+) -> Result<Vec<usize>, String> {
     let Ok(header) = elf::FileHeader64::<LE>::parse(bytes) else {
         return Ok(Vec::new());
     };
@@ -204,21 +252,13 @@ fn hidden_symbols(bytes: &[u8]) -> Result<Vec<usize>, String> {
         let symbols: &[elf::Sym64<LE>] = section
             .data_as_array(LE, bytes)
             .map_err(|err| err.to_string())?;
-        for (index, symbol) in symbols.iter().enumerate() {
-            let defined = symbol.st_shndx(LE) != elf::SHN_UNDEF;
-            let exportable = if defined {
-                matches!(symbol.st_type(), elf::STT_FUNC | elf::STT_OBJECT)
-            } else {
-                symbol.st_type() == elf::STT_NOTYPE
-            };
-            if exportable
-                && matches!(symbol.st_bind(), elf::STB_GLOBAL | elf::STB_WEAK)
-                && symbol.st_visibility() == elf::STV_HIDDEN
-            {
-                // `st_other` is the sixth byte of an `Elf64_Sym`.
-                found.push(table + index * entry + 5);
-            }
-        }
+        found.extend(
+            symbols
+                .iter()
+                .enumerate()
+                .filter(|(_, symbol)| wanted(symbol))
+                .map(|(index, _)| table + index * entry),
+        );
     }
     Ok(found)
 }

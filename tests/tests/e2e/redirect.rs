@@ -542,6 +542,79 @@ fn a_new_value_of_a_static_is_refused_under_redirection_and_the_program_restarts
     wait_time_prefix(&restarted_address(&mut session), "Time now: ");
 }
 
+/// The items of a counting global allocator, which the time service's status line shows.
+const COUNTING_ALLOCATOR: &str = "mod counting {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+    pub struct Counting;
+
+    // SAFETY: forwards to the system allocator.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: the caller's contract is the system allocator's.
+            unsafe { System.alloc(layout) }
+        }
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            // SAFETY: the caller's contract is the system allocator's.
+            unsafe { System.dealloc(ptr, layout) }
+        }
+    }
+
+    #[global_allocator]
+    static GLOBAL: Counting = Counting;
+}";
+
+/// The number of allocations a `/time` answer of the counting time service shows.
+fn allocations(answer: &str) -> u64 {
+    answer
+        .rsplit(", ")
+        .next()
+        .and_then(|count| count.strip_suffix(" allocations"))
+        .and_then(|count| count.parse().ok())
+        .unwrap_or_else(|| panic!("no count of allocations in {answer:?}"))
+}
+
+/// The time service with a global allocator of its own (`#[global_allocator]` in the bin crate,
+/// counting the allocations made) and its marks removed, under `--redirect`: the host builds
+/// (it failed to link, with `__rust_alloc` defined twice) and the status line shows the
+/// program's count; an edit of the status line takes effect in the same process and reads the
+/// same count on, and an edit of the allocator's own `alloc` takes effect too (each allocation
+/// then counts 1000).
+#[test]
+fn a_program_with_its_own_global_allocator_is_built_and_patched() {
+    let project = time_service_with(
+        COUNTING_ALLOCATOR,
+        "    let count = counting::ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed);\n    \
+         format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC, {count} allocations\")",
+    );
+    assert!(project.remove_hot_marks() > 0);
+    let (mut session, addr) = start_service(&project, &[]);
+    let before = allocations(&wait_time_prefix(&addr, "The time is "));
+    assert!(before > 0, "the program's allocator counted nothing");
+    project.edit(MAIN, "\"The time is ", "\"Time now: ");
+    let after = allocations(&wait_time_prefix(&addr, "Time now: "));
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: format_time");
+    assert!(after > before, "{before} allocations, then {after}");
+    let pid = get(&addr, "/pid").unwrap();
+
+    project.edit(MAIN, "fetch_add(1,", "fetch_add(1000,");
+    session.wait_stderr(
+        EDIT_DEADLINE,
+        "generation 2: <counting::Counting as core::alloc::global::GlobalAlloc>::alloc",
+    );
+    let first = allocations(&get(&addr, "/time").unwrap());
+    let second = allocations(&get(&addr, "/time").unwrap());
+    assert!(
+        second >= first + 1000,
+        "one request allocated less than 1000: {first} allocations, then {second}"
+    );
+    assert_eq!(get(&addr, "/pid").unwrap(), pid, "the process changed");
+}
+
 /// A `#[unsafe(no_mangle)] extern "C"` function, whose symbol names no crate, called by the time
 /// format: an edit of its body takes effect in the same process and is named in the `Patched`
 /// line, through the hot function `format_time` (which the patch's calls reach) and, with the
