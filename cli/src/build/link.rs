@@ -293,6 +293,11 @@ fn keep_objects(args: &[String], dir: &Path) -> Result<(), String> {
             continue;
         };
         let to = dir.join(name);
+        if same_file(from, &to) {
+            // rustc took the object from its incremental cache, as at the last link: the link
+            // kept then is this one (most objects of a patch; it spares two directory writes).
+            continue;
+        }
         // Never written through: a file of that name is another build's hard link, maybe to
         // rustc's incremental cache.
         let _ = std::fs::remove_file(&to);
@@ -308,6 +313,15 @@ fn keep_objects(args: &[String], dir: &Path) -> Result<(), String> {
         })?;
     }
     Ok(())
+}
+
+/// Whether `a` and `b` are links to one file (device and inode); `false` when either is missing.
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// `@file` arguments (a response file, one argument a line, `\` escapes) become their contents.
