@@ -102,6 +102,19 @@ pub(crate) struct Patch {
     pub(crate) thread_local_accessors: Vec<String>,
 }
 
+impl Patch {
+    /// The code indexes of every crate the patch compiled: the bin crate's (when it could be
+    /// read), then the library crates'.
+    pub(crate) fn codes(&self) -> impl Iterator<Item = &CodeIndex> {
+        self.code.get().into_iter().chain(
+            self.libs
+                .iter()
+                .filter(|lib| lib.compiled)
+                .filter_map(|lib| lib.code.as_ref()),
+        )
+    }
+}
+
 /// A [`CodeIndex`] that may still be being read on another thread: [`PendingIndex::get`] waits
 /// for it. The index of the medium benchmark fixture's objects takes 3 to 8 ms after each patch
 /// build, which the session spends on the source diff and the patch's line tables meanwhile.

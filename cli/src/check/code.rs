@@ -674,7 +674,7 @@ pub(crate) fn linkage(data: &[u8]) -> anyhow::Result<Linkage> {
 
 /// Whether `section` holds data that code may write: statics and thread-locals, not what is
 /// written only while the program is loaded (`.data.rel.ro`: vtables, panic locations).
-fn is_mutable(section: &object::Section<'_, '_>) -> bool {
+pub(crate) fn is_mutable(section: &object::Section<'_, '_>) -> bool {
     matches!(
         section.kind(),
         SectionKind::Data

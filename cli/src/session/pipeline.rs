@@ -649,7 +649,7 @@ impl Session {
             planned => planned?,
         };
         self.check_states(changes, &patch, &planned)?;
-        self.patch_statics(&patch, &crates, &planned.bound);
+        self.patch_statics(changes, &patch, &crates, &planned.bound);
         Ok(Checked {
             number: self.next_patch,
             functions: accepted.functions,
@@ -663,9 +663,12 @@ impl Session {
     }
 
     /// Warns about the statics and thread-locals of the crates `patch` compiled, which start
-    /// fresh in it, but those it shares with the running program (`bound`).
+    /// fresh in it, but those it shares with the running program (`bound`). A static with an
+    /// unmangled name is the executable's, shared by every patch, when the program started
+    /// with it; one added since is each patch's own like any other.
     fn patch_statics(
         &mut self,
+        changes: &Changes,
         patch: &Patch,
         crates: &Crates,
         bound: &std::collections::BTreeSet<String>,
@@ -673,7 +676,19 @@ impl Session {
         if let Some(code) = patch.code.get() {
             // A static the patch file does not define (a thin patch leaves the codegen units
             // the edit did not compile again to the running program) is the program's.
-            let symbols = defined_symbols(&patch.path);
+            let defined_here = defined_symbols(&patch.path);
+            let started = self.start_exported_values(changes);
+            let added_exported = patch
+                .codes()
+                .flat_map(|code| code.exported_values().into_keys())
+                .filter(|name| !started.contains_key(name))
+                .filter(|name| {
+                    defined_here
+                        .iter()
+                        .any(|(symbol, writable)| *writable && symbol == name)
+                })
+                .collect::<Vec<_>>();
+            let symbols: Vec<String> = defined_here.into_iter().map(|(name, _)| name).collect();
             let defined = |crate_name: &str| -> std::collections::BTreeSet<String> {
                 // Both manglings spell a crate's name with its length first: the other
                 // symbols (most of a workspace patch's) need no demangling.
@@ -706,6 +721,7 @@ impl Session {
                         .filter(|name| !bound.contains(name)),
                 );
             }
+            statics.extend(added_exported);
             self.fresh_statics(&statics);
         }
     }
@@ -727,25 +743,28 @@ impl Session {
         patch: &Patch,
         crates: &Crates,
     ) -> Vec<String> {
-        let new: Vec<&CodeIndex> = patch
-            .code
-            .get()
-            .into_iter()
-            .chain(
-                patch
-                    .libs
-                    .iter()
-                    .filter(|lib| lib.compiled)
-                    .filter_map(|lib| lib.code.as_ref()),
-            )
-            .collect();
+        let new: Vec<&CodeIndex> = patch.codes().collect();
         if new.iter().all(|code| code.exported_values().is_empty()) {
             return Vec::new();
         }
         // Compared with the values the program started with, never with an earlier patch's
-        // (one that left such a static out would have it compared with nothing), and whichever
-        // crate defined it: an unmangled name is one symbol in the whole program, and a
-        // static moved to another crate is still the executable's copy.
+        // (one that left such a static out would have it compared with nothing).
+        let start = self.start_exported_values(changes);
+        let mut edited: Vec<String> = new
+            .iter()
+            .flat_map(|code| code.exported_values_edited_since(&start, crates))
+            .collect();
+        edited.sort();
+        edited.dedup();
+        edited
+    }
+
+    /// The statics with unmangled names that the program started with (the executable's,
+    /// which every patch's code uses), by symbol, with the hash of their initial values: those
+    /// of every local crate, whichever crate defines one now (an unmangled name is one symbol
+    /// in the whole program, and a static moved to another crate is still the executable's
+    /// copy).
+    fn start_exported_values(&self, changes: &Changes) -> std::collections::BTreeMap<String, u64> {
         let mut start = self.start_exported.clone();
         if let Some(running) = &self.running {
             for krate in &changes.host.locals.crates {
@@ -756,13 +775,7 @@ impl Session {
                 }
             }
         }
-        let mut edited: Vec<String> = new
-            .iter()
-            .flat_map(|code| code.exported_values_edited_since(&start, crates))
-            .collect();
-        edited.sort();
-        edited.dedup();
-        edited
+        start
     }
 
     /// What `edited` finds (given the new code and the running code) in each library crate
@@ -1020,8 +1033,9 @@ impl Session {
 }
 
 /// The names of the symbols that the module at `path` (a patch file) defines, from its symbol
-/// table; empty when it cannot be read (then no static counts as the patch's own).
-fn defined_symbols(path: &std::path::Path) -> Vec<String> {
+/// table, each with whether it is in writable data (a static's or thread-local's state); empty
+/// when it cannot be read (then no static counts as the patch's own).
+fn defined_symbols(path: &std::path::Path) -> Vec<(String, bool)> {
     use object::{Object, ObjectSymbol};
     let Ok(data) = std::fs::read(path) else {
         return Vec::new();
@@ -1031,6 +1045,12 @@ fn defined_symbols(path: &std::path::Path) -> Vec<String> {
     };
     file.symbols()
         .filter(|symbol| symbol.is_definition())
-        .filter_map(|symbol| symbol.name().ok().map(str::to_owned))
+        .filter_map(|symbol| {
+            let writable = symbol
+                .section_index()
+                .and_then(|index| file.section_by_index(index).ok())
+                .is_some_and(|section| check::code::is_mutable(&section));
+            symbol.name().ok().map(|name| (name.to_owned(), writable))
+        })
         .collect()
 }

@@ -4,7 +4,7 @@
 use hotswap_tests::{EDIT_DEADLINE, Project, START_DEADLINE, get, status_messages};
 
 use crate::{
-    tick_before, tick_field, wait_first_tick, wait_tick, wait_tick_of_new_process,
+    number, tick_before, tick_field, wait_first_tick, wait_tick, wait_tick_of_new_process,
     wait_tick_of_same_process, wait_time_prefix,
 };
 
@@ -46,6 +46,17 @@ fn start_with(project: &Project, args: &[&str]) -> (hotswap_tests::Session, Stri
     let addr = session.wait_listening();
     session.wait_stderr(START_DEADLINE, "    Watching ");
     (session, addr)
+}
+
+/// Starts `cargo hotswap run` on `project`, a service, as [`start_with`] does: with its `#[hot]`
+/// marks removed and `--redirect` when `redirect`, else as it is.
+fn start_in_mode(project: &Project, redirect: bool) -> (hotswap_tests::Session, String) {
+    if redirect {
+        assert!(project.remove_hot_marks() > 0);
+        start_with(project, &["--redirect"])
+    } else {
+        start_with(project, &[])
+    }
 }
 
 /// Removes the dependency on the runtime crate from the project's manifest.
@@ -542,6 +553,63 @@ fn a_new_value_of_a_static_is_refused_under_redirection_and_the_program_restarts
     wait_time_prefix(&restarted_address(&mut session), "Time now: ");
 }
 
+/// A `#[unsafe(no_mangle)]` static the program started with is the executable's, which every
+/// patch uses: an edit of the function that counts with it is patched without a warning, and
+/// the count goes on. One added while the program runs is each patch's own copy, like any
+/// static of the crate: the patch that adds it says that it starts fresh (HS0501; before, it
+/// was silent, and the count started again at every later patch). In both modes.
+#[test]
+fn an_unmangled_static_added_while_the_program_runs_is_announced_as_starting_fresh() {
+    for redirect in [false, true] {
+        let project = time_service_with(
+            "/// Answers given.\n#[unsafe(no_mangle)]\n\
+             pub static SEEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);",
+            "    let seen = SEEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;\n    \
+             format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC seen={seen}\")",
+        );
+        let (mut session, addr) = start_in_mode(&project, redirect);
+        let seen = |answer: &str| number(answer, "seen");
+        let before = seen(&wait_time_prefix(&addr, "The time is "));
+        project.edit(MAIN, "\"The time is ", "\"Time now: ");
+        let after = seen(&wait_time_prefix(&addr, "Time now: "));
+        assert!(
+            after > before,
+            "redirect={redirect}: seen {before}, then {after}"
+        );
+        session.wait_stderr(EDIT_DEADLINE, "generation 1: format_time");
+        session.assert_stderr_lacks("HS0501");
+
+        project.edit_all(
+            MAIN,
+            &[
+                (
+                    STATUS_DOC,
+                    &format!(
+                        "/// Answers given with the new format.\n#[unsafe(no_mangle)]\n\
+                         pub static NEWLY: std::sync::atomic::AtomicU32 = \
+                         std::sync::atomic::AtomicU32::new(0);\n\n{STATUS_DOC}"
+                    ),
+                ),
+                (
+                    "UTC seen={seen}\")",
+                    "UTC seen={seen} new={}\", \
+                     NEWLY.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1)",
+                ),
+            ],
+        );
+        session.wait_stderr(EDIT_DEADLINE, "generation 2: format_time");
+        assert!(wait_time_prefix(&addr, "Time now: ").contains(" new="));
+        assert_eq!(
+            status_messages(&session.stderr(), "Warning"),
+            [
+                "     Warning [HS0501] this static or thread-local of the crate will start fresh \
+                 in the new code: `NEWLY`"
+            ],
+            "redirect={redirect}"
+        );
+    }
+}
+
 /// The items of a counting global allocator, which the time service's status line shows.
 const COUNTING_ALLOCATOR: &str = "mod counting {
     use std::alloc::{GlobalAlloc, Layout, System};
@@ -635,13 +703,7 @@ fn an_edit_of_an_unmangled_function_takes_effect_in_the_same_process() {
             "    format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC v{} s{}\", \
              clock_version(), CLOCK_UNIT)",
         );
-        let args: &[&str] = if redirect {
-            assert!(project.remove_hot_marks() > 0);
-            &["--redirect"]
-        } else {
-            &[]
-        };
-        let (mut session, addr) = start_with(&project, args);
+        let (mut session, addr) = start_in_mode(&project, redirect);
         let pid = get(&addr, "/pid").unwrap();
         assert!(wait_time_prefix(&addr, "The time is ").ends_with(" v1 s7"));
         project.edit(MAIN, "    1\n}", "    2\n}");
