@@ -1094,6 +1094,61 @@ fn library_crate_and_bin_functions_of_a_workspace_are_redirected() {
     wait_tick_of_new_process(&mut session, START_DEADLINE, &first, &["label=label-two"]);
 }
 
+/// Functions of the bin with unmangled names that a library crate of the workspace calls
+/// (declared there in an `extern` block), under `--redirect`: one reached only at start-up,
+/// from `main` through the library, needs a restart, which runs its new code (HS0201; it was
+/// "Patched" while its old result was shown on, when the library's calls counted as foreign
+/// code); one the library calls on every tick is patched in the same process (it was a needless
+/// restart).
+#[test]
+fn unmangled_bin_functions_a_library_crate_calls_are_redirected_or_restart_as_their_callers_need() {
+    let project = Project::copy("workspace");
+    assert_eq!(project.remove_hot_marks(), 2);
+    project.edit(
+        "leaf/src/lib.rs",
+        "/// A word that the tests edit.",
+        "unsafe extern \"C\" {\n    fn start_value() -> u32;\n    fn tick_value() -> u32;\n}\n\n\
+         static START: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);\n\n\
+         /// Asks the program for its start value, once.\npub fn init() {\n    \
+         // SAFETY: the program defines it, without arguments.\n    \
+         START.store(unsafe { start_value() }, std::sync::atomic::Ordering::Relaxed);\n}\n\n\
+         /// The start value `init` got.\npub fn start() -> u32 {\n    \
+         START.load(std::sync::atomic::Ordering::Relaxed)\n}\n\n\
+         /// Asks the program for its tick value.\npub fn each() -> u32 {\n    \
+         // SAFETY: the program defines it, without arguments.\n    \
+         unsafe { tick_value() }\n}\n\n\
+         /// A word that the tests edit.",
+    );
+    project.edit_all(
+        "app/src/main.rs",
+        &[
+            (
+                "fn main() {\n",
+                "#[unsafe(no_mangle)]\npub extern \"C\" fn start_value() -> u32 {\n    1\n}\n\n\
+                 #[unsafe(no_mangle)]\npub extern \"C\" fn tick_value() -> u32 {\n    10\n}\n\n\
+                 fn main() {\n    leaf::init();\n",
+            ),
+            ("\"tick pid={} gen={}", "\"tick start={} each={} pid={} gen={}"),
+            (
+                "            std::process::id(),",
+                "            leaf::start(),\n            leaf::each(),\n            std::process::id(),",
+            ),
+        ],
+    );
+    let mut session = project.run(&["--redirect"]);
+    let first = wait_tick(&mut session, START_DEADLINE, &["start=1 each=10"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+
+    project.edit("app/src/main.rs", "    10\n}", "    11\n}");
+    wait_tick_of_same_process(&mut session, EDIT_DEADLINE, &first, &["start=1 each=11"]);
+    session.wait_stderr(EDIT_DEADLINE, "generation 1: tick_value");
+
+    project.edit("app/src/main.rs", "    1\n}", "    2\n}");
+    session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0201]");
+    wait_tick_of_new_process(&mut session, START_DEADLINE, &first, &["start=2 each=11"]);
+    assert_eq!(status_messages(&session.stderr(), "Patched").len(), 1);
+}
+
 /// A program with a thread that blocks every signal cannot be stopped for a redirection: the
 /// patch is refused once the bound (two seconds) has passed, with nothing written, and the
 /// program keeps serving its old code in the same process.
