@@ -38,6 +38,8 @@ pub(crate) enum Code {
     /// A static's initial value changed, which redirection cannot bring into the running
     /// program.
     StaticValueChanged,
+    /// The program's global allocator (`#[global_allocator]`) was added, removed or replaced.
+    GlobalAllocatorChanged,
     /// Only code that no hot function reaches changed (start-up code).
     StartupOnly,
     /// A changed file belongs to no crate that a patch rebuilds.
@@ -67,7 +69,7 @@ pub(crate) enum Code {
 impl Code {
     /// Every code, in catalogue order.
     #[cfg(test)]
-    pub(crate) const ALL: [Code; 22] = [
+    pub(crate) const ALL: [Code; 23] = [
         Code::SignatureChanged,
         Code::LayoutChanged,
         Code::PersistedLayoutChanged,
@@ -78,6 +80,7 @@ impl Code {
         Code::StaticUnshared,
         Code::Unredirectable,
         Code::StaticValueChanged,
+        Code::GlobalAllocatorChanged,
         Code::StartupOnly,
         Code::OutsideCrate,
         Code::ProcMacro,
@@ -105,6 +108,7 @@ impl Code {
             Code::StaticUnshared => "HS0108",
             Code::Unredirectable => "HS0109",
             Code::StaticValueChanged => "HS0110",
+            Code::GlobalAllocatorChanged => "HS0111",
             Code::StartupOnly => "HS0201",
             Code::OutsideCrate => "HS0202",
             Code::ProcMacro => "HS0203",
@@ -134,6 +138,7 @@ impl Code {
             Code::StaticUnshared => "static cannot be shared",
             Code::Unredirectable => "function cannot be redirected",
             Code::StaticValueChanged => "static value changed",
+            Code::GlobalAllocatorChanged => "global allocator changed",
             Code::StartupOnly => "start-up code changed",
             Code::OutsideCrate => "file outside the patched crates",
             Code::ProcMacro => "procedural macro changed",

@@ -76,6 +76,26 @@ pub(crate) fn is_allocator_shim(path: &Path) -> bool {
     })
 }
 
+/// Whether the rlib at `path` defines the global allocator's entry point `__rust_alloc`
+/// (`#[global_allocator]` in its crate), from the archive's symbol index; `None` when it cannot
+/// be read.
+pub(crate) fn defines_global_allocator(path: &Path) -> Option<bool> {
+    let file = std::fs::File::open(path).ok()?;
+    let cache = object::read::ReadCache::new(file);
+    let archive = ArchiveFile::parse(&cache).ok()?;
+    let symbols = archive.symbols().ok()??;
+    let mut found = false;
+    for symbol in symbols {
+        let name = symbol.ok()?.name();
+        if name.windows(12).any(|w| w == b"__rust_alloc") {
+            let name = String::from_utf8_lossy(name);
+            let demangled = demangle(&name);
+            found |= demangled == "__rust_alloc" || demangled.ends_with("::__rust_alloc");
+        }
+    }
+    Some(found)
+}
+
 /// A hot function's path without the crate's own name, as messages show it: `render::frame`.
 pub(crate) fn short_name(path: &str, crate_name: &str) -> String {
     as_written(

@@ -362,6 +362,26 @@ impl CodeIndex {
         changed(&self.values, &previous.values, crates)
     }
 
+    /// The entry points of the global allocator that the crate defines (`#[global_allocator]`
+    /// makes rustc generate `__rust_alloc`, `__rust_dealloc`, `__rust_realloc` and
+    /// `__rust_alloc_zeroed` in it, which call the allocator's methods), with the hashes of
+    /// their code: empty when the crate defines none. Another allocator type gives other code.
+    pub(crate) fn allocator_entries(&self) -> BTreeMap<String, u64> {
+        const ENTRIES: [&str; 4] = [
+            "__rust_alloc",
+            "__rust_dealloc",
+            "__rust_realloc",
+            "__rust_alloc_zeroed",
+        ];
+        self.functions
+            .iter()
+            .filter(|(name, _)| {
+                ENTRIES.contains(&name.rsplit("::").next().unwrap_or(name.as_str()))
+            })
+            .map(|(name, hash)| (name.clone(), *hash))
+            .collect()
+    }
+
     /// The statics whose values the index holds, as messages show them.
     pub(crate) fn static_names(&self, crates: &Crates) -> BTreeSet<String> {
         self.values

@@ -350,6 +350,9 @@ pub(crate) enum Refusal {
         /// program's copy is the one every patch uses, hot functions' included.
         exported: bool,
     },
+    /// The program's global allocator (`#[global_allocator]`) was added, removed or replaced:
+    /// the running program allocates with the one it started with, whatever a patch holds.
+    GlobalAllocator,
     /// The state of a closure or `async fn` whose code is redirected changed its layout: the
     /// running program's closures and suspended futures would be resumed by code that reads
     /// them with the new layout.
@@ -377,6 +380,7 @@ impl Refusal {
             Refusal::StaticUnshared { .. } => Code::StaticUnshared,
             Refusal::Unredirectable { .. } => Code::Unredirectable,
             Refusal::StaticValue { .. } => Code::StaticValueChanged,
+            Refusal::GlobalAllocator => Code::GlobalAllocatorChanged,
         }
     }
 }
@@ -485,6 +489,12 @@ impl fmt::Display for Refusal {
                 "static `{name}` has a new initial value{CONTINUATION}its unmangled name is \
                  exported, so every patch uses the running program's copy, which keeps the value \
                  it holds; the new value is the program's once it starts again"
+            ),
+            Refusal::GlobalAllocator => write!(
+                f,
+                "the global allocator (`#[global_allocator]`) was added, removed or replaced\
+                 {CONTINUATION}the running program allocates with the one it started with, and \
+                 no patch changes that; the new one is the program's once it starts again"
             ),
             Refusal::StaticUnshared {
                 function,

@@ -553,6 +553,9 @@ impl Session {
         };
         let checked = started.elapsed();
         let crates = self.patch_crates(&patch);
+        if self.allocator_changed(changes, &patch) {
+            return Err(Outcome::Refused(vec![Refusal::GlobalAllocator]));
+        }
         // A static with an unmangled name is exported: every patch's code uses the running
         // program's copy (the executable's symbol interposes the patch's), so its new initial
         // value would not take effect in either mode.
@@ -757,6 +760,42 @@ impl Session {
         edited.sort();
         edited.dedup();
         edited
+    }
+
+    /// Whether the global allocator's entry points (see [`CodeIndex::allocator_entries`]) in
+    /// the crates `patch` compiled differ from those of the code the program runs: one was
+    /// added, removed, or is of another type. A patch cannot change the allocator of a running
+    /// program, which frees with it what it allocated. `false` when either code is unknown.
+    fn allocator_changed(&self, changes: &Changes, patch: &Patch) -> bool {
+        let Some(new) = patch.code.get() else {
+            return false;
+        };
+        let Some(old) = self.bin_base(patch) else {
+            // No baseline yet (a save while the program started): whether the crate's rlib in
+            // the host defines one.
+            let Some(running) = &self.running else {
+                return false;
+            };
+            let rlib = (self.work.root.join("rlib"))
+                .join(format!("lib{}.rlib", running.build.capture.stem()));
+            return crate::symbols::defines_global_allocator(&rlib)
+                .is_some_and(|had| had == new.allocator_entries().is_empty());
+        };
+        let mut new = new.allocator_entries();
+        let mut old = old.allocator_entries();
+        if let Some(running) = &self.running {
+            for lib in patch.libs.iter().filter(|lib| lib.compiled) {
+                let (Some(code), Some(was)) = (
+                    lib.code.as_ref(),
+                    running.libs.code(&changes.host.locals, &lib.stem),
+                ) else {
+                    return false;
+                };
+                new.extend(code.allocator_entries());
+                old.extend(was.allocator_entries());
+            }
+        }
+        new != old
     }
 
     /// The statics with unmangled names that the program started with (the executable's,

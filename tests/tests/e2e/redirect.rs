@@ -683,6 +683,50 @@ fn a_program_with_its_own_global_allocator_is_built_and_patched() {
     assert_eq!(get(&addr, "/pid").unwrap(), pid, "the process changed");
 }
 
+/// The counting time service (see [`COUNTING_ALLOCATOR`]), in both modes: removing its
+/// `#[global_allocator]` line is refused with HS0111 (the running program allocates with the
+/// allocator it started with) and the program restarts without it, counting nothing; putting
+/// the line back is refused the same way, and the restarted program counts again. Before, both
+/// edits were "Unchanged" and the running program went on with the old allocator.
+#[test]
+fn adding_or_removing_the_global_allocator_restarts_the_program() {
+    let refused = "     Refused [HS0111] the global allocator (`#[global_allocator]`) was added, \
+                   removed or replaced\n             the running program allocates with the one \
+                   it started with, and no patch changes that; the new one is the program's once \
+                   it starts again";
+    for redirect in [false, true] {
+        let project = time_service_with(
+            COUNTING_ALLOCATOR,
+            "    let count = counting::ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed);\n    \
+             format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC, {count} allocations\")",
+        );
+        let (mut session, addr) = start_in_mode(&project, redirect);
+        assert!(allocations(&wait_time_prefix(&addr, "The time is ")) > 0);
+
+        project.edit(MAIN, "    #[global_allocator]\n", "");
+        session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0111]");
+        assert_eq!(
+            status_messages(&session.stderr(), "Refused"),
+            [refused],
+            "redirect={redirect}"
+        );
+        let restarted = restarted_address(&mut session);
+        assert_eq!(
+            allocations(&wait_time_prefix(&restarted, "The time is ")),
+            0
+        );
+
+        project.edit(
+            MAIN,
+            "    static GLOBAL",
+            "    #[global_allocator]\n    static GLOBAL",
+        );
+        session.wait_stderr_count(EDIT_DEADLINE, "Restarting [HS0111]", 2);
+        let again = nth_address(&mut session, 3);
+        assert!(allocations(&wait_time_prefix(&again, "The time is ")) > 0);
+    }
+}
+
 /// A `#[unsafe(no_mangle)] extern "C"` function, whose symbol names no crate, called by the time
 /// format: an edit of its body takes effect in the same process and is named in the `Patched`
 /// line, through the hot function `format_time` (which the patch's calls reach) and, with the
