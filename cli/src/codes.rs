@@ -38,7 +38,8 @@ pub(crate) enum Code {
     /// A static's initial value changed, which redirection cannot bring into the running
     /// program.
     StaticValueChanged,
-    /// The program's global allocator (`#[global_allocator]`) was added, removed or replaced.
+    /// The program's global allocator (`#[global_allocator]`) was added, removed or replaced,
+    /// or a patch would have its own copy of its state.
     GlobalAllocatorChanged,
     /// Only code that no hot function reaches changed (start-up code).
     StartupOnly,
@@ -138,7 +139,7 @@ impl Code {
             Code::StaticUnshared => "static cannot be shared",
             Code::Unredirectable => "function cannot be redirected",
             Code::StaticValueChanged => "static value changed",
-            Code::GlobalAllocatorChanged => "global allocator changed",
+            Code::GlobalAllocatorChanged => "global allocator changed or copied",
             Code::StartupOnly => "start-up code changed",
             Code::OutsideCrate => "file outside the patched crates",
             Code::ProcMacro => "procedural macro changed",

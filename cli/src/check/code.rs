@@ -382,6 +382,28 @@ impl CodeIndex {
             .collect()
     }
 
+    /// The statics of the crate (`crate_name`) that the global allocator's entry points (see
+    /// [`CodeIndex::allocator_entries`]) reach through the crate's code, as messages show them
+    /// (`arena::NEXT`): the allocator's state. Empty when the crate defines no allocator.
+    pub(crate) fn allocator_statics(&self, crate_name: &str) -> BTreeSet<String> {
+        let entries = self.allocator_entries();
+        let mut stack: Vec<&Arc<str>> = self
+            .edges
+            .keys()
+            .filter(|symbol| entries.contains_key(&crate::symbols::demangle(symbol)))
+            .collect();
+        let mut seen: BTreeSet<&Arc<str>> = BTreeSet::new();
+        let mut found = BTreeSet::new();
+        while let Some(symbol) = stack.pop() {
+            if !seen.insert(symbol) {
+                continue;
+            }
+            found.extend(static_name(&crate::symbols::demangle(symbol), crate_name));
+            stack.extend(self.edges.get(symbol).into_iter().flatten());
+        }
+        found
+    }
+
     /// The statics whose values the index holds, as messages show them.
     pub(crate) fn static_names(&self, crates: &Crates) -> BTreeSet<String> {
         self.values

@@ -353,6 +353,12 @@ pub(crate) enum Refusal {
     /// The program's global allocator (`#[global_allocator]`) was added, removed or replaced:
     /// the running program allocates with the one it started with, whatever a patch holds.
     GlobalAllocator,
+    /// A patch would have its own copy of the global allocator's state (the statics its code
+    /// reaches): memory allocated with one copy would be freed with the other.
+    AllocatorState {
+        /// The statics, as messages show them.
+        statics: Vec<String>,
+    },
     /// The state of a closure or `async fn` whose code is redirected changed its layout: the
     /// running program's closures and suspended futures would be resumed by code that reads
     /// them with the new layout.
@@ -380,7 +386,9 @@ impl Refusal {
             Refusal::StaticUnshared { .. } => Code::StaticUnshared,
             Refusal::Unredirectable { .. } => Code::Unredirectable,
             Refusal::StaticValue { .. } => Code::StaticValueChanged,
-            Refusal::GlobalAllocator => Code::GlobalAllocatorChanged,
+            Refusal::GlobalAllocator | Refusal::AllocatorState { .. } => {
+                Code::GlobalAllocatorChanged
+            }
         }
     }
 }
@@ -495,6 +503,17 @@ impl fmt::Display for Refusal {
                 "the global allocator (`#[global_allocator]`) was added, removed or replaced\
                  {CONTINUATION}the running program allocates with the one it started with, and \
                  no patch changes that; the new one is the program's once it starts again"
+            ),
+            Refusal::AllocatorState { statics } => write!(
+                f,
+                "the patch would have its own copy of the global allocator's state: {}\
+                 {CONTINUATION}memory allocated with one copy would be freed with the other; \
+                 the program runs the new code once it starts again",
+                statics
+                    .iter()
+                    .map(|name| format!("`{name}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Refusal::StaticUnshared {
                 function,

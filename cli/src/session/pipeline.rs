@@ -652,7 +652,14 @@ impl Session {
             planned => planned?,
         };
         self.check_states(changes, &patch, &planned)?;
-        self.patch_statics(changes, &patch, &crates, &planned.bound);
+        let fresh = self.patch_statics(changes, &patch, &crates, &planned.bound);
+        let copied = self.allocator_state_copied(&fresh);
+        if !copied.is_empty() {
+            return Err(Outcome::Refused(vec![Refusal::AllocatorState {
+                statics: copied,
+            }]));
+        }
+        self.fresh_statics(&fresh);
         Ok(Checked {
             number: self.next_patch,
             functions: accepted.functions,
@@ -665,17 +672,18 @@ impl Session {
         })
     }
 
-    /// Warns about the statics and thread-locals of the crates `patch` compiled, which start
-    /// fresh in it, but those it shares with the running program (`bound`). A static with an
-    /// unmangled name is the executable's, shared by every patch, when the program started
-    /// with it; one added since is each patch's own like any other.
+    /// The statics and thread-locals of the crates `patch` compiled, which start fresh in it,
+    /// but those it shares with the running program (`bound`), as messages show them. A static
+    /// with an unmangled name is the executable's, shared by every patch, when the program
+    /// started with it; one added since is each patch's own like any other.
     fn patch_statics(
-        &mut self,
+        &self,
         changes: &Changes,
         patch: &Patch,
         crates: &Crates,
         bound: &std::collections::BTreeSet<String>,
-    ) {
+    ) -> std::collections::BTreeSet<String> {
+        let mut statics = std::collections::BTreeSet::new();
         if let Some(code) = patch.code.get() {
             // A static the patch file does not define (a thin patch leaves the codegen units
             // the edit did not compile again to the running program) is the program's.
@@ -705,7 +713,7 @@ impl Session {
                     .collect()
             };
             let of_bin = defined(&self.project.crate_name);
-            let mut statics: std::collections::BTreeSet<String> = code
+            statics = code
                 .statics
                 .difference(bound)
                 .filter(|name| of_bin.contains(*name))
@@ -725,8 +733,32 @@ impl Session {
                 );
             }
             statics.extend(added_exported);
-            self.fresh_statics(&statics);
         }
+        statics
+    }
+
+    /// Those of the bin crate's statics `fresh` in a patch that are the state of the global
+    /// allocator the crate defines (see [`CodeIndex::allocator_statics`], read from the host's
+    /// rlib, whose code is never inlined across functions): a patch with its own copy of them
+    /// could allocate with the copy what the running program frees with its allocator (with
+    /// link-time optimisation the allocator is inlined into the patch's functions), and crash
+    /// it. Empty when the crate defines no allocator.
+    fn allocator_state_copied(&self, fresh: &std::collections::BTreeSet<String>) -> Vec<String> {
+        let Some(running) = self.running.as_ref().filter(|_| !fresh.is_empty()) else {
+            return Vec::new();
+        };
+        let rlib =
+            (self.work.root.join("rlib")).join(format!("lib{}.rlib", running.build.capture.stem()));
+        if crate::symbols::defines_global_allocator(&rlib) != Some(true) {
+            return Vec::new();
+        }
+        let Ok(host) = CodeIndex::read_rlib(&rlib, &self.project.crate_name) else {
+            return Vec::new();
+        };
+        host.allocator_statics(&self.project.crate_name)
+            .intersection(fresh)
+            .cloned()
+            .collect()
     }
 
     /// The running code that the bin crate's code in `patch` is compared with: the fast

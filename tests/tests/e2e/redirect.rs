@@ -727,6 +727,45 @@ fn adding_or_removing_the_global_allocator_restarts_the_program() {
     }
 }
 
+/// The counting time service with its allocator beside `format_time` (at the crate's root, so
+/// in its codegen unit), with its `#[hot]` mark: a hot patch of `format_time` would carry its own
+/// copy of the allocator's counter, which the new code could allocate with while the program
+/// frees with its own allocator. It is refused with HS0111, and the program restarts with the
+/// new code. (A stateful allocator inlined into the patch by link-time optimisation crashed the
+/// program with `free(): invalid pointer`.)
+#[test]
+fn a_hot_patch_with_its_own_copy_of_the_allocators_state_is_refused() {
+    let at_root = COUNTING_ALLOCATOR
+        .strip_prefix("mod counting {\n")
+        .and_then(|items| items.strip_suffix("\n}"))
+        .unwrap()
+        .replace("pub static", "static")
+        .replace("pub struct", "struct");
+    let project = time_service_with(
+        &at_root,
+        "    let count = ALLOCATIONS.load(std::sync::atomic::Ordering::Relaxed);\n    \
+         format!(\"The time is {hours:02}:{minutes:02}:{seconds:02} UTC, {count} allocations\")",
+    );
+    let (mut session, addr) = start_with(&project, &[]);
+    assert!(allocations(&wait_time_prefix(&addr, "The time is ")) > 0);
+    project.edit(MAIN, "\"The time is ", "\"Time now: ");
+    session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0111]");
+    assert_eq!(
+        status_messages(&session.stderr(), "Refused"),
+        [
+            "     Refused [HS0111] the patch would have its own copy of the global allocator's \
+             state: `ALLOCATIONS`\n             memory allocated with one copy would be freed \
+             with the other; the program runs the new code once it starts again"
+        ]
+    );
+    assert!(
+        allocations(&wait_time_prefix(
+            &restarted_address(&mut session),
+            "Time now: "
+        )) > 0
+    );
+}
+
 /// A `#[unsafe(no_mangle)] extern "C"` function, whose symbol names no crate, called by the time
 /// format: an edit of its body takes effect in the same process and is named in the `Patched`
 /// line, through the hot function `format_time` (which the patch's calls reach) and, with the
