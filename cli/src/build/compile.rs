@@ -98,6 +98,14 @@ fn push_incremental(args: &mut Vec<String>, capture: &Capture, dir: &Path) {
     }
 }
 
+/// Where the host build of `capture` in the work directory `work_root` keeps the crate compiled
+/// as an rlib: `<work_root>/rlib/lib<stem>.rlib` (see [`compile_rlib`]).
+pub(crate) fn host_rlib(capture: &Capture, work_root: &Path) -> PathBuf {
+    work_root
+        .join("rlib")
+        .join(format!("lib{}.rlib", capture.stem()))
+}
+
 /// The crate compiled as an rlib into `<work_root>/rlib`, keeping the private `main` as a global
 /// symbol (`-C link-dead-code`), quietly (the check shows the diagnostics); returns its path.
 fn compile_rlib(capture: &Capture, work_root: &Path) -> anyhow::Result<PathBuf> {
@@ -121,7 +129,7 @@ fn compile_rlib(capture: &Capture, work_root: &Path) -> anyhow::Result<PathBuf> 
         capture.command(&rlib_args).stdout(Stdio::null()),
         "compiling the crate as the host's rlib",
     )?;
-    Ok(rlib_dir.join(format!("lib{}.rlib", capture.stem())))
+    Ok(host_rlib(capture, work_root))
 }
 
 /// Adds `CARGO_HOTSWAP_HOST_BUILD=1` to the environment dependencies in the bin's dep-info file,

@@ -747,8 +747,7 @@ impl Session {
         let Some(running) = self.running.as_ref().filter(|_| !fresh.is_empty()) else {
             return Vec::new();
         };
-        let rlib =
-            (self.work.root.join("rlib")).join(format!("lib{}.rlib", running.build.capture.stem()));
+        let rlib = crate::build::compile::host_rlib(&running.build.capture, &self.work.root);
         if crate::symbols::defines_global_allocator(&rlib) != Some(true) {
             return Vec::new();
         }
@@ -808,8 +807,7 @@ impl Session {
             let Some(running) = &self.running else {
                 return false;
             };
-            let rlib = (self.work.root.join("rlib"))
-                .join(format!("lib{}.rlib", running.build.capture.stem()));
+            let rlib = crate::build::compile::host_rlib(&running.build.capture, &self.work.root);
             return crate::symbols::defines_global_allocator(&rlib)
                 .is_some_and(|had| had == new.allocator_entries().is_empty());
         };

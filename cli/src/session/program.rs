@@ -264,11 +264,7 @@ impl Session {
         // The host's own objects: an rlib's, whose calls of generic functions may name other
         // instances than a patch's.
         let host_rlib = || {
-            let rlib = self
-                .work
-                .root
-                .join("rlib")
-                .join(format!("lib{}.rlib", build.capture.stem()));
+            let rlib = crate::build::compile::host_rlib(&build.capture, &self.work.root);
             crate::check::code::CodeIndex::read_rlib(&rlib, &self.project.crate_name).ok()
         };
         // The values of the exported statics: from the code of a baseline built from the

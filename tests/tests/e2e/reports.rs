@@ -97,6 +97,8 @@ fn start_up_edits_are_told_apart_after_patches_of_either_build() {
         ],
     );
     wait_served_prefix(&mut session, &addr, "Clock: ");
+    // The program serves the new code before the session has printed its `Patched` line.
+    session.wait_stderr(EDIT_DEADLINE, "generation 2: ");
     assert_eq!(get(&addr, "/pid").unwrap(), pid);
     let patched: Vec<String> = status_messages(&session.stderr(), "Patched")
         .iter()
