@@ -533,6 +533,9 @@ struct Die {
     const_value: Option<i128>,
     count: Option<u64>,
     has_location: bool,
+    /// `DW_AT_declaration`: a type named here and defined in another unit (an optimised build
+    /// declares a type where only its methods are, with no size or fields).
+    declaration: bool,
     /// `DW_AT_specification` or `DW_AT_abstract_origin`: the entry that names a function whose
     /// concrete entry does not.
     origin: Option<UnitOffset>,
@@ -1190,6 +1193,7 @@ impl<'a, 'data> UnitReader<'a, 'data> {
             const_value: None,
             count: None,
             has_location: false,
+            declaration: false,
             origin: None,
             children: Vec::new(),
         };
@@ -1218,6 +1222,7 @@ impl<'a, 'data> UnitReader<'a, 'data> {
                     die.count = value.udata_value().and_then(|n| n.checked_add(1));
                 }
                 gimli::DW_AT_location => die.has_location = true,
+                gimli::DW_AT_declaration => die.declaration = true,
                 gimli::DW_AT_specification | gimli::DW_AT_abstract_origin => {
                     die.origin = unit_ref(&value);
                 }
@@ -1303,6 +1308,18 @@ impl<'a, 'data> UnitReader<'a, 'data> {
     ) -> Result<(), DwarfError> {
         let crate_prefix = format!("{crate_name}::");
         for offset in std::mem::take(&mut self.order) {
+            // A type's declaration has no layout: its definition (in this unit or another) has.
+            let die = &self.dies[&offset];
+            if die.declaration
+                && matches!(
+                    die.tag,
+                    gimli::DW_TAG_structure_type
+                        | gimli::DW_TAG_union_type
+                        | gimli::DW_TAG_enumeration_type
+                )
+            {
+                continue;
+            }
             if let Some(wanted) = wanted {
                 let die = &self.dies[&offset];
                 if !matches!(
