@@ -1308,26 +1308,19 @@ impl<'a, 'data> UnitReader<'a, 'data> {
     ) -> Result<(), DwarfError> {
         let crate_prefix = format!("{crate_name}::");
         for offset in std::mem::take(&mut self.order) {
-            // A type's declaration has no layout: its definition (in this unit or another) has.
             let die = &self.dies[&offset];
-            if die.declaration
-                && matches!(
-                    die.tag,
-                    gimli::DW_TAG_structure_type
-                        | gimli::DW_TAG_union_type
-                        | gimli::DW_TAG_enumeration_type
-                )
-            {
+            let named_type = matches!(
+                die.tag,
+                gimli::DW_TAG_structure_type
+                    | gimli::DW_TAG_union_type
+                    | gimli::DW_TAG_enumeration_type
+            );
+            // A type's declaration has no layout: its definition (in this unit or another) has.
+            if named_type && die.declaration {
                 continue;
             }
             if let Some(wanted) = wanted {
-                let die = &self.dies[&offset];
-                if !matches!(
-                    die.tag,
-                    gimli::DW_TAG_structure_type
-                        | gimli::DW_TAG_union_type
-                        | gimli::DW_TAG_enumeration_type
-                ) {
+                if !named_type {
                     continue;
                 }
                 let name = join(&die.scope, die.name.as_deref().unwrap_or("?"));
