@@ -88,6 +88,10 @@ struct Running {
     /// When the tool first saw that the program exited, while its connection was still open:
     /// what the program sent before it exited (a rollback) is told first.
     exit_seen: Option<Instant>,
+    /// The statics of the bin crate that are the state of the global allocator it defines
+    /// (empty without one), read from the host's rlib once, when a patch first has fresh
+    /// statics (see `Session::allocator_state_copied`).
+    allocator_state: std::cell::OnceCell<std::collections::BTreeSet<String>>,
 }
 
 /// The local library crates of the running program that patches rebuilt, with what the

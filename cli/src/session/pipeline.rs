@@ -739,25 +739,24 @@ impl Session {
 
     /// Those of the bin crate's statics `fresh` in a patch that are the state of the global
     /// allocator the crate defines (see [`CodeIndex::allocator_statics`], read from the host's
-    /// rlib, whose code is never inlined across functions): a patch with its own copy of them
-    /// could allocate with the copy what the running program frees with its allocator (with
-    /// link-time optimisation the allocator is inlined into the patch's functions), and crash
-    /// it. Empty when the crate defines no allocator.
+    /// rlib, whose code is never inlined across functions, once per running host): a patch with
+    /// its own copy of them could allocate with the copy what the running program frees with
+    /// its allocator (with link-time optimisation the allocator is inlined into the patch's
+    /// functions), and crash it. Empty when the crate defines no allocator.
     fn allocator_state_copied(&self, fresh: &std::collections::BTreeSet<String>) -> Vec<String> {
         let Some(running) = self.running.as_ref().filter(|_| !fresh.is_empty()) else {
             return Vec::new();
         };
-        let rlib = crate::build::compile::host_rlib(&running.build.capture, &self.work.root);
-        if crate::symbols::defines_global_allocator(&rlib) != Some(true) {
-            return Vec::new();
-        }
-        let Ok(host) = CodeIndex::read_rlib(&rlib, &self.project.crate_name) else {
-            return Vec::new();
-        };
-        host.allocator_statics(&self.project.crate_name)
-            .intersection(fresh)
-            .cloned()
-            .collect()
+        let state = running.allocator_state.get_or_init(|| {
+            let rlib = crate::build::compile::host_rlib(&running.build.capture, &self.work.root);
+            if crate::symbols::defines_global_allocator(&rlib) != Some(true) {
+                return Default::default();
+            }
+            CodeIndex::read_rlib(&rlib, &self.project.crate_name)
+                .map(|host| host.allocator_statics(&self.project.crate_name))
+                .unwrap_or_default()
+        });
+        state.intersection(fresh).cloned().collect()
     }
 
     /// The running code that the bin crate's code in `patch` is compared with: the fast

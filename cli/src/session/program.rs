@@ -156,6 +156,7 @@ impl Session {
             warned_silent: false,
             connected: false,
             exit_seen: None,
+            allocator_state: std::cell::OnceCell::new(),
         });
         Ok(())
     }
