@@ -146,14 +146,22 @@ fn ended(pid: u32, block: bool) -> std::io::Result<bool> {
 /// is held until then (returned if the child ended before). A session interrupted meanwhile
 /// ([`interrupt_watched`]) kills it too, and returns `None`.
 ///
+/// `done`, when given, is the read end of a pipe to which a process the child starts writes
+/// [`DONE`] once the child's work is complete though it has not exited (a patch's rustc, once
+/// its link is written, still tidies its incremental cache for about 10 ms): then the child is
+/// left to end on a thread of its own (see [`wait_for_tails`]), and this returns a success with
+/// what it printed so far. Should it fail after all, what it printed then is shown as a warning.
+///
 /// # Errors
 ///
 /// When it cannot start (naming the program), or cannot be waited for.
 pub(crate) fn output_watched(
     command: &mut Command,
     stream: bool,
+    done: Option<&std::fs::File>,
     watch: &mut dyn FnMut() -> Watch,
 ) -> anyhow::Result<Option<Output>> {
+    wait_for_tails();
     output::detail("Running", format!("`{}`", command_line(command)));
     let program = command.get_program().to_string_lossy().into_owned();
     let mut child = {
@@ -176,7 +184,32 @@ pub(crate) fn output_watched(
     let waited =
         |block: bool| ended(pid, block).with_context(|| format!("cannot wait for `{program}`"));
     let (mut asking, mut stopped) = (true, false);
+    let mut done = done;
     loop {
+        if !asking && let Some(pipe) = done {
+            match ended_or_done(pid, pipe)
+                .with_context(|| format!("cannot wait for `{program}`"))?
+            {
+                Wait::Ended => break,
+                Wait::Done => {
+                    // Its pid is forgotten first: the thread left to wait for its end reaps it.
+                    *WATCHED
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                    let output = Output {
+                        status: std::os::unix::process::ExitStatusExt::from_raw(0),
+                        stdout: Vec::new(),
+                        stderr: stderr.as_ref().map(Drained::take).unwrap_or_default(),
+                    };
+                    live.store(false, Ordering::Release);
+                    leave_to_end(child, program, stdout, stderr);
+                    return Ok(Some(output));
+                }
+                // Nothing more can come: the child's end is waited for.
+                Wait::Closed => done = None,
+            }
+            continue;
+        }
         if waited(!asking)? {
             break;
         }
@@ -204,28 +237,170 @@ pub(crate) fn output_watched(
         // The readers end when the pipes close; they are not waited for.
         return Ok(None);
     }
-    let joined = |reader: Option<JoinHandle<Vec<u8>>>| {
-        reader
-            .and_then(|reader| reader.join().ok())
-            .unwrap_or_default()
-    };
     Ok(Some(Output {
         status,
-        stdout: joined(stdout),
-        stderr: joined(stderr),
+        stdout: stdout.map(Drained::join).unwrap_or_default(),
+        stderr: stderr.map(Drained::join).unwrap_or_default(),
     }))
 }
 
-/// Reads a child's pipe to its end on a thread of its own, if it is piped, and returns what
-/// it read; with `live`, copies it to this process's stderr instead once `live` is set.
+/// The byte that tells [`output_watched`] through its `done` pipe that the child's work is
+/// complete.
+pub(crate) const DONE: u8 = b'l';
+
+/// What [`ended_or_done`] saw first.
+enum Wait {
+    /// The child ended (not reaped).
+    Ended,
+    /// [`DONE`] came through the pipe.
+    Done,
+    /// The pipe closed, or brought something else: it tells nothing more.
+    Closed,
+}
+
+/// Waits for the end of the child `pid` (not reaped: see [`ended`]) or for [`DONE`] on
+/// `pipe`, whichever comes first. Without a pidfd (Linux before 5.3), waits for the end.
+fn ended_or_done(pid: u32, pipe: &std::fs::File) -> std::io::Result<Wait> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let Ok(raw) = libc::pid_t::try_from(pid) else {
+        return ended(pid, true).map(|_| Wait::Ended);
+    };
+    // SAFETY: `pidfd_open` takes a pid and flags, no pointers; its result is checked.
+    let opened = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
+    let Ok(opened) = i32::try_from(opened) else {
+        return ended(pid, true).map(|_| Wait::Ended);
+    };
+    if opened < 0 {
+        return ended(pid, true).map(|_| Wait::Ended);
+    }
+    // SAFETY: `pidfd_open` just opened it, owned here only.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(opened) };
+    let mut fds = [
+        libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: pipe.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: `poll` reads and writes the two `pollfd`s of the array it is given, whose
+        // length is passed with it.
+        let polled = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if polled < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        if fds[0].revents != 0 {
+            return ended(pid, true).map(|_| Wait::Ended);
+        }
+        if fds[1].revents != 0 {
+            let mut byte = [0u8];
+            return Ok(match (&*pipe).read(&mut byte) {
+                Ok(1) if byte[0] == DONE => Wait::Done,
+                _ => Wait::Closed,
+            });
+        }
+    }
+}
+
+/// Children [`output_watched`] returned before they ended: each is waited for on a thread of
+/// its own.
+static TAILS: std::sync::Mutex<Vec<JoinHandle<()>>> = std::sync::Mutex::new(Vec::new());
+
+/// Leaves `child`, whose work is done, to end on a thread of its own; if it fails, what it
+/// printed from now on is shown as a warning.
+fn leave_to_end(
+    mut child: std::process::Child,
+    program: String,
+    stdout: Option<Drained>,
+    stderr: Option<Drained>,
+) {
+    let tail = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = stdout.map(Drained::join);
+        let rest = stderr.map(Drained::join).unwrap_or_default();
+        match status {
+            Ok(status) if status.success() => {}
+            Ok(status) => output::warn(
+                "Warning",
+                format!(
+                    "`{program}` failed ({status}) after its work was done:\n{}",
+                    String::from_utf8_lossy(&rest).trim_end()
+                ),
+            ),
+            Err(err) => output::warn("Warning", format!("cannot wait for `{program}`: {err}")),
+        }
+    });
+    TAILS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(tail);
+}
+
+/// Waits for the end of every child [`output_watched`] returned before it ended: a compiler
+/// that starts on the same incremental cache before the last one finished with it would find
+/// no finished session of the cache to reuse.
+pub(crate) fn wait_for_tails() {
+    let tails = std::mem::take(
+        &mut *TAILS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for tail in tails {
+        let _ = tail.join();
+    }
+}
+
+/// A child's pipe read to its end on a thread of its own (see [`drain`]).
+struct Drained {
+    /// What was read and not yet taken or copied.
+    held: Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: JoinHandle<()>,
+}
+
+impl Drained {
+    /// What was read so far, taken.
+    fn take(&self) -> Vec<u8> {
+        std::mem::take(
+            &mut *self
+                .held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// What was read and not taken, once the pipe has closed.
+    fn join(self) -> Vec<u8> {
+        let Drained { held, reader } = self;
+        let _ = reader.join();
+        std::mem::take(
+            &mut *held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+}
+
+/// Reads a child's pipe to its end on a thread of its own, if it is piped, and holds what it
+/// read; with `live`, copies it to this process's stderr instead while `live` is set.
 fn drain(
     pipe: Option<impl Read + Send + 'static>,
     live: Option<Arc<AtomicBool>>,
-) -> Option<JoinHandle<Vec<u8>>> {
+) -> Option<Drained> {
     pipe.map(|mut pipe| {
-        std::thread::spawn(move || {
+        let held = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let holder = Arc::clone(&held);
+        let reader = std::thread::spawn(move || {
             let is_live = || live.as_ref().is_some_and(|l| l.load(Ordering::Acquire));
-            let (mut held, mut chunk) = (Vec::new(), [0u8; 8192]);
+            let mut chunk = [0u8; 8192];
             loop {
                 let read = match pipe.read(&mut chunk) {
                     Ok(0) => break,
@@ -233,13 +408,16 @@ fn drain(
                     Err(err) if err.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(_) => break,
                 };
+                let mut held = holder
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 held.extend_from_slice(&chunk[..read]);
                 if is_live() {
-                    let _ = std::io::stderr().write_all(&std::mem::take(&mut held));
+                    let _ = std::io::stderr().write_all(&std::mem::take(&mut *held));
                 }
             }
-            held
-        })
+        });
+        Drained { held, reader }
     })
 }
 

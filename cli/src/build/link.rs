@@ -34,6 +34,15 @@ pub(crate) const PATCH_RLIBS_ENV: &str = "HOTSWAP_PATCH_RLIBS";
 /// jumps to any of them), not only what its exported hot functions reach.
 pub(crate) const KEEP_CODE_ENV: &str = "HOTSWAP_KEEP_CODE";
 
+/// Patch mode: the number of an inherited file descriptor, the write end of a pipe, to which
+/// the wrapper writes one byte once the crate's objects are kept in [`OBJECTS_DIR_ENV`]'s
+/// directory (and closes): the session reads them for the code index while the patch links.
+pub(crate) const OBJECTS_KEPT_FD_ENV: &str = "HOTSWAP_OBJECTS_KEPT_FD";
+/// Patch mode: the number of an inherited file descriptor, the write end of a pipe, to which
+/// the wrapper writes [`crate::process::DONE`] once the real linker has written the patch: the
+/// session goes on without waiting for rustc's end.
+pub(crate) const PATCH_LINKED_FD_ENV: &str = "HOTSWAP_PATCH_LINKED_FD";
+
 /// Host mode: where to write the copy of rustc's allocator shim whose definitions are weak (see
 /// [`weak_allocator_shim`]).
 pub(crate) const ALLOCATOR_SHIM_COPY_ENV: &str = "HOTSWAP_ALLOCATOR_SHIM_COPY";
@@ -100,7 +109,11 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
         // links those of them that it needs, some as rewritten copies (see `thin`).
         let dir = Path::new(&dir);
         // Only what changed (see `thin`); under redirection, with its statics shared.
-        let shared = keep_objects(&args, dir).and_then(|()| {
+        let kept = keep_objects(&args, dir);
+        if kept.is_ok() {
+            tell_objects_kept();
+        }
+        let shared = kept.and_then(|()| {
             let redirected = std::env::var_os(KEEP_CODE_ENV).is_some();
             let thin = match std::env::var_os(super::thin::HOST_EXE_ENV) {
                 Some(host) => super::thin::thin(
@@ -128,12 +141,24 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
     }
     let linker = std::env::var_os(REAL_LINKER_ENV).unwrap_or_else(|| "cc".into());
     let mut command = Command::new(linker);
-    command.args(&args).env_remove(crate::ROLE_ENV);
+    command
+        .args(&args)
+        .env_remove(crate::ROLE_ENV)
+        .env_remove(OBJECTS_KEPT_FD_ENV)
+        .env_remove(PATCH_LINKED_FD_ENV);
     if let Some(log) = std::env::var_os(LOG_ENV) {
         // Best effort: `-v` output only.
         let _ = std::fs::write(log, crate::process::command_line(&command));
     }
-    crate::build::capture::exec(command)
+    let linked = (mode == Mode::Patch)
+        .then(|| inherited_pipe(PATCH_LINKED_FD_ENV))
+        .flatten();
+    crate::build::capture::exec_then(command, |success| {
+        if success && let Some(mut pipe) = linked {
+            use std::io::Write;
+            let _ = pipe.write_all(&[crate::process::DONE]);
+        }
+    })
 }
 
 /// Host mode: whole-archive every rlib but `compiler_builtins` in place, export everything. (The
@@ -313,6 +338,43 @@ fn keep_objects(args: &[String], dir: &Path) -> Result<(), String> {
         })?;
     }
     Ok(())
+}
+
+/// Writes one byte to the pipe [`OBJECTS_KEPT_FD_ENV`] names, and closes it. Best effort: a
+/// session that hears nothing reads the objects once rustc has exited.
+fn tell_objects_kept() {
+    use std::io::Write;
+    if let Some(mut pipe) = inherited_pipe(OBJECTS_KEPT_FD_ENV) {
+        let _ = pipe.write_all(b"k");
+    }
+}
+
+/// The pipe whose write end the environment variable `env` numbers, inherited from the session,
+/// with close-on-exec set so that the real linker does not inherit it too; `None` when the
+/// variable is unset or names no pipe.
+fn inherited_pipe(env: &str) -> Option<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let fd = std::env::var(env)
+        .ok()?
+        .parse::<std::os::fd::RawFd>()
+        .ok()
+        .filter(|fd| *fd > 2)?;
+    // SAFETY: `fstat` writes only into the zeroed `stat` it is given; a descriptor that is not
+    // open makes it fail, which is checked.
+    let is_pipe = unsafe {
+        let mut stat: libc::stat = std::mem::zeroed();
+        libc::fstat(fd, &raw mut stat) == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFIFO
+    };
+    if !is_pipe {
+        return None;
+    }
+    // SAFETY: `fcntl` on an open descriptor (checked above) takes no pointers.
+    unsafe {
+        libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    // SAFETY: the descriptor is open (checked above) and nothing else in this process uses it:
+    // the session passed it to this process for this alone. The `File` owns and closes it.
+    Some(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 /// Whether `a` and `b` are links to one file (device and inode); `false` when either is missing.

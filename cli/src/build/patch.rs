@@ -117,11 +117,137 @@ impl Patch {
 
 /// A [`CodeIndex`] that may still be being read on another thread: [`PendingIndex::get`] waits
 /// for it. The index of the medium benchmark fixture's objects takes 3 to 8 ms after each patch
-/// build, which the session spends on the source diff and the patch's line tables meanwhile.
+/// build; the reading starts as soon as the linker wrapper has kept the objects (see
+/// [`ObjectsKept`]), so that it runs while the patch links.
 #[derive(Debug)]
 pub(crate) struct PendingIndex {
     index: std::sync::OnceLock<Option<CodeIndex>>,
     reader: std::sync::Mutex<Option<std::thread::JoinHandle<Option<CodeIndex>>>>,
+}
+
+/// A pipe for rustc's linker (this executable, see [`link`]) to tell the session something
+/// through: the read end, and the write end without close-on-exec, for rustc and its linker to
+/// inherit.
+struct Pipe {
+    read: std::fs::File,
+    write: std::os::fd::OwnedFd,
+}
+
+impl Pipe {
+    /// A new pipe; `None` when none can be opened.
+    fn open() -> Option<Pipe> {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        let mut fds = [0; 2];
+        // SAFETY: `pipe2` writes two descriptors into the array it is given, which has room for
+        // them; its result is checked.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return None;
+        }
+        // SAFETY: both descriptors were just opened by `pipe2` and are owned here only.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        // `dup` leaves close-on-exec off: the copy is the one rustc inherits, and the other
+        // closes here.
+        // SAFETY: `write` is open; the result is checked.
+        let inherited = unsafe { libc::dup(write.as_raw_fd()) };
+        if inherited < 0 {
+            return None;
+        }
+        Some(Pipe {
+            read: read.into(),
+            // SAFETY: `dup` just opened it, owned here only.
+            write: unsafe { OwnedFd::from_raw_fd(inherited) },
+        })
+    }
+
+    /// Names the write end to `command` in the variable `env`.
+    fn pass_to(&self, command: &mut std::process::Command, env: &str) {
+        use std::os::fd::AsRawFd;
+        command.env(env, self.write.as_raw_fd().to_string());
+    }
+}
+
+/// What the linker wrapper tells the session while a patch's rustc runs: that the crate's
+/// objects are kept ([`link::OBJECTS_KEPT_FD_ENV`]), upon which a reader starts reading them for
+/// the code index while the patch links; and that the patch is linked
+/// ([`link::PATCH_LINKED_FD_ENV`]), upon which the session goes on without waiting for rustc's
+/// end (see [`crate::process::output_watched`]).
+struct LinkSignals {
+    /// The write ends rustc inherits; dropped once rustc has ended or the patch is linked, so
+    /// that the reader sees the end of the pipe when nothing was written.
+    writers: Vec<std::os::fd::OwnedFd>,
+    /// `WAITING`, then `STARTED` by the reader when the wrapper's byte came first, or
+    /// `ABANDONED` by the session when rustc ended first.
+    state: std::sync::Arc<std::sync::atomic::AtomicU8>,
+    reader: std::thread::JoinHandle<Option<CodeIndex>>,
+    /// The read end of the pipe that tells that the patch is linked, `None` when it could not be
+    /// opened.
+    linked: Option<std::fs::File>,
+}
+
+const WAITING: u8 = 0;
+const STARTED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+impl LinkSignals {
+    /// Opens the pipes, has `command` (a patch's rustc) write to them, and starts the reader of
+    /// the objects in `dir`; `None` when no pipe can be opened (then the objects are read once
+    /// rustc has exited).
+    fn start(
+        command: &mut std::process::Command,
+        dir: PathBuf,
+        crate_name: String,
+    ) -> Option<Self> {
+        use std::io::Read;
+        use std::sync::atomic::Ordering;
+        let kept = Pipe::open()?;
+        kept.pass_to(command, link::OBJECTS_KEPT_FD_ENV);
+        let mut writers = Vec::new();
+        let linked = Pipe::open().map(|pipe| {
+            pipe.pass_to(command, link::PATCH_LINKED_FD_ENV);
+            writers.push(pipe.write);
+            pipe.read
+        });
+        writers.push(kept.write);
+        let state = std::sync::Arc::new(std::sync::atomic::AtomicU8::new(WAITING));
+        let waiting = std::sync::Arc::clone(&state);
+        let mut read = kept.read;
+        let reader = std::thread::spawn(move || {
+            let mut byte = [0u8];
+            let told = read.read(&mut byte).is_ok_and(|n| n == 1);
+            let started = told
+                && waiting
+                    .compare_exchange(WAITING, STARTED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+            if !started {
+                return None;
+            }
+            CodeIndex::read_dir(&dir, &crate_name).ok()
+        });
+        Some(LinkSignals {
+            writers,
+            state,
+            reader,
+            linked,
+        })
+    }
+
+    /// Once rustc has ended or the patch is linked: the index the reader is reading, or one read
+    /// from now on when the wrapper told nothing (then the reader is left to end on its own).
+    fn finish(self, dir: PathBuf, crate_name: String) -> PendingIndex {
+        use std::sync::atomic::Ordering;
+        drop(self.writers);
+        let abandoned = self
+            .state
+            .compare_exchange(WAITING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if abandoned {
+            return PendingIndex::read_dir(dir, crate_name);
+        }
+        PendingIndex {
+            index: std::sync::OnceLock::new(),
+            reader: std::sync::Mutex::new(Some(self.reader)),
+        }
+    }
 }
 
 impl PendingIndex {
@@ -248,6 +374,9 @@ pub(crate) fn build(
     std::fs::create_dir_all(&objects_dir)
         .with_context(|| format!("cannot create `{}`", objects_dir.display()))?;
     let mut command = capture.command(&args);
+    // rustc's last steps after the link (its incremental cache's tidying) are not waited for:
+    // on Linux nothing rewrites the output after its link (`-C strip` is the linker's work).
+    let signals = LinkSignals::start(&mut command, objects_dir.clone(), crate_name.clone());
     command
         .env(crate::ROLE_ENV, "link-patch")
         .env(link::OBJECTS_DIR_ENV, &objects_dir)
@@ -267,19 +396,24 @@ pub(crate) fn build(
                 .collect::<String>(),
         );
     // On failure too, the library crates' warnings come first.
-    let bin =
-        run_rustc(&mut command, capture_output, capture.package(), watch).map_err(
-            |err| match err {
-                PatchBuildError::Compile {
-                    package,
-                    diagnostics,
-                } => PatchBuildError::Compile {
-                    package,
-                    diagnostics: format!("{messages}{diagnostics}"),
-                },
-                other => other,
-            },
-        )?;
+    let linked = signals.as_ref().and_then(|s| s.linked.as_ref());
+    let bin = run_rustc(
+        &mut command,
+        capture_output,
+        linked,
+        capture.package(),
+        watch,
+    )
+    .map_err(|err| match err {
+        PatchBuildError::Compile {
+            package,
+            diagnostics,
+        } => PatchBuildError::Compile {
+            package,
+            diagnostics: format!("{messages}{diagnostics}"),
+        },
+        other => other,
+    })?;
     messages.push_str(&bin);
     let build_time = started.elapsed();
 
@@ -291,7 +425,10 @@ pub(crate) fn build(
     )?;
     published(&path);
     let sources = read_dep_info(&dep_info, &capture.cwd)?;
-    let code = PendingIndex::read_dir(objects_dir.clone(), crate_name.clone());
+    let code = match signals {
+        Some(signals) => signals.finish(objects_dir.clone(), crate_name.clone()),
+        None => PendingIndex::read_dir(objects_dir.clone(), crate_name.clone()),
+    };
     let (accessors, unshared): (Vec<_>, Vec<_>) = if keep_code {
         statics::read_unshared(&link::shared_objects_dir(&objects_dir))
             .into_iter()
@@ -482,7 +619,13 @@ fn compile_lib(
         view,
     );
     let mut command = krate.capture.command(&args);
-    run_rustc(&mut command, capture_output, krate.capture.package(), watch)
+    run_rustc(
+        &mut command,
+        capture_output,
+        None,
+        krate.capture.package(),
+        watch,
+    )
 }
 
 /// Runs the rustc `command` (stdout discarded; stderr returned when `capture_output`, else
@@ -497,6 +640,7 @@ fn compile_lib(
 fn run_rustc(
     command: &mut std::process::Command,
     capture_output: bool,
+    done: Option<&std::fs::File>,
     package: &str,
     watch: &mut dyn FnMut() -> Watch,
 ) -> Result<String, PatchBuildError> {
@@ -505,8 +649,8 @@ fn run_rustc(
         .stderr(std::process::Stdio::piped());
     // Shown as it comes unless captured; what came while the build was speculative is
     // returned (shown by the caller unless the build is superseded after all).
-    let result =
-        output_watched(command, !capture_output, watch)?.ok_or(PatchBuildError::Superseded)?;
+    let result = output_watched(command, !capture_output, done, watch)?
+        .ok_or(PatchBuildError::Superseded)?;
     let messages = String::from_utf8_lossy(&result.stderr).into_owned();
     if !result.status.success() {
         return Err(PatchBuildError::Compile {

@@ -376,7 +376,12 @@ impl CodeIndex {
         self.functions
             .iter()
             .filter(|(name, _)| {
-                ENTRIES.contains(&name.rsplit("::").next().unwrap_or(name.as_str()))
+                // The last path segment, without a search of the whole name: most names are
+                // long, and few end like an entry point.
+                ENTRIES.iter().any(|entry| {
+                    name.strip_suffix(entry)
+                        .is_some_and(|rest| rest.is_empty() || rest.ends_with("::"))
+                })
             })
             .map(|(name, hash)| (name.clone(), *hash))
             .collect()
@@ -475,10 +480,14 @@ fn changed(
     crates: &Crates,
 ) -> Vec<String> {
     let mut changed = BTreeSet::new();
+    // Both are in name order: one walk, not a search of `before` for each name.
+    let mut before = before.iter().peekable();
     for (name, hash) in now {
-        if before.get(name) != Some(hash)
-            && let Some(display) = crates.display(name)
-        {
+        while before.next_if(|(old, _)| *old < name).is_some() {}
+        let same = before
+            .peek()
+            .is_some_and(|(old, old_hash)| *old == name && *old_hash == hash);
+        if !same && let Some(display) = crates.display(name) {
             changed.insert(display);
         }
     }
