@@ -1840,6 +1840,77 @@ mod tests {
         assert_eq!(plain.descriptions("app::model::Item").count(), 1);
     }
 
+    /// An optimised build declares a type (`DW_AT_declaration`, no size, no fields) in the
+    /// units where only its methods are. A declaration read before the definition is not the
+    /// type's layout: an allocator type of the crate was refused on every edit of a release
+    /// build as "size 0 -> ?".
+    #[test]
+    fn a_declaration_before_the_definition_is_not_the_types_layout() {
+        use gimli::write::{AttributeValue as Value, DwarfUnit, EndianVec, Sections};
+        let encoding = gimli::Encoding {
+            format: gimli::Format::Dwarf32,
+            version: 4,
+            address_size: 8,
+        };
+        let mut written = DwarfUnit::new(encoding);
+        let unit = &mut written.unit;
+        let root = unit.root();
+        let base = unit.add(root, gimli::DW_TAG_base_type);
+        unit.get_mut(base)
+            .set(gimli::DW_AT_name, Value::String(b"u64".to_vec()));
+        unit.get_mut(base)
+            .set(gimli::DW_AT_byte_size, Value::Udata(8));
+        let space = unit.add(root, gimli::DW_TAG_namespace);
+        unit.get_mut(space)
+            .set(gimli::DW_AT_name, Value::String(b"app".to_vec()));
+        let declared = unit.add(space, gimli::DW_TAG_structure_type);
+        unit.get_mut(declared)
+            .set(gimli::DW_AT_name, Value::String(b"Counting".to_vec()));
+        unit.get_mut(declared)
+            .set(gimli::DW_AT_declaration, Value::Flag(true));
+        let defined = unit.add(space, gimli::DW_TAG_structure_type);
+        for (name, value) in [
+            (gimli::DW_AT_name, Value::String(b"Counting".to_vec())),
+            (gimli::DW_AT_byte_size, Value::Udata(8)),
+            (gimli::DW_AT_alignment, Value::Udata(8)),
+        ] {
+            unit.get_mut(defined).set(name, value);
+        }
+        let member = unit.add(defined, gimli::DW_TAG_member);
+        for (name, value) in [
+            (gimli::DW_AT_name, Value::String(b"count".to_vec())),
+            (gimli::DW_AT_type, Value::UnitRef(base)),
+            (gimli::DW_AT_data_member_location, Value::Udata(0)),
+        ] {
+            unit.get_mut(member).set(name, value);
+        }
+        let mut sections = Sections::new(EndianVec::new(RunTimeEndian::Little));
+        written.write(&mut sections).unwrap();
+        let dwarf = gimli::Dwarf::load(|id| -> Result<_, gimli::Error> {
+            let bytes = sections.get(id).map_or(&[][..], |section| section.slice());
+            Ok(EndianSlice::new(bytes, RunTimeEndian::Little))
+        })
+        .unwrap();
+        let header = dwarf.units().next().unwrap().unwrap();
+        let unit = dwarf.unit(header).unwrap();
+        let mut graph = TypeGraph::default();
+        UnitReader::new(&dwarf, &unit, false)
+            .unwrap()
+            .read_into(&mut graph, "app", None)
+            .unwrap();
+        let layouts: Vec<&TypeDef> = graph.descriptions("app::Counting").collect();
+        assert_eq!(layouts.len(), 1);
+        assert_eq!(layouts[0].size, Some(8));
+        assert_eq!(
+            layouts[0].shape,
+            Shape::Struct {
+                fields: vec![field("count", 0, "u64")],
+                discriminant: None,
+                variants: Vec::new(),
+            }
+        );
+    }
+
     #[test]
     fn names_read_as_written() {
         assert_eq!(
