@@ -39,7 +39,8 @@ pub struct Edits {
     /// Local library crates compiled again before the bin, per edit (a workspace's).
     libraries: Vec<f64>,
     link: Vec<f64>,
-    after_rustc: Vec<f64>,
+    after_link: Vec<f64>,
+    rustc_tail: Vec<f64>,
     check: Vec<f64>,
     load: Vec<f64>,
     tool_build: Vec<f64>,
@@ -104,11 +105,7 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
         // The `Patching` line comes once the build is speculative no more (up to 10 ms after
         // rustc started): the watcher's share ends where the first rustc starts.
         session.wait_line(from, EDIT_DEADLINE, |l| status(l, "Patching").then_some(()));
-        let rustc = only(
-            &records,
-            |r| r.is_rustc_of("cdylib") && r.success,
-            "successful patch rustc run",
-        );
+        let rustc = only(&records, is_patch_rustc, "successful patch rustc run");
         // The local library crates the patch compiled again first (a workspace's), in order.
         let libraries: Vec<&Invocation> = records
             .iter()
@@ -125,14 +122,7 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
             .iter()
             .filter(|r| r.is_rustc_of("cdylib") && !r.success)
             .count();
-        let link = only(
-            &records,
-            |r| {
-                r.link_output()
-                    .is_some_and(|o| o.extension().is_some_and(|e| e == "so"))
-            },
-            "patch link",
-        );
+        let link = only(&records, is_patch_link, "patch link");
         edits.patches += 1;
         if n > bench.runs {
             continue; // the memory soak: checked, not timed
@@ -168,13 +158,14 @@ pub fn run(bench: &Bench, fixture: &Fixture, project: &Project, dirs: &Dirs) -> 
         edits
             .watch
             .push(ms(first_rustc_start.saturating_sub(written)));
-        edits.rustc.push(libraries_ms + rustc.ms() - link.ms());
+        edits.rustc.push(libraries_ms + up_to_link(rustc, link));
+        edits.rustc_tail.push(after_link(rustc, link));
         edits.libraries.push(libraries.len() as f64);
         edits.link.push(link.ms());
         let load = patched.load_ms;
         let check = patched.check_ms;
-        edits.after_rustc.push(
-            ms(patched.at_ns.saturating_sub(rustc.end_ns))
+        edits.after_link.push(
+            ms(patched.at_ns.saturating_sub(link.end_ns))
                 - load.unwrap_or(0.0)
                 - check.unwrap_or(0.0),
         );
@@ -295,20 +286,51 @@ fn check_not_refused(session: &Process, from: usize) {
     }
 }
 
-/// Waits until the patch's rustc run has exited (its record is in the log) and returns the
-/// records read so far.
-fn wait_patch_compiled(
+/// The time of the patch's `rustc` run up to its `link` (the linker wrapper's own work
+/// included), in ms.
+pub fn up_to_link(rustc: &Invocation, link: &Invocation) -> f64 {
+    ms(link.start_ns.saturating_sub(rustc.start_ns))
+}
+
+/// The time the patch's `rustc` run goes on after its `link` (tidying its incremental cache),
+/// in ms: the tool does not wait for it.
+pub fn after_link(rustc: &Invocation, link: &Invocation) -> f64 {
+    ms(rustc.end_ns.saturating_sub(link.end_ns))
+}
+
+/// Whether `record` is the link of a patch (a shared object).
+pub fn is_patch_link(record: &Invocation) -> bool {
+    record
+        .link_output()
+        .is_some_and(|o| o.extension().is_some_and(|e| e == "so"))
+}
+
+/// Whether `record` is a patch's successful rustc run.
+pub fn is_patch_rustc(record: &Invocation) -> bool {
+    record.is_rustc_of("cdylib") && record.success
+}
+
+/// Reads the wrappers' records from `log` into `records` until one of them is `wanted`: the
+/// patch's link, or its rustc run (which ends up to about 10 ms after the link, the tool not
+/// waiting for it). Records of runs that started before `since` (ns since the epoch, the
+/// edit's write) are left out: the end of a build from before the edit (the session's
+/// baseline builds, whose rustc may end after the session is ready).
+fn wait_record(
     session: &mut Process,
-    log: &Path,
-    offset: &mut u64,
-    from: usize,
-) -> Vec<Invocation> {
+    (log, offset): (&Path, &mut u64),
+    (from, since): (usize, u64),
+    records: &mut Vec<Invocation>,
+    wanted: fn(&Invocation) -> bool,
+) {
     let end = std::time::Instant::now() + EDIT_DEADLINE;
-    let mut records = Vec::new();
     loop {
-        records.extend(wrap::read_since(log, offset));
-        if records.iter().any(|r| r.is_rustc_of("cdylib") && r.success) {
-            return records;
+        records.extend(
+            wrap::read_since(log, offset)
+                .into_iter()
+                .filter(|r| r.start_ns >= since),
+        );
+        if records.iter().any(wanted) {
+            return;
         }
         check_not_refused(session, from);
         session.check_alive();
@@ -335,10 +357,11 @@ pub struct Applied {
 }
 
 /// Writes edit `n` of `fixture` in `project` (replacing `current`, which becomes the edit's
-/// line), waits until the patch's rustc has exited (read from the wrappers' `log` from
+/// line), waits until the patch's link has ended (read from the wrappers' `log` from
 /// `offset`), then asks the program every `bench.poll` until the new code answers, and waits
-/// for the tool's `Patched` line of generation `n + 1`. Requests start only once the new code
-/// can exist, so that they do not compete with the compile for the CPU.
+/// for the tool's `Patched` line of generation `n + 1` and for the patch's rustc to end.
+/// Requests start only once the new code can exist, so that they do not compete with the
+/// compile for the CPU.
 pub fn apply_edit(
     bench: &Bench,
     (fixture, project): (&Fixture, &Project),
@@ -352,7 +375,14 @@ pub fn apply_edit(
     project.edit(fixture.file, current, &next);
     let written = now_ns();
     *current = next;
-    let records = wait_patch_compiled(session, log, offset, from);
+    let mut records = Vec::new();
+    wait_record(
+        session,
+        (log, offset),
+        (from, written),
+        &mut records,
+        is_patch_link,
+    );
     let (stamp, _) = process::poll(addr, fixture.path, bench.poll, EDIT_DEADLINE, |body| {
         fixture::stamp(body, n)
     })
@@ -362,10 +392,15 @@ pub fn apply_edit(
         "the new code reported a time before the edit was written"
     );
     let patched = wait_patched(session, from, n as u64 + 1);
-    // Every record of this patch is written by now (the link's before its rustc's): the next
-    // edit's wait starts after them.
-    let mut records = records;
-    records.extend(wrap::read_since(log, offset));
+    // The patch's rustc may end after the program runs the new code: its record is this
+    // edit's, and the next edit's wait starts after it.
+    wait_record(
+        session,
+        (log, offset),
+        (from, written),
+        &mut records,
+        is_patch_rustc,
+    );
     Applied {
         written,
         stamp,
@@ -407,7 +442,15 @@ pub fn only<'a>(
     what: &str,
 ) -> &'a Invocation {
     let found: Vec<&Invocation> = records.iter().filter(|r| pick(r)).collect();
-    assert_eq!(found.len(), 1, "expected one {what} per edit");
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {what} per edit, found: {:?}",
+        found
+            .iter()
+            .map(|r| (r.option("--crate-type"), r.start_ns, r.end_ns))
+            .collect::<Vec<_>>()
+    );
     found[0]
 }
 
@@ -674,7 +717,7 @@ impl Edits {
             &self.watch,
         );
         table.samples(
-            "  rustc (library crates and patch, without link)",
+            "  rustc (library crates, and patch up to its link)",
             Unit::Ms,
             &self.rustc,
         );
@@ -688,11 +731,16 @@ impl Edits {
         table.samples("  link (patch, real linker)", Unit::Ms, &self.link);
         table.samples("  check (compatibility gate)", Unit::Ms, &self.check);
         table.samples(
-            "  tool after rustc (object index, source diff, IPC)",
+            "  tool after the link (object index, source diff, IPC)",
             Unit::Ms,
-            &self.after_rustc,
+            &self.after_link,
         );
         table.samples("  load (host: dlopen + slot swap)", Unit::Ms, &self.load);
+        table.samples(
+            "  rustc after the link (not waited for)",
+            Unit::Ms,
+            &self.rustc_tail,
+        );
         table.samples("  build as the tool reports it", Unit::Ms, &self.tool_build);
         table.samples("  patch size", Unit::KiB, &self.patch_kib);
         table.samples(

@@ -212,13 +212,15 @@ fn describe_machine(rustc: &Path) -> String {
 /// How to read the table; printed under it.
 const NOTES: &[&str] = &[
     "edit -> effect ends at the timestamp the new code itself puts in its answer; requests start \
-     when the patch's rustc exits, then every 1 ms.",
+     when the patch's link ends, then every 1 ms.",
     "phases come from the tool's status lines (read as they arrive) and from pass-through rustc \
      and linker wrappers that every build here goes through, with or without cargo-hotswap.",
     "check: the compatibility gate as the tool times it (records, type layouts from DWARF, \
      undefined symbols, changed functions), the part that runs after the code index and the \
-     source diff (it starts reading the patch beside them); \"tool after rustc\" is the rest \
-     between rustc's exit and the `Patched` line.",
+     source diff (it starts reading the patch beside them); \"tool after the link\" is the rest \
+     between the patch's link and the `Patched` line. The tool goes on once the patch is \
+     linked; rustc's last step, tidying its incremental cache, ends on its own meanwhile \
+     (\"rustc after the link\"; the floors include it).",
     "restart loop: incremental cargo build of the bin, then a fresh process until its first \
      answer; no file watcher (cargo-watch would add its own debounce).",
 ];

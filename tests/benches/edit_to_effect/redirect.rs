@@ -5,7 +5,8 @@
 use hotswap_tests::Project;
 
 use crate::edits::{
-    apply_edit, cargo_floor, edit_count, floor_goal, floor_goal_text, only, start_session, verdict,
+    after_link, apply_edit, cargo_floor, edit_count, floor_goal, floor_goal_text, is_patch_link,
+    is_patch_rustc, only, start_session, up_to_link, verdict,
 };
 use crate::fixture::{Dirs, Fixture};
 use crate::table::{self, Table, Unit, format, percentile};
@@ -15,8 +16,10 @@ use crate::{Bench, wrap};
 #[derive(Default)]
 pub struct Redirected {
     effect: Vec<f64>,
-    /// The patch's rustc run (every function of the crate), without its link.
+    /// The patch's rustc run (every function of the crate) up to its link.
     rustc: Vec<f64>,
+    /// The patch's rustc run after its link, which the tool does not wait for.
+    rustc_tail: Vec<f64>,
     /// The patch's link, by the real linker.
     link: Vec<f64>,
     /// The gate, with the redirection's plan.
@@ -71,17 +74,10 @@ pub fn run(bench: &Bench, fixture: &Fixture, dirs: &Dirs) -> Redirected {
         if n <= bench.runs {
             let rustc = only(
                 &applied.records,
-                |r| r.is_rustc_of("cdylib") && r.success,
+                is_patch_rustc,
                 "successful patch rustc run",
             );
-            let link = only(
-                &applied.records,
-                |r| {
-                    r.link_output()
-                        .is_some_and(|o| o.extension().is_some_and(|e| e == "so"))
-                },
-                "patch link",
-            );
+            let link = only(&applied.records, is_patch_link, "patch link");
             // The first edit's replay warms the floor's incremental cache, as the session's
             // baseline build warmed the tool's.
             let floor = cargo_floor(
@@ -93,7 +89,8 @@ pub fn run(bench: &Bench, fixture: &Fixture, dirs: &Dirs) -> Redirected {
             if n > 0 {
                 let effect = (applied.stamp - applied.written) as f64 / 1e6;
                 samples.effect.push(effect);
-                samples.rustc.push(rustc.ms() - link.ms());
+                samples.rustc.push(up_to_link(rustc, link));
+                samples.rustc_tail.push(after_link(rustc, link));
                 samples.link.push(link.ms());
                 samples.check.extend(applied.patched.check_ms);
                 samples.floor.push(floor);
@@ -126,7 +123,7 @@ impl Redirected {
             &self.effect,
         );
         table.samples(
-            "  rustc (patch of every function, without link)",
+            "  rustc (patch of every function, up to its link)",
             Unit::Ms,
             &self.rustc,
         );
@@ -137,6 +134,11 @@ impl Redirected {
             &self.check,
         );
         table.samples("  apply (host: dlopen + redirection)", Unit::Ms, &self.load);
+        table.samples(
+            "  rustc after the link (not waited for)",
+            Unit::Ms,
+            &self.rustc_tail,
+        );
         table.samples("  pause (threads stopped)", Unit::Ms, &self.pause);
         if !self.pause.is_empty() {
             table.text(
