@@ -49,17 +49,23 @@ pub fn fixtures_target_dir() -> PathBuf {
     target_dir().join("e2e-fixtures")
 }
 
-/// The session directories (where a session publishes its patch files) of the session whose
-/// process is `pid`, in every project's work directory under [`fixtures_target_dir`]: one,
-/// once the session has started.
-pub fn session_dirs(pid: u32) -> Vec<PathBuf> {
+/// The session directories (where a session publishes its patch files) of `session`, in every
+/// project's work directory under [`fixtures_target_dir`]: one, once the session has started.
+/// A directory of the same name that an earlier session with the same pid left (in another
+/// project's work directory, the target directory being shared) was last written before this
+/// session started, and is left out.
+pub fn session_dirs(session: &Session) -> Vec<PathBuf> {
     let pattern = fixtures_target_dir().join("hotswap/debug");
     std::fs::read_dir(&pattern)
         .into_iter()
         .flatten()
         .flatten()
-        .map(|dir| dir.path().join("sessions").join(pid.to_string()))
-        .filter(|dir| dir.is_dir())
+        .map(|dir| dir.path().join("sessions").join(session.pid().to_string()))
+        .filter(|dir| {
+            std::fs::metadata(dir)
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|written| written >= session.started)
+        })
         .collect()
 }
 
@@ -251,10 +257,13 @@ pub struct Session {
     child: Child,
     stdout: Collected,
     stderr: Collected,
+    /// When the process was started.
+    started: std::time::SystemTime,
 }
 
 impl Session {
     fn spawn(mut command: Command) -> Session {
+        let started = std::time::SystemTime::now();
         let mut child = command.spawn().expect("cannot start cargo-hotswap");
         let stdout = collect(child.stdout.take().unwrap(), "stdout");
         let stderr = collect(child.stderr.take().unwrap(), "stderr");
@@ -262,6 +271,7 @@ impl Session {
             child,
             stdout,
             stderr,
+            started,
         }
     }
 

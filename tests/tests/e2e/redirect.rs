@@ -948,7 +948,7 @@ fn wait_time_suffix(addr: &str, suffix: &str, session: &hotswap_tests::Session) 
 /// The symbols that the one patch file of `session` defines.
 fn only_patch_definitions(session: &hotswap_tests::Session) -> Vec<String> {
     use object::{Object, ObjectSymbol};
-    let patches: Vec<_> = hotswap_tests::session_dirs(session.pid())
+    let patches: Vec<_> = hotswap_tests::session_dirs(session)
         .into_iter()
         .flat_map(|dir| std::fs::read_dir(dir).unwrap().flatten())
         .map(|file| file.path())

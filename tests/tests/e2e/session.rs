@@ -540,7 +540,7 @@ fn only_applied_patches_stay_in_the_session_directory() {
         "fn beta() -> String {\n    \"beta-three\".to_owned()",
     );
     session.wait_stderr(EDIT_DEADLINE, "     Refused [HS0101]");
-    let sessions = hotswap_tests::session_dirs(session.pid());
+    let sessions = hotswap_tests::session_dirs(&session);
     assert_eq!(sessions.len(), 1, "{sessions:?}");
     let mut files: Vec<String> = std::fs::read_dir(&sessions[0])
         .unwrap()
