@@ -76,24 +76,63 @@ pub(crate) fn is_allocator_shim(path: &Path) -> bool {
     })
 }
 
+/// The global allocator's entry points, which `#[global_allocator]` makes rustc generate in the
+/// crate that has it (calling the allocator's methods), and its allocator shim otherwise:
+/// `__rust_alloc` first.
+pub(crate) const ALLOCATOR_ENTRIES: [&str; 4] = [
+    "__rust_alloc",
+    "__rust_dealloc",
+    "__rust_realloc",
+    "__rust_alloc_zeroed",
+];
+
+/// Whether the demangled symbol `name` is one of the [`ALLOCATOR_ENTRIES`], in whatever crate
+/// (`app::__rust_alloc`, `__rustc::__rust_alloc`). Names are compared by their ending, not
+/// split: most names are long, and few end like an entry point.
+pub(crate) fn is_allocator_entry(name: &str) -> bool {
+    ALLOCATOR_ENTRIES.iter().any(|entry| {
+        name.strip_suffix(entry)
+            .is_some_and(|rest| rest.is_empty() || rest.ends_with("::"))
+    })
+}
+
 /// Whether the rlib at `path` defines the global allocator's entry point `__rust_alloc`
 /// (`#[global_allocator]` in its crate), from the archive's symbol index; `None` when it cannot
 /// be read.
 pub(crate) fn defines_global_allocator(path: &Path) -> Option<bool> {
-    let file = std::fs::File::open(path).ok()?;
-    let cache = object::read::ReadCache::new(file);
-    let archive = ArchiveFile::parse(&cache).ok()?;
-    let symbols = archive.symbols().ok()??;
-    let mut found = false;
-    for symbol in symbols {
-        let name = symbol.ok()?.name();
-        if name.windows(12).any(|w| w == b"__rust_alloc") {
-            let name = String::from_utf8_lossy(name);
-            let demangled = demangle(&name);
-            found |= demangled == "__rust_alloc" || demangled.ends_with("::__rust_alloc");
+    let alloc = ALLOCATOR_ENTRIES[0];
+    let names = archive_symbols(path).ok()?;
+    Some(names.iter().any(|name| {
+        name.contains(alloc) && {
+            let demangled = demangle(name);
+            demangled == alloc || demangled.ends_with(&format!("::{alloc}"))
         }
+    }))
+}
+
+/// The names of the symbols the archive at `path` defines, from its symbol index (the archive
+/// itself is read only that far).
+///
+/// # Errors
+///
+/// When the file cannot be read or is not an archive.
+pub(crate) fn archive_symbols(path: &Path) -> Result<Vec<String>, String> {
+    let file = std::fs::File::open(path)
+        .map_err(|err| format!("cannot read `{}`: {err}", path.display()))?;
+    let cache = object::read::ReadCache::new(file);
+    let archive =
+        ArchiveFile::parse(&cache).map_err(|err| format!("`{}`: {err}", path.display()))?;
+    let mut names = Vec::new();
+    for symbol in archive
+        .symbols()
+        .map_err(|err| format!("`{}`: {err}", path.display()))?
+        .into_iter()
+        .flatten()
+    {
+        let symbol = symbol.map_err(|err| format!("`{}`: {err}", path.display()))?;
+        names.push(String::from_utf8_lossy(symbol.name()).into_owned());
     }
-    Some(found)
+    Ok(names)
 }
 
 /// A hot function's path without the crate's own name, as messages show it: `render::frame`.

@@ -837,7 +837,7 @@ pub(crate) fn thin(
     let mut rebuilt: Vec<u32> = Vec::new();
     if callers_too {
         for rlib in whole {
-            for name in archive_symbols(Path::new(rlib))? {
+            for name in crate::symbols::archive_symbols(Path::new(rlib))? {
                 rebuilt.extend(symbols.ids.get(name.as_str()));
             }
         }
@@ -979,31 +979,6 @@ fn members(data: &[u8], path: &str) -> Result<Vec<(String, std::ops::Range<usize
 pub(super) fn codegen_unit(name: &str) -> &str {
     let base = name.strip_suffix(".rcgu.o").unwrap_or(name);
     base.rsplit_once('.').map_or(base, |(unit, _)| unit)
-}
-
-/// The names of the symbols the archive at `path` defines, from its symbol index (the archive
-/// itself is read only that far).
-///
-/// # Errors
-///
-/// When the file cannot be read or is not an archive.
-fn archive_symbols(path: &Path) -> Result<Vec<String>, String> {
-    let file = std::fs::File::open(path)
-        .map_err(|err| format!("cannot read `{}`: {err}", path.display()))?;
-    let cache = object::read::ReadCache::new(file);
-    let archive = object::read::archive::ArchiveFile::parse(&cache)
-        .map_err(|err| format!("`{}`: {err}", path.display()))?;
-    let mut names = Vec::new();
-    for symbol in archive
-        .symbols()
-        .map_err(|err| format!("`{}`: {err}", path.display()))?
-        .into_iter()
-        .flatten()
-    {
-        let symbol = symbol.map_err(|err| format!("`{}`: {err}", path.display()))?;
-        names.push(String::from_utf8_lossy(symbol.name()).into_owned());
-    }
-    Ok(names)
 }
 
 /// Which objects a hot function's patch must link besides those the edit compiled again: the

@@ -362,27 +362,13 @@ impl CodeIndex {
         changed(&self.values, &previous.values, crates)
     }
 
-    /// The entry points of the global allocator that the crate defines (`#[global_allocator]`
-    /// makes rustc generate `__rust_alloc`, `__rust_dealloc`, `__rust_realloc` and
-    /// `__rust_alloc_zeroed` in it, which call the allocator's methods), with the hashes of
-    /// their code: empty when the crate defines none. Another allocator type gives other code.
+    /// The entry points of the global allocator that the crate defines (see
+    /// [`crate::symbols::ALLOCATOR_ENTRIES`]), with the hashes of their code: empty when the
+    /// crate defines none. Another allocator type gives other code.
     pub(crate) fn allocator_entries(&self) -> BTreeMap<String, u64> {
-        const ENTRIES: [&str; 4] = [
-            "__rust_alloc",
-            "__rust_dealloc",
-            "__rust_realloc",
-            "__rust_alloc_zeroed",
-        ];
         self.functions
             .iter()
-            .filter(|(name, _)| {
-                // The last path segment, without a search of the whole name: most names are
-                // long, and few end like an entry point.
-                ENTRIES.iter().any(|entry| {
-                    name.strip_suffix(entry)
-                        .is_some_and(|rest| rest.is_empty() || rest.ends_with("::"))
-                })
-            })
+            .filter(|(name, _)| crate::symbols::is_allocator_entry(name))
             .map(|(name, hash)| (name.clone(), *hash))
             .collect()
     }
