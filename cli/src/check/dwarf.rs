@@ -568,7 +568,9 @@ fn sections<'data>(
 /// Where the functions of the crate `crate_id` in `file` are declared: demangled name (without
 /// its hash, `app::main::{{closure}}`) -> `(source file as rustc names it, line)`, from each
 /// subprogram's `DW_AT_decl_file` and `DW_AT_decl_line`. Of several functions with one name
-/// (a function's closures), the first line is kept. Only `wanted` names are looked up.
+/// (a function's closures), the first line is kept. Only `wanted` names are looked up. A
+/// function with an unmangled name is found by that name (its `DW_AT_name`: it has no
+/// `DW_AT_linkage_name`).
 ///
 /// # Errors
 ///
@@ -589,11 +591,17 @@ pub(crate) fn function_lines(
                 if entry.tag() != gimli::DW_TAG_subprogram {
                     continue;
                 }
-                let Some(linkage) = entry.attr_value(gimli::DW_AT_linkage_name)? else {
+                // A function with an unmangled name (`#[unsafe(no_mangle)]`) has no linkage
+                // name: its name is its symbol.
+                let symbol = match entry.attr_value(gimli::DW_AT_linkage_name)? {
+                    Some(linkage) => Some(linkage),
+                    None => entry.attr_value(gimli::DW_AT_name)?,
+                };
+                let Some(symbol) = symbol else {
                     continue;
                 };
                 let name =
-                    crate::symbols::demangle(&dwarf.attr_string(unit, linkage)?.to_string_lossy());
+                    crate::symbols::demangle(&dwarf.attr_string(unit, symbol)?.to_string_lossy());
                 if !wanted(&name) {
                     continue;
                 }

@@ -178,10 +178,16 @@ fn patched(applied: Applied) -> Verdict {
     Verdict::Applied
 }
 
+/// Who calls a function that no redirection reaches though it is not `main` (see
+/// `Functions::start_up_only`): it ran as the program started, maybe more than once, or it is
+/// still running (a loop of its own).
+const START_UP_CALLERS: &str =
+    "called only by start-up code (`main` outside any loop, and what only that calls)";
+
 /// Why the changed functions `names` (quoted, as [`Session::located`] shows them) run their
 /// new code only after a restart: no hot function reaches them, or (entry redirection,
-/// `redirecting`) they are running (`main`) or called only once (see
-/// `Functions::start_up_only`).
+/// `redirecting`) they are running (`main`) or only start-up code calls them (see
+/// [`START_UP_CALLERS`]).
 fn unreached(names: &[String], redirecting: bool) -> String {
     let one = names.len() == 1;
     let main_only = names.iter().all(|name| name.starts_with("`main`"));
@@ -191,14 +197,10 @@ fn unreached(names: &[String], redirecting: bool) -> String {
         (true, true, true) => {
             "it runs until the program ends, where no redirection reaches it".to_owned()
         }
-        (true, true, false) => {
-            "it is called only once (from `main`, outside any loop), so no redirection reaches \
-             it"
-            .to_owned()
-        }
-        (true, false, _) => "they are running (`main`) or called only once (from `main`, \
-                             outside any loop), so no redirection reaches them"
-            .to_owned(),
+        (true, true, false) => format!("it is {START_UP_CALLERS}, so no redirection reaches it"),
+        (true, false, _) => format!(
+            "they are running (`main`) or {START_UP_CALLERS}, so no redirection reaches them"
+        ),
     }
 }
 

@@ -209,8 +209,8 @@ fn state_scenarios_without_marks() {
         restarting,
         [
             "  Restarting [HS0201] state (`banner` at src/main.rs:100 changed, and it is called \
-          only once (from `main`, outside any loop), so no redirection reaches it; state is \
-          lost)"
+          only by start-up code (`main` outside any loop, and what only that calls), so no \
+          redirection reaches it; state is lost)"
         ]
     );
     assert!(

@@ -1230,6 +1230,14 @@ fn unmangled_bin_functions_a_library_crate_calls_are_redirected_or_restart_as_th
     session.wait_stderr(EDIT_DEADLINE, "Restarting [HS0201]");
     wait_tick_of_new_process(&mut session, START_DEADLINE, &first, &["start=2 each=11"]);
     assert_eq!(status_messages(&session.stderr(), "Patched").len(), 1);
+    // Named by its symbol, where it is defined, like any other function.
+    let restarting = status_messages(&session.stderr(), "Restarting");
+    assert!(
+        restarting
+            .iter()
+            .any(|message| message.contains("`start_value` at app/src/main.rs:2")),
+        "{restarting:?}"
+    );
 }
 
 /// A program with a thread that blocks every signal cannot be stopped for a redirection: the

@@ -170,8 +170,9 @@ fn main() {
         hotswap_tests::status_messages(&session.stderr(), "Restarting"),
         [
             "  Restarting [HS0201] plain (`banner` at src/main.rs:19, `main` at src/main.rs:23 \
-          changed, and they are running (`main`) or called only once (from `main`, outside any \
-          loop), so no redirection reaches them; state is lost)"
+          changed, and they are running (`main`) or called only by start-up code (`main` \
+          outside any loop, and what only that calls), so no redirection reaches them; state \
+          is lost)"
         ]
     );
     session.assert_stderr_lacks("generation 2");
