@@ -148,9 +148,10 @@ fn ended(pid: u32, block: bool) -> std::io::Result<bool> {
 ///
 /// `done`, when given, is the read end of a pipe to which a process the child starts writes
 /// [`DONE`] once the child's work is complete though it has not exited (a patch's rustc, once
-/// its link is written, still tidies its incremental cache for about 10 ms): then the child is
-/// left to end on a thread of its own (see [`wait_for_tails`]), and this returns a success with
-/// what it printed so far. Should it fail after all, what it printed then is shown as a warning.
+/// its link is written, still removes its temporary files for 10 to 20 ms). When the child has
+/// printed nothing by then (had it printed warnings, their count would come after), it is left
+/// to end on a thread of its own (see [`wait_for_tails`]), and this returns a success. Should it
+/// print something or fail after all, that is shown as a warning.
 ///
 /// # Errors
 ///
@@ -191,17 +192,19 @@ pub(crate) fn output_watched(
                 .with_context(|| format!("cannot wait for `{program}`"))?
             {
                 Wait::Ended => break,
+                // It printed something: what it prints at its end belongs with that.
+                Wait::Done if stderr.as_ref().is_some_and(Drained::printed) => done = None,
                 Wait::Done => {
                     // Its pid is forgotten first: the thread left to wait for its end reaps it.
                     *WATCHED
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+                    live.store(false, Ordering::Release);
                     let output = Output {
                         status: std::os::unix::process::ExitStatusExt::from_raw(0),
                         stdout: Vec::new(),
-                        stderr: stderr.as_ref().map(Drained::take).unwrap_or_default(),
+                        stderr: Vec::new(),
                     };
-                    live.store(false, Ordering::Release);
                     leave_to_end(child, program, stdout, stderr);
                     return Ok(Some(output));
                 }
@@ -327,13 +330,21 @@ fn leave_to_end(
         let status = child.wait();
         let _ = stdout.map(Drained::join);
         let rest = stderr.map(Drained::join).unwrap_or_default();
+        let rest = String::from_utf8_lossy(&rest);
         match status {
-            Ok(status) if status.success() => {}
+            Ok(status) if status.success() && rest.trim().is_empty() => {}
+            Ok(status) if status.success() => output::warn(
+                "Warning",
+                format!(
+                    "`{program}` said after its work was done:\n{}",
+                    rest.trim_end()
+                ),
+            ),
             Ok(status) => output::warn(
                 "Warning",
                 format!(
                     "`{program}` failed ({status}) after its work was done:\n{}",
-                    String::from_utf8_lossy(&rest).trim_end()
+                    rest.trim_end()
                 ),
             ),
             Err(err) => output::warn("Warning", format!("cannot wait for `{program}`: {err}")),
@@ -345,9 +356,9 @@ fn leave_to_end(
         .push(tail);
 }
 
-/// Waits for the end of every child [`output_watched`] returned before it ended: a compiler
-/// that starts on the same incremental cache before the last one finished with it would find
-/// no finished session of the cache to reuse.
+/// Waits for the end of every child [`output_watched`] returned before it ended: a patch's
+/// rustc deletes its object files in the build's output directory after the link, where the
+/// next build of the same kind writes its own.
 pub(crate) fn wait_for_tails() {
     let tails = std::mem::take(
         &mut *TAILS
@@ -361,25 +372,22 @@ pub(crate) fn wait_for_tails() {
 
 /// A child's pipe read to its end on a thread of its own (see [`drain`]).
 struct Drained {
-    /// What was read and not yet taken or copied.
+    /// What was read and not yet copied.
     held: Arc<std::sync::Mutex<Vec<u8>>>,
+    /// Whether anything was read at all (copied since, or not).
+    printed: Arc<AtomicBool>,
     reader: JoinHandle<()>,
 }
 
 impl Drained {
-    /// What was read so far, taken.
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(
-            &mut *self
-                .held
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        )
+    /// Whether the child printed anything on the pipe so far.
+    fn printed(&self) -> bool {
+        self.printed.load(Ordering::Acquire)
     }
 
-    /// What was read and not taken, once the pipe has closed.
+    /// What was read and not copied, once the pipe has closed.
     fn join(self) -> Vec<u8> {
-        let Drained { held, reader } = self;
+        let Drained { held, reader, .. } = self;
         let _ = reader.join();
         std::mem::take(
             &mut *held
@@ -398,6 +406,8 @@ fn drain(
     pipe.map(|mut pipe| {
         let held = Arc::new(std::sync::Mutex::new(Vec::new()));
         let holder = Arc::clone(&held);
+        let printed = Arc::new(AtomicBool::new(false));
+        let printing = Arc::clone(&printed);
         let reader = std::thread::spawn(move || {
             let is_live = || live.as_ref().is_some_and(|l| l.load(Ordering::Acquire));
             let mut chunk = [0u8; 8192];
@@ -412,12 +422,17 @@ fn drain(
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 held.extend_from_slice(&chunk[..read]);
+                printing.store(true, Ordering::Release);
                 if is_live() {
                     let _ = std::io::stderr().write_all(&std::mem::take(&mut *held));
                 }
             }
         });
-        Drained { held, reader }
+        Drained {
+            held,
+            printed,
+            reader,
+        }
     })
 }
 

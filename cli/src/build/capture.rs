@@ -319,15 +319,8 @@ pub(crate) fn exit_code(status: std::process::ExitStatus) -> ExitCode {
 }
 
 /// Runs `command` with inherited stdio and returns its exit code.
-pub(crate) fn exec(command: Command) -> ExitCode {
-    exec_then(command, |_| {})
-}
-
-/// [`exec`], calling `then` with whether the command succeeded before this process exits.
-pub(crate) fn exec_then(mut command: Command, then: impl FnOnce(bool)) -> ExitCode {
-    let status = command.status();
-    then(status.as_ref().is_ok_and(std::process::ExitStatus::success));
-    match status {
+pub(crate) fn exec(mut command: Command) -> ExitCode {
+    match command.status() {
         Ok(status) => exit_code(status),
         Err(err) => {
             eprintln!(

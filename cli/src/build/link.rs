@@ -39,8 +39,9 @@ pub(crate) const KEEP_CODE_ENV: &str = "HOTSWAP_KEEP_CODE";
 /// directory (and closes): the session reads them for the code index while the patch links.
 pub(crate) const OBJECTS_KEPT_FD_ENV: &str = "HOTSWAP_OBJECTS_KEPT_FD";
 /// Patch mode: the number of an inherited file descriptor, the write end of a pipe, to which
-/// the wrapper writes [`crate::process::DONE`] once the real linker has written the patch: the
-/// session goes on without waiting for rustc's end.
+/// the wrapper writes [`crate::process::DONE`] once the real linker has written the patch
+/// without a word of output (see [`link_and_tell`]): the session goes on without waiting for
+/// rustc's end.
 pub(crate) const PATCH_LINKED_FD_ENV: &str = "HOTSWAP_PATCH_LINKED_FD";
 
 /// Host mode: where to write the copy of rustc's allocator shim whose definitions are weak (see
@@ -150,15 +151,38 @@ pub(crate) fn linker_main(mode: Mode) -> ExitCode {
         // Best effort: `-v` output only.
         let _ = std::fs::write(log, crate::process::command_line(&command));
     }
-    let linked = (mode == Mode::Patch)
+    match (mode == Mode::Patch)
         .then(|| inherited_pipe(PATCH_LINKED_FD_ENV))
-        .flatten();
-    crate::build::capture::exec_then(command, |success| {
-        if success && let Some(mut pipe) = linked {
-            use std::io::Write;
-            let _ = pipe.write_all(&[crate::process::DONE]);
+        .flatten()
+    {
+        Some(linked) => link_and_tell(command, linked),
+        None => crate::build::capture::exec(command),
+    }
+}
+
+/// Runs the real linker `command`, passes what it printed on, and writes
+/// [`crate::process::DONE`] to `linked` when it succeeded without printing anything: rustc
+/// then has nothing left to do that the session waits for. A linker that printed something
+/// gets no word: rustc reports its output after the link (the `linker_messages` lint, which a
+/// crate may deny, failing the build), and the session waits for rustc's end.
+fn link_and_tell(mut command: Command, mut linked: std::fs::File) -> ExitCode {
+    use std::io::Write;
+    let output = match command.output() {
+        Ok(output) => output,
+        Err(err) => {
+            eprintln!(
+                "error: cannot run `{}`: {err}",
+                command.get_program().to_string_lossy()
+            );
+            return ExitCode::FAILURE;
         }
-    })
+    };
+    let _ = std::io::stdout().write_all(&output.stdout);
+    let _ = std::io::stderr().write_all(&output.stderr);
+    if output.status.success() && output.stdout.is_empty() && output.stderr.is_empty() {
+        let _ = linked.write_all(&[crate::process::DONE]);
+    }
+    crate::build::capture::exit_code(output.status)
 }
 
 /// Host mode: whole-archive every rlib but `compiler_builtins` in place, export everything. (The

@@ -374,8 +374,9 @@ pub(crate) fn build(
     std::fs::create_dir_all(&objects_dir)
         .with_context(|| format!("cannot create `{}`", objects_dir.display()))?;
     let mut command = capture.command(&args);
-    // rustc's last steps after the link (its incremental cache's tidying) are not waited for:
-    // on Linux nothing rewrites the output after its link (`-C strip` is the linker's work).
+    // rustc's last steps after a silent link (removing its temporary files) are not waited
+    // for: on Linux nothing rewrites the output after its link (`-C strip` is the linker's
+    // work).
     let signals = LinkSignals::start(&mut command, objects_dir.clone(), crate_name.clone());
     command
         .env(crate::ROLE_ENV, "link-patch")

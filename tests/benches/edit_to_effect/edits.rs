@@ -292,7 +292,7 @@ pub fn up_to_link(rustc: &Invocation, link: &Invocation) -> f64 {
     ms(link.start_ns.saturating_sub(rustc.start_ns))
 }
 
-/// The time the patch's `rustc` run goes on after its `link` (tidying its incremental cache),
+/// The time the patch's `rustc` run goes on after its `link` (removing its temporary files),
 /// in ms: the tool does not wait for it.
 pub fn after_link(rustc: &Invocation, link: &Invocation) -> f64 {
     ms(rustc.end_ns.saturating_sub(link.end_ns))

@@ -219,7 +219,7 @@ const NOTES: &[&str] = &[
      undefined symbols, changed functions), the part that runs after the code index and the \
      source diff (it starts reading the patch beside them); \"tool after the link\" is the rest \
      between the patch's link and the `Patched` line. The tool goes on once the patch is \
-     linked; rustc's last step, tidying its incremental cache, ends on its own meanwhile \
+     linked; rustc's last step, removing its temporary files, ends on its own meanwhile \
      (\"rustc after the link\"; the floors include it).",
     "restart loop: incremental cargo build of the bin, then a fresh process until its first \
      answer; no file watcher (cargo-watch would add its own debounce).",

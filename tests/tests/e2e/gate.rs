@@ -226,6 +226,58 @@ fn deleted_module_file_restored_with_its_old_content_is_rebuilt() {
     );
 }
 
+/// rustc reports what the linker printed after the link (the `linker_messages` lint). As a
+/// warning, it is shown and the patch applies; a crate that denies the lint fails its build
+/// there, after the patch was linked, and that patch is a failed build like any other: the
+/// program keeps its code. (The session goes on at the link's end only when neither rustc nor
+/// the linker printed anything.)
+#[test]
+fn what_rustc_says_after_the_link_is_shown_and_a_failure_there_fails_the_patch() {
+    use std::os::unix::fs::PermissionsExt;
+    let project = Project::copy("gate");
+    // A linker that speaks about every shared object it links: the patches, not the program.
+    let linker = project.path().join("noisy-cc");
+    std::fs::write(
+        &linker,
+        "#!/bin/sh
+case \" $* \" in\n  *\" -shared \"*) echo 'noisy linker: a shared object' >&2 ;;\n\
+         esac\nexec cc \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&linker, std::fs::Permissions::from_mode(0o755)).unwrap();
+    project.edit(
+        MAIN,
+        "\nuse std::cell::Cell;",
+        "\n#![warn(linker_messages)]\n\nuse std::cell::Cell;",
+    );
+    // As `[target.x86_64-unknown-linux-gnu] linker` in a cargo configuration would.
+    let mut session = project.run_with_env(
+        &[],
+        &[("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER", &linker)],
+    );
+    let first = wait_tick(&mut session, START_DEADLINE, &["beta-one"]);
+    session.wait_stderr(START_DEADLINE, "    Watching ");
+    let from = session.stderr().len();
+    crate::patch_beta(&project, &mut session, &first);
+    session.wait_stderr(EDIT_DEADLINE, "Patched");
+    let patched = session.stderr()[from..].to_owned();
+    assert!(
+        patched.contains("noisy linker: a shared object") && patched.contains("1 warning emitted"),
+        "{patched}"
+    );
+
+    project.edit_all(
+        MAIN,
+        &[
+            ("#![warn(linker_messages)]", "#![deny(linker_messages)]"),
+            ("\"beta-two\"", "\"beta-three\""),
+        ],
+    );
+    session.wait_stderr(EDIT_DEADLINE, "      Failed could not compile `gate`");
+    wait_tick(&mut session, EDIT_DEADLINE, &["beta-two", "gen=1"]);
+    session.assert_stderr_lacks("generation 2");
+}
+
 /// A hot function renamed while the program runs: the program still calls the old name, so the
 /// new code would never run. Refused, naming it, instead of a `Patched` that changes nothing.
 #[test]
