@@ -312,8 +312,8 @@ pub fn is_patch_rustc(record: &Invocation) -> bool {
 
 /// Reads the wrappers' records from `log` into `records` until one of them is `wanted`: the
 /// patch's link, or its rustc run (which ends up to about 10 ms after the link, the tool not
-/// waiting for it). Records of runs that started before `since` (ns since the epoch, the
-/// edit's write) are left out: the end of a build from before the edit (the session's
+/// waiting for it). Records of runs that started before `since` (ns since the epoch, just
+/// before the edit's write) are left out: the end of a build from before the edit (the session's
 /// baseline builds, whose rustc may end after the session is ready).
 fn wait_record(
     session: &mut Process,
@@ -372,6 +372,10 @@ pub fn apply_edit(
 ) -> Applied {
     let next = fixture::edited_line(fixture.line, n);
     let from = session.line_count();
+    // Every run this edit starts begins after this (taken after the write, the time could
+    // follow the start of a build the write started, were this thread descheduled between the
+    // two).
+    let before = now_ns();
     project.edit(fixture.file, current, &next);
     let written = now_ns();
     *current = next;
@@ -379,7 +383,7 @@ pub fn apply_edit(
     wait_record(
         session,
         (log, offset),
-        (from, written),
+        (from, before),
         &mut records,
         is_patch_link,
     );
@@ -397,7 +401,7 @@ pub fn apply_edit(
     wait_record(
         session,
         (log, offset),
-        (from, written),
+        (from, before),
         &mut records,
         is_patch_rustc,
     );
