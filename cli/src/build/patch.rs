@@ -118,7 +118,7 @@ impl Patch {
 /// A [`CodeIndex`] that may still be being read on another thread: [`PendingIndex::get`] waits
 /// for it. The index of the medium benchmark fixture's objects takes 3 to 8 ms after each patch
 /// build; the reading starts as soon as the linker wrapper has kept the objects (see
-/// [`ObjectsKept`]), so that it runs while the patch links.
+/// [`LinkSignals`]), so that it runs while the patch links.
 #[derive(Debug)]
 pub(crate) struct PendingIndex {
     index: std::sync::OnceLock<Option<CodeIndex>>,
