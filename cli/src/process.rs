@@ -264,20 +264,10 @@ enum Wait {
 /// Waits for the end of the child `pid` (not reaped: see [`ended`]) or for [`DONE`] on
 /// `pipe`, whichever comes first. Without a pidfd (Linux before 5.3), waits for the end.
 fn ended_or_done(pid: u32, pipe: &std::fs::File) -> std::io::Result<Wait> {
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let Ok(raw) = libc::pid_t::try_from(pid) else {
+    use std::os::fd::AsRawFd;
+    let Some(pidfd) = pidfd_open(pid) else {
         return ended(pid, true).map(|_| Wait::Ended);
     };
-    // SAFETY: `pidfd_open` takes a pid and flags, no pointers; its result is checked.
-    let opened = unsafe { libc::syscall(libc::SYS_pidfd_open, raw, 0) };
-    let Ok(opened) = i32::try_from(opened) else {
-        return ended(pid, true).map(|_| Wait::Ended);
-    };
-    if opened < 0 {
-        return ended(pid, true).map(|_| Wait::Ended);
-    }
-    // SAFETY: `pidfd_open` just opened it, owned here only.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(opened) };
     let mut fds = [
         libc::pollfd {
             fd: pidfd.as_raw_fd(),
@@ -312,6 +302,18 @@ fn ended_or_done(pid: u32, pipe: &std::fs::File) -> std::io::Result<Wait> {
             });
         }
     }
+}
+
+/// A descriptor of the process `pid` that becomes readable when it ends (`pidfd_open(2)`);
+/// `None` where the kernel has none (Linux before 5.3).
+fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let pid = libc::pid_t::try_from(pid).ok()?;
+    // SAFETY: `pidfd_open` takes a pid and flags, no pointers; its result is checked.
+    let opened = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let opened = i32::try_from(opened).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: `pidfd_open` just opened it, owned here only.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(opened) })
 }
 
 /// Children [`output_watched`] returned before they ended: each is waited for on a thread of

@@ -322,12 +322,15 @@ pub(crate) fn exit_code(status: std::process::ExitStatus) -> ExitCode {
 pub(crate) fn exec(mut command: Command) -> ExitCode {
     match command.status() {
         Ok(status) => exit_code(status),
-        Err(err) => {
-            eprintln!(
-                "error: cannot run `{}`: {err}",
-                command.get_program().to_string_lossy()
-            );
-            ExitCode::FAILURE
-        }
+        Err(err) => cannot_run(&command, &err),
     }
+}
+
+/// Says that `command` could not be started (`err`), and returns the failure exit code.
+pub(crate) fn cannot_run(command: &Command, err: &std::io::Error) -> ExitCode {
+    eprintln!(
+        "error: cannot run `{}`: {err}",
+        command.get_program().to_string_lossy()
+    );
+    ExitCode::FAILURE
 }

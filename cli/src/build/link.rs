@@ -169,13 +169,7 @@ fn link_and_tell(mut command: Command, mut linked: std::fs::File) -> ExitCode {
     use std::io::Write;
     let output = match command.output() {
         Ok(output) => output,
-        Err(err) => {
-            eprintln!(
-                "error: cannot run `{}`: {err}",
-                command.get_program().to_string_lossy()
-            );
-            return ExitCode::FAILURE;
-        }
+        Err(err) => return crate::build::capture::cannot_run(&command, &err),
     };
     let _ = std::io::stdout().write_all(&output.stdout);
     let _ = std::io::stderr().write_all(&output.stderr);

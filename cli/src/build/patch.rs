@@ -243,10 +243,7 @@ impl LinkSignals {
         if abandoned {
             return PendingIndex::read_dir(dir, crate_name);
         }
-        PendingIndex {
-            index: std::sync::OnceLock::new(),
-            reader: std::sync::Mutex::new(Some(self.reader)),
-        }
+        PendingIndex::reading(self.reader)
     }
 }
 
@@ -254,11 +251,16 @@ impl PendingIndex {
     /// Starts reading the objects in `dir` (see [`CodeIndex::read_dir`]); `None` when they cannot
     /// be read.
     fn read_dir(dir: PathBuf, crate_name: String) -> Self {
+        Self::reading(std::thread::spawn(move || {
+            CodeIndex::read_dir(&dir, &crate_name).ok()
+        }))
+    }
+
+    /// The index that `reader` reads.
+    fn reading(reader: std::thread::JoinHandle<Option<CodeIndex>>) -> Self {
         PendingIndex {
             index: std::sync::OnceLock::new(),
-            reader: std::sync::Mutex::new(Some(std::thread::spawn(move || {
-                CodeIndex::read_dir(&dir, &crate_name).ok()
-            }))),
+            reader: std::sync::Mutex::new(Some(reader)),
         }
     }
 
