@@ -96,18 +96,16 @@ pub(crate) fn is_allocator_entry(name: &str) -> bool {
     })
 }
 
-/// Whether the rlib at `path` defines the global allocator's entry point `__rust_alloc`
-/// (`#[global_allocator]` in its crate), from the archive's symbol index; `None` when it cannot
-/// be read.
+/// Whether the rlib at `path` defines the global allocator's entry points (see
+/// [`ALLOCATOR_ENTRIES`]: `#[global_allocator]` in its crate), from the archive's symbol index;
+/// `None` when it cannot be read. Only names that spell `__rust_` are demangled.
 pub(crate) fn defines_global_allocator(path: &Path) -> Option<bool> {
-    let alloc = ALLOCATOR_ENTRIES[0];
     let names = archive_symbols(path).ok()?;
-    Some(names.iter().any(|name| {
-        name.contains(alloc) && {
-            let demangled = demangle(name);
-            demangled == alloc || demangled.ends_with(&format!("::{alloc}"))
-        }
-    }))
+    Some(
+        names
+            .iter()
+            .any(|name| name.contains("__rust_") && is_allocator_entry(&demangle(name))),
+    )
 }
 
 /// The names of the symbols the archive at `path` defines, from its symbol index (the archive
