@@ -1863,35 +1863,46 @@ mod tests {
         let mut written = DwarfUnit::new(encoding);
         let unit = &mut written.unit;
         let root = unit.root();
-        let base = unit.add(root, gimli::DW_TAG_base_type);
-        unit.get_mut(base)
-            .set(gimli::DW_AT_name, Value::String(b"u64".to_vec()));
-        unit.get_mut(base)
-            .set(gimli::DW_AT_byte_size, Value::Udata(8));
-        let space = unit.add(root, gimli::DW_TAG_namespace);
-        unit.get_mut(space)
-            .set(gimli::DW_AT_name, Value::String(b"app".to_vec()));
-        let declared = unit.add(space, gimli::DW_TAG_structure_type);
-        unit.get_mut(declared)
-            .set(gimli::DW_AT_name, Value::String(b"Counting".to_vec()));
-        unit.get_mut(declared)
-            .set(gimli::DW_AT_declaration, Value::Flag(true));
-        let defined = unit.add(space, gimli::DW_TAG_structure_type);
-        for (name, value) in [
-            (gimli::DW_AT_name, Value::String(b"Counting".to_vec())),
-            (gimli::DW_AT_byte_size, Value::Udata(8)),
-            (gimli::DW_AT_alignment, Value::Udata(8)),
-        ] {
-            unit.get_mut(defined).set(name, value);
-        }
-        let member = unit.add(defined, gimli::DW_TAG_member);
-        for (name, value) in [
-            (gimli::DW_AT_name, Value::String(b"count".to_vec())),
-            (gimli::DW_AT_type, Value::UnitRef(base)),
-            (gimli::DW_AT_data_member_location, Value::Udata(0)),
-        ] {
-            unit.get_mut(member).set(name, value);
-        }
+        let mut add = |parent, tag, attributes: Vec<(gimli::DwAt, Value)>| {
+            let entry = unit.add(parent, tag);
+            for (name, value) in attributes {
+                unit.get_mut(entry).set(name, value);
+            }
+            entry
+        };
+        let name = |text: &str| (gimli::DW_AT_name, Value::String(text.as_bytes().to_vec()));
+        let base = add(
+            root,
+            gimli::DW_TAG_base_type,
+            vec![name("u64"), (gimli::DW_AT_byte_size, Value::Udata(8))],
+        );
+        let space = add(root, gimli::DW_TAG_namespace, vec![name("app")]);
+        add(
+            space,
+            gimli::DW_TAG_structure_type,
+            vec![
+                name("Counting"),
+                (gimli::DW_AT_declaration, Value::Flag(true)),
+            ],
+        );
+        let defined = add(
+            space,
+            gimli::DW_TAG_structure_type,
+            vec![
+                name("Counting"),
+                (gimli::DW_AT_byte_size, Value::Udata(8)),
+                (gimli::DW_AT_alignment, Value::Udata(8)),
+            ],
+        );
+        add(
+            defined,
+            gimli::DW_TAG_member,
+            vec![
+                name("count"),
+                (gimli::DW_AT_type, Value::UnitRef(base)),
+                (gimli::DW_AT_data_member_location, Value::Udata(0)),
+            ],
+        );
         let mut sections = Sections::new(EndianVec::new(RunTimeEndian::Little));
         written.write(&mut sections).unwrap();
         let dwarf = gimli::Dwarf::load(|id| -> Result<_, gimli::Error> {
